@@ -1,0 +1,1 @@
+"""The three Vitals services and the ``vitals`` command line."""

@@ -1,0 +1,104 @@
+"""The alerts service: turns score changes into alerts and delivers them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import FastAPI, Query
+
+from services.alerts import repository
+from services.alerts.consumer import AlertsHandler, Clock
+from services.alerts.dispatcher import Dispatcher
+from services.alerts.models import consumer_offsets
+from services.alerts.schemas import AlertList, AlertRead, AlertState
+from services.alerts.settings import AlertsSettings
+from shared.consumer import TransactionalConsumer
+from shared.db import create_engine, session_factory
+from shared.health import Readiness, wait_until_fine
+from shared.http import DbSession, create_service_app
+from shared.kafka import ensure_topics, make_consumer, start_with_retry, topic_spec
+from shared.migrations import MigrationSet, schema_problem
+
+MIGRATIONS = MigrationSet("alerts", Path(__file__).parent / "migrations")
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_app(settings: AlertsSettings | None = None, clock: Clock = utc_now) -> FastAPI:
+    settings = settings or AlertsSettings()
+    engine = create_engine(settings.alerts_database_url)
+    sessions = session_factory(engine)
+    readiness = Readiness("kafka", "consumer")
+    readiness.add_probe("database", lambda: schema_problem(engine, MIGRATIONS))
+    wake_dispatcher = asyncio.Event()
+    dispatcher = Dispatcher(settings, sessions, clock, wake_dispatcher)
+    consumer = TransactionalConsumer(
+        name="alerts",
+        topic=settings.scores_topic,
+        group_id=settings.alerts_consumer_group,
+        make_consumer=lambda: make_consumer(settings, "alerts", settings.alerts_consumer_group),
+        sessions=sessions,
+        offsets_table=consumer_offsets,
+        handler=AlertsHandler(settings, clock, wake_dispatcher),
+        readiness=readiness,
+        retry_max_s=settings.startup_retry_max_s,
+    )
+
+    async def work() -> None:
+        retry = settings.startup_retry_max_s
+        scores = [topic_spec(settings, settings.scores_topic, compacted=True)]
+        await wait_until_fine(
+            lambda: schema_problem(engine, MIGRATIONS), readiness.reporter("consumer"), retry
+        )
+        dispatching = asyncio.create_task(dispatcher.run(), name="alerts-dispatcher")
+        try:
+            await start_with_retry(
+                "kafka", lambda: ensure_topics(settings, scores), readiness.reporter("kafka"), retry
+            )
+            await consumer.run()
+        finally:
+            dispatching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await dispatching
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        worker = asyncio.create_task(work(), name="alerts-worker")
+        yield
+        worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await worker
+        await dispatcher.close()
+        await engine.dispose()
+
+    app = create_service_app(
+        title="Vitals alerts",
+        description="Alerts raised on account health, and their delivery to CSM channels.",
+        lifespan=lifespan,
+    )
+    app.state.readiness = readiness
+    app.state.sessions = sessions
+    _add_routes(app)
+    return app
+
+
+def _add_routes(app: FastAPI) -> None:
+    @app.get("/v1/alerts", response_model=AlertList, tags=["alerts"], summary="List alerts")
+    async def list_alerts(
+        session: DbSession,
+        state: Annotated[AlertState | None, Query(description="open or resolved")] = None,
+        account_id: Annotated[str | None, Query(max_length=200)] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> AlertList:
+        rows = await repository.list_alerts(
+            session, state.value if state else None, account_id, limit
+        )
+        return AlertList(alerts=[AlertRead.model_validate(row) for row in rows])

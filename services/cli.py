@@ -1,0 +1,125 @@
+"""The ``vitals`` command: serve a service, migrate its database, check settings."""
+
+from __future__ import annotations
+
+import asyncio
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+import uvicorn
+from pydantic import ValidationError
+from pydantic_settings import BaseSettings
+
+from services.alerts.settings import AlertsSettings
+from services.ingest.settings import IngestSettings
+from services.scoring.settings import ScoringSettings
+from shared.db import create_engine, redact_url
+from shared.logging import configure_logging
+from shared.migrations import MigrationSet, upgrade_to_head
+
+app = typer.Typer(help="Vitals: customer-health scoring.", no_args_is_help=True)
+config_app = typer.Typer(help="Inspect settings.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+
+class Service(StrEnum):
+    ingest = "ingest"
+    scoring = "scoring"
+    alerts = "alerts"
+
+
+DEFAULT_PORTS = {Service.ingest: 8001, Service.scoring: 8002, Service.alerts: 8003}
+SETTINGS: dict[Service, type[BaseSettings]] = {
+    Service.ingest: IngestSettings,
+    Service.scoring: ScoringSettings,
+    Service.alerts: AlertsSettings,
+}
+
+
+@app.command()
+def serve(
+    service: Service,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int | None, typer.Option(help="Port; 8001/8002/8003 by default.")] = None,
+) -> None:
+    """Run one service (its API and its Kafka worker) until interrupted."""
+    settings = _load_settings(service)
+    configure_logging(getattr(settings, "log_level", "INFO"), service.value)
+    if service is Service.ingest:
+        from services.ingest.app import create_app as create_ingest
+
+        api = create_ingest(IngestSettings())
+    elif service is Service.scoring:
+        from services.scoring.app import create_app as create_scoring
+
+        api = create_scoring(ScoringSettings())
+    else:
+        from services.alerts.app import create_app as create_alerts
+
+        api = create_alerts(AlertsSettings())
+    uvicorn.run(api, host=host, port=port or DEFAULT_PORTS[service], log_config=None)
+
+
+@app.command()
+def migrate(
+    service: Annotated[Service | None, typer.Argument(help="Only this service.")] = None,
+) -> None:
+    """Bring the databases of scoring and alerts to their newest schema."""
+    targets = [service] if service else [Service.scoring, Service.alerts]
+    for target in targets:
+        if target is Service.ingest:
+            typer.echo("ingest keeps no database: nothing to migrate")
+            continue
+        url, migrations = _database(target)
+        asyncio.run(_upgrade(url, migrations))
+        typer.echo(f"{target.value}: {redact_url(url)} is at {migrations.head()}")
+
+
+async def _upgrade(url: str, migrations: MigrationSet) -> None:
+    engine = create_engine(url)
+    try:
+        await upgrade_to_head(engine, migrations)
+    finally:
+        await engine.dispose()
+
+
+def _database(service: Service) -> tuple[str, MigrationSet]:
+    if service is Service.scoring:
+        from services.scoring.app import MIGRATIONS as SCORING
+
+        return ScoringSettings().scoring_database_url, SCORING
+    from services.alerts.app import MIGRATIONS as ALERTS
+
+    return AlertsSettings().alerts_database_url, ALERTS
+
+
+@config_app.command("check")
+def config_check() -> None:
+    """Validate every service's settings from the environment and show them, secrets masked."""
+    failed = False
+    for service in Service:
+        try:
+            settings = SETTINGS[service]()
+        except ValidationError as exc:
+            failed = True
+            typer.echo(f"[{service.value}] invalid settings:", err=True)
+            for error in exc.errors(include_url=False):
+                name = "VITALS_" + "_".join(str(p) for p in error["loc"]).upper()
+                typer.echo(f"  {name}: {error['msg']}", err=True)
+            continue
+        typer.echo(f"[{service.value}] ok")
+        for name, value in settings.model_dump().items():
+            typer.echo(f"  VITALS_{name.upper()}={_shown(name, value)}")
+    if failed:
+        raise typer.Exit(1)
+
+
+def _shown(name: str, value: object) -> str:
+    if value is None:
+        return ""
+    if name.endswith("database_url"):
+        return redact_url(str(value))
+    if any(word in name for word in ("secret", "password", "token", "webhook_url")):
+        return "****"
+    return str(value)

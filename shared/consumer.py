@@ -1,0 +1,167 @@
+"""The consume loop shared by scoring and alerts: decode -> apply -> flush -> commit.
+
+Each batch from ``getmany`` is applied and flushed in ONE database transaction
+together with the next offset of every partition in it; derived messages are sent
+only after that commit, and Kafka's own commit comes last and is informational.
+On assignment, positions are read back from the database, which is the source of
+truth, so a crash anywhere replays only what was not flushed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+from sqlalchemy import Table
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared import metrics
+from shared.db import SessionFactory
+from shared.health import Readiness
+from shared.kafka import BrokerUnavailable, RebalanceListener, start_with_retry
+from shared.offsets import load_offsets, save_offsets
+from shared.retry import Backoff
+
+log = logging.getLogger(__name__)
+
+Records = list[ConsumerRecord]
+
+
+class BatchHandler(Protocol):
+    """What a service plugs into the loop; ``apply`` must not do I/O outside ``session``."""
+
+    async def apply(self, session: AsyncSession, records: Records) -> None: ...
+
+    async def after_commit(self) -> None:
+        """Publish what the committed batch produced (may raise BrokerUnavailable)."""
+
+
+class TransactionalConsumer:
+    def __init__(
+        self,
+        *,
+        name: str,
+        topic: str,
+        group_id: str,
+        make_consumer: Callable[[], AIOKafkaConsumer],
+        sessions: SessionFactory,
+        offsets_table: Table,
+        handler: BatchHandler,
+        readiness: Readiness,
+        max_records: int = 500,
+        retry_max_s: float = 30.0,
+    ) -> None:
+        self.name = name
+        self.topic = topic
+        self.group_id = group_id
+        self._make_consumer = make_consumer
+        self._sessions = sessions
+        self._offsets = offsets_table
+        self._handler = handler
+        self._readiness = readiness
+        self._max_records = max_records
+        self._retry_max_s = retry_max_s
+        self._batch_lock = asyncio.Lock()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._assignment_error: Exception | None = None
+
+    async def run(self) -> None:
+        """Consume until cancelled, reconnecting after broker or database failures."""
+        backoff = Backoff(max_delay_s=self._retry_max_s)
+        while True:
+            self._consumer = self._make_consumer()
+            self._assignment_error = None
+            try:
+                await self._start()
+                backoff.reset()
+                await self._consume()
+            except (KafkaError, BrokerUnavailable, SQLAlchemyError, OSError) as exc:
+                delay = backoff.next_delay()
+                problem = f"{type(exc).__name__}: {exc}".splitlines()[0]
+                self._readiness.report("consumer", f"restarting after {problem}")
+                log.warning("%s consumer failed, restarting in %.1fs: %s", self.name, delay, exc)
+                await asyncio.sleep(delay)
+            finally:
+                await self._stop()
+
+    async def _start(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        self._readiness.report("consumer", "waiting for the broker")
+        await start_with_retry(
+            "kafka", consumer.start, self._readiness.reporter("kafka"), self._retry_max_s
+        )
+        consumer.subscribe(
+            [self.topic], listener=RebalanceListener(self._on_assigned, self._on_revoked)
+        )
+
+    async def _stop(self) -> None:
+        if self._consumer is not None:
+            consumer, self._consumer = self._consumer, None
+            try:
+                await consumer.stop()
+            except KafkaError as exc:
+                log.warning("%s consumer did not stop cleanly: %s", self.name, exc)
+
+    async def _consume(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        while True:
+            batch = await consumer.getmany(timeout_ms=500, max_records=self._max_records)
+            if self._assignment_error is not None:
+                # aiokafka only logs a failing listener; consuming from Kafka's own
+                # positions instead of the database's would double-count.
+                raise self._assignment_error
+            async with self._batch_lock:
+                owned = consumer.assignment()
+                records = [r for tp, rs in batch.items() if tp in owned for r in rs]
+                if records:
+                    await self._flush(consumer, records)
+            await self._handler.after_commit()
+
+    async def _flush(self, consumer: AIOKafkaConsumer, records: Records) -> None:
+        started = time.perf_counter()
+        positions: dict[TopicPartition, int] = {}
+        for record in records:
+            positions[TopicPartition(record.topic, record.partition)] = record.offset + 1
+        async with self._sessions() as session, session.begin():
+            await self._handler.apply(session, records)
+            await save_offsets(session, self._offsets, self.group_id, positions)
+        metrics.CONSUMER_RECORDS.labels(self.name).inc(len(records))
+        metrics.CONSUMER_BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+        try:
+            await consumer.commit(positions)
+        except KafkaError as exc:  # informational only: the database holds the truth
+            log.info("%s kafka commit skipped: %s", self.name, exc)
+
+    async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        async with self._batch_lock:
+            try:
+                async with self._sessions() as session:
+                    stored = await load_offsets(session, self._offsets, self.group_id, assigned)
+            except (SQLAlchemyError, OSError) as exc:
+                self._assignment_error = exc
+                return
+            for tp in assigned:
+                if tp in stored:
+                    consumer.seek(tp, stored[tp])
+                else:
+                    await consumer.seek_to_beginning(tp)
+        partitions = sorted(tp.partition for tp in assigned)
+        log.info("%s assigned partitions %s", self.name, partitions)
+        metrics.CONSUMER_ASSIGNED.labels(self.name).set(len(assigned))
+        self._readiness.report("consumer", None)
+
+    async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+        # Waiting for the batch in flight means its offsets are flushed before
+        # another replica can take the partitions over.
+        async with self._batch_lock:
+            log.info("%s revoked partitions %s", self.name, sorted(tp.partition for tp in revoked))

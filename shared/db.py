@@ -1,0 +1,67 @@
+"""Async database plumbing: engines, sessions, a readiness probe and upserts.
+
+PostgreSQL (asyncpg) in production; SQLite (aiosqlite) for a first local run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Table, event, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+SessionFactory = async_sessionmaker[AsyncSession]
+
+
+def create_engine(url: str) -> AsyncEngine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_async_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(url, connect_args={"timeout": 30})
+    event.listen(engine.sync_engine, "connect", _tune_sqlite)
+    return engine
+
+
+def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets the API read while the consumer writes; the busy timeout makes
+    # concurrent writers in one process wait instead of failing.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def session_factory(engine: AsyncEngine) -> SessionFactory:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def probe_database(engine: AsyncEngine) -> str | None:
+    """``None`` when the database answers, else what went wrong."""
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+    except (SQLAlchemyError, OSError) as exc:
+        return f"unreachable: {type(exc).__name__}: {exc}".splitlines()[0]
+    return None
+
+
+def upsert(session: AsyncSession, table: Table) -> Any:
+    """An INSERT that takes ``.on_conflict_do_update`` on PostgreSQL and SQLite alike."""
+    dialect = session.bind.dialect.name if session.bind else "postgresql"
+    return (sqlite.insert if dialect == "sqlite" else postgresql.insert)(table)
+
+
+def redact_url(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)

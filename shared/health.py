@@ -1,0 +1,55 @@
+"""Readiness: what a service still waits for, as ``/readyz`` reports it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from shared.retry import Backoff
+
+Probe = Callable[[], Awaitable[str | None]]
+PROBE_TIMEOUT_S = 2.0
+
+
+class Readiness:
+    """Named checks, each either fine (``None``) or a problem a person can read.
+
+    Background workers ``report`` the state of what they own (the broker, the
+    partitions); probes are run on every ``/readyz`` request (the database).
+    """
+
+    def __init__(self, *checks: str) -> None:
+        self._problems: dict[str, str | None] = {name: "starting" for name in checks}
+        self._probes: dict[str, Probe] = {}
+
+    def reporter(self, check: str) -> Callable[[str | None], None]:
+        def report(problem: str | None) -> None:
+            self._problems[check] = problem
+
+        return report
+
+    def report(self, check: str, problem: str | None) -> None:
+        self._problems[check] = problem
+
+    def add_probe(self, check: str, probe: Probe) -> None:
+        self._probes[check] = probe
+
+    async def evaluate(self) -> dict[str, str]:
+        results = dict(self._problems)
+        for name, probe in self._probes.items():
+            try:
+                results[name] = await asyncio.wait_for(probe(), PROBE_TIMEOUT_S)
+            except TimeoutError:
+                results[name] = f"no answer within {PROBE_TIMEOUT_S:g}s"
+        return {name: problem or "ok" for name, problem in results.items()}
+
+
+async def wait_until_fine(
+    probe: Probe, report: Callable[[str | None], None], max_delay_s: float
+) -> None:
+    """Probe with backoff until it finds nothing wrong, reporting what it finds."""
+    backoff = Backoff(max_delay_s=max_delay_s)
+    while (problem := await probe()) is not None:
+        report(problem)
+        await asyncio.sleep(backoff.next_delay())
+    report(None)

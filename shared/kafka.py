@@ -1,0 +1,146 @@
+"""Kafka plumbing on aiokafka: topic creation, an idempotent producer and a
+manually committed consumer with a rebalance listener.
+
+Connecting is retried in the background so that a service starts, and reports
+what is missing on ``/readyz``, while the broker is still away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
+
+from shared.retry import Backoff
+from shared.settings import VitalsSettings
+
+log = logging.getLogger(__name__)
+
+TOPIC_ALREADY_EXISTS = 36
+PUBLISH_TIMEOUT_S = 10.0
+
+
+class BrokerUnavailable(Exception):
+    """The broker did not acknowledge in time: nothing may be assumed stored."""
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    replication_factor: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def topic_spec(settings: VitalsSettings, name: str, *, compacted: bool = False) -> TopicSpec:
+    config = {"cleanup.policy": "compact"} if compacted else {}
+    return TopicSpec(name, settings.topic_partitions, settings.topic_replication_factor, config)
+
+
+async def ensure_topics(settings: VitalsSettings, specs: Iterable[TopicSpec]) -> None:
+    """Create the topics that do not exist yet; existing ones are left as they are."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        client_id=f"{settings.kafka_client_id_prefix}-admin",
+    )
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [
+            NewTopic(s.name, s.partitions, s.replication_factor, topic_configs=s.config)
+            for s in specs
+            if s.name not in existing
+        ]
+        if not missing:
+            return
+        response = await admin.create_topics(missing)
+        for topic, code, *message in response.topic_errors:
+            if code not in (0, TOPIC_ALREADY_EXISTS):
+                raise KafkaError(f"cannot create topic {topic}: error {code} {message}")
+            log.info("topic ready", extra={"topic": topic})
+    finally:
+        await admin.close()
+
+
+def make_producer(settings: VitalsSettings, role: str) -> AIOKafkaProducer:
+    """An idempotent producer that waits for all in-sync replicas."""
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        client_id=f"{settings.kafka_client_id_prefix}-{role}",
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=2,
+        request_timeout_ms=int(PUBLISH_TIMEOUT_S * 1000),
+    )
+
+
+async def send_all(
+    producer: AIOKafkaProducer,
+    topic: str,
+    records: Iterable[tuple[bytes, bytes]],
+    timeout_s: float = PUBLISH_TIMEOUT_S,
+) -> None:
+    """Send (key, value) records and wait until the broker acknowledged all of them."""
+    try:
+        futures = [await producer.send(topic, value=value, key=key) for key, value in records]
+        await asyncio.wait_for(asyncio.gather(*futures), timeout_s)
+    except (KafkaError, TimeoutError) as exc:
+        raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+
+def make_consumer(
+    settings: VitalsSettings, role: str, group_id: str, **overrides: object
+) -> AIOKafkaConsumer:
+    """A consumer whose positions are committed by the service, never automatically."""
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        client_id=f"{settings.kafka_client_id_prefix}-{role}",
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level="read_committed",
+        **overrides,
+    )
+
+
+PartitionsCallback = Callable[[set[TopicPartition]], Awaitable[None]]
+
+
+class RebalanceListener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Forwards rebalances: flush on revoke, load state and seek on assign."""
+
+    def __init__(self, on_assigned: PartitionsCallback, on_revoked: PartitionsCallback) -> None:
+        self._on_assigned = on_assigned
+        self._on_revoked = on_revoked
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._on_revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._on_assigned(set(assigned))
+
+
+async def start_with_retry(
+    name: str,
+    start: Callable[[], Awaitable[None]],
+    report: Callable[[str | None], None],
+    max_delay_s: float,
+) -> None:
+    """Call ``start`` until it succeeds, reporting each failure (``None`` once it works)."""
+    backoff = Backoff(max_delay_s=max_delay_s)
+    while True:
+        try:
+            await start()
+        except (KafkaError, OSError) as exc:
+            delay = backoff.next_delay()
+            report(f"unreachable: {type(exc).__name__}: {exc}")
+            log.warning("%s not reachable, retrying in %.1fs: %s", name, delay, exc)
+            await asyncio.sleep(delay)
+        else:
+            report(None)
+            return

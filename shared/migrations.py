@@ -1,0 +1,79 @@
+"""Alembic, run programmatically: each service keeps its own migrations folder and
+its own version table, so services can share a database without clashing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from alembic import command, context
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, MetaData
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+
+@dataclass(frozen=True)
+class MigrationSet:
+    service: str
+    folder: Path
+
+    @property
+    def version_table(self) -> str:
+        return f"alembic_version_{self.service}"
+
+    def config(self) -> Config:
+        config = Config()
+        config.set_main_option("script_location", str(self.folder))
+        config.attributes["version_table"] = self.version_table
+        return config
+
+    def head(self) -> str | None:
+        return ScriptDirectory.from_config(self.config()).get_current_head()
+
+
+async def upgrade_to_head(engine: AsyncEngine, migrations: MigrationSet) -> None:
+    config = migrations.config()
+
+    def upgrade(connection: Connection) -> None:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+    async with engine.begin() as connection:
+        await connection.run_sync(upgrade)
+
+
+async def schema_problem(engine: AsyncEngine, migrations: MigrationSet) -> str | None:
+    """``None`` when the database schema is at head, else what to do about it."""
+
+    def current(connection: Connection) -> str | None:
+        options = {"version_table": migrations.version_table}
+        return MigrationContext.configure(connection, opts=options).get_current_revision()
+
+    try:
+        async with engine.connect() as connection:
+            revision = await connection.run_sync(current)
+    except (SQLAlchemyError, OSError) as exc:
+        return f"unreachable: {type(exc).__name__}: {exc}".splitlines()[0]
+    head = migrations.head()
+    if revision != head:
+        return f"schema at {revision or 'nothing'}, expected {head}: run `vitals migrate`"
+    return None
+
+
+def run_migrations_in_env(target_metadata: MetaData) -> None:
+    """Body of every service's ``migrations/env.py``."""
+    config = context.config
+    connection = config.attributes.get("connection")
+    if connection is None:
+        raise RuntimeError("run migrations with `vitals migrate`, not the alembic command")
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        version_table=config.attributes["version_table"],
+        render_as_batch=connection.dialect.name == "sqlite",
+    )
+    with context.begin_transaction():
+        context.run_migrations()
