@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from enum import StrEnum
 from typing import Annotated
 
 import typer
 import uvicorn
 from pydantic import ValidationError
-from pydantic_settings import BaseSettings
 
 from services.alerts.settings import AlertsSettings
 from services.ingest.settings import IngestSettings
 from services.scoring.settings import ScoringSettings
 from shared.db import create_engine, redact_url
+from shared.events import event_json_schema
 from shared.logging import configure_logging
 from shared.migrations import MigrationSet, upgrade_to_head
+from shared.settings import VitalsSettings
 
 app = typer.Typer(help="Vitals: customer-health scoring.", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect settings.", no_args_is_help=True)
@@ -30,7 +32,7 @@ class Service(StrEnum):
 
 
 DEFAULT_PORTS = {Service.ingest: 8001, Service.scoring: 8002, Service.alerts: 8003}
-SETTINGS: dict[Service, type[BaseSettings]] = {
+SETTINGS: dict[Service, type[VitalsSettings]] = {
     Service.ingest: IngestSettings,
     Service.scoring: ScoringSettings,
     Service.alerts: AlertsSettings,
@@ -45,19 +47,20 @@ def serve(
 ) -> None:
     """Run one service (its API and its Kafka worker) until interrupted."""
     settings = _load_settings(service)
-    configure_logging(getattr(settings, "log_level", "INFO"), service.value)
-    if service is Service.ingest:
+    configure_logging(settings.log_level, service.value)
+    if isinstance(settings, IngestSettings):
         from services.ingest.app import create_app as create_ingest
 
-        api = create_ingest(IngestSettings())
-    elif service is Service.scoring:
+        api = create_ingest(settings)
+    elif isinstance(settings, ScoringSettings):
         from services.scoring.app import create_app as create_scoring
 
-        api = create_scoring(ScoringSettings())
+        api = create_scoring(settings)
     else:
         from services.alerts.app import create_app as create_alerts
 
-        api = create_alerts(AlertsSettings())
+        assert isinstance(settings, AlertsSettings)
+        api = create_alerts(settings)
     uvicorn.run(api, host=host, port=port or DEFAULT_PORTS[service], log_config=None)
 
 
@@ -94,19 +97,27 @@ def _database(service: Service) -> tuple[str, MigrationSet]:
     return AlertsSettings().alerts_database_url, ALERTS
 
 
+def _load_settings(service: Service) -> VitalsSettings:
+    """The service's settings from the environment; on errors, name each variable and exit."""
+    try:
+        return SETTINGS[service]()
+    except ValidationError as exc:
+        typer.echo(f"[{service.value}] invalid settings:", err=True)
+        for error in exc.errors(include_url=False):
+            name = "VITALS_" + "_".join(str(p) for p in error["loc"]).upper()
+            typer.echo(f"  {name}: {error['msg']}", err=True)
+        raise typer.Exit(2) from None
+
+
 @config_app.command("check")
 def config_check() -> None:
     """Validate every service's settings from the environment and show them, secrets masked."""
     failed = False
     for service in Service:
         try:
-            settings = SETTINGS[service]()
-        except ValidationError as exc:
+            settings = _load_settings(service)
+        except typer.Exit:
             failed = True
-            typer.echo(f"[{service.value}] invalid settings:", err=True)
-            for error in exc.errors(include_url=False):
-                name = "VITALS_" + "_".join(str(p) for p in error["loc"]).upper()
-                typer.echo(f"  {name}: {error['msg']}", err=True)
             continue
         typer.echo(f"[{service.value}] ok")
         for name, value in settings.model_dump().items():
@@ -123,3 +134,9 @@ def _shown(name: str, value: object) -> str:
     if any(word in name for word in ("secret", "password", "token", "webhook_url")):
         return "****"
     return str(value)
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of the normalised event (docs/event-schema.json)."""
+    typer.echo(json.dumps(event_json_schema(), indent=2, sort_keys=True))

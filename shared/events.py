@@ -114,5 +114,5 @@ class Event(EventFields):
 def event_json_schema() -> dict[str, Any]:
     schema = Event.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["$id"] = f"https://vitals.dev/schemas/event/v{SCHEMA_VERSION}.json"
+    schema["$id"] = f"urn:vitals:event:v{SCHEMA_VERSION}"
     return schema

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import FastAPI, Query
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.alerts import repository
 from services.alerts.consumer import AlertsHandler, Clock
@@ -40,38 +41,24 @@ def create_app(settings: AlertsSettings | None = None, clock: Clock = utc_now) -
     readiness.add_probe("database", lambda: schema_problem(engine, MIGRATIONS))
     wake_dispatcher = asyncio.Event()
     dispatcher = Dispatcher(settings, sessions, clock, wake_dispatcher)
-    consumer = TransactionalConsumer(
-        name="alerts",
-        topic=settings.scores_topic,
-        group_id=settings.alerts_consumer_group,
-        make_consumer=lambda: make_consumer(settings, "alerts", settings.alerts_consumer_group),
-        sessions=sessions,
-        offsets_table=consumer_offsets,
-        handler=AlertsHandler(settings, clock, wake_dispatcher),
-        readiness=readiness,
-        retry_max_s=settings.startup_retry_max_s,
-    )
-
-    async def work() -> None:
-        retry = settings.startup_retry_max_s
-        scores = [topic_spec(settings, settings.scores_topic, compacted=True)]
-        await wait_until_fine(
-            lambda: schema_problem(engine, MIGRATIONS), readiness.reporter("consumer"), retry
-        )
-        dispatching = asyncio.create_task(dispatcher.run(), name="alerts-dispatcher")
-        try:
-            await start_with_retry(
-                "kafka", lambda: ensure_topics(settings, scores), readiness.reporter("kafka"), retry
-            )
-            await consumer.run()
-        finally:
-            dispatching.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await dispatching
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        worker = asyncio.create_task(work(), name="alerts-worker")
+        # aiokafka clients belong to the running loop, so they are made here.
+        consumer = TransactionalConsumer(
+            name="alerts",
+            topic=settings.scores_topic,
+            group_id=settings.alerts_consumer_group,
+            make_consumer=lambda: make_consumer(settings, "alerts", settings.alerts_consumer_group),
+            sessions=sessions,
+            offsets_table=consumer_offsets,
+            handler=AlertsHandler(settings, clock, wake_dispatcher),
+            readiness=readiness,
+            retry_max_s=settings.startup_retry_max_s,
+        )
+        worker = asyncio.create_task(
+            _work(settings, engine, readiness, dispatcher, consumer), name="alerts-worker"
+        )
         yield
         worker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -88,6 +75,30 @@ def create_app(settings: AlertsSettings | None = None, clock: Clock = utc_now) -
     app.state.sessions = sessions
     _add_routes(app)
     return app
+
+
+async def _work(
+    settings: AlertsSettings,
+    engine: AsyncEngine,
+    readiness: Readiness,
+    dispatcher: Dispatcher,
+    consumer: TransactionalConsumer,
+) -> None:
+    """Wait for the schema, then dispatch deliveries and consume until cancelled."""
+    retry = settings.startup_retry_max_s
+    scores = [topic_spec(settings, settings.scores_topic, compacted=True)]
+    await wait_until_fine(
+        lambda: schema_problem(engine, MIGRATIONS), readiness.reporter("consumer"), retry
+    )
+    dispatching = asyncio.create_task(dispatcher.run(), name="alerts-dispatcher")
+    try:
+        kafka = readiness.reporter("kafka")
+        await start_with_retry("kafka", lambda: ensure_topics(settings, scores), kafka, retry)
+        await consumer.run()
+    finally:
+        dispatching.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await dispatching
 
 
 def _add_routes(app: FastAPI) -> None:

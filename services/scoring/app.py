@@ -10,9 +10,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
+from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scoring import repository
 from services.scoring.consumer import Clock, ScoringHandler
@@ -40,37 +42,28 @@ def create_app(settings: ScoringSettings | None = None, clock: Clock = utc_now) 
     sessions = session_factory(engine)
     readiness = Readiness("kafka", "consumer")
     readiness.add_probe("database", lambda: schema_problem(engine, MIGRATIONS))
-    producer = make_producer(settings, "scoring")
-    consumer = TransactionalConsumer(
-        name="scoring",
-        topic=settings.events_topic,
-        group_id=settings.scoring_consumer_group,
-        make_consumer=lambda: make_consumer(settings, "scoring", settings.scoring_consumer_group),
-        sessions=sessions,
-        offsets_table=consumer_offsets,
-        handler=ScoringHandler(settings, sessions, producer, clock),
-        readiness=readiness,
-        max_records=settings.scoring_batch_max_records,
-        retry_max_s=settings.startup_retry_max_s,
-    )
-
-    async def work() -> None:
-        retry = settings.startup_retry_max_s
-        kafka = readiness.reporter("kafka")
-        topics = [
-            topic_spec(settings, settings.events_topic),
-            topic_spec(settings, settings.scores_topic, compacted=True),
-        ]
-        await wait_until_fine(
-            lambda: schema_problem(engine, MIGRATIONS), readiness.reporter("consumer"), retry
-        )
-        await start_with_retry("kafka", lambda: ensure_topics(settings, topics), kafka, retry)
-        await start_with_retry("kafka", producer.start, kafka, retry)
-        await consumer.run()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        worker = asyncio.create_task(work(), name="scoring-worker")
+        # aiokafka clients belong to the running loop, so they are made here.
+        producer = make_producer(settings, "scoring")
+        consumer = TransactionalConsumer(
+            name="scoring",
+            topic=settings.events_topic,
+            group_id=settings.scoring_consumer_group,
+            make_consumer=lambda: make_consumer(
+                settings, "scoring", settings.scoring_consumer_group
+            ),
+            sessions=sessions,
+            offsets_table=consumer_offsets,
+            handler=ScoringHandler(settings, sessions, producer, clock),
+            readiness=readiness,
+            max_records=settings.scoring_batch_max_records,
+            retry_max_s=settings.startup_retry_max_s,
+        )
+        worker = asyncio.create_task(
+            _work(settings, engine, readiness, producer, consumer), name="scoring-worker"
+        )
         yield
         worker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -87,6 +80,28 @@ def create_app(settings: ScoringSettings | None = None, clock: Clock = utc_now) 
     app.state.sessions = sessions
     _add_routes(app)
     return app
+
+
+async def _work(
+    settings: ScoringSettings,
+    engine: AsyncEngine,
+    readiness: Readiness,
+    producer: AIOKafkaProducer,
+    consumer: TransactionalConsumer,
+) -> None:
+    """Wait for the schema, create the topics, connect, then consume until cancelled."""
+    retry = settings.startup_retry_max_s
+    kafka = readiness.reporter("kafka")
+    topics = [
+        topic_spec(settings, settings.events_topic),
+        topic_spec(settings, settings.scores_topic, compacted=True),
+    ]
+    await wait_until_fine(
+        lambda: schema_problem(engine, MIGRATIONS), readiness.reporter("consumer"), retry
+    )
+    await start_with_retry("kafka", lambda: ensure_topics(settings, topics), kafka, retry)
+    await start_with_retry("kafka", producer.start, kafka, retry)
+    await consumer.run()
 
 
 AccountId = Annotated[str, PathParam(min_length=1, max_length=200)]

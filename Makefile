@@ -1,0 +1,48 @@
+# The entry points people type. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+BIN := $(VENV)/bin
+PYTHON ?= python3
+export KAFKA_PORT ?= 9092
+export PGPORT ?= 5433
+
+.PHONY: help install run test test-unit lint format schema clean
+
+help: ## Show the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+install: $(VENV)/.installed ## Create the virtualenv and install Vitals with pinned dependencies
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --constraint constraints.txt --editable '.[dev]'
+	@touch $@
+
+run: install ## Start local Kafka and the three services on SQLite (Ctrl-C stops them)
+	deploy/local/run.sh
+
+test: install ## Run unit, integration and e2e tests, starting PostgreSQL and Kafka if needed
+	deploy/local/with-infra.sh $(BIN)/pytest tests
+
+test-unit: install ## Run the unit tests only (no servers needed)
+	$(BIN)/pytest tests/unit
+
+lint: install ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install ## Apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+schema: install ## Regenerate docs/event-schema.json from the event model
+	$(BIN)/vitals schema > docs/event-schema.json
+
+clean: ## Stop local servers and delete var/ (databases, broker data)
+	-deploy/local/kafka.sh stop
+	-deploy/local/postgres.sh stop
+	rm -rf var

@@ -1,0 +1,148 @@
+from datetime import timedelta
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from sqlalchemy import func, select
+
+from services.scoring.app import MIGRATIONS, create_app
+from services.scoring.models import ScoreHistory, consumer_offsets
+from shared.db import create_engine, session_factory
+from shared.events import Event, SubscriptionStatus
+from shared.migrations import upgrade_to_head
+from shared.scores import ScoreChange
+from tests.support.apps import scoring_settings
+from tests.support.clock import FakeClock
+from tests.support.events import billing_event, usage_event
+from tests.support.infra import create_database, drop_database, new_database_url
+from tests.support.kafka import consume, produce
+from tests.support.servers import serve, wait_for
+
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
+
+
+async def _migrate(url: str) -> None:
+    engine = create_engine(url)
+    await upgrade_to_head(engine, MIGRATIONS)
+    await engine.dispose()
+
+
+@pytest.fixture
+async def migrated(database: str) -> str:
+    await _migrate(database)
+    return database
+
+
+def _records(events: list[Event]) -> list[tuple[bytes, bytes]]:
+    return [(e.account_id.encode(), e.to_bytes()) for e in events]
+
+
+async def _account(client: httpx.AsyncClient, account_id: str) -> dict[str, object] | None:
+    response = await client.get(f"/v1/accounts/{account_id}")
+    return response.json() if response.status_code == 200 else None
+
+
+def _applied(client: httpx.AsyncClient, account_id: str, count: int):  # type: ignore[no-untyped-def]
+    async def check() -> dict[str, object] | None:
+        account = await _account(client, account_id)
+        return account if account and account["events_applied"] == count else None
+
+    return check
+
+
+async def test_events_become_a_score_history_offsets_and_a_score_message(
+    kafka: str, migrated: str, topics: dict[str, str]
+) -> None:
+    clock = FakeClock()
+    settings = scoring_settings(kafka=kafka, database=migrated, topics=topics)
+    events = [
+        billing_event(account_id="acme", seats=2, occurred_at=clock.now),
+        usage_event(account_id="acme", user_id="u1", occurred_at=clock.now),
+        usage_event(account_id="gone", occurred_at=clock.now - timedelta(days=20)),
+    ]
+    async with serve(create_app(settings, clock)) as url, httpx.AsyncClient(base_url=url) as api:
+        await produce(kafka, topics["events_topic"], _records(events))
+        acme = await wait_for(_applied(api, "acme", 2), 30, "acme's events to be applied")
+        gone = await wait_for(_applied(api, "gone", 1), 30, "gone's event to be applied")
+        missing = await api.get("/v1/accounts/nobody")
+
+    assert acme["components"] == {"engagement": 50, "recency": 100, "billing": 100}
+    assert acme["health_score"] == 80 and acme["band"] == "green"
+    assert gone["health_score"] == 33 and gone["band"] == "red"
+    assert missing.status_code == 404
+    records = await consume(kafka, topics["scores_topic"], 2)
+    messages = [ScoreChange.from_bytes(r.value) for r in records]
+    assert {(m.account_id, m.sequence, m.health_score) for m in messages} >= {("gone", 1, 33)}
+    sessions = session_factory(engine := create_engine(migrated))
+    async with sessions() as session:
+        stored = sum((await session.scalars(select(consumer_offsets.c.next_offset))).all())
+        unpublished = await session.scalar(
+            select(func.count()).where(ScoreHistory.published_at.is_(None))
+        )
+    await engine.dispose()
+    assert stored == len(events)
+    assert unpublished == 0
+
+
+async def test_the_database_not_kafka_says_where_to_resume(
+    kafka: str, migrated: str, topics: dict[str, str]
+) -> None:
+    settings = scoring_settings(kafka=kafka, database=migrated, topics=topics)
+    first = [usage_event(account_id="acme", user_id=f"u{i}") for i in range(5)]
+    async with serve(create_app(settings)) as url, httpx.AsyncClient(base_url=url) as api:
+        await produce(kafka, topics["events_topic"], _records(first))
+        await wait_for(_applied(api, "acme", 5), 30, "the first events")
+
+    await _rewind_kafka_commits(
+        kafka, topics["events_topic"], topics["scoring_consumer_group"], settings.topic_partitions
+    )
+    second = [usage_event(account_id="acme", user_id="late")]
+    async with serve(create_app(settings)) as url, httpx.AsyncClient(base_url=url) as api:
+        await produce(kafka, topics["events_topic"], _records(second))
+        account = await wait_for(_applied(api, "acme", 6), 30, "the late event")
+        await produce(kafka, topics["events_topic"], _records([usage_event(account_id="probe")]))
+        await wait_for(_applied(api, "probe", 1), 30, "a probe event after the replay window")
+        after = await _account(api, "acme")
+
+    assert account["events_applied"] == 6
+    assert after is not None and after["events_applied"] == 6
+
+
+async def _rewind_kafka_commits(kafka: str, topic: str, group: str, partitions_count: int) -> None:
+    """Point the group's Kafka commits back to 0: the service must ignore them."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(partitions_count)]
+        consumer.assign(partitions)
+        await consumer.commit({tp: 0 for tp in partitions})
+    finally:
+        await consumer.stop()
+
+
+async def test_it_waits_for_its_database_and_recovers_by_itself(
+    kafka: str, postgres_admin: str, topics: dict[str, str]
+) -> None:
+    url = new_database_url(postgres_admin)
+    settings = scoring_settings(kafka=kafka, database=url, topics=topics)
+    async with serve(create_app(settings)) as base, httpx.AsyncClient(base_url=base) as api:
+        waiting = (await api.get("/readyz")).json()
+        await create_database(postgres_admin, url)
+        await _migrate(url)
+        await produce(
+            kafka,
+            topics["events_topic"],
+            _records([billing_event(account_id="acme", status=SubscriptionStatus.canceled)]),
+        )
+        account = await wait_for(_applied(api, "acme", 1), 60, "scoring to recover")
+        ready = await wait_for(lambda: _is_ready(api), 30, "readiness")
+    await drop_database(postgres_admin, url)
+
+    assert waiting["ready"] is False
+    assert waiting["checks"]["database"].startswith("unreachable")
+    assert account["health_score"] == 0
+    assert ready
+
+
+async def _is_ready(api: httpx.AsyncClient) -> bool:
+    return (await api.get("/readyz")).status_code == 200
