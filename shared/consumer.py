@@ -97,6 +97,7 @@ class TransactionalConsumer:
         await start_with_retry(
             "kafka", consumer.start, self._readiness.reporter("kafka"), self._retry_max_s
         )
+        self._readiness.report("kafka", None)
         consumer.subscribe(
             [self.topic], listener=RebalanceListener(self._on_assigned, self._on_revoked)
         )

@@ -131,7 +131,10 @@ async def start_with_retry(
     report: Callable[[str | None], None],
     max_delay_s: float,
 ) -> None:
-    """Call ``start`` until it succeeds, reporting each failure (``None`` once it works)."""
+    """Call ``start`` until it succeeds, reporting each failure.
+
+    Success is not reported: a caller with several steps says when all are done.
+    """
     backoff = Backoff(max_delay_s=max_delay_s)
     while True:
         try:
@@ -142,5 +145,4 @@ async def start_with_retry(
             log.warning("%s not reachable, retrying in %.1fs: %s", name, delay, exc)
             await asyncio.sleep(delay)
         else:
-            report(None)
             return

@@ -7,7 +7,7 @@ import sys
 
 from pythonjsonlogger.json import JsonFormatter
 
-FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+FORMAT = "%(levelname)s %(name)s %(message)s"
 
 
 def configure_logging(level: str, service: str) -> None:
@@ -15,9 +15,9 @@ def configure_logging(level: str, service: str) -> None:
     handler.setFormatter(
         JsonFormatter(
             FORMAT,
-            rename_fields={"levelname": "level", "asctime": "time", "name": "logger"},
+            rename_fields={"levelname": "level", "name": "logger"},
             static_fields={"service": service},
-            timestamp=False,
+            timestamp="time",
         )
     )
     root = logging.getLogger()

@@ -9,10 +9,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from aiokafka import TopicPartition
-from sqlalchemy import BigInteger, Column, DateTime, Integer, MetaData, String, Table, select
+from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db import upsert
+from shared.db import UtcDateTime, upsert
 
 
 def consumer_offsets_table(metadata: MetaData, name: str) -> Table:
@@ -23,7 +23,7 @@ def consumer_offsets_table(metadata: MetaData, name: str) -> Table:
         Column("topic", String(255), primary_key=True),
         Column("partition", Integer, primary_key=True),
         Column("next_offset", BigInteger, nullable=False),
-        Column("updated_at", DateTime(timezone=True), nullable=False),
+        Column("updated_at", UtcDateTime(), nullable=False),
     )
 
 

@@ -45,6 +45,7 @@ class EventPublisher:
             "kafka", self._producer.start, report, self._settings.startup_retry_max_s
         )
         self._connected = True
+        report(None)
 
     async def _create_topics(self) -> None:
         await ensure_topics(

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Index, Integer, MetaData, String, text
+from sqlalchemy import JSON, BigInteger, Index, Integer, MetaData, String, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from shared.db import UtcDateTime
 from shared.offsets import consumer_offsets_table
 
 
@@ -23,7 +24,7 @@ class Account(Base):
     health_score: Mapped[int | None] = mapped_column(Integer)
     band: Mapped[str | None] = mapped_column(String(16))
     sequence: Mapped[int] = mapped_column(Integer, default=0)
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
 class ScoreHistory(Base):
@@ -48,8 +49,8 @@ class ScoreHistory(Base):
     health_score: Mapped[int] = mapped_column(Integer)
     band: Mapped[str] = mapped_column(String(16))
     message: Mapped[dict[str, Any]] = mapped_column(JSON)
-    computed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    computed_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    published_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 consumer_offsets = consumer_offsets_table(Base.metadata, "scoring_consumer_offsets")

@@ -1,4 +1,6 @@
+from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,7 +20,7 @@ from tests.support.infra import create_database, drop_database, new_database_url
 from tests.support.kafka import consume, produce
 from tests.support.servers import serve, wait_for
 
-pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
+pytestmark = [pytest.mark.kafka]
 
 
 async def _migrate(url: str) -> None:
@@ -27,10 +29,19 @@ async def _migrate(url: str) -> None:
     await engine.dispose()
 
 
-@pytest.fixture
-async def migrated(database: str) -> str:
-    await _migrate(database)
-    return database
+@pytest.fixture(params=["postgresql", "sqlite"])
+async def migrated(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A migrated database: PostgreSQL as in production, SQLite as in `make run`."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path}/scoring.db"
+        await _migrate(url)
+        yield url
+        return
+    admin = request.getfixturevalue("postgres_admin")
+    url = await create_database(admin)
+    await _migrate(url)
+    yield url
+    await drop_database(admin, url)
 
 
 def _records(events: list[Event]) -> list[tuple[bytes, bytes]]:
@@ -120,6 +131,7 @@ async def _rewind_kafka_commits(kafka: str, topic: str, group: str, partitions_c
         await consumer.stop()
 
 
+@pytest.mark.postgres
 async def test_it_waits_for_its_database_and_recovers_by_itself(
     kafka: str, postgres_admin: str, topics: dict[str, str]
 ) -> None:
