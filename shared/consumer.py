@@ -122,11 +122,13 @@ class TransactionalConsumer:
             async with self._batch_lock:
                 owned = consumer.assignment()
                 records = [r for tp, rs in batch.items() if tp in owned for r in rs]
-                if records:
-                    await self._flush(consumer, records)
+                positions = await self._flush(records) if records else {}
             await self._handler.after_commit()
+            if positions:
+                await self._commit_to_kafka(consumer, positions)
 
-    async def _flush(self, consumer: AIOKafkaConsumer, records: Records) -> None:
+    async def _flush(self, records: Records) -> dict[TopicPartition, int]:
+        """Apply ``records`` and store the next offsets in one transaction."""
         started = time.perf_counter()
         positions: dict[TopicPartition, int] = {}
         for record in records:
@@ -136,6 +138,13 @@ class TransactionalConsumer:
             await save_offsets(session, self._offsets, self.group_id, positions)
         metrics.CONSUMER_RECORDS.labels(self.name).inc(len(records))
         metrics.CONSUMER_BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
+        return positions
+
+    async def _commit_to_kafka(
+        self, consumer: AIOKafkaConsumer, positions: dict[TopicPartition, int]
+    ) -> None:
+        # Outside the batch lock: a commit may wait for a rebalance, and the
+        # rebalance listener waits for that lock.
         try:
             await consumer.commit(positions)
         except KafkaError as exc:  # informational only: the database holds the truth

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from services.alerts.dispatcher import Dispatcher
 from services.alerts.models import consumer_offsets
 from services.alerts.schemas import AlertList, AlertRead, AlertState
 from services.alerts.settings import AlertsSettings
+from shared.background import running
 from shared.consumer import TransactionalConsumer
 from shared.db import create_engine, session_factory
 from shared.health import Readiness, wait_until_fine
@@ -56,13 +56,8 @@ def create_app(settings: AlertsSettings | None = None, clock: Clock = utc_now) -
             readiness=readiness,
             retry_max_s=settings.startup_retry_max_s,
         )
-        worker = asyncio.create_task(
-            _work(settings, engine, readiness, dispatcher, consumer), name="alerts-worker"
-        )
-        yield
-        worker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await worker
+        async with running(_work(settings, engine, readiness, dispatcher, consumer), "alerts"):
+            yield
         await dispatcher.close()
         await engine.dispose()
 
@@ -90,15 +85,10 @@ async def _work(
     await wait_until_fine(
         lambda: schema_problem(engine, MIGRATIONS), readiness.reporter("consumer"), retry
     )
-    dispatching = asyncio.create_task(dispatcher.run(), name="alerts-dispatcher")
-    try:
+    async with running(dispatcher.run(), "alerts-dispatcher"):
         kafka = readiness.reporter("kafka")
         await start_with_retry("kafka", lambda: ensure_topics(settings, scores), kafka, retry)
         await consumer.run()
-    finally:
-        dispatching.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await dispatching
 
 
 def _add_routes(app: FastAPI) -> None:

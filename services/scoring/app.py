@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -22,6 +20,7 @@ from services.scoring.domain import AccountState
 from services.scoring.models import consumer_offsets
 from services.scoring.schemas import AccountRead
 from services.scoring.settings import ScoringSettings
+from shared.background import running
 from shared.consumer import TransactionalConsumer
 from shared.db import create_engine, session_factory
 from shared.health import Readiness, wait_until_fine
@@ -61,13 +60,8 @@ def create_app(settings: ScoringSettings | None = None, clock: Clock = utc_now) 
             max_records=settings.scoring_batch_max_records,
             retry_max_s=settings.startup_retry_max_s,
         )
-        worker = asyncio.create_task(
-            _work(settings, engine, readiness, producer, consumer), name="scoring-worker"
-        )
-        yield
-        worker.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await worker
+        async with running(_work(settings, engine, readiness, producer, consumer), "scoring"):
+            yield
         await producer.stop()
         await engine.dispose()
 

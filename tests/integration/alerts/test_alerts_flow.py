@@ -28,11 +28,15 @@ class Stack:
     database: str
 
 
-@pytest.fixture
-async def stack(kafka: str, database: str, topics: dict[str, str]) -> AsyncIterator[Stack]:
+async def _migrate(database: str) -> None:
     engine = create_engine(database)
     await upgrade_to_head(engine, MIGRATIONS)
     await engine.dispose()
+
+
+@pytest.fixture
+async def stack(kafka: str, database: str, topics: dict[str, str]) -> AsyncIterator[Stack]:
+    await _migrate(database)
     receiver, clock = WebhookReceiver(), FakeClock()
     async with serve(receiver.app()) as hook_url:
         settings = alerts_settings(
@@ -112,3 +116,31 @@ async def _count(receiver: WebhookReceiver, count: int) -> bool:
 async def _attempted(database: str) -> Delivery | None:
     rows = await _deliveries(database)
     return rows[0] if rows and rows[0].attempts == 1 else None
+
+
+async def test_a_delivery_is_dead_after_its_last_attempt(
+    kafka: str, database: str, topics: dict[str, str]
+) -> None:
+    await _migrate(database)
+    receiver = WebhookReceiver(statuses=[503, 503])
+    async with serve(receiver.app()) as hook_url:
+        settings = alerts_settings(
+            kafka=kafka,
+            database=database,
+            topics=topics,
+            alerts_webhook_url=f"{hook_url}/hook",
+            alerts_delivery_max_attempts=2,
+        )
+        clock = FakeClock()
+        async with serve(create_app(settings, clock)):
+            await _send(kafka, topics["scores_topic"], score_change(account_id="c", health_score=1))
+            await wait_for(lambda: _attempted(database), 30, "the first attempt")
+            clock.advance(timedelta(minutes=1))
+            (dead,) = await wait_for(lambda: _dead(database), 30, "the delivery to die")
+
+    assert (dead.attempts, dead.last_error) == (2, "HTTP 503 from the receiver")
+    assert receiver.received == []
+
+
+async def _dead(database: str) -> list[Delivery]:
+    return [d for d in await _deliveries(database) if d.status == "dead"]

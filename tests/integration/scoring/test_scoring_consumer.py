@@ -158,3 +158,25 @@ async def test_it_waits_for_its_database_and_recovers_by_itself(
 
 async def _is_ready(api: httpx.AsyncClient) -> bool:
     return (await api.get("/readyz")).status_code == 200
+
+
+@pytest.mark.postgres
+async def test_two_replicas_split_the_partitions_and_a_handover_counts_each_event_once(
+    kafka: str, database: str, topics: dict[str, str]
+) -> None:
+    await _migrate(database)
+    settings = scoring_settings(kafka=kafka, database=database, topics=topics)
+    accounts = [f"acct-{n}" for n in range(12)]
+    first = [usage_event(account_id=a, user_id=f"u{i}") for a in accounts for i in range(5)]
+    second = [usage_event(account_id=a, user_id="later") for a in accounts]
+    async with serve(create_app(settings)) as url, httpx.AsyncClient(base_url=url) as api:
+        async with serve(create_app(settings)) as other_url:
+            async with httpx.AsyncClient(base_url=other_url) as other:
+                # ready once its first assignment is done: the group has rebalanced
+                await wait_for(lambda: _is_ready(other), 60, "the second replica to join")
+            await produce(kafka, topics["events_topic"], _records(first))
+            for account in accounts:
+                await wait_for(_applied(api, account, 5), 30, f"{account}'s first events")
+        await produce(kafka, topics["events_topic"], _records(second))
+        for account in accounts:
+            await wait_for(_applied(api, account, 6), 60, f"{account}'s event after the handover")
