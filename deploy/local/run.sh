@@ -21,7 +21,8 @@ stop_all() {
   if [ "$started_kafka" = yes ]; then deploy/local/kafka.sh stop; fi
   echo "Stopped. Data stays in var/ ('make clean' deletes it)."
 }
-trap stop_all INT TERM EXIT
+trap stop_all EXIT
+trap 'exit 0' INT TERM
 
 if ! deploy/local/kafka.sh status >/dev/null 2>&1; then
   deploy/local/kafka.sh start
