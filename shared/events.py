@@ -41,8 +41,22 @@ class SubscriptionStatus(StrEnum):
     canceled = "canceled"
 
 
+class PaymentOutcome(StrEnum):
+    """What happened to a payment, for billing events about invoices and charges."""
+
+    paid = "paid"
+    failed = "failed"
+    action_required = "action_required"
+    refunded = "refunded"
+    disputed = "disputed"
+
+
 class Billing(BaseModel):
-    """Billing facts; amounts are integers in the currency's minor unit (cents)."""
+    """Billing facts; amounts are integers in the currency's minor unit (cents).
+
+    Every field is optional: a billing event carries what its source knows, and
+    scoring keeps the last known value of each.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -52,7 +66,19 @@ class Billing(BaseModel):
     seats: int | None = Field(None, ge=0, description="Licensed seats.")
     plan: str | None = Field(None, max_length=200)
     subscription_status: SubscriptionStatus | None = None
-    renewal_date: date | None = None
+    subscription_started_on: date | None = Field(
+        None, description="First day of the subscription (lifecycle stage)."
+    )
+    renewal_date: date | None = Field(None, description="End of the current period.")
+    cancel_at_period_end: bool | None = Field(
+        None, description="True when a cancellation is scheduled for the renewal date."
+    )
+    payment: PaymentOutcome | None = Field(
+        None, description="Outcome of the payment this event reports, if any."
+    )
+    invoice_due_on: date | None = Field(
+        None, description="Due date of the unpaid invoice this event reports (days past due)."
+    )
 
     @model_validator(mode="after")
     def _amounts_have_currency(self) -> Billing:

@@ -2,10 +2,15 @@
 
 Keyed by ``account_id``. ``sequence`` grows by one per change of an account, so a
 consumer drops anything at or below the last sequence it applied.
+
+Versioned like the event contract: version 1 only ever gains optional fields. The
+first fields (score, band, components) are always set; the rest are set by the full
+scoring model (tier, churn risk, stage, drivers) and read by the alert rules.
 """
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Literal
 
@@ -21,6 +26,68 @@ class Band(StrEnum):
     red = "red"
 
 
+class Risk(StrEnum):
+    low = "low"
+    medium = "medium"
+    high = "high"
+
+
+class Tier(StrEnum):
+    S = "S"
+    A = "A"
+    B = "B"
+    C = "C"
+
+
+class Stage(StrEnum):
+    onboarding = "onboarding"
+    adoption = "adoption"
+    steady = "steady"
+    renewal_window = "renewal_window"
+    churned = "churned"
+
+
+class Trigger(StrEnum):
+    """What made scoring compute this score."""
+
+    events = "events"
+    sweep = "sweep"
+    override = "override"
+    rescore = "rescore"
+
+
+class Driver(BaseModel):
+    """One reason the score moved: a component, its measure before and after, the points."""
+
+    model_config = ConfigDict(frozen=True)
+
+    component: str
+    measure_before: float | None = None
+    measure_after: float | None = None
+    points: float = Field(description="Effect on the health score, in points (signed).")
+    text: str = Field(
+        description='For people, e.g. "active users / seats 0.62 -> 0.31, -9 points".'
+    )
+
+
+class AccountFacts(BaseModel):
+    """What alert rules and routing read about the account besides its scores."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str | None = None
+    segment: str | None = None
+    plan: str | None = None
+    owner_csm_email: str | None = None
+    owner_csm_slack: str | None = None
+    mrr_minor: int | None = None
+    currency: str | None = None
+    seats: int | None = None
+    renewal_date: date | None = None
+    last_usage_at: datetime | None = None
+    paying: bool | None = Field(None, description="An active or past-due paid subscription.")
+
+
 class ScoreChange(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -28,11 +95,32 @@ class ScoreChange(BaseModel):
     account_id: str
     sequence: int = Field(ge=1)
     health_score: int = Field(ge=0, le=100)
-    band: Band
+    band: Band = Field(description="Effective band: a CSM override when one is active.")
     previous_score: int | None = None
     previous_band: Band | None = None
     components: dict[str, int] = Field(description="Component scores, 0-100 each.")
     computed_at: UtcDatetime
+
+    # Set by the full scoring model; absent from older messages.
+    trigger: Trigger | None = None
+    scorecard: str | None = Field(None, description="Scorecard id@version that computed this.")
+    drivers: list[Driver] = Field(default_factory=list)
+    trend_7d: int | None = Field(None, description="Score now minus 7 days ago.")
+    trend_30d: int | None = Field(None, description="Score now minus 30 days ago.")
+    stale: bool = Field(False, description="Inputs older than the freshness limit.")
+    risk: Risk | None = None
+    previous_risk: Risk | None = None
+    risk_reasons: list[str] = Field(default_factory=list)
+    tier: Tier | None = Field(None, description="Effective tier: a CSM override when active.")
+    previous_tier: Tier | None = None
+    value_score: int | None = Field(None, ge=0, le=100)
+    previous_value_score: int | None = Field(None, ge=0, le=100)
+    stage: Stage | None = None
+    previous_stage: Stage | None = None
+    overridden: list[Literal["band", "tier"]] = Field(
+        default_factory=list, description="Which of band and tier a CSM override sets."
+    )
+    account: AccountFacts = Field(default_factory=AccountFacts)
 
     def to_bytes(self) -> bytes:
         return orjson.dumps(self.model_dump(mode="json"))

@@ -36,6 +36,12 @@ class VitalsSettings(BaseSettings):
     )
     events_topic: str = Field("vitals.events", description="Normalised events topic.")
     scores_topic: str = Field("vitals.scores", description="Score changes topic (compacted).")
+    dlq_topic: str = Field(
+        "vitals.events.dlq", description="Dead letters: rejected input with its reason."
+    )
+    alerts_topic: str = Field(
+        "vitals.alerts", description="Every alert transition, for downstream systems."
+    )
     startup_retry_max_s: float = Field(
         30.0, gt=0, description="Longest wait between reconnect attempts to Kafka or the database."
     )

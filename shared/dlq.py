@@ -1,0 +1,86 @@
+"""The dead-letter contract: what goes to ``vitals.events.dlq``.
+
+Nothing Vitals rejects is dropped silently: the original bytes (truncated past
+``MAX_ORIGINAL_BYTES``, with the full size kept), where they came from, when, which
+processor rejected them, a machine-readable reason and a message for people.
+Keyed by account id when one is known, else by the source, so a replay tool can
+re-post the originals in order.
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.events import UtcDatetime
+
+MAX_ORIGINAL_BYTES = 64 * 1024
+
+
+class DeadLetter(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    schema_version: Literal[1] = 1
+    reason: str = Field(description="Machine-readable, e.g. invalid_event, too_late.")
+    message: str = Field(description="What is wrong, for people.")
+    source: str = Field(description='"http:/v1/track" or "kafka:topic/partition@offset".')
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+    rejected_at: UtcDatetime
+    processor: str = Field(description="Service and version that rejected it, e.g. ingest@0.1.0")
+    account_id: str | None = None
+    event_id: str | None = None
+    original_b64: str = Field(description="The original bytes, base64, maybe truncated.")
+    original_size: int = Field(ge=0, description="Size of the original in bytes.")
+    truncated: bool
+
+    @classmethod
+    def of(
+        cls,
+        original: bytes,
+        *,
+        reason: str,
+        message: str,
+        source: str,
+        rejected_at: datetime,
+        processor: str,
+        topic: str | None = None,
+        partition: int | None = None,
+        offset: int | None = None,
+        account_id: str | None = None,
+        event_id: str | None = None,
+    ) -> DeadLetter:
+        kept = original[:MAX_ORIGINAL_BYTES]
+        return cls(
+            reason=reason,
+            message=message,
+            source=source,
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            rejected_at=rejected_at,
+            processor=processor,
+            account_id=account_id,
+            event_id=event_id,
+            original_b64=base64.b64encode(kept).decode(),
+            original_size=len(original),
+            truncated=len(kept) < len(original),
+        )
+
+    def original(self) -> bytes:
+        return base64.b64decode(self.original_b64)
+
+    def key(self) -> bytes:
+        return (self.account_id or self.source).encode()
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json", exclude_none=True))
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> DeadLetter:
+        return cls.model_validate_json(raw)
