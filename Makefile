@@ -8,7 +8,9 @@ PYTHON ?= python3
 export KAFKA_PORT ?= 9092
 export PGPORT ?= 5433
 
-.PHONY: help install run test test-unit lint format schema clean
+PEER_VENV ?= .venv-peer
+
+.PHONY: help install run test test-unit lint format schema bench clean
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -18,7 +20,14 @@ install: $(VENV)/.installed ## Create the virtualenv and install Vitals with pin
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet --constraint constraints.txt --editable '.[dev]'
+	$(BIN)/pip install --quiet --constraint constraints.txt --editable '.[dev,bench]'
+	@touch $@
+
+# The benchmark's peer (Quix Streams) gets a virtualenv of its own: its pins differ.
+$(PEER_VENV)/.installed: bench/peer/requirements.txt
+	$(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/pip install --quiet --upgrade pip
+	$(PEER_VENV)/bin/pip install --quiet --requirement bench/peer/requirements.txt
 	@touch $@
 
 run: install ## Start local Kafka and the three services on SQLite (Ctrl-C stops them)
@@ -38,6 +47,9 @@ lint: install ## ruff and mypy
 format: install ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+bench: install $(PEER_VENV)/.installed ## Vitals vs a Quix Streams peer vs the ceiling (BENCH_SCALE=small: short run)
+	deploy/local/with-infra.sh $(BIN)/python -m bench.run
 
 schema: install ## Regenerate docs/event-schema.json from the event model
 	$(BIN)/vitals schema > docs/event-schema.json

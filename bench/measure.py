@@ -1,0 +1,335 @@
+"""The measurements of `make bench`, each on the real local Kafka and PostgreSQL.
+
+Every consumer measurement reads the same pre-loaded topic from the beginning with a
+fresh consumer group, and watches its *durable* position: for Vitals the offsets it
+stores in PostgreSQL with the state, for the peer the offsets Quix Streams commits
+with its state checkpoint. Rate = events made durable / seconds between the first
+and the last observed move of that position, so process start-up and rebalance are
+left out alike for both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from sqlalchemy import func, select
+
+from services.scoring.models import consumer_offsets
+from shared.db import create_engine
+from tests.support.infra import create_database, drop_database
+
+ROOT = Path(__file__).resolve().parents[1]
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+POLL_S = 0.25
+
+
+@dataclass
+class Throughput:
+    events: int
+    seconds: float
+    peak_rss_mb: float | None = None
+    cpu_s: float | None = None
+
+    @property
+    def per_second(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def cpu_s_per_million(self) -> float | None:
+        if self.cpu_s is None or not self.events:
+            return None
+        return self.cpu_s / self.events * 1_000_000
+
+
+def say(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+async def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, partitions, 1)])
+    finally:
+        await admin.close()
+
+
+async def load_topic(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> Throughput:
+    """Produce every record (acks=all, idempotent) and wait for the acknowledgements."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=20,
+        max_batch_size=1 << 20,
+        compression_type=None,
+    )
+    await producer.start()
+    started = time.perf_counter()
+    try:
+        for start in range(0, len(records), 20_000):
+            chunk = records[start : start + 20_000]
+            futures = [await producer.send(topic, value=v, key=k) for k, v in chunk]
+            await asyncio.gather(*futures)
+            say(f"loaded {start + len(chunk):,} / {len(records):,}")
+    finally:
+        await producer.stop()
+    return Throughput(len(records), time.perf_counter() - started)
+
+
+async def ceiling(bootstrap: str, topic: str, partitions: int, total: int) -> Throughput:
+    """Raw aiokafka consume + orjson decode of every record: no Python consumer beats it."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=8 << 20,
+        fetch_max_bytes=64 << 20,
+    )
+    await consumer.start()
+    try:
+        assigned = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(assigned)
+        await consumer.seek_to_beginning(*assigned)
+        seen, started = 0, time.perf_counter()
+        while seen < total:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+            for records in batch.values():
+                for record in records:
+                    orjson.loads(record.value)
+                seen += len(records)
+        return Throughput(seen, time.perf_counter() - started)
+    finally:
+        await consumer.stop()
+
+
+async def watch_progress(
+    position: Callable[[], Awaitable[int]],
+    total: int,
+    cap_s: float,
+    alive: Callable[[], bool],
+    label: str,
+) -> Throughput:
+    """Rate of a durable position from its first to its last observed move."""
+    first: tuple[float, int] | None = None
+    last: tuple[float, int] = (time.perf_counter(), 0)
+    deadline = time.perf_counter() + cap_s
+    next_report = time.perf_counter() + 5
+    while last[1] < total and time.perf_counter() < deadline:
+        if not alive():
+            raise RuntimeError(f"{label} exited before it caught up")
+        now, done = time.perf_counter(), await position()
+        if done > last[1]:
+            first = first or last
+            last = (now, done)
+        if now >= next_report:
+            say(f"{label}: {done:,} / {total:,} durable")
+            next_report = now + 5
+        await asyncio.sleep(POLL_S)
+    if first is None:
+        raise RuntimeError(f"{label} made nothing durable within {cap_s:.0f}s")
+    return Throughput(last[1] - first[1], last[0] - first[0])
+
+
+def process_stats(pid: int) -> tuple[float | None, float | None]:
+    """(peak RSS in MiB, CPU seconds) of a live process, from /proc."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None, None
+    peak_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM"))
+    cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return peak_kb / 1024, cpu
+
+
+async def start_process(
+    command: list[str], log: Path, env: dict[str, str] | None = None
+) -> asyncio.subprocess.Process:
+    with log.open("ab") as out:
+        return await asyncio.create_subprocess_exec(
+            *command, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+
+
+async def stop_process(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        process.terminate()
+        await asyncio.wait_for(process.wait(), 60)
+
+
+async def migrate(service: str, env: dict[str, str], log: Path) -> None:
+    command = [sys.executable, "-m", "services", "migrate", service]
+    process = await start_process(command, log, env)
+    if await process.wait() != 0:
+        raise RuntimeError(f"vitals migrate failed; see {log}")
+
+
+def _service_env(bootstrap: str, topic: str, group: str, database: str) -> dict[str, str]:
+    run = uuid.uuid4().hex[:8]
+    settings = {
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "EVENTS_TOPIC": topic,
+        "SCORES_TOPIC": f"bench.{run}.scores",
+        "DLQ_TOPIC": f"bench.{run}.dlq",
+        "SCORING_CONSUMER_GROUP": group,
+        "SCORING_DATABASE_URL": database,
+        "ENVIRONMENT": "development",
+        "LOG_LEVEL": "WARNING",
+        "STARTUP_RETRY_MAX_S": "1",
+    }
+    return {**os.environ, **{f"VITALS_{k}": v for k, v in settings.items()}}
+
+
+async def vitals_scoring(
+    bootstrap: str, postgres_admin: str, topic: str, total: int, cap_s: float, log: Path
+) -> Throughput:
+    """One scoring process catching up on the topic into a fresh PostgreSQL database."""
+    database = await create_database(postgres_admin)
+    group = f"bench-scoring-{uuid.uuid4().hex[:8]}"
+    env = _service_env(bootstrap, topic, group, database)
+    await migrate("scoring", env, log)
+    engine = create_engine(database)
+
+    async def durable() -> int:
+        async with engine.connect() as connection:
+            query = select(func.coalesce(func.sum(consumer_offsets.c.next_offset), 0)).where(
+                consumer_offsets.c.consumer_group == group
+            )
+            return int(await connection.scalar(query) or 0)
+
+    command = [sys.executable, "-m", "services", "serve", "scoring", "--port", "0"]
+    process = await start_process(command, log, env)
+    try:
+        result = await watch_progress(
+            durable, total, cap_s, lambda: process.returncode is None, "vitals scoring"
+        )
+        result.peak_rss_mb, result.cpu_s = process_stats(process.pid)
+        return result
+    finally:
+        await stop_process(process)
+        await engine.dispose()
+        await drop_database(postgres_admin, database)
+
+
+async def committed(bootstrap: str, group: str) -> int:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return sum(max(0, meta.offset) for meta in offsets.values())
+
+
+async def quix_peer(
+    bootstrap: str, topic: str, total: int, cap_s: float, guarantee: str, log: Path
+) -> Throughput:
+    """The Quix Streams peer on the same topic, in its own virtualenv."""
+    run = uuid.uuid4().hex[:8]
+    group = f"bench-quix-{run}"
+    python = ROOT / ".venv-peer" / "bin" / "python"
+    command = [
+        str(python),
+        str(ROOT / "bench" / "peer" / "quix_health.py"),
+        f"--broker={bootstrap}",
+        f"--topic={topic}",
+        f"--group={group}",
+        f"--out=bench.{run}.peer-scores",
+        f"--state-dir={ROOT / 'var' / 'bench' / run}",
+        f"--guarantee={guarantee}",
+        "--commit-interval=1",
+        "--idle-stop-s=600",
+    ]
+    process = await start_process(command, log)
+    try:
+        result = await watch_progress(
+            lambda: committed(bootstrap, group),
+            total,
+            cap_s,
+            lambda: process.returncode is None,
+            f"quix peer ({guarantee})",
+        )
+        result.peak_rss_mb, result.cpu_s = process_stats(process.pid)
+        return result
+    finally:
+        await stop_process(process)
+
+
+async def ingest_http(
+    bootstrap: str,
+    events: list[dict[str, object]],
+    batch_size: int,
+    concurrency: int,
+    log: Path,
+) -> tuple[Throughput, list[float]]:
+    """POST /v1/events in batches from ``concurrency`` clients; rate and request latencies."""
+    run = uuid.uuid4().hex[:8]
+    port = _free_port()
+    env = _service_env(bootstrap, f"bench.{run}.events", "unused", "sqlite+aiosqlite://")
+    env["VITALS_INGEST_DATABASE_URL"] = f"sqlite+aiosqlite:///{ROOT / 'var' / 'bench' / run}.db"
+    await migrate("ingest", env, log)
+    command = [sys.executable, "-m", "services", "serve", "ingest", "--port", str(port)]
+    process = await start_process(command, log, env)
+    url = f"http://127.0.0.1:{port}"
+    batches = [events[i : i + batch_size] for i in range(0, len(events), batch_size)]
+    latencies: list[float] = []
+    try:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            await _wait_ready(client, process)
+            queue: asyncio.Queue[list[dict[str, object]]] = asyncio.Queue()
+            for batch in batches:
+                queue.put_nowait(batch)
+
+            async def client_loop() -> None:
+                while not queue.empty():
+                    body = orjson.dumps({"events": queue.get_nowait()})
+                    sent = time.perf_counter()
+                    response = await client.post(
+                        "/v1/events", content=body, headers={"content-type": "application/json"}
+                    )
+                    latencies.append(time.perf_counter() - sent)
+                    if response.status_code != 202:
+                        raise RuntimeError(
+                            f"ingest answered {response.status_code}: {response.text}"
+                        )
+
+            started = time.perf_counter()
+            await asyncio.gather(*(client_loop() for _ in range(concurrency)))
+            result = Throughput(len(events), time.perf_counter() - started)
+        result.peak_rss_mb, result.cpu_s = process_stats(process.pid)
+        return result, latencies
+    finally:
+        await stop_process(process)
+
+
+async def _wait_ready(client: httpx.AsyncClient, process: asyncio.subprocess.Process) -> None:
+    deadline = time.perf_counter() + 60
+    while time.perf_counter() < deadline:
+        if process.returncode is not None:
+            raise RuntimeError("ingest exited during start-up; see var/bench/*.log")
+        try:
+            if (await client.get("/readyz")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.2)
+    raise RuntimeError("ingest was not ready within 60s")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -1,0 +1,87 @@
+"""The benchmark report: a chart and the summary table of docs/benchmarks.md."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+SYSTEMS = (
+    ("ceiling", "ceiling: aiokafka consume + orjson decode"),
+    ("vitals_scoring", "Vitals scoring (state + offsets in PostgreSQL)"),
+    ("quix_at_least_once", "Quix Streams peer, at-least-once"),
+    ("quix_exactly_once", "Quix Streams peer, exactly-once"),
+)
+
+
+def _figure(summary: dict[str, Any] | None, key: str, unit: str = "", digits: int = 0) -> str:
+    if not summary or key not in summary:
+        return "-"
+    values = summary[key]
+    return (
+        f"{values['median']:,.{digits}f}{unit} "
+        f"({values['min']:,.{digits}f}-{values['max']:,.{digits}f})"
+    )
+
+
+def markdown(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    lines = [
+        f"Run `{report['command']}` on {report['started_at']}: {m['cores']} cores, "
+        f"{m['memory_gib']} GiB, Python {m['python']}, Apache Kafka {m['kafka']} (single "
+        f"node, local), PostgreSQL local, Quix Streams {m['quixstreams']}; "
+        f"{', '.join(f'{k} {v}' for k, v in m['packages'].items())}. "
+        f"Median of {report['runs']} runs (min-max); took {report['seconds']} s.",
+        "",
+    ]
+    http = report["ingest_http"]
+    lines += [
+        "| ingest over HTTP | events/s | request p50 | request p99 |",
+        "|---|---|---|---|",
+        f"| `POST /v1/events`, {http['batch_events']} events a request, "
+        f"{http['concurrency']} clients | {_figure(http, 'events_per_s')} | "
+        f"{_figure(http, 'request_p50_ms', ' ms', 1)} | "
+        f"{_figure(http, 'request_p99_ms', ' ms', 1)} |",
+        "",
+    ]
+    for workload in report["workloads"]:
+        lines += [
+            f"**{workload['accounts']:,} accounts, {workload['events']:,} events** "
+            f"({workload['topic_partitions']} partitions; loaded at "
+            f"{workload['producer_load_events_per_s']:,.0f} events/s)",
+            "",
+            "| consumer | events/s | peak RSS | CPU-s per million events |",
+            "|---|---|---|---|",
+        ]
+        for key, name in SYSTEMS:
+            summary = workload.get(key)
+            lines.append(
+                f"| {name} | {_figure(summary, 'events_per_s')} | "
+                f"{_figure(summary, 'peak_rss_mb', ' MiB')} | "
+                f"{_figure(summary, 'cpu_s_per_million_events', ' s', 1)} |"
+            )
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+def chart(report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    workloads = report["workloads"]
+    fig, axes = plt.subplots(1, len(workloads), figsize=(6 * len(workloads), 4), squeeze=False)
+    for axis, workload in zip(axes[0], workloads, strict=True):
+        names = [name.split(" (")[0].split(":")[0] for _, name in SYSTEMS]
+        medians = [workload.get(k, {}).get("events_per_s", {}).get("median", 0) for k, _ in SYSTEMS]
+        axis.barh(names, medians, color=["#999999", "#2a7ab0", "#e08a2c", "#c0602a"])
+        axis.set_xscale("log")
+        axis.set_xlabel("events/s, median (log scale)")
+        for y, value in enumerate(medians):
+            axis.text(value, y, f" {value:,.0f}", va="center")
+        axis.set_title(f"{workload['accounts']:,} accounts, {workload['events']:,} events")
+        axis.invert_yaxis()
+    fig.suptitle(f"Consumer throughput on {report['machine']['cores']} cores ({report['scale']})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,223 @@
+"""`make bench`: Vitals beside the ceiling and a Quix Streams peer, on one machine.
+
+    BENCH_SCALE=small make bench     # 10,000 accounts, 200,000 events (under 5 minutes)
+    make bench                       # 10,000 and 1,000,000 accounts, 5,000,000 events each
+
+Needs the local Kafka and PostgreSQL (`make bench` starts them). Writes
+bench/results/<scale>-<time>.json and bench/results/<scale>-latest.{json,png}, and
+rewrites the summary table in docs/benchmarks.md between its markers. Every figure is
+the median of ``BENCH_RUNS`` runs (default 3) with its min and max.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import re
+import statistics
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from bench import measure
+from bench.measure import Throughput, say
+from bench.workload import Workload, encode
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+DOC = ROOT / "docs" / "benchmarks.md"
+BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
+PARTITIONS = 6
+
+
+@dataclass(frozen=True)
+class Scale:
+    name: str
+    workloads: tuple[Workload, ...]
+    cap_s: float  # longest a single consumer measurement may take
+    http_events: int
+
+
+SCALES = {
+    "smoke": Scale("smoke", (Workload(accounts=1_000, events=20_000),), 60, 5_000),
+    "small": Scale("small", (Workload(accounts=10_000, events=200_000),), 20, 50_000),
+    "full": Scale(
+        "full",
+        (
+            Workload(accounts=10_000, events=5_000_000),
+            Workload(accounts=1_000_000, events=5_000_000),
+        ),
+        45,
+        500_000,
+    ),
+}
+
+
+def spread(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+async def repeat(
+    runs: int, label: str, measure_once: Callable[[], Awaitable[Throughput]]
+) -> dict[str, Any]:
+    results = []
+    for run in range(1, runs + 1):
+        say(f"{label}: run {run}/{runs}")
+        result = await measure_once()
+        say(f"{label}: {result.per_second:,.0f} events/s")
+        results.append(result)
+    summary: dict[str, Any] = {"events_per_s": spread([r.per_second for r in results])}
+    rss = [r.peak_rss_mb for r in results if r.peak_rss_mb is not None]
+    cpu = [c for r in results if (c := r.cpu_s_per_million) is not None]
+    if rss:
+        summary["peak_rss_mb"] = spread(rss)
+    if cpu:
+        summary["cpu_s_per_million_events"] = spread(cpu)
+    summary["events_measured"] = [r.events for r in results]
+    return summary
+
+
+async def bench_workload(
+    workload: Workload, scale: Scale, runs: int, bootstrap: str, postgres: str
+) -> dict[str, Any]:
+    label = f"{workload.accounts:,} accounts"
+    say(f"{label}: generating {workload.events:,} events (seed {workload.seed})")
+    records = [encode(event) for event in workload.stream()]
+    topic = f"bench.{uuid.uuid4().hex[:8]}.events"
+    await measure.create_topic(bootstrap, topic, PARTITIONS)
+    loaded = await measure.load_topic(bootstrap, topic, records)
+    total = len(records)
+    logs = ROOT / "var" / "bench"
+    result: dict[str, Any] = {
+        "accounts": workload.accounts,
+        "events": total,
+        "topic_partitions": PARTITIONS,
+        "producer_load_events_per_s": loaded.per_second,
+    }
+    result["ceiling"] = await repeat(
+        runs, f"{label} ceiling", lambda: measure.ceiling(bootstrap, topic, PARTITIONS, total)
+    )
+    result["vitals_scoring"] = await repeat(
+        runs,
+        f"{label} vitals scoring",
+        lambda: measure.vitals_scoring(
+            bootstrap, postgres, topic, total, scale.cap_s, logs / "scoring.log"
+        ),
+    )
+    for guarantee in ("at-least-once", "exactly-once"):
+        result[f"quix_{guarantee.replace('-', '_')}"] = await repeat(
+            runs,
+            f"{label} quix {guarantee}",
+            lambda g=guarantee: measure.quix_peer(  # type: ignore[misc]
+                bootstrap, topic, total, scale.cap_s, g, logs / "quix.log"
+            ),
+        )
+    return result
+
+
+async def bench_ingest(scale: Scale, runs: int, bootstrap: str) -> dict[str, Any]:
+    # As a sender posts them: ingest sets received_at itself.
+    events = [
+        {k: v for k, v in event.items() if k != "received_at"}
+        for event in Workload(accounts=10_000, events=scale.http_events).stream()
+    ]
+    rates, p50, p99 = [], [], []
+    for run in range(1, runs + 1):
+        say(f"ingest HTTP: run {run}/{runs} ({len(events):,} events, batches of 100)")
+        result, latencies = await measure.ingest_http(
+            bootstrap, events, 100, 8, ROOT / "var" / "bench" / "ingest.log"
+        )
+        latencies.sort()
+        rates.append(result.per_second)
+        p50.append(latencies[len(latencies) // 2] * 1000)
+        p99.append(latencies[int(len(latencies) * 0.99)] * 1000)
+        say(f"ingest HTTP: {result.per_second:,.0f} events/s, p99 {p99[-1]:.1f} ms")
+    return {
+        "events_per_s": spread(rates),
+        "request_p50_ms": spread(p50),
+        "request_p99_ms": spread(p99),
+        "batch_events": 100,
+        "concurrency": 8,
+    }
+
+
+def machine() -> dict[str, Any]:
+    memory_kb = next(
+        int(line.split()[1])
+        for line in Path("/proc/meminfo").read_text().splitlines()
+        if line.startswith("MemTotal")
+    )
+    versions = {
+        name: metadata.version(name)
+        for name in ("aiokafka", "SQLAlchemy", "asyncpg", "fastapi", "orjson")
+    }
+    return {
+        "cores": os.cpu_count(),
+        "memory_gib": round(memory_kb / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "kafka": _kafka_version(),
+        "packages": versions,
+        "quixstreams": _peer_version(),
+    }
+
+
+def _kafka_version() -> str:
+    pom = (ROOT / "deploy" / "local" / "kafka" / "pom.xml").read_text()
+    found = re.search(r"<kafka.version>(\d[^<]*)</kafka.version>", pom)
+    return found.group(1) if found else "unknown"
+
+
+def _peer_version() -> str:
+    for path in (ROOT / ".venv-peer").glob("lib/python*/site-packages/quixstreams-*.dist-info"):
+        return path.name.removeprefix("quixstreams-").removesuffix(".dist-info")
+    return "not installed"
+
+
+async def main() -> None:
+    scale = SCALES[os.environ.get("BENCH_SCALE", "full")]
+    runs = int(os.environ.get("BENCH_RUNS", "3"))
+    bootstrap = os.environ.get("VITALS_TEST_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+    postgres = os.environ["VITALS_TEST_POSTGRES_URL"]
+    started = time.perf_counter()
+    (ROOT / "var" / "bench").mkdir(parents=True, exist_ok=True)
+    report: dict[str, Any] = {
+        "scale": scale.name,
+        "runs": runs,
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "command": f"BENCH_SCALE={scale.name} make bench",
+    }
+    report["ingest_http"] = await bench_ingest(scale, runs, bootstrap)
+    report["workloads"] = [
+        await bench_workload(w, scale, runs, bootstrap, postgres) for w in scale.workloads
+    ]
+    report["seconds"] = round(time.perf_counter() - started)
+    write(report)
+    say(f"done in {report['seconds']} s")
+
+
+def write(report: dict[str, Any]) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = report["started_at"].replace(":", "").replace("-", "")
+    text = json.dumps(report, indent=2)
+    (RESULTS / f"{report['scale']}-{stamp}.json").write_text(text)
+    (RESULTS / f"{report['scale']}-latest.json").write_text(text)
+    from bench.report import chart, markdown
+
+    chart(report, RESULTS / f"{report['scale']}-latest.png")
+    document = DOC.read_text()
+    head, _, rest = document.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    DOC.write_text(f"{head}{BEGIN}\n{markdown(report)}\n{END}{tail}")
+    say(f"wrote {RESULTS}/{report['scale']}-latest.json and .png, and {DOC.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
