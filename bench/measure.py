@@ -17,7 +17,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scoring.models import consumer_offsets
 from shared.db import create_engine
@@ -193,35 +195,91 @@ def _service_env(bootstrap: str, topic: str, group: str, database: str) -> dict[
     return {**os.environ, **{f"VITALS_{k}": v for k, v in settings.items()}}
 
 
-async def vitals_scoring(
-    bootstrap: str, postgres_admin: str, topic: str, total: int, cap_s: float, log: Path
-) -> Throughput:
-    """One scoring process catching up on the topic into a fresh PostgreSQL database."""
+@dataclass
+class ScoringUnderTest:
+    """A scoring process on a fresh database and consumer group, and its durable position."""
+
+    env: dict[str, str]
+    group: str
+    log: Path
+    engine: AsyncEngine
+    process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        command = [sys.executable, "-m", "services", "serve", "scoring", "--port", "0"]
+        self.process = await start_process(command, self.log, self.env)
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.returncode is None
+
+    async def durable(self) -> int:
+        async with self.engine.connect() as connection:
+            query = select(func.coalesce(func.sum(consumer_offsets.c.next_offset), 0)).where(
+                consumer_offsets.c.consumer_group == self.group
+            )
+            return int(await connection.scalar(query) or 0)
+
+
+@asynccontextmanager
+async def scoring_under_test(
+    bootstrap: str, postgres_admin: str, topic: str, log: Path
+) -> AsyncIterator[ScoringUnderTest]:
     database = await create_database(postgres_admin)
     group = f"bench-scoring-{uuid.uuid4().hex[:8]}"
     env = _service_env(bootstrap, topic, group, database)
     await migrate("scoring", env, log)
-    engine = create_engine(database)
-
-    async def durable() -> int:
-        async with engine.connect() as connection:
-            query = select(func.coalesce(func.sum(consumer_offsets.c.next_offset), 0)).where(
-                consumer_offsets.c.consumer_group == group
-            )
-            return int(await connection.scalar(query) or 0)
-
-    command = [sys.executable, "-m", "services", "serve", "scoring", "--port", "0"]
-    process = await start_process(command, log, env)
+    scoring = ScoringUnderTest(env, group, log, create_engine(database))
     try:
-        result = await watch_progress(
-            durable, total, cap_s, lambda: process.returncode is None, "vitals scoring"
-        )
-        result.peak_rss_mb, result.cpu_s = process_stats(process.pid)
-        return result
+        yield scoring
     finally:
-        await stop_process(process)
-        await engine.dispose()
+        if scoring.process is not None:
+            await stop_process(scoring.process)
+        await scoring.engine.dispose()
         await drop_database(postgres_admin, database)
+
+
+async def vitals_scoring(
+    bootstrap: str, postgres_admin: str, topic: str, total: int, cap_s: float, log: Path
+) -> Throughput:
+    """One scoring process catching up on the topic into a fresh PostgreSQL database."""
+    async with scoring_under_test(bootstrap, postgres_admin, topic, log) as scoring:
+        await scoring.start()
+        result = await watch_progress(
+            scoring.durable, total, cap_s, scoring.alive, "vitals scoring"
+        )
+        assert scoring.process is not None
+        result.peak_rss_mb, result.cpu_s = process_stats(scoring.process.pid)
+        return result
+
+
+async def vitals_recovery(
+    bootstrap: str, postgres_admin: str, topic: str, total: int, log: Path
+) -> float:
+    """Seconds from a SIGKILL of scoring mid-stream until a restarted process makes
+    progress durable again (start-up, rebalance, state load and the first flush)."""
+    async with scoring_under_test(bootstrap, postgres_admin, topic, log) as scoring:
+        await scoring.start()
+        await _until(lambda: _beyond(scoring.durable, total // 10), 120, "first progress")
+        assert scoring.process is not None
+        scoring.process.kill()
+        killed_at = time.perf_counter()
+        await scoring.process.wait()
+        at_kill = await scoring.durable()
+        await scoring.start()
+        await _until(lambda: _beyond(scoring.durable, at_kill + 1), 120, "recovery")
+        return time.perf_counter() - killed_at
+
+
+async def _beyond(position: Callable[[], Awaitable[int]], mark: int) -> bool:
+    return await position() >= mark
+
+
+async def _until(check: Callable[[], Awaitable[bool]], timeout_s: float, what: str) -> None:
+    deadline = time.perf_counter() + timeout_s
+    while not await check():
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"no {what} within {timeout_s:.0f}s")
+        await asyncio.sleep(0.05)
 
 
 async def committed(bootstrap: str, group: str) -> int:

@@ -59,6 +59,8 @@ def markdown(report: dict[str, Any]) -> str:
                 f"{_figure(summary, 'peak_rss_mb', ' MiB')} | "
                 f"{_figure(summary, 'cpu_s_per_million_events', ' s', 1)} |"
             )
+        recovery = _figure(workload, "vitals_recovery_after_sigkill_s", " s", 1)
+        lines += ["", f"Vitals scoring, SIGKILL mid-stream to durable progress again: {recovery}."]
         lines.append("")
     return "\n".join(lines).rstrip()
 

@@ -111,6 +111,14 @@ async def bench_workload(
             bootstrap, postgres, topic, total, scale.cap_s, logs / "scoring.log"
         ),
     )
+    recoveries = []
+    for run in range(1, runs + 1):
+        say(f"{label} recovery after SIGKILL: run {run}/{runs}")
+        recoveries.append(
+            await measure.vitals_recovery(bootstrap, postgres, topic, total, logs / "scoring.log")
+        )
+        say(f"{label} recovery after SIGKILL: {recoveries[-1]:.1f} s")
+    result["vitals_recovery_after_sigkill_s"] = spread(recoveries)
     for guarantee in ("at-least-once", "exactly-once"):
         result[f"quix_{guarantee.replace('-', '_')}"] = await repeat(
             runs,
