@@ -11,6 +11,7 @@ left out alike for both.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import os
 import socket
 import subprocess
@@ -21,6 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -391,3 +393,115 @@ def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@dataclass
+class OpenLoop:
+    """Events produced at a fixed rate while one scoring process consumes them."""
+
+    rate: float
+    produced: int
+    latencies_s: list[float]
+    lag_at_half: int
+    lag_at_end: int
+
+    @property
+    def sustained(self) -> bool:
+        """Lag did not grow over the second half (half a second of events of slack)."""
+        return self.lag_at_end <= self.lag_at_half + self.rate / 2
+
+    def percentile_ms(self, share: float) -> float:
+        ordered = sorted(self.latencies_s)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * share))] * 1000
+
+
+async def open_loop(
+    bootstrap: str,
+    postgres_admin: str,
+    records: list[tuple[bytes, bytes]],
+    rate: float,
+    seconds: float,
+    partitions: int,
+    log: Path,
+) -> OpenLoop:
+    """Produce at ``rate`` for ``seconds``; latency of every event from its send to the
+    moment scoring's durable offset of its partition passed it (polled every 20 ms)."""
+    topic = f"bench.{uuid.uuid4().hex[:8]}.open-loop"
+    await create_topic(bootstrap, topic, partitions)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        async with scoring_under_test(bootstrap, postgres_admin, topic, log) as scoring:
+            await scoring.start()
+            warm_up = records[:100]
+            await asyncio.gather(*[await producer.send(topic, value=v, key=k) for k, v in warm_up])
+            await _until(lambda: _beyond(scoring.durable, len(warm_up)), 120, "warm-up")
+            moves: dict[int, list[tuple[float, int]]] = {p: [] for p in range(partitions)}
+            stop = asyncio.Event()
+            poller = asyncio.create_task(_poll_positions(scoring, moves, stop))
+            sent, lags = await _produce_at(producer, topic, records[100:], rate, seconds, scoring)
+            produced = len(warm_up) + len(sent)
+            await _until(lambda: _beyond(scoring.durable, produced), 120, "catch-up")
+            stop.set()
+            await poller
+    finally:
+        await producer.stop()
+    positions = {p: [next_offset for _, next_offset in history] for p, history in moves.items()}
+    latencies = [_durable_after(moves[p], positions[p], o) - t for t, p, o in sent]
+    return OpenLoop(rate, len(sent), latencies, lags[0], lags[1])
+
+
+async def _produce_at(
+    producer: AIOKafkaProducer,
+    topic: str,
+    records: list[tuple[bytes, bytes]],
+    rate: float,
+    seconds: float,
+    scoring: ScoringUnderTest,
+) -> tuple[list[tuple[float, int, int]], tuple[int, int]]:
+    """Send on a fixed schedule (10 ms ticks); (send time, partition, offset) of each,
+    and the lag (sent - durable) at half time and at the end."""
+    started = time.perf_counter()
+    pending: list[tuple[float, asyncio.Future[Any]]] = []
+    lags: list[int] = []
+    index, tick = 0, 0
+    while (elapsed := time.perf_counter() - started) < seconds:
+        due = min(len(records), int(elapsed * rate))
+        for key, value in records[index:due]:
+            pending.append((time.perf_counter(), await producer.send(topic, value=value, key=key)))
+        index = due
+        tick += 1
+        if not lags and elapsed >= seconds / 2:
+            lags.append(index + 100 - await scoring.durable())
+        await asyncio.sleep(max(0.0, started + tick * 0.01 - time.perf_counter()))
+    lags.append(index + 100 - await scoring.durable())
+    sent = []
+    for sent_at, future in pending:
+        metadata = await future
+        sent.append((sent_at, metadata.partition, metadata.offset))
+    return sent, (lags[0], lags[-1])
+
+
+async def _poll_positions(
+    scoring: ScoringUnderTest, moves: dict[int, list[tuple[float, int]]], stop: asyncio.Event
+) -> None:
+    query = select(consumer_offsets.c.partition, consumer_offsets.c.next_offset).where(
+        consumer_offsets.c.consumer_group == scoring.group
+    )
+    async with scoring.engine.connect() as connection:
+        while not stop.is_set():
+            now = time.perf_counter()
+            for partition, next_offset in (await connection.execute(query)).all():
+                history = moves.setdefault(partition, [])
+                if not history or next_offset > history[-1][1]:
+                    history.append((now, next_offset))
+            await connection.commit()  # a new snapshot for the next read
+            await asyncio.sleep(0.02)
+
+
+def _durable_after(history: list[tuple[float, int]], positions: list[int], offset: int) -> float:
+    """When the durable position of a partition first passed ``offset``."""
+    index = bisect.bisect_right(positions, offset)
+    if index == len(history):
+        raise RuntimeError(f"offset {offset} was never made durable")
+    return history[index][0]

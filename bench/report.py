@@ -59,6 +59,20 @@ def markdown(report: dict[str, Any]) -> str:
                 f"{_figure(summary, 'peak_rss_mb', ' MiB')} | "
                 f"{_figure(summary, 'cpu_s_per_million_events', ' s', 1)} |"
             )
+        lines += [
+            "",
+            "| Vitals scoring, open loop | lag | event to durable score p50 | p99 | p99.9 |",
+            "|---|---|---|---|---|",
+        ]
+        for run in workload.get("vitals_open_loop", []):
+            growth = f"{run['lag_at_half']:,} -> {run['lag_at_end']:,}"
+            lag = "stable" if run["sustained"] else f"grows ({growth})"
+            rate = f"{run['rate_events_per_s']:,.0f} events/s, {run['events']:,} events"
+            lines.append(
+                f"| {rate} | {lag} | "
+                f"{run['latency_p50_ms']:,.0f} ms | {run['latency_p99_ms']:,.0f} ms | "
+                f"{run['latency_p999_ms']:,.0f} ms |"
+            )
         recovery = _figure(workload, "vitals_recovery_after_sigkill_s", " s", 1)
         lines += ["", f"Vitals scoring, SIGKILL mid-stream to durable progress again: {recovery}."]
         lines.append("")

@@ -43,11 +43,12 @@ class Scale:
     workloads: tuple[Workload, ...]
     cap_s: float  # longest a single consumer measurement may take
     http_events: int
+    open_loop_s: float  # how long each open-loop rate is held
 
 
 SCALES = {
-    "smoke": Scale("smoke", (Workload(accounts=1_000, events=20_000),), 60, 5_000),
-    "small": Scale("small", (Workload(accounts=10_000, events=200_000),), 20, 50_000),
+    "smoke": Scale("smoke", (Workload(accounts=1_000, events=20_000),), 60, 5_000, 5),
+    "small": Scale("small", (Workload(accounts=10_000, events=200_000),), 20, 50_000, 10),
     "full": Scale(
         "full",
         (
@@ -56,6 +57,7 @@ SCALES = {
         ),
         45,
         500_000,
+        30,
     ),
 }
 
@@ -111,6 +113,10 @@ async def bench_workload(
             bootstrap, postgres, topic, total, scale.cap_s, logs / "scoring.log"
         ),
     )
+    catch_up = result["vitals_scoring"]["events_per_s"]["median"]
+    result["vitals_open_loop"] = await bench_open_loop(
+        workload, scale, catch_up, bootstrap, postgres, logs / "scoring.log"
+    )
     recoveries = []
     for run in range(1, runs + 1):
         say(f"{label} recovery after SIGKILL: run {run}/{runs}")
@@ -128,6 +134,41 @@ async def bench_workload(
             ),
         )
     return result
+
+
+OPEN_LOOP_SHARES = (0.5, 0.8, 1.0)
+
+
+async def bench_open_loop(
+    workload: Workload, scale: Scale, catch_up: float, bootstrap: str, postgres: str, log: Path
+) -> list[dict[str, Any]]:
+    """Fixed rates below and at the catch-up rate: is lag stable, and the latency from
+    an event's send to its durable score."""
+    results = []
+    for share in OPEN_LOOP_SHARES:
+        rate = max(100.0, catch_up * share)
+        needed = int(rate * scale.open_loop_s) + 200
+        source = Workload(accounts=workload.accounts, events=needed, seed=workload.seed + 100)
+        records = [encode(event) for event in source.stream()]
+        say(f"open loop at {rate:,.0f} events/s for {scale.open_loop_s:.0f} s")
+        run = await measure.open_loop(
+            bootstrap, postgres, records, rate, scale.open_loop_s, PARTITIONS, log
+        )
+        verdict = "sustained" if run.sustained else "lag grows"
+        say(f"open loop at {rate:,.0f}/s: {verdict}, p99 {run.percentile_ms(0.99):.0f} ms")
+        results.append(
+            {
+                "rate_events_per_s": rate,
+                "events": run.produced,
+                "sustained": run.sustained,
+                "lag_at_half": run.lag_at_half,
+                "lag_at_end": run.lag_at_end,
+                "latency_p50_ms": run.percentile_ms(0.5),
+                "latency_p99_ms": run.percentile_ms(0.99),
+                "latency_p999_ms": run.percentile_ms(0.999),
+            }
+        )
+    return results
 
 
 async def bench_ingest(scale: Scale, runs: int, bootstrap: str) -> dict[str, Any]:
