@@ -223,10 +223,14 @@ sys.exit(0 if correlation == 42 and error == 0 else 1)
 PY
 }
 
-LOG_OFFSET=0
+START_STAMP=
 START_PID=
+# started_line: the broker logged "Kafka Server started" since this start began; the log
+# rolls over by size (a start can log megabytes), so the rolled files count too.
 started_line() {
-  tail -c +"$((LOG_OFFSET + 1))" "$LOGS/server.log" 2>/dev/null | grep -q "Kafka Server started"
+  cat "$LOGS"/server.log.* "$LOGS/server.log" 2>/dev/null \
+    | awk -v since="[$START_STAMP" '/Kafka Server started/ && substr($0, 1, 20) >= since { found = 1 }
+        END { exit !found }'
 }
 
 serving() { started_line && api_versions; }
@@ -235,7 +239,7 @@ serving_or_dead() { serving || ! pid_alive "$START_PID"; }
 
 print_logs() {
   local logged
-  logged=$(tail -c +"$((LOG_OFFSET + 1))" "$LOGS/server.log" 2>/dev/null | tail -n 40)
+  logged=$(tail -n 40 "$LOGS/server.log" 2>/dev/null)
   if [ -n "$logged" ]; then
     warn "--- last lines of $(rel "$LOGS")/server.log:"
     warn "$logged"
@@ -267,7 +271,7 @@ start() {
 
   local started=$SECONDS
   say "Starting Kafka $KAFKA_VERSION on 127.0.0.1:$KAFKA_PORT (controller :$CONTROLLER_PORT, data in $(rel "$HOME_DIR")) ..."
-  LOG_OFFSET=$(stat -c %s "$LOGS/server.log" 2>/dev/null || echo 0)
+  START_STAMP=$(date '+%Y-%m-%d %H:%M:%S')
   : >"$LOGS/server.out"
   # shellcheck disable=SC2206 # the option variables hold several words
   local cmd=(java $KAFKA_HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20
