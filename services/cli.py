@@ -68,12 +68,9 @@ def serve(
 def migrate(
     service: Annotated[Service | None, typer.Argument(help="Only this service.")] = None,
 ) -> None:
-    """Bring the databases of scoring and alerts to their newest schema."""
-    targets = [service] if service else [Service.scoring, Service.alerts]
+    """Bring the databases of ingest, scoring and alerts to their newest schema."""
+    targets = [service] if service else list(Service)
     for target in targets:
-        if target is Service.ingest:
-            typer.echo("ingest keeps no database: nothing to migrate")
-            continue
         url, migrations = _database(target)
         asyncio.run(_upgrade(url, migrations))
         typer.echo(f"{target.value}: {redact_url(url)} is at {migrations.head()}")
@@ -88,6 +85,10 @@ async def _upgrade(url: str, migrations: MigrationSet) -> None:
 
 
 def _database(service: Service) -> tuple[str, MigrationSet]:
+    if service is Service.ingest:
+        from services.ingest.app import MIGRATIONS as INGEST
+
+        return IngestSettings().ingest_database_url, INGEST
     if service is Service.scoring:
         from services.scoring.app import MIGRATIONS as SCORING
 

@@ -10,6 +10,7 @@ re-post the originals in order.
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Literal
 
@@ -84,3 +85,8 @@ class DeadLetter(BaseModel):
     @classmethod
     def from_bytes(cls, raw: bytes) -> DeadLetter:
         return cls.model_validate_json(raw)
+
+
+def dead_letter_records(letters: Iterable[DeadLetter]) -> list[tuple[bytes, bytes]]:
+    """(key, value) records of ``letters`` for ``shared.kafka.send_all`` to the DLQ topic."""
+    return [(letter.key(), letter.to_bytes()) for letter in letters]

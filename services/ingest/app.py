@@ -2,151 +2,105 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from datetime import timedelta
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
 
-from fastapi import Depends, FastAPI, Request, status
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Request, Response
 
 from services.ingest import metrics
-from services.ingest.normalise import InvalidPayload, normalise, parse_payload
+from services.ingest.api_native import add_native_routes
+from services.ingest.api_segment import add_segment_routes
+from services.ingest.database import DatabaseUnavailable
+from services.ingest.dedupe import DatabaseDeduplicator
+from services.ingest.http_intake import HttpIntake
+from services.ingest.intake import Clock, Intake, utc_now
+from services.ingest.openapi import document_request_bodies
 from services.ingest.publisher import EventPublisher
-from services.ingest.schemas import EventBatchIn, EventIn, IngestAccepted
+from services.ingest.segment_users import SegmentUsers
 from services.ingest.settings import IngestSettings
+from shared.background import running
+from shared.db import create_engine, session_factory
 from shared.health import Readiness
-from shared.http import (
-    BodyTooLarge,
-    Problem,
-    create_service_app,
-    is_json,
-    problem_response,
-    read_body,
-)
-from shared.kafka import BrokerUnavailable
+from shared.http import create_service_app
+from shared.migrations import MigrationSet, schema_problem
 
-RETRY_AFTER_S = "5"
+log = logging.getLogger(__name__)
+
+MIGRATIONS = MigrationSet("ingest", Path(__file__).parent / "migrations")
 
 
-def create_app(settings: IngestSettings | None = None) -> FastAPI:
+def processor_name() -> str:
+    try:
+        return f"ingest@{version('vitals')}"
+    except PackageNotFoundError:
+        return "ingest@unknown"
+
+
+def create_app(settings: IngestSettings | None = None, clock: Clock = utc_now) -> FastAPI:
     settings = settings or IngestSettings()
+    engine = create_engine(settings.ingest_database_url)
+    sessions = session_factory(engine)
     readiness = Readiness("kafka")
+    readiness.add_probe("database", lambda: schema_problem(engine, MIGRATIONS))
     publisher = EventPublisher(settings, readiness)
+    window = timedelta(seconds=settings.ingest_dedupe_window_s)
+    dedupe = DatabaseDeduplicator(sessions, window, settings.dedupe_lease(), clock)
+    intake = Intake(publisher, dedupe, processor_name(), clock)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         publisher.start()
-        yield
+        prune = _prune_every(dedupe, settings.ingest_dedupe_prune_interval_s)
+        async with running(prune, "ingest-prune"):
+            yield
         await publisher.stop()
+        await engine.dispose()
 
     app = create_service_app(
         title="Vitals ingest",
-        description="Accepts product-usage, billing and account events.",
+        description=(
+            "Accepts product-usage, billing and account events. Every rejected record "
+            "goes to the dead-letter topic with a machine-readable reason."
+        ),
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.readiness = readiness
     app.state.publisher = publisher
-    _add_routes(app)
-    _document_request_body(app)
+    app.state.sessions = sessions
+    app.middleware("http")(_time_requests)
+    http = HttpIntake(intake, settings.ingest_max_body_bytes, clock)
+    bodies = add_native_routes(app, http)
+    bodies |= add_segment_routes(app, http, SegmentUsers(sessions, clock))
+    document_request_bodies(app, bodies)
     return app
 
 
-def _publisher(request: Request) -> EventPublisher:
-    publisher: EventPublisher = request.app.state.publisher
-    return publisher
-
-
-def _settings(request: Request) -> IngestSettings:
-    settings: IngestSettings = request.app.state.settings
-    return settings
-
-
-Publisher = Annotated[EventPublisher, Depends(_publisher)]
-Settings = Annotated[IngestSettings, Depends(_settings)]
-
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem, "description": text}
-    for code, text in {
-        400: "Malformed JSON",
-        413: "Body too large",
-        415: "Not application/json",
-        422: "Invalid fields, each named",
-        503: "Broker unavailable: nothing stored, retry with the same event ids",
-    }.items()
-}
-
-
-def _add_routes(app: FastAPI) -> None:
-    @app.post(
-        "/v1/events",
-        status_code=status.HTTP_202_ACCEPTED,
-        response_model=IngestAccepted,
-        responses=ERRORS,
-        tags=["events"],
-        summary="Post one event or a batch",
-        description=(
-            'Body: one event, or `{"events": [...]}`. Either every event is stored '
-            "or none is. 202 means the broker acknowledged all of them."
-        ),
-    )
-    async def post_events(
-        request: Request, publisher: Publisher, settings: Settings
-    ) -> IngestAccepted | JSONResponse:
-        if not is_json(request):
-            return _reject(415, "unsupported_media_type", "send Content-Type: application/json")
+async def _prune_every(dedupe: DatabaseDeduplicator, interval_s: float) -> None:
+    while True:
+        await asyncio.sleep(interval_s)
         try:
-            body = await read_body(request, settings.ingest_max_body_bytes)
-            incoming = parse_payload(body, settings.ingest_max_batch_events)
-        except BodyTooLarge as exc:
-            return _reject(413, "body_too_large", str(exc))
-        except InvalidPayload as exc:
-            code = 422 if exc.errors else 400
-            return _reject(code, "invalid_payload", exc.message, exc.errors)
-        received_at = datetime.now(UTC)
-        events = [normalise(event, received_at) for event in incoming]
-        try:
-            await publisher.publish(events)
-        except BrokerUnavailable as exc:
-            headers = {"Retry-After": RETRY_AFTER_S}
-            return _reject(503, "broker_unavailable", f"events not stored: {exc}", None, headers)
-        metrics.EVENTS_ACCEPTED.labels("http").inc(len(events))
-        return IngestAccepted(accepted=len(events), event_ids=[e.event_id for e in events])
+            deleted = await dedupe.prune()
+        except DatabaseUnavailable as exc:
+            log.warning("expired event ids not pruned: %s", exc)
+        else:
+            log.info("pruned %d expired event ids", deleted)
 
 
-def _reject(
-    code: int,
-    error: str,
-    message: str,
-    details: list[dict[str, Any]] | None = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    metrics.REQUESTS_REJECTED.labels(error).inc()
-    return problem_response(code, error, message, details, headers)
-
-
-def _document_request_body(app: FastAPI) -> None:
-    """The body is parsed by hand (size limit first); describe it in OpenAPI anyway."""
-    base_openapi = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema:
-            return app.openapi_schema
-        schema = base_openapi()
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        body_schema: dict[str, Any] = {"oneOf": []}
-        for model in (EventIn, EventBatchIn):
-            model_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-            components.update(model_schema.pop("$defs", {}))
-            components[model.__name__] = model_schema
-            body_schema["oneOf"].append({"$ref": f"#/components/schemas/{model.__name__}"})
-        operation = schema["paths"]["/v1/events"]["post"]
-        operation["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": body_schema}},
-        }
-        app.openapi_schema = schema
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
+async def _time_requests(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    started = time.perf_counter()
+    response = await call_next(request)
+    route: Any = request.scope.get("route")
+    path = getattr(route, "path", "unmatched")
+    if path.startswith("/v1/"):
+        metrics.REQUEST_SECONDS.labels(path).observe(time.perf_counter() - started)
+    return response

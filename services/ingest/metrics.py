@@ -1,15 +1,55 @@
+"""Every metric of the ingest service. ``source`` is the input channel: native,
+segment, stripe, cloudevents or kafka; ``reason`` a rejection reason."""
+
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+EVENTS_RECEIVED = Counter(
+    "vitals_ingest_events_received_total",
+    "Records received (events, or whole bodies that could not be read), by source.",
+    ["source"],
+)
 EVENTS_ACCEPTED = Counter(
-    "vitals_ingest_events_accepted_total", "Events acknowledged by the broker.", ["source"]
+    "vitals_ingest_events_accepted_total",
+    "New events acknowledged by the broker, by source.",
+    ["source"],
+)
+EVENTS_REJECTED = Counter(
+    "vitals_ingest_events_rejected_total",
+    "Records rejected and dead-lettered, by source and reason.",
+    ["source", "reason"],
+)
+DEAD_LETTERS = Counter(
+    "vitals_ingest_dead_letters_total",
+    "Dead letters acknowledged on the dead-letter topic, by reason.",
+    ["reason"],
+)
+DEDUPE_HITS = Counter(
+    "vitals_ingest_dedupe_hits_total",
+    "Events dropped as repeats of an event_id already published, by source.",
+    ["source"],
 )
 REQUESTS_REJECTED = Counter(
-    "vitals_ingest_requests_rejected_total", "Requests answered with an error.", ["reason"]
+    "vitals_ingest_requests_rejected_total",
+    "Requests refused before any record was read (auth, rate limit, broker down), by reason.",
+    ["reason"],
 )
-PUBLISH_SECONDS = Histogram(
-    "vitals_ingest_publish_seconds",
-    "Time from handing a request's events to the producer until the broker acknowledged.",
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+REQUEST_SECONDS = Histogram(
+    "vitals_ingest_request_seconds",
+    "Time to answer an intake request, by route.",
+    ["route"],
+    buckets=LATENCY_BUCKETS,
+)
+PRODUCE_SECONDS = Histogram(
+    "vitals_ingest_produce_seconds",
+    "Time from handing records to the producer until the broker acknowledged all of them.",
+    buckets=LATENCY_BUCKETS,
+)
+CONSUMER_LAG = Gauge(
+    "vitals_ingest_consumer_lag_records",
+    "Records on a raw topic partition not yet consumed by ingest.",
+    ["topic", "partition"],
 )

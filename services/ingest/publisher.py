@@ -1,4 +1,5 @@
-"""Publishing normalised events to ``vitals.events``, keyed by account."""
+"""Publishing normalised events to ``vitals.events`` (keyed by account) and dead
+letters to ``vitals.events.dlq``."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from aiokafka import AIOKafkaProducer
 
 from services.ingest import metrics
 from services.ingest.settings import IngestSettings
+from shared.dlq import DeadLetter, dead_letter_records
 from shared.events import Event
 from shared.health import Readiness
 from shared.kafka import (
@@ -48,9 +50,8 @@ class EventPublisher:
         report(None)
 
     async def _create_topics(self) -> None:
-        await ensure_topics(
-            self._settings, [topic_spec(self._settings, self._settings.events_topic)]
-        )
+        topics = [self._settings.events_topic, self._settings.dlq_topic]
+        await ensure_topics(self._settings, [topic_spec(self._settings, t) for t in topics])
 
     async def stop(self) -> None:
         if self._connect_task is not None:
@@ -60,21 +61,27 @@ class EventPublisher:
         if self._producer is not None:
             await self._producer.stop()
 
-    async def publish(self, events: Sequence[Event]) -> None:
-        """Return once the broker acknowledged every event (acks=all), else raise."""
+    async def publish(self, events: Sequence[Event], letters: Sequence[DeadLetter] = ()) -> None:
+        """Return once the broker acknowledged every event and letter (acks=all), else raise."""
+        if not events and not letters:
+            return
         if not self._connected or self._producer is None:
             raise BrokerUnavailable("not connected to the broker yet")
         started = time.perf_counter()
+        timeout_s = self._settings.ingest_publish_timeout_s
         records = [(e.account_id.encode(), e.to_bytes()) for e in events]
         try:
-            await send_all(
-                self._producer,
-                self._settings.events_topic,
-                records,
-                self._settings.ingest_publish_timeout_s,
+            await asyncio.gather(
+                send_all(self._producer, self._settings.events_topic, records, timeout_s),
+                send_all(
+                    self._producer,
+                    self._settings.dlq_topic,
+                    dead_letter_records(letters),
+                    timeout_s,
+                ),
             )
         except BrokerUnavailable as exc:
             self._readiness.report("kafka", f"last publish failed: {exc}")
             raise
         self._readiness.report("kafka", None)
-        metrics.PUBLISH_SECONDS.observe(time.perf_counter() - started)
+        metrics.PRODUCE_SECONDS.observe(time.perf_counter() - started)

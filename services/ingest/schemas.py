@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.ingest.reasons import Reason
 from shared.events import EventFields, Identifier
 
 
@@ -18,9 +21,23 @@ class EventIn(EventFields):
 class EventBatchIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    events: list[EventIn] = Field(min_length=1)
+    events: list[EventIn] = Field(min_length=1, max_length=2500)
+
+
+class ItemError(BaseModel):
+    index: int = Field(description="Position of the rejected item in the request, from 0.")
+    reason: Reason = Field(description="Machine-readable reason; the dead letter carries it too.")
+    message: str
+    details: list[dict[str, Any]] | None = Field(
+        None, description="Each invalid field, as {field, reason}."
+    )
 
 
 class IngestAccepted(BaseModel):
-    accepted: int = Field(description="Events stored on the broker.")
-    event_ids: list[str] = Field(description="Their ids, in request order.")
+    accepted: int = Field(description="New events stored on the broker.")
+    duplicates: int = Field(0, description="Events whose event_id was already stored.")
+    rejected: int = Field(0, description="Items rejected and sent to the dead-letter topic.")
+    event_ids: list[str] = Field(description="Ids of the new events, in request order.")
+    errors: list[ItemError] = Field(
+        default_factory=list, description="Why each rejected item was rejected."
+    )

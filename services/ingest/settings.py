@@ -1,17 +1,52 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 from pydantic import Field
 
+from services.ingest.domain import Limits
 from shared.settings import VitalsSettings
 
 
 class IngestSettings(VitalsSettings):
+    ingest_database_url: str = Field(
+        "sqlite+aiosqlite:///var/ingest.db",
+        description=(
+            "SQLAlchemy URL of the ingest database (seen event ids, Segment users); "
+            "postgresql+asyncpg://... in production."
+        ),
+    )
+    ingest_dedupe_window_s: float = Field(
+        86_400.0, gt=0, description="How long an event_id is remembered to drop repeats."
+    )
+    ingest_dedupe_prune_interval_s: float = Field(
+        300.0, gt=0, description="How often expired event ids are deleted."
+    )
     ingest_max_body_bytes: int = Field(
         512 * 1024, gt=0, description="Largest request body accepted, in bytes."
     )
     ingest_max_batch_events: int = Field(
         2500, gt=0, description="Most events accepted in one request."
     )
+    ingest_max_event_bytes: int = Field(
+        32 * 1024, gt=0, description="Largest single event accepted, in bytes of JSON."
+    )
+    ingest_max_future_s: float = Field(
+        300.0,
+        ge=0,
+        description="How far past the time of receipt an event's time may be before it is refused.",
+    )
     ingest_publish_timeout_s: float = Field(
         10.0, gt=0, description="How long a request waits for the broker's acknowledgement."
     )
+
+    def dedupe_lease(self) -> timedelta:
+        """How long a claimed, unconfirmed id blocks its repeats: past any publish in flight."""
+        return timedelta(seconds=3 * self.ingest_publish_timeout_s + 5)
+
+    def limits(self) -> Limits:
+        return Limits(
+            max_events=self.ingest_max_batch_events,
+            max_event_bytes=self.ingest_max_event_bytes,
+            max_future=timedelta(seconds=self.ingest_max_future_s),
+        )

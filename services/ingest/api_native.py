@@ -1,0 +1,98 @@
+"""``POST /v1/events``: the native shape, one event or a batch, partly accepted."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
+
+from services.ingest.body import JSON
+from services.ingest.domain import Parsed, Rejection
+from services.ingest.http_intake import HttpIntake, Received, Refused, item_error
+from services.ingest.intake import Outcome
+from services.ingest.native import parse_native
+from services.ingest.openapi import BodyModels
+from services.ingest.schemas import EventBatchIn, EventIn, IngestAccepted
+from services.ingest.settings import IngestSettings
+from shared.http import Problem, problem_response
+
+CHANNEL = "native"
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": Problem, "description": text}
+    for code, text in {
+        400: "Malformed JSON, or not an event nor a batch (`error` names the reason)",
+        401: "No API key",
+        403: "The API key lacks the `ingest` scope",
+        413: "Body, batch or the single event too large",
+        415: "Not application/json (or an unsupported Content-Encoding)",
+        422: "The single posted event is invalid; `details` names each field",
+        429: "Rate limit of this API key reached; see Retry-After",
+        503: "Broker unavailable: nothing stored, retry with the same event ids",
+    }.items()
+}
+
+DESCRIPTION = """\
+Body: one event, or `{"events": [...]}` (at most 2,500 events and 512 KiB per request,
+32 KiB per event; gzip Content-Encoding accepted).
+
+In a batch, valid events are accepted and invalid ones are rejected one by one: each
+rejected item is listed in `errors` with its `index` (from 0) and a machine-readable
+`reason`, and is sent to the dead-letter topic. A repeated `event_id` (already stored,
+or twice in one request) is counted in `duplicates` and stored once.
+
+202 means the broker acknowledged every new event and every dead letter (acks=all).
+A single posted event that is invalid is answered 422 with each field named.
+"""
+
+
+def add_native_routes(app: FastAPI, http: HttpIntake) -> BodyModels:
+    settings: IngestSettings = app.state.settings
+    limits = settings.limits()
+
+    async def parse(body: bytes, received_at: datetime) -> Parsed:
+        return parse_native(body, received_at, limits)
+
+    @app.post(
+        "/v1/events",
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=IngestAccepted,
+        responses=ERRORS,
+        tags=["events"],
+        summary="Post one event or a batch",
+        description=DESCRIPTION,
+    )
+    async def post_events(request: Request) -> IngestAccepted | JSONResponse:
+        received = await http.receive(request, channel=CHANNEL, media_types=(JSON,), parse=parse)
+        if isinstance(received, Refused):
+            return refused_response(received)
+        if not received.parsed.batch and received.outcome.rejected:
+            return _single_rejected(received.outcome.rejected[0])
+        return accepted_body(received)
+
+    return {"/v1/events": {JSON: [EventIn, EventBatchIn]}}
+
+
+def accepted_body(received: Received) -> IngestAccepted:
+    outcome: Outcome = received.outcome
+    return IngestAccepted(
+        accepted=len(outcome.accepted),
+        duplicates=len(outcome.duplicates),
+        rejected=len(outcome.rejected),
+        event_ids=[outcome.accepted[i] for i in sorted(outcome.accepted)],
+        errors=[item_error(i, r) for i, r in sorted(outcome.rejected.items())],
+    )
+
+
+def refused_response(refused: Refused) -> JSONResponse:
+    return problem_response(
+        refused.status, refused.error, refused.message, refused.details, refused.headers
+    )
+
+
+def _single_rejected(rejection: Rejection) -> JSONResponse:
+    code = 413 if rejection.reason == "event_too_large" else 422
+    details = [dict(d) for d in rejection.details] or None
+    return problem_response(code, rejection.reason.value, rejection.message, details)

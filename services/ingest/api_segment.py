@@ -1,0 +1,141 @@
+"""Segment's HTTP Tracking API on Segment's own paths, so Segment's libraries work
+unchanged when pointed at Vitals (their ``host`` option)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.ingest import segment
+from services.ingest.body import JSON
+from services.ingest.domain import Parsed
+from services.ingest.http_intake import HttpIntake, Received, Refused, item_error
+from services.ingest.openapi import BodyModels
+from services.ingest.reasons import Reason
+from services.ingest.schemas import ItemError
+from services.ingest.segment_users import SegmentUsers
+from services.ingest.settings import IngestSettings
+
+CHANNEL = "segment"
+# Segment answers 400 to every body it cannot take (size, JSON); its libraries
+# treat 400 as final, which is right: a retry cannot fix the body.
+SEGMENT_STATUSES: dict[Reason, int] = {}
+
+
+class SegmentCall(BaseModel):
+    """One Segment call (see Segment's spec); unknown fields are kept as properties."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str | None = Field(None, description="track, identify, group, page or screen.")
+    messageId: str | None = Field(None, description="Becomes event_id: repeats are dropped.")  # noqa: N815
+    userId: str | None = None  # noqa: N815
+    anonymousId: str | None = None  # noqa: N815
+    groupId: str | None = Field(None, description="The account (group calls).")  # noqa: N815
+    event: str | None = Field(None, description="Event name (track calls).")
+    timestamp: str | None = None
+    sentAt: str | None = Field(None, description="Sender's clock at sending: skew is corrected.")  # noqa: N815
+    properties: dict[str, Any] | None = None
+    traits: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    writeKey: str | None = Field(None, description="The API key, when not sent as Basic auth.")  # noqa: N815
+
+
+class SegmentBatch(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    batch: list[SegmentCall] = Field(min_length=1)
+    context: dict[str, Any] | None = Field(None, description="Merged into every call.")
+    integrations: dict[str, Any] | None = Field(None, description="Merged into every call.")
+    sentAt: str | None = None  # noqa: N815
+    writeKey: str | None = None  # noqa: N815
+
+
+class SegmentAccepted(BaseModel):
+    success: bool = True
+    accepted: int
+    duplicates: int
+    rejected: int
+    errors: list[ItemError] = Field(default_factory=list)
+
+
+def add_segment_routes(app: FastAPI, http: HttpIntake, users: SegmentUsers) -> BodyModels:
+    settings: IngestSettings = app.state.settings
+    for call_type in (*segment.CALL_TYPES, None):
+        _add_route(app, http, users, settings, call_type)
+    return {
+        **{f"/v1/{t}": {JSON: [SegmentCall]} for t in segment.CALL_TYPES},
+        "/v1/batch": {JSON: [SegmentBatch]},
+    }
+
+
+def _add_route(
+    app: FastAPI,
+    http: HttpIntake,
+    users: SegmentUsers,
+    settings: IngestSettings,
+    call_type: str | None,
+) -> None:
+    limits = settings.limits()
+    max_bytes = segment.BATCH_MAX_BYTES if call_type is None else limits.max_event_bytes
+
+    async def parse(body: bytes, received_at: datetime) -> Parsed:
+        read = segment.read_body(body, call_type, limits)
+        known = await users.accounts(segment.users_to_look_up(read.messages))
+        mapped = segment.map_messages(read.messages, known, received_at, limits)
+        await users.remember(mapped.grouped)
+        return Parsed(mapped.items, batch=read.batch)
+
+    async def post_call(request: Request) -> SegmentAccepted | JSONResponse:
+        received = await http.receive(
+            request,
+            channel=CHANNEL,
+            media_types=(JSON,),
+            parse=parse,
+            max_bytes=max_bytes,
+            redact=segment.redact_write_key,
+            statuses=SEGMENT_STATUSES,
+        )
+        if isinstance(received, Refused):
+            return segment_error(received)
+        return _accepted(received)
+
+    path = f"/v1/{call_type or 'batch'}"
+    app.post(
+        path,
+        response_model=SegmentAccepted,
+        tags=["segment"],
+        summary=f"Segment {call_type or 'batch'} call",
+        description=(
+            "Segment's HTTP Tracking API. Auth: the API key as HTTP Basic username with an "
+            "empty password, or `writeKey` in the body. 200 once the broker acknowledged; "
+            "calls that cannot be used are listed in `errors` and dead-lettered."
+        ),
+        responses={
+            400: {"description": "Malformed JSON or body too large (as Segment)"},
+            401: {"description": "No API key"},
+            403: {"description": "The API key lacks the `ingest` scope"},
+            429: {"description": "Rate limit reached; see Retry-After"},
+            503: {"description": "Nothing stored; retry"},
+        },
+    )(post_call)
+
+
+def _accepted(received: Received) -> SegmentAccepted:
+    outcome = received.outcome
+    return SegmentAccepted(
+        accepted=len(outcome.accepted),
+        duplicates=len(outcome.duplicates),
+        rejected=len(outcome.rejected),
+        errors=[item_error(i, r) for i, r in sorted(outcome.rejected.items())],
+    )
+
+
+def segment_error(refused: Refused) -> JSONResponse:
+    """Segment's libraries read ``code`` and ``message`` from an error body."""
+    body = {"success": False, "code": refused.error, "message": refused.message}
+    return JSONResponse(body, refused.status, headers=refused.headers)

@@ -1,0 +1,119 @@
+"""Deduplication by ``event_id``: a repeated delivery yields one normalised event.
+
+An id is *claimed* before its event is published, *confirmed* once the broker
+acknowledged it and *released* when publishing failed, so a sender's retry is
+never mistaken for a repeat of something that was not stored.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from services.ingest import repository
+from services.ingest.database import DatabaseUnavailable, transaction
+from shared.db import SessionFactory
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+class InFlight(Exception):
+    """Another request is publishing one of these ids right now: retry shortly."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    new: frozenset[str] = field(default_factory=frozenset)
+
+
+class Deduplicator(Protocol):
+    async def claim(self, event_ids: Sequence[str]) -> Claim:
+        """Claim the ids not seen yet; raise ``InFlight`` if one is being published."""
+
+    async def confirm(self, event_ids: Collection[str]) -> None:
+        """The broker acknowledged these ids' events."""
+
+    async def release(self, event_ids: Collection[str]) -> None:
+        """Publishing failed: forget these claims."""
+
+
+class NoDeduplication:
+    """Every id is new: for a first step, or where the topic's consumer dedupes."""
+
+    async def claim(self, event_ids: Sequence[str]) -> Claim:
+        return Claim(frozenset(event_ids))
+
+    async def confirm(self, event_ids: Collection[str]) -> None:
+        return None
+
+    async def release(self, event_ids: Collection[str]) -> None:
+        return None
+
+
+class DatabaseDeduplicator:
+    """Seen ids in the ingest database, shared by every replica, kept ``window``.
+
+    A claim left unpublished for ``lease`` (its process died between claiming and
+    confirming) may be taken over, so a crash delays an event, never loses it.
+    Memory use does not grow with traffic: the ids live in the database, and
+    :meth:`prune` deletes expired ones.
+    """
+
+    def __init__(
+        self, sessions: SessionFactory, window: timedelta, lease: timedelta, clock: Clock
+    ) -> None:
+        self._sessions = sessions
+        self._window = window
+        self._lease = lease
+        self._clock = clock
+
+    async def claim(self, event_ids: Sequence[str]) -> Claim:
+        if not event_ids:
+            return Claim()
+        now = self._clock()
+        async with transaction(self._sessions) as session:
+            claimed = await repository.claim_event_ids(
+                session,
+                event_ids,
+                now=now,
+                expires_at=now + self._window,
+                stale_before=now - self._lease,
+            )
+            in_flight = await repository.unpublished(session, set(event_ids) - claimed)
+            if in_flight:
+                # Give back what this request claimed: its retry claims all again.
+                await repository.forget_claims(session, claimed)
+        if in_flight:
+            raise InFlight(f"{len(in_flight)} event id(s) are being published by another request")
+        return Claim(frozenset(claimed))
+
+    async def confirm(self, event_ids: Collection[str]) -> None:
+        try:
+            async with transaction(self._sessions) as session:
+                await repository.mark_published(session, event_ids, self._clock())
+        except DatabaseUnavailable as exc:
+            # Published already; the claim expires after its lease and a repeat may
+            # then pass once more (consumers drop it by event_id).
+            log.warning("could not confirm %d published id(s): %s", len(event_ids), exc)
+
+    async def release(self, event_ids: Collection[str]) -> None:
+        try:
+            async with transaction(self._sessions) as session:
+                await repository.forget_claims(session, event_ids)
+        except DatabaseUnavailable as exc:
+            log.warning("could not release %d claim(s), they expire: %s", len(event_ids), exc)
+
+    async def prune(self, batch: int = 10_000) -> int:
+        """Delete expired ids, ``batch`` at a time; returns how many went."""
+        deleted = 0
+        while True:
+            async with transaction(self._sessions) as session:
+                count = await repository.prune_expired(session, self._clock(), batch)
+            deleted += count
+            if count < batch:
+                return deleted

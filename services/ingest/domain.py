@@ -1,0 +1,149 @@
+"""What ingest accepts, and why it rejects what it does not. Pure: no I/O.
+
+Every input shape (native, Segment, Stripe, CloudEvents, raw Kafka records) is
+turned into a list of items, one per record, each either a normalised
+:class:`~shared.events.Event` or a :class:`Rejection` with a machine-readable
+:class:`Reason`. The I/O shell publishes the events and dead-letters the rejections.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from services.ingest.reasons import Reason
+from services.ingest.schemas import EventIn
+from shared.events import Event
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """One record (or a whole body) that is not accepted, with its original bytes."""
+
+    reason: Reason
+    message: str
+    original: bytes
+    details: tuple[Mapping[str, Any], ...] = ()
+    account_id: str | None = None
+    event_id: str | None = None
+    size: int | None = None
+    """Size of the original when ``original`` is only its beginning."""
+
+
+Item = Event | Rejection
+
+
+class BodyRejected(Exception):
+    """The body as a whole cannot be read: nothing in it is accepted."""
+
+    def __init__(self, rejection: Rejection) -> None:
+        super().__init__(rejection.message)
+        self.rejection = rejection
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_events: int = 2500
+    max_event_bytes: int = 32 * 1024
+    max_future: timedelta = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """The items of a body in order; ``batch`` is False for a single posted event."""
+
+    items: list[Item]
+    batch: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def load_json(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BodyRejected(
+            Rejection(Reason.malformed_json, f"body is not valid JSON: {exc}", body)
+        ) from exc
+
+
+def item_bytes(item: object) -> bytes:
+    """An item of a parsed batch as JSON again: what its size limit and dead letter use."""
+    return orjson.dumps(item)
+
+
+def too_large(original: bytes, limits: Limits) -> Rejection | None:
+    if len(original) <= limits.max_event_bytes:
+        return None
+    message = f"event is {len(original)} bytes; the limit is {limits.max_event_bytes}"
+    return Rejection(Reason.event_too_large, message, original)
+
+
+def check_count(count: int, body: bytes, limits: Limits) -> None:
+    if count > limits.max_events:
+        message = f"{count} events in one request; the limit is {limits.max_events}"
+        raise BodyRejected(Rejection(Reason.too_many_events, message, body))
+
+
+def to_event(
+    fields: Mapping[str, Any],
+    original: bytes,
+    received_at: datetime,
+    limits: Limits,
+    default_event_id: str | None = None,
+) -> Item:
+    """Validate sender-supplied ``fields`` into a normalised event, or say why not."""
+    try:
+        incoming = EventIn.model_validate(fields)
+    except ValidationError as exc:
+        return invalid(exc, original, fields)
+    event_id = incoming.event_id or default_event_id or str(uuid.uuid4())
+    values = incoming.model_dump(exclude={"event_id"})
+    event = Event.model_validate({**values, "event_id": event_id, "received_at": received_at})
+    return check_time(event, original, received_at, limits)
+
+
+def check_time(event: Event, original: bytes, received_at: datetime, limits: Limits) -> Item:
+    """Events from the future are refused; late ones pass (scoring decides what is late)."""
+    if event.occurred_at <= received_at + limits.max_future:
+        return event
+    ahead = (event.occurred_at - received_at).total_seconds()
+    message = (
+        f"occurred_at {event.occurred_at.isoformat()} is {ahead:.0f}s after it was received; "
+        f"at most {limits.max_future.total_seconds():.0f}s ahead is accepted"
+    )
+    return Rejection(
+        Reason.event_in_future, message, original, (), event.account_id, event.event_id
+    )
+
+
+def invalid(exc: ValidationError, original: bytes, fields: Mapping[str, Any]) -> Rejection:
+    details = tuple(
+        {"field": field_path(e["loc"]) or "(event)", "reason": e["msg"]}
+        for e in exc.errors(include_url=False)
+    )
+    names = ", ".join(str(d["field"]) for d in details[:5])
+    return Rejection(
+        Reason.invalid_event,
+        f"{len(details)} invalid field(s): {names}",
+        original,
+        details,
+        _text(fields.get("account_id")),
+        _text(fields.get("event_id")),
+    )
+
+
+def field_path(location: tuple[int | str, ...]) -> str:
+    path = ""
+    for part in location:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None

@@ -1,0 +1,129 @@
+"""The steps every intake route shares: media type, size limit, parse, hand to the intake.
+
+A body that cannot be read at all is dead-lettered whole; the caller gets the
+status to answer with. Nothing here knows an input shape: ``parse`` does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from fastapi import Request
+
+from services.ingest import metrics
+from services.ingest.body import read_limited, require_media_type
+from services.ingest.database import DatabaseUnavailable
+from services.ingest.dedupe import InFlight
+from services.ingest.domain import BodyRejected, Parsed, Rejection
+from services.ingest.intake import Clock, Intake, Origin, Outcome
+from services.ingest.reasons import Reason
+from services.ingest.schemas import ItemError
+from shared.kafka import BrokerUnavailable
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_BROKER_S = "5"
+RETRY_AFTER_IN_FLIGHT_S = "1"
+
+BODY_STATUS = {
+    Reason.unsupported_media_type: 415,
+    Reason.body_too_large: 413,
+    Reason.too_many_events: 413,
+    Reason.event_too_large: 413,
+}
+
+Parser = Callable[[bytes, datetime], Awaitable[Parsed]]
+Redactor = Callable[[bytes], bytes]
+
+
+def keep(body: bytes) -> bytes:
+    return body
+
+
+@dataclass(frozen=True)
+class Refused:
+    """An error answer: status, machine-readable error, message for people."""
+
+    status: int
+    error: str
+    message: str
+    details: list[dict[str, Any]] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Received:
+    parsed: Parsed
+    outcome: Outcome
+
+
+class HttpIntake:
+    def __init__(self, intake: Intake, max_body_bytes: int, clock: Clock) -> None:
+        self._intake = intake
+        self._max_body_bytes = max_body_bytes
+        self._clock = clock
+
+    async def receive(
+        self,
+        request: Request,
+        *,
+        channel: str,
+        media_types: tuple[str, ...],
+        parse: Parser,
+        max_bytes: int | None = None,
+        redact: Redactor = keep,
+        statuses: Mapping[Reason, int] = BODY_STATUS,
+    ) -> Received | Refused:
+        """``redact`` removes secrets from a body dead-lettered whole; ``statuses`` gives
+        the answer to each body-level reason (400 when not listed)."""
+        origin = Origin.http(request.url.path)
+        limit = min(max_bytes or self._max_body_bytes, self._max_body_bytes)
+        try:
+            require_media_type(request, media_types)
+            body = await read_limited(request, limit)
+            parsed = await parse(body, self._clock())
+        except BodyRejected as exc:
+            rejection = exc.rejection
+            rejection = dataclasses.replace(rejection, original=redact(rejection.original))
+            return await self._refuse_body(rejection, origin, channel, statuses)
+        except (DatabaseUnavailable, InFlight) as exc:
+            return unavailable(exc)
+        try:
+            outcome = await self._intake.submit([(i, origin) for i in parsed.items], channel)
+        except (BrokerUnavailable, DatabaseUnavailable, InFlight) as exc:
+            return unavailable(exc)
+        return Received(parsed, outcome)
+
+    async def _refuse_body(
+        self, rejection: Rejection, origin: Origin, channel: str, statuses: Mapping[Reason, int]
+    ) -> Refused:
+        try:
+            await self._intake.submit([(rejection, origin)], channel)
+        except (BrokerUnavailable, DatabaseUnavailable, InFlight) as exc:
+            # The sender still learns its body is wrong; only the copy is missing.
+            log.error("dead letter for a refused body not stored: %s", exc)
+        status = statuses.get(rejection.reason, 400)
+        return Refused(status, rejection.reason.value, rejection.message)
+
+
+def unavailable(exc: Exception) -> Refused:
+    if isinstance(exc, InFlight):
+        metrics.REQUESTS_REJECTED.labels("in_flight").inc()
+        message = f"{exc}; nothing stored, retry shortly with the same event ids"
+        return Refused(503, "in_flight", message, headers={"Retry-After": RETRY_AFTER_IN_FLIGHT_S})
+    error = "broker_unavailable" if isinstance(exc, BrokerUnavailable) else "database_unavailable"
+    metrics.REQUESTS_REJECTED.labels(error).inc()
+    message = f"events not stored: {exc}; retry with the same event ids"
+    return Refused(503, error, message, headers={"Retry-After": RETRY_AFTER_BROKER_S})
+
+
+def item_error(index: int, rejection: Rejection) -> ItemError:
+    details = [dict(d) for d in rejection.details] or None
+    return ItemError(
+        index=index, reason=rejection.reason, message=rejection.message, details=details
+    )

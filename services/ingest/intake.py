@@ -1,0 +1,156 @@
+"""The one path every input takes after parsing: dedupe, publish, dead-letter, count.
+
+HTTP routes and the raw-topic consumer hand their items here. Events and dead
+letters are published together and the call returns only after the broker
+acknowledged both (acks=all); when it does not, the claimed event ids are released
+so that the sender's retry is not mistaken for a repeat.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from services.ingest import metrics
+from services.ingest.dedupe import Deduplicator
+from services.ingest.domain import Item, Rejection
+from services.ingest.publisher import EventPublisher
+from shared.dlq import DeadLetter
+from shared.events import Event
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where an item came from, as its dead letter names it."""
+
+    source: str
+    topic: str | None = None
+    partition: int | None = None
+    offset: int | None = None
+
+    @classmethod
+    def http(cls, path: str) -> Origin:
+        return cls(f"http:{path}")
+
+    @classmethod
+    def kafka(cls, topic: str, partition: int, offset: int) -> Origin:
+        return cls(f"kafka:{topic}/{partition}@{offset}", topic, partition, offset)
+
+
+@dataclass
+class Outcome:
+    """What became of each item, by its index in the request."""
+
+    accepted: dict[int, str] = field(default_factory=dict)
+    duplicates: dict[int, str] = field(default_factory=dict)
+    rejected: dict[int, Rejection] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Items split by what happens to them; pure, so a request's repeats are seen here."""
+
+    unique: dict[int, Event]
+    repeated: dict[int, str]
+    rejected: dict[int, Rejection]
+
+
+def plan(items: Sequence[Item]) -> Plan:
+    unique: dict[int, Event] = {}
+    repeated: dict[int, str] = {}
+    rejected: dict[int, Rejection] = {}
+    seen: set[str] = set()
+    for index, item in enumerate(items):
+        if isinstance(item, Rejection):
+            rejected[index] = item
+        elif item.event_id in seen:
+            repeated[index] = item.event_id
+        else:
+            seen.add(item.event_id)
+            unique[index] = item
+    return Plan(unique, repeated, rejected)
+
+
+def dead_letter(rejection: Rejection, origin: Origin, at: datetime, processor: str) -> DeadLetter:
+    letter = DeadLetter.of(
+        rejection.original,
+        reason=rejection.reason.value,
+        message=rejection.message,
+        source=origin.source,
+        rejected_at=at,
+        processor=processor,
+        topic=origin.topic,
+        partition=origin.partition,
+        offset=origin.offset,
+        account_id=rejection.account_id,
+        event_id=rejection.event_id,
+    )
+    if rejection.size is not None and rejection.size > letter.original_size:
+        return letter.model_copy(update={"original_size": rejection.size, "truncated": True})
+    return letter
+
+
+class Intake:
+    def __init__(
+        self,
+        publisher: EventPublisher,
+        deduplicator: Deduplicator,
+        processor: str,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._publisher = publisher
+        self._dedupe = deduplicator
+        self._processor = processor
+        self._clock = clock
+
+    async def submit(self, items: Sequence[tuple[Item, Origin]], channel: str) -> Outcome:
+        """Publish the new events and dead-letter the rejections; raise when not stored.
+
+        Raises ``BrokerUnavailable`` or ``DatabaseUnavailable`` (nothing may be assumed
+        stored: retry with the same ids) and ``InFlight`` (another request holds one of
+        these ids right now: retry shortly).
+        """
+        metrics.EVENTS_RECEIVED.labels(channel).inc(len(items))
+        split = plan([item for item, _ in items])
+        claim = await self._dedupe.claim([e.event_id for e in split.unique.values()])
+        fresh = {i: e for i, e in split.unique.items() if e.event_id in claim.new}
+        now = self._clock()
+        letters = [
+            (rejection.reason, dead_letter(rejection, items[i][1], now, self._processor))
+            for i, rejection in split.rejected.items()
+        ]
+        try:
+            await self._publisher.publish(list(fresh.values()), [letter for _, letter in letters])
+        except BaseException:
+            await self._dedupe.release(claim.new)
+            raise
+        await self._dedupe.confirm(claim.new)
+        outcome = Outcome(
+            accepted={i: e.event_id for i, e in fresh.items()},
+            duplicates={
+                **{i: e.event_id for i, e in split.unique.items() if i not in fresh},
+                **split.repeated,
+            },
+            rejected=split.rejected,
+        )
+        _count(outcome, channel, [reason for reason, _ in letters])
+        return outcome
+
+
+def _count(outcome: Outcome, channel: str, reasons: Sequence[object]) -> None:
+    metrics.EVENTS_ACCEPTED.labels(channel).inc(len(outcome.accepted))
+    if outcome.duplicates:
+        metrics.DEDUPE_HITS.labels(channel).inc(len(outcome.duplicates))
+    for reason in reasons:
+        metrics.EVENTS_REJECTED.labels(channel, str(reason)).inc()
+        metrics.DEAD_LETTERS.labels(str(reason)).inc()

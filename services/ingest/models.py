@@ -1,0 +1,42 @@
+"""Tables the ingest service owns. Only migrations change them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import cast
+
+from sqlalchemy import Index, MetaData, String, Table
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from shared.db import UtcDateTime
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData()
+
+
+class SeenEvent(Base):
+    """An event id claimed for publishing (``published_at`` unset) or published."""
+
+    __tablename__ = "ingest_seen_events"
+    __table_args__ = (Index("ix_ingest_seen_events_expires_at", "expires_at"),)
+
+    event_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    claimed_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    published_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class SegmentUserAccount(Base):
+    """The account of a Segment user, from the latest ``group`` call seen for it."""
+
+    __tablename__ = "ingest_segment_user_accounts"
+
+    user_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(200))
+    grouped_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+seen_events = cast(Table, SeenEvent.__table__)
+segment_user_accounts = cast(Table, SegmentUserAccount.__table__)

@@ -1,0 +1,117 @@
+"""Queries on the ingest tables. Callers own the session and the transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime
+
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.ingest.models import seen_events, segment_user_accounts
+from shared.db import upsert
+
+
+async def claim_event_ids(
+    session: AsyncSession,
+    event_ids: Sequence[str],
+    *,
+    now: datetime,
+    expires_at: datetime,
+    stale_before: datetime,
+) -> set[str]:
+    """Claim ids never seen, expired, or left unpublished since ``stale_before``.
+
+    Returns the ids claimed. Ids are inserted in sorted order so that two
+    concurrent claims on PostgreSQL lock rows in the same order and cannot deadlock.
+    """
+    if not event_ids:
+        return set()
+    table = seen_events
+    rows = [
+        {"event_id": i, "claimed_at": now, "published_at": None, "expires_at": expires_at}
+        for i in sorted(event_ids)
+    ]
+    statement = upsert(session, table).values(rows)
+    statement = statement.on_conflict_do_update(
+        index_elements=["event_id"],
+        set_={"claimed_at": now, "published_at": None, "expires_at": expires_at},
+        where=or_(
+            table.c.expires_at <= now,
+            (table.c.published_at.is_(None)) & (table.c.claimed_at < stale_before),
+        ),
+    ).returning(table.c.event_id)
+    result = await session.execute(statement)
+    return {row[0] for row in result}
+
+
+async def unpublished(session: AsyncSession, event_ids: Collection[str]) -> set[str]:
+    """Those of ``event_ids`` claimed but not published yet."""
+    if not event_ids:
+        return set()
+    table = seen_events
+    result = await session.execute(
+        select(table.c.event_id).where(
+            table.c.event_id.in_(list(event_ids)), table.c.published_at.is_(None)
+        )
+    )
+    return {row[0] for row in result}
+
+
+async def mark_published(
+    session: AsyncSession, event_ids: Collection[str], published_at: datetime
+) -> None:
+    if event_ids:
+        table = seen_events
+        await session.execute(
+            update(table)
+            .where(table.c.event_id.in_(list(event_ids)))
+            .values(published_at=published_at)
+        )
+
+
+async def forget_claims(session: AsyncSession, event_ids: Collection[str]) -> None:
+    if event_ids:
+        table = seen_events
+        await session.execute(
+            delete(table).where(
+                table.c.event_id.in_(list(event_ids)), table.c.published_at.is_(None)
+            )
+        )
+
+
+async def prune_expired(session: AsyncSession, now: datetime, limit: int) -> int:
+    """Delete up to ``limit`` expired ids; returns how many went."""
+    table = seen_events
+    expired = select(table.c.event_id).where(table.c.expires_at <= now).limit(limit)
+    result = await session.execute(delete(table).where(table.c.event_id.in_(expired)))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def accounts_of_users(session: AsyncSession, user_ids: Collection[str]) -> dict[str, str]:
+    if not user_ids:
+        return {}
+    table = segment_user_accounts
+    result = await session.execute(
+        select(table.c.user_id, table.c.account_id).where(table.c.user_id.in_(list(user_ids)))
+    )
+    return {user: account for user, account in result.all()}
+
+
+async def save_user_accounts(
+    session: AsyncSession, grouped: Mapping[str, tuple[str, datetime]], now: datetime
+) -> None:
+    """Keep, per user, the account of its latest ``group`` call (by event time)."""
+    table = segment_user_accounts
+    for user_id in sorted(grouped):
+        account_id, grouped_at = grouped[user_id]
+        statement = upsert(session, table).values(
+            user_id=user_id, account_id=account_id, grouped_at=grouped_at, updated_at=now
+        )
+        await session.execute(
+            statement.on_conflict_do_update(
+                index_elements=["user_id"],
+                set_={"account_id": account_id, "grouped_at": grouped_at, "updated_at": now},
+                where=table.c.grouped_at <= grouped_at,
+            )
+        )

@@ -1,0 +1,313 @@
+"""Segment's HTTP Tracking API spec mapped to normalised events. Pure.
+
+- ``group``: account traits; ``groupId`` is the account. It also records the
+  user's account for later calls without one.
+- ``identify``: user traits, on the user's account.
+- ``track``, ``page``, ``screen``: usage. The account comes from
+  ``context.groupId``, ``properties.account_id``, ``properties.groupId`` or the
+  message's ``groupId``, else from the last ``group`` call seen for the user.
+- ``messageId`` is the ``event_id``; with ``sentAt``, ``timestamp`` is corrected
+  for the sender's clock skew as Segment does: ``receivedAt - (sentAt - timestamp)``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import AwareDatetime, TypeAdapter, ValidationError
+
+from services.ingest.domain import (
+    BodyRejected,
+    Item,
+    Limits,
+    Rejection,
+    check_count,
+    item_bytes,
+    load_json,
+    to_event,
+    too_large,
+)
+from services.ingest.reasons import Reason
+
+CALL_TYPES = ("track", "identify", "group", "page", "screen")
+USAGE_TYPES = ("track", "page", "screen")
+BATCH_MAX_BYTES = 500 * 1024
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+CSM_EMAIL_KEYS = ("owner_csm_email", "ownerCsmEmail", "csm_email", "csmEmail")
+CSM_SLACK_KEYS = ("owner_csm_slack", "ownerCsmSlack", "csm_slack", "csmSlack")
+CSM_EITHER_KEYS = ("owner_csm", "ownerCsm", "csm")
+
+_timestamp = TypeAdapter(AwareDatetime)
+
+
+@dataclass(frozen=True)
+class SegmentBody:
+    """The messages of a body, batch-level ``context``/``integrations`` merged in."""
+
+    messages: list[Any]
+    write_key: str | None
+    batch: bool
+
+
+@dataclass
+class Mapped:
+    items: list[Item]
+    grouped: dict[str, tuple[str, datetime]] = field(default_factory=dict)
+    """user -> (account, time of its group call): what to remember for later calls."""
+
+
+def read_body(body: bytes, call_type: str | None, limits: Limits) -> SegmentBody:
+    """``call_type`` is the path's type, or None for ``/v1/batch``."""
+    document = load_json(body)
+    if not isinstance(document, dict):
+        problem = "body must be a JSON object"
+        raise BodyRejected(Rejection(Reason.invalid_body, problem, redact_write_key(body)))
+    write_key = document.get("writeKey") if isinstance(document.get("writeKey"), str) else None
+    if call_type is not None:
+        call = {k: v for k, v in document.items() if k != "writeKey"}
+        return SegmentBody([{**call, "type": call_type}], write_key, batch=False)
+    messages = document.get("batch")
+    if not isinstance(messages, list) or not messages:
+        problem = '"batch" must be a non-empty list of calls'
+        raise BodyRejected(Rejection(Reason.invalid_body, problem, redact_write_key(body)))
+    check_count(len(messages), body, limits)
+    shared = {k: document[k] for k in ("context", "integrations", "sentAt") if k in document}
+    return SegmentBody([_merged(m, shared) for m in messages], write_key, batch=True)
+
+
+WRITE_KEY = re.compile(rb'"writeKey"\s*:\s*"(?:[^"\\]|\\.)*"')
+
+
+def redact_write_key(body: bytes) -> bytes:
+    """The body without its write key, so that no secret reaches the dead-letter topic."""
+    return WRITE_KEY.sub(b'"writeKey":"(redacted)"', body)
+
+
+def _merged(message: Any, shared: Mapping[str, Any]) -> Any:
+    if not isinstance(message, dict):
+        return message
+    merged = dict(message)
+    for key in ("context", "integrations"):
+        outer, inner = shared.get(key), message.get(key)
+        if isinstance(outer, dict):
+            merged[key] = {**outer, **inner} if isinstance(inner, dict) else outer
+    if "sentAt" not in merged and "sentAt" in shared:
+        merged["sentAt"] = shared["sentAt"]
+    return merged
+
+
+def users_to_look_up(messages: list[Any]) -> set[str]:
+    """Users whose account only a stored ``group`` call can tell."""
+    users: set[str] = set()
+    for message in messages:
+        if isinstance(message, dict) and message.get("type") in (*USAGE_TYPES, "identify"):
+            user = _user(message)
+            if user is not None and _explicit_account(message) is None:
+                users.add(user)
+    return users
+
+
+def map_messages(
+    messages: list[Any], known: Mapping[str, str], received_at: datetime, limits: Limits
+) -> Mapped:
+    """Each message to an item, in order; a ``group`` call informs later ones."""
+    accounts = dict(known)
+    mapped = Mapped([])
+    for message in messages:
+        item = _map_one(message, accounts, received_at, limits)
+        mapped.items.append(item)
+        if isinstance(item, Rejection) or not isinstance(message, dict):
+            continue
+        user = _user(message)
+        if message.get("type") == "group" and user is not None:
+            accounts[user] = item.account_id
+            mapped.grouped[user] = (item.account_id, item.occurred_at)
+    return mapped
+
+
+def _map_one(
+    message: Any, accounts: Mapping[str, str], received_at: datetime, limits: Limits
+) -> Item:
+    original = item_bytes(message)
+    if (oversized := too_large(original, limits)) is not None:
+        return oversized
+    if not isinstance(message, dict):
+        return Rejection(Reason.invalid_event, "a call must be a JSON object", original)
+    call_type = message.get("type")
+    if call_type not in CALL_TYPES:
+        text = f"call type {call_type!r} is not one of {', '.join(CALL_TYPES)}"
+        return Rejection(Reason.unsupported_type, text, original, event_id=_id(message))
+    problem = _missing_identity(message)
+    if problem is not None:
+        return Rejection(Reason.invalid_event, problem, original, event_id=_id(message))
+    try:
+        occurred_at = corrected_time(message, received_at)
+    except ValidationError as exc:
+        text = f"timestamp or sentAt is not an ISO 8601 time with a UTC offset: {exc}"
+        return Rejection(Reason.invalid_event, text, original, event_id=_id(message))
+    account = _account(message, accounts)
+    if account is None:
+        text = (
+            f"no account for user {_user(message)!r}: send context.groupId or "
+            "properties.account_id, or a group call for this user first"
+        )
+        return Rejection(Reason.unknown_account, text, original, event_id=_id(message))
+    fields = _fields(message, call_type, account, occurred_at)
+    return to_event(fields, original, received_at, limits)
+
+
+def corrected_time(message: Mapping[str, Any], received_at: datetime) -> datetime:
+    """Event time, moved by the sender's clock skew when ``sentAt`` says what it is."""
+    stamp = message.get("timestamp") or message.get("originalTimestamp")
+    if stamp is None:
+        return received_at
+    occurred = _timestamp.validate_python(stamp)
+    sent_at = message.get("sentAt")
+    if sent_at is None:
+        return occurred
+    return received_at - (_timestamp.validate_python(sent_at) - occurred)
+
+
+def _fields(
+    message: Mapping[str, Any], call_type: str, account: str, occurred_at: datetime
+) -> dict[str, Any]:
+    common = {
+        "event_id": _id(message),
+        "account_id": account,
+        "occurred_at": occurred_at,
+        "user_id": _user(message),
+    }
+    properties = _object(message.get("properties"))
+    if call_type == "track":
+        return {
+            **common,
+            "kind": "usage",
+            "name": message.get("event"),
+            "feature": _text(properties.get("feature")),
+            "quantity": _number(properties.get("quantity")),
+            "properties": properties,
+        }
+    if call_type in ("page", "screen"):
+        name = _text(message.get("name"))
+        return {
+            **common,
+            "kind": "usage",
+            "name": f"{call_type}.viewed",
+            "feature": name,
+            "properties": {**properties, **({"name": name} if name else {})},
+        }
+    traits = _traits(message)
+    if call_type == "identify":
+        return {
+            **common,
+            "kind": "account",
+            "name": "user.identified",
+            "traits": {},
+            "properties": {"user_traits": traits},
+        }
+    return {
+        **common,
+        "kind": "account",
+        "name": "account.traits",
+        "traits": account_traits(traits),
+        "billing": _plan_and_seats(traits),
+        "properties": {"account_traits": traits},
+    }
+
+
+def account_traits(traits: Mapping[str, Any]) -> dict[str, Any]:
+    """Name, owner CSM (e-mail or Slack handle) and segment from ``group`` traits."""
+    email = _first(traits, CSM_EMAIL_KEYS)
+    slack = _first(traits, CSM_SLACK_KEYS)
+    either = _first(traits, CSM_EITHER_KEYS)
+    if either is not None and EMAIL.match(either):
+        email = email or either
+    elif either is not None:
+        slack = slack or either
+    found = {
+        "name": _text(traits.get("name")),
+        "owner_csm_email": email,
+        "owner_csm_slack": slack,
+        "segment": _first(traits, ("segment", "tier")),
+    }
+    return {k: v for k, v in found.items() if v is not None}
+
+
+def _plan_and_seats(traits: Mapping[str, Any]) -> dict[str, Any] | None:
+    plan, seats = traits.get("plan"), traits.get("seats")
+    found = {"plan": plan, "seats": seats}
+    present = {k: v for k, v in found.items() if v is not None}
+    return present or None
+
+
+def _missing_identity(message: Mapping[str, Any]) -> str | None:
+    if _user(message) is None:
+        return "a call needs a userId or an anonymousId"
+    if message.get("type") == "track" and not _text(message.get("event")):
+        return "a track call needs an event name"
+    if message.get("type") == "group" and not _text(message.get("groupId")):
+        return "a group call needs a groupId"
+    return None
+
+
+def _account(message: Mapping[str, Any], accounts: Mapping[str, str]) -> str | None:
+    if message.get("type") == "group":
+        return _text(message.get("groupId"))
+    explicit = _explicit_account(message)
+    if explicit is not None:
+        return explicit
+    user = _user(message)
+    return accounts.get(user) if user is not None else None
+
+
+def _explicit_account(message: Mapping[str, Any]) -> str | None:
+    context = _object(message.get("context"))
+    properties = _object(message.get("properties"))
+    traits = _traits(message)
+    candidates = (
+        context.get("groupId"),
+        properties.get("account_id"),
+        properties.get("groupId"),
+        message.get("groupId"),
+        traits.get("account_id") if message.get("type") == "identify" else None,
+    )
+    return next((text for c in candidates if (text := _text(c)) is not None), None)
+
+
+def _traits(message: Mapping[str, Any]) -> dict[str, Any]:
+    traits = _object(message.get("traits"))
+    return traits or _object(_object(message.get("context")).get("traits"))
+
+
+def _user(message: Mapping[str, Any]) -> str | None:
+    return _text(message.get("userId")) or _text(message.get("anonymousId"))
+
+
+def _id(message: Mapping[str, Any]) -> str | None:
+    return _text(message.get("messageId"))
+
+
+def _first(values: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
+    return next((text for k in keys if (text := _text(values.get(k))) is not None), None)
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    return None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
