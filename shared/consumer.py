@@ -5,6 +5,12 @@ together with the next offset of every partition in it; derived messages are sen
 only after that commit, and Kafka's own commit comes last and is informational.
 On assignment, positions are read back from the database, which is the source of
 truth, so a crash anywhere replays only what was not flushed.
+
+With a fenced offsets table (``shared.offsets``), assignment also claims the
+partitions, and every flush writes only where the claim is still ours: a replica
+that lost its partitions without noticing rolls back instead of overwriting.
+Optional periodic work (a sweep) runs in bounded chunks between batches, under
+the same lock and the same fence, so it never holds the loop for long.
 """
 
 from __future__ import annotations
@@ -25,7 +31,14 @@ from shared import metrics
 from shared.db import SessionFactory
 from shared.health import Readiness
 from shared.kafka import BrokerUnavailable, RebalanceListener, start_with_retry
-from shared.offsets import load_offsets, save_offsets
+from shared.offsets import (
+    Fenced,
+    check_epochs,
+    claim_partitions,
+    is_fenced,
+    load_offsets,
+    save_offsets,
+)
 from shared.retry import Backoff
 
 log = logging.getLogger(__name__)
@@ -42,6 +55,16 @@ class BatchHandler(Protocol):
         """Publish what the committed batch produced (may raise BrokerUnavailable)."""
 
 
+class PeriodicWork(Protocol):
+    """Work a service does besides batches, e.g. re-scoring every account hourly."""
+
+    def due(self) -> bool:
+        """Whether a chunk should run now (cheap; no I/O)."""
+
+    async def run_chunk(self, session: AsyncSession, owned: set[TopicPartition]) -> bool:
+        """Do one bounded chunk for the ``owned`` partitions; True while more is pending."""
+
+
 class TransactionalConsumer:
     def __init__(
         self,
@@ -56,6 +79,7 @@ class TransactionalConsumer:
         readiness: Readiness,
         max_records: int = 500,
         retry_max_s: float = 30.0,
+        periodic: PeriodicWork | None = None,
     ) -> None:
         self.name = name
         self.topic = topic
@@ -70,6 +94,10 @@ class TransactionalConsumer:
         self._batch_lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
         self._assignment_error: Exception | None = None
+        self._periodic = periodic
+        self._periodic_pending = False
+        self._fenced = is_fenced(offsets_table)
+        self._epochs: dict[TopicPartition, int] = {}
 
     async def run(self) -> None:
         """Consume until cancelled, reconnecting after broker or database failures."""
@@ -81,13 +109,14 @@ class TransactionalConsumer:
                 await self._start()
                 backoff.reset()
                 await self._consume()
-            except (KafkaError, BrokerUnavailable, SQLAlchemyError, OSError) as exc:
+            except (KafkaError, BrokerUnavailable, SQLAlchemyError, OSError, Fenced) as exc:
                 delay = backoff.next_delay()
                 problem = f"{type(exc).__name__}: {exc}".splitlines()[0]
                 self._readiness.report("consumer", f"restarting after {problem}")
                 log.warning("%s consumer failed, restarting in %.1fs: %s", self.name, delay, exc)
                 await asyncio.sleep(delay)
             finally:
+                self._epochs = {}
                 await self._stop()
 
     async def _start(self) -> None:
@@ -114,7 +143,8 @@ class TransactionalConsumer:
         consumer = self._consumer
         assert consumer is not None
         while True:
-            batch = await consumer.getmany(timeout_ms=500, max_records=self._max_records)
+            wait_ms = 0 if self._periodic_pending else 500
+            batch = await consumer.getmany(timeout_ms=wait_ms, max_records=self._max_records)
             if self._assignment_error is not None:
                 # aiokafka only logs a failing listener; consuming from Kafka's own
                 # positions instead of the database's would double-count.
@@ -123,6 +153,8 @@ class TransactionalConsumer:
                 owned = consumer.assignment()
                 records = [r for tp, rs in batch.items() if tp in owned for r in rs]
                 positions = await self._flush(records) if records else {}
+                if self._periodic is not None and (self._periodic_pending or self._periodic.due()):
+                    self._periodic_pending = await self._run_periodic(self._periodic, owned)
             await self._handler.after_commit()
             if positions:
                 await self._commit_to_kafka(consumer, positions)
@@ -135,10 +167,21 @@ class TransactionalConsumer:
             positions[TopicPartition(record.topic, record.partition)] = record.offset + 1
         async with self._sessions() as session, session.begin():
             await self._handler.apply(session, records)
-            await save_offsets(session, self._offsets, self.group_id, positions)
+            epochs = self._epochs if self._fenced else None
+            await save_offsets(session, self._offsets, self.group_id, positions, epochs)
         metrics.CONSUMER_RECORDS.labels(self.name).inc(len(records))
         metrics.CONSUMER_BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
         return positions
+
+    async def _run_periodic(self, periodic: PeriodicWork, owned: set[TopicPartition]) -> bool:
+        claimed = {tp for tp in owned if tp in self._epochs} if self._fenced else set(owned)
+        async with self._sessions() as session, session.begin():
+            more = await periodic.run_chunk(session, claimed)
+            if self._fenced:
+                await check_epochs(
+                    session, self._offsets, self.group_id, {tp: self._epochs[tp] for tp in claimed}
+                )
+        return more
 
     async def _commit_to_kafka(
         self, consumer: AIOKafkaConsumer, positions: dict[TopicPartition, int]
@@ -155,7 +198,11 @@ class TransactionalConsumer:
         assert consumer is not None
         async with self._batch_lock:
             try:
-                async with self._sessions() as session:
+                async with self._sessions() as session, session.begin():
+                    if self._fenced:
+                        self._epochs = await claim_partitions(
+                            session, self._offsets, self.group_id, assigned
+                        )
                     stored = await load_offsets(session, self._offsets, self.group_id, assigned)
             except (SQLAlchemyError, OSError) as exc:
                 self._assignment_error = exc
@@ -174,4 +221,5 @@ class TransactionalConsumer:
         # Waiting for the batch in flight means its offsets are flushed before
         # another replica can take the partitions over.
         async with self._batch_lock:
+            self._epochs = {tp: e for tp, e in self._epochs.items() if tp not in revoked}
             log.info("%s revoked partitions %s", self.name, sorted(tp.partition for tp in revoked))

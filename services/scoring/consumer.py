@@ -1,31 +1,196 @@
-"""Scoring's batch step: events -> account state -> score changes, then publish them."""
+"""Scoring's batch step: events -> account state -> score changes, then publish them.
+
+Everything a batch produces (states, history rows that double as the scores
+outbox, dead letters) is written in the batch's transaction; ``after_commit``
+then sends what is not on its topic yet.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
+from importlib.metadata import PackageNotFoundError, version
+from typing import Literal
 
 import orjson
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scoring import metrics, repository
-from services.scoring.domain import AccountState, apply_event, rescore
+from services.scoring.domain import (
+    AccountState,
+    Outcome,
+    Override,
+    Portfolio,
+    apply_events,
+    rescore,
+    scorecard_for,
+)
+from services.scoring.models import AccountOverride
+from services.scoring.scorecard import ScorecardSet
 from services.scoring.settings import ScoringSettings
 from shared.consumer import Records
 from shared.db import SessionFactory
+from shared.dlq import DeadLetter
 from shared.events import Event
 from shared.kafka import send_all
+from shared.scores import Trigger
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 PUBLISH_BATCH = 500
 IDLE_OUTBOX_CHECK_S = 5.0
+YIELD_EVERY = 50
+
+
+def processor_name() -> str:
+    try:
+        return f"scoring@{version('vitals')}"
+    except PackageNotFoundError:
+        return "scoring@unknown"
+
+
+@dataclass
+class AccountWork:
+    events: list[tuple[Event, ConsumerRecord]] = field(default_factory=list)
+    partition: int | None = None
+
+
+class AccountScorer:
+    """Loads accounts, folds events in, scores them and stages every write in the session."""
+
+    def __init__(self, settings: ScoringSettings, scorecards: ScorecardSet, clock: Clock) -> None:
+        self._settings = settings
+        self._limits = settings.limits()
+        self._scorecards = scorecards
+        self._clock = clock
+        self._processor = processor_name()
+        self.portfolio: Portfolio | None = None
+
+    async def refresh_portfolio(self, session: AsyncSession) -> None:
+        self.portfolio = Portfolio(await repository.mrr_cut_points(session))
+
+    async def process(
+        self, session: AsyncSession, work: dict[str, AccountWork], trigger: Trigger
+    ) -> int:
+        """Apply and score every account in ``work``; returns how many score changes."""
+        if self.portfolio is None:
+            await self.refresh_portfolio(session)
+        rows = await repository.load_states(session, work, lock=True)
+        overrides = await repository.unsettled_overrides(session, work)
+        now = self._clock()
+        changes = 0
+        lapsed: list[str] = []
+        for done, account_id in enumerate(sorted(work), start=1):
+            if done % YIELD_EVERY == 0:
+                await asyncio.sleep(0)  # let heartbeats and API requests run
+            row = rows.get(account_id)
+            if row is None and not work[account_id].events:
+                continue
+            state = (
+                AccountState.model_validate(row.state)
+                if row
+                else AccountState(account_id=account_id)
+            )
+            events = work[account_id].events
+            applied = self._apply(session, state, events, now)
+            mine = overrides.get(account_id, [])
+            if events and not applied and not any(o.pending for o in mine):
+                continue  # only repeats or late events: nothing changed, the sweep ages it
+            result = rescore(
+                state,
+                now,
+                scorecard_for(state, self._scorecards),
+                portfolio=self.portfolio,
+                overrides=[_domain_override(o) for o in mine if _in_force(o)],
+                trigger=Trigger.override if any(o.pending for o in mine) else trigger,
+            )
+            repository.save_state(
+                session,
+                row,
+                state,
+                result.assessment,
+                result.trend_7d,
+                work[account_id].partition,
+                now,
+            )
+            lapsed.extend(result.lapsed)
+            if result.change is not None:
+                repository.add_history(session, result.change)
+                metrics.SCORE_CHANGES.labels(result.change.band.value).inc()
+                changes += 1
+        if overrides:
+            await repository.settle_overrides(session, overrides, lapsed, now)
+            metrics.OVERRIDES_LAPSED.inc(len(lapsed))
+        return changes
+
+    def _apply(
+        self,
+        session: AsyncSession,
+        state: AccountState,
+        events: list[tuple[Event, ConsumerRecord]],
+        now: datetime,
+    ) -> int:
+        """Fold ``events`` in, dead-lettering late ones; returns how many were applied."""
+        if not events:
+            return 0
+        outcomes = apply_events(state, (event for event, _ in events), self._limits)
+        applied = sum(1 for o in outcomes if o is Outcome.applied)
+        metrics.EVENTS_APPLIED.inc(applied)
+        metrics.EVENTS_DUPLICATE.inc(sum(1 for o in outcomes if o is Outcome.duplicate))
+        for (event, record), outcome in zip(events, outcomes, strict=True):
+            if outcome is Outcome.too_late:
+                metrics.EVENTS_TOO_LATE.inc()
+                message = (
+                    f"occurred_at {event.occurred_at.isoformat()} is more than "
+                    f"{self._settings.scoring_lateness_days:g} days behind the account's "
+                    f"latest event time {state.watermark.isoformat() if state.watermark else ''}"
+                )
+                letter = self.dead_letter(record, "too_late", message, now, event)
+                repository.add_dead_letter(session, letter, now)
+        return applied
+
+    def dead_letter(
+        self,
+        record: ConsumerRecord,
+        reason: str,
+        message: str,
+        now: datetime,
+        event: Event | None = None,
+    ) -> DeadLetter:
+        return DeadLetter.of(
+            record.value or b"",
+            reason=reason,
+            message=message,
+            source=f"kafka:{record.topic}/{record.partition}@{record.offset}",
+            rejected_at=now,
+            processor=self._processor,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            account_id=event.account_id if event else _key(record),
+            event_id=event.event_id if event else None,
+        )
+
+
+def _in_force(row: AccountOverride) -> bool:
+    return row.lifted_at is None and row.lapsed_at is None
+
+
+def _domain_override(row: AccountOverride) -> Override:
+    field_name: Literal["band", "tier"] = "band" if row.field == "band" else "tier"
+    return Override(id=row.id, field=field_name, value=row.value, expires_at=row.expires_at)
+
+
+def _key(record: ConsumerRecord) -> str | None:
+    return record.key.decode(errors="replace") if record.key else None
 
 
 class ScoringHandler:
@@ -34,51 +199,50 @@ class ScoringHandler:
         settings: ScoringSettings,
         sessions: SessionFactory,
         producer: AIOKafkaProducer,
+        scorer: AccountScorer,
         clock: Clock,
     ) -> None:
         self._settings = settings
         self._sessions = sessions
         self._producer = producer
+        self._scorer = scorer
         self._clock = clock
         self._outbox_dirty = True
         self._outbox_checked = 0.0
 
     async def apply(self, session: AsyncSession, records: Records) -> None:
-        by_account: dict[str, list[Event]] = defaultdict(list)
-        for record in records:
-            event = _decode(record.value, f"{record.topic}/{record.partition}@{record.offset}")
-            if event is not None:
-                by_account[event.account_id].append(event)
-        rows = await repository.load_states(session, by_account)
+        work: dict[str, AccountWork] = defaultdict(AccountWork)
         now = self._clock()
-        for account_id, events in by_account.items():
-            row = rows.get(account_id)
-            state = (
-                AccountState.model_validate(row.state)
-                if row
-                else AccountState(account_id=account_id)
-            )
-            applied = sum(apply_event(state, event) for event in events)
-            metrics.EVENTS_APPLIED.inc(applied)
-            metrics.EVENTS_DUPLICATE.inc(len(events) - applied)
-            change = rescore(state, now)
-            repository.save_state(session, row, state, now)
-            if change is not None:
-                repository.add_history(session, change)
-                metrics.SCORE_CHANGES.labels(change.band.value).inc()
-                self._outbox_dirty = True
+        for record in records:
+            event = _decode(record)
+            if event is None:
+                letter = self._scorer.dead_letter(
+                    record, "unreadable_event", "not a valid event of the contract", now
+                )
+                repository.add_dead_letter(session, letter, now)
+                continue
+            item = work[event.account_id]
+            item.events.append((event, record))
+            item.partition = record.partition
+        await self._scorer.process(session, work, Trigger.events)
+        self._outbox_dirty = True
+
+    def mark_dirty(self) -> None:
+        self._outbox_dirty = True
 
     async def after_commit(self) -> None:
-        """Send committed score changes that are not on the scores topic yet."""
+        """Send committed score changes and dead letters that are not on their topic yet."""
         idle_check_due = time.monotonic() - self._outbox_checked > IDLE_OUTBOX_CHECK_S
         if not (self._outbox_dirty or idle_check_due):
             return
         self._outbox_checked = time.monotonic()
-        while await self._publish_some():
+        while await self._publish_scores():
+            pass
+        while await self._publish_dead_letters():
             pass
         self._outbox_dirty = False
 
-    async def _publish_some(self) -> bool:
+    async def _publish_scores(self) -> bool:
         async with self._sessions() as session, session.begin():
             pending = await repository.unpublished_changes(session, PUBLISH_BATCH)
             if not pending:
@@ -89,13 +253,32 @@ class ScoringHandler:
         metrics.SCORES_PUBLISHED.inc(len(pending))
         return len(pending) == PUBLISH_BATCH
 
+    async def _publish_dead_letters(self) -> bool:
+        async with self._sessions() as session, session.begin():
+            pending = await repository.unpublished_dead_letters(session, PUBLISH_BATCH)
+            if not pending:
+                return False
+            records = [repository.dead_letter_record(row) for row in pending]
+            await send_all(self._producer, self._settings.dlq_topic, records)
+            ids = [row.id for row in pending]
+            await repository.mark_dead_letters_published(session, ids, self._clock())
+        for row in pending:
+            metrics.DEAD_LETTERS_PUBLISHED.labels(row.reason).inc()
+        return len(pending) == PUBLISH_BATCH
 
-def _decode(value: bytes | None, where: str) -> Event | None:
+
+def _decode(record: ConsumerRecord) -> Event | None:
     try:
-        return Event.from_bytes(value or b"")
+        return Event.from_bytes(record.value or b"")
     except ValidationError as exc:
         # The topic is written by ingest only; a bad record means a bug or a stray
-        # producer. It is counted and logged with its position, not retried forever.
+        # producer. It goes to the DLQ with its position, and is not retried forever.
         metrics.EVENTS_UNREADABLE.inc()
-        log.error("unreadable event at %s skipped: %s", where, exc.errors(include_url=False))
+        where = f"{record.topic}/{record.partition}@{record.offset}"
+        log.error("unreadable event at %s dead-lettered: %s", where, exc.errors(include_url=False))
         return None
+
+
+def work_for(account_ids: Iterable[str]) -> dict[str, AccountWork]:
+    """Work without events: score these accounts at the current time."""
+    return {account_id: AccountWork() for account_id in account_ids}

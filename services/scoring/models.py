@@ -5,11 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Index, Integer, MetaData, String, text
+from sqlalchemy import JSON, BigInteger, Boolean, Index, Integer, MetaData, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import UtcDateTime
 from shared.offsets import consumer_offsets_table
+
+BIG_ID = BigInteger().with_variant(Integer, "sqlite")
+UNPUBLISHED = text("published_at IS NULL")
 
 
 class Base(DeclarativeBase):
@@ -17,7 +20,21 @@ class Base(DeclarativeBase):
 
 
 class Account(Base):
+    """One row per account: its state (JSON) and, as columns, what the API filters on."""
+
     __tablename__ = "accounts"
+    __table_args__ = (
+        Index("ix_accounts_partition", "partition"),
+        Index("ix_accounts_tier", "tier"),
+        Index("ix_accounts_band", "band"),
+        Index("ix_accounts_risk", "risk"),
+        Index("ix_accounts_stage", "stage"),
+        Index("ix_accounts_owner", "owner"),
+        Index("ix_accounts_segment", "segment"),
+        Index("ix_accounts_mrr", "mrr_minor"),
+        Index("ix_accounts_health_score", "health_score"),
+        Index("ix_accounts_score_change", "score_change"),
+    )
 
     account_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     state: Mapped[dict[str, Any]] = mapped_column(JSON)
@@ -25,6 +42,17 @@ class Account(Base):
     band: Mapped[str | None] = mapped_column(String(16))
     sequence: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    partition: Mapped[int | None] = mapped_column(Integer)
+    tier: Mapped[str | None] = mapped_column(String(1))
+    risk: Mapped[str | None] = mapped_column(String(16))
+    stage: Mapped[str | None] = mapped_column(String(32))
+    owner: Mapped[str | None] = mapped_column(String(320))
+    segment: Mapped[str | None] = mapped_column(String(200))
+    mrr_minor: Mapped[int | None] = mapped_column(BigInteger)
+    score_change: Mapped[int | None] = mapped_column(Integer)
+    value_score: Mapped[int | None] = mapped_column(Integer)
+    stale: Mapped[bool | None] = mapped_column(Boolean)
+    scored_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class ScoreHistory(Base):
@@ -33,17 +61,16 @@ class ScoreHistory(Base):
     __tablename__ = "score_history"
     __table_args__ = (
         Index("ix_score_history_account_sequence", "account_id", "sequence", unique=True),
+        Index("ix_score_history_account_time", "account_id", "computed_at"),
         Index(
             "ix_score_history_unpublished",
             "id",
-            postgresql_where=text("published_at IS NULL"),
-            sqlite_where=text("published_at IS NULL"),
+            postgresql_where=UNPUBLISHED,
+            sqlite_where=UNPUBLISHED,
         ),
     )
 
-    id: Mapped[int] = mapped_column(
-        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
-    )
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True, autoincrement=True)
     account_id: Mapped[str] = mapped_column(String(200))
     sequence: Mapped[int] = mapped_column(Integer)
     health_score: Mapped[int] = mapped_column(Integer)
@@ -51,6 +78,60 @@ class ScoreHistory(Base):
     message: Mapped[dict[str, Any]] = mapped_column(JSON)
     computed_at: Mapped[datetime] = mapped_column(UtcDateTime())
     published_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    tier: Mapped[str | None] = mapped_column(String(1))
+    risk: Mapped[str | None] = mapped_column(String(16))
+    stage: Mapped[str | None] = mapped_column(String(32))
+    value_score: Mapped[int | None] = mapped_column(Integer)
 
 
-consumer_offsets = consumer_offsets_table(Base.metadata, "scoring_consumer_offsets")
+class DeadLetterOutbox(Base):
+    """Dead letters written with the batch that rejected them, sent after its commit."""
+
+    __tablename__ = "scoring_dead_letters"
+    __table_args__ = (
+        Index(
+            "ix_scoring_dead_letters_unpublished",
+            "id",
+            postgresql_where=UNPUBLISHED,
+            sqlite_where=UNPUBLISHED,
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(300))
+    message: Mapped[dict[str, Any]] = mapped_column(JSON)
+    reason: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    published_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+
+
+class AccountOverride(Base):
+    """A CSM's override of band or tier; rows are never deleted, so they are the audit."""
+
+    __tablename__ = "account_overrides"
+    __table_args__ = (
+        Index("ix_account_overrides_account", "account_id"),
+        Index(
+            "ix_account_overrides_pending",
+            "account_id",
+            postgresql_where=text("pending"),
+            sqlite_where=text("pending"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(200))
+    field: Mapped[str] = mapped_column(String(8))
+    value: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    lifted_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    lifted_by: Mapped[str | None] = mapped_column(String(200))
+    lift_reason: Mapped[str | None] = mapped_column(Text)
+    lapsed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    pending: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+consumer_offsets = consumer_offsets_table(Base.metadata, "scoring_consumer_offsets", fenced=True)

@@ -2,33 +2,68 @@
 
 from __future__ import annotations
 
+import base64
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, update
+import orjson
+from sqlalchemy import ColumnElement, Float, and_, bindparam, func, or_, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.scoring.domain import AccountState
-from services.scoring.models import Account, ScoreHistory
+from services.scoring.domain import AccountState, Assessment, account_facts
+from services.scoring.models import Account, AccountOverride, DeadLetterOutbox, ScoreHistory
+from shared.dlq import DeadLetter
 from shared.scores import ScoreChange
 
+PERCENTILES = [p / 100 for p in range(1, 100)]
 
-async def load_states(session: AsyncSession, account_ids: Iterable[str]) -> dict[str, Account]:
-    rows = await session.scalars(select(Account).where(Account.account_id.in_(set(account_ids))))
+
+async def load_states(
+    session: AsyncSession, account_ids: Iterable[str], *, lock: bool = False
+) -> dict[str, Account]:
+    """Rows of these accounts; ``lock`` holds them until commit (PostgreSQL)."""
+    query = select(Account).where(Account.account_id.in_(sorted(set(account_ids))))
+    if lock:
+        query = query.order_by(Account.account_id).with_for_update()
+    rows = await session.scalars(query)
     return {row.account_id: row for row in rows}
 
 
 def save_state(
-    session: AsyncSession, row: Account | None, state: AccountState, now: datetime
+    session: AsyncSession,
+    row: Account | None,
+    state: AccountState,
+    assessment: Assessment | None,
+    trend_7d: int | None,
+    partition: int | None,
+    now: datetime,
 ) -> Account:
     if row is None:
         row = Account(account_id=state.account_id)
         session.add(row)
     row.state = state.model_dump(mode="json")
-    row.health_score = state.score.health_score if state.score else None
-    row.band = state.score.band.value if state.score else None
     row.sequence = state.sequence
     row.updated_at = now
+    if partition is not None:
+        row.partition = partition
+    facts = account_facts(state)
+    row.owner = facts.owner_csm_email
+    row.segment = facts.segment
+    row.mrr_minor = facts.mrr_minor
+    if assessment is not None:
+        row.health_score = assessment.health_score
+        row.band = assessment.effective_band.value
+        row.tier = assessment.effective_tier.value if assessment.effective_tier else None
+        row.risk = assessment.risk.value
+        row.stage = assessment.stage.value if assessment.stage else None
+        row.value_score = assessment.value_score
+        row.stale = assessment.stale
+        row.scored_at = assessment.computed_at
+        row.score_change = trend_7d
     return row
 
 
@@ -41,12 +76,23 @@ def add_history(session: AsyncSession, change: ScoreChange) -> None:
             band=change.band.value,
             message=change.model_dump(mode="json"),
             computed_at=change.computed_at,
+            tier=change.tier.value if change.tier else None,
+            risk=change.risk.value if change.risk else None,
+            stage=change.stage.value if change.stage else None,
+            value_score=change.value_score,
         )
     )
 
 
-async def get_account(session: AsyncSession, account_id: str) -> Account | None:
-    return await session.get(Account, account_id)
+def add_dead_letter(session: AsyncSession, letter: DeadLetter, now: datetime) -> None:
+    session.add(
+        DeadLetterOutbox(
+            key=letter.key().decode()[:300],
+            message=letter.model_dump(mode="json", exclude_none=True),
+            reason=letter.reason,
+            created_at=now,
+        )
+    )
 
 
 async def unpublished_changes(session: AsyncSession, limit: int) -> Sequence[ScoreHistory]:
@@ -63,3 +109,289 @@ async def mark_published(session: AsyncSession, ids: list[int], now: datetime) -
     await session.execute(
         update(ScoreHistory).where(ScoreHistory.id.in_(ids)).values(published_at=now)
     )
+
+
+async def unpublished_dead_letters(session: AsyncSession, limit: int) -> Sequence[DeadLetterOutbox]:
+    rows = await session.scalars(
+        select(DeadLetterOutbox)
+        .where(DeadLetterOutbox.published_at.is_(None))
+        .order_by(DeadLetterOutbox.id)
+        .limit(limit)
+    )
+    return rows.all()
+
+
+async def mark_dead_letters_published(session: AsyncSession, ids: list[int], now: datetime) -> None:
+    await session.execute(
+        update(DeadLetterOutbox).where(DeadLetterOutbox.id.in_(ids)).values(published_at=now)
+    )
+
+
+def dead_letter_record(row: DeadLetterOutbox) -> tuple[bytes, bytes]:
+    return row.key.encode(), orjson.dumps(row.message)
+
+
+# Overrides
+
+
+def _active(now: datetime) -> ColumnElement[bool]:
+    return and_(
+        AccountOverride.lifted_at.is_(None),
+        AccountOverride.lapsed_at.is_(None),
+        AccountOverride.expires_at > now,
+    )
+
+
+async def unsettled_overrides(
+    session: AsyncSession, account_ids: Iterable[str]
+) -> dict[str, list[AccountOverride]]:
+    """Overrides still in force (expired ones included: they lapse now), or not yet
+    applied to the score (new or just lifted)."""
+    in_force = and_(AccountOverride.lifted_at.is_(None), AccountOverride.lapsed_at.is_(None))
+    rows = await session.scalars(
+        select(AccountOverride)
+        .where(
+            AccountOverride.account_id.in_(sorted(set(account_ids))),
+            or_(in_force, AccountOverride.pending.is_(True)),
+        )
+        .order_by(AccountOverride.created_at)
+    )
+    found: dict[str, list[AccountOverride]] = defaultdict(list)
+    for row in rows:
+        found[row.account_id].append(row)
+    return found
+
+
+async def settle_overrides(
+    session: AsyncSession, account_ids: Iterable[str], lapsed: list[str], now: datetime
+) -> None:
+    """Mark overrides as applied to the score; those in ``lapsed`` as lapsed."""
+    ids = sorted(set(account_ids))
+    if lapsed:
+        await session.execute(
+            update(AccountOverride)
+            .where(AccountOverride.id.in_(lapsed))
+            .values(lapsed_at=now, pending=False)
+        )
+    await session.execute(
+        update(AccountOverride)
+        .where(AccountOverride.account_id.in_(ids), AccountOverride.pending.is_(True))
+        .values(pending=False)
+    )
+
+
+async def accounts_needing_override_work(
+    session: AsyncSession, partitions: set[int], now: datetime, limit: int
+) -> list[str]:
+    """Accounts with a new or lifted override to apply, or one that has expired."""
+    expired = and_(
+        AccountOverride.lifted_at.is_(None),
+        AccountOverride.lapsed_at.is_(None),
+        AccountOverride.expires_at <= now,
+    )
+    rows = await session.scalars(
+        select(AccountOverride.account_id)
+        .join(Account, Account.account_id == AccountOverride.account_id)
+        .where(Account.partition.in_(sorted(partitions)))
+        .where(or_(AccountOverride.pending.is_(True), expired))
+        .distinct()
+        .limit(limit)
+    )
+    return list(rows)
+
+
+async def add_override(session: AsyncSession, override: AccountOverride) -> None:
+    # One active override per field: a new one replaces the old (audited as lifted).
+    await session.execute(
+        update(AccountOverride)
+        .where(
+            AccountOverride.account_id == override.account_id,
+            AccountOverride.field == override.field,
+            _active(override.created_at),
+        )
+        .values(
+            lifted_at=override.created_at,
+            lifted_by=override.created_by,
+            lift_reason="replaced by a newer override",
+        )
+    )
+    session.add(override)
+
+
+async def lift_overrides(
+    session: AsyncSession, account_id: str, field: str | None, by: str, reason: str, now: datetime
+) -> int:
+    conditions = [AccountOverride.account_id == account_id, _active(now)]
+    if field is not None:
+        conditions.append(AccountOverride.field == field)
+    result = await session.execute(
+        update(AccountOverride)
+        .where(*conditions)
+        .values(lifted_at=now, lifted_by=by, lift_reason=reason, pending=True)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def overrides_of(
+    session: AsyncSession, account_id: str, now: datetime, *, include_inactive: bool = False
+) -> Sequence[AccountOverride]:
+    query = select(AccountOverride).where(AccountOverride.account_id == account_id)
+    if not include_inactive:
+        query = query.where(_active(now))
+    return (await session.scalars(query.order_by(AccountOverride.created_at))).all()
+
+
+# Sweep and portfolio
+
+
+async def sweep_batch(
+    session: AsyncSession, partitions: set[int], after: str | None, limit: int
+) -> list[str]:
+    """Account ids in ``partitions``, in id order after ``after``."""
+    query = select(Account.account_id).where(Account.partition.in_(sorted(partitions)))
+    if after is not None:
+        query = query.where(Account.account_id > after)
+    rows = await session.scalars(query.order_by(Account.account_id).limit(limit))
+    return list(rows)
+
+
+async def mrr_cut_points(session: AsyncSession) -> tuple[int, ...]:
+    """Percentiles 1-99 of the MRR of accounts that have one."""
+    has_mrr = Account.mrr_minor.is_not(None)
+    if session.bind is not None and session.bind.dialect.name == "postgresql":
+        fractions = bindparam("fractions", PERCENTILES, type_=postgresql.ARRAY(Float))
+        ordered = func.percentile_disc(fractions).within_group(Account.mrr_minor)
+        found = await session.scalar(select(ordered).where(has_mrr))
+        return tuple(int(v) for v in found or ())
+    values = list(
+        await session.scalars(select(Account.mrr_minor).where(has_mrr).order_by(Account.mrr_minor))
+    )
+    if not values:
+        return ()
+    return tuple(int(values[min(len(values) - 1, int(p * len(values)))] or 0) for p in PERCENTILES)
+
+
+# API reads
+
+
+async def get_account(session: AsyncSession, account_id: str) -> Account | None:
+    return await session.get(Account, account_id)
+
+
+async def history(
+    session: AsyncSession,
+    account_id: str,
+    since: datetime | None,
+    until: datetime | None,
+    after_sequence: int | None,
+    limit: int,
+) -> Sequence[ScoreHistory]:
+    query = select(ScoreHistory).where(ScoreHistory.account_id == account_id)
+    if since is not None:
+        query = query.where(ScoreHistory.computed_at >= since)
+    if until is not None:
+        query = query.where(ScoreHistory.computed_at < until)
+    if after_sequence is not None:
+        query = query.where(ScoreHistory.sequence > after_sequence)
+    return (await session.scalars(query.order_by(ScoreHistory.sequence).limit(limit))).all()
+
+
+@dataclass(frozen=True)
+class AccountFilters:
+    tier: list[str] | None = None
+    band: list[str] | None = None
+    risk: list[str] | None = None
+    stage: list[str] | None = None
+    owner: str | None = None
+    segment: str | None = None
+
+
+SORTS: dict[str, Any] = {
+    "score": Account.health_score,
+    "change": Account.score_change,
+    "mrr": Account.mrr_minor,
+}
+# Nulls sort as the lowest value, so a keyset cursor sees one total order on both databases.
+NULL_AS = -(2**62)
+
+
+def _sort_key(sort: str) -> ColumnElement[int]:
+    return func.coalesce(SORTS[sort], NULL_AS)
+
+
+async def list_accounts(
+    session: AsyncSession,
+    filters: AccountFilters,
+    sort: str,
+    descending: bool,
+    cursor: tuple[int, str] | None,
+    limit: int,
+) -> Sequence[Account]:
+    key = _sort_key(sort)
+    query = select(Account).where(*_filter_conditions(filters))
+    if cursor is not None:
+        value, account_id = cursor
+        if descending:
+            query = query.where(
+                or_(key < value, and_(key == value, Account.account_id > account_id))
+            )
+        else:
+            query = query.where(
+                or_(key > value, and_(key == value, Account.account_id > account_id))
+            )
+    order = key.desc() if descending else key.asc()
+    return (await session.scalars(query.order_by(order, Account.account_id).limit(limit))).all()
+
+
+def sort_value(row: Account, sort: str) -> int:
+    value = getattr(
+        row, {"score": "health_score", "change": "score_change", "mrr": "mrr_minor"}[sort]
+    )
+    return NULL_AS if value is None else int(value)
+
+
+def _filter_conditions(filters: AccountFilters) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    for column, values in (
+        (Account.tier, filters.tier),
+        (Account.band, filters.band),
+        (Account.risk, filters.risk),
+        (Account.stage, filters.stage),
+    ):
+        if values:
+            conditions.append(column.in_(values))
+    if filters.owner is not None:
+        conditions.append(Account.owner == filters.owner)
+    if filters.segment is not None:
+        conditions.append(Account.segment == filters.segment)
+    return conditions
+
+
+async def portfolio_figures(
+    session: AsyncSession,
+) -> list[tuple[str | None, str | None, int, int]]:
+    """(tier, band, accounts, summed MRR) for every tier and band combination."""
+    rows = await session.execute(
+        select(
+            Account.tier,
+            Account.band,
+            func.count(),
+            func.coalesce(func.sum(Account.mrr_minor), 0),
+        ).group_by(Account.tier, Account.band)
+    )
+    return [(tier, band, int(count), int(mrr or 0)) for tier, band, count, mrr in rows]
+
+
+def encode_cursor(value: int, account_id: str) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([value, account_id])).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    """Raises ValueError on anything but a cursor this service made."""
+    try:
+        value, account_id = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
+        raise ValueError("not a cursor from this API") from exc
+    if not isinstance(value, int) or not isinstance(account_id, str):
+        raise ValueError("not a cursor from this API")
+    return value, account_id

@@ -1,5 +1,5 @@
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -8,16 +8,18 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import func, select
 
 from services.scoring.app import MIGRATIONS, create_app
+from services.scoring.domain import AccountState, Assessment, Limits, apply_events, rescore
 from services.scoring.models import ScoreHistory, consumer_offsets
 from shared.db import create_engine, session_factory
 from shared.events import Event, SubscriptionStatus
 from shared.migrations import upgrade_to_head
-from shared.scores import ScoreChange
+from shared.scores import ScoreChange, Trigger
 from tests.support.apps import scoring_settings
 from tests.support.clock import FakeClock
 from tests.support.events import billing_event, usage_event
 from tests.support.infra import create_database, drop_database, new_database_url
 from tests.support.kafka import consume, produce
+from tests.support.scoring_builders import default_card
 from tests.support.servers import serve, wait_for
 
 pytestmark = [pytest.mark.kafka]
@@ -42,6 +44,14 @@ async def migrated(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
     await _migrate(url)
     yield url
     await drop_database(admin, url)
+
+
+def _scored_by_the_core(events: list[Event], as_of: datetime) -> Assessment:
+    state = AccountState(account_id=events[0].account_id)
+    apply_events(state, events, Limits())
+    result = rescore(state, as_of, default_card())
+    assert result.assessment is not None
+    return result.assessment
 
 
 def _records(events: list[Event]) -> list[tuple[bytes, bytes]]:
@@ -77,13 +87,23 @@ async def test_events_become_a_score_history_offsets_and_a_score_message(
         gone = await wait_for(_applied(api, "gone", 1), 30, "gone's event to be applied")
         missing = await api.get("/v1/accounts/nobody")
 
-    assert acme["components"] == {"engagement": 50, "recency": 100, "billing": 100}
-    assert acme["health_score"] == 80 and acme["band"] == "green"
-    assert gone["health_score"] == 33 and gone["band"] == "red"
+    expected_acme = _scored_by_the_core(events[:2], clock.now)
+    expected_gone = _scored_by_the_core(events[2:], clock.now)
+    assert acme["components"] == expected_acme.components
+    assert (acme["health_score"], acme["band"]) == (expected_acme.health_score, "green")
+    assert acme["components"]["engagement"] == 63  # 1 active user / 2 seats, full at 0.8
+    assert (gone["health_score"], gone["band"]) == (expected_gone.health_score, "red")
+    assert gone["risk"] == "high" and "no usage for 14 days" in gone["risk_reasons"]
     assert missing.status_code == 404
     records = await consume(kafka, topics["scores_topic"], 2)
     messages = [ScoreChange.from_bytes(r.value) for r in records]
-    assert {(m.account_id, m.sequence, m.health_score) for m in messages} >= {("gone", 1, 33)}
+    published = {(m.account_id, m.sequence, m.health_score) for m in messages}
+    assert published >= {("gone", 1, expected_gone.health_score)}
+    assert all(m.scorecard == "default@1" and m.trigger is Trigger.events for m in messages)
+    for m in messages:
+        assert sum(d.points for d in m.drivers) == pytest.approx(
+            m.health_score - (m.previous_score or 0)
+        )
     sessions = session_factory(engine := create_engine(migrated))
     async with sessions() as session:
         stored = sum((await session.scalars(select(consumer_offsets.c.next_offset))).all())

@@ -1,0 +1,346 @@
+"""The scoring HTTP API: accounts, history, portfolio, scorecards and overrides."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query
+from fastapi import Path as PathParam
+from fastapi.responses import JSONResponse
+
+from services.scoring import repository
+from services.scoring.domain import AccountState, Signals, account_facts
+from services.scoring.models import Account, AccountOverride, ScoreHistory
+from services.scoring.schemas import (
+    AccountPage,
+    AccountRead,
+    AccountSummary,
+    HistoryEntry,
+    HistoryPage,
+    OverrideCreate,
+    OverrideRead,
+    OverridesLifted,
+    PortfolioRead,
+    ScorecardRead,
+    TierFigures,
+)
+from services.scoring.scorecard import ScorecardSet
+from shared.http import DbSession, Problem, problem_response
+from shared.scores import Band, Driver, Risk, Stage, Tier
+
+AccountId = Annotated[str, PathParam(min_length=1, max_length=200)]
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": Problem, "description": "No events seen for this account"}
+}
+MAX_OVERRIDE_DAYS = 366
+Clock = Callable[[], datetime]
+
+
+def router(scorecards: ScorecardSet, clock: Clock) -> APIRouter:
+    api = APIRouter(prefix="/v1")
+
+    @api.get(
+        "/accounts",
+        response_model=AccountPage,
+        responses={400: {"model": Problem, "description": "A bad cursor"}},
+        tags=["accounts"],
+        summary="Accounts, filtered and sorted, a page at a time",
+    )
+    async def list_accounts(
+        session: DbSession,
+        tier: Annotated[list[Tier] | None, Query()] = None,
+        band: Annotated[list[Band] | None, Query()] = None,
+        risk: Annotated[list[Risk] | None, Query()] = None,
+        stage: Annotated[list[Stage] | None, Query()] = None,
+        owner: Annotated[str | None, Query(max_length=320)] = None,
+        segment: Annotated[str | None, Query(max_length=200)] = None,
+        sort: Annotated[Literal["score", "change", "mrr"], Query()] = "score",
+        order: Annotated[Literal["asc", "desc"], Query()] = "asc",
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        cursor: Annotated[str | None, Query(max_length=1000)] = None,
+    ) -> AccountPage | JSONResponse:
+        try:
+            after = repository.decode_cursor(cursor) if cursor else None
+        except ValueError as exc:
+            return problem_response(400, "bad_cursor", str(exc))
+        filters = repository.AccountFilters(
+            tier=_values(tier),
+            band=_values(band),
+            risk=_values(risk),
+            stage=_values(stage),
+            owner=owner,
+            segment=segment,
+        )
+        rows = await repository.list_accounts(
+            session, filters, sort, order == "desc", after, limit + 1
+        )
+        page, more = rows[:limit], len(rows) > limit
+        next_cursor = None
+        if more:
+            last = page[-1]
+            next_cursor = repository.encode_cursor(
+                repository.sort_value(last, sort), last.account_id
+            )
+        return AccountPage(accounts=[_summary(r) for r in page], next_cursor=next_cursor)
+
+    @api.get(
+        "/accounts/{account_id}",
+        response_model=AccountRead,
+        responses=NOT_FOUND,
+        tags=["accounts"],
+        summary="Current score of one account, with components, drivers, tier, stage",
+    )
+    async def get_account(account_id: AccountId, session: DbSession) -> AccountRead | JSONResponse:
+        row = await repository.get_account(session, account_id)
+        if row is None:
+            return _not_found(account_id)
+        overrides = await repository.overrides_of(session, account_id, clock())
+        return _account(row, overrides, scorecards, clock())
+
+    @api.get(
+        "/accounts/{account_id}/history",
+        response_model=HistoryPage,
+        responses=NOT_FOUND,
+        tags=["accounts"],
+        summary="Material score changes of one account over a time range",
+    )
+    async def get_history(
+        account_id: AccountId,
+        session: DbSession,
+        since: Annotated[datetime | None, Query(description="From, inclusive.")] = None,
+        until: Annotated[datetime | None, Query(description="Until, exclusive.")] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        cursor: Annotated[str | None, Query(pattern=r"^\d{1,12}$")] = None,
+    ) -> HistoryPage | JSONResponse:
+        if await repository.get_account(session, account_id) is None:
+            return _not_found(account_id)
+        after = int(cursor) if cursor else None
+        rows = await repository.history(session, account_id, since, until, after, limit + 1)
+        page = rows[:limit]
+        next_cursor = str(page[-1].sequence) if len(rows) > limit else None
+        return HistoryPage(entries=[_history(r) for r in page], next_cursor=next_cursor)
+
+    @api.get(
+        "/portfolio",
+        response_model=PortfolioRead,
+        tags=["portfolio"],
+        summary="Tier and band distribution, revenue share per tier",
+    )
+    async def get_portfolio(session: DbSession) -> PortfolioRead:
+        figures = await repository.portfolio_figures(session)
+        total_mrr = sum(mrr for *_, mrr in figures)
+        tiers: dict[str, list[int]] = {}
+        bands: dict[str, int] = {}
+        for tier, band, count, mrr in figures:
+            sums = tiers.setdefault(tier or "unrated", [0, 0])
+            sums[0] += count
+            sums[1] += mrr
+            bands[band or "unscored"] = bands.get(band or "unscored", 0) + count
+        return PortfolioRead(
+            accounts=sum(count for _, _, count, _ in figures),
+            mrr_minor=total_mrr,
+            tiers={
+                name: TierFigures(
+                    accounts=count, mrr_minor=mrr, revenue_share=mrr / total_mrr if total_mrr else 0
+                )
+                for name, (count, mrr) in sorted(tiers.items())
+            },
+            bands=dict(sorted(bands.items())),
+        )
+
+    @api.get(
+        "/scorecards",
+        response_model=list[ScorecardRead],
+        tags=["scorecards"],
+        summary="The loaded scorecards and how accounts are assigned to them",
+    )
+    async def get_scorecards() -> list[ScorecardRead]:
+        return [
+            ScorecardRead(
+                ref=card.ref,
+                id=card.id,
+                version=card.version,
+                default=card is scorecards.default,
+                definition=card.model_dump(mode="json"),
+            )
+            for card in scorecards.all
+        ]
+
+    @api.post(
+        "/accounts/{account_id}/overrides",
+        response_model=OverrideRead,
+        status_code=201,
+        responses={**NOT_FOUND, 422: {"model": Problem, "description": "A bad override"}},
+        tags=["overrides"],
+        summary="Override an account's band or tier until an expiry, with a reason",
+    )
+    async def post_override(
+        account_id: AccountId, body: OverrideCreate, session: DbSession
+    ) -> OverrideRead | JSONResponse:
+        now = clock()
+        if body.expires_at <= now:
+            return problem_response(422, "invalid_override", "expires_at must be in the future")
+        if body.expires_at > now + timedelta(days=MAX_OVERRIDE_DAYS):
+            return problem_response(
+                422, "invalid_override", f"expires_at must be within {MAX_OVERRIDE_DAYS} days"
+            )
+        async with session.begin():
+            if await repository.get_account(session, account_id) is None:
+                return _not_found(account_id)
+            override = AccountOverride(
+                id=str(uuid.uuid4()),
+                account_id=account_id,
+                field=body.field,
+                value=body.value,
+                reason=body.reason,
+                created_by=body.created_by,
+                created_at=now,
+                expires_at=body.expires_at,
+                pending=True,
+            )
+            await repository.add_override(session, override)
+        return _override(override, now)
+
+    @api.delete(
+        "/accounts/{account_id}/overrides",
+        response_model=OverridesLifted,
+        responses={404: {"model": Problem, "description": "No active override to lift"}},
+        tags=["overrides"],
+        summary="Lift an account's active overrides (of one field, or all)",
+    )
+    async def delete_overrides(
+        account_id: AccountId,
+        session: DbSession,
+        by: Annotated[str, Query(min_length=1, max_length=200, description="Who lifts it.")],
+        field: Annotated[Literal["band", "tier"] | None, Query()] = None,
+        reason: Annotated[str, Query(max_length=2000)] = "lifted",
+    ) -> OverridesLifted | JSONResponse:
+        async with session.begin():
+            lifted = await repository.lift_overrides(
+                session, account_id, field, by, reason, clock()
+            )
+        if not lifted:
+            return problem_response(404, "not_found", f"no active override on {account_id!r}")
+        return OverridesLifted(lifted=lifted)
+
+    return api
+
+
+def _values(items: list[Tier] | list[Band] | list[Risk] | list[Stage] | None) -> list[str] | None:
+    return [item.value for item in items] if items else None
+
+
+def _not_found(account_id: str) -> JSONResponse:
+    return problem_response(404, "not_found", f"no events seen for account {account_id!r}")
+
+
+def _summary(row: Account) -> AccountSummary:
+    name = (row.state.get("traits") or {}).get("name")
+    return AccountSummary(
+        account_id=row.account_id,
+        name=name[0] if name else None,
+        health_score=row.health_score,
+        band=Band(row.band) if row.band else None,
+        tier=Tier(row.tier) if row.tier else None,
+        risk=Risk(row.risk) if row.risk else None,
+        stage=Stage(row.stage) if row.stage else None,
+        owner=row.owner,
+        segment=row.segment,
+        mrr_minor=row.mrr_minor,
+        score_change=row.score_change,
+        value_score=row.value_score,
+        stale=row.stale,
+        scored_at=row.scored_at,
+    )
+
+
+def _account(
+    row: Account,
+    overrides: Sequence[AccountOverride],
+    scorecards: ScorecardSet,
+    now: datetime,
+) -> AccountRead:
+    state = AccountState.model_validate(row.state)
+    last = state.last
+    facts = account_facts(state)
+    active = list(overrides)
+    chosen = {o.field: o.value for o in sorted(active, key=lambda o: o.expires_at)}
+    computed_tier = last.tier if last else None
+    card = scorecards.for_account(facts.segment, facts.plan)
+    window = card.user_window_days or 30
+    return AccountRead(
+        account_id=row.account_id,
+        health_score=row.health_score,
+        band=Band(chosen["band"]) if "band" in chosen else (last.band if last else None),
+        computed_band=last.band if last else None,
+        components=last.components if last else {},
+        drivers=state.drivers,
+        trend_7d=state.trend_7d,
+        trend_30d=state.trend_30d,
+        risk=last.risk if last else None,
+        risk_reasons=last.risk_reasons if last else [],
+        value_score=last.value_score if last else None,
+        tier=Tier(chosen["tier"]) if "tier" in chosen else computed_tier,
+        computed_tier=computed_tier,
+        stage=last.stage if last else None,
+        stale=row.stale,
+        scored_at=row.scored_at,
+        scorecard=last.scorecard if last else None,
+        overrides=[_override(o, now) for o in active],
+        sequence=row.sequence,
+        events_applied=state.events_applied,
+        name=facts.name,
+        owner_csm_email=facts.owner_csm_email,
+        owner_csm_slack=facts.owner_csm_slack,
+        segment=facts.segment,
+        plan=facts.plan,
+        seats=facts.seats,
+        active_users_30d=Signals(state, now, card).active_users(window),
+        active_users_estimated=state.users.estimated,
+        mrr_minor=facts.mrr_minor,
+        currency=facts.currency,
+        subscription_status=str(state.fact("status")) if state.fact("status") else None,
+        renewal_date=facts.renewal_date,
+        last_usage_at=state.last_usage_at,
+        last_event_at=state.last_event_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _history(row: ScoreHistory) -> HistoryEntry:
+    message = row.message
+    return HistoryEntry(
+        sequence=row.sequence,
+        computed_at=row.computed_at,
+        health_score=row.health_score,
+        band=Band(row.band),
+        components=message.get("components", {}),
+        tier=Tier(row.tier) if row.tier else None,
+        value_score=row.value_score,
+        risk=Risk(row.risk) if row.risk else None,
+        stage=Stage(row.stage) if row.stage else None,
+        trigger=message.get("trigger"),
+        scorecard=message.get("scorecard"),
+        drivers=[Driver.model_validate(d) for d in message.get("drivers", [])],
+    )
+
+
+def _override(row: AccountOverride, now: datetime) -> OverrideRead:
+    active = row.lifted_at is None and row.lapsed_at is None and row.expires_at > now
+    return OverrideRead(
+        id=row.id,
+        field="band" if row.field == "band" else "tier",
+        value=row.value,
+        reason=row.reason,
+        created_by=row.created_by,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        active=active,
+        lifted_at=row.lifted_at,
+        lifted_by=row.lifted_by,
+        lift_reason=row.lift_reason,
+        lapsed_at=row.lapsed_at,
+    )

@@ -1,0 +1,29 @@
+"""Lifecycle stage from subscription dates and status."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from services.scoring.domain.signals import Signals
+from services.scoring.scorecard import Scorecard
+from shared.events import SubscriptionStatus
+from shared.scores import Stage
+
+
+def stage_of(signals: Signals, card: Scorecard) -> Stage | None:
+    """Churned, else renewal window, else by age: onboarding, adoption, steady."""
+    state, today, rules = signals.state, signals.today, card.lifecycle
+    renewal = state.fact("renewal_date")
+    if state.fact("status") is SubscriptionStatus.canceled:
+        return Stage.churned
+    if state.fact("cancel_at_period_end") and renewal is not None and renewal < today:
+        return Stage.churned
+    if renewal is not None and today <= renewal <= today + timedelta(rules.renewal_window_days):
+        return Stage.renewal_window
+    start = state.fact("started_on") or state.first_seen
+    if start is None:
+        return None
+    age = (today - start).days
+    if age < rules.onboarding_days:
+        return Stage.onboarding
+    return Stage.adoption if age < rules.adoption_days else Stage.steady

@@ -1,0 +1,194 @@
+"""Scoring an account at a moment: health, band, drivers, risk, value, tier, stage.
+
+``rescore`` updates the state and returns the score change to publish when the
+change is material: the score moved by a point or more, or the band, risk, tier,
+stage or the set of overrides changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Literal
+
+from services.scoring.domain.assessment import Assessment
+from services.scoring.domain.health import Health, compute_health, drivers
+from services.scoring.domain.lifecycle import stage_of
+from services.scoring.domain.risk import Facts, churn_risk
+from services.scoring.domain.signals import Signals
+from services.scoring.domain.state import AccountState
+from services.scoring.domain.value import Portfolio, tier_of, value_score
+from services.scoring.scorecard import Scorecard, ScorecardSet
+from shared.events import SubscriptionStatus
+from shared.scores import AccountFacts, Band, ScoreChange, Tier, Trigger
+
+DAILY_SCORES_KEPT = 40
+PAYING = {SubscriptionStatus.active, SubscriptionStatus.past_due}
+
+
+@dataclass(frozen=True)
+class Override:
+    """A CSM's override of an account's band or tier, until ``expires_at``."""
+
+    id: str
+    field: Literal["band", "tier"]
+    value: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Rescored:
+    change: ScoreChange | None = None
+    assessment: Assessment | None = None
+    lapsed: list[str] = field(default_factory=list)
+    trend_7d: int | None = None
+
+
+def scorecard_for(state: AccountState, scorecards: ScorecardSet) -> Scorecard:
+    return scorecards.for_account(state.trait("segment"), state.fact("plan"))
+
+
+def rescore(
+    state: AccountState,
+    as_of: datetime,
+    card: Scorecard,
+    *,
+    portfolio: Portfolio | None = None,
+    overrides: Iterable[Override] = (),
+    trigger: Trigger = Trigger.events,
+) -> Rescored:
+    """Score ``state`` at ``as_of``; update it; return the material change, if any."""
+    active = [o for o in overrides if o.expires_at > as_of]
+    lapsed = [o.id for o in overrides if o.expires_at <= as_of]
+    signals = Signals(state, as_of, card)
+    health = compute_health(signals, card)
+    if health is None:
+        return Rescored(lapsed=lapsed)
+    assessment = _assess(state, signals, health, card, portfolio or Portfolio(), active)
+    today = as_of.date()
+    trends = {n: _trend(state.daily_scores, today, n, health.score) for n in (7, 30)}
+    state.daily_scores[today] = health.score
+    state.trend_7d, state.trend_30d = trends[7], trends[30]
+    horizon = today - timedelta(days=DAILY_SCORES_KEPT)
+    state.daily_scores = {d: s for d, s in state.daily_scores.items() if d > horizon}
+    previous = state.last
+    if previous is not None and not _material(previous, assessment):
+        return Rescored(assessment=assessment, lapsed=lapsed, trend_7d=trends[7])
+    state.sequence += 1
+    state.last = assessment
+    change = _change(state, previous, assessment, health, card, trigger, trends)
+    if change.drivers:
+        state.drivers = change.drivers
+    return Rescored(change, assessment, lapsed, trends[7])
+
+
+def _assess(
+    state: AccountState,
+    signals: Signals,
+    health: Health,
+    card: Scorecard,
+    portfolio: Portfolio,
+    active: list[Override],
+) -> Assessment:
+    band = card.bands.of(health.score)
+    chosen = {o.field: o.value for o in sorted(active, key=lambda o: o.expires_at)}
+    effective_band = Band(chosen["band"]) if "band" in chosen else band
+    stale = signals.stale()
+    facts = Facts(effective_band, health.score, state.daily_scores, stale)
+    risk, reasons = churn_risk(signals, facts, card)
+    value = value_score(signals, card, portfolio)
+    previous_tier = state.last.tier if state.last else None
+    split = health.components.get(card.value.tiers.a_vs_b.component, health.score)
+    tier = tier_of(value, split, previous_tier, card.value.tiers) if value is not None else None
+    return Assessment(
+        computed_at=signals.as_of,
+        scorecard=card.ref,
+        health_score=health.score,
+        band=band,
+        components=health.components,
+        contributions=health.contributions,
+        measures=health.measures,
+        risk=risk,
+        risk_reasons=reasons,
+        value_score=value,
+        tier=tier,
+        stage=stage_of(signals, card),
+        stale=stale,
+        effective_band=effective_band,
+        effective_tier=Tier(chosen["tier"]) if "tier" in chosen else tier,
+        overridden=sorted(chosen),
+    )
+
+
+def _trend(daily: dict[date, int], today: date, days: int, score: int) -> int | None:
+    then = today - timedelta(days=days)
+    earlier = [d for d in daily if d <= then]
+    return score - daily[max(earlier)] if earlier else None
+
+
+def _material(previous: Assessment, current: Assessment) -> bool:
+    return (
+        abs(current.health_score - previous.health_score) >= 1
+        or current.effective_band != previous.effective_band
+        or current.risk != previous.risk
+        or current.effective_tier != previous.effective_tier
+        or current.stage != previous.stage
+        or current.overridden != previous.overridden
+    )
+
+
+def _change(
+    state: AccountState,
+    previous: Assessment | None,
+    now: Assessment,
+    health: Health,
+    card: Scorecard,
+    trigger: Trigger,
+    trends: dict[int, int | None],
+) -> ScoreChange:
+    return ScoreChange(
+        account_id=state.account_id,
+        sequence=state.sequence,
+        health_score=now.health_score,
+        band=now.effective_band,
+        previous_score=previous.health_score if previous else None,
+        previous_band=previous.effective_band if previous else None,
+        components=now.components,
+        computed_at=now.computed_at,
+        trigger=trigger,
+        scorecard=now.scorecard,
+        drivers=drivers(previous, health, card),
+        trend_7d=trends[7],
+        trend_30d=trends[30],
+        stale=now.stale,
+        risk=now.risk,
+        previous_risk=previous.risk if previous else None,
+        risk_reasons=now.risk_reasons,
+        tier=now.effective_tier,
+        previous_tier=previous.effective_tier if previous else None,
+        value_score=now.value_score,
+        previous_value_score=previous.value_score if previous else None,
+        stage=now.stage,
+        previous_stage=previous.stage if previous else None,
+        overridden=[f for f in now.overridden if f in ("band", "tier")],
+        account=account_facts(state),
+    )
+
+
+def account_facts(state: AccountState) -> AccountFacts:
+    status = state.fact("status")
+    mrr = state.fact("mrr_minor")
+    return AccountFacts(
+        name=state.trait("name"),
+        segment=state.trait("segment"),
+        plan=state.fact("plan"),
+        owner_csm_email=state.trait("owner_csm_email"),
+        owner_csm_slack=state.trait("owner_csm_slack"),
+        mrr_minor=mrr,
+        currency=state.fact("currency"),
+        seats=state.fact("seats"),
+        renewal_date=state.fact("renewal_date"),
+        last_usage_at=state.last_usage_at,
+        paying=(status in PAYING and mrr != 0) if status is not None else None,
+    )

@@ -1,0 +1,128 @@
+"""Measure values from an account's state at a moment: the raw inputs of the scorecard."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+
+from services.scoring.domain.assessment import MeasureValue
+from services.scoring.domain.state import UNRESOLVED, AccountState, Payment
+from services.scoring.scorecard import Measure, Scorecard
+from shared.events import SubscriptionStatus
+
+NEW_USAGE_RATIO = 2.0  # usage now after none before: as good as doubling
+
+
+class Signals:
+    """Reads the state as of ``as_of``; each method is one signal of the catalogue."""
+
+    def __init__(self, state: AccountState, as_of: datetime, card: Scorecard) -> None:
+        self.state = state
+        self.as_of = as_of
+        self.today = as_of.date()
+        self.card = card
+
+    def value(self, measure: Measure) -> MeasureValue:
+        window = measure.window
+        match measure.signal:
+            case "active_users_per_seat":
+                return self.active_users_per_seat(window)
+            case "usage_trend":
+                return self.usage_trend(window)
+            case "days_since_last_usage":
+                return self.days_since_last_usage()
+            case "key_feature_breadth":
+                return self.key_feature_breadth(window)
+            case "subscription_status":
+                status = self.state.fact("status")
+                return str(status) if status is not None else None
+            case "days_past_due":
+                return float(self.days_past_due()) if self.state.billing.seen else None
+            case "failed_payments":
+                return float(self.failed_payments(window)) if self.state.billing.seen else None
+            case "mrr_change":
+                return self.mrr_change(window)
+
+    def _since(self, days: int) -> date:
+        return self.today - timedelta(days=days)
+
+    def active_users(self, window: int) -> int:
+        return self.state.users.count(self._since(window), self.today)
+
+    def active_users_per_seat(self, window: int) -> float | None:
+        seats: int | None = self.state.fact("seats")
+        if not seats:
+            return None
+        return round(self.active_users(window) / seats, 4)
+
+    def events_between(self, after: date, until: date) -> int:
+        return sum(u.events for day, u in self.state.usage.items() if after < day <= until)
+
+    def usage_trend(self, window: int) -> float | None:
+        if self.state.last_usage_at is None:
+            return None
+        recent = self.events_between(self._since(window), self.today)
+        before = self.events_between(self._since(2 * window), self._since(window))
+        if before == 0:
+            return NEW_USAGE_RATIO if recent else 0.0
+        return round(min(NEW_USAGE_RATIO, recent / before), 4)
+
+    def days_since_last_usage(self) -> float | None:
+        last = self.state.last_usage_at
+        if last is None:
+            return None
+        return round(max(0.0, (self.as_of - last).total_seconds() / 86400), 2)
+
+    def silent_days(self) -> float:
+        """Days without usage; an account that never used the product counts from day one."""
+        since = self.days_since_last_usage()
+        if since is not None:
+            return since
+        first = self.state.first_seen
+        return float((self.today - first).days) if first else 0.0
+
+    def key_feature_breadth(self, window: int) -> float | None:
+        keys = set(self.card.key_features)
+        if not keys or self.state.last_usage_at is None:
+            return None
+        after = self._since(window)
+        used: set[str] = set()
+        for day, usage in self.state.usage.items():
+            if after < day <= self.today:
+                used.update(keys.intersection(usage.features))
+        return round(len(used) / len(keys), 4)
+
+    def payment_unresolved(self) -> bool:
+        payment = self.state.fact("payment")
+        return payment is not None and payment.outcome in UNRESOLVED
+
+    def days_past_due(self) -> int:
+        payment: Payment | None = self.state.fact("payment")
+        if payment is None or payment.outcome not in UNRESOLVED:
+            return 0
+        return max(0, (self.today - (payment.due_on or payment.on)).days)
+
+    def failed_payments(self, window: int) -> int:
+        after = self._since(window)
+        return sum(
+            n for day, n in self.state.billing.failed_by_day.items() if after < day <= self.today
+        )
+
+    def mrr_at(self, day: date) -> int | None:
+        points = [(d, v) for d, (v, _) in self.state.billing.mrr_by_day.items() if d <= day]
+        return max(points)[1] if points else None
+
+    def mrr_change(self, window: int) -> float | None:
+        now: int | None = self.state.fact("mrr_minor")
+        then = self.mrr_at(self._since(window))
+        if now is None or not then:
+            return None
+        return round((now - then) / then, 4)
+
+    def cancellation_scheduled(self) -> bool:
+        scheduled = bool(self.state.fact("cancel_at_period_end"))
+        return scheduled and self.state.fact("status") is not SubscriptionStatus.canceled
+
+    def stale(self) -> bool:
+        last = self.state.last_event_at
+        limit = timedelta(days=self.card.freshness.stale_after_days)
+        return last is None or self.as_of - last > limit

@@ -1,0 +1,100 @@
+"""Value score (0-100) and tier S/A/B/C with hysteresis.
+
+Value = weighted revenue rank in the portfolio, growth, potential and credit (weights
+renormalised over what is known), minus penalties. Revenue rank needs figures of the
+whole portfolio, so the caller passes them in as :class:`Portfolio`.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+from services.scoring.domain.signals import Signals
+from services.scoring.scorecard import Scorecard, Tiers
+from shared.scores import Tier
+
+LEVELS = ("C", "AB", "S")
+
+
+@dataclass(frozen=True)
+class Portfolio:
+    """MRR cut points of the portfolio, ascending (e.g. its percentiles)."""
+
+    mrr_cut_points: tuple[int, ...] = field(default_factory=tuple)
+
+    def revenue_rank(self, mrr_minor: int) -> float | None:
+        """0-100: the share of cut points at or below ``mrr_minor``."""
+        if not self.mrr_cut_points:
+            return None
+        return 100 * bisect.bisect_right(self.mrr_cut_points, mrr_minor) / len(self.mrr_cut_points)
+
+
+def value_score(signals: Signals, card: Scorecard, portfolio: Portfolio) -> int | None:
+    model = card.value
+    parts: dict[str, float] = {}
+    mrr = signals.state.fact("mrr_minor")
+    rank = portfolio.revenue_rank(mrr) if mrr is not None else None
+    if rank is not None:
+        parts["revenue_rank"] = rank
+    change = signals.mrr_change(model.growth.window_days)
+    if change is not None:
+        span = model.growth.full_at - model.growth.zero_at
+        parts["growth"] = 100 * min(1.0, max(0.0, (change - model.growth.zero_at) / span))
+    utilisation = signals.active_users_per_seat(30)
+    if utilisation is not None:
+        parts["potential"] = 100 * min(1.0, utilisation / model.potential.utilisation_full_at)
+    if signals.state.billing.seen:
+        failed = signals.failed_payments(model.credit.window_days)
+        parts["credit"] = max(0.0, 100 - failed * model.credit.points_per_failed_payment)
+    weights: dict[str, float] = {
+        k: w for k, w in model.weights.model_dump().items() if k in parts and w > 0
+    }
+    if not weights:
+        return None
+    total = sum(weights.values())
+    value = sum(parts[k] * w / total for k, w in weights.items()) - _penalties(signals, card)
+    return min(100, max(0, round(value)))
+
+
+def _penalties(signals: Signals, card: Scorecard) -> float:
+    penalties = card.value.penalties
+    points = penalties.per_30_days_past_due * (signals.days_past_due() // 30)
+    if signals.payment_unresolved():
+        points += penalties.payment_failed_unresolved
+    if signals.cancellation_scheduled():
+        points += penalties.cancellation_scheduled
+    return points
+
+
+def tier_of(value: int, split_score: int | None, previous: Tier | None, tiers: Tiers) -> Tier:
+    """The tier, staying put unless ``value`` is past a boundary by the hysteresis."""
+    level = _level(value, _level_of(previous), tiers)
+    if level == "S":
+        return Tier.S
+    if level == "C":
+        return Tier.C
+    if split_score is None:
+        return previous if previous in (Tier.A, Tier.B) else Tier.B
+    at_least = tiers.a_vs_b.at_least
+    if previous is Tier.A:
+        at_least -= tiers.hysteresis
+    elif previous is Tier.B:
+        at_least += tiers.hysteresis
+    return Tier.A if split_score >= at_least else Tier.B
+
+
+def _level_of(tier: Tier | None) -> str | None:
+    if tier is None:
+        return None
+    return {Tier.S: "S", Tier.A: "AB", Tier.B: "AB", Tier.C: "C"}[tier]
+
+
+def _level(value: int, previous: str | None, tiers: Tiers) -> str:
+    h = tiers.hysteresis if previous is not None else 0.0
+    rank = LEVELS.index(previous) if previous is not None else 0
+    s_at = tiers.s_at + (h if rank < 2 else -h)
+    ab_at = tiers.ab_at + (h if rank < 1 else -h)
+    if value >= s_at:
+        return "S"
+    return "AB" if value >= ab_at else "C"

@@ -1,0 +1,120 @@
+"""The scoring API over a running service: filters, sorts, pages, history, portfolio."""
+
+from datetime import timedelta
+
+import httpx
+import pytest
+
+from services.scoring.app import create_app
+from shared.events import Event
+from tests.support.clock import FakeClock
+from tests.support.kafka import produce
+from tests.support.scoring_builders import billing, traits, usage
+from tests.support.scoring_service import applied, records, settings_for
+from tests.support.servers import serve, wait_for
+
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
+
+MRR = {"a1": 500_000, "a2": 100_000, "a3": 250_000, "a4": 10_000, "a5": 40_000}
+CANCELED = {"a4", "a5"}
+
+
+def _events(clock: FakeClock) -> list[Event]:
+    found: list[Event] = []
+    for account, mrr in MRR.items():
+        status = "canceled" if account in CANCELED else "active"
+        found += [
+            billing(
+                account_id=account, at=clock.now, mrr_minor=mrr, seats=2, subscription_status=status
+            ),
+            traits(
+                account_id=account,
+                at=clock.now,
+                segment="smb" if mrr < 200_000 else "enterprise",
+                owner_csm_email="kim@example.com",
+                name=account.upper(),
+            ),
+            usage(account_id=account, at=clock.now, user_id="u1"),
+        ]
+    return found
+
+
+async def test_accounts_filter_sort_and_page_and_the_portfolio_adds_up(
+    kafka: str, scoring_db: str, topics: dict[str, str]
+) -> None:
+    clock = FakeClock()
+    settings = settings_for(kafka, scoring_db, topics)
+    async with serve(create_app(settings, clock)) as url, httpx.AsyncClient(base_url=url) as api:
+        await produce(kafka, topics["events_topic"], records(_events(clock)))
+        for account in MRR:
+            await wait_for(applied(api, account, 3), 30, f"{account}'s events")
+
+        by_mrr = await _all_pages(api, {"sort": "mrr", "order": "desc", "limit": "2"})
+        red = (await api.get("/v1/accounts", params={"band": "red"})).json()["accounts"]
+        smb_red = (await api.get("/v1/accounts", params={"segment": "smb", "risk": "high"})).json()
+        by_owner = (await api.get("/v1/accounts", params={"owner": "kim@example.com"})).json()
+        bad_cursor = await api.get("/v1/accounts", params={"cursor": "nope"})
+        portfolio = (await api.get("/v1/portfolio")).json()
+        cards = (await api.get("/v1/scorecards")).json()
+        one = (await api.get("/v1/accounts/a1")).json()
+        openapi = (await api.get("/openapi.json")).json()
+
+    assert by_mrr == sorted(MRR, key=MRR.__getitem__, reverse=True)
+    assert {a["account_id"] for a in red} == CANCELED
+    assert {a["account_id"] for a in smb_red["accounts"]} == CANCELED
+    assert len(by_owner["accounts"]) == len(MRR) and by_owner["next_cursor"] is None
+    assert bad_cursor.status_code == 400 and bad_cursor.json()["error"] == "bad_cursor"
+    assert portfolio["accounts"] == len(MRR)
+    assert portfolio["mrr_minor"] == sum(MRR.values())
+    assert sum(t["revenue_share"] for t in portfolio["tiers"].values()) == pytest.approx(1)
+    assert portfolio["bands"]["red"] == len(CANCELED)
+    assert [c["ref"] for c in cards] == ["default@1"] and cards[0]["default"] is True
+    assert one["name"] == "A1" and one["tier"] is not None and one["stage"] == "onboarding"
+    assert one["drivers"] and one["scorecard"] == "default@1"
+    assert one["active_users_30d"] == 1 and one["active_users_estimated"] is False
+    assert {"/v1/accounts", "/v1/portfolio", "/v1/scorecards"} <= set(openapi["paths"])
+
+
+async def _all_pages(api: httpx.AsyncClient, params: dict[str, str]) -> list[str]:
+    seen: list[str] = []
+    cursor = None
+    for _ in range(10):
+        page = (
+            await api.get(
+                "/v1/accounts", params={**params, **({"cursor": cursor} if cursor else {})}
+            )
+        ).json()
+        seen += [a["account_id"] for a in page["accounts"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return seen
+    raise AssertionError(f"pagination did not end: {seen}")
+
+
+async def test_history_over_a_time_range_and_unknown_accounts(
+    kafka: str, scoring_db: str, topics: dict[str, str]
+) -> None:
+    clock = FakeClock()
+    settings = settings_for(kafka, scoring_db, topics)
+    async with serve(create_app(settings, clock)) as url, httpx.AsyncClient(base_url=url) as api:
+        first = [billing(at=clock.now, seats=4, subscription_status="active"), usage(at=clock.now)]
+        await produce(kafka, topics["events_topic"], records(first))
+        await wait_for(applied(api, "acme", 2), 30, "the first events")
+        clock.advance(timedelta(days=2))
+        later = [usage(at=clock.now, user_id=f"u{i}") for i in range(2, 5)]
+        await produce(kafka, topics["events_topic"], records(later))
+        await wait_for(applied(api, "acme", 5), 30, "the later events")
+
+        everything = (await api.get("/v1/accounts/acme/history")).json()["entries"]
+        since = (clock.now - timedelta(days=1)).isoformat()
+        recent = (await api.get("/v1/accounts/acme/history", params={"since": since})).json()
+        paged = (await api.get("/v1/accounts/acme/history", params={"limit": "1"})).json()
+        missing = await api.get("/v1/accounts/nobody/history")
+
+    assert len(everything) >= 2
+    assert [e["sequence"] for e in everything] == sorted(e["sequence"] for e in everything)
+    assert all(e["computed_at"] >= since.replace("+00:00", "Z") for e in recent["entries"])
+    assert 1 <= len(recent["entries"]) < len(everything)
+    assert recent["entries"][-1]["components"]["engagement"] == 100
+    assert len(paged["entries"]) == 1 and paged["next_cursor"] == "1"
+    assert missing.status_code == 404

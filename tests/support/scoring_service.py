@@ -1,0 +1,49 @@
+"""Helpers for scoring integration tests: settings with own DLQ, records, API polling."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+
+from services.scoring.settings import ScoringSettings
+from shared.events import Event
+from tests.support.apps import scoring_settings
+
+
+def settings_for(
+    kafka: str, database: str, topics: dict[str, str], **overrides: Any
+) -> ScoringSettings:
+    return scoring_settings(
+        kafka=kafka,
+        database=database,
+        topics=topics,
+        dlq_topic=f"{topics['events_topic']}.dlq",
+        **overrides,
+    )
+
+
+def records(events: list[Event]) -> list[tuple[bytes, bytes]]:
+    return [(e.account_id.encode(), e.to_bytes()) for e in events]
+
+
+def account_where(
+    api: httpx.AsyncClient, account_id: str, check: Callable[[dict[str, Any]], bool]
+) -> Callable[[], Awaitable[dict[str, Any] | None]]:
+    """A wait_for condition: the account as the API shows it, once ``check`` holds."""
+
+    async def condition() -> dict[str, Any] | None:
+        response = await api.get(f"/v1/accounts/{account_id}")
+        if response.status_code != 200:
+            return None
+        account: dict[str, Any] = response.json()
+        return account if check(account) else None
+
+    return condition
+
+
+def applied(
+    api: httpx.AsyncClient, account_id: str, count: int
+) -> Callable[[], Awaitable[dict[str, Any] | None]]:
+    return account_where(api, account_id, lambda a: a["events_applied"] == count)

@@ -1,0 +1,123 @@
+"""Properties of the scoring core that must hold for any events, not just chosen ones."""
+
+from datetime import timedelta
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from services.scoring.domain import AccountState, Limits, Outcome, apply_events, rescore
+from shared.events import Event, PaymentOutcome, SubscriptionStatus
+from tests.support.scoring_builders import NOW, billing, day, default_card, traits, usage
+
+CARD = default_card()
+SPAN_MINUTES = 7 * 24 * 60 - 1  # every event within the lateness bound of every other
+FEATURES = ["report.exported", "dashboard.shared", "page.viewed", "search.run"]
+
+moments = st.integers(0, SPAN_MINUTES).map(lambda m: NOW - timedelta(minutes=m))
+usage_events = st.builds(
+    lambda at, user, feature: usage(at=at, user_id=user, feature=feature),
+    moments,
+    st.sampled_from([None, *(f"u{i}" for i in range(12))]),
+    st.sampled_from([None, *FEATURES]),
+)
+billing_events = st.builds(
+    lambda at, seats, mrr, status, payment, cancel, renewal: billing(
+        at=at,
+        **{
+            k: v
+            for k, v in {
+                "seats": seats,
+                "mrr_minor": mrr,
+                "subscription_status": status,
+                "payment": payment,
+                "cancel_at_period_end": cancel,
+                "renewal_date": renewal,
+            }.items()
+            if v is not None
+        },
+    ),
+    moments,
+    st.none() | st.integers(0, 40),
+    st.none() | st.integers(0, 500_000),
+    st.none() | st.sampled_from(SubscriptionStatus),
+    st.none() | st.sampled_from(PaymentOutcome),
+    st.none() | st.booleans(),
+    st.none() | st.integers(-10, 200).map(day),
+)
+trait_events = st.builds(
+    lambda at, name, segment: traits(at=at, name=name, segment=segment),
+    moments,
+    st.sampled_from(["Acme", "Acme Corp", "ACME"]),
+    st.sampled_from(["smb", "mid", "enterprise"]),
+)
+events = st.lists(st.one_of(usage_events, billing_events, trait_events), min_size=1, max_size=40)
+limits = st.sampled_from([Limits(), Limits(exact_users_max=3)])
+RELAXED = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def _applied(batch: list[Event], limit: Limits) -> AccountState:
+    state = AccountState(account_id="acme")
+    apply_events(state, batch, limit)
+    return state
+
+
+@RELAXED
+@given(events, st.randoms(use_true_random=False), limits)
+def test_reordering_events_within_the_lateness_bound_changes_nothing(
+    batch: list[Event], random: object, limit: Limits
+) -> None:
+    shuffled = list(batch)
+    random.shuffle(shuffled)  # type: ignore[attr-defined]
+
+    in_order, reordered = _applied(batch, limit), _applied(shuffled, limit)
+
+    assert _comparable(in_order) == _comparable(reordered)
+    as_of = NOW + timedelta(hours=1)
+    assert rescore(in_order, as_of, CARD) == rescore(reordered, as_of, CARD)
+
+
+@RELAXED
+@given(events, st.data(), limits)
+def test_re_applying_applied_events_changes_nothing(
+    batch: list[Event], data: st.DataObject, limit: Limits
+) -> None:
+    state = _applied(batch, limit)
+    before = state.model_copy(deep=True)
+    again = data.draw(st.lists(st.sampled_from(batch), min_size=1))
+
+    outcomes = apply_events(state, again, limit)
+
+    assert set(outcomes) == {Outcome.duplicate}
+    assert state == before
+
+
+@RELAXED
+@given(st.lists(st.tuples(events, st.integers(0, 3 * 24 * 60)), min_size=1, max_size=6))
+def test_every_score_change_is_explained_by_its_drivers(
+    steps: list[tuple[list[Event], int]],
+) -> None:
+    state = AccountState(account_id="acme")
+    as_of = NOW
+    for batch, minutes in steps:
+        shift = as_of - NOW
+        apply_events(state, [_shifted(e, shift) for e in batch], Limits())
+        change = rescore(state, as_of, CARD).change
+        if change is not None:
+            explained = sum(d.points for d in change.drivers)
+            assert explained == pytest.approx(change.health_score - (change.previous_score or 0))
+            assert all(d.points != 0 for d in change.drivers)
+        as_of += timedelta(minutes=minutes)
+
+
+def _comparable(state: AccountState) -> AccountState:
+    """The state with sketches replaced by what they say: their bytes follow insertion order."""
+    counts = {d: state.users.count(day(d - 1), day(d)) for d in range(-8, 1)}
+    users = state.users.model_copy(update={"sketches": counts if state.users.estimated else None})
+    return state.model_copy(update={"users": users})
+
+
+def _shifted(event: Event, by: timedelta) -> Event:
+    return event.model_copy(
+        update={"occurred_at": event.occurred_at + by, "received_at": event.received_at + by}
+    )
