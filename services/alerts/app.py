@@ -3,30 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
 
-from fastapi import FastAPI, Query
+from fastapi import FastAPI
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.alerts import repository
+from services.alerts import api
+from services.alerts.configuration import FileConfig, load_files, sync_file_channels
 from services.alerts.consumer import AlertsHandler, Clock
 from services.alerts.dispatcher import Dispatcher
 from services.alerts.models import consumer_offsets
-from services.alerts.schemas import AlertList, AlertRead, AlertState
+from services.alerts.publisher import EventPublisher
+from services.alerts.senders import Senders
 from services.alerts.settings import AlertsSettings
 from shared.background import running
 from shared.consumer import TransactionalConsumer
-from shared.db import create_engine, session_factory
+from shared.db import SessionFactory, create_engine, session_factory
 from shared.health import Readiness, wait_until_fine
-from shared.http import DbSession, create_service_app
+from shared.http import create_service_app
 from shared.kafka import ensure_topics, make_consumer, start_with_retry, topic_spec
 from shared.migrations import MigrationSet, schema_problem
 
 MIGRATIONS = MigrationSet("alerts", Path(__file__).parent / "migrations")
+log = logging.getLogger(__name__)
 
 
 def utc_now() -> datetime:
@@ -34,13 +38,17 @@ def utc_now() -> datetime:
 
 
 def create_app(settings: AlertsSettings | None = None, clock: Clock = utc_now) -> FastAPI:
+    """The app; raises ConfigError, naming the field, when a rules or channels file is bad."""
     settings = settings or AlertsSettings()
+    files = load_files(settings)
     engine = create_engine(settings.alerts_database_url)
     sessions = session_factory(engine)
     readiness = Readiness("kafka", "consumer")
     readiness.add_probe("database", lambda: schema_problem(engine, MIGRATIONS))
     wake_dispatcher = asyncio.Event()
-    dispatcher = Dispatcher(settings, sessions, clock, wake_dispatcher)
+    dispatcher = Dispatcher(settings, files, sessions, clock, wake_dispatcher)
+    publisher = EventPublisher(settings, sessions, clock)
+    senders = Senders(files.policy, settings.alerts_delivery_timeout_s)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -52,13 +60,17 @@ def create_app(settings: AlertsSettings | None = None, clock: Clock = utc_now) -
             make_consumer=lambda: make_consumer(settings, "alerts", settings.alerts_consumer_group),
             sessions=sessions,
             offsets_table=consumer_offsets,
-            handler=AlertsHandler(settings, clock, wake_dispatcher),
+            handler=AlertsHandler(settings, files, clock, wake_dispatcher, publisher.poke),
             readiness=readiness,
             retry_max_s=settings.startup_retry_max_s,
         )
-        async with running(_work(settings, engine, readiness, dispatcher, consumer), "alerts"):
+        work = _work(
+            settings, files, engine, sessions, readiness, dispatcher, publisher, consumer, clock
+        )
+        async with running(work, "alerts"):
             yield
         await dispatcher.close()
+        await senders.close()
         await engine.dispose()
 
     app = create_service_app(
@@ -68,38 +80,44 @@ def create_app(settings: AlertsSettings | None = None, clock: Clock = utc_now) -
     )
     app.state.readiness = readiness
     app.state.sessions = sessions
-    _add_routes(app)
+    app.state.runtime = api.Runtime(settings, files, senders, clock)
+    api.install(app)
     return app
 
 
 async def _work(
     settings: AlertsSettings,
+    files: FileConfig,
     engine: AsyncEngine,
+    sessions: SessionFactory,
     readiness: Readiness,
     dispatcher: Dispatcher,
+    publisher: EventPublisher,
     consumer: TransactionalConsumer,
+    clock: Clock,
 ) -> None:
-    """Wait for the schema, then dispatch deliveries and consume until cancelled."""
+    """Wait for the schema, store the file channels, then dispatch, publish and consume."""
     retry = settings.startup_retry_max_s
-    scores = [topic_spec(settings, settings.scores_topic, compacted=True)]
+    topics = [
+        topic_spec(settings, settings.scores_topic, compacted=True),
+        topic_spec(settings, settings.alerts_topic),
+    ]
     await wait_until_fine(
         lambda: schema_problem(engine, MIGRATIONS), readiness.reporter("consumer"), retry
     )
+    await _store_file_channels(sessions, files, clock)
     async with running(dispatcher.run(), "alerts-dispatcher"):
         kafka = readiness.reporter("kafka")
-        await start_with_retry("kafka", lambda: ensure_topics(settings, scores), kafka, retry)
-        await consumer.run()
+        await start_with_retry("kafka", lambda: ensure_topics(settings, topics), kafka, retry)
+        async with running(publisher.run(), "alerts-publisher"):
+            await consumer.run()
 
 
-def _add_routes(app: FastAPI) -> None:
-    @app.get("/v1/alerts", response_model=AlertList, tags=["alerts"], summary="List alerts")
-    async def list_alerts(
-        session: DbSession,
-        state: Annotated[AlertState | None, Query(description="open or resolved")] = None,
-        account_id: Annotated[str | None, Query(max_length=200)] = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    ) -> AlertList:
-        rows = await repository.list_alerts(
-            session, state.value if state else None, account_id, limit
-        )
-        return AlertList(alerts=[AlertRead.model_validate(row) for row in rows])
+async def _store_file_channels(sessions: SessionFactory, files: FileConfig, clock: Clock) -> None:
+    for attempt in range(3):
+        try:
+            async with sessions() as session, session.begin():
+                await sync_file_channels(session, files, clock())
+            return
+        except IntegrityError:  # another replica stored them at the same moment
+            log.info("file channels stored concurrently, retrying (%d)", attempt + 1)

@@ -1,18 +1,27 @@
-"""Alerts' batch step: score changes -> alert transitions -> outbox rows."""
+"""Alerts' batch step: score changes -> rule engine -> alert rows, outbox rows.
+
+Everything a batch produces (alert state, per-account memory, delivery rows, alert
+events for ``vitals.alerts``) is written in the consumer's transaction, together
+with the consumer offsets: a crash replays the batch and produces it exactly once.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from aiokafka import ConsumerRecord
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.alerts import domain, metrics, repository
-from services.alerts.models import AccountCursor, Alert, Delivery
+from services.alerts import configuration, engine, metrics, payloads, repository
+from services.alerts.channels import OWNER, Channel, EmailChannel
+from services.alerts.configuration import FileConfig, Setup
+from services.alerts.models import AccountCursor, Alert, AlertEventRow, Delivery
+from services.alerts.models import Silence as SilenceRow
 from services.alerts.settings import AlertsSettings
 from shared.consumer import Records
 from shared.scores import ScoreChange
@@ -20,81 +29,214 @@ from shared.scores import ScoreChange
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
-WEBHOOK_CHANNEL = "webhook"
+
+
+@dataclass
+class Counts:
+    """Metric updates of a batch, applied only once it is committed."""
+
+    opened: list[tuple[str, str]] = field(default_factory=list)
+    resolved: list[tuple[str, str]] = field(default_factory=list)
+    transitions: list[tuple[str, str]] = field(default_factory=list)
+
+    def apply(self) -> None:
+        for labels in self.opened:
+            metrics.ALERTS_OPENED.labels(*labels).inc()
+        for labels in self.resolved:
+            metrics.ALERTS_RESOLVED.labels(*labels).inc()
+        for labels in self.transitions:
+            metrics.ALERT_TRANSITIONS.labels(*labels).inc()
 
 
 class AlertsHandler:
-    def __init__(self, settings: AlertsSettings, clock: Clock, wake_dispatcher: asyncio.Event):
+    def __init__(
+        self,
+        settings: AlertsSettings,
+        files: FileConfig,
+        clock: Clock,
+        wake_dispatcher: asyncio.Event,
+        publish: Callable[[], object] | None = None,
+    ) -> None:
         self._settings = settings
+        self._files = files
         self._clock = clock
         self._wake_dispatcher = wake_dispatcher
-        self._rule = domain.HEALTH_BELOW_THRESHOLD
+        self._publish = publish
+        self._counts = Counts()
 
     async def apply(self, session: AsyncSession, records: Records) -> None:
-        changes = [c for c in map(_decode, records) if c is not None]
-        accounts = {c.account_id for c in changes}
+        self._counts = Counts()
+        decoded = [(c, r) for r in records if (c := _decode(r)) is not None]
+        if not decoded:
+            return
+        now = self._clock()
+        setup = await configuration.load_setup(session, self._files)
+        accounts = {change.account_id for change, _ in decoded}
         cursors = await repository.load_cursors(session, accounts)
-        latest = await repository.latest_alerts(session, accounts, self._rule)
-        for change in changes:
+        latest = await repository.latest_alerts(session, accounts)
+        silences = [_silence(s) for s in await repository.active_silences(session, now)]
+        for change, record in decoded:
             cursor = cursors.get(change.account_id)
             if cursor is not None and change.sequence <= cursor.last_sequence:
                 metrics.SCORES_DUPLICATE.inc()
                 continue
             if cursor is None:
-                cursor = cursors[change.account_id] = AccountCursor(account_id=change.account_id)
+                cursor = AccountCursor(account_id=change.account_id, health_history=[])
+                cursors[change.account_id] = cursor
                 session.add(cursor)
             cursor.last_sequence = change.sequence
-            alert = self._transition(session, latest.get(change.account_id), change)
-            if alert is not None:
-                latest[change.account_id] = alert
+            rows = latest[change.account_id]
+            current = {rule: _engine_alert(row) for rule, row in rows.items()}
+            result = engine.evaluate(
+                setup.rules,
+                change,
+                _history(cursor.health_history),
+                current,
+                silences,
+                now,
+                self._settings.alerts_health_threshold,
+            )
+            cursor.health_history = [[at.isoformat(), score] for at, score in result.history]
+            message_at = datetime.fromtimestamp(record.timestamp / 1000, UTC)
+            for decision in result.decisions:
+                await self._record(session, setup, rows, decision, change, now, message_at)
 
     async def after_commit(self) -> None:
+        self._counts.apply()
+        self._counts = Counts()
         self._wake_dispatcher.set()
+        if self._publish is not None:
+            self._publish()
 
-    def _transition(
-        self, session: AsyncSession, current: Alert | None, change: ScoreChange
-    ) -> Alert | None:
-        is_open = current is not None and current.state == "open"
-        threshold = self._settings.alerts_health_threshold
-        transition = domain.evaluate_health(change, is_open, threshold)
-        if transition is None:
-            return None
-        now = self._clock()
-        if transition is domain.Transition.opened:
-            episode = current.episode + 1 if current else 1
-            alert = Alert(
-                id=domain.alert_id(change.account_id, self._rule, episode),
+    async def _record(
+        self,
+        session: AsyncSession,
+        setup: Setup,
+        rows: dict[str, Alert],
+        decision: engine.Decision,
+        change: ScoreChange,
+        now: datetime,
+        message_at: datetime,
+    ) -> None:
+        state = decision.alert
+        row = rows.get(state.rule)
+        if row is None or row.id != state.id:
+            if row is not None:
+                await session.flush()  # the old episode is stored closed before the new opens
+            row = Alert(id=state.id, account_id=change.account_id, rule=state.rule)
+            row.episode = state.episode
+            session.add(row)
+            rows[state.rule] = row
+        event = payloads.alert_event(decision, change, now, self._settings.alerts_account_link)
+        _copy_state(row, state, decision, change, now)
+        row.last_event = event.model_dump(mode="json")
+        session.add(
+            AlertEventRow(
+                id=engine.event_id(state.id, event.type, change.sequence),
                 account_id=change.account_id,
-                rule=self._rule,
-                episode=episode,
-                state="open",
-                opened_at=now,
+                event=row.last_event,
+                created_at=now,
             )
-            session.add(alert)
-        else:
-            assert current is not None
-            alert = current
-            alert.state = "resolved"
-            alert.resolved_at = now
-        payload = domain.webhook_payload(alert.id, self._rule, transition, change, threshold)
-        alert.health_score = change.health_score
-        alert.band = change.band.value
-        alert.summary = payload["summary"]
-        metrics.ALERT_TRANSITIONS.labels(self._rule, transition.value).inc()
-        if self._settings.alerts_webhook_url is not None:
-            session.add(
-                Delivery(
-                    id=domain.delivery_id(alert.id, transition, WEBHOOK_CHANNEL),
-                    alert_id=alert.id,
-                    channel=WEBHOOK_CHANNEL,
-                    payload=payload,
-                    status="pending",
-                    attempts=0,
-                    next_attempt_at=now,
-                    created_at=now,
-                )
-            )
-        return alert
+        )
+        self._count(decision, change)
+        if decision.notify:
+            for channel_id in setup.route.receivers_for(engine.labels_of(change, state.rule)):
+                channel = setup.channels.get(channel_id)
+                if channel is None or channel.mode != "immediate" or not channel.enabled:
+                    continue
+                session.add(_delivery(channel, state, decision, event, now, message_at))
+
+    def _count(self, decision: engine.Decision, change: ScoreChange) -> None:
+        rule, tier = decision.alert.rule, change.tier.value if change.tier else "none"
+        self._counts.transitions.append((rule, decision.transition.value))
+        if decision.transition is engine.Transition.opened:
+            self._counts.opened.append((rule, tier))
+        elif decision.transition is engine.Transition.resolved:
+            self._counts.resolved.append((rule, tier))
+
+
+def _delivery(
+    channel: Channel,
+    alert: engine.Alert,
+    decision: engine.Decision,
+    event: payloads.AlertEvent,
+    now: datetime,
+    message_at: datetime,
+) -> Delivery:
+    recipients = _recipients(channel, event)
+    delivery = Delivery(
+        id=engine.notice_id(alert.id, alert.notifications, channel.id),
+        alert_id=alert.id,
+        channel=channel.id,
+        kind="notice",
+        transition=decision.transition.value,
+        recipients=recipients,
+        payload=event.model_dump(mode="json"),
+        status="pending",
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+        message_at=message_at,
+    )
+    if isinstance(channel, EmailChannel) and not recipients:
+        delivery.status, delivery.dead_at = "dead", now
+        delivery.last_error = "no recipient: the account has no owner CSM e-mail"
+    return delivery
+
+
+def _recipients(channel: Channel, event: payloads.AlertEvent) -> list[str] | None:
+    if not isinstance(channel, EmailChannel):
+        return None
+    owner = event.account.owner_csm_email
+    found = [owner if to == OWNER else to for to in channel.to]
+    return list(dict.fromkeys(to for to in found if to))
+
+
+def _copy_state(
+    row: Alert, state: engine.Alert, decision: engine.Decision, change: ScoreChange, now: datetime
+) -> None:
+    labels = engine.labels_of(change, state.rule)
+    row.state, row.severity, row.opened_at = state.state.value, state.severity, state.opened_at
+    row.resolved_at, row.last_notified_at = state.resolved_at, state.last_notified_at
+    row.notifications = state.notifications
+    row.health_score, row.band = change.health_score, change.band.value
+    row.tier, row.risk, row.segment = labels.tier, labels.risk, labels.segment
+    row.owner_email, row.owner_slack = labels.owner_email, labels.owner_slack
+    row.summary, row.details = decision.summary, decision.details
+    row.updated_at = now
+
+
+def _engine_alert(row: Alert) -> engine.Alert:
+    return engine.Alert(
+        id=row.id,
+        account_id=row.account_id,
+        rule=row.rule,
+        episode=row.episode,
+        state=engine.AlertState(row.state),
+        severity=row.severity or "",
+        opened_at=row.opened_at,
+        resolved_at=row.resolved_at,
+        last_notified_at=row.last_notified_at,
+        notifications=row.notifications or 0,
+        acked_at=row.acked_at,
+        snoozed_until=row.snoozed_until,
+    )
+
+
+def _silence(row: SilenceRow) -> engine.Silence:
+    return engine.Silence(
+        id=row.id,
+        ends_at=row.ends_at,
+        starts_at=row.starts_at,
+        account_id=row.account_id,
+        rule=row.rule,
+        tier=row.tier,
+        owner=row.owner,
+    )
+
+
+def _history(stored: list[list[object]] | None) -> engine.HealthHistory:
+    return [(datetime.fromisoformat(str(at)), int(str(score))) for at, score in stored or []]
 
 
 def _decode(record: ConsumerRecord) -> ScoreChange | None:

@@ -1,7 +1,10 @@
 """Delivers outbox rows to their channel, retrying with backoff, never twice at once.
 
-Rows are claimed with ``FOR UPDATE SKIP LOCKED``, so several replicas can run a
-dispatcher on one database without sending the same delivery twice.
+Rows are claimed with ``FOR UPDATE SKIP LOCKED`` and stay locked until their outcome
+is committed, so several replicas can run a dispatcher on one database without
+sending the same delivery twice. Within a claimed batch, channels are served in
+parallel and each channel's rows in order, paced per Slack webhook; a receiver's
+Retry-After postpones the whole channel, and 410 Gone disables it.
 """
 
 from __future__ import annotations
@@ -9,53 +12,67 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
-from collections.abc import Callable
-from datetime import datetime
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import cast
 
-import httpx
+from sqlalchemy import Table
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.alerts import domain, metrics, repository
-from services.alerts.models import Delivery
+from services.alerts import configuration, domain, engine, metrics, repository
+from services.alerts.channels import OWNER, Channel, EmailChannel, SlackChannel
+from services.alerts.configuration import FileConfig, Setup
+from services.alerts.models import Alert, ChannelRow, Delivery
+from services.alerts.payloads import AlertEvent
+from services.alerts.senders import DIGEST, Senders, SendFailed
 from services.alerts.settings import AlertsSettings
-from shared.db import SessionFactory
+from shared.db import SessionFactory, upsert
 
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 CLAIM_BATCH = 20
-USER_AGENT = "Vitals-Alerts/0.1"
+GAUGE_INTERVAL_S = 2.0
 
 
-class DeliveryFailed(Exception):
-    def __init__(self, reason: str, retry_after_s: float | None = None) -> None:
-        super().__init__(reason)
-        self.retry_after_s = retry_after_s
+@dataclass
+class ChannelOutcome:
+    gone: str | None = None
+    pause_until: datetime | None = None
+    delivered: list[str] | None = None
 
 
 class Dispatcher:
     def __init__(
         self,
         settings: AlertsSettings,
+        files: FileConfig,
         sessions: SessionFactory,
         clock: Clock,
         wake: asyncio.Event,
+        jitter: random.Random | None = None,
     ) -> None:
         self._settings = settings
+        self._files = files
         self._sessions = sessions
         self._clock = clock
         self._wake = wake
-        self._http = httpx.AsyncClient(
-            timeout=settings.alerts_delivery_timeout_s,
-            follow_redirects=False,
-            headers={"user-agent": USER_AGENT},
-        )
+        self._jitter = jitter or random.Random()
+        self._senders = Senders(files.policy, settings.alerts_delivery_timeout_s)
+        self._slots: dict[str, float] = {}
+        self._digested: set[tuple[str, date]] = set()
+        self._gauges_at = 0.0
 
     async def run(self) -> None:
         while True:
             try:
                 busy = await self.dispatch_due()
+                await self.make_digests()
+                await self._update_gauges()
             except (SQLAlchemyError, OSError) as exc:
                 log.warning("dispatcher cannot reach the database: %s", exc)
                 busy = False
@@ -67,61 +84,218 @@ class Dispatcher:
                     )
 
     async def close(self) -> None:
-        await self._http.aclose()
+        await self._senders.close()
 
     async def dispatch_due(self) -> bool:
-        """Send one batch of due deliveries; ``True`` when there may be more."""
+        """Send one batch of due deliveries; ``True`` when there may be more.
+
+        Rows of a paused channel (the receiver sent Retry-After) are moved to the end
+        of the pause without an attempt.
+        """
         async with self._sessions() as session, session.begin():
             due = await repository.due_deliveries(session, self._clock(), CLAIM_BATCH)
+            if not due:
+                return False
+            setup = await configuration.load_setup(session, self._files)
+            by_channel: dict[str, list[Delivery]] = {}
             for delivery in due:
-                await self._attempt(delivery)
+                by_channel.setdefault(delivery.channel, []).append(delivery)
+            outcomes = await asyncio.gather(
+                *(self._serve(setup, cid, rows) for cid, rows in by_channel.items())
+            )
+            for (channel_id, rows), outcome in zip(by_channel.items(), outcomes, strict=True):
+                await self._settle(session, channel_id, rows, outcome)
         return len(due) == CLAIM_BATCH
 
-    async def _attempt(self, delivery: Delivery) -> None:
-        started = time.perf_counter()
-        delivery.attempts += 1
-        try:
-            await self._post(delivery)
-        except DeliveryFailed as exc:
-            delay = domain.retry_delay(
-                delivery.attempts, self._settings.alerts_delivery_max_attempts, exc.retry_after_s
-            )
-            delivery.last_error = str(exc)
-            if delay is None:
-                delivery.status = "dead"
-                outcome = "dead"
-                log.error(
-                    "delivery %s is dead after %d attempts: %s", delivery.id, delivery.attempts, exc
-                )
-            else:
-                delivery.next_attempt_at = self._clock() + delay
-                outcome = "retry"
-        else:
-            delivery.status = "delivered"
-            delivery.delivered_at = self._clock()
-            outcome = "delivered"
-        metrics.DELIVERIES.labels(delivery.channel, outcome).inc()
-        metrics.DELIVERY_SECONDS.labels(delivery.channel).observe(time.perf_counter() - started)
+    async def _serve(self, setup: Setup, channel_id: str, rows: list[Delivery]) -> ChannelOutcome:
+        channel = setup.channels.get(channel_id)
+        outcome = ChannelOutcome()
+        paused = setup.paused.get(channel_id)
+        if paused is not None and paused > self._clock():
+            outcome.pause_until = paused  # another round (or replica) was asked to wait
+        for row in rows:
+            stop = self._unsendable(setup, channel, channel_id, outcome)
+            if stop is not None:
+                self._dead(row, stop, "dead")
+                continue
+            if outcome.pause_until is not None:
+                row.next_attempt_at = outcome.pause_until  # not an attempt: the receiver asked
+                continue
+            assert channel is not None
+            await self._pace(channel)
+            await self._attempt(channel, row, outcome)
+        return outcome
 
-    async def _post(self, delivery: Delivery) -> None:
-        url = self._settings.alerts_webhook_url
-        if url is None:
-            raise DeliveryFailed("no webhook URL configured (VITALS_ALERTS_WEBHOOK_URL)")
-        try:
-            response = await self._http.post(
-                str(url), json=delivery.payload, headers={"webhook-id": delivery.id}
-            )
-        except httpx.HTTPError as exc:
-            raise DeliveryFailed(f"{type(exc).__name__}: {exc}") from exc
-        if response.is_success:
-            return
-        raise DeliveryFailed(
-            f"HTTP {response.status_code} from the receiver",
-            _retry_after(response.headers.get("retry-after")),
-        )
-
-
-def _retry_after(value: str | None) -> float | None:
-    if value is None or not value.strip().isdigit():
+    def _unsendable(
+        self, setup: Setup, channel: Channel | None, channel_id: str, outcome: ChannelOutcome
+    ) -> str | None:
+        if channel is None:
+            return f"channel {channel_id} no longer exists"
+        reason = outcome.gone or setup.disabled.get(channel_id)
+        if reason is not None:
+            return f"channel {channel_id} is disabled: {reason}"
+        if not channel.enabled:
+            return f"channel {channel_id} is disabled"
         return None
-    return float(value.strip())
+
+    async def _attempt(self, channel: Channel, row: Delivery, outcome: ChannelOutcome) -> None:
+        started = time.perf_counter()
+        row.attempts += 1
+        try:
+            await self._senders.send(channel, row.id, row.payload, row.recipients or [])
+        except SendFailed as exc:
+            self._failed(row, exc, outcome)
+        else:
+            row.status, row.delivered_at, row.last_error = "delivered", self._clock(), None
+            metrics.DELIVERIES.labels(channel.id, "delivered").inc()
+            if row.message_at is not None:
+                waited = max(0.0, time.time() - row.message_at.timestamp())
+                metrics.SCORE_TO_DELIVERY_SECONDS.labels(channel.kind).observe(waited)
+        metrics.DELIVERY_SECONDS.labels(channel.id).observe(time.perf_counter() - started)
+
+    def _failed(self, row: Delivery, exc: SendFailed, outcome: ChannelOutcome) -> None:
+        row.last_error = str(exc)
+        if exc.gone:
+            outcome.gone = str(exc)
+            self._dead(row, str(exc), "gone")
+            return
+        delay = None
+        if not exc.permanent:
+            delay = domain.retry_delay(
+                row.attempts,
+                self._settings.alerts_delivery_max_attempts,
+                exc.retry_after_s,
+                self._jitter.random(),
+            )
+        if delay is None:
+            self._dead(row, str(exc), "dead")
+            log.error(
+                "delivery %s to %s is dead after %d attempts: %s",
+                row.id,
+                row.channel,
+                row.attempts,
+                exc,
+            )
+            return
+        row.next_attempt_at = self._clock() + delay
+        if exc.retry_after_s is not None:
+            outcome.pause_until = row.next_attempt_at
+        metrics.DELIVERIES.labels(row.channel, "retry").inc()
+
+    def _dead(self, row: Delivery, reason: str, outcome: str) -> None:
+        row.status, row.dead_at, row.last_error = "dead", self._clock(), reason
+        metrics.DELIVERIES.labels(row.channel, outcome).inc()
+
+    async def _settle(
+        self, session: AsyncSession, channel_id: str, rows: list[Delivery], outcome: ChannelOutcome
+    ) -> None:
+        if outcome.gone is not None:
+            row = await session.get(ChannelRow, channel_id)
+            if row is not None:
+                row.disabled_reason, row.updated_at = outcome.gone, self._clock()
+            metrics.CHANNELS_DISABLED.labels(channel_id).inc()
+            log.error("channel %s disabled: %s", channel_id, outcome.gone)
+        if outcome.pause_until is not None:
+            row = await session.get(ChannelRow, channel_id)
+            if row is not None and (row.paused_until or outcome.pause_until) <= outcome.pause_until:
+                row.paused_until = outcome.pause_until
+
+    async def _pace(self, channel: Channel) -> None:
+        """About ``per_second`` messages per second to one Slack webhook, from this replica."""
+        if not isinstance(channel, SlackChannel):
+            return
+        now = time.monotonic()
+        slot = max(now, self._slots.get(channel.id, 0.0))
+        self._slots[channel.id] = slot + 1 / channel.per_second
+        if slot > now:
+            await asyncio.sleep(slot - now)
+
+    # --- digests -----------------------------------------------------------------------
+
+    async def make_digests(self) -> None:
+        """Queue today's digest of each digest channel once its hour has come."""
+        now = self._clock()
+        async with self._sessions() as session, session.begin():
+            setup = await configuration.load_setup(session, self._files)
+            due = [
+                (channel, day)
+                for channel in setup.channels.values()
+                if channel.mode == "digest" and channel.enabled
+                if (day := domain.digest_day(now, channel.digest_hour_utc)) is not None
+                if (channel.id, day) not in self._digested
+            ]
+            if not due:
+                return
+            alerts = await repository.open_alerts(session)
+            for channel, day in due:
+                await self._queue_digests(session, setup, channel, day, alerts, now)
+        self._digested.update((channel.id, day) for channel, day in due)
+        self._wake.set()
+
+    async def _queue_digests(
+        self,
+        session: AsyncSession,
+        setup: Setup,
+        channel: Channel,
+        day: date,
+        alerts: Sequence[Alert],
+        now: datetime,
+    ) -> None:
+        groups: dict[str, list[Alert]] = {}
+        for alert in alerts:
+            labels = _labels(alert)
+            if alert.last_event and channel.id in setup.route.receivers_for(labels):
+                owner = alert.owner_email or alert.owner_slack or "(no owner)"
+                groups.setdefault(owner, []).append(alert)
+        for owner, owned in groups.items():
+            events = [
+                AlertEvent.model_validate(a.last_event).model_dump(mode="json") for a in owned
+            ]
+            payload = {"type": DIGEST, "owner": owner, "day": day.isoformat(), "alerts": events}
+            recipients = _digest_recipients(channel, owned[0].owner_email)
+            statement = upsert(session, cast(Table, Delivery.__table__)).values(
+                id=engine.digest_id(channel.id, day.isoformat(), owner),
+                alert_id=f"digest-{day}",
+                channel=channel.id,
+                kind="digest",
+                transition="digest",
+                recipients=recipients,
+                payload=payload,
+                status="dead" if recipients == [] else "pending",
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+                dead_at=now if recipients == [] else None,
+                last_error="no recipient: the owner has no e-mail" if recipients == [] else None,
+            )
+            await session.execute(statement.on_conflict_do_nothing(index_elements=["id"]))
+
+    async def _update_gauges(self) -> None:
+        if time.monotonic() - self._gauges_at < GAUGE_INTERVAL_S:
+            return
+        self._gauges_at = time.monotonic()
+        async with self._sessions() as session:
+            pending, oldest, dead = await repository.outbox_backlog(session)
+        age = (self._clock() - oldest).total_seconds() if oldest is not None else 0.0
+        metrics.OUTBOX_PENDING.set(pending)
+        metrics.OUTBOX_OLDEST_AGE_SECONDS.set(max(age, 0.0))
+        metrics.DELIVERIES_DEAD.set(dead)
+
+
+def _labels(alert: Alert) -> engine.Labels:
+    return engine.Labels(
+        account_id=alert.account_id,
+        rule=alert.rule,
+        tier=alert.tier,
+        risk=alert.risk,
+        segment=alert.segment,
+        owner_email=alert.owner_email,
+        owner_slack=alert.owner_slack,
+    )
+
+
+def _digest_recipients(channel: Channel, owner_email: str | None) -> list[str] | None:
+    if not isinstance(channel, EmailChannel):
+        return None
+    found = (owner_email if to == OWNER else to for to in channel.to)
+    return list(dict.fromkeys(to for to in found if to))

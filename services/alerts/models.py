@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Index, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Index, Integer, MetaData, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import UtcDateTime
@@ -17,9 +17,20 @@ class Base(DeclarativeBase):
 
 
 class Alert(Base):
+    """One episode of an (account, rule) alert; at most one is open per (account, rule)."""
+
     __tablename__ = "alerts"
     __table_args__ = (
         UniqueConstraint("account_id", "rule", "episode", name="uq_alerts_account_rule_episode"),
+        Index(
+            "uq_alerts_one_open",
+            "account_id",
+            "rule",
+            unique=True,
+            postgresql_where=text("state = 'open'"),
+            sqlite_where=text("state = 'open'"),
+        ),
+        Index("ix_alerts_state_opened", "state", "opened_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -27,38 +38,116 @@ class Alert(Base):
     rule: Mapped[str] = mapped_column(String(100))
     episode: Mapped[int] = mapped_column(Integer)
     state: Mapped[str] = mapped_column(String(16))
+    severity: Mapped[str] = mapped_column(String(32), default="")
     health_score: Mapped[int] = mapped_column(Integer)
     band: Mapped[str] = mapped_column(String(16))
+    tier: Mapped[str | None] = mapped_column(String(1))
+    risk: Mapped[str | None] = mapped_column(String(16))
+    segment: Mapped[str | None] = mapped_column(String(200))
+    owner_email: Mapped[str | None] = mapped_column(String(320))
+    owner_slack: Mapped[str | None] = mapped_column(String(200))
     summary: Mapped[str] = mapped_column(Text)
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    last_event: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     opened_at: Mapped[datetime] = mapped_column(UtcDateTime())
     resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    last_notified_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    notifications: Mapped[int] = mapped_column(Integer, default=0)
+    acked_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    acked_by: Mapped[str | None] = mapped_column(String(200))
+    snoozed_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class Delivery(Base):
-    """The outbox: one row per (alert transition, channel), sent by the dispatcher."""
+    """The outbox: one row per (alert notice, channel), sent by the dispatcher.
+
+    ``id`` is the notice's idempotency key: the ``webhook-id`` a receiver dedupes on.
+    """
 
     __tablename__ = "alert_deliveries"
-    __table_args__ = (Index("ix_alert_deliveries_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_alert_deliveries_due", "status", "next_attempt_at"),
+        Index("ix_alert_deliveries_alert", "alert_id"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     alert_id: Mapped[str] = mapped_column(String(36))
     channel: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str | None] = mapped_column(String(16))
+    transition: Mapped[str | None] = mapped_column(String(16))
+    recipients: Mapped[list[str] | None] = mapped_column(JSON)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime())
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    message_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    dead_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class AccountCursor(Base):
-    """The last score sequence applied per account: repeated messages are dropped."""
+    """Per account: the last score sequence applied, and recent health for drop rules."""
 
     __tablename__ = "alert_account_cursors"
 
     account_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     last_sequence: Mapped[int] = mapped_column(Integer)
+    health_history: Mapped[list[list[Any]]] = mapped_column(JSON, default=list)
+
+
+class Silence(Base):
+    __tablename__ = "alert_silences"
+    __table_args__ = (Index("ix_alert_silences_ends", "ends_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    account_id: Mapped[str | None] = mapped_column(String(200))
+    rule: Mapped[str | None] = mapped_column(String(100))
+    tier: Mapped[str | None] = mapped_column(String(1))
+    owner: Mapped[str | None] = mapped_column(String(320))
+    starts_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    ends_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    comment: Mapped[str] = mapped_column(Text, default="")
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class ChannelRow(Base):
+    """A channel definition, secrets included: never returned as is."""
+
+    __tablename__ = "alert_channels"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    source: Mapped[str] = mapped_column(String(8))
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    paused_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class ConfigDocument(Base):
+    """Documents set through the admin API (the routing tree), overriding the files."""
+
+    __tablename__ = "alert_config"
+
+    key: Mapped[str] = mapped_column(String(50), primary_key=True)
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class AlertEventRow(Base):
+    """Outbox of ``vitals.alerts``: every transition, published after commit."""
+
+    __tablename__ = "alert_events_outbox"
+    __table_args__ = (Index("ix_alert_events_unpublished", "published_at", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(200))
+    event: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    published_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 consumer_offsets = consumer_offsets_table(Base.metadata, "alerts_consumer_offsets")

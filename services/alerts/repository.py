@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.alerts.models import AccountCursor, Alert, Delivery
+from services.alerts.models import (
+    AccountCursor,
+    Alert,
+    AlertEventRow,
+    ChannelRow,
+    ConfigDocument,
+    Delivery,
+    Silence,
+)
 
 
 async def load_cursors(
@@ -21,24 +31,49 @@ async def load_cursors(
 
 
 async def latest_alerts(
-    session: AsyncSession, account_ids: Iterable[str], rule: str
-) -> dict[str, Alert]:
-    """The newest episode of ``rule`` per account, open or resolved."""
+    session: AsyncSession, account_ids: Iterable[str]
+) -> dict[str, dict[str, Alert]]:
+    """Per account, the newest episode of each rule, open or resolved."""
+    accounts = set(account_ids)
     newest = (
-        select(Alert.account_id, func.max(Alert.episode).label("episode"))
-        .where(Alert.account_id.in_(set(account_ids)), Alert.rule == rule)
-        .group_by(Alert.account_id)
+        select(Alert.account_id, Alert.rule, func.max(Alert.episode).label("episode"))
+        .where(Alert.account_id.in_(accounts))
+        .group_by(Alert.account_id, Alert.rule)
         .subquery()
     )
     rows = await session.scalars(
-        select(Alert)
-        .join(
+        select(Alert).join(
             newest,
-            (Alert.account_id == newest.c.account_id) & (Alert.episode == newest.c.episode),
+            (Alert.account_id == newest.c.account_id)
+            & (Alert.rule == newest.c.rule)
+            & (Alert.episode == newest.c.episode),
         )
-        .where(Alert.rule == rule)
     )
-    return {row.account_id: row for row in rows}
+    found: dict[str, dict[str, Alert]] = defaultdict(dict)
+    for row in rows:
+        found[row.account_id][row.rule] = row
+    return found
+
+
+async def active_silences(session: AsyncSession, now: datetime) -> Sequence[Silence]:
+    return (await session.scalars(select(Silence).where(Silence.ends_at > now))).all()
+
+
+async def list_silences(
+    session: AsyncSession, include_expired: bool, now: datetime
+) -> Sequence[Silence]:
+    query = select(Silence).order_by(Silence.ends_at.desc(), Silence.id)
+    if not include_expired:
+        query = query.where(Silence.ends_at > now)
+    return (await session.scalars(query)).all()
+
+
+async def channel_rows(session: AsyncSession) -> Sequence[ChannelRow]:
+    return (await session.scalars(select(ChannelRow).order_by(ChannelRow.id))).all()
+
+
+async def config_document(session: AsyncSession, key: str) -> ConfigDocument | None:
+    return await session.get(ConfigDocument, key)
 
 
 async def due_deliveries(session: AsyncSession, now: datetime, limit: int) -> Sequence[Delivery]:
@@ -46,19 +81,79 @@ async def due_deliveries(session: AsyncSession, now: datetime, limit: int) -> Se
     rows = await session.scalars(
         select(Delivery)
         .where(Delivery.status == "pending", Delivery.next_attempt_at <= now)
-        .order_by(Delivery.next_attempt_at)
+        .order_by(Delivery.next_attempt_at, Delivery.created_at, Delivery.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
     return rows.all()
 
 
-async def list_alerts(
-    session: AsyncSession, state: str | None, account_id: str | None, limit: int
-) -> Sequence[Alert]:
+@dataclass(frozen=True)
+class AlertFilter:
+    state: str | None = None
+    rule: str | None = None
+    tier: str | None = None
+    owner: str | None = None
+    account_id: str | None = None
+
+
+async def list_alerts(session: AsyncSession, where: AlertFilter, limit: int) -> Sequence[Alert]:
     query = select(Alert).order_by(Alert.opened_at.desc(), Alert.id).limit(limit)
-    if state is not None:
-        query = query.where(Alert.state == state)
-    if account_id is not None:
-        query = query.where(Alert.account_id == account_id)
+    for column, value in (
+        (Alert.state, where.state),
+        (Alert.rule, where.rule),
+        (Alert.tier, where.tier),
+        (Alert.account_id, where.account_id),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    if where.owner is not None:
+        owner = where.owner.casefold()
+        query = query.where(
+            or_(func.lower(Alert.owner_email) == owner, func.lower(Alert.owner_slack) == owner)
+        )
     return (await session.scalars(query)).all()
+
+
+async def open_alerts(session: AsyncSession) -> Sequence[Alert]:
+    query = select(Alert).where(Alert.state == "open").order_by(Alert.account_id, Alert.rule)
+    return (await session.scalars(query)).all()
+
+
+async def list_deliveries(
+    session: AsyncSession,
+    status: str | None,
+    channel: str | None,
+    alert_id: str | None,
+    limit: int,
+) -> Sequence[Delivery]:
+    query = select(Delivery).order_by(Delivery.created_at.desc(), Delivery.id).limit(limit)
+    for column, value in (
+        (Delivery.status, status),
+        (Delivery.channel, channel),
+        (Delivery.alert_id, alert_id),
+    ):
+        if value is not None:
+            query = query.where(column == value)
+    return (await session.scalars(query)).all()
+
+
+async def outbox_backlog(session: AsyncSession) -> tuple[int, datetime | None, int]:
+    """Pending deliveries, the oldest one's creation time, and dead deliveries."""
+    pending = await session.execute(
+        select(func.count(), func.min(Delivery.created_at)).where(Delivery.status == "pending")
+    )
+    count, oldest = pending.one()
+    dead = await session.scalar(select(func.count()).where(Delivery.status == "dead"))
+    return int(count), oldest, int(dead or 0)
+
+
+async def unpublished_events(session: AsyncSession, limit: int) -> Sequence[AlertEventRow]:
+    rows = await session.scalars(
+        select(AlertEventRow)
+        .where(AlertEventRow.published_at.is_(None))
+        .order_by(AlertEventRow.created_at, AlertEventRow.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return rows.all()

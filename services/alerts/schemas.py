@@ -1,9 +1,15 @@
+"""Shapes of the alerts API: what it reads (…Read) and what it accepts (…Create)."""
+
 from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from services.alerts.durations import Duration
+from shared.scores import Tier
 
 
 class AlertState(StrEnum):
@@ -19,12 +25,136 @@ class AlertRead(BaseModel):
     rule: str
     episode: int
     state: AlertState
+    severity: str
     health_score: int
     band: str
+    tier: str | None
+    risk: str | None
+    segment: str | None
+    owner_email: str | None
+    owner_slack: str | None
     summary: str
+    details: dict[str, Any] | None
     opened_at: datetime
     resolved_at: datetime | None
+    last_notified_at: datetime | None
+    notifications: int
+    acked_at: datetime | None
+    acked_by: str | None
+    snoozed_until: datetime | None
 
 
 class AlertList(BaseModel):
     alerts: list[AlertRead]
+
+
+class AckRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    by: str | None = Field(None, max_length=200, description="Who acknowledged it.")
+
+
+class SnoozeRequest(BaseModel):
+    """Either ``until`` a time or ``for`` a duration like ``4h`` or ``3d``."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    until: AwareDatetime | None = None
+    for_: Duration | None = Field(None, alias="for")
+
+    @model_validator(mode="after")
+    def _one_of(self) -> SnoozeRequest:
+        if (self.until is None) == (self.for_ is None):
+            raise ValueError("give exactly one of until and for")
+        return self
+
+
+class SilenceCreate(BaseModel):
+    """Mutes notices of matching alerts until ``ends_at``; at least one matcher."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    account_id: str | None = Field(None, max_length=200)
+    rule: str | None = Field(None, max_length=100)
+    tier: Tier | None = None
+    owner: str | None = Field(None, max_length=320, description="Owner CSM e-mail or handle.")
+    starts_at: AwareDatetime | None = None
+    ends_at: AwareDatetime
+    comment: str = Field("", max_length=2000)
+    created_by: str = Field("", max_length=200)
+
+    @model_validator(mode="after")
+    def _matches_something(self) -> SilenceCreate:
+        if not any((self.account_id, self.rule, self.tier, self.owner)):
+            raise ValueError("a silence needs at least one of account_id, rule, tier, owner")
+        if self.starts_at is not None and self.starts_at >= self.ends_at:
+            raise ValueError("ends_at must be after starts_at")
+        return self
+
+
+class SilenceRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    account_id: str | None
+    rule: str | None
+    tier: str | None
+    owner: str | None
+    starts_at: datetime | None
+    ends_at: datetime
+    comment: str
+    created_by: str
+    created_at: datetime
+
+
+class SilenceList(BaseModel):
+    silences: list[SilenceRead]
+
+
+class ChannelRead(BaseModel):
+    id: str
+    kind: str
+    source: Literal["file", "env", "api"]
+    enabled: bool
+    disabled_reason: str | None
+    config: dict[str, Any] = Field(description="The definition, secrets masked.")
+
+
+class ChannelList(BaseModel):
+    channels: list[ChannelRead]
+
+
+class ChannelTestResult(BaseModel):
+    delivered: bool
+    error: str | None = None
+
+
+class RoutesRead(BaseModel):
+    source: Literal["api", "file", "default"]
+    route: dict[str, Any]
+
+
+class RulesRead(BaseModel):
+    source: Literal["api", "file"]
+    rules: list[dict[str, Any]]
+
+
+class DeliveryRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    alert_id: str
+    channel: str
+    kind: str | None
+    transition: str | None
+    status: Literal["pending", "delivered", "dead"]
+    attempts: int
+    next_attempt_at: datetime
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+    dead_at: datetime | None
+
+
+class DeliveryList(BaseModel):
+    deliveries: list[DeliveryRead]

@@ -1,8 +1,14 @@
 from __future__ import annotations
 
-from pydantic import AnyHttpUrl, Field
+from pathlib import Path
 
+from pydantic import AnyHttpUrl, Field, SecretStr, ValidationInfo, field_validator
+
+from services.alerts.ruleset import DEFAULT_RULES_FILE
 from shared.settings import VitalsSettings
+
+PLACEHOLDER_SECRETS = {"changethis", "changeme", "secret", "admin", "password", "token"}
+MIN_ADMIN_TOKEN_LENGTH = 24
 
 
 class AlertsSettings(VitalsSettings):
@@ -16,10 +22,49 @@ class AlertsSettings(VitalsSettings):
         "vitals-alerts", description="Kafka consumer group of the alerts replicas."
     )
     alerts_health_threshold: int = Field(
-        40, ge=1, le=100, description="An alert opens when the health score falls below this."
+        40,
+        ge=1,
+        le=100,
+        description=(
+            "For score messages without a churn risk (from older scoring): a health below "
+            "this counts as high risk."
+        ),
+    )
+    alerts_rules_file: Path = Field(
+        DEFAULT_RULES_FILE, description="YAML file of the alert rules (docs/alerts.md)."
+    )
+    alerts_channels_file: Path | None = Field(
+        None, description="YAML file of the channels and the routing tree; unset: none."
     )
     alerts_webhook_url: AnyHttpUrl | None = Field(
-        None, description="Generic webhook every alert is posted to; unset: alerts are only stored."
+        None,
+        description=(
+            "Shorthand for one generic webhook channel named `webhook`; its host is allowed "
+            "even over http and on a private address."
+        ),
+    )
+    alerts_webhook_secret: SecretStr | None = Field(
+        None, description="Standard Webhooks signing secret (whsec_...) of that channel."
+    )
+    alerts_account_link: str | None = Field(
+        None,
+        description="Link to an account in messages, `{account_id}` replaced; unset: no link.",
+    )
+    alerts_allow_http_targets: bool = Field(
+        False, description="Allow http:// webhook targets (https only by default)."
+    )
+    alerts_target_allowlist: str = Field(
+        "",
+        description=(
+            "Comma-separated hosts, addresses or CIDR networks webhook and SMTP targets may "
+            "use although private, loopback or link-local."
+        ),
+    )
+    alerts_admin_token: SecretStr | None = Field(
+        None,
+        description=(
+            "Bearer token of the admin API (channels, routes, silences); unset: admin API off."
+        ),
     )
     alerts_delivery_timeout_s: float = Field(
         10.0, gt=0, description="How long one webhook call may take."
@@ -30,3 +75,22 @@ class AlertsSettings(VitalsSettings):
     alerts_dispatch_interval_s: float = Field(
         1.0, gt=0, description="How often the dispatcher looks for due deliveries when idle."
     )
+
+    @property
+    def target_allowlist(self) -> list[str]:
+        return [entry.strip() for entry in self.alerts_target_allowlist.split(",") if entry.strip()]
+
+    @field_validator("alerts_admin_token")
+    @classmethod
+    def _admin_token_is_real(
+        cls, token: SecretStr | None, info: ValidationInfo
+    ) -> SecretStr | None:
+        if token is None or info.data.get("environment") != "production":
+            return token
+        value = token.get_secret_value()
+        if value.lower() in PLACEHOLDER_SECRETS or len(value) < MIN_ADMIN_TOKEN_LENGTH:
+            raise ValueError(
+                f"a placeholder or shorter than {MIN_ADMIN_TOKEN_LENGTH} characters; "
+                "set a random secret in production"
+            )
+        return token

@@ -1,46 +1,19 @@
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 
-import pytest
-
-from services.alerts.domain import (
-    HEALTH_BELOW_THRESHOLD,
-    RETRY_SCHEDULE,
-    Transition,
-    alert_id,
-    evaluate_health,
-    retry_delay,
-    webhook_payload,
-)
-from tests.support.events import score_change
-
-
-@pytest.mark.parametrize(
-    ("health", "is_open", "expected"),
-    [
-        (39, False, Transition.opened),
-        (39, True, None),
-        (40, True, Transition.resolved),
-        (40, False, None),
-        (0, False, Transition.opened),
-    ],
-)
-def test_health_rule(health: int, is_open: bool, expected: Transition | None) -> None:
-    assert evaluate_health(score_change(health_score=health), is_open, 40) is expected
-
-
-def test_alert_ids_are_deterministic_and_distinct() -> None:
-    first = alert_id("acme", HEALTH_BELOW_THRESHOLD, 1)
-
-    assert first == alert_id("acme", HEALTH_BELOW_THRESHOLD, 1)
-    assert first != alert_id("acme", HEALTH_BELOW_THRESHOLD, 2)
-    assert first != alert_id("acme2", HEALTH_BELOW_THRESHOLD, 1)
+from services.alerts.domain import RETRY_SCHEDULE, digest_day, retry_delay
 
 
 def test_retry_follows_the_schedule_then_gives_up() -> None:
-    assert retry_delay(1, 10, None) == RETRY_SCHEDULE[0]
-    assert retry_delay(2, 10, None) == RETRY_SCHEDULE[1]
-    assert retry_delay(9, 10, None) == RETRY_SCHEDULE[-1]
+    assert retry_delay(1, 10, None) == timedelta(seconds=5)
+    assert retry_delay(2, 10, None) == timedelta(minutes=5)
+    assert retry_delay(3, 10, None) == timedelta(minutes=30)
+    assert retry_delay(9, 10, None) == RETRY_SCHEDULE[-1] == timedelta(hours=24)
     assert retry_delay(10, 10, None) is None
+
+
+def test_jitter_only_ever_stretches_the_wait_by_up_to_a_fifth() -> None:
+    assert retry_delay(2, 10, None, jitter=0.5) == timedelta(minutes=5.5)
+    assert retry_delay(1, 10, None, jitter=0.999) == timedelta(seconds=5 * 1.1998)
 
 
 def test_retry_after_is_honoured_but_capped() -> None:
@@ -49,11 +22,6 @@ def test_retry_after_is_honoured_but_capped() -> None:
     assert retry_delay(1, 10, 10**9) == timedelta(hours=24)
 
 
-def test_payload_explains_the_change() -> None:
-    change = score_change(health_score=20, previous_score=75)
-
-    payload = webhook_payload("id-1", HEALTH_BELOW_THRESHOLD, Transition.opened, change, 40)
-
-    assert payload["type"] == "alert.opened"
-    assert payload["summary"] == "Health of acme fell below 40: 75 -> 20 (red)"
-    assert payload["components"] == {"recency": 20}
+def test_the_digest_is_due_from_its_hour_on() -> None:
+    assert digest_day(datetime(2026, 11, 22, 8, 59, tzinfo=UTC), 9) is None
+    assert digest_day(datetime(2026, 11, 22, 9, 0, tzinfo=UTC), 9) == date(2026, 11, 22)

@@ -1,0 +1,192 @@
+"""Channel definitions: where notices go and how. Pure models, secrets kept secret.
+
+Channels come from the channels file (``VITALS_ALERTS_CHANNELS_FILE``), from
+``VITALS_ALERTS_WEBHOOK_URL`` (one generic webhook named ``webhook``) and from the
+admin API. Secret values (webhook URLs, passwords, signing secrets) are ``SecretStr``:
+they never appear in ``repr``, logs or API answers; :func:`masked` shows what may be shown.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
+
+from services.alerts.routing import ChannelId, RoutingTree, parse_routes
+from services.alerts.ruleset import ConfigError, describe_errors
+
+OWNER = "owner"
+ENV_REFERENCE = re.compile(r"\$\{([A-Z0-9_]+)\}")
+MASK = "****"
+
+
+class ChannelBase(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: ChannelId
+    enabled: bool = True
+    mode: Literal["immediate", "digest"] = Field(
+        "immediate", description="immediate: one message per notice; digest: one a day per CSM."
+    )
+    digest_hour_utc: int = Field(9, ge=0, le=23, description="Hour the daily digest is sent.")
+
+
+class SlackChannel(ChannelBase):
+    kind: Literal["slack"]
+    webhook_url: SecretStr
+    per_second: float = Field(1.0, gt=0, le=10, description="Messages per second at most.")
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _url(cls, value: SecretStr) -> SecretStr:
+        return _http_url(value)
+
+
+class TeamsChannel(ChannelBase):
+    kind: Literal["teams"]
+    webhook_url: SecretStr
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _url(cls, value: SecretStr) -> SecretStr:
+        return _http_url(value)
+
+
+class EmailChannel(ChannelBase):
+    kind: Literal["email"]
+    host: str = Field(min_length=1)
+    port: int = Field(587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = Field(
+        "starttls", description="starttls (port 587), tls (implicit, port 465) or none."
+    )
+    username: str | None = None
+    password: SecretStr | None = None
+    ca_file: Path | None = Field(
+        None, description="CA certificates to trust for TLS besides the system ones."
+    )
+    sender: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
+    to: list[str] = Field(
+        default_factory=lambda: [OWNER],
+        min_length=1,
+        description='Addresses; "owner" is the account\'s owner CSM.',
+    )
+
+    @field_validator("to")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        bad = [a for a in value if a != OWNER and not re.match(r"^[^@\s]+@[^@\s]+$", a)]
+        if bad:
+            raise ValueError(f"not e-mail addresses: {bad}")
+        return value
+
+
+class WebhookChannel(ChannelBase):
+    kind: Literal["webhook"]
+    url: SecretStr
+    secret: SecretStr | None = Field(
+        None, description="Standard Webhooks signing secret (whsec_...); unset: unsigned."
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: SecretStr) -> SecretStr:
+        return _http_url(value)
+
+
+Channel = Annotated[
+    SlackChannel | TeamsChannel | EmailChannel | WebhookChannel, Field(discriminator="kind")
+]
+CHANNEL = TypeAdapter[Channel](Channel)
+
+
+class ChannelsFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: Literal[1] = 1
+    channels: list[Channel] = Field(default_factory=list)
+    route: dict[str, Any] | None = None
+
+
+def _http_url(value: SecretStr) -> SecretStr:
+    parts = urlsplit(value.get_secret_value())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http(s) URL")
+    return value
+
+
+def parse_channel(document: Any, source: str = "channel") -> Channel:
+    try:
+        return CHANNEL.validate_python(document)
+    except ValidationError as exc:
+        raise ConfigError(describe_errors(exc, document, source)) from None
+
+
+def parse_channels_file(
+    document: Any, source: str, environ: dict[str, str] | None = None
+) -> tuple[list[Channel], RoutingTree | None]:
+    """Channels and routes of a channels file, ``${VAR}`` references filled from ``environ``."""
+    expanded = expand_env(document, os.environ if environ is None else environ, source)
+    try:
+        parsed = ChannelsFile.model_validate(expanded)
+    except ValidationError as exc:
+        raise ConfigError(describe_errors(exc, expanded, source)) from None
+    ids = [c.id for c in parsed.channels]
+    doubled = sorted({i for i in ids if ids.count(i) > 1})
+    if doubled:
+        raise ConfigError(f"{source} is invalid:\n  channels: ids repeated: {doubled}")
+    route = None if parsed.route is None else parse_routes(parsed.route, set(ids), source)
+    return list(parsed.channels), route
+
+
+def expand_env(node: Any, environ: dict[str, str] | os._Environ[str], source: str) -> Any:
+    """Secrets stay out of the file: ``${SLACK_CS_URL}`` is read from the environment."""
+    if isinstance(node, str):
+
+        def value(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in environ:
+                raise ConfigError(f"{source}: environment variable {name} is not set")
+            return environ[name]
+
+        return ENV_REFERENCE.sub(value, node)
+    if isinstance(node, list):
+        return [expand_env(item, environ, source) for item in node]
+    if isinstance(node, dict):
+        return {key: expand_env(item, environ, source) for key, item in node.items()}
+    return node
+
+
+def masked(channel: Channel) -> dict[str, Any]:
+    """The channel as the API shows it: URLs reduced to scheme and host, secrets hidden."""
+    shown = channel.model_dump(mode="json")
+    for name, value in channel:
+        if isinstance(value, SecretStr):
+            shown[name] = masked_url(value) if name.endswith("url") else MASK
+    return shown
+
+
+def masked_url(url: SecretStr) -> str:
+    parts = urlsplit(url.get_secret_value())
+    host = parts.hostname or ""
+    return f"{parts.scheme}://{host}/{MASK}"
+
+
+def channel_document(channel: Channel) -> dict[str, Any]:
+    """The channel with its secrets, for storage only (never for answers or logs)."""
+    document = channel.model_dump(mode="json")
+    for name, value in channel:
+        if isinstance(value, SecretStr):
+            document[name] = value.get_secret_value()
+    return document

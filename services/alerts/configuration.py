@@ -1,0 +1,189 @@
+"""What the alerts service runs with: rules, channels and routes, from files and the API.
+
+Files (and ``VITALS_ALERTS_WEBHOOK_URL``) are read and validated at start-up, so a
+bad file stops the service with an error naming the field. Channels are kept in the
+database so every replica and the admin API see the same set: file channels are
+written there at start-up (``source`` file/env), API channels have ``source`` api.
+A routing tree or rule set saved through the API overrides the file's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import SecretStr
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.alerts import repository
+from services.alerts.channels import (
+    OWNER,
+    Channel,
+    EmailChannel,
+    WebhookChannel,
+    channel_document,
+    parse_channel,
+    parse_channels_file,
+)
+from services.alerts.models import ChannelRow, ConfigDocument
+from services.alerts.routing import RoutingTree, parse_routes
+from services.alerts.ruleset import ConfigError, Rule, RuleSet, load_rules, load_yaml, parse_rules
+from services.alerts.settings import AlertsSettings
+from services.alerts.ssrf import TargetPolicy, TargetRefused
+
+ENV_CHANNEL = "webhook"
+ROUTES_KEY = "routes"
+RULES_KEY = "rules"
+
+
+@dataclass(frozen=True)
+class FileConfig:
+    rules: RuleSet
+    channels: list[Channel]
+    route: RoutingTree | None
+    policy: TargetPolicy
+
+
+def load_files(settings: AlertsSettings) -> FileConfig:
+    """Rules, channels and routes from the files and settings; raises ConfigError."""
+    rules = load_rules(settings.alerts_rules_file)
+    channels: list[Channel] = []
+    route = None
+    if settings.alerts_channels_file is not None:
+        path = settings.alerts_channels_file
+        channels, route = parse_channels_file(load_yaml(path), str(path))
+    trusted: list[str] = []
+    if settings.alerts_webhook_url is not None:
+        if any(c.id == ENV_CHANNEL for c in channels):
+            raise ConfigError(
+                f"channel id {ENV_CHANNEL!r} is taken by VITALS_ALERTS_WEBHOOK_URL; rename it"
+            )
+        url = str(settings.alerts_webhook_url)
+        trusted.append(url)
+        secret = settings.alerts_webhook_secret
+        channels.append(
+            WebhookChannel(kind="webhook", id=ENV_CHANNEL, url=SecretStr(url), secret=secret)
+        )
+    policy = TargetPolicy.build(
+        allow_http=settings.alerts_allow_http_targets,
+        allow=settings.target_allowlist,
+        trusted_urls=trusted,
+    )
+    for channel in channels:
+        try:
+            check_target(channel, policy)
+        except TargetRefused as exc:
+            raise ConfigError(f"channel {channel.id}: target refused: {exc}") from None
+    return FileConfig(rules, channels, route, policy)
+
+
+def check_target(channel: Channel, policy: TargetPolicy) -> None:
+    """Raise TargetRefused for a URL that is not allowed (addresses are checked again on
+    connect)."""
+    if isinstance(channel, EmailChannel):
+        return
+    url = channel.url if isinstance(channel, WebhookChannel) else channel.webhook_url
+    policy.check_url(url.get_secret_value())
+
+
+def target_host(channel: Channel) -> tuple[str, int] | None:
+    """The host and port a channel connects to."""
+    if isinstance(channel, EmailChannel):
+        return channel.host, channel.port
+    url = channel.url if isinstance(channel, WebhookChannel) else channel.webhook_url
+    parts = urlsplit(url.get_secret_value())
+    if parts.hostname is None:
+        return None
+    return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+
+
+def test_recipients(channel: Channel) -> list[str]:
+    """Who gets a test notice: the fixed addresses (the owner is unknown in a test)."""
+    if not isinstance(channel, EmailChannel):
+        return []
+    return [to for to in channel.to if to != OWNER] or [channel.sender]
+
+
+async def sync_file_channels(session: AsyncSession, files: FileConfig, now: datetime) -> None:
+    """Make the database's file and env channels exactly those of the files."""
+    rows = {row.id: row for row in await repository.channel_rows(session)}
+    wanted = {c.id: c for c in files.channels}
+    for channel_id, row in rows.items():
+        if row.source != "api" and channel_id not in wanted:
+            await session.delete(row)
+    for channel in files.channels:
+        source = "env" if channel.id == ENV_CHANNEL else "file"
+        document = channel_document(channel)
+        existing = rows.get(channel.id)
+        if existing is None:
+            session.add(ChannelRow(id=channel.id, source=source, document=document, updated_at=now))
+        elif existing.document != document or existing.source != source:
+            existing.document, existing.source = document, source
+            existing.disabled_reason, existing.updated_at = None, now
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Rules, channels and routes in force for one batch or one dispatch round."""
+
+    rules: list[Rule]
+    channels: dict[str, Channel]
+    sources: dict[str, str]
+    disabled: dict[str, str]
+    paused: dict[str, datetime]
+    route: RoutingTree
+    route_source: str
+    rules_source: str
+
+
+async def load_setup(session: AsyncSession, files: FileConfig) -> Setup:
+    channels: dict[str, Channel] = {}
+    sources: dict[str, str] = {}
+    disabled: dict[str, str] = {}
+    paused: dict[str, datetime] = {}
+    for row in await repository.channel_rows(session):
+        channels[row.id] = parse_channel(row.document, f"channel {row.id}")
+        sources[row.id] = row.source
+        if row.disabled_reason:
+            disabled[row.id] = row.disabled_reason
+        if row.paused_until is not None:
+            paused[row.id] = row.paused_until
+    route, route_source = await _route(session, files, set(channels))
+    stored_rules = await repository.config_document(session, RULES_KEY)
+    rules, rules_source = files.rules, "file"
+    if stored_rules is not None:
+        rules, rules_source = parse_rules(stored_rules.document, "stored rules"), "api"
+    return Setup(
+        rules.enabled, channels, sources, disabled, paused, route, route_source, rules_source
+    )
+
+
+async def _route(
+    session: AsyncSession, files: FileConfig, channel_ids: set[str]
+) -> tuple[RoutingTree, str]:
+    stored = await repository.config_document(session, ROUTES_KEY)
+    if stored is not None:
+        try:
+            return parse_routes(stored.document, channel_ids, "stored routes"), "api"
+        except ConfigError:
+            pass  # a channel it names was removed since: fall back, the API shows why
+    if files.route is not None and files.route.referenced() <= channel_ids:
+        return files.route, "file"
+    return RoutingTree(receivers=sorted(channel_ids)), "default"
+
+
+async def save_document(
+    session: AsyncSession, key: str, document: dict[str, Any], now: datetime
+) -> None:
+    row = await repository.config_document(session, key)
+    if row is None:
+        session.add(ConfigDocument(key=key, document=document, updated_at=now))
+    else:
+        row.document, row.updated_at = document, now
+
+
+async def delete_document(session: AsyncSession, key: str) -> None:
+    await session.execute(delete(ConfigDocument).where(ConfigDocument.key == key))

@@ -1,0 +1,84 @@
+"""Publishes alert transitions from the outbox table to ``vitals.alerts`` after commit.
+
+At least once: a row is marked published only after the broker acknowledged it; a
+crash in between sends it again with the same ``event_id``, which consumers dedupe on.
+Rows are claimed with SKIP LOCKED, so replicas never publish the same row at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from sqlalchemy.exc import SQLAlchemyError
+
+from services.alerts import metrics, repository
+from services.alerts.settings import AlertsSettings
+from shared.db import SessionFactory
+from shared.kafka import BrokerUnavailable, make_producer, send_all, start_with_retry
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+IDLE_INTERVAL_S = 5.0
+
+
+class EventPublisher:
+    def __init__(
+        self, settings: AlertsSettings, sessions: SessionFactory, clock: Callable[[], datetime]
+    ) -> None:
+        self._settings = settings
+        self._sessions = sessions
+        self._clock = clock
+        self._wake = asyncio.Event()
+        self._producer: AIOKafkaProducer | None = None
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        producer = make_producer(self._settings, "alerts")
+        await start_with_retry(
+            "kafka", producer.start, lambda _: None, self._settings.startup_retry_max_s
+        )
+        self._producer = producer
+        try:
+            while True:
+                try:
+                    more = await self.publish_pending()
+                except (BrokerUnavailable, KafkaError, SQLAlchemyError, OSError) as exc:
+                    log.warning("alert events not published yet: %s", exc)
+                    more = False
+                if not more:
+                    self._wake.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wake.wait(), IDLE_INTERVAL_S)
+        finally:
+            self._producer = None
+            await producer.stop()
+
+    async def publish_pending(self) -> bool:
+        """Publish one batch; ``True`` when there may be more."""
+        producer = self._producer
+        if producer is None:
+            return False
+        async with self._sessions() as session, session.begin():
+            rows = await repository.unpublished_events(session, BATCH)
+            if not rows:
+                return False
+            records = [
+                (row.account_id.encode(), orjson.dumps({"event_id": row.id, **row.event}))
+                for row in rows
+            ]
+            await send_all(producer, self._settings.alerts_topic, records)
+            now = self._clock()
+            for row in rows:
+                row.published_at = now
+        metrics.EVENTS_PUBLISHED.inc(len(rows))
+        return len(rows) == BATCH

@@ -1,0 +1,186 @@
+"""Sending one notice to one channel: the I/O shell around the pure payload builders.
+
+Every failure is a :class:`SendFailed` saying whether to retry (and when the receiver
+asked to be called again), whether the channel is gone for good (HTTP 410) or whether
+the target is refused (SSRF guard), which no retry can fix.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import aiosmtplib
+import httpx
+import orjson
+from standardwebhooks import Webhook
+
+from services.alerts.channels import (
+    Channel,
+    EmailChannel,
+    SlackChannel,
+    TeamsChannel,
+    WebhookChannel,
+)
+from services.alerts.payloads import (
+    AlertEvent,
+    Message,
+    digest_message,
+    email_message,
+    notice_message,
+    slack_payload,
+    teams_payload,
+)
+from services.alerts.ssrf import TargetPolicy, TargetRefused, guarded_client
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = "Vitals-Alerts/0.2"
+DIGEST = "alert.digest"
+RETRY_AFTER_MAX_S = 24 * 3600.0
+
+
+class SendFailed(Exception):
+    def __init__(
+        self,
+        reason: str,
+        *,
+        retry_after_s: float | None = None,
+        gone: bool = False,
+        permanent: bool = False,
+    ) -> None:
+        super().__init__(reason)
+        self.retry_after_s = retry_after_s
+        self.gone = gone
+        self.permanent = permanent or gone
+
+
+def message_of(payload: dict[str, Any]) -> Message:
+    """The notice or digest stored in an outbox row, for people."""
+    if payload.get("type") == DIGEST:
+        events = [AlertEvent.model_validate(e) for e in payload["alerts"]]
+        return digest_message(payload["owner"], events, payload["day"])
+    return notice_message(AlertEvent.model_validate(payload))
+
+
+class Senders:
+    def __init__(self, policy: TargetPolicy, timeout_s: float) -> None:
+        self._policy = policy
+        self._timeout_s = timeout_s
+        self._http = guarded_client(policy, timeout_s, USER_AGENT)
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def send(
+        self, channel: Channel, notice_id: str, payload: dict[str, Any], recipients: list[str]
+    ) -> None:
+        """Send, or raise :class:`SendFailed`."""
+        try:
+            if isinstance(channel, WebhookChannel):
+                await self._webhook(channel, notice_id, payload)
+            elif isinstance(channel, SlackChannel):
+                url = channel.webhook_url.get_secret_value()
+                await self._post(url, _json(slack_payload(message_of(payload))), {})
+            elif isinstance(channel, TeamsChannel):
+                url = channel.webhook_url.get_secret_value()
+                await self._post(url, _json(teams_payload(message_of(payload))), {})
+            else:
+                await self._email(channel, notice_id, payload, recipients)
+        except TargetRefused as exc:
+            raise SendFailed(f"target refused: {exc}", permanent=True) from exc
+
+    async def _webhook(
+        self, channel: WebhookChannel, notice_id: str, payload: dict[str, Any]
+    ) -> None:
+        body = _json(payload)
+        # Receivers check the timestamp against their own clock: it is always real time.
+        now = datetime.now(UTC)
+        headers = {"webhook-id": notice_id, "webhook-timestamp": str(int(now.timestamp()))}
+        if channel.secret is not None:
+            signer = Webhook(channel.secret.get_secret_value())
+            headers["webhook-signature"] = signer.sign(notice_id, now, body.decode())
+        await self._post(channel.url.get_secret_value(), body, headers)
+
+    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> None:
+        self._policy.check_url(url)
+        try:
+            response = await self._http.post(
+                url, content=body, headers={"content-type": "application/json", **headers}
+            )
+        except TargetRefused:
+            raise
+        except httpx.HTTPError as exc:
+            raise SendFailed(_error_text(exc)) from exc
+        if response.is_success:
+            return
+        status = response.status_code
+        if status == 410:
+            raise SendFailed("HTTP 410 from the receiver: the channel is gone", gone=True)
+        if response.is_redirect:
+            where = response.headers.get("location", "?")
+            raise SendFailed(f"HTTP {status} from the receiver (redirect to {where} not followed)")
+        raise SendFailed(
+            f"HTTP {status} from the receiver",
+            retry_after_s=retry_after(response.headers.get("retry-after")),
+        )
+
+    async def _email(
+        self, channel: EmailChannel, notice_id: str, payload: dict[str, Any], to: list[str]
+    ) -> None:
+        if not to:
+            raise SendFailed("no recipient: the account has no owner CSM e-mail", permanent=True)
+        await self._policy.resolve(channel.host, channel.port)
+        mail: EmailMessage = email_message(message_of(payload), channel.sender, to, notice_id)
+        password = channel.password.get_secret_value() if channel.password else None
+        try:
+            await aiosmtplib.send(
+                mail,
+                hostname=channel.host,
+                port=channel.port,
+                username=channel.username,
+                password=password,
+                use_tls=channel.security == "tls",
+                start_tls=channel.security == "starttls",
+                tls_context=_tls_context(channel),
+                timeout=self._timeout_s,
+            )
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            raise SendFailed(f"SMTP refused every recipient: {exc}", permanent=True) from exc
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            raise SendFailed(f"SMTP {_error_text(exc)}") from exc
+
+
+def _tls_context(channel: EmailChannel) -> ssl.SSLContext | None:
+    if channel.security == "none":
+        return None
+    cafile = str(channel.ca_file) if channel.ca_file else None
+    return ssl.create_default_context(cafile=cafile)
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds from a Retry-After header (delta seconds or an HTTP date), capped at a day."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return min(float(text), RETRY_AFTER_MAX_S)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    seconds = (when - datetime.now(UTC)).total_seconds()
+    return min(max(seconds, 0.0), RETRY_AFTER_MAX_S)
+
+
+def _json(payload: dict[str, Any]) -> bytes:
+    return orjson.dumps(payload)
+
+
+def _error_text(exc: Exception) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
