@@ -6,6 +6,7 @@ cd "$(dirname "$0")/../.."
 BIN=${VENV:-.venv}/bin
 KAFKA_PORT=${KAFKA_PORT:-9092}
 export VITALS_KAFKA_BOOTSTRAP_SERVERS=${VITALS_KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:$KAFKA_PORT}
+export VITALS_INGEST_DATABASE_URL=${VITALS_INGEST_DATABASE_URL:-sqlite+aiosqlite:///var/ingest.db}
 export VITALS_SCORING_DATABASE_URL=${VITALS_SCORING_DATABASE_URL:-sqlite+aiosqlite:///var/scoring.db}
 export VITALS_ALERTS_DATABASE_URL=${VITALS_ALERTS_DATABASE_URL:-sqlite+aiosqlite:///var/alerts.db}
 mkdir -p var/log

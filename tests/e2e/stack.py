@@ -63,6 +63,7 @@ def service_env(
 ) -> dict[str, str]:
     settings = {
         "KAFKA_BOOTSTRAP_SERVERS": kafka,
+        "INGEST_DATABASE_URL": database,
         "SCORING_DATABASE_URL": database,
         "ALERTS_DATABASE_URL": database,
         "ALERTS_WEBHOOK_URL": webhook_url,
