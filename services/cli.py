@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from services.alerts.settings import AlertsSettings
 from services.ingest.settings import IngestSettings
 from services.scoring.settings import ScoringSettings
+from shared.auth import Scope, entry_yaml, generate_key, parse_rate
 from shared.db import create_engine, redact_url
 from shared.events import event_json_schema
 from shared.logging import configure_logging
@@ -23,6 +24,8 @@ from shared.settings import VitalsSettings
 app = typer.Typer(help="Vitals: customer-health scoring.", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect settings.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 
 
 class Service(StrEnum):
@@ -141,3 +144,21 @@ def _shown(name: str, value: object) -> str:
 def schema() -> None:
     """Print the JSON Schema of the normalised event (docs/event-schema.json)."""
     typer.echo(json.dumps(event_json_schema(), indent=2, sort_keys=True))
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="Who the key is for, e.g. telemetry-pipeline.")],
+    scope: Annotated[list[Scope], typer.Option(help="What the key may do; repeat for several.")],
+    rate: Annotated[str | None, typer.Option(help="Its own rate limit, e.g. '500/second'.")] = None,
+) -> None:
+    """Make a new API key: print it once, and the entry to add to the keys file."""
+    if rate is not None:
+        try:
+            parse_rate(rate)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--rate") from None
+    key, entry = generate_key(name, set(scope), rate)
+    typer.echo(f"API key (shown once, store it now): {key}", err=True)
+    typer.echo("Add to the `keys:` list of the file VITALS_API_KEYS_FILE names:", err=True)
+    typer.echo(entry_yaml(entry), nl=False)

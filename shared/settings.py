@@ -7,10 +7,13 @@ service subclasses :class:`VitalsSettings` and adds its own fields.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.auth import KeyRing, KeysFileError, load_keys_file, parse_rate
 
 Environment = Literal["development", "test", "production"]
 
@@ -45,6 +48,40 @@ class VitalsSettings(BaseSettings):
     startup_retry_max_s: float = Field(
         30.0, gt=0, description="Longest wait between reconnect attempts to Kafka or the database."
     )
+
+    api_keys_file: Path | None = Field(
+        None,
+        description=(
+            "YAML file of the API keys (hashed; `vitals keys create`); unset: keys are not "
+            "checked, which production refuses."
+        ),
+    )
+    api_rate_limit: str = Field(
+        "1000/second", description="Requests allowed per API key unless its entry says otherwise."
+    )
+
+    @field_validator("api_keys_file")
+    @classmethod
+    def _keys_file_is_valid(cls, path: Path | None) -> Path | None:
+        # Checked with the settings, so `vitals config check` and start-up both name the
+        # file and the field of a broken keys file.
+        if path is not None:
+            try:
+                load_keys_file(path)
+            except KeysFileError as exc:
+                raise ValueError(str(exc)) from None
+        return path
+
+    @field_validator("api_rate_limit")
+    @classmethod
+    def _rate_is_a_limit(cls, rate: str) -> str:
+        parse_rate(rate)
+        return rate
+
+    def keyring(self) -> KeyRing:
+        """The API keys to check requests against (auth off without a file, outside
+        production)."""
+        return KeyRing.from_file(self.api_keys_file, self.api_rate_limit, self.environment)
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod
