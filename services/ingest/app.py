@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request, Response
 from services.ingest import metrics
 from services.ingest.api_native import add_native_routes
 from services.ingest.api_segment import add_segment_routes
+from services.ingest.api_stripe import add_stripe_routes
 from services.ingest.database import DatabaseUnavailable
 from services.ingest.dedupe import DatabaseDeduplicator
 from services.ingest.http_intake import HttpIntake
@@ -79,6 +80,7 @@ def create_app(settings: IngestSettings | None = None, clock: Clock = utc_now) -
     http = HttpIntake(intake, settings.ingest_max_body_bytes, clock)
     bodies = add_native_routes(app, http)
     bodies |= add_segment_routes(app, http, SegmentUsers(sessions, clock))
+    bodies |= add_stripe_routes(app, http)
     document_request_bodies(app, bodies)
     return app
 

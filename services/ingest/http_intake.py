@@ -56,6 +56,15 @@ class Refused:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+class RequestRefused(Exception):
+    """Raised by a parser to refuse a request that carries no record to keep (a bad
+    signature): answered with ``refused``, counted, not dead-lettered."""
+
+    def __init__(self, refused: Refused) -> None:
+        super().__init__(refused.message)
+        self.refused = refused
+
+
 @dataclass(frozen=True)
 class Received:
     parsed: Parsed
@@ -91,6 +100,9 @@ class HttpIntake:
             rejection = exc.rejection
             rejection = dataclasses.replace(rejection, original=redact(rejection.original))
             return await self._refuse_body(rejection, origin, channel, statuses)
+        except RequestRefused as exc:
+            metrics.REQUESTS_REJECTED.labels(exc.refused.error).inc()
+            return exc.refused
         except (DatabaseUnavailable, InFlight) as exc:
             return unavailable(exc)
         try:

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 
 from services.ingest.domain import Limits
+from services.ingest.stripe_billing import StripeAccounts
 from shared.settings import VitalsSettings
 
 
@@ -39,6 +40,39 @@ class IngestSettings(VitalsSettings):
     ingest_publish_timeout_s: float = Field(
         10.0, gt=0, description="How long a request waits for the broker's acknowledgement."
     )
+
+    ingest_stripe_webhook_secrets: SecretStr | None = Field(
+        None,
+        description=(
+            "Signing secrets (whsec_...) of the Stripe webhook endpoint, comma-separated: "
+            "several are accepted at once while a secret is rolled."
+        ),
+    )
+    ingest_stripe_tolerance_s: float = Field(
+        300.0, gt=0, description="Oldest Stripe-Signature timestamp accepted, in seconds."
+    )
+    ingest_stripe_account_metadata_key: str = Field(
+        "vitals_account_id",
+        min_length=1,
+        description="Key of the Stripe customer (or subscription) metadata holding the account id.",
+    )
+    ingest_stripe_customer_accounts: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            'Stripe customer id -> account id, as JSON ({"cus_...": "acme"}); '
+            "wins over the metadata key."
+        ),
+    )
+
+    def stripe_secrets(self) -> list[str]:
+        secrets = self.ingest_stripe_webhook_secrets
+        values = secrets.get_secret_value().split(",") if secrets is not None else []
+        return [value.strip() for value in values if value.strip()]
+
+    def stripe_accounts(self) -> StripeAccounts:
+        return StripeAccounts(
+            self.ingest_stripe_account_metadata_key, self.ingest_stripe_customer_accounts
+        )
 
     def dedupe_lease(self) -> timedelta:
         """How long a claimed, unconfirmed id blocks its repeats: past any publish in flight."""

@@ -1,12 +1,16 @@
-"""Ingest apps for tests: own topics (events, dead letters, raw), a given database."""
+"""Ingest apps for tests: own topics (events, dead letters, raw), a given database;
+and Stripe webhook events as Stripe sends them, signed by Stripe's own library."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import orjson
+from stripe import WebhookSignature
 
 from services.ingest.app import MIGRATIONS, create_app
 from services.ingest.settings import IngestSettings
@@ -56,3 +60,101 @@ async def ingest_client(
     ):
         await wait_for(lambda: is_ready(client), 30, "ingest to be ready")
         yield client
+
+
+# Stripe webhook events
+CREATED = 1_795_000_000  # 2026-11-18
+PERIOD_END = 1_797_600_000  # 2026-12-18
+
+
+def stripe_event(event_type: str, obj: dict[str, Any], *, event_id: str = "evt_1") -> bytes:
+    return orjson.dumps(
+        {
+            "id": event_id,
+            "object": "event",
+            "api_version": "2024-06-20",
+            "created": CREATED,
+            "livemode": False,
+            "pending_webhooks": 1,
+            "type": event_type,
+            "data": {"object": obj},
+        }
+    )
+
+
+def price(
+    *,
+    unit_amount: int | None = 5_000,
+    interval: str = "month",
+    interval_count: int = 1,
+    usage_type: str = "licensed",
+    nickname: str | None = "Growth",
+    currency: str = "usd",
+) -> dict[str, Any]:
+    return {
+        "id": "price_1",
+        "object": "price",
+        "currency": currency,
+        "nickname": nickname,
+        "product": "prod_1",
+        "unit_amount": unit_amount,
+        "recurring": {
+            "interval": interval,
+            "interval_count": interval_count,
+            "usage_type": usage_type,
+        },
+    }
+
+
+def subscription(
+    *,
+    customer: str | dict[str, Any] = "cus_1",
+    status: str = "active",
+    items: list[tuple[dict[str, Any], int]] | None = None,
+    metadata: dict[str, str] | None = None,
+    **fields: Any,
+) -> dict[str, Any]:
+    chosen = items if items is not None else [(price(), 12)]
+    return {
+        "id": "sub_1",
+        "object": "subscription",
+        "customer": customer,
+        "status": status,
+        "currency": "usd",
+        "start_date": 1_790_000_000,
+        "current_period_end": PERIOD_END,
+        "cancel_at_period_end": False,
+        "metadata": metadata or {},
+        "items": {
+            "object": "list",
+            "data": [
+                {"id": f"si_{n}", "object": "subscription_item", "price": p, "quantity": q}
+                for n, (p, q) in enumerate(chosen)
+            ],
+        },
+        **fields,
+    }
+
+
+def invoice(*, customer: str = "cus_1", **fields: Any) -> dict[str, Any]:
+    return {
+        "id": "in_1",
+        "object": "invoice",
+        "customer": customer,
+        "currency": "eur",
+        "amount_due": 12_000,
+        "amount_paid": 0,
+        "due_date": None,
+        "created": CREATED,
+        "status_transitions": {"finalized_at": CREATED},
+        "subscription": "sub_1",
+        "metadata": {},
+        **fields,
+    }
+
+
+def signature_header(body: bytes, secret: str, timestamp: int | None = None) -> str:
+    """``Stripe-Signature`` as Stripe computes it (its library's own test helper)."""
+    stamp = int(time.time()) if timestamp is None else timestamp
+    header: str = WebhookSignature.generate_signature_header(body.decode(), secret, stamp)
+    return header

@@ -1,0 +1,107 @@
+"""``POST /v1/stripe/webhook``: Stripe billing events, authenticated by their signature.
+
+Stripe retries any answer but 2xx for days, so a signed event that cannot be used
+is still answered 200 (and dead-lettered): a retry could not fix it. Only what a
+retry can fix (broker down, webhook secrets not configured yet) is answered 503.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from services.ingest.api_native import refused_response
+from services.ingest.body import JSON
+from services.ingest.domain import Parsed
+from services.ingest.http_intake import HttpIntake, Refused, RequestRefused, item_error
+from services.ingest.openapi import BodyModels
+from services.ingest.schemas import ItemError
+from services.ingest.settings import IngestSettings
+from services.ingest.stripe_billing import EVENT_TYPES, map_stripe_event
+from services.ingest.stripe_signature import InvalidSignature, verify_stripe_signature
+from shared.http import Problem
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "stripe"
+PATH = "/v1/stripe/webhook"
+RETRY_AFTER_UNCONFIGURED_S = "300"
+
+
+class StripeEventIn(BaseModel):
+    """A Stripe event as Stripe posts it (only the fields Vitals reads are listed)."""
+
+    id: str = Field(description="evt_...: Stripe's retries of one event share it.")
+    type: str = Field(description=f"Mapped: {', '.join(EVENT_TYPES)}.")
+    created: int = Field(description="Unix time of the event.")
+    data: dict[str, object] = Field(description="`object`: the subscription, invoice, ...")
+
+
+class StripeReceived(BaseModel):
+    received: bool = True
+    accepted: int
+    duplicates: int
+    rejected: int
+    errors: list[ItemError] = Field(default_factory=list)
+
+
+def add_stripe_routes(app: FastAPI, http: HttpIntake) -> BodyModels:
+    settings: IngestSettings = app.state.settings
+    limits = settings.limits()
+    accounts = settings.stripe_accounts()
+    tolerance_s = settings.ingest_stripe_tolerance_s
+
+    @app.post(
+        PATH,
+        response_model=StripeReceived,
+        tags=["stripe"],
+        summary="Stripe webhook endpoint",
+        description=(
+            "Point a Stripe webhook endpoint here. Authenticated by `Stripe-Signature` "
+            "(no API key). 200 once the broker acknowledged; events that cannot be "
+            "mapped are listed in `errors` and dead-lettered."
+        ),
+        responses={
+            400: {"model": Problem, "description": "Bad signature, or not a Stripe event"},
+            413: {"model": Problem, "description": "Body too large"},
+            415: {"model": Problem, "description": "Not application/json"},
+            503: {"model": Problem, "description": "Broker down or no secret configured"},
+        },
+    )
+    async def stripe_webhook(request: Request) -> StripeReceived | JSONResponse:
+        secrets = settings.stripe_secrets()
+        header = request.headers.get("stripe-signature")
+
+        async def parse(body: bytes, received_at: datetime) -> Parsed:
+            _verify(body, header, secrets, tolerance_s)
+            return Parsed([map_stripe_event(body, accounts, received_at, limits)], batch=False)
+
+        received = await http.receive(request, channel=CHANNEL, media_types=(JSON,), parse=parse)
+        if isinstance(received, Refused):
+            return refused_response(received)
+        outcome = received.outcome
+        return StripeReceived(
+            accepted=len(outcome.accepted),
+            duplicates=len(outcome.duplicates),
+            rejected=len(outcome.rejected),
+            errors=[item_error(i, r) for i, r in sorted(outcome.rejected.items())],
+        )
+
+    return {PATH: {JSON: [StripeEventIn]}}
+
+
+def _verify(body: bytes, header: str | None, secrets: list[str], tolerance_s: float) -> None:
+    if not secrets:
+        message = "Stripe webhooks are not configured: set VITALS_INGEST_STRIPE_WEBHOOK_SECRETS"
+        log.error("Stripe webhook refused: %s", message)
+        headers = {"Retry-After": RETRY_AFTER_UNCONFIGURED_S}
+        raise RequestRefused(Refused(503, "stripe_not_configured", message, headers=headers))
+    try:
+        verify_stripe_signature(body, header, secrets, tolerance_s)
+    except InvalidSignature as exc:
+        log.warning("Stripe webhook refused: %s", exc)
+        raise RequestRefused(Refused(400, "invalid_signature", str(exc))) from None

@@ -1,0 +1,332 @@
+"""Stripe webhook events mapped to billing events. Pure.
+
+The event's ``id`` (``evt_...``) is the ``event_id``, so Stripe's retries of one
+event are stored once; its ``type`` is the event name and ``created`` its time.
+
+The account is, in order: the configured customer -> account mapping; the
+configured metadata key on the customer (when the payload carries the customer
+object), on the object itself, or on its subscription; else the Stripe customer
+id itself (a dispute, which names no customer, falls back to its charge id), so
+an event is never dropped for want of an account.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any
+
+from services.ingest.domain import (
+    BodyRejected,
+    Item,
+    Limits,
+    Rejection,
+    load_json,
+    to_event,
+)
+from services.ingest.reasons import Reason
+from shared.events import PaymentOutcome, SubscriptionStatus
+
+SUBSCRIPTION_TYPES = (
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "customer.subscription.paused",
+    "customer.subscription.resumed",
+    "customer.subscription.trial_will_end",
+)
+INVOICE_PAYMENTS = {
+    "invoice.paid": PaymentOutcome.paid,
+    "invoice.payment_failed": PaymentOutcome.failed,
+    "invoice.payment_action_required": PaymentOutcome.action_required,
+}
+CHARGE_TYPES = ("charge.refunded", "charge.dispute.created")
+EVENT_TYPES = (*SUBSCRIPTION_TYPES, *INVOICE_PAYMENTS, *CHARGE_TYPES)
+
+STATUSES = {
+    "trialing": SubscriptionStatus.trialing,
+    "active": SubscriptionStatus.active,
+    "past_due": SubscriptionStatus.past_due,
+    "unpaid": SubscriptionStatus.unpaid,
+    "paused": SubscriptionStatus.paused,
+    "canceled": SubscriptionStatus.canceled,
+    # The first payment of an incomplete subscription has not succeeded yet.
+    "incomplete": SubscriptionStatus.past_due,
+    "incomplete_expired": SubscriptionStatus.canceled,
+}
+# Months per unit of a price's recurring interval.
+MONTHS_PER = {
+    "day": Decimal(12) / Decimal(365),
+    "week": Decimal(12) / Decimal(52),
+    "month": Decimal(1),
+    "year": Decimal(12),
+}
+NO_REVENUE = (SubscriptionStatus.canceled, SubscriptionStatus.paused)
+
+
+@dataclass(frozen=True)
+class StripeAccounts:
+    """How a Stripe customer becomes a Vitals account."""
+
+    metadata_key: str = "vitals_account_id"
+    mapping: Mapping[str, str] = field(default_factory=dict)
+
+
+def map_stripe_event(
+    body: bytes, accounts: StripeAccounts, received_at: datetime, limits: Limits
+) -> Item:
+    """One verified webhook body to a billing event, or why not."""
+    event = load_json(body)
+    if not isinstance(event, dict) or not _text(event.get("id")):
+        message = "a Stripe event must be a JSON object with an id"
+        raise BodyRejected(Rejection(Reason.invalid_body, message, body))
+    event_id, event_type = str(event["id"]), event.get("type")
+    if event_type not in EVENT_TYPES:
+        message = f"Stripe event type {event_type!r} is not mapped; map: {', '.join(EVENT_TYPES)}"
+        return Rejection(Reason.unsupported_type, message, body, event_id=event_id)
+    obj = _object(_object(event.get("data")).get("object"))
+    if not obj:
+        message = "the Stripe event has no data.object"
+        return Rejection(Reason.invalid_event, message, body, event_id=event_id)
+    try:
+        billing = BILLING[_family(event_type)](obj, event_type)
+    except ValueError as exc:
+        return Rejection(Reason.invalid_event, str(exc), body, event_id=event_id)
+    account, resolved_by = resolve_account(obj, accounts)
+    fields = {
+        "event_id": event_id,
+        "account_id": account,
+        "kind": "billing",
+        "name": event_type,
+        "occurred_at": _time(event.get("created")) or received_at,
+        "billing": billing,
+        "properties": _properties(event, obj, resolved_by),
+    }
+    return to_event(fields, body, received_at, limits)
+
+
+def resolve_account(obj: Mapping[str, Any], accounts: StripeAccounts) -> tuple[str, str]:
+    """The account of a Stripe object, and what decided it."""
+    customer = _customer_id(obj)
+    if customer is not None and customer in accounts.mapping:
+        return accounts.mapping[customer], "mapping"
+    for source, metadata in _metadata_sources(obj):
+        account = _text(metadata.get(accounts.metadata_key))
+        if account is not None:
+            return account, source
+    if customer is not None:
+        return customer, "stripe_customer"
+    charge = _id_of(obj.get("charge"))
+    return charge or _text(obj.get("id")) or "stripe:unknown", "stripe_charge"
+
+
+def monthly_amount(price: Mapping[str, Any]) -> Decimal | None:
+    """What one unit of a recurring ``price`` brings per month; None when not a flat rate."""
+    recurring = _object(price.get("recurring"))
+    interval = recurring.get("interval")
+    if interval not in MONTHS_PER:
+        return None
+    unit = _decimal(price.get("unit_amount"))
+    if unit is None:
+        unit = _decimal(price.get("unit_amount_decimal"))
+    count = _decimal(recurring.get("interval_count")) or Decimal(1)
+    if unit is None or count <= 0:
+        return None
+    return unit / (MONTHS_PER[interval] * count)
+
+
+def _subscription(sub: Mapping[str, Any], event_type: str) -> dict[str, Any]:
+    items = [_object(i) for i in _list(_object(sub.get("items")).get("data"))]
+    licensed = [i for i in items if _usage_type(i) != "metered"]
+    status = _status(sub, event_type)
+    currency = _currency(sub.get("currency")) or _first_currency(licensed)
+    mrr = _mrr(licensed, sub) if status not in NO_REVENUE else 0
+    return {
+        "subscription_status": status,
+        "mrr_minor": mrr,
+        "currency": currency if mrr is not None else None,
+        "seats": _seats(licensed, sub),
+        "plan": _plan(licensed, sub),
+        "renewal_date": _date(_period_end(sub, items)),
+        "subscription_started_on": _date(sub.get("start_date")),
+        "cancel_at_period_end": _bool(sub.get("cancel_at_period_end")),
+    }
+
+
+def _invoice(invoice: Mapping[str, Any], event_type: str) -> dict[str, Any]:
+    outcome = INVOICE_PAYMENTS[event_type]
+    amount = invoice.get("amount_paid" if outcome is PaymentOutcome.paid else "amount_due")
+    due = None
+    if outcome is not PaymentOutcome.paid:
+        finalized = _object(invoice.get("status_transitions")).get("finalized_at")
+        due = _date(invoice.get("due_date") or finalized or invoice.get("created"))
+    return _payment(amount, invoice.get("currency"), outcome) | {"invoice_due_on": due}
+
+
+def _charge(obj: Mapping[str, Any], event_type: str) -> dict[str, Any]:
+    if event_type == "charge.refunded":
+        return _payment(obj.get("amount_refunded"), obj.get("currency"), PaymentOutcome.refunded)
+    return _payment(obj.get("amount"), obj.get("currency"), PaymentOutcome.disputed)
+
+
+def _payment(amount: Any, currency: Any, outcome: PaymentOutcome) -> dict[str, Any]:
+    minor = _int(amount)
+    code = _currency(currency)
+    if minor is not None and code is None:
+        raise ValueError(f"an amount of {minor} without a currency")
+    return {"amount_minor": minor, "currency": code, "payment": outcome}
+
+
+BILLING: dict[str, Callable[[Mapping[str, Any], str], dict[str, Any]]] = {
+    "subscription": _subscription,
+    "invoice": _invoice,
+    "charge": _charge,
+}
+
+
+def _family(event_type: str) -> str:
+    if event_type in SUBSCRIPTION_TYPES:
+        return "subscription"
+    return "invoice" if event_type in INVOICE_PAYMENTS else "charge"
+
+
+def _status(sub: Mapping[str, Any], event_type: str) -> SubscriptionStatus | None:
+    if event_type == "customer.subscription.deleted":
+        return SubscriptionStatus.canceled
+    if event_type == "customer.subscription.paused":
+        return SubscriptionStatus.paused
+    status = sub.get("status")
+    return STATUSES.get(status) if isinstance(status, str) else None
+
+
+def _mrr(licensed: list[dict[str, Any]], sub: Mapping[str, Any]) -> int | None:
+    total = Decimal(0)
+    for item in licensed:
+        per_unit = monthly_amount(_object(item.get("price") or item.get("plan")))
+        if per_unit is None:
+            return None  # tiered or one-off pricing: MRR unknown, not zero
+        total += per_unit * (_decimal(item.get("quantity")) or Decimal(0))
+    if not licensed:
+        return None
+    coupon = _object(_object(sub.get("discount")).get("coupon"))
+    percent_off = _decimal(coupon.get("percent_off"))
+    if percent_off is not None:
+        total = total * (Decimal(100) - percent_off) / Decimal(100)
+    return int(total.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+
+def _seats(licensed: list[dict[str, Any]], sub: Mapping[str, Any]) -> int | None:
+    quantities = [q for i in licensed if (q := _int(i.get("quantity"))) is not None]
+    return sum(quantities) if quantities else _int(sub.get("quantity"))
+
+
+def _plan(licensed: list[dict[str, Any]], sub: Mapping[str, Any]) -> str | None:
+    candidates = [_object(i.get("price") or i.get("plan")) for i in licensed]
+    candidates.append(_object(sub.get("plan")))
+    for price in candidates:
+        for key in ("nickname", "lookup_key", "product", "id"):
+            if (name := _text(price.get(key))) is not None:
+                return name
+    return None
+
+
+def _period_end(sub: Mapping[str, Any], items: list[dict[str, Any]]) -> Any:
+    # Newer Stripe API versions keep the period on each item instead of the subscription.
+    ends = [e for i in items if (e := _int(i.get("current_period_end"))) is not None]
+    return sub.get("current_period_end") or (max(ends) if ends else None)
+
+
+def _usage_type(item: Mapping[str, Any]) -> Any:
+    price = _object(item.get("price") or item.get("plan"))
+    return _object(price.get("recurring")).get("usage_type") or price.get("usage_type")
+
+
+def _first_currency(items: list[dict[str, Any]]) -> str | None:
+    for item in items:
+        code = _currency(_object(item.get("price") or item.get("plan")).get("currency"))
+        if code is not None:
+            return code
+    return None
+
+
+def _metadata_sources(obj: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+    parent = _object(obj.get("parent"))
+    subscription_details = _object(
+        obj.get("subscription_details") or parent.get("subscription_details")
+    )
+    return [
+        ("customer_metadata", _object(_object(obj.get("customer")).get("metadata"))),
+        ("metadata", _object(obj.get("metadata"))),
+        ("subscription_metadata", _object(subscription_details.get("metadata"))),
+        ("subscription_metadata", _object(_object(obj.get("subscription")).get("metadata"))),
+    ]
+
+
+def _properties(
+    event: Mapping[str, Any], obj: Mapping[str, Any], resolved_by: str
+) -> dict[str, Any]:
+    found = {
+        "stripe_event_id": event.get("id"),
+        "stripe_object_id": _text(obj.get("id")),
+        "stripe_customer": _customer_id(obj),
+        "stripe_charge": _id_of(obj.get("charge")),
+        "stripe_subscription": _id_of(obj.get("subscription")),
+        "livemode": _bool(event.get("livemode")),
+        "account_from": resolved_by,
+    }
+    return {k: v for k, v in found.items() if v is not None}
+
+
+def _customer_id(obj: Mapping[str, Any]) -> str | None:
+    return _id_of(obj.get("customer"))
+
+
+def _id_of(value: Any) -> str | None:
+    """The id of a Stripe reference: an id string, or an expanded object."""
+    return _text(value.get("id")) if isinstance(value, dict) else _text(value)
+
+
+def _time(value: Any) -> datetime | None:
+    seconds = _int(value)
+    return datetime.fromtimestamp(seconds, UTC) if seconds is not None else None
+
+
+def _date(value: Any) -> date | None:
+    moment = _time(value)
+    return moment.date() if moment is not None else None
+
+
+def _currency(value: Any) -> str | None:
+    return value.upper() if isinstance(value, str) and len(value) == 3 else None
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        return None
+    return number if number.is_finite() else None
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _bool(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _text(value: Any) -> str | None:
+    return value.strip() if isinstance(value, str) and value.strip() else None

@@ -1,0 +1,112 @@
+"""Stripe webhooks signed by Stripe's own library, against a running ingest on real Kafka."""
+
+import time
+
+import httpx
+import pytest
+
+from services.ingest.settings import IngestSettings
+from shared.dlq import DeadLetter
+from shared.events import Event, PaymentOutcome, SubscriptionStatus
+from tests.support.ingest_apps import (
+    ingest_client,
+    ingest_test_settings,
+    invoice,
+    migrated,
+    signature_header,
+    stripe_event,
+    subscription,
+)
+from tests.support.kafka import consume
+
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
+
+OLD_SECRET, NEW_SECRET = "whsec_old", "whsec_new"
+PATH = "/v1/stripe/webhook"
+
+
+@pytest.fixture
+async def settings(kafka: str, topics: dict[str, str], database: str) -> IngestSettings:
+    return ingest_test_settings(
+        kafka=kafka,
+        topics=topics,
+        database=await migrated(database),
+        ingest_stripe_webhook_secrets=f"{OLD_SECRET}, {NEW_SECRET}",
+        ingest_stripe_customer_accounts={"cus_globex": "globex"},
+    )
+
+
+async def _post(
+    client: httpx.AsyncClient, body: bytes, secret: str = NEW_SECRET, **header: str
+) -> httpx.Response:
+    headers = {
+        "content-type": "application/json; charset=utf-8",
+        "stripe-signature": header.get("signature") or signature_header(body, secret),
+    }
+    return await client.post(PATH, content=body, headers=headers)
+
+
+async def test_signed_events_land_as_billing_events_and_stripe_retries_are_stored_once(
+    settings: IngestSettings, kafka: str, topics: dict[str, str]
+) -> None:
+    created = stripe_event(
+        "customer.subscription.created",
+        subscription(customer="cus_globex"),
+        event_id="evt_sub",
+    )
+    failed = stripe_event("invoice.payment_failed", invoice(customer="cus_new"), event_id="evt_in")
+    async with ingest_client(settings) as client:
+        first = await _post(client, created)
+        retried = await _post(client, created, OLD_SECRET)
+        unknown_customer = await _post(client, failed)
+
+    assert [r.status_code for r in (first, retried, unknown_customer)] == [200, 200, 200]
+    assert (first.json()["accepted"], retried.json()["duplicates"]) == (1, 1)
+    records = await consume(kafka, topics["events_topic"], 2)
+    events = {e.event_id: e for e in (Event.from_bytes(r.value) for r in records)}
+    assert len(records) == 2
+    subscribed, unpaid = events["evt_sub"], events["evt_in"]
+    assert (subscribed.account_id, subscribed.name) == ("globex", "customer.subscription.created")
+    assert subscribed.billing is not None
+    assert subscribed.billing.subscription_status is SubscriptionStatus.active
+    assert (subscribed.billing.mrr_minor, subscribed.billing.seats) == (60_000, 12)
+    assert unpaid.account_id == "cus_new"
+    assert unpaid.billing is not None and unpaid.billing.payment is PaymentOutcome.failed
+
+
+async def test_bad_signatures_are_refused_with_400_and_not_dead_lettered(
+    settings: IngestSettings, kafka: str, topics: dict[str, str]
+) -> None:
+    body = stripe_event("invoice.paid", invoice(amount_paid=100))
+    stale = signature_header(body, NEW_SECRET, int(time.time()) - 600)
+    unmapped = stripe_event("customer.created", {"id": "cus_1"}, event_id="evt_unmapped")
+    async with ingest_client(settings) as client:
+        unknown_secret = await _post(client, body, "whsec_attacker")
+        too_old = await _post(client, body, signature=stale)
+        unsigned = await client.post(
+            PATH, content=body, headers={"content-type": "application/json"}
+        )
+        kept = await _post(client, unmapped)
+
+    for refused in (unknown_secret, too_old, unsigned):
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["error"] == "invalid_signature"
+    assert "tolerance" in too_old.json()["message"]
+    # A signed event that cannot be mapped is answered 200 (a retry cannot fix it) and kept.
+    assert kept.status_code == 200
+    assert kept.json()["errors"][0]["reason"] == "unsupported_type"
+    letters = await consume(kafka, f"{topics['events_topic']}.dlq", 1)
+    assert [DeadLetter.from_bytes(r.value).event_id for r in letters] == ["evt_unmapped"]
+
+
+async def test_without_a_configured_secret_stripe_is_told_to_retry_later(
+    kafka: str, topics: dict[str, str], database: str
+) -> None:
+    settings = ingest_test_settings(kafka=kafka, topics=topics, database=await migrated(database))
+    body = stripe_event("invoice.paid", invoice(amount_paid=100))
+    async with ingest_client(settings) as client:
+        response = await _post(client, body)
+
+    assert response.status_code == 503
+    assert response.json()["error"] == "stripe_not_configured"
+    assert response.headers["retry-after"] == "300"
