@@ -11,6 +11,7 @@ import email
 import email.policy
 import ipaddress
 import ssl
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
@@ -40,6 +41,7 @@ class Recorded:
     path: str
     headers: dict[str, str]
     body: bytes
+    at: float = field(default_factory=time.monotonic)
 
     def json(self) -> Any:
         return orjson.loads(self.body)
@@ -51,6 +53,7 @@ class HttpReceiver:
 
     answers: dict[str, list[Answer]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
+    delay_s: float = 0.0  # how long each answer takes: a slow receiver
 
     def answer(self, path: str, *answers: Answer) -> None:
         self.answers.setdefault(path, []).extend(answers)
@@ -70,6 +73,8 @@ class HttpReceiver:
             answer = queued.pop(0) if queued else Answer()
             headers = {**dict(request.headers), "x-answered": str(answer.status)}
             self.requests.append(Recorded(f"/{path}", headers, await request.body()))
+            if self.delay_s:
+                await asyncio.sleep(self.delay_s)
             return Response(status_code=answer.status, headers=answer.headers)
 
         return app
