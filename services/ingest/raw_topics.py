@@ -1,0 +1,462 @@
+"""Kafka intake: raw topics carrying native, Segment or CloudEvents JSON.
+
+Each record is decoded (pure: shape, size, parse), mapped exactly as the HTTP
+routes map the same body, and handed to the shared :class:`Intake`. A batch's
+offsets are committed only after the broker acknowledged its events and dead
+letters, so delivery is at least once; the intake's dedupe by ``event_id`` turns
+a redelivery into a duplicate that is not published again. A record that cannot
+be used is dead-lettered with its topic, partition and offset and never holds its
+partition up. Events without an id get one derived from their record, so that a
+redelivered record yields the same ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from services.ingest import metrics, segment
+from services.ingest.database import DatabaseUnavailable
+from services.ingest.dedupe import InFlight
+from services.ingest.domain import BodyRejected, Item, Limits, Rejection, load_json
+from services.ingest.intake import Clock, Intake, Origin, utc_now
+from services.ingest.native import parse_native
+from services.ingest.reasons import Reason
+from services.ingest.segment_users import SegmentUsers
+from services.ingest.settings import IngestSettings
+from shared.events import Event
+from shared.kafka import (
+    BrokerUnavailable,
+    RebalanceListener,
+    ensure_topics,
+    make_consumer,
+    start_with_retry,
+    topic_spec,
+)
+from shared.retry import Backoff
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "kafka"
+DEFAULT_TOPICS = ("vitals.usage.raw", "vitals.billing.raw")
+DEFAULT_GROUP = "vitals-ingest-raw"
+MAX_EVENT_ID_LENGTH = 200
+COMMIT_TIMEOUT_S = 10.0
+# Until ingest parses CloudEvents, such records are kept on the DLQ under this reason.
+UNSUPPORTED_SHAPE = Reason.unsupported_type
+
+
+class RawTopicsConfig(BaseModel):
+    """What the raw-topic consumer reads and how far it lets a broken producer go."""
+
+    model_config = ConfigDict(frozen=True)
+
+    topics: tuple[str, ...] = Field(DEFAULT_TOPICS, description="Raw topics; empty = off.")
+    group_id: str = Field(DEFAULT_GROUP, min_length=1)
+    max_records: int = Field(500, ge=1, description="Most records handled in one batch.")
+    max_rejected_ratio: float = Field(
+        0.9, gt=0, le=1, description="Share of rejected items that stops the consumer; 1 = never."
+    )
+    rejected_window: int = Field(
+        1000, ge=1, description="How many recent items the rejected share is measured over."
+    )
+
+    @field_validator("topics", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(topic.strip() for topic in value.split(",") if topic.strip())
+        return value
+
+
+class Shape(StrEnum):
+    native = "native"
+    segment = "segment"
+    cloudevents = "cloudevents"
+
+
+class TooManyRejected(Exception):
+    """Almost every recent item was rejected: a producer upstream is likely broken."""
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    """What decoding needs of a consumed record."""
+
+    topic: str
+    partition: int
+    offset: int
+    value: bytes | None
+    timestamp_ms: int = -1
+
+    @classmethod
+    def of(cls, record: ConsumerRecord) -> RawRecord:
+        return cls(record.topic, record.partition, record.offset, record.value, record.timestamp)
+
+    def origin(self) -> Origin:
+        return Origin.kafka(self.topic, self.partition, self.offset)
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A record's items, or the Segment calls still to map (they need stored users)."""
+
+    record: RawRecord
+    received_at: datetime
+    items: list[Item] = field(default_factory=list)
+    calls: list[Any] | None = None
+    batch: bool = False
+
+
+def shape_of(document: Mapping[str, Any]) -> Shape:
+    if "specversion" in document:
+        return Shape.cloudevents
+    if "batch" in document or (isinstance(document.get("type"), str) and "kind" not in document):
+        return Shape.segment
+    return Shape.native
+
+
+def received_time(record: RawRecord, now: datetime) -> datetime:
+    """When the record reached the raw topic; never later than ``now``.
+
+    The record's own time keeps a lagging or replayed topic's events (Segment's clock
+    skew correction, the future check) as they were when they arrived, and makes a
+    redelivery map to the same event.
+    """
+    if record.timestamp_ms < 0:
+        return now
+    return min(datetime.fromtimestamp(record.timestamp_ms / 1000, UTC), now)
+
+
+def decode(record: RawRecord, limits: Limits, max_record_bytes: int, now: datetime) -> Decoded:
+    """The record's items, or why the record as a whole is rejected."""
+    received_at = received_time(record, now)
+    try:
+        return _decode(record, limits, max_record_bytes, received_at)
+    except BodyRejected as exc:
+        rejection = exc.rejection
+        original = segment.redact_write_key(rejection.original)
+        kept = Rejection(rejection.reason, rejection.message, original, rejection.details)
+        return Decoded(record, received_at, [kept])
+
+
+def _decode(
+    record: RawRecord, limits: Limits, max_record_bytes: int, received_at: datetime
+) -> Decoded:
+    body = record.value
+    if body is None:
+        raise BodyRejected(Rejection(Reason.invalid_body, "record has no value", b""))
+    if len(body) > max_record_bytes:
+        message = f"record is {len(body)} bytes; the limit is {max_record_bytes}"
+        raise BodyRejected(Rejection(Reason.body_too_large, message, body))
+    document = load_json(body)
+    if not isinstance(document, dict):
+        message = "record must be a JSON object: a native event or batch, a Segment call or batch"
+        raise BodyRejected(Rejection(Reason.invalid_body, message, body))
+    shape = shape_of(document)
+    if shape is Shape.cloudevents:
+        message = "CloudEvents records are not read from raw topics yet; the record is kept here"
+        raise BodyRejected(Rejection(UNSUPPORTED_SHAPE, message, body))
+    if shape is Shape.segment:
+        call_type = None if "batch" in document else str(document["type"])
+        read = segment.read_body(body, call_type, limits)
+        return Decoded(record, received_at, calls=read.messages, batch=read.batch)
+    parsed = parse_native(body, received_at, limits)
+    sources = document["events"] if parsed.batch else [document]
+    given = [native_event_id(source) for source in sources]
+    items = with_record_ids(parsed.items, given, record, batch=parsed.batch)
+    return Decoded(record, received_at, items, batch=parsed.batch)
+
+
+def with_record_ids(
+    items: Sequence[Item], given: Sequence[str | None], record: RawRecord, *, batch: bool
+) -> list[Item]:
+    """Events whose sender gave no id (``given`` None) get one derived from the record."""
+    result: list[Item] = []
+    for index, (item, sent_id) in enumerate(zip(items, given, strict=True)):
+        if isinstance(item, Event) and sent_id is None:
+            derived = record_event_id(record, index if batch else None)
+            item = item.model_copy(update={"event_id": derived})
+        result.append(item)
+    return result
+
+
+def record_event_id(record: RawRecord, index: int | None) -> str:
+    text = f"kafka:{record.topic}/{record.partition}@{record.offset}"
+    text += "" if index is None else f"#{index}"
+    if len(text) <= MAX_EVENT_ID_LENGTH:
+        return text
+    return f"kafka:{hashlib.sha256(text.encode()).hexdigest()}"
+
+
+def native_event_id(event: Any) -> str | None:
+    value = event.get("event_id") if isinstance(event, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def segment_message_id(message: Any) -> str | None:
+    """The id Segment mapping takes from a call, if any (as ``segment`` reads it)."""
+    value = message.get("messageId") if isinstance(message, dict) else None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return value if isinstance(value, str) and value.strip() else None
+
+
+@dataclass
+class SegmentMapped:
+    items: list[list[Item]]
+    grouped: dict[str, tuple[str, datetime]]
+
+
+def map_segment(
+    decoded: Sequence[Decoded], known: Mapping[str, str], limits: Limits
+) -> SegmentMapped:
+    """Segment calls of each record mapped in order; a group call informs later records."""
+    accounts = dict(known)
+    result = SegmentMapped([], {})
+    for record in decoded:
+        calls = record.calls or []
+        mapped = segment.map_messages(calls, accounts, record.received_at, limits)
+        for user, (account, _) in mapped.grouped.items():
+            accounts[user] = account
+        result.grouped.update(mapped.grouped)
+        given = [segment_message_id(call) for call in calls]
+        result.items.append(with_record_ids(mapped.items, given, record.record, batch=record.batch))
+    return result
+
+
+class RejectedShare:
+    """The share of rejected items over the last ``window``; trips past ``max_ratio``."""
+
+    def __init__(self, max_ratio: float, window: int) -> None:
+        self._max_ratio = max_ratio
+        self._recent: deque[bool] = deque(maxlen=window)
+
+    def check(self, rejected: Sequence[bool]) -> None:
+        """Count a batch in, or raise ``TooManyRejected`` leaving the count as it was."""
+        candidate = deque(self._recent, maxlen=self._recent.maxlen)
+        candidate.extend(rejected)
+        if len(candidate) == candidate.maxlen:
+            share = sum(candidate) / len(candidate)
+            if share > self._max_ratio:
+                raise TooManyRejected(
+                    f"{share:.0%} of the last {len(candidate)} raw items were rejected "
+                    f"(limit {self._max_ratio:.0%}): a producer upstream looks broken. "
+                    "Stopped without committing; fix the producer, or raise "
+                    "VITALS_INGEST_RAW_MAX_REJECTED_RATIO (1 = never stop) to dead-letter them."
+                )
+        self._recent = candidate
+
+
+class RawTopicConsumer:
+    """Consumes the raw topics into the shared intake; ``start`` and ``stop`` it."""
+
+    def __init__(
+        self,
+        settings: IngestSettings,
+        config: RawTopicsConfig,
+        intake: Intake,
+        users: SegmentUsers,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._settings = settings
+        self._config = config
+        self._intake = intake
+        self._users = users
+        self._clock = clock
+        self._limits = settings.limits()
+        self._share = RejectedShare(config.max_rejected_ratio, config.rejected_window)
+        self._lock = asyncio.Lock()
+        self._pending: dict[TopicPartition, int] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.failure: str | None = None
+        """Why the consumer stopped by itself, if it did."""
+
+    def start(self) -> None:
+        if self._config.topics:
+            self._task = asyncio.create_task(self.run(), name="ingest-raw-topics")
+
+    async def stop(self) -> None:
+        """Let the batch in flight finish and commit, then stop."""
+        if self._task is None:
+            return
+        async with self._lock:
+            self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def run(self) -> None:
+        """Consume until cancelled, reconnecting after broker failures."""
+        backoff = Backoff(max_delay_s=self._settings.startup_retry_max_s)
+        while True:
+            consumer = make_consumer(self._settings, "ingest-raw", self._config.group_id)
+            self._consumer = consumer
+            try:
+                await self._subscribe(consumer)
+                backoff.reset()
+                await self._consume(consumer)
+            except TooManyRejected as exc:
+                self.failure = str(exc)
+                log.error("raw-topic consumer stopped: %s", exc)
+                return
+            except (KafkaError, OSError) as exc:
+                delay = backoff.next_delay()
+                log.warning("raw-topic consumer failed, restarting in %.1fs: %s", delay, exc)
+                await asyncio.sleep(delay)
+            finally:
+                await self._close(consumer)
+
+    async def _subscribe(self, consumer: AIOKafkaConsumer) -> None:
+        retry_s = self._settings.startup_retry_max_s
+        await start_with_retry("kafka", self._create_topics, _ignore, retry_s)
+        await start_with_retry("kafka", consumer.start, _ignore, retry_s)
+        listener = RebalanceListener(self._on_assigned, self._on_revoked)
+        consumer.subscribe(list(self._config.topics), listener=listener)
+
+    async def _create_topics(self) -> None:
+        specs = [topic_spec(self._settings, topic) for topic in self._config.topics]
+        await ensure_topics(self._settings, specs)
+
+    async def _close(self, consumer: AIOKafkaConsumer) -> None:
+        with contextlib.suppress(KafkaError, TimeoutError):
+            await asyncio.wait_for(self._commit(consumer), COMMIT_TIMEOUT_S)
+        self._pending.clear()
+        self._consumer = None
+        try:
+            await consumer.stop()
+        except KafkaError as exc:
+            log.warning("raw-topic consumer did not stop cleanly: %s", exc)
+
+    async def _consume(self, consumer: AIOKafkaConsumer) -> None:
+        backoff = Backoff(max_delay_s=self._settings.startup_retry_max_s)
+        while True:
+            batch = await consumer.getmany(timeout_ms=500, max_records=self._config.max_records)
+            async with self._lock:
+                owned = consumer.assignment()
+                records = [r for tp, rs in batch.items() if tp in owned for r in rs]
+                problem = await self._handle(consumer, records) if records else None
+            if problem is not None:
+                delay = backoff.next_delay()
+                log.warning("raw records not stored, retrying in %.1fs: %s", delay, problem)
+                await asyncio.sleep(delay)
+                continue
+            backoff.reset()
+            _record_lag(consumer, batch)
+            await self._commit(consumer)
+
+    async def _handle(
+        self, consumer: AIOKafkaConsumer, records: list[ConsumerRecord]
+    ) -> str | None:
+        """Store ``records``' events and dead letters; on failure rewind and say why."""
+        try:
+            await self._submit([RawRecord.of(r) for r in records])
+        except (BrokerUnavailable, DatabaseUnavailable, InFlight) as exc:
+            _rewind(consumer, records)
+            return f"{type(exc).__name__}: {exc}"
+        for record in records:
+            self._pending[TopicPartition(record.topic, record.partition)] = record.offset + 1
+        return None
+
+    async def _submit(self, records: Sequence[RawRecord]) -> None:
+        now = self._clock()
+        max_bytes = self._settings.ingest_max_body_bytes
+        decoded = [_decode_safely(r, self._limits, max_bytes, now) for r in records]
+        decoded = await self._map_segment_calls(decoded)
+        items = [(item, d.record.origin()) for d in decoded for item in d.items]
+        self._share.check([isinstance(item, Rejection) for item, _ in items])
+        await self._intake.submit(items, CHANNEL)
+
+    async def _map_segment_calls(self, decoded: list[Decoded]) -> list[Decoded]:
+        """Segment calls need the stored user -> account map: one look-up per batch."""
+        calls = [d for d in decoded if d.calls is not None]
+        if not calls:
+            return decoded
+        users: set[str] = set()
+        for d in calls:
+            users |= segment.users_to_look_up(d.calls or [])
+        mapped = map_segment(calls, await self._users.accounts(users), self._limits)
+        await self._users.remember(mapped.grouped)
+        items = dict(zip([id(d) for d in calls], mapped.items, strict=True))
+        return [replace(d, items=items[id(d)]) if id(d) in items else d for d in decoded]
+
+    async def _commit(self, consumer: AIOKafkaConsumer) -> None:
+        owned = consumer.assignment()
+        positions = {tp: o for tp, o in self._pending.items() if tp in owned}
+        self._pending = positions
+        if not positions:
+            return
+        try:
+            await consumer.commit(positions)
+        except KafkaError as exc:
+            # Not committed: the records come again, and dedupe drops their events.
+            log.info("raw-topic commit skipped: %s", exc)
+            return
+        for tp, offset in positions.items():
+            if self._pending.get(tp) == offset:
+                del self._pending[tp]
+
+    async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
+        log.info("raw-topic consumer assigned %s", sorted(map(str, assigned)))
+
+    async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+        # Waiting for the batch in flight, then committing, hands the partitions over
+        # without a redelivery.
+        async with self._lock:
+            consumer = self._consumer
+            handed = {tp: o for tp, o in self._pending.items() if tp in revoked}
+            if consumer is not None and handed:
+                try:
+                    await consumer.commit(handed)
+                except KafkaError as exc:
+                    log.info("raw-topic commit on revoke skipped: %s", exc)
+            for tp in revoked:
+                self._pending.pop(tp, None)
+
+
+def _decode_safely(record: RawRecord, limits: Limits, max_bytes: int, now: datetime) -> Decoded:
+    """A record that breaks decoding is dead-lettered: it must not block its partition."""
+    try:
+        return decode(record, limits, max_bytes, now)
+    except Exception as exc:
+        log.exception("raw record %s could not be decoded", record.origin().source)
+        message = f"record could not be read: {type(exc).__name__}: {exc}"
+        original = segment.redact_write_key(record.value or b"")
+        return Decoded(record, now, [Rejection(Reason.invalid_body, message, original)])
+
+
+def _rewind(consumer: AIOKafkaConsumer, records: Sequence[ConsumerRecord]) -> None:
+    owned = consumer.assignment()
+    first: dict[TopicPartition, int] = {}
+    for record in records:
+        tp = TopicPartition(record.topic, record.partition)
+        first.setdefault(tp, record.offset)
+    for tp, offset in first.items():
+        if tp in owned:
+            consumer.seek(tp, offset)
+
+
+def _record_lag(
+    consumer: AIOKafkaConsumer, batch: Mapping[TopicPartition, list[ConsumerRecord]]
+) -> None:
+    for tp, records in batch.items():
+        highwater = consumer.highwater(tp)
+        if highwater is not None and records:
+            lag = max(highwater - (records[-1].offset + 1), 0)
+            metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
+
+
+def _ignore(problem: str | None) -> None:
+    """Connection problems are logged by ``start_with_retry`` already."""
