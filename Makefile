@@ -10,7 +10,7 @@ export PGPORT ?= 5433
 
 PEER_VENV ?= .venv-peer
 
-.PHONY: help install run test test-unit lint format schema bench clean
+.PHONY: help install run test test-unit lint format schema bench bench-ingest bench-scoring bench-alerts clean
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -33,8 +33,10 @@ $(PEER_VENV)/.installed: bench/peer/requirements.txt
 run: install ## Start local Kafka and the three services on SQLite (Ctrl-C stops them)
 	deploy/local/run.sh
 
+TEST_WORKERS ?= 2
+
 test: install ## Run unit, integration and e2e tests, starting PostgreSQL and Kafka if needed
-	deploy/local/with-infra.sh $(BIN)/pytest tests
+	deploy/local/with-infra.sh $(BIN)/pytest --numprocesses $(TEST_WORKERS) tests
 
 test-unit: install ## Run the unit tests only (no servers needed)
 	$(BIN)/pytest tests/unit
@@ -48,8 +50,17 @@ format: install ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: install $(PEER_VENV)/.installed ## Vitals vs a Quix Streams peer vs the ceiling (BENCH_SCALE=small: short run)
+bench: install $(PEER_VENV)/.installed ## Ingest, scoring (vs a Quix Streams peer and the ceiling) and alerts (BENCH_SCALE=small: short run)
 	deploy/local/with-infra.sh $(BIN)/python -m bench.run
+
+bench-ingest: install ## Ingest over HTTP only: events/s and request latency
+	BENCH_ONLY=ingest deploy/local/with-infra.sh $(BIN)/python -m bench.run
+
+bench-scoring: install $(PEER_VENV)/.installed ## Scoring only: catch-up, open loop, recovery, peer, ceiling
+	BENCH_ONLY=scoring deploy/local/with-infra.sh $(BIN)/python -m bench.run
+
+bench-alerts: install ## Alerts only: evaluated and queued per second, score to webhook latency
+	BENCH_ONLY=alerts deploy/local/with-infra.sh $(BIN)/python -m bench.run
 
 schema: install ## Regenerate docs/event-schema.json from the event model
 	$(BIN)/vitals schema > docs/event-schema.json

@@ -328,51 +328,87 @@ async def quix_peer(
         await stop_process(process)
 
 
+@dataclass(frozen=True)
+class HttpShape:
+    """How a batch of events is posted: path and body."""
+
+    path: str
+    key: str  # the body's list field
+
+    def body(self, batch: list[dict[str, object]]) -> bytes:
+        return orjson.dumps({self.key: batch})
+
+
+NATIVE = HttpShape("/v1/events", "events")
+SEGMENT_BATCH = HttpShape("/v1/batch", "batch")
+
+
 async def ingest_http(
     bootstrap: str,
+    postgres_admin: str,
     events: list[dict[str, object]],
+    shape: HttpShape,
     batch_size: int,
     concurrency: int,
     log: Path,
+    rate: float | None = None,
 ) -> tuple[Throughput, list[float]]:
-    """POST /v1/events in batches from ``concurrency`` clients; rate and request latencies."""
+    """Post ``events`` in batches from ``concurrency`` clients, as fast as answered or,
+    with ``rate``, on a fixed schedule of events/s; the rate and request latencies."""
     run = uuid.uuid4().hex[:8]
     port = _free_port()
-    env = _service_env(bootstrap, f"bench.{run}.events", "unused", "sqlite+aiosqlite://")
-    env["VITALS_INGEST_DATABASE_URL"] = f"sqlite+aiosqlite:///{ROOT / 'var' / 'bench' / run}.db"
-    await migrate("ingest", env, log)
-    command = [sys.executable, "-m", "services", "serve", "ingest", "--port", str(port)]
-    process = await start_process(command, log, env)
-    url = f"http://127.0.0.1:{port}"
-    batches = [events[i : i + batch_size] for i in range(0, len(events), batch_size)]
-    latencies: list[float] = []
+    database = await create_database(postgres_admin)
     try:
-        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-            await _wait_ready(client, process)
-            queue: asyncio.Queue[list[dict[str, object]]] = asyncio.Queue()
-            for batch in batches:
-                queue.put_nowait(batch)
-
-            async def client_loop() -> None:
-                while not queue.empty():
-                    body = orjson.dumps({"events": queue.get_nowait()})
-                    sent = time.perf_counter()
-                    response = await client.post(
-                        "/v1/events", content=body, headers={"content-type": "application/json"}
-                    )
-                    latencies.append(time.perf_counter() - sent)
-                    if response.status_code != 202:
-                        raise RuntimeError(
-                            f"ingest answered {response.status_code}: {response.text}"
-                        )
-
-            started = time.perf_counter()
-            await asyncio.gather(*(client_loop() for _ in range(concurrency)))
-            result = Throughput(len(events), time.perf_counter() - started)
-        result.peak_rss_mb, result.cpu_s = process_stats(process.pid)
-        return result, latencies
+        env = _service_env(bootstrap, f"bench.{run}.events", "unused", "sqlite+aiosqlite://")
+        env["VITALS_INGEST_DATABASE_URL"] = database
+        await migrate("ingest", env, log)
+        command = [sys.executable, "-m", "services", "serve", "ingest", "--port", str(port)]
+        process = await start_process(command, log, env)
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+                await _wait_ready(client, process)
+                batches = [events[i : i + batch_size] for i in range(0, len(events), batch_size)]
+                started = time.perf_counter()
+                latencies = await _post_batches(client, shape, batches, concurrency, rate)
+                result = Throughput(len(events), time.perf_counter() - started)
+            result.peak_rss_mb, result.cpu_s = process_stats(process.pid)
+            return result, latencies
+        finally:
+            await stop_process(process)
     finally:
-        await stop_process(process)
+        await drop_database(postgres_admin, database)
+
+
+async def _post_batches(
+    client: httpx.AsyncClient,
+    shape: HttpShape,
+    batches: list[list[dict[str, object]]],
+    concurrency: int,
+    rate: float | None,
+) -> list[float]:
+    queue: asyncio.Queue[tuple[float | None, bytes]] = asyncio.Queue()
+    latencies: list[float] = []
+    started = time.perf_counter()
+    for n, batch in enumerate(batches):
+        due = started + n * len(batch) / rate if rate else None
+        queue.put_nowait((due, shape.body(batch)))
+
+    async def client_loop() -> None:
+        while not queue.empty():
+            due, body = queue.get_nowait()
+            if due is not None:
+                await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            # Latency counts from when the batch was due: a late send is the server's fault.
+            sent = due if due is not None else time.perf_counter()
+            response = await client.post(
+                shape.path, content=body, headers={"content-type": "application/json"}
+            )
+            latencies.append(time.perf_counter() - sent)
+            if response.status_code not in (200, 202):
+                raise RuntimeError(f"ingest answered {response.status_code}: {response.text}")
+
+    await asyncio.gather(*(client_loop() for _ in range(concurrency)))
+    return latencies
 
 
 async def _wait_ready(client: httpx.AsyncClient, process: asyncio.subprocess.Process) -> None:

@@ -33,50 +33,72 @@ def markdown(report: dict[str, Any]) -> str:
         f"Median of {report['runs']} runs (min-max); took {report['seconds']} s.",
         "",
     ]
-    http = report["ingest_http"]
-    lines += [
-        "| ingest over HTTP | events/s | request p50 | request p99 |",
-        "|---|---|---|---|",
-        f"| `POST /v1/events`, {http['batch_events']} events a request, "
-        f"{http['concurrency']} clients | {_figure(http, 'events_per_s')} | "
-        f"{_figure(http, 'request_p50_ms', ' ms', 1)} | "
-        f"{_figure(http, 'request_p99_ms', ' ms', 1)} |",
-        "",
-    ]
-    for workload in report["workloads"]:
-        lines += [
-            f"**{workload['accounts']:,} accounts, {workload['events']:,} events** "
-            f"({workload['topic_partitions']} partitions; loaded at "
-            f"{workload['producer_load_events_per_s']:,.0f} events/s)",
-            "",
-            "| consumer | events/s | peak RSS | CPU-s per million events |",
-            "|---|---|---|---|",
-        ]
-        for key, name in SYSTEMS:
-            summary = workload.get(key)
-            lines.append(
-                f"| {name} | {_figure(summary, 'events_per_s')} | "
-                f"{_figure(summary, 'peak_rss_mb', ' MiB')} | "
-                f"{_figure(summary, 'cpu_s_per_million_events', ' s', 1)} |"
-            )
-        lines += [
-            "",
-            "| Vitals scoring, open loop | lag | event to durable score p50 | p99 | p99.9 |",
-            "|---|---|---|---|---|",
-        ]
-        for run in workload.get("vitals_open_loop", []):
-            growth = f"{run['lag_at_half']:,} -> {run['lag_at_end']:,}"
-            lag = "stable" if run["sustained"] else f"grows ({growth})"
-            rate = f"{run['rate_events_per_s']:,.0f} events/s, {run['events']:,} events"
-            lines.append(
-                f"| {rate} | {lag} | "
-                f"{run['latency_p50_ms']:,.0f} ms | {run['latency_p99_ms']:,.0f} ms | "
-                f"{run['latency_p999_ms']:,.0f} ms |"
-            )
-        recovery = _figure(workload, "vitals_recovery_after_sigkill_s", " s", 1)
-        lines += ["", f"Vitals scoring, SIGKILL mid-stream to durable progress again: {recovery}."]
-        lines.append("")
+    part = report["part"]
+    if part == "ingest":
+        lines += _ingest(report["ingest_http"])
+    elif part == "scoring":
+        for workload in report["workloads"]:
+            lines += _workload(workload)
+    else:
+        lines += _alerts(report["alerts"])
     return "\n".join(lines).rstrip()
+
+
+def _ingest(http: dict[str, Any]) -> list[str]:
+    lines = [
+        f"| ingest over HTTP, {http['batch_events']} events a request, acks=all "
+        "| clients | events/s | request p50 | request p99 |",
+        "|---|---|---|---|---|",
+    ]
+    for row in http["rows"]:
+        lines.append(
+            f"| `POST {row['label']}` | {row['concurrency']} | {_figure(row, 'events_per_s')} | "
+            f"{_figure(row, 'request_p50_ms', ' ms', 1)} | "
+            f"{_figure(row, 'request_p99_ms', ' ms', 1)} |"
+        )
+    return [*lines, ""]
+
+
+def _alerts(alerts: dict[str, Any]) -> list[str]:
+    lines = ["| alerts | figure |", "|---|---|"]
+    for row in alerts["rows"]:
+        lines.append(f"| {row['label']} | {_figure(row, 'value', row['unit'], row['digits'])} |")
+    return [*lines, ""]
+
+
+def _workload(workload: dict[str, Any]) -> list[str]:
+    lines = [
+        f"**{workload['accounts']:,} accounts, {workload['events']:,} events** "
+        f"({workload['topic_partitions']} partitions; loaded at "
+        f"{workload['producer_load_events_per_s']:,.0f} events/s)",
+        "",
+        "| consumer | events/s | peak RSS | CPU-s per million events |",
+        "|---|---|---|---|",
+    ]
+    for key, name in SYSTEMS:
+        summary = workload.get(key)
+        lines.append(
+            f"| {name} | {_figure(summary, 'events_per_s')} | "
+            f"{_figure(summary, 'peak_rss_mb', ' MiB')} | "
+            f"{_figure(summary, 'cpu_s_per_million_events', ' s', 1)} |"
+        )
+    lines += [
+        "",
+        "| Vitals scoring, open loop | lag | event to durable score p50 | p99 | p99.9 |",
+        "|---|---|---|---|---|",
+    ]
+    for run in workload.get("vitals_open_loop", []):
+        growth = f"{run['lag_at_half']:,} -> {run['lag_at_end']:,}"
+        lag = "stable" if run["sustained"] else f"grows ({growth})"
+        rate = f"{run['rate_events_per_s']:,.0f} events/s, {run['events']:,} events"
+        lines.append(
+            f"| {rate} | {lag} | "
+            f"{run['latency_p50_ms']:,.0f} ms | {run['latency_p99_ms']:,.0f} ms | "
+            f"{run['latency_p999_ms']:,.0f} ms |"
+        )
+    recovery = _figure(workload, "vitals_recovery_after_sigkill_s", " s", 1)
+    lines += ["", f"Vitals scoring, SIGKILL mid-stream to durable progress again: {recovery}.", ""]
+    return lines
 
 
 def chart(report: dict[str, Any], path: Path) -> None:

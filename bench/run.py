@@ -28,12 +28,11 @@ from typing import Any
 
 from bench import measure
 from bench.measure import Throughput, say
-from bench.workload import Workload, encode
+from bench.workload import Workload, encode, segment_track
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 DOC = ROOT / "docs" / "benchmarks.md"
-BEGIN, END = "<!-- bench:begin -->", "<!-- bench:end -->"
 PARTITIONS = 6
 
 
@@ -171,29 +170,71 @@ async def bench_open_loop(
     return results
 
 
-async def bench_ingest(scale: Scale, runs: int, bootstrap: str) -> dict[str, Any]:
+async def bench_ingest(scale: Scale, runs: int, bootstrap: str, postgres: str) -> dict[str, Any]:
+    """Segment ``/v1/batch`` and native ``/v1/events`` as fast as answered, then Segment
+    at half the rate reached, open loop, for request latency under load."""
+    # Accounts in proportion, so that usage, not the billing events, makes up the load.
+    accounts = min(10_000, scale.http_events // 20)
+    stream = Workload(accounts=accounts, events=scale.http_events).stream()
     # As a sender posts them: ingest sets received_at itself.
-    events = [
-        {k: v for k, v in event.items() if k != "received_at"}
-        for event in Workload(accounts=10_000, events=scale.http_events).stream()
-    ]
+    events = [{k: v for k, v in e.items() if k != "received_at"} for e in stream]
+    tracks = [segment_track(e) for e in events if e["kind"] == "usage"]
+    log = ROOT / "var" / "bench" / "ingest.log"
+    rows = []
+    for shape, batch in ((measure.SEGMENT_BATCH, tracks), (measure.NATIVE, events)):
+        rows.append(
+            await _ingest_row(
+                f"{shape.path}", runs, bootstrap, postgres, shape, batch, 8, None, log
+            )
+        )
+    half = rows[0]["events_per_s"]["median"] / 2
+    rows.append(
+        await _ingest_row(
+            f"{measure.SEGMENT_BATCH.path} at {half:,.0f} events/s (open loop)",
+            runs,
+            bootstrap,
+            postgres,
+            measure.SEGMENT_BATCH,
+            tracks,
+            64,
+            half,
+            log,
+        )
+    )
+    return {"batch_events": HTTP_BATCH, "rows": rows}
+
+
+HTTP_BATCH = 100
+
+
+async def _ingest_row(
+    label: str,
+    runs: int,
+    bootstrap: str,
+    postgres: str,
+    shape: measure.HttpShape,
+    events: list[dict[str, object]],
+    concurrency: int,
+    rate: float | None,
+    log: Path,
+) -> dict[str, Any]:
     rates, p50, p99 = [], [], []
     for run in range(1, runs + 1):
-        say(f"ingest HTTP: run {run}/{runs} ({len(events):,} events, batches of 100)")
+        say(f"ingest {label}: run {run}/{runs} ({len(events):,} events, batches of {HTTP_BATCH})")
         result, latencies = await measure.ingest_http(
-            bootstrap, events, 100, 8, ROOT / "var" / "bench" / "ingest.log"
+            bootstrap, postgres, events, shape, HTTP_BATCH, concurrency, log, rate
         )
         latencies.sort()
         rates.append(result.per_second)
         p50.append(latencies[len(latencies) // 2] * 1000)
         p99.append(latencies[int(len(latencies) * 0.99)] * 1000)
-        say(f"ingest HTTP: {result.per_second:,.0f} events/s, p99 {p99[-1]:.1f} ms")
+        say(f"ingest {label}: {result.per_second:,.0f} events/s, p99 {p99[-1]:.1f} ms")
     return {
+        "label": label,
+        "concurrency": concurrency,
         "events_per_s": spread(rates),
         "request_p50_ms": spread(p50),
         "request_p99_ms": spread(p99),
-        "batch_events": 100,
-        "concurrency": 8,
     }
 
 
@@ -229,43 +270,63 @@ def _peer_version() -> str:
     return "not installed"
 
 
+PARTS = ("ingest", "scoring", "alerts")
+
+
 async def main() -> None:
     scale = SCALES[os.environ.get("BENCH_SCALE", "full")]
     runs = int(os.environ.get("BENCH_RUNS", "3"))
+    parts = [p.strip() for p in os.environ.get("BENCH_ONLY", ",".join(PARTS)).split(",")]
+    unknown = set(parts) - set(PARTS)
+    if unknown:
+        raise SystemExit(f"BENCH_ONLY: unknown part(s) {sorted(unknown)}; choose from {PARTS}")
     bootstrap = os.environ.get("VITALS_TEST_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
     postgres = os.environ["VITALS_TEST_POSTGRES_URL"]
-    started = time.perf_counter()
     (ROOT / "var" / "bench").mkdir(parents=True, exist_ok=True)
-    report: dict[str, Any] = {
-        "scale": scale.name,
-        "runs": runs,
-        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
-        "command": f"BENCH_SCALE={scale.name} make bench",
-    }
-    report["ingest_http"] = await bench_ingest(scale, runs, bootstrap)
-    report["workloads"] = [
-        await bench_workload(w, scale, runs, bootstrap, postgres) for w in scale.workloads
-    ]
-    report["seconds"] = round(time.perf_counter() - started)
-    write(report)
-    say(f"done in {report['seconds']} s")
+    for part in parts:
+        started = time.perf_counter()
+        report: dict[str, Any] = {
+            "part": part,
+            "scale": scale.name,
+            "runs": runs,
+            "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": machine(),
+            "command": f"BENCH_SCALE={scale.name} make bench-{part}",
+        }
+        if part == "ingest":
+            report["ingest_http"] = await bench_ingest(scale, runs, bootstrap, postgres)
+        elif part == "scoring":
+            report["workloads"] = [
+                await bench_workload(w, scale, runs, bootstrap, postgres) for w in scale.workloads
+            ]
+        else:
+            from bench.alerts import bench_alerts
+
+            report["alerts"] = await bench_alerts(scale.name, runs, bootstrap, postgres)
+        report["seconds"] = round(time.perf_counter() - started)
+        write(report)
+        say(f"{part} done in {report['seconds']} s")
 
 
 def write(report: dict[str, Any]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
+    name = f"{report['scale']}-{report['part']}"
     stamp = report["started_at"].replace(":", "").replace("-", "")
     text = json.dumps(report, indent=2)
-    (RESULTS / f"{report['scale']}-{stamp}.json").write_text(text)
-    (RESULTS / f"{report['scale']}-latest.json").write_text(text)
+    (RESULTS / f"{name}-{stamp}.json").write_text(text)
+    (RESULTS / f"{name}-latest.json").write_text(text)
     from bench.report import chart, markdown
 
-    chart(report, RESULTS / f"{report['scale']}-latest.png")
+    if report["part"] == "scoring":
+        chart(report, RESULTS / f"{name}-latest.png")
+    begin, end = f"<!-- bench:{report['part']}:begin -->", f"<!-- bench:{report['part']}:end -->"
     document = DOC.read_text()
-    head, _, rest = document.partition(BEGIN)
-    _, _, tail = rest.partition(END)
-    DOC.write_text(f"{head}{BEGIN}\n{markdown(report)}\n{END}{tail}")
-    say(f"wrote {RESULTS}/{report['scale']}-latest.json and .png, and {DOC.relative_to(ROOT)}")
+    head, found, rest = document.partition(begin)
+    if not found:
+        raise SystemExit(f"{DOC}: no {begin} marker")
+    _, _, tail = rest.partition(end)
+    DOC.write_text(f"{head}{begin}\n{markdown(report)}\n{end}{tail}")
+    say(f"wrote {RESULTS}/{name}-latest.json and {DOC.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

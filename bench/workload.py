@@ -192,3 +192,16 @@ def _poisson(rng: random.Random, mean: float) -> int:
 def encode(event: dict[str, object]) -> tuple[bytes, bytes]:
     """(key, value) as ingest would publish it."""
     return str(event["account_id"]).encode(), orjson.dumps(event)
+
+
+def segment_track(event: dict[str, object]) -> dict[str, object]:
+    """A usage event as a Segment ``track`` call, the way analytics libraries send it."""
+    return {
+        "type": "track",
+        "event": event["name"],
+        "userId": event["user_id"],
+        "messageId": event["event_id"],
+        "timestamp": event["occurred_at"],
+        "context": {"groupId": event["account_id"]},
+        "properties": {"feature": event["feature"]},
+    }
