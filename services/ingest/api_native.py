@@ -8,17 +8,28 @@ from typing import Any
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 
-from services.ingest.body import JSON
+from services.ingest import cloud_events
+from services.ingest.body import JSON, media_type
 from services.ingest.domain import Parsed, Rejection
 from services.ingest.http_intake import HttpIntake, Received, Refused, item_error
 from services.ingest.intake import Outcome
 from services.ingest.native import parse_native
 from services.ingest.openapi import BodyModels
-from services.ingest.schemas import EventBatchIn, EventIn, IngestAccepted
+from services.ingest.schemas import (
+    CloudEventBatchIn,
+    CloudEventIn,
+    EventBatchIn,
+    EventIn,
+    IngestAccepted,
+)
 from services.ingest.settings import IngestSettings
 from shared.http import Problem, problem_response
 
-CHANNEL = "native"
+CHANNELS = {
+    JSON: "native",
+    cloud_events.STRUCTURED: "cloudevents",
+    cloud_events.BATCH: "cloudevents",
+}
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem, "description": text}
@@ -27,7 +38,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         401: "No API key",
         403: "The API key lacks the `ingest` scope",
         413: "Body, batch or the single event too large",
-        415: "Not application/json (or an unsupported Content-Encoding)",
+        415: "Not one of the media types below (or an unsupported Content-Encoding)",
         422: "The single posted event is invalid; `details` names each field",
         429: "Rate limit of this API key reached; see Retry-After",
         503: "Broker unavailable: nothing stored, retry with the same event ids",
@@ -45,6 +56,12 @@ or twice in one request) is counted in `duplicates` and stored once.
 
 202 means the broker acknowledged every new event and every dead letter (acks=all).
 A single posted event that is invalid is answered 422 with each field named.
+
+CloudEvents 1.0 in structured mode are accepted too: `application/cloudevents+json`
+(one event) or `application/cloudevents-batch+json` (a JSON array; errors by index as
+above). `data` is a native event; from the envelope come `event_id` (`source#id`),
+`name` (`type`), `occurred_at` (`time`), `account_id` (the `accountid` extension) when
+`data` leaves them out, and `kind` defaults to `usage`.
 """
 
 
@@ -52,8 +69,20 @@ def add_native_routes(app: FastAPI, http: HttpIntake) -> BodyModels:
     settings: IngestSettings = app.state.settings
     limits = settings.limits()
 
-    async def parse(body: bytes, received_at: datetime) -> Parsed:
+    async def parse_json(body: bytes, received_at: datetime) -> Parsed:
         return parse_native(body, received_at, limits)
+
+    async def parse_structured(body: bytes, received_at: datetime) -> Parsed:
+        return cloud_events.parse_cloudevents(body, received_at, limits, batch=False)
+
+    async def parse_batch(body: bytes, received_at: datetime) -> Parsed:
+        return cloud_events.parse_cloudevents(body, received_at, limits, batch=True)
+
+    parsers = {
+        JSON: parse_json,
+        cloud_events.STRUCTURED: parse_structured,
+        cloud_events.BATCH: parse_batch,
+    }
 
     @app.post(
         "/v1/events",
@@ -65,14 +94,26 @@ def add_native_routes(app: FastAPI, http: HttpIntake) -> BodyModels:
         description=DESCRIPTION,
     )
     async def post_events(request: Request) -> IngestAccepted | JSONResponse:
-        received = await http.receive(request, channel=CHANNEL, media_types=(JSON,), parse=parse)
+        kind = media_type(request)
+        received = await http.receive(
+            request,
+            channel=CHANNELS.get(kind, "native"),
+            media_types=tuple(parsers),
+            parse=parsers.get(kind, parse_json),
+        )
         if isinstance(received, Refused):
             return refused_response(received)
         if not received.parsed.batch and received.outcome.rejected:
             return _single_rejected(received.outcome.rejected[0])
         return accepted_body(received)
 
-    return {"/v1/events": {JSON: [EventIn, EventBatchIn]}}
+    return {
+        "/v1/events": {
+            JSON: [EventIn, EventBatchIn],
+            cloud_events.STRUCTURED: [CloudEventIn],
+            cloud_events.BATCH: [CloudEventBatchIn],
+        }
+    }
 
 
 def accepted_body(received: Received) -> IngestAccepted:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, RootModel
 
 from services.ingest.reasons import Reason
 from shared.events import EventFields, Identifier
@@ -41,3 +41,22 @@ class IngestAccepted(BaseModel):
     errors: list[ItemError] = Field(
         default_factory=list, description="Why each rejected item was rejected."
     )
+
+
+class CloudEventIn(BaseModel):
+    """A CloudEvent 1.0 in structured JSON mode whose ``data`` is a native event."""
+
+    model_config = ConfigDict(extra="allow")
+
+    specversion: str = Field(pattern=r"^1\.0$")
+    id: str = Field(min_length=1, description="With source, becomes event_id: source#id.")
+    source: str = Field(min_length=1)
+    type: str = Field(min_length=1, description="The event name when data has none.")
+    time: AwareDatetime | None = Field(None, description="occurred_at when data has none.")
+    datacontenttype: str | None = Field(None, description="application/json if given.")
+    accountid: str | None = Field(None, description="Extension: account_id when data has none.")
+    data: dict[str, Any] = Field(description="A native event; see EventIn.")
+
+
+class CloudEventBatchIn(RootModel[list[CloudEventIn]]):
+    """``application/cloudevents-batch+json``: a JSON array of CloudEvents."""
