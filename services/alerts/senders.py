@@ -35,9 +35,11 @@ from services.alerts.payloads import (
     slack_payload,
     teams_payload,
 )
-from services.alerts.ssrf import TargetPolicy, TargetRefused, guarded_client
+from services.alerts.ssrf import TargetPolicy, TargetRefused, connect_checked, guarded_client
 
 log = logging.getLogger(__name__)
+# httpx logs every request's full URL at INFO, and a Slack or Teams URL is the secret.
+logging.getLogger("httpx").setLevel(logging.WARNING)
 
 USER_AGENT = "Vitals-Alerts/0.2"
 DIGEST = "alert.digest"
@@ -134,14 +136,18 @@ class Senders:
     ) -> None:
         if not to:
             raise SendFailed("no recipient: the account has no owner CSM e-mail", permanent=True)
-        await self._policy.resolve(channel.host, channel.port)
         mail: EmailMessage = email_message(message_of(payload), channel.sender, to, notice_id)
         password = channel.password.get_secret_value() if channel.password else None
+        try:
+            # Connected here, to the address the guard checked: no second DNS lookup.
+            sock = await connect_checked(self._policy, channel.host, channel.port, self._timeout_s)
+        except OSError as exc:
+            raise SendFailed(f"SMTP {_error_text(exc)}") from exc
         try:
             await aiosmtplib.send(
                 mail,
                 hostname=channel.host,
-                port=channel.port,
+                sock=sock,
                 username=channel.username,
                 password=password,
                 use_tls=channel.security == "tls",
@@ -153,6 +159,8 @@ class Senders:
             raise SendFailed(f"SMTP refused every recipient: {exc}", permanent=True) from exc
         except (aiosmtplib.SMTPException, OSError) as exc:
             raise SendFailed(f"SMTP {_error_text(exc)}") from exc
+        finally:
+            sock.close()  # aiosmtplib closes it too; closing twice is harmless
 
 
 def _tls_context(channel: EmailChannel) -> ssl.SSLContext | None:

@@ -88,6 +88,30 @@ class TargetPolicy:
         return addresses
 
 
+async def connect_checked(
+    policy: TargetPolicy,
+    host: str,
+    port: int,
+    timeout_s: float,
+) -> socket.socket:
+    """A TCP socket connected to an address of ``host`` the policy allows, the very address
+    that was checked (for clients such as SMTP that take a connected socket)."""
+    loop = asyncio.get_running_loop()
+    last: OSError | None = None
+    for address in await policy.resolve(host, port):
+        family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        try:
+            await asyncio.wait_for(loop.sock_connect(sock, (str(address), port)), timeout_s)
+        except OSError as exc:  # TimeoutError included
+            sock.close()
+            last = exc
+            continue
+        return sock
+    raise last or OSError(f"{host} has no address")
+
+
 def _literal_address(host: str) -> IpAddress | None:
     try:
         return ipaddress.ip_address(host.strip("[]"))
