@@ -316,6 +316,12 @@ class RawTopicConsumer:
                 delay = backoff.next_delay()
                 log.warning("raw-topic consumer failed, restarting in %.1fs: %s", delay, exc)
                 await asyncio.sleep(delay)
+            except Exception:
+                # A fault of ours must not end intake for good: what was not
+                # committed comes again after the restart.
+                delay = backoff.next_delay()
+                log.exception("raw-topic consumer crashed, restarting in %.1fs", delay)
+                await asyncio.sleep(delay)
             finally:
                 await self._close(consumer)
 
@@ -394,8 +400,8 @@ class RawTopicConsumer:
 
     async def _commit(self, consumer: AIOKafkaConsumer) -> None:
         owned = consumer.assignment()
-        positions = {tp: o for tp, o in self._pending.items() if tp in owned}
-        self._pending = positions
+        self._pending = {tp: o for tp, o in self._pending.items() if tp in owned}
+        positions = dict(self._pending)
         if not positions:
             return
         try:

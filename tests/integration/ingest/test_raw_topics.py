@@ -1,0 +1,275 @@
+"""Records produced to real raw topics come out on the events topic or the DLQ."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import RecordMetadata
+
+from services.ingest.dedupe import DatabaseDeduplicator
+from services.ingest.intake import Intake
+from services.ingest.publisher import EventPublisher
+from services.ingest.raw_topics import UNSUPPORTED_SHAPE, RawTopicConsumer, RawTopicsConfig
+from services.ingest.segment_users import SegmentUsers
+from services.ingest.settings import IngestSettings
+from shared.db import SessionFactory, create_engine, session_factory
+from shared.dlq import DeadLetter
+from shared.events import Event
+from shared.health import Readiness
+from shared.kafka import ensure_topics, topic_spec
+from tests.support.events import native_usage_json
+from tests.support.ingest_apps import ingest_test_settings, migrated
+from tests.support.servers import wait_for
+
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
+
+
+@pytest.fixture
+def settings(kafka: str, topics: dict[str, str], database: str) -> IngestSettings:
+    return ingest_test_settings(kafka=kafka, topics=topics, database=database)
+
+
+@pytest.fixture
+async def config(settings: IngestSettings) -> RawTopicsConfig:
+    """Two raw topics of the test's own, created with several partitions."""
+    prefix = settings.events_topic
+    config = RawTopicsConfig(
+        topics=(f"{prefix}.usage.raw", f"{prefix}.billing.raw"), group_id=f"{prefix}-raw"
+    )
+    await ensure_topics(settings, [topic_spec(settings, t) for t in config.topics])
+    return config
+
+
+@pytest.fixture
+async def sessions(settings: IngestSettings) -> AsyncIterator[SessionFactory]:
+    engine = create_engine(await migrated(settings.ingest_database_url))
+    yield session_factory(engine)
+    await engine.dispose()
+
+
+@asynccontextmanager
+async def consuming(
+    settings: IngestSettings, config: RawTopicsConfig, sessions: SessionFactory
+) -> AsyncIterator[RawTopicConsumer]:
+    """The raw-topic consumer on the shared intake, as the ingest app runs them."""
+    publisher = EventPublisher(settings, Readiness("kafka"))
+    window = timedelta(seconds=settings.ingest_dedupe_window_s)
+    dedupe = DatabaseDeduplicator(sessions, window, settings.dedupe_lease(), _now)
+    intake = Intake(publisher, dedupe, "ingest@test")
+    consumer = RawTopicConsumer(settings, config, intake, SegmentUsers(sessions, _now))
+    publisher.start()
+    consumer.start()
+    try:
+        yield consumer
+    finally:
+        await consumer.stop()
+        await publisher.stop()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def produce(
+    kafka: str, topic: str, values: list[bytes], key: bytes | None = b"same-partition"
+) -> list[RecordMetadata]:
+    producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all")
+    await producer.start()
+    try:
+        return [await producer.send_and_wait(topic, value, key=key) for value in values]
+    finally:
+        await producer.stop()
+
+
+async def partitions_of(kafka: str, topics: Sequence[str]) -> list[TopicPartition]:
+    """The partitions of ``topics`` that exist now."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(list(topics))
+    finally:
+        await admin.close()
+    return [
+        TopicPartition(topic["topic"], partition["partition"])
+        for topic in described
+        for partition in topic["partitions"]
+    ]
+
+
+async def read_all(kafka: str, topic: str) -> list[ConsumerRecord]:
+    """Every record on ``topic`` now, from the beginning to its end offsets."""
+    partitions = await partitions_of(kafka, [topic])
+    if not partitions:
+        return []
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        records: list[ConsumerRecord] = []
+        while any([await consumer.position(tp) < end for tp, end in ends.items()]):
+            batch = await consumer.getmany(timeout_ms=500)
+            records.extend(r for rs in batch.values() for r in rs)
+        return records
+    finally:
+        await consumer.stop()
+
+
+async def committed_to_the_end(kafka: str, config: RawTopicsConfig) -> bool:
+    """Whether the consumer group committed every raw record produced so far."""
+    partitions = await partitions_of(kafka, config.topics)
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka)
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
+    await consumer.start()
+    await admin.start()
+    try:
+        ends = await consumer.end_offsets(partitions)
+        committed = await admin.list_consumer_group_offsets(config.group_id)
+    finally:
+        await admin.close()
+        await consumer.stop()
+    return all(
+        end == 0 or (tp in committed and committed[tp].offset == end) for tp, end in ends.items()
+    )
+
+
+async def event_ids(kafka: str, settings: IngestSettings) -> list[str]:
+    return [
+        Event.from_bytes(r.value).event_id for r in await read_all(kafka, settings.events_topic)
+    ]
+
+
+async def dead_letters(kafka: str, settings: IngestSettings) -> list[DeadLetter]:
+    return [DeadLetter.from_bytes(r.value) for r in await read_all(kafka, settings.dlq_topic)]
+
+
+def _json(document: Any) -> bytes:
+    return orjson.dumps(document)
+
+
+def _segment(call_type: str, **fields: Any) -> bytes:
+    return _json({"type": call_type, "userId": "u1", **fields})
+
+
+async def test_each_shape_becomes_events_and_every_rejection_names_its_record(
+    kafka: str, settings: IngestSettings, config: RawTopicsConfig, sessions: SessionFactory
+) -> None:
+    usage, billing = config.topics
+    poison = b'{"account_id": "acme", "kind": '
+    cloud_event = _json({"specversion": "1.0", "id": "c-1", "source": "/x", "type": "used"})
+    batch = {"events": [native_usage_json(event_id="n-2"), native_usage_json(kind="nonsense")]}
+    sent = await produce(
+        kafka,
+        usage,
+        [
+            _json(native_usage_json(event_id="n-1")),
+            _json(batch),
+            poison,
+            _segment("group", groupId="acme", messageId="g-1", traits={"plan": "pro"}),
+            _segment("track", event="Report Exported", messageId="t-1"),
+            cloud_event,
+            _json(native_usage_json(event_id="n-3")),
+        ],
+    )
+    segment_batch = {"batch": [_json_call("t-2")], "context": {"groupId": "globex"}}
+    billing_event = native_usage_json(
+        event_id="b-1", kind="billing", name="plan.changed", billing={"plan": "pro", "seats": 5}
+    )
+    await produce(kafka, billing, [_json(billing_event), _json(segment_batch)])
+
+    async with consuming(settings, config, sessions):
+        await wait_for(lambda: committed_to_the_end(kafka, config), 60, "every record consumed")
+
+    expected = ["b-1", "g-1", "n-1", "n-2", "n-3", "t-1", "t-2"]
+    assert sorted(await event_ids(kafka, settings)) == expected
+    letters = {letter.reason: letter for letter in await dead_letters(kafka, settings)}
+    assert set(letters) == {"invalid_event", "malformed_json", UNSUPPORTED_SHAPE.value}
+    for reason, record in [
+        ("invalid_event", sent[1]),
+        ("malformed_json", sent[2]),
+        (UNSUPPORTED_SHAPE.value, sent[5]),
+    ]:
+        letter = letters[reason]
+        assert (letter.topic, letter.partition, letter.offset) == (
+            usage,
+            record.partition,
+            record.offset,
+        )
+        assert letter.source == f"kafka:{usage}/{record.partition}@{record.offset}"
+    assert letters["malformed_json"].original() == poison
+    assert letters[UNSUPPORTED_SHAPE.value].original() == cloud_event
+
+
+def _json_call(message_id: str) -> dict[str, Any]:
+    return {"type": "track", "userId": "u9", "event": "Seat Added", "messageId": message_id}
+
+
+async def test_a_restart_mid_stream_loses_nothing_and_publishes_nothing_twice(
+    kafka: str, settings: IngestSettings, sessions: SessionFactory
+) -> None:
+    prefix = settings.events_topic
+    config = RawTopicsConfig(topics=(f"{prefix}.raw",), group_id=f"{prefix}-raw", max_records=5)
+    await ensure_topics(settings, [topic_spec(settings, config.topics[0])])
+    first = [
+        _json(native_usage_json(event_id=f"e-{i}", account_id=f"a{i % 7}")) for i in range(300)
+    ]
+    await produce(kafka, config.topics[0], first, key=None)
+
+    async with consuming(settings, config, sessions):
+        await wait_for(lambda: event_ids(kafka, settings), 30, "the first events")
+    stopped_at = len(await event_ids(kafka, settings))
+    later = [_json(native_usage_json(event_id=f"e-{i}")) for i in range(300, 350)]
+    await produce(kafka, config.topics[0], later, key=None)
+    async with consuming(settings, config, sessions):
+        await wait_for(lambda: committed_to_the_end(kafka, config), 60, "every record consumed")
+
+    assert 0 < stopped_at < 300, "the first consumer should stop mid-stream"
+    ids = await event_ids(kafka, settings)
+    assert len(ids) == 350
+    assert set(ids) == {f"e-{i}" for i in range(350)}
+
+
+async def test_a_replay_of_a_raw_topic_publishes_no_event_again(
+    kafka: str, settings: IngestSettings, config: RawTopicsConfig, sessions: SessionFactory
+) -> None:
+    usage = config.topics[0]
+    records = [_json(native_usage_json(event_id=f"r-{i}")) for i in range(20)]
+    records += [_json(native_usage_json()) for _ in range(5)]  # ids from their records
+    await produce(kafka, usage, records, key=None)
+    async with consuming(settings, config, sessions):
+        await wait_for(lambda: committed_to_the_end(kafka, config), 60, "every record consumed")
+    replay = config.model_copy(update={"group_id": f"{config.group_id}-replay"})
+
+    async with consuming(settings, replay, sessions):
+        await wait_for(lambda: committed_to_the_end(kafka, replay), 60, "the replay")
+
+    ids = await event_ids(kafka, settings)
+    assert len(ids) == len(set(ids)) == 25
+
+
+async def test_a_topic_of_almost_only_rejects_stops_the_consumer_instead_of_draining(
+    kafka: str, settings: IngestSettings, config: RawTopicsConfig, sessions: SessionFactory
+) -> None:
+    strict = config.model_copy(update={"max_rejected_ratio": 0.9, "rejected_window": 10})
+    garbage = [f"not json {uuid.uuid4()}".encode() for _ in range(40)]
+    await produce(kafka, strict.topics[0], garbage)
+
+    async with consuming(settings, strict, sessions) as consumer:
+        await wait_for(lambda: _failed(consumer), 30, "the consumer to stop")
+
+    assert consumer.failure is not None and "were rejected" in consumer.failure
+    assert len(await dead_letters(kafka, settings)) < 10
+    assert not await committed_to_the_end(kafka, strict)
+
+
+async def _failed(consumer: RawTopicConsumer) -> bool:
+    return consumer.failure is not None
