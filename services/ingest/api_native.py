@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request, status
+from fastapi import Depends, FastAPI, Request, status
 from fastapi.responses import JSONResponse
 
 from services.ingest import cloud_events
+from services.ingest.access import require_ingest_key
 from services.ingest.body import JSON, media_type
 from services.ingest.domain import Parsed, Rejection
 from services.ingest.http_intake import HttpIntake, Received, Refused, item_error
@@ -23,6 +24,7 @@ from services.ingest.schemas import (
     IngestAccepted,
 )
 from services.ingest.settings import IngestSettings
+from shared.auth import ApiKey
 from shared.http import Problem, problem_response
 
 CHANNELS = {
@@ -35,7 +37,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": Problem, "description": text}
     for code, text in {
         400: "Malformed JSON, or not an event nor a batch (`error` names the reason)",
-        401: "No API key",
+        401: "No API key, or not a valid one (`Authorization: Bearer vk_...` or `X-API-Key`)",
         403: "The API key lacks the `ingest` scope",
         413: "Body, batch or the single event too large",
         415: "Not one of the media types below (or an unsupported Content-Encoding)",
@@ -93,7 +95,9 @@ def add_native_routes(app: FastAPI, http: HttpIntake) -> BodyModels:
         summary="Post one event or a batch",
         description=DESCRIPTION,
     )
-    async def post_events(request: Request) -> IngestAccepted | JSONResponse:
+    async def post_events(
+        request: Request, _key: Annotated[ApiKey | None, Depends(require_ingest_key)]
+    ) -> IngestAccepted | JSONResponse:
         kind = media_type(request)
         received = await http.receive(
             request,

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.ingest import segment
+from services.ingest.access import SegmentAccess, refused
 from services.ingest.body import JSON
 from services.ingest.domain import Parsed
 from services.ingest.http_intake import HttpIntake, Received, Refused, item_error
@@ -19,6 +20,7 @@ from services.ingest.reasons import Reason
 from services.ingest.schemas import ItemError
 from services.ingest.segment_users import SegmentUsers
 from services.ingest.settings import IngestSettings
+from shared.auth import AuthFailure
 
 CHANNEL = "segment"
 # Segment answers 400 to every body it cannot take (size, JSON); its libraries
@@ -65,8 +67,9 @@ class SegmentAccepted(BaseModel):
 
 def add_segment_routes(app: FastAPI, http: HttpIntake, users: SegmentUsers) -> BodyModels:
     settings: IngestSettings = app.state.settings
+    access = SegmentAccess(app.state.keyring)
     for call_type in (*segment.CALL_TYPES, None):
-        _add_route(app, http, users, settings, call_type)
+        _add_route(app, http, users, settings, access, call_type)
     return {
         **{f"/v1/{t}": {JSON: [SegmentCall]} for t in segment.CALL_TYPES},
         "/v1/batch": {JSON: [SegmentBatch]},
@@ -78,6 +81,7 @@ def _add_route(
     http: HttpIntake,
     users: SegmentUsers,
     settings: IngestSettings,
+    access: SegmentAccess,
     call_type: str | None,
 ) -> None:
     limits = settings.limits()
@@ -90,12 +94,20 @@ def _add_route(
         await users.remember(mapped.grouped)
         return Parsed(mapped.items, batch=read.batch)
 
+    async def parse_with_key(body: bytes, received_at: datetime) -> Parsed:
+        access.from_body(body)
+        return await parse(body, received_at)
+
     async def post_call(request: Request) -> SegmentAccepted | JSONResponse:
+        try:
+            key_in_headers = access.from_headers(request)
+        except AuthFailure as failure:
+            return segment_error(refused(failure))
         received = await http.receive(
             request,
             channel=CHANNEL,
             media_types=(JSON,),
-            parse=parse,
+            parse=parse if key_in_headers else parse_with_key,
             max_bytes=max_bytes,
             redact=segment.redact_write_key,
             statuses=SEGMENT_STATUSES,

@@ -26,6 +26,7 @@ from services.ingest.openapi import document_request_bodies
 from services.ingest.publisher import EventPublisher
 from services.ingest.segment_users import SegmentUsers
 from services.ingest.settings import IngestSettings
+from shared.auth import install_auth
 from shared.background import running
 from shared.db import create_engine, session_factory
 from shared.health import Readiness
@@ -76,6 +77,7 @@ def create_app(settings: IngestSettings | None = None, clock: Clock = utc_now) -
     app.state.readiness = readiness
     app.state.publisher = publisher
     app.state.sessions = sessions
+    install_auth(app, settings.keyring())
     app.middleware("http")(_time_requests)
     http = HttpIntake(intake, settings.ingest_max_body_bytes, clock)
     bodies = add_native_routes(app, http)
