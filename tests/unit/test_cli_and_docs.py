@@ -1,9 +1,11 @@
-"""The command line and the README agree with the code."""
+"""The command line, the README and the operations guide agree with the code."""
 
+import importlib
 import re
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 from typer.testing import CliRunner
 
 from services.alerts.settings import AlertsSettings
@@ -59,3 +61,31 @@ def test_serve_refuses_bad_settings_before_starting(monkeypatch: pytest.MonkeyPa
     assert "VITALS_KAFKA_BOOTSTRAP_SERVERS: Value error, 'no-port' is not host:port" in (
         result.output
     )
+
+
+OPERATIONS = (Path(__file__).parents[2] / "docs" / "operations.md").read_text()
+
+
+METRIC_MODULES = (
+    "shared.metrics",
+    "services.ingest.metrics",
+    "services.scoring.metrics",
+    "services.alerts.metrics",
+)
+
+
+def _metric_names() -> set[str]:
+    # Importing the modules registers every metric of the three services.
+    for module in METRIC_MODULES:
+        importlib.import_module(module)
+    suffix = {"counter": "_total"}
+    return {
+        metric.name + suffix.get(metric.type, "")
+        for metric in REGISTRY.collect()
+        if metric.name.startswith("vitals_")
+    }
+
+
+def test_the_operations_guide_documents_every_metric() -> None:
+    documented = set(re.findall(r"^\| `(vitals_[a-z0-9_]+)", OPERATIONS, re.MULTILINE))
+    assert documented == _metric_names()
