@@ -1,7 +1,10 @@
 """Kafka intake: raw topics carrying native, Segment or CloudEvents JSON.
 
 Each record is decoded (pure: shape, size, parse), mapped exactly as the HTTP
-routes map the same body, and handed to the shared :class:`Intake`. A batch's
+routes map the same body, and handed to the shared :class:`Intake`. A JSON object
+with ``specversion`` is a structured CloudEvent, a JSON array of them a CloudEvents
+batch; an object with ``batch`` or a Segment call ``type`` is Segment; any other
+object is native (one event or ``{"events": [...]}``). A batch's
 offsets are committed only after the broker acknowledged its events and dead
 letters, so delivery is at least once; the intake's dedupe by ``event_id`` turns
 a redelivery into a duplicate that is not published again. A record that cannot
@@ -28,6 +31,7 @@ from aiokafka.errors import KafkaError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.ingest import metrics, segment
+from services.ingest.cloud_events import parse_cloudevents
 from services.ingest.database import DatabaseUnavailable
 from services.ingest.dedupe import InFlight
 from services.ingest.domain import BodyRejected, Item, Limits, Rejection, load_json
@@ -54,8 +58,6 @@ DEFAULT_TOPICS = ("vitals.usage.raw", "vitals.billing.raw")
 DEFAULT_GROUP = "vitals-ingest-raw"
 MAX_EVENT_ID_LENGTH = 200
 COMMIT_TIMEOUT_S = 10.0
-# Until ingest parses CloudEvents, such records are kept on the DLQ under this reason.
-UNSUPPORTED_SHAPE = Reason.unsupported_type
 
 
 class RawTopicsConfig(BaseModel):
@@ -120,7 +122,13 @@ class Decoded:
     batch: bool = False
 
 
-def shape_of(document: Mapping[str, Any]) -> Shape:
+def shape_of(document: Any) -> Shape | None:
+    """The input shape of a record's JSON, or None when it is none of them."""
+    if isinstance(document, list):
+        envelopes = any(isinstance(e, dict) and "specversion" in e for e in document)
+        return Shape.cloudevents if envelopes else None
+    if not isinstance(document, dict):
+        return None
     if "specversion" in document:
         return Shape.cloudevents
     if "batch" in document or (isinstance(document.get("type"), str) and "kind" not in document):
@@ -162,13 +170,17 @@ def _decode(
         message = f"record is {len(body)} bytes; the limit is {max_record_bytes}"
         raise BodyRejected(Rejection(Reason.body_too_large, message, body))
     document = load_json(body)
-    if not isinstance(document, dict):
-        message = "record must be a JSON object: a native event or batch, a Segment call or batch"
-        raise BodyRejected(Rejection(Reason.invalid_body, message, body))
     shape = shape_of(document)
+    if shape is None:
+        message = (
+            "record must be a JSON object (a native event or batch, a Segment call or batch, "
+            "a CloudEvent) or a JSON array of CloudEvents"
+        )
+        raise BodyRejected(Rejection(Reason.invalid_body, message, body))
     if shape is Shape.cloudevents:
-        message = "CloudEvents records are not read from raw topics yet; the record is kept here"
-        raise BodyRejected(Rejection(UNSUPPORTED_SHAPE, message, body))
+        batch = isinstance(document, list)
+        parsed = parse_cloudevents(body, received_at, limits, batch=batch)
+        return Decoded(record, received_at, parsed.items, batch=batch)
     if shape is Shape.segment:
         call_type = None if "batch" in document else str(document["type"])
         read = segment.read_body(body, call_type, limits)

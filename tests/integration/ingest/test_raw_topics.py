@@ -17,7 +17,7 @@ from aiokafka.structs import RecordMetadata
 from services.ingest.dedupe import DatabaseDeduplicator
 from services.ingest.intake import Intake
 from services.ingest.publisher import EventPublisher
-from services.ingest.raw_topics import UNSUPPORTED_SHAPE, RawTopicConsumer, RawTopicsConfig
+from services.ingest.raw_topics import RawTopicConsumer, RawTopicsConfig
 from services.ingest.segment_users import SegmentUsers
 from services.ingest.settings import IngestSettings
 from shared.db import SessionFactory, create_engine, session_factory
@@ -165,7 +165,9 @@ async def test_each_shape_becomes_events_and_every_rejection_names_its_record(
 ) -> None:
     usage, billing = config.topics
     poison = b'{"account_id": "acme", "kind": '
-    cloud_event = _json({"specversion": "1.0", "id": "c-1", "source": "/x", "type": "used"})
+    cloud_event = {"specversion": "1.0", "id": "c-1", "source": "/x", "type": "used"}
+    no_id = {key: value for key, value in cloud_event.items() if key != "id"}
+    cloud_events = [{**cloud_event, "accountid": "acme", "data": {}}, {**no_id, "data": {}}]
     batch = {"events": [native_usage_json(event_id="n-2"), native_usage_json(kind="nonsense")]}
     sent = await produce(
         kafka,
@@ -176,7 +178,7 @@ async def test_each_shape_becomes_events_and_every_rejection_names_its_record(
             poison,
             _segment("group", groupId="acme", messageId="g-1", traits={"plan": "pro"}),
             _segment("track", event="Report Exported", messageId="t-1"),
-            cloud_event,
+            _json(cloud_events),
             _json(native_usage_json(event_id="n-3")),
         ],
     )
@@ -189,24 +191,19 @@ async def test_each_shape_becomes_events_and_every_rejection_names_its_record(
     async with consuming(settings, config, sessions):
         await wait_for(lambda: committed_to_the_end(kafka, config), 60, "every record consumed")
 
-    expected = ["b-1", "g-1", "n-1", "n-2", "n-3", "t-1", "t-2"]
+    expected = ["/x#c-1", "b-1", "g-1", "n-1", "n-2", "n-3", "t-1", "t-2"]
     assert sorted(await event_ids(kafka, settings)) == expected
-    letters = {letter.reason: letter for letter in await dead_letters(kafka, settings)}
-    assert set(letters) == {"invalid_event", "malformed_json", UNSUPPORTED_SHAPE.value}
-    for reason, record in [
-        ("invalid_event", sent[1]),
-        ("malformed_json", sent[2]),
-        (UNSUPPORTED_SHAPE.value, sent[5]),
-    ]:
-        letter = letters[reason]
-        assert (letter.topic, letter.partition, letter.offset) == (
-            usage,
-            record.partition,
-            record.offset,
-        )
-        assert letter.source == f"kafka:{usage}/{record.partition}@{record.offset}"
-    assert letters["malformed_json"].original() == poison
-    assert letters[UNSUPPORTED_SHAPE.value].original() == cloud_event
+    letters = {letter.offset: letter for letter in await dead_letters(kafka, settings)}
+    assert {o: letter.reason for o, letter in letters.items()} == {
+        sent[1].offset: "invalid_event",
+        sent[2].offset: "malformed_json",
+        sent[5].offset: "invalid_event",
+    }
+    for letter in letters.values():
+        assert (letter.topic, letter.partition) == (usage, sent[0].partition)
+        assert letter.source == f"kafka:{usage}/{letter.partition}@{letter.offset}"
+    assert letters[sent[2].offset].original() == poison
+    assert orjson.loads(letters[sent[5].offset].original()) == cloud_events[1]
 
 
 def _json_call(message_id: str) -> dict[str, Any]:

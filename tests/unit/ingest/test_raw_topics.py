@@ -6,7 +6,6 @@ import pytest
 
 from services.ingest.domain import Item, Limits, Rejection
 from services.ingest.raw_topics import (
-    UNSUPPORTED_SHAPE,
     Decoded,
     RawRecord,
     RawTopicsConfig,
@@ -33,6 +32,19 @@ def _native(**fields: Any) -> dict[str, Any]:
         "kind": "usage",
         "name": "report.exported",
         "occurred_at": (ARRIVED - timedelta(minutes=1)).isoformat(),
+        **fields,
+    }
+
+
+def _cloud_event(**fields: Any) -> dict[str, Any]:
+    return {
+        "specversion": "1.0",
+        "id": "c1",
+        "source": "/billing",
+        "type": "invoice.viewed",
+        "accountid": "acme",
+        "time": (ARRIVED - timedelta(minutes=1)).isoformat(),
+        "data": {},
         **fields,
     }
 
@@ -76,7 +88,7 @@ def _rejection(item: Item) -> Rejection:
         ({**_native(), "type": "not a segment call"}, Shape.native),
     ],
 )
-def test_the_shape_is_told_by_its_fields(document: dict[str, Any], shape: Shape) -> None:
+def test_the_shape_is_told_by_its_fields(document: Any, shape: Shape | None) -> None:
     assert shape_of(document) is shape
 
 
@@ -139,13 +151,27 @@ def test_a_record_over_the_size_limit_is_rejected_before_parsing() -> None:
     assert str(len(value)) in rejection.message
 
 
-def test_a_cloudevents_record_is_kept_as_unsupported_until_it_can_be_parsed() -> None:
-    document = {"specversion": "1.0", "id": "c1", "source": "/billing", "type": "paid"}
+def test_a_cloudevent_record_is_mapped_as_over_http_with_its_envelope_id() -> None:
+    event = _event(_only(_decode(_cloud_event())))
 
-    rejection = _rejection(_only(_decode(document)))
+    assert (event.event_id, event.account_id, event.name) == (
+        "/billing#c1",
+        "acme",
+        "invoice.viewed",
+    )
+    assert event.received_at == ARRIVED
 
-    assert rejection.reason is UNSUPPORTED_SHAPE
-    assert "CloudEvents" in rejection.message
+
+def test_a_record_of_a_cloudevents_array_is_a_batch_checked_item_by_item() -> None:
+    envelope = _cloud_event()
+    del envelope["id"]
+
+    items = _decode([_cloud_event(id="c2"), envelope]).items
+
+    assert _event(items[0]).event_id == "/billing#c2"
+    rejection = _rejection(items[1])
+    assert rejection.reason is Reason.invalid_event
+    assert "id" in rejection.message
 
 
 def test_a_segment_write_key_never_reaches_a_dead_letter() -> None:
