@@ -21,7 +21,15 @@ from services.ingest.http_intake import HttpIntake, Refused, RequestRefused, ite
 from services.ingest.openapi import BodyModels
 from services.ingest.schemas import ItemError
 from services.ingest.settings import IngestSettings
-from services.ingest.stripe_billing import EVENT_TYPES, map_stripe_event
+from services.ingest.stripe_billing import (
+    CUSTOMER_TYPES,
+    EVENT_TYPES,
+    customer_account,
+    customer_of,
+    map_stripe_event,
+    read_stripe_event,
+)
+from services.ingest.stripe_customers import StripeCustomers
 from services.ingest.stripe_signature import InvalidSignature, verify_stripe_signature
 from shared.http import Problem
 
@@ -36,7 +44,12 @@ class StripeEventIn(BaseModel):
     """A Stripe event as Stripe posts it (only the fields Vitals reads are listed)."""
 
     id: str = Field(description="evt_...: Stripe's retries of one event share it.")
-    type: str = Field(description=f"Mapped: {', '.join(EVENT_TYPES)}.")
+    type: str = Field(
+        description=(
+            f"Mapped to billing events: {', '.join(EVENT_TYPES)}. "
+            f"{' and '.join(CUSTOMER_TYPES)} tell the account of a customer (its metadata)."
+        )
+    )
     created: int = Field(description="Unix time of the event.")
     data: dict[str, object] = Field(description="`object`: the subscription, invoice, ...")
 
@@ -49,7 +62,7 @@ class StripeReceived(BaseModel):
     errors: list[ItemError] = Field(default_factory=list)
 
 
-def add_stripe_routes(app: FastAPI, http: HttpIntake) -> BodyModels:
+def add_stripe_routes(app: FastAPI, http: HttpIntake, customers: StripeCustomers) -> BodyModels:
     settings: IngestSettings = app.state.settings
     limits = settings.limits()
     accounts = settings.stripe_accounts()
@@ -78,7 +91,14 @@ def add_stripe_routes(app: FastAPI, http: HttpIntake) -> BodyModels:
 
         async def parse(body: bytes, received_at: datetime) -> Parsed:
             _verify(body, header, secrets, tolerance_s)
-            return Parsed([map_stripe_event(body, accounts, received_at, limits)], batch=False)
+            event = read_stripe_event(body)
+            said = customer_account(event, accounts)
+            if said is not None:
+                await customers.remember(said)
+                return Parsed([], batch=False)
+            known = await customers.account(customer_of(event))
+            item = map_stripe_event(event, accounts, known, received_at, limits)
+            return Parsed([item], batch=False)
 
         received = await http.receive(request, channel=CHANNEL, media_types=(JSON,), parse=parse)
         if isinstance(received, Refused):

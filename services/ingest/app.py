@@ -26,6 +26,7 @@ from services.ingest.openapi import document_request_bodies
 from services.ingest.publisher import EventPublisher
 from services.ingest.segment_users import SegmentUsers
 from services.ingest.settings import IngestSettings
+from services.ingest.stripe_customers import StripeCustomers
 from shared.auth import install_auth
 from shared.background import running
 from shared.db import create_engine, session_factory
@@ -82,7 +83,7 @@ def create_app(settings: IngestSettings | None = None, clock: Clock = utc_now) -
     http = HttpIntake(intake, settings.ingest_max_body_bytes, clock)
     bodies = add_native_routes(app, http)
     bodies |= add_segment_routes(app, http, SegmentUsers(sessions, clock))
-    bodies |= add_stripe_routes(app, http)
+    bodies |= add_stripe_routes(app, http, StripeCustomers(sessions, clock))
     document_request_bodies(app, bodies)
     return app
 

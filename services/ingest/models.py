@@ -38,5 +38,17 @@ class SegmentUserAccount(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
+class StripeCustomerAccount(Base):
+    """The account in a Stripe customer's metadata, from its latest ``customer.*`` event."""
+
+    __tablename__ = "ingest_stripe_customer_accounts"
+
+    customer_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    account_id: Mapped[str | None] = mapped_column(String(200))
+    as_of: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
 seen_events = cast(Table, SeenEvent.__table__)
 segment_user_accounts = cast(Table, SegmentUserAccount.__table__)
+stripe_customer_accounts = cast(Table, StripeCustomerAccount.__table__)

@@ -4,10 +4,11 @@ The event's ``id`` (``evt_...``) is the ``event_id``, so Stripe's retries of one
 event are stored once; its ``type`` is the event name and ``created`` its time.
 
 The account is, in order: the configured customer -> account mapping; the
-configured metadata key on the customer (when the payload carries the customer
-object), on the object itself, or on its subscription; else the Stripe customer
-id itself (a dispute, which names no customer, falls back to its charge id), so
-an event is never dropped for want of an account.
+configured metadata key on the customer (the customer object when the payload
+carries it, else what the last ``customer.created``/``customer.updated`` event said,
+remembered by the shell); on the object itself, or on its subscription; else the
+Stripe customer id itself (a dispute, which names no customer, falls back to its
+charge id), so an event is never dropped for want of an account.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ INVOICE_PAYMENTS = {
 }
 CHARGE_TYPES = ("charge.refunded", "charge.dispute.created")
 EVENT_TYPES = (*SUBSCRIPTION_TYPES, *INVOICE_PAYMENTS, *CHARGE_TYPES)
+# Not billing events: they tell which account a customer is (its metadata).
+CUSTOMER_TYPES = ("customer.created", "customer.updated")
 
 STATUSES = {
     "trialing": SubscriptionStatus.trialing,
@@ -74,45 +77,103 @@ class StripeAccounts:
     mapping: Mapping[str, str] = field(default_factory=dict)
 
 
-def map_stripe_event(
-    body: bytes, accounts: StripeAccounts, received_at: datetime, limits: Limits
-) -> Item:
-    """One verified webhook body to a billing event, or why not."""
+@dataclass(frozen=True)
+class StripeEvent:
+    """A webhook body read as a Stripe event: its id, type, time and ``data.object``."""
+
+    id: str
+    type: Any
+    created: datetime | None
+    object: dict[str, Any]
+    livemode: bool | None
+    body: bytes
+
+
+@dataclass(frozen=True)
+class CustomerAccount:
+    """What a ``customer.*`` event says of its customer's account (None: not set)."""
+
+    customer_id: str
+    account_id: str | None
+    as_of: datetime
+
+
+def read_stripe_event(body: bytes) -> StripeEvent:
     event = load_json(body)
     if not isinstance(event, dict) or not _text(event.get("id")):
         message = "a Stripe event must be a JSON object with an id"
         raise BodyRejected(Rejection(Reason.invalid_body, message, body))
-    event_id, event_type = str(event["id"]), event.get("type")
+    return StripeEvent(
+        id=str(event["id"]).strip(),
+        type=event.get("type"),
+        created=_time(event.get("created")),
+        object=_object(_object(event.get("data")).get("object")),
+        livemode=_bool(event.get("livemode")),
+        body=body,
+    )
+
+
+def customer_account(event: StripeEvent, accounts: StripeAccounts) -> CustomerAccount | None:
+    """For ``customer.created``/``updated``: the account in the customer's metadata."""
+    customer = _text(event.object.get("id"))
+    if event.type not in CUSTOMER_TYPES or customer is None or event.created is None:
+        return None
+    account = _text(_object(event.object.get("metadata")).get(accounts.metadata_key))
+    return CustomerAccount(customer, account, event.created)
+
+
+def customer_of(event: StripeEvent) -> str | None:
+    return _customer_id(event.object)
+
+
+def map_stripe_event(
+    event: StripeEvent,
+    accounts: StripeAccounts,
+    known_account: str | None,
+    received_at: datetime,
+    limits: Limits,
+) -> Item:
+    """A Stripe event to a billing event, or why not. ``known_account`` is the account
+    the customer's metadata gave in an earlier ``customer.*`` event, if any."""
+    body, event_type = event.body, event.type
     if event_type not in EVENT_TYPES:
         message = f"Stripe event type {event_type!r} is not mapped; map: {', '.join(EVENT_TYPES)}"
-        return Rejection(Reason.unsupported_type, message, body, event_id=event_id)
-    obj = _object(_object(event.get("data")).get("object"))
-    if not obj:
+        return Rejection(Reason.unsupported_type, message, body, event_id=event.id)
+    if not event.object:
         message = "the Stripe event has no data.object"
-        return Rejection(Reason.invalid_event, message, body, event_id=event_id)
+        return Rejection(Reason.invalid_event, message, body, event_id=event.id)
     try:
-        billing = BILLING[_family(event_type)](obj, event_type)
+        billing = BILLING[_family(event_type)](event.object, event_type)
     except ValueError as exc:
-        return Rejection(Reason.invalid_event, str(exc), body, event_id=event_id)
-    account, resolved_by = resolve_account(obj, accounts)
+        return Rejection(Reason.invalid_event, str(exc), body, event_id=event.id)
+    account, resolved_by = resolve_account(event.object, accounts, known_account)
     fields = {
-        "event_id": event_id,
+        "event_id": event.id,
         "account_id": account,
         "kind": "billing",
         "name": event_type,
-        "occurred_at": _time(event.get("created")) or received_at,
+        "occurred_at": event.created or received_at,
         "billing": billing,
-        "properties": _properties(event, obj, resolved_by),
+        "properties": _properties(event, resolved_by),
     }
     return to_event(fields, body, received_at, limits)
 
 
-def resolve_account(obj: Mapping[str, Any], accounts: StripeAccounts) -> tuple[str, str]:
+def resolve_account(
+    obj: Mapping[str, Any], accounts: StripeAccounts, known_account: str | None = None
+) -> tuple[str, str]:
     """The account of a Stripe object, and what decided it."""
     customer = _customer_id(obj)
     if customer is not None and customer in accounts.mapping:
         return accounts.mapping[customer], "mapping"
-    for source, metadata in _metadata_sources(obj):
+    sources = _metadata_sources(obj)
+    for source, metadata in sources[:1]:
+        account = _text(metadata.get(accounts.metadata_key))
+        if account is not None:
+            return account, source
+    if known_account is not None:
+        return known_account, "customer_metadata"
+    for source, metadata in sources[1:]:
         account = _text(metadata.get(accounts.metadata_key))
         if account is not None:
             return account, source
@@ -264,16 +325,15 @@ def _metadata_sources(obj: Mapping[str, Any]) -> list[tuple[str, Mapping[str, An
     ]
 
 
-def _properties(
-    event: Mapping[str, Any], obj: Mapping[str, Any], resolved_by: str
-) -> dict[str, Any]:
+def _properties(event: StripeEvent, resolved_by: str) -> dict[str, Any]:
+    obj = event.object
     found = {
-        "stripe_event_id": event.get("id"),
+        "stripe_event_id": event.id,
         "stripe_object_id": _text(obj.get("id")),
         "stripe_customer": _customer_id(obj),
         "stripe_charge": _id_of(obj.get("charge")),
         "stripe_subscription": _id_of(obj.get("subscription")),
-        "livemode": _bool(event.get("livemode")),
+        "livemode": event.livemode,
         "account_from": resolved_by,
     }
     return {k: v for k, v in found.items() if v is not None}

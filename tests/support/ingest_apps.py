@@ -67,13 +67,15 @@ CREATED = 1_795_000_000  # 2026-11-18
 PERIOD_END = 1_797_600_000  # 2026-12-18
 
 
-def stripe_event(event_type: str, obj: dict[str, Any], *, event_id: str = "evt_1") -> bytes:
+def stripe_event(
+    event_type: str, obj: dict[str, Any], *, event_id: str = "evt_1", created: int = CREATED
+) -> bytes:
     return orjson.dumps(
         {
             "id": event_id,
             "object": "event",
             "api_version": "2024-06-20",
-            "created": CREATED,
+            "created": created,
             "livemode": False,
             "pending_webhooks": 1,
             "type": event_type,

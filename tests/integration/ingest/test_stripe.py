@@ -9,6 +9,7 @@ from services.ingest.settings import IngestSettings
 from shared.dlq import DeadLetter
 from shared.events import Event, PaymentOutcome, SubscriptionStatus
 from tests.support.ingest_apps import (
+    CREATED,
     ingest_client,
     ingest_test_settings,
     invoice,
@@ -74,12 +75,35 @@ async def test_signed_events_land_as_billing_events_and_stripe_retries_are_store
     assert unpaid.billing is not None and unpaid.billing.payment is PaymentOutcome.failed
 
 
+async def test_the_account_in_customer_metadata_is_remembered_across_restarts_newest_first(
+    settings: IngestSettings, kafka: str, topics: dict[str, str]
+) -> None:
+    def customer(account: str, created: int) -> bytes:
+        obj = {"id": "cus_meta", "object": "customer", "metadata": {"vitals_account_id": account}}
+        return stripe_event("customer.updated", obj, event_id=f"evt_c{created}", created=created)
+
+    paid = stripe_event(
+        "invoice.paid", invoice(customer="cus_meta", amount_paid=10), event_id="evt_p"
+    )
+    async with ingest_client(settings) as client:
+        newer = await _post(client, customer("acme", CREATED + 60))
+        older = await _post(client, customer("stale", CREATED))
+    async with ingest_client(settings) as client:
+        billed = await _post(client, paid)
+
+    assert [r.status_code for r in (newer, older, billed)] == [200, 200, 200]
+    assert newer.json()["accepted"] == 0
+    event = Event.from_bytes((await consume(kafka, topics["events_topic"], 1))[0].value)
+    assert (event.event_id, event.account_id) == ("evt_p", "acme")
+    assert event.properties["account_from"] == "customer_metadata"
+
+
 async def test_bad_signatures_are_refused_with_400_and_not_dead_lettered(
     settings: IngestSettings, kafka: str, topics: dict[str, str]
 ) -> None:
     body = stripe_event("invoice.paid", invoice(amount_paid=100))
     stale = signature_header(body, NEW_SECRET, int(time.time()) - 600)
-    unmapped = stripe_event("customer.created", {"id": "cus_1"}, event_id="evt_unmapped")
+    unmapped = stripe_event("payment_intent.created", {"id": "pi_1"}, event_id="evt_unmapped")
     async with ingest_client(settings) as client:
         unknown_secret = await _post(client, body, "whsec_attacker")
         too_old = await _post(client, body, signature=stale)

@@ -9,9 +9,12 @@ import pytest
 from services.ingest.domain import BodyRejected, Limits, Rejection
 from services.ingest.reasons import Reason
 from services.ingest.stripe_billing import (
+    CustomerAccount,
     StripeAccounts,
+    customer_account,
     map_stripe_event,
     monthly_amount,
+    read_stripe_event,
     resolve_account,
 )
 from services.ingest.stripe_signature import InvalidSignature, verify_stripe_signature
@@ -30,8 +33,12 @@ ACCOUNTS = StripeAccounts(metadata_key="vitals_account_id", mapping={"cus_mapped
 SECRET = "whsec_current"
 
 
-def _map(event_type: str, obj: dict[str, Any], accounts: StripeAccounts = ACCOUNTS) -> Event:
-    item = map_stripe_event(stripe_event(event_type, obj), accounts, NOW, Limits())
+def _item(body: bytes, known: str | None = None) -> Event | Rejection:
+    return map_stripe_event(read_stripe_event(body), ACCOUNTS, known, NOW, Limits())
+
+
+def _map(event_type: str, obj: dict[str, Any], known: str | None = None) -> Event:
+    item = _item(stripe_event(event_type, obj), known)
     assert isinstance(item, Event), item
     return item
 
@@ -173,14 +180,33 @@ def test_the_account_comes_from_mapping_then_metadata_then_the_customer_id() -> 
     assert resolve_account(on_subscription, other_key) == ("cus_3", "stripe_customer")
 
 
+def test_customer_events_tell_the_account_in_metadata_which_then_decides() -> None:
+    with_key = stripe_event(
+        "customer.updated", {"id": "cus_9", "metadata": {"vitals_account_id": "acme"}}
+    )
+    without = stripe_event("customer.created", {"id": "cus_9", "metadata": {}})
+    as_of = datetime.fromtimestamp(CREATED, UTC)
+
+    said = customer_account(read_stripe_event(with_key), ACCOUNTS)
+    cleared = customer_account(read_stripe_event(without), ACCOUNTS)
+    billing = customer_account(read_stripe_event(stripe_event("invoice.paid", invoice())), ACCOUNTS)
+
+    assert said == CustomerAccount("cus_9", "acme", as_of)
+    assert cleared == CustomerAccount("cus_9", None, as_of)
+    assert billing is None
+    remembered = _map("invoice.paid", invoice(customer="cus_9"), known="acme")
+    assert (remembered.account_id, remembered.properties["account_from"]) == (
+        "acme",
+        "customer_metadata",
+    )
+    # The configured mapping still wins over what the customer's metadata said.
+    assert _map("invoice.paid", invoice(customer="cus_mapped"), known="acme").account_id == "globex"
+
+
 def test_unmapped_types_and_unusable_objects_are_rejected_with_the_event_id() -> None:
-    unmapped = map_stripe_event(
-        stripe_event("payment_intent.created", {"id": "pi_1"}), ACCOUNTS, NOW, Limits()
-    )
-    empty = map_stripe_event(stripe_event("invoice.paid", {}), ACCOUNTS, NOW, Limits())
-    no_currency = map_stripe_event(
-        stripe_event("invoice.paid", invoice(currency=None)), ACCOUNTS, NOW, Limits()
-    )
+    unmapped = _item(stripe_event("payment_intent.created", {"id": "pi_1"}))
+    empty = _item(stripe_event("invoice.paid", {}))
+    no_currency = _item(stripe_event("invoice.paid", invoice(currency=None)))
 
     assert isinstance(unmapped, Rejection) and unmapped.reason is Reason.unsupported_type
     assert isinstance(empty, Rejection) and empty.reason is Reason.invalid_event
@@ -191,14 +217,14 @@ def test_unmapped_types_and_unusable_objects_are_rejected_with_the_event_id() ->
 @pytest.mark.parametrize("body", [b"[]", b'{"type": "invoice.paid"}', b"{"])
 def test_a_body_that_is_not_a_stripe_event_is_rejected_whole(body: bytes) -> None:
     with pytest.raises(BodyRejected):
-        map_stripe_event(body, ACCOUNTS, NOW, Limits())
+        read_stripe_event(body)
 
 
 def test_a_future_event_is_rejected() -> None:
     event = orjson.loads(stripe_event("invoice.paid", invoice()))
     body = orjson.dumps({**event, "created": int(NOW.timestamp()) + 3600})
 
-    future = map_stripe_event(body, ACCOUNTS, NOW, Limits())
+    future = _item(body)
 
     assert isinstance(future, Rejection) and future.reason is Reason.event_in_future
 

@@ -1,0 +1,27 @@
+"""The durable Stripe customer -> account mapping, from ``customer.*`` events."""
+
+from __future__ import annotations
+
+from services.ingest import repository
+from services.ingest.database import transaction
+from services.ingest.intake import Clock
+from services.ingest.stripe_billing import CustomerAccount
+from shared.db import SessionFactory
+
+
+class StripeCustomers:
+    def __init__(self, sessions: SessionFactory, clock: Clock) -> None:
+        self._sessions = sessions
+        self._clock = clock
+
+    async def account(self, customer_id: str | None) -> str | None:
+        if customer_id is None:
+            return None
+        async with transaction(self._sessions) as session:
+            return await repository.account_of_customer(session, customer_id)
+
+    async def remember(self, said: CustomerAccount) -> None:
+        async with transaction(self._sessions) as session:
+            await repository.save_customer_account(
+                session, said.customer_id, said.account_id, said.as_of, self._clock()
+            )
