@@ -296,6 +296,8 @@ class RawTopicConsumer:
         self._task: asyncio.Task[None] | None = None
         self.failure: str | None = None
         """Why the consumer stopped by itself, if it did."""
+        self.assigned: frozenset[TopicPartition] = frozenset()
+        """The raw-topic partitions this replica reads now."""
 
     def start(self) -> None:
         if self._config.topics:
@@ -353,6 +355,7 @@ class RawTopicConsumer:
             await asyncio.wait_for(self._commit(consumer), COMMIT_TIMEOUT_S)
         self._pending.clear()
         self._consumer = None
+        self.assigned = frozenset()
         try:
             await consumer.stop()
         except KafkaError as exc:
@@ -427,6 +430,7 @@ class RawTopicConsumer:
                 del self._pending[tp]
 
     async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.assigned = frozenset(assigned)
         log.info("raw-topic consumer assigned %s", sorted(map(str, assigned)))
 
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
@@ -442,6 +446,7 @@ class RawTopicConsumer:
                     log.info("raw-topic commit on revoke skipped: %s", exc)
             for tp in revoked:
                 self._pending.pop(tp, None)
+            self.assigned = self.assigned - revoked
 
 
 def _decode_safely(record: RawRecord, limits: Limits, max_bytes: int, now: datetime) -> Decoded:

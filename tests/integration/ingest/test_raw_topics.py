@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -13,6 +14,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import RecordMetadata
+from prometheus_client import REGISTRY
 
 from services.ingest.dedupe import DatabaseDeduplicator
 from services.ingest.intake import Intake
@@ -57,15 +59,21 @@ async def sessions(settings: IngestSettings) -> AsyncIterator[SessionFactory]:
 
 @asynccontextmanager
 async def consuming(
-    settings: IngestSettings, config: RawTopicsConfig, sessions: SessionFactory
+    settings: IngestSettings,
+    config: RawTopicsConfig,
+    sessions: SessionFactory,
+    publisher: EventPublisher | None = None,
 ) -> AsyncIterator[RawTopicConsumer]:
-    """The raw-topic consumer on the shared intake, as the ingest app runs them."""
-    publisher = EventPublisher(settings, Readiness("kafka"))
+    """The raw-topic consumer on the shared intake, as the ingest app runs them;
+    a given ``publisher`` is the test's to start."""
+    own_publisher = publisher is None
+    publisher = publisher or EventPublisher(settings, Readiness("kafka"))
     window = timedelta(seconds=settings.ingest_dedupe_window_s)
     dedupe = DatabaseDeduplicator(sessions, window, settings.dedupe_lease(), _now)
     intake = Intake(publisher, dedupe, "ingest@test")
     consumer = RawTopicConsumer(settings, config, intake, SegmentUsers(sessions, _now))
-    publisher.start()
+    if own_publisher:
+        publisher.start()
     consumer.start()
     try:
         yield consumer
@@ -204,6 +212,10 @@ async def test_each_shape_becomes_events_and_every_rejection_names_its_record(
         assert letter.source == f"kafka:{usage}/{letter.partition}@{letter.offset}"
     assert letters[sent[2].offset].original() == poison
     assert orjson.loads(letters[sent[5].offset].original()) == cloud_events[1]
+    lag = REGISTRY.get_sample_value(
+        "vitals_ingest_consumer_lag_records", {"topic": usage, "partition": str(sent[0].partition)}
+    )
+    assert lag == 0
 
 
 def _json_call(message_id: str) -> dict[str, Any]:
@@ -270,3 +282,54 @@ async def test_a_topic_of_almost_only_rejects_stops_the_consumer_instead_of_drai
 
 async def _failed(consumer: RawTopicConsumer) -> bool:
     return consumer.failure is not None
+
+
+async def test_records_wait_while_the_broker_does_not_acknowledge_and_none_is_skipped(
+    kafka: str,
+    settings: IngestSettings,
+    config: RawTopicsConfig,
+    sessions: SessionFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, "services.ingest.raw_topics")
+    await produce(
+        kafka, config.topics[0], [_json(native_usage_json(event_id=f"w-{i}")) for i in range(30)]
+    )
+    publisher = EventPublisher(settings, Readiness("kafka"))
+
+    async with consuming(settings, config, sessions, publisher):
+        await wait_for(lambda: _retried(caplog), 30, "a publish refused by the broker")
+        publisher.start()
+        await wait_for(lambda: committed_to_the_end(kafka, config), 60, "every record consumed")
+
+    assert sorted(await event_ids(kafka, settings)) == sorted(f"w-{i}" for i in range(30))
+
+
+async def _retried(caplog: pytest.LogCaptureFixture) -> bool:
+    return any("raw records not stored" in r.getMessage() for r in caplog.records)
+
+
+async def test_two_replicas_share_the_partitions_and_each_event_comes_out_once(
+    kafka: str, settings: IngestSettings, config: RawTopicsConfig, sessions: SessionFactory
+) -> None:
+    small_batches = config.model_copy(update={"max_records": 5})
+    first = [
+        _json(native_usage_json(event_id=f"s-{i}", account_id=f"a{i % 9}")) for i in range(200)
+    ]
+    await produce(kafka, config.topics[0], first, key=None)
+
+    async with consuming(settings, small_batches, sessions) as first_replica:
+        await wait_for(lambda: event_ids(kafka, settings), 30, "the first events")
+        async with consuming(settings, small_batches, sessions) as second_replica:
+            await wait_for(lambda: _sharing(first_replica, second_replica), 30, "a rebalance")
+            later = [_json(native_usage_json(event_id=f"s-{i}")) for i in range(200, 300)]
+            await produce(kafka, config.topics[0], later, key=None)
+            await wait_for(lambda: committed_to_the_end(kafka, config), 60, "every record consumed")
+
+    ids = await event_ids(kafka, settings)
+    assert len(ids) == 300
+    assert set(ids) == {f"s-{i}" for i in range(300)}
+
+
+async def _sharing(first: RawTopicConsumer, second: RawTopicConsumer) -> bool:
+    return bool(first.assigned and second.assigned) and not first.assigned & second.assigned
