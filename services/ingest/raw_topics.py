@@ -240,7 +240,11 @@ def map_segment(
     result = SegmentMapped([], {})
     for record in decoded:
         calls = record.calls or []
-        mapped = segment.map_messages(calls, accounts, record.received_at, limits)
+        try:
+            mapped = segment.map_messages(calls, accounts, record.received_at, limits)
+        except Exception as exc:  # a poison record must not block its partition
+            result.items.append([unreadable(record.record, exc)])
+            continue
         for user, (account, _) in mapped.grouped.items():
             accounts[user] = account
         result.grouped.update(mapped.grouped)
@@ -292,6 +296,9 @@ class RawTopicConsumer:
         self._share = RejectedShare(config.max_rejected_ratio, config.rejected_window)
         self._lock = asyncio.Lock()
         self._pending: dict[TopicPartition, int] = {}
+        """Next offsets stored (events and dead letters acknowledged), not yet committed."""
+        self._positions: dict[TopicPartition, int] = {}
+        """Next offset to handle, per partition: what the lag is measured from."""
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
         self.failure: str | None = None
@@ -354,6 +361,7 @@ class RawTopicConsumer:
         with contextlib.suppress(KafkaError, TimeoutError):
             await asyncio.wait_for(self._commit(consumer), COMMIT_TIMEOUT_S)
         self._pending.clear()
+        self._positions.clear()
         self._consumer = None
         self.assigned = frozenset()
         try:
@@ -369,13 +377,13 @@ class RawTopicConsumer:
                 owned = consumer.assignment()
                 records = [r for tp, rs in batch.items() if tp in owned for r in rs]
                 problem = await self._handle(consumer, records) if records else None
+            self._record_lag(consumer)
             if problem is not None:
                 delay = backoff.next_delay()
                 log.warning("raw records not stored, retrying in %.1fs: %s", delay, problem)
                 await asyncio.sleep(delay)
                 continue
             backoff.reset()
-            _record_lag(consumer, batch)
             await self._commit(consumer)
 
     async def _handle(
@@ -385,11 +393,24 @@ class RawTopicConsumer:
         try:
             await self._submit([RawRecord.of(r) for r in records])
         except (BrokerUnavailable, DatabaseUnavailable, InFlight) as exc:
-            _rewind(consumer, records)
+            for tp, offset in _first_offsets(records).items():
+                if tp in consumer.assignment():
+                    consumer.seek(tp, offset)
+                    self._positions[tp] = offset
             return f"{type(exc).__name__}: {exc}"
         for record in records:
-            self._pending[TopicPartition(record.topic, record.partition)] = record.offset + 1
+            tp = TopicPartition(record.topic, record.partition)
+            self._pending[tp] = self._positions[tp] = record.offset + 1
         return None
+
+    def _record_lag(self, consumer: AIOKafkaConsumer) -> None:
+        owned = consumer.assignment()
+        self._positions = {tp: o for tp, o in self._positions.items() if tp in owned}
+        for tp, position in self._positions.items():
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                lag = max(highwater - position, 0)
+                metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
 
     async def _submit(self, records: Sequence[RawRecord]) -> None:
         now = self._clock()
@@ -450,35 +471,24 @@ class RawTopicConsumer:
 
 
 def _decode_safely(record: RawRecord, limits: Limits, max_bytes: int, now: datetime) -> Decoded:
-    """A record that breaks decoding is dead-lettered: it must not block its partition."""
     try:
         return decode(record, limits, max_bytes, now)
-    except Exception as exc:
-        log.exception("raw record %s could not be decoded", record.origin().source)
-        message = f"record could not be read: {type(exc).__name__}: {exc}"
-        original = segment.redact_write_key(record.value or b"")
-        return Decoded(record, now, [Rejection(Reason.invalid_body, message, original)])
+    except Exception as exc:  # a poison record must not block its partition
+        return Decoded(record, now, [unreadable(record, exc)])
 
 
-def _rewind(consumer: AIOKafkaConsumer, records: Sequence[ConsumerRecord]) -> None:
-    owned = consumer.assignment()
+def unreadable(record: RawRecord, exc: Exception) -> Rejection:
+    """A record that broke decoding or mapping, to dead-letter; the fault is logged."""
+    log.error("raw record %s could not be read", record.origin().source, exc_info=exc)
+    message = f"record could not be read: {type(exc).__name__}: {exc}"
+    return Rejection(Reason.invalid_body, message, segment.redact_write_key(record.value or b""))
+
+
+def _first_offsets(records: Sequence[ConsumerRecord]) -> dict[TopicPartition, int]:
     first: dict[TopicPartition, int] = {}
     for record in records:
-        tp = TopicPartition(record.topic, record.partition)
-        first.setdefault(tp, record.offset)
-    for tp, offset in first.items():
-        if tp in owned:
-            consumer.seek(tp, offset)
-
-
-def _record_lag(
-    consumer: AIOKafkaConsumer, batch: Mapping[TopicPartition, list[ConsumerRecord]]
-) -> None:
-    for tp, records in batch.items():
-        highwater = consumer.highwater(tp)
-        if highwater is not None and records:
-            lag = max(highwater - (records[-1].offset + 1), 0)
-            metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
+        first.setdefault(TopicPartition(record.topic, record.partition), record.offset)
+    return first
 
 
 def _ignore(problem: str | None) -> None:

@@ -4,6 +4,7 @@ from typing import Any
 import orjson
 import pytest
 
+from services.ingest import segment
 from services.ingest.domain import Item, Limits, Rejection
 from services.ingest.raw_topics import (
     Decoded,
@@ -251,3 +252,28 @@ def test_the_topics_are_a_comma_list_and_empty_means_off() -> None:
     assert RawTopicsConfig().topics == ("vitals.usage.raw", "vitals.billing.raw")
     assert RawTopicsConfig(topics=" a.raw, b.raw ,").topics == ("a.raw", "b.raw")
     assert RawTopicsConfig(topics="").topics == ()
+
+
+def test_a_record_that_breaks_segment_mapping_is_rejected_and_the_others_still_map(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    real = segment.map_messages
+
+    def fragile(calls: list[Any], *args: Any) -> segment.Mapped:
+        if any(call.get("event") == "boom" for call in calls):
+            raise ValueError("a fault in mapping")
+        return real(calls, *args)
+
+    monkeypatch.setattr(segment, "map_messages", fragile)
+    records = [
+        _decode(_track(event="boom", messageId="t0"), offset=1),
+        _decode(_track(messageId="t1", context={"groupId": "acme"}), offset=2),
+    ]
+
+    mapped = map_segment(records, {}, LIMITS)
+
+    rejection = _rejection(mapped.items[0][0])
+    assert rejection.reason is Reason.invalid_body
+    assert "ValueError: a fault in mapping" in rejection.message
+    assert rejection.original == records[0].record.value
+    assert _event(mapped.items[1][0]).event_id == "t1"
