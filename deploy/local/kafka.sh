@@ -228,9 +228,8 @@ START_PID=
 # started_line: the broker logged "Kafka Server started" since this start began; the log
 # rolls over by size (a start can log megabytes), so the rolled files count too.
 started_line() {
-  cat "$LOGS"/server.log.* "$LOGS/server.log" 2>/dev/null \
-    | awk -v since="[$START_STAMP" '/Kafka Server started/ && substr($0, 1, 20) >= since { found = 1 }
-        END { exit !found }'
+  awk -v since="[$START_STAMP" '/Kafka Server started/ && substr($0, 1, 20) >= since { found = 1 }
+      END { exit !found }' "$LOGS"/server.log* 2>/dev/null
 }
 
 serving() { started_line && api_versions; }
