@@ -98,8 +98,9 @@ class AlertsHandler:
             )
             cursor.health_history = [[at.isoformat(), score] for at, score in result.history]
             message_at = datetime.fromtimestamp(record.timestamp / 1000, UTC)
-            for decision in result.decisions:
-                await self._record(session, setup, rows, decision, change, now, message_at)
+            for index, decision in enumerate(result.decisions):
+                order = engine.ordinal(change.sequence, index)
+                await self._record(session, setup, rows, decision, change, now, message_at, order)
 
     async def after_commit(self) -> None:
         self._counts.apply()
@@ -117,6 +118,7 @@ class AlertsHandler:
         change: ScoreChange,
         now: datetime,
         message_at: datetime,
+        order: int,
     ) -> None:
         state = decision.alert
         row = rows.get(state.rule)
@@ -136,6 +138,7 @@ class AlertsHandler:
                 account_id=change.account_id,
                 event=row.last_event,
                 created_at=now,
+                ordinal=order,
             )
         )
         self._count(decision, change)
@@ -144,7 +147,9 @@ class AlertsHandler:
                 channel = setup.channels.get(channel_id)
                 if channel is None or channel.mode != "immediate" or not channel.enabled:
                     continue
-                session.add(_delivery(channel, state, decision, event, now, message_at))
+                delivery = _delivery(channel, state, decision, event, now, message_at)
+                delivery.ordinal = order
+                session.add(delivery)
 
     def _count(self, decision: engine.Decision, change: ScoreChange) -> None:
         rule, tier = decision.alert.rule, change.tier.value if change.tier else "none"

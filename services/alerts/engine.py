@@ -106,6 +106,16 @@ def event_id(alert: str, transition: str, sequence: int) -> str:
     return str(uuid.uuid5(ALERT_ID_NAMESPACE, f"{alert}\x1f{transition}\x1f{sequence}"))
 
 
+DECISIONS_PER_MESSAGE = 1024
+
+
+def ordinal(sequence: int, index: int) -> int:
+    """Where the ``index``-th decision on an account's score message ``sequence`` stands
+    among that account's decisions: the order its notices and events go out in, the same
+    after any replay."""
+    return sequence * DECISIONS_PER_MESSAGE + min(index, DECISIONS_PER_MESSAGE - 1)
+
+
 # --- conditions -------------------------------------------------------------------
 
 

@@ -5,7 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Index, Integer, MetaData, String, Text, UniqueConstraint, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import UtcDateTime
@@ -86,6 +96,8 @@ class Delivery(Base):
     message_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     delivered_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     dead_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # Orders an alert's notices made at one time: see engine.ordinal.
+    ordinal: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class AccountCursor(Base):
@@ -148,6 +160,7 @@ class AlertEventRow(Base):
     event: Mapped[dict[str, Any]] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     published_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    ordinal: Mapped[int | None] = mapped_column(BigInteger)
 
 
 consumer_offsets = consumer_offsets_table(Base.metadata, "alerts_consumer_offsets")

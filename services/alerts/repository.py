@@ -81,7 +81,7 @@ async def due_deliveries(session: AsyncSession, now: datetime, limit: int) -> Se
     rows = await session.scalars(
         select(Delivery)
         .where(Delivery.status == "pending", Delivery.next_attempt_at <= now)
-        .order_by(Delivery.next_attempt_at, Delivery.created_at, Delivery.id)
+        .order_by(Delivery.next_attempt_at, Delivery.created_at, Delivery.ordinal, Delivery.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
@@ -152,7 +152,7 @@ async def unpublished_events(session: AsyncSession, limit: int) -> Sequence[Aler
     rows = await session.scalars(
         select(AlertEventRow)
         .where(AlertEventRow.published_at.is_(None))
-        .order_by(AlertEventRow.created_at, AlertEventRow.id)
+        .order_by(AlertEventRow.created_at, AlertEventRow.ordinal, AlertEventRow.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
     )

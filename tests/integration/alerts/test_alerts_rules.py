@@ -4,9 +4,12 @@ PostgreSQL to a real signed-webhook receiver."""
 from datetime import date, timedelta
 
 import pytest
+from sqlalchemy import select
 from standardwebhooks import Webhook
 
-from shared.scores import Risk, Tier
+from services.alerts.models import AccountCursor
+from shared.db import create_engine, session_factory
+from shared.scores import Risk, ScoreChange, Tier
 from tests.integration.alerts.conftest import AlertsStack, StackFactory
 from tests.support.alerts_messages import driver, enriched_change, facts, later
 from tests.support.alerts_receivers import HttpReceiver, Recorded
@@ -15,6 +18,7 @@ from tests.support.servers import serve, wait_for
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+DAYS_20 = timedelta(days=20)
 
 
 def webhook_channels(url: str) -> dict[str, object]:
@@ -120,3 +124,91 @@ async def test_every_other_default_rule_fires_for_its_account(alerts_stack: Stac
         "silent": "Paying account silent for 20 days (last usage 2026-11-02)",
         "renew": f"Renewal in 20 days ({date(2026, 12, 12)}) with health 50 (yellow)",
     }
+
+
+async def _applied(stack: AlertsStack, sequences: dict[str, int]) -> bool:
+    """Whether the service has applied each account's messages up to its sequence."""
+    engine = create_engine(stack.database)
+    try:
+        async with session_factory(engine)() as session:
+            rows = await session.scalars(
+                select(AccountCursor).where(AccountCursor.account_id.in_(sequences))
+            )
+            applied = {row.account_id: row.last_sequence for row in rows}
+    finally:
+        await engine.dispose()
+    return applied == sequences
+
+
+async def _phase(stack: AlertsStack, *changes: ScoreChange) -> None:
+    """Send ``changes`` and wait until all are applied, before the clock moves on."""
+    await stack.send(*changes)
+    last = {c.account_id: c.sequence for c in changes}
+    await wait_for(lambda: _applied(stack, last), 30, f"messages applied: {last}")
+
+
+async def test_every_other_rule_dedupes_reminds_after_its_cooldown_and_resolves(
+    alerts_stack: StackFactory,
+) -> None:
+    receiver = HttpReceiver()
+    async with serve(receiver.app()) as url, alerts_stack(channels=webhook_channels(url)) as stack:
+        t0, clock = stack.clock.now, stack.clock
+        used = facts(last_usage_at=t0)
+        peak = enriched_change(
+            account_id="drop", health_score=85, computed_at=t0 - timedelta(days=3), account=used
+        )
+        dropped = later(peak, timedelta(days=3), health_score=60)
+        silent = enriched_change(
+            account_id="silent", computed_at=t0, account=facts(last_usage_at=t0 - DAYS_20)
+        )
+        renewal = facts(last_usage_at=t0, renewal_date=(t0 + timedelta(days=30)).date())
+        renewing = enriched_change(
+            account_id="renew", health_score=50, computed_at=t0, account=renewal
+        )
+        tier = enriched_change(account_id="tier", tier=Tier.A, computed_at=t0, account=used)
+        tier_up = later(tier, timedelta(minutes=1), tier=Tier.S, value_score=85)
+        hour = timedelta(hours=1)
+        # Opened once each; the repeats (same message, or still firing) change nothing.
+        await _phase(
+            stack,
+            peak, dropped, dropped, later(dropped, hour, health_score=62),
+            silent, silent, later(silent, hour),
+            renewing, renewing, later(renewing, hour),
+            tier, tier_up, tier_up, later(tier_up, hour),
+        )  # fmt: skip
+        await wait_for(lambda: _received(receiver, 4), 30, "four opened notices")
+
+        clock.advance(timedelta(hours=25))  # past the drop's 24h cooldown only
+        day = timedelta(hours=25)
+        still_dropped = later(dropped, day, sequence=4, health_score=61)
+        await _phase(
+            stack,
+            still_dropped, later(still_dropped, hour, health_score=80),
+            later(silent, day, sequence=3),
+            later(renewing, day, sequence=3),
+            later(tier_up, day, sequence=4, tier=Tier.A, value_score=55),
+        )  # fmt: skip
+        await wait_for(lambda: _received(receiver, 7), 30, "reminder, resolution, tier down")
+
+        clock.advance(timedelta(days=7))  # past silence's 72h and renewal's 7d cooldowns
+        week = timedelta(days=8)
+        still_silent = later(silent, week, sequence=4)
+        still_renewing = later(renewing, week, sequence=4)
+        await _phase(
+            stack,
+            still_silent,
+            later(still_silent, hour, account=facts(last_usage_at=t0 + week)),
+            still_renewing, later(still_renewing, hour, health_score=80),
+        )  # fmt: skip
+        requests = await wait_for(lambda: _received(receiver, 11), 30, "eleven notices")
+
+    told: dict[str, list[str]] = {}
+    for body in map(verified, requests):
+        told.setdefault(str(body["account_id"]), []).append(f"{body['type']} {body['episode']}")
+    assert told == {
+        "drop": ["alert.opened 1", "alert.reminded 1", "alert.resolved 1"],
+        "silent": ["alert.opened 1", "alert.reminded 1", "alert.resolved 1"],
+        "renew": ["alert.opened 1", "alert.reminded 1", "alert.resolved 1"],
+        "tier": ["alert.opened 1", "alert.opened 2"],  # each change its own episode
+    }
+    assert len({r.headers["webhook-id"] for r in requests}) == 11

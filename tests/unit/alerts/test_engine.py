@@ -14,6 +14,7 @@ from services.alerts.engine import (
     alert_id,
     evaluate,
     notice_id,
+    ordinal,
     remember_health,
     silenced,
 )
@@ -384,3 +385,9 @@ def test_all_default_rules_together_on_a_falling_account() -> None:
         "tier_changed",
     ]
     assert all(d.alert.state is AlertState.open and d.notify for d in decisions)
+
+
+def test_ordinals_follow_the_messages_then_the_decisions() -> None:
+    order = [ordinal(1, 0), ordinal(1, 1), ordinal(2, 0), ordinal(2, 5000), ordinal(3, 0)]
+
+    assert order == sorted(order) and len(set(order)) == len(order)
