@@ -111,6 +111,7 @@ def _add_route(
             max_bytes=max_bytes,
             redact=segment.redact_write_key,
             statuses=SEGMENT_STATUSES,
+            sender_known_in_parse=not key_in_headers,
         )
         if isinstance(received, Refused):
             return segment_error(received)

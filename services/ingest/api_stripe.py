@@ -100,7 +100,9 @@ def add_stripe_routes(app: FastAPI, http: HttpIntake, customers: StripeCustomers
             item = map_stripe_event(event, accounts, known, received_at, limits)
             return Parsed([item], batch=False)
 
-        received = await http.receive(request, channel=CHANNEL, media_types=(JSON,), parse=parse)
+        received = await http.receive(
+            request, channel=CHANNEL, media_types=(JSON,), parse=parse, sender_known_in_parse=True
+        )
         if isinstance(received, Refused):
             return refused_response(received)
         outcome = received.outcome

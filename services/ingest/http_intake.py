@@ -87,19 +87,29 @@ class HttpIntake:
         max_bytes: int | None = None,
         redact: Redactor = keep,
         statuses: Mapping[Reason, int] = BODY_STATUS,
+        sender_known_in_parse: bool = False,
     ) -> Received | Refused:
         """``redact`` removes secrets from a body dead-lettered whole; ``statuses`` gives
-        the answer to each body-level reason (400 when not listed)."""
+        the answer to each body-level reason (400 when not listed).
+
+        ``sender_known_in_parse``: only ``parse`` can tell who sent the body (a Stripe
+        signature, a Segment ``writeKey``), so a body refused before it (media type,
+        size) is answered but not dead-lettered: an unknown sender must not be able to
+        write to the dead-letter topic.
+        """
         origin = Origin.http(request.url.path)
         limit = min(max_bytes or self._max_body_bytes, self._max_body_bytes)
         try:
             require_media_type(request, media_types)
             body = await read_limited(request, limit)
+        except BodyRejected as exc:
+            if sender_known_in_parse:
+                return _refused_unread(exc.rejection, statuses)
+            return await self._refuse_body(exc.rejection, redact, origin, channel, statuses)
+        try:
             parsed = await parse(body, self._clock())
         except BodyRejected as exc:
-            rejection = exc.rejection
-            rejection = dataclasses.replace(rejection, original=redact(rejection.original))
-            return await self._refuse_body(rejection, origin, channel, statuses)
+            return await self._refuse_body(exc.rejection, redact, origin, channel, statuses)
         except RequestRefused as exc:
             metrics.REQUESTS_REJECTED.labels(exc.refused.error).inc()
             return exc.refused
@@ -112,8 +122,14 @@ class HttpIntake:
         return Received(parsed, outcome)
 
     async def _refuse_body(
-        self, rejection: Rejection, origin: Origin, channel: str, statuses: Mapping[Reason, int]
+        self,
+        rejection: Rejection,
+        redact: Redactor,
+        origin: Origin,
+        channel: str,
+        statuses: Mapping[Reason, int],
     ) -> Refused:
+        rejection = dataclasses.replace(rejection, original=redact(rejection.original))
         try:
             await self._intake.submit([(rejection, origin)], channel)
         except (BrokerUnavailable, DatabaseUnavailable, InFlight) as exc:
@@ -121,6 +137,11 @@ class HttpIntake:
             log.error("dead letter for a refused body not stored: %s", exc)
         status = statuses.get(rejection.reason, 400)
         return Refused(status, rejection.reason.value, rejection.message)
+
+
+def _refused_unread(rejection: Rejection, statuses: Mapping[Reason, int]) -> Refused:
+    metrics.REQUESTS_REJECTED.labels(rejection.reason.value).inc()
+    return Refused(statuses.get(rejection.reason, 400), rejection.reason.value, rejection.message)
 
 
 def unavailable(exc: Exception) -> Refused:

@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from stripe import WebhookSignature
 
 from services.ingest.app import MIGRATIONS, create_app
@@ -60,6 +62,25 @@ async def ingest_client(
     ):
         await wait_for(lambda: is_ready(client), 30, "ingest to be ready")
         yield client
+
+
+async def topic_size(kafka: str, topic: str) -> int:
+    """Records ever written to ``topic`` (its partitions' end offsets): exact once every
+    producer was acknowledged, unlike waiting to see that nothing more comes."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    partitions = [TopicPartition(topic, p["partition"]) for p in described[0]["partitions"]]
+    assert partitions, f"topic {topic} does not exist"
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka)
+    await consumer.start()
+    try:
+        return sum((await consumer.end_offsets(partitions)).values())
+    finally:
+        await consumer.stop()
 
 
 # Stripe webhook events

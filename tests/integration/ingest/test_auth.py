@@ -21,6 +21,7 @@ from tests.support.ingest_apps import (
     migrated,
     signature_header,
     stripe_event,
+    topic_size,
 )
 from tests.support.kafka import consume
 
@@ -127,6 +128,9 @@ async def test_segment_takes_the_key_as_basic_username_or_write_key_in_the_body(
             "/v1/track", content=b"{not json", headers={"content-type": "application/json"}
         )
         read_scope = await client.post("/v1/track", json=call, headers=_basic(keys["dashboard"]))
+        wrong_type = await client.post(
+            "/v1/batch", content=b"{}", headers={"content-type": "text/plain"}
+        )
 
     assert errors == []
     assert in_body.status_code == 200, in_body.text
@@ -135,6 +139,8 @@ async def test_segment_takes_the_key_as_basic_username_or_write_key_in_the_body(
     # Without a key nothing is read: not even a broken body reaches the dead-letter topic.
     _segment_error(unreadable, 401, "missing_api_key")
     _segment_error(read_scope, 403, "insufficient_scope")
+    _segment_error(wrong_type, 400, "unsupported_media_type")
+    assert await topic_size(kafka, f"{topics['events_topic']}.dlq") == 0
     events = [Event.from_bytes(r.value) for r in await consume(kafka, topics["events_topic"], 2)]
     assert sorted(e.event_id for e in events) == ["body", "official"]
 

@@ -17,6 +17,7 @@ from tests.support.ingest_apps import (
     signature_header,
     stripe_event,
     subscription,
+    topic_size,
 )
 from tests.support.kafka import consume
 
@@ -111,15 +112,23 @@ async def test_bad_signatures_are_refused_with_400_and_not_dead_lettered(
             PATH, content=body, headers={"content-type": "application/json"}
         )
         kept = await _post(client, unmapped)
+        wrong_type = await client.post(PATH, content=body, headers={"content-type": "text/plain"})
+        huge = await client.post(
+            PATH, content=b"x" * 600_000, headers={"content-type": "application/json"}
+        )
 
     for refused in (unknown_secret, too_old, unsigned):
         assert refused.status_code == 400, refused.text
         assert refused.json()["error"] == "invalid_signature"
     assert "tolerance" in too_old.json()["message"]
+    assert [wrong_type.status_code, huge.status_code] == [415, 413]
     # A signed event that cannot be mapped is answered 200 (a retry cannot fix it) and kept.
     assert kept.status_code == 200
     assert kept.json()["errors"][0]["reason"] == "unsupported_type"
-    letters = await consume(kafka, f"{topics['events_topic']}.dlq", 1)
+    # Only the signed event is a dead letter: unsigned posts cannot write there.
+    dlq = f"{topics['events_topic']}.dlq"
+    assert await topic_size(kafka, dlq) == 1
+    letters = await consume(kafka, dlq, 1)
     assert [DeadLetter.from_bytes(r.value).event_id for r in letters] == ["evt_unmapped"]
 
 
