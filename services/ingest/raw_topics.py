@@ -155,8 +155,7 @@ def decode(record: RawRecord, limits: Limits, max_record_bytes: int, now: dateti
         return _decode(record, limits, max_record_bytes, received_at)
     except BodyRejected as exc:
         rejection = exc.rejection
-        original = segment.redact_write_key(rejection.original)
-        kept = Rejection(rejection.reason, rejection.message, original, rejection.details)
+        kept = replace(rejection, original=segment.redact_write_key(rejection.original))
         return Decoded(record, received_at, [kept])
 
 
