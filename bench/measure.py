@@ -272,6 +272,10 @@ async def vitals_recovery(
         return time.perf_counter() - killed_at
 
 
+async def until_durable(scoring: ScoringUnderTest, events: int, timeout_s: float) -> None:
+    await _until(lambda: _beyond(scoring.durable, events), timeout_s, "catch-up")
+
+
 async def _beyond(position: Callable[[], Awaitable[int]], mark: int) -> bool:
     return await position() >= mark
 

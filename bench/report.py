@@ -39,6 +39,8 @@ def markdown(report: dict[str, Any]) -> str:
     elif part == "scoring":
         for workload in report["workloads"]:
             lines += _workload(workload)
+        if "sweep" in report:
+            lines += _sweep(report["sweep"])
     else:
         lines += _alerts(report["alerts"])
     return "\n".join(lines).rstrip()
@@ -64,6 +66,21 @@ def _alerts(alerts: dict[str, Any]) -> list[str]:
     for row in alerts["rows"]:
         lines.append(f"| {row['label']} | {_figure(row, 'value', row['unit'], row['digits'])} |")
     return [*lines, ""]
+
+
+def _sweep(sweep: dict[str, Any]) -> list[str]:
+    rate = sweep["accounts_per_s"] or 0
+    took = (
+        f"in {sweep['sweep_s']:,.1f} s"
+        if sweep["complete"]
+        else f"in a projected {sweep['sweep_s'] or 0:,.0f} s (measured over the first "
+        f"{sweep['swept']:,})"
+    )
+    return [
+        f"Sweep (one run): {sweep['accounts']:,} accounts in the database, re-scored by one "
+        f"process {took}, {rate:,.0f} accounts/s; peak RSS {sweep['peak_rss_mb']:,.0f} MiB.",
+        "",
+    ]
 
 
 def _workload(workload: dict[str, Any]) -> list[str]:

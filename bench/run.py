@@ -43,11 +43,12 @@ class Scale:
     cap_s: float  # longest a single consumer measurement may take
     http_events: int
     open_loop_s: float  # how long each open-loop rate is held
+    sweep_accounts: int
 
 
 SCALES = {
-    "smoke": Scale("smoke", (Workload(accounts=1_000, events=20_000),), 60, 5_000, 5),
-    "small": Scale("small", (Workload(accounts=10_000, events=200_000),), 20, 50_000, 10),
+    "smoke": Scale("smoke", (Workload(accounts=1_000, events=20_000),), 60, 5_000, 5, 10_000),
+    "small": Scale("small", (Workload(accounts=10_000, events=200_000),), 20, 50_000, 10, 100_000),
     "full": Scale(
         "full",
         (
@@ -57,6 +58,7 @@ SCALES = {
         45,
         500_000,
         30,
+        1_000_000,
     ),
 }
 
@@ -270,6 +272,20 @@ def _peer_version() -> str:
     return "not installed"
 
 
+async def bench_sweep(scale: Scale, bootstrap: str, postgres: str) -> dict[str, Any]:
+    from bench.sweep import sweep
+
+    say(f"sweep over {scale.sweep_accounts:,} accounts (one run)")
+    result = await sweep(
+        bootstrap, postgres, scale.sweep_accounts, ROOT / "var" / "bench" / "sweep.log"
+    )
+    say(
+        f"sweep: {result['accounts']:,} accounts in {result['sweep_s']:.1f} s, "
+        f"peak RSS {result['peak_rss_mb']:,.0f} MiB"
+    )
+    return result
+
+
 PARTS = ("ingest", "scoring", "alerts")
 
 
@@ -299,6 +315,7 @@ async def main() -> None:
             report["workloads"] = [
                 await bench_workload(w, scale, runs, bootstrap, postgres) for w in scale.workloads
             ]
+            report["sweep"] = await bench_sweep(scale, bootstrap, postgres)
         else:
             from bench.alerts import bench_alerts
 

@@ -1,0 +1,105 @@
+"""The sweep at portfolio size: one scoring process re-scores N accounts at the current
+time, and how much memory it takes.
+
+Real account states come from scoring a small workload; they are then cloned in SQL
+(new account ids, same partitions) up to N accounts, and a fresh scoring process on
+the same database sweeps them all on start. The sweep's rate is read from the
+database: accounts re-scored between the first and the last one seen. A sweep that
+would take longer than ``cap_s`` is measured over its first ``cap_s`` and its time
+for all N projected from that rate (the result says which).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bench import measure
+from bench.measure import say
+from bench.workload import Workload, encode
+
+PARTITIONS = 6
+SEED = Workload(accounts=1_000, events=20_000)
+
+CLONE = text(
+    """
+    INSERT INTO accounts (account_id, state, health_score, band, sequence, updated_at,
+        partition, tier, risk, stage, owner, segment, mrr_minor, score_change, value_score,
+        stale, scored_at)
+    SELECT a.account_id || '-c' || n,
+        jsonb_set(a.state::jsonb, '{account_id}', to_jsonb(a.account_id || '-c' || n))::json,
+        a.health_score, a.band, a.sequence, a.updated_at, a.partition, a.tier, a.risk,
+        a.stage, a.owner, a.segment, a.mrr_minor, a.score_change, a.value_score, a.stale,
+        a.scored_at
+    FROM accounts a CROSS JOIN generate_series(1, :copies) AS n
+    """
+)
+SWEPT = text(
+    "SELECT count(*), min(updated_at), max(updated_at) FROM accounts WHERE updated_at >= :since"
+)
+
+
+async def sweep(
+    bootstrap: str, postgres: str, accounts: int, log: Path, cap_s: float = 300
+) -> dict[str, Any]:
+    topic = f"bench.{uuid.uuid4().hex[:8]}.sweep"
+    await measure.create_topic(bootstrap, topic, PARTITIONS)
+    records = [encode(event) for event in SEED.stream()]
+    await measure.load_topic(bootstrap, topic, records)
+    async with measure.scoring_under_test(bootstrap, postgres, topic, log) as scoring:
+        await scoring.start()
+        await measure.until_durable(scoring, len(records), 600)
+        assert scoring.process is not None
+        await measure.stop_process(scoring.process)
+        seeded = await _clone(scoring.engine, accounts)
+        say(f"sweep: {seeded:,} accounts in the database; starting a fresh scoring process")
+        since = datetime.now(UTC)
+        await scoring.start()
+        swept, first, last = await _wait_swept(scoring.engine, since, seeded, cap_s)
+        assert scoring.process is not None
+        peak_rss_mb, _ = measure.process_stats(scoring.process.pid)
+    seconds = (last - first).total_seconds()
+    rate = swept / seconds if seconds else 0.0
+    return {
+        "accounts": seeded,
+        "swept": swept,
+        "complete": swept >= seeded,
+        "sweep_s": seconds if swept >= seeded else seeded / rate if rate else None,
+        "accounts_per_s": rate,
+        "peak_rss_mb": peak_rss_mb,
+    }
+
+
+async def _clone(engine: AsyncEngine, accounts: int) -> int:
+    async with engine.begin() as connection:
+        have = int(await connection.scalar(text("SELECT count(*) FROM accounts")) or 0)
+        copies = max(0, -(-accounts // have) - 1) if have else 0
+        if copies:
+            await connection.execute(CLONE, {"copies": copies})
+        return int(await connection.scalar(text("SELECT count(*) FROM accounts")) or 0)
+
+
+async def _wait_swept(
+    engine: AsyncEngine, since: datetime, accounts: int, cap_s: float
+) -> tuple[int, datetime, datetime]:
+    """(accounts re-scored, first and last time) once all are, or after ``cap_s``."""
+    deadline = time.perf_counter() + cap_s
+    reported = 0.0
+    while True:
+        async with engine.connect() as connection:
+            count, first, last = (await connection.execute(SWEPT, {"since": since})).one()
+        if count >= accounts or (count and time.perf_counter() > deadline):
+            return int(count), first, last
+        if time.perf_counter() > deadline + 300:
+            raise RuntimeError(f"the sweep re-scored nothing in {cap_s + 300:.0f} s")
+        if time.perf_counter() - reported > 10:
+            say(f"sweep: {count:,} / {accounts:,} accounts re-scored")
+            reported = time.perf_counter()
+        await asyncio.sleep(2.0)
