@@ -4,13 +4,14 @@ Each record is decoded (pure: shape, size, parse), mapped exactly as the HTTP
 routes map the same body, and handed to the shared :class:`Intake`. A JSON object
 with ``specversion`` is a structured CloudEvent, a JSON array of them a CloudEvents
 batch; an object with ``batch`` or a Segment call ``type`` is Segment; any other
-object is native (one event or ``{"events": [...]}``). A batch's
-offsets are committed only after the broker acknowledged its events and dead
-letters, so delivery is at least once; the intake's dedupe by ``event_id`` turns
-a redelivery into a duplicate that is not published again. A record that cannot
-be used is dead-lettered with its topic, partition and offset and never holds its
-partition up. Events without an id get one derived from their record, so that a
-redelivered record yields the same ids.
+object is native (one event or ``{"events": [...]}``).
+
+A batch's offsets are committed only after the broker acknowledged its events and
+dead letters, so delivery is at least once; the intake's dedupe by ``event_id``
+turns a redelivery into a duplicate that is not published again. Events without an
+id get one derived from their record, so a redelivered record yields the same ids.
+A record that cannot be used is dead-lettered with its topic, partition and offset
+and never holds its partition up.
 """
 
 from __future__ import annotations
