@@ -12,9 +12,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from aiokafka import ConsumerRecord
 from pydantic import ValidationError
+from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.alerts import configuration, engine, metrics, payloads, repository
@@ -48,6 +50,21 @@ class Counts:
             metrics.ALERT_TRANSITIONS.labels(*labels).inc()
 
 
+@dataclass
+class Outbox:
+    """A batch's new alert events and deliveries: insert-only rows, written at once."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
+
+    async def write(self, session: AsyncSession) -> None:
+        # One multi-row INSERT each instead of the ORM's per-object unit of work.
+        if self.events:
+            await session.execute(insert(AlertEventRow), self.events)
+        if self.deliveries:
+            await session.execute(insert(Delivery), self.deliveries)
+
+
 class AlertsHandler:
     def __init__(
         self,
@@ -66,6 +83,7 @@ class AlertsHandler:
 
     async def apply(self, session: AsyncSession, records: Records) -> None:
         self._counts = Counts()
+        outbox = Outbox()
         decoded = [(c, r) for r in records if (c := _decode(r)) is not None]
         if not decoded:
             return
@@ -100,7 +118,10 @@ class AlertsHandler:
             message_at = datetime.fromtimestamp(record.timestamp / 1000, UTC)
             for index, decision in enumerate(result.decisions):
                 order = engine.ordinal(change.sequence, index)
-                await self._record(session, setup, rows, decision, change, now, message_at, order)
+                await self._record(
+                    session, outbox, setup, rows, decision, change, now, message_at, order
+                )
+        await outbox.write(session)
 
     async def after_commit(self) -> None:
         self._counts.apply()
@@ -112,6 +133,7 @@ class AlertsHandler:
     async def _record(
         self,
         session: AsyncSession,
+        outbox: Outbox,
         setup: Setup,
         rows: dict[str, Alert],
         decision: engine.Decision,
@@ -131,15 +153,15 @@ class AlertsHandler:
             rows[state.rule] = row
         event = payloads.alert_event(decision, change, now, self._settings.alerts_account_link)
         _copy_state(row, state, decision, change, now)
-        row.last_event = event.model_dump(mode="json")
-        session.add(
-            AlertEventRow(
-                id=engine.event_id(state.id, event.type, change.sequence),
-                account_id=change.account_id,
-                event=row.last_event,
-                created_at=now,
-                ordinal=order,
-            )
+        row.last_event = dumped = event.model_dump(mode="json")
+        outbox.events.append(
+            {
+                "id": engine.event_id(state.id, event.type, change.sequence),
+                "account_id": change.account_id,
+                "event": dumped,
+                "created_at": now,
+                "ordinal": order,
+            }
         )
         self._count(decision, change)
         if decision.notify:
@@ -147,9 +169,8 @@ class AlertsHandler:
                 channel = setup.channels.get(channel_id)
                 if channel is None or channel.mode != "immediate" or not channel.enabled:
                     continue
-                delivery = _delivery(channel, state, decision, event, now, message_at)
-                delivery.ordinal = order
-                session.add(delivery)
+                delivery = _delivery(channel, state, decision, event, dumped, now, message_at)
+                outbox.deliveries.append({**delivery, "ordinal": order})
 
     def _count(self, decision: engine.Decision, change: ScoreChange) -> None:
         rule, tier = decision.alert.rule, change.tier.value if change.tier else "none"
@@ -165,28 +186,29 @@ def _delivery(
     alert: engine.Alert,
     decision: engine.Decision,
     event: payloads.AlertEvent,
+    payload: dict[str, Any],
     now: datetime,
     message_at: datetime,
-) -> Delivery:
+) -> dict[str, Any]:
+    """The outbox row of one notice to one channel (every column, for a multi-row insert)."""
     recipients = _recipients(channel, event)
-    delivery = Delivery(
-        id=engine.notice_id(alert.id, alert.notifications, channel.id),
-        alert_id=alert.id,
-        channel=channel.id,
-        kind="notice",
-        transition=decision.transition.value,
-        recipients=recipients,
-        payload=event.model_dump(mode="json"),
-        status="pending",
-        attempts=0,
-        next_attempt_at=now,
-        created_at=now,
-        message_at=message_at,
-    )
-    if isinstance(channel, EmailChannel) and not recipients:
-        delivery.status, delivery.dead_at = "dead", now
-        delivery.last_error = "no recipient: the account has no owner CSM e-mail"
-    return delivery
+    unsendable = isinstance(channel, EmailChannel) and not recipients
+    return {
+        "id": engine.notice_id(alert.id, alert.notifications, channel.id),
+        "alert_id": alert.id,
+        "channel": channel.id,
+        "kind": "notice",
+        "transition": decision.transition.value,
+        "recipients": recipients,
+        "payload": payload,
+        "status": "dead" if unsendable else "pending",
+        "attempts": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+        "message_at": message_at,
+        "dead_at": now if unsendable else None,
+        "last_error": "no recipient: the account has no owner CSM e-mail" if unsendable else None,
+    }
 
 
 def _recipients(channel: Channel, event: payloads.AlertEvent) -> list[str] | None:
