@@ -8,15 +8,17 @@ so that the sender's retry is not mistaken for a repeat.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from services.ingest import metrics
 from services.ingest.dedupe import Deduplicator
 from services.ingest.domain import Item, Rejection
-from services.ingest.publisher import EventPublisher
+from services.ingest.publisher import EventPublisher, Unacknowledged
 from shared.dlq import DeadLetter
 from shared.events import Event
 
@@ -112,6 +114,7 @@ class Intake:
         self._dedupe = deduplicator
         self._processor = processor
         self._clock = clock
+        self._settling: set[asyncio.Task[None]] = set()
 
     async def submit(self, items: Sequence[tuple[Item, Origin]], channel: str) -> Outcome:
         """Publish the new events and dead-letter the rejections; raise when not stored.
@@ -131,6 +134,11 @@ class Intake:
         ]
         try:
             await self._publisher.publish(list(fresh.values()), [letter for _, letter in letters])
+        except Unacknowledged as exc:
+            # Some events may still be stored: keep their ids claimed (a retry meanwhile
+            # is told to wait) until the producer says, then confirm or release each.
+            self._settle_later(claim.new, exc.acknowledgements)
+            raise
         except BaseException:
             await self._dedupe.release(claim.new)
             raise
@@ -145,6 +153,28 @@ class Intake:
         )
         _count(outcome, channel, [reason for reason, _ in letters])
         return outcome
+
+    def _settle_later(
+        self, claimed: Collection[str], acknowledgements: Mapping[str, asyncio.Future[Any]]
+    ) -> None:
+        task = asyncio.create_task(self._settle(claimed, acknowledgements), name="ingest-settle")
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+
+    async def _settle(
+        self, claimed: Collection[str], acknowledgements: Mapping[str, asyncio.Future[Any]]
+    ) -> None:
+        ids = [i for i in claimed if i in acknowledgements]
+        outcomes = await asyncio.gather(*(acknowledgements[i] for i in ids), return_exceptions=True)
+        stored = {
+            i
+            for i, outcome in zip(ids, outcomes, strict=True)
+            if not isinstance(outcome, BaseException)
+        }
+        if stored:
+            log.warning("%d event(s) of a request answered 503 were stored late", len(stored))
+            await self._dedupe.confirm(stored)
+        await self._dedupe.release(set(claimed) - stored)
 
 
 def _count(outcome: Outcome, channel: str, reasons: Sequence[object]) -> None:

@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from services.ingest import metrics
 from services.ingest.settings import IngestSettings
@@ -19,7 +22,6 @@ from shared.kafka import (
     BrokerUnavailable,
     ensure_topics,
     make_producer,
-    send_all,
     start_with_retry,
     topic_spec,
 )
@@ -62,26 +64,76 @@ class EventPublisher:
             await self._producer.stop()
 
     async def publish(self, events: Sequence[Event], letters: Sequence[DeadLetter] = ()) -> None:
-        """Return once the broker acknowledged every event and letter (acks=all), else raise."""
+        """Return once the broker acknowledged every event and letter (acks=all), else raise.
+
+        Raises ``BrokerUnavailable`` when nothing was handed to the producer, and
+        ``Unacknowledged`` when records were handed over but not all acknowledged in
+        time: those may still be stored, and its ``acknowledgements`` will tell.
+        """
         if not events and not letters:
             return
         if not self._connected or self._producer is None:
             raise BrokerUnavailable("not connected to the broker yet")
         started = time.perf_counter()
-        timeout_s = self._settings.ingest_publish_timeout_s
-        records = [(e.account_id.encode(), e.to_bytes()) for e in events]
+        sent = await self._send(self._producer, events, letters)
+        everything = asyncio.gather(*sent.events.values(), *sent.letters)
+        everything.add_done_callback(_retrieve)
         try:
-            await asyncio.gather(
-                send_all(self._producer, self._settings.events_topic, records, timeout_s),
-                send_all(
-                    self._producer,
-                    self._settings.dlq_topic,
-                    dead_letter_records(letters),
-                    timeout_s,
-                ),
+            await asyncio.wait_for(
+                asyncio.shield(everything), self._settings.ingest_publish_timeout_s
             )
-        except BrokerUnavailable as exc:
-            self._readiness.report("kafka", f"last publish failed: {exc}")
-            raise
+        except (KafkaError, TimeoutError) as exc:
+            problem = f"{type(exc).__name__}: {exc}".rstrip(": ")
+            self._readiness.report("kafka", f"last publish failed: {problem}")
+            raise Unacknowledged(problem, sent.events) from exc
         self._readiness.report("kafka", None)
         metrics.PRODUCE_SECONDS.observe(time.perf_counter() - started)
+
+    async def _send(
+        self, producer: AIOKafkaProducer, events: Sequence[Event], letters: Sequence[DeadLetter]
+    ) -> Sent:
+        sent = Sent()
+        try:
+            for event in events:
+                sent.events[event.event_id] = await producer.send(
+                    self._settings.events_topic,
+                    value=event.to_bytes(),
+                    key=event.account_id.encode(),
+                )
+            for key, value in dead_letter_records(letters):
+                sent.letters.append(
+                    await producer.send(self._settings.dlq_topic, value=value, key=key)
+                )
+        except KafkaError as exc:
+            for future in (*sent.events.values(), *sent.letters):
+                future.add_done_callback(_retrieve)
+            problem = f"{type(exc).__name__}: {exc}"
+            self._readiness.report("kafka", f"last publish failed: {problem}")
+            raise Unacknowledged(problem, sent.events) from exc
+        return sent
+
+
+@dataclass
+class Sent:
+    """Acknowledgements to come, of each event by id and of the dead letters."""
+
+    events: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
+    letters: list[asyncio.Future[Any]] = field(default_factory=list)
+
+
+class Unacknowledged(BrokerUnavailable):
+    """Records were handed to the producer but not all acknowledged in time.
+
+    ``acknowledgements`` (event id -> the producer's future) settle later: an event
+    whose future succeeds was stored after all; one missing here was never sent.
+    """
+
+    def __init__(self, problem: str, acknowledgements: Mapping[str, asyncio.Future[Any]]) -> None:
+        super().__init__(problem)
+        self.acknowledgements = dict(acknowledgements)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    # The outcome is read where it matters; this keeps asyncio from reporting it as lost.
+    if not future.cancelled():
+        future.exception()
