@@ -13,8 +13,22 @@ REF = "#/components/schemas/{model}"
 BodyModels = dict[str, dict[str, list[type[BaseModel]]]]
 """path -> media type -> the models a body may be (one of)."""
 
+SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer", "description": "An API key, vk_..."},
+    "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+    "basic": {
+        "type": "http",
+        "scheme": "basic",
+        "description": "The API key as username, empty password (Segment's write key).",
+    },
+}
+KEY_SECURITY: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKeyHeader": []}, {"basic": []}]
 
-def document_request_bodies(app: FastAPI, bodies: BodyModels) -> None:
+
+def document_request_bodies(
+    app: FastAPI, bodies: BodyModels, keyed_paths: frozenset[str] = frozenset()
+) -> None:
+    """Describe ``bodies``; ``keyed_paths`` need an API key with the ``ingest`` scope."""
     base_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -28,6 +42,10 @@ def document_request_bodies(app: FastAPI, bodies: BodyModels) -> None:
                 refs = [_component(components, model) for model in models]
                 content[media_type] = {"schema": refs[0] if len(refs) == 1 else {"oneOf": refs}}
             schema["paths"][path]["post"]["requestBody"] = {"required": True, "content": content}
+        if keyed_paths:
+            schema["components"]["securitySchemes"] = SECURITY_SCHEMES
+        for path in keyed_paths:
+            schema["paths"][path]["post"]["security"] = KEY_SECURITY
         app.openapi_schema = schema
         return schema
 

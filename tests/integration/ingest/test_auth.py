@@ -160,6 +160,19 @@ async def test_stripe_webhooks_are_authenticated_by_their_signature_not_a_key(
     assert response.status_code == 200, response.text
 
 
+async def test_the_openapi_schema_says_which_routes_need_a_key(
+    keyed: tuple[IngestSettings, dict[str, str]],
+) -> None:
+    settings, _ = keyed
+    async with ingest_client(settings) as client:
+        schema = (await client.get("/openapi.json")).json()
+
+    posts = {path: item["post"] for path, item in schema["paths"].items() if "post" in item}
+    keyed_paths = {path for path, post in posts.items() if post.get("security")}
+    assert keyed_paths == set(posts) - {"/v1/stripe/webhook"}
+    assert set(schema["components"]["securitySchemes"]) == {"bearer", "apiKeyHeader", "basic"}
+
+
 async def _official_client(url: str, key: str) -> list[str]:
     errors: list[str] = []
 
