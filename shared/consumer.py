@@ -32,6 +32,7 @@ from shared.db import SessionFactory
 from shared.health import Readiness
 from shared.kafka import BrokerUnavailable, RebalanceListener, start_with_retry
 from shared.offsets import (
+    NOT_CONSUMED,
     Fenced,
     check_epochs,
     claim_partitions,
@@ -98,6 +99,9 @@ class TransactionalConsumer:
         self._periodic_pending = False
         self._fenced = is_fenced(offsets_table)
         self._epochs: dict[TopicPartition, int] = {}
+        # Next offset to apply per partition, from the database at assignment: records
+        # below it were fetched from Kafka's (older) position before our seek landed.
+        self._next: dict[TopicPartition, int] = {}
 
     async def run(self) -> None:
         """Consume until cancelled, reconnecting after broker or database failures."""
@@ -117,6 +121,7 @@ class TransactionalConsumer:
                 await asyncio.sleep(delay)
             finally:
                 self._epochs = {}
+                self._next = {}
                 await self._stop()
 
     async def _start(self) -> None:
@@ -151,13 +156,33 @@ class TransactionalConsumer:
                 raise self._assignment_error
             async with self._batch_lock:
                 owned = consumer.assignment()
-                records = [r for tp, rs in batch.items() if tp in owned for r in rs]
+                records = self._unapplied(batch, owned)
                 positions = await self._flush(records) if records else {}
                 if self._periodic is not None and (self._periodic_pending or self._periodic.due()):
                     self._periodic_pending = await self._run_periodic(self._periodic, owned)
             await self._handler.after_commit()
             if positions:
                 await self._commit_to_kafka(consumer, positions)
+
+    def _unapplied(
+        self, batch: dict[TopicPartition, Records], owned: set[TopicPartition]
+    ) -> Records:
+        """Records of partitions still ours, from the database's position on."""
+        kept: Records = []
+        for tp, fetched in batch.items():
+            if tp not in owned or tp not in self._next:
+                continue  # revoked, or assigned and not yet positioned from the database
+            fresh = [r for r in fetched if r.offset >= self._next[tp]]
+            if len(fresh) < len(fetched):
+                log.info(
+                    "%s skipped %d records of %s/%d fetched before its position was restored",
+                    self.name,
+                    len(fetched) - len(fresh),
+                    tp.topic,
+                    tp.partition,
+                )
+            kept.extend(fresh)
+        return kept
 
     async def _flush(self, records: Records) -> dict[TopicPartition, int]:
         """Apply ``records`` and store the next offsets in one transaction."""
@@ -169,6 +194,7 @@ class TransactionalConsumer:
             await self._handler.apply(session, records)
             epochs = self._epochs if self._fenced else None
             await save_offsets(session, self._offsets, self.group_id, positions, epochs)
+        self._next.update(positions)
         metrics.CONSUMER_RECORDS.labels(self.name).inc(len(records))
         metrics.CONSUMER_BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
         return positions
@@ -212,6 +238,7 @@ class TransactionalConsumer:
                     consumer.seek(tp, stored[tp])
                 else:
                     await consumer.seek_to_beginning(tp)
+                self._next[tp] = stored.get(tp, NOT_CONSUMED)
         partitions = sorted(tp.partition for tp in assigned)
         log.info("%s assigned partitions %s", self.name, partitions)
         metrics.CONSUMER_ASSIGNED.labels(self.name).set(len(assigned))
@@ -222,4 +249,5 @@ class TransactionalConsumer:
         # another replica can take the partitions over.
         async with self._batch_lock:
             self._epochs = {tp: e for tp, e in self._epochs.items() if tp not in revoked}
+            self._next = {tp: n for tp, n in self._next.items() if tp not in revoked}
             log.info("%s revoked partitions %s", self.name, sorted(tp.partition for tp in revoked))

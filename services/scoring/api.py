@@ -264,7 +264,7 @@ def _account(
     now: datetime,
 ) -> AccountRead:
     state = AccountState.model_validate(row.state)
-    last = state.last
+    last = state.current or state.last
     facts = account_facts(state)
     active = list(overrides)
     chosen = {o.field: o.value for o in sorted(active, key=lambda o: o.expires_at)}

@@ -32,9 +32,18 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def create_app(settings: ScoringSettings | None = None, clock: Clock = utc_now) -> FastAPI:
+def settings_clock(settings: ScoringSettings) -> Clock:
+    """The wall clock, or the fixed one a test run asked for."""
+    fixed = settings.scoring_fixed_clock
+    if fixed is None:
+        return utc_now
+    return lambda: fixed
+
+
+def create_app(settings: ScoringSettings | None = None, clock: Clock | None = None) -> FastAPI:
     """The app; raises ScorecardError (naming file and field) for an unusable scorecard."""
     settings = settings or ScoringSettings()
+    clock = clock or settings_clock(settings)
     scorecards = load_scorecards(settings.scoring_scorecards_path)
     engine = create_engine(settings.scoring_database_url)
     sessions = session_factory(engine)
@@ -52,7 +61,10 @@ def create_app(settings: ScoringSettings | None = None, clock: Clock = utc_now) 
             topic=settings.events_topic,
             group_id=settings.scoring_consumer_group,
             make_consumer=lambda: make_consumer(
-                settings, "scoring", settings.scoring_consumer_group
+                settings,
+                "scoring",
+                settings.scoring_consumer_group,
+                **settings.kafka_membership(),
             ),
             sessions=sessions,
             offsets_table=consumer_offsets,

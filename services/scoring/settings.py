@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from services.scoring.domain import Limits
 from services.scoring.scorecard import ScorecardError, load_scorecards
@@ -45,6 +45,36 @@ class ScoringSettings(VitalsSettings):
         500, gt=0, description="Accounts re-scored per transaction during a sweep."
     )
 
+    scoring_instance_id: str | None = Field(
+        None,
+        max_length=200,
+        description=(
+            "Static Kafka group membership: a stable id per replica (e.g. the pod name of a "
+            "StatefulSet), so a restarted replica gets its partitions back at once, without a "
+            "rebalance; unset: dynamic membership."
+        ),
+    )
+    scoring_fixed_clock: datetime | None = Field(
+        None,
+        description=(
+            "Test environments only: the service's clock stands still at this time (ISO 8601, "
+            "UTC), so that runs are reproducible; refused in production."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _fixed_clock_only_in_tests(self) -> ScoringSettings:
+        if self.scoring_fixed_clock is not None and self.environment == "production":
+            raise ValueError("VITALS_SCORING_FIXED_CLOCK must not be set in production")
+        return self
+
+    @field_validator("scoring_fixed_clock")
+    @classmethod
+    def _fixed_clock_is_utc(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("give a time zone, e.g. 2026-11-22T12:00:00Z")
+        return value.astimezone(UTC) if value is not None else None
+
     @field_validator("scoring_scorecards_path")
     @classmethod
     def _scorecards_are_valid(cls, path: Path) -> Path:
@@ -61,3 +91,9 @@ class ScoringSettings(VitalsSettings):
             lateness=timedelta(days=self.scoring_lateness_days),
             exact_users_max=self.scoring_exact_users_max,
         )
+
+    def kafka_membership(self) -> dict[str, object]:
+        """Consumer options for static group membership, when an instance id is set."""
+        if self.scoring_instance_id is None:
+            return {}
+        return {"group_instance_id": self.scoring_instance_id}

@@ -5,6 +5,9 @@ scores without any event, so every ``scoring_sweep_interval_s`` each replica wal
 the accounts of its partitions in id order, one chunk per transaction, between
 event batches. Overrides set or lifted through the API are applied here too, within
 about a second.
+
+A replica that gains partitions (a rebalance, a restart) starts a new pass once the
+current one ends, so accounts it took over do not wait for the next interval.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ class Sweep:
         self._started_at: datetime | None = None
         self._started_monotonic = 0.0
         self._overrides_checked = 0.0
+        self._covered: set[int] = set()  # partitions swept whole since their pass began
 
     @property
     def sweeping(self) -> bool:
@@ -60,6 +64,9 @@ class Sweep:
             return False
         if time.monotonic() - self._overrides_checked >= OVERRIDE_POLL_S:
             await self._apply_overrides(session, partitions)
+        self._covered &= partitions
+        if not self.sweeping and partitions - self._covered:
+            self._next_at = None  # partitions gained since the last pass: sweep them now
         if self.sweeping or self._sweep_due():
             await self._sweep_chunk(session, partitions)
         return self.sweeping
@@ -78,6 +85,7 @@ class Sweep:
             self._started_at = self._clock()
             self._started_monotonic = time.monotonic()
             self._cursor = None
+            self._covered = set(partitions)
             await self._scorer.refresh_portfolio(session)
         accounts = await repository.sweep_batch(session, partitions, self._cursor, self._chunk)
         if accounts:

@@ -73,6 +73,7 @@ def rescore(
     horizon = today - timedelta(days=DAILY_SCORES_KEPT)
     state.daily_scores = {d: s for d, s in state.daily_scores.items() if d > horizon}
     previous = state.last
+    state.current = assessment
     if previous is not None and not _material(previous, assessment):
         return Rescored(assessment=assessment, lapsed=lapsed, trend_7d=trends[7])
     state.sequence += 1

@@ -94,6 +94,9 @@ class AccountState(BaseModel):
     billing: BillingState = Field(default_factory=BillingState)
     traits: Traits = Field(default_factory=Traits)
     last: Assessment | None = Field(None, description="The last material assessment.")
+    current: Assessment | None = Field(
+        None, description="The latest assessment, material or not: what the API shows."
+    )
     daily_scores: dict[date, int] = Field(default_factory=dict)
     drivers: list[Driver] = Field(
         default_factory=list, description="Drivers of the last change that moved the score."
