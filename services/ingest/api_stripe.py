@@ -67,6 +67,7 @@ def add_stripe_routes(app: FastAPI, http: HttpIntake, customers: StripeCustomers
     limits = settings.limits()
     accounts = settings.stripe_accounts()
     tolerance_s = settings.ingest_stripe_tolerance_s
+    secrets = settings.stripe_secrets()
 
     @app.post(
         PATH,
@@ -86,7 +87,6 @@ def add_stripe_routes(app: FastAPI, http: HttpIntake, customers: StripeCustomers
         },
     )
     async def stripe_webhook(request: Request) -> StripeReceived | JSONResponse:
-        secrets = settings.stripe_secrets()
         header = request.headers.get("stripe-signature")
 
         async def parse(body: bytes, received_at: datetime) -> Parsed:
