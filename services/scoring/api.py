@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 
@@ -28,6 +28,7 @@ from services.scoring.schemas import (
     TierFigures,
 )
 from services.scoring.scorecard import ScorecardSet
+from shared.auth import Scope, authenticate
 from shared.http import DbSession, Problem, problem_response
 from shared.scores import Band, Driver, Risk, Stage, Tier
 
@@ -36,14 +37,26 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "No events seen for this account"}
 }
 MAX_OVERRIDE_DAYS = 366
+AUTH_FAILURES: dict[int | str, dict[str, Any]] = {
+    401: {
+        "model": Problem,
+        "description": "No API key, or not a valid one (`Authorization: Bearer vk_...` or "
+        "`X-API-Key`)",
+    },
+    403: {"model": Problem, "description": "The key lacks the scope this endpoint needs"},
+    429: {"model": Problem, "description": "The key is over its rate; see Retry-After"},
+}
+READ = [Depends(authenticate(Scope.read))]
+ADMIN = [Depends(authenticate(Scope.admin))]
 Clock = Callable[[], datetime]
 
 
 def router(scorecards: ScorecardSet, clock: Clock) -> APIRouter:
-    api = APIRouter(prefix="/v1")
+    api = APIRouter(prefix="/v1", responses=AUTH_FAILURES)
 
     @api.get(
         "/accounts",
+        dependencies=READ,
         response_model=AccountPage,
         responses={400: {"model": Problem, "description": "A bad cursor"}},
         tags=["accounts"],
@@ -88,6 +101,7 @@ def router(scorecards: ScorecardSet, clock: Clock) -> APIRouter:
 
     @api.get(
         "/accounts/{account_id}",
+        dependencies=READ,
         response_model=AccountRead,
         responses=NOT_FOUND,
         tags=["accounts"],
@@ -102,6 +116,7 @@ def router(scorecards: ScorecardSet, clock: Clock) -> APIRouter:
 
     @api.get(
         "/accounts/{account_id}/history",
+        dependencies=READ,
         response_model=HistoryPage,
         responses=NOT_FOUND,
         tags=["accounts"],
@@ -125,6 +140,7 @@ def router(scorecards: ScorecardSet, clock: Clock) -> APIRouter:
 
     @api.get(
         "/portfolio",
+        dependencies=READ,
         response_model=PortfolioRead,
         tags=["portfolio"],
         summary="Tier and band distribution, revenue share per tier",
@@ -153,6 +169,7 @@ def router(scorecards: ScorecardSet, clock: Clock) -> APIRouter:
 
     @api.get(
         "/scorecards",
+        dependencies=READ,
         response_model=list[ScorecardRead],
         tags=["scorecards"],
         summary="The loaded scorecards and how accounts are assigned to them",
@@ -171,6 +188,7 @@ def router(scorecards: ScorecardSet, clock: Clock) -> APIRouter:
 
     @api.post(
         "/accounts/{account_id}/overrides",
+        dependencies=ADMIN,
         response_model=OverrideRead,
         status_code=201,
         responses={**NOT_FOUND, 422: {"model": Problem, "description": "A bad override"}},
@@ -206,6 +224,7 @@ def router(scorecards: ScorecardSet, clock: Clock) -> APIRouter:
 
     @api.delete(
         "/accounts/{account_id}/overrides",
+        dependencies=ADMIN,
         response_model=OverridesLifted,
         responses={404: {"model": Problem, "description": "No active override to lift"}},
         tags=["overrides"],

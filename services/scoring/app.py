@@ -17,6 +17,7 @@ from services.scoring.models import consumer_offsets
 from services.scoring.scorecard import load_scorecards
 from services.scoring.settings import ScoringSettings
 from services.scoring.sweep import Sweep
+from shared.auth import install_auth
 from shared.background import running
 from shared.consumer import TransactionalConsumer
 from shared.db import create_engine, session_factory
@@ -87,6 +88,7 @@ def create_app(settings: ScoringSettings | None = None, clock: Clock | None = No
         ),
         lifespan=lifespan,
     )
+    install_auth(app, settings.keyring())
     app.state.readiness = readiness
     app.state.sessions = sessions
     app.include_router(router(scorecards, clock))
