@@ -106,12 +106,14 @@ async def test_bad_signatures_are_refused_with_400_and_not_dead_lettered(
     stale = signature_header(body, NEW_SECRET, int(time.time()) - 600)
     unmapped = stripe_event("payment_intent.created", {"id": "pi_1"}, event_id="evt_unmapped")
     async with ingest_client(settings) as client:
+        refused_before = await _refused_count(client, "invalid_signature")
         unknown_secret = await _post(client, body, "whsec_attacker")
         too_old = await _post(client, body, signature=stale)
         unsigned = await client.post(
             PATH, content=body, headers={"content-type": "application/json"}
         )
         kept = await _post(client, unmapped)
+        refused_after = await _refused_count(client, "invalid_signature")
         wrong_type = await client.post(PATH, content=body, headers={"content-type": "text/plain"})
         huge = await client.post(
             PATH, content=b"x" * 600_000, headers={"content-type": "application/json"}
@@ -121,6 +123,7 @@ async def test_bad_signatures_are_refused_with_400_and_not_dead_lettered(
         assert refused.status_code == 400, refused.text
         assert refused.json()["error"] == "invalid_signature"
     assert "tolerance" in too_old.json()["message"]
+    assert refused_after - refused_before == 3
     assert [wrong_type.status_code, huge.status_code] == [415, 413]
     # A signed event that cannot be mapped is answered 200 (a retry cannot fix it) and kept.
     assert kept.status_code == 200
@@ -143,3 +146,10 @@ async def test_without_a_configured_secret_stripe_is_told_to_retry_later(
     assert response.status_code == 503
     assert response.json()["error"] == "stripe_not_configured"
     assert response.headers["retry-after"] == "300"
+
+
+async def _refused_count(client: httpx.AsyncClient, reason: str) -> float:
+    metrics = (await client.get("/metrics")).text
+    line = f'vitals_ingest_requests_rejected_total{{reason="{reason}"}} '
+    values = [float(m.removeprefix(line)) for m in metrics.splitlines() if m.startswith(line)]
+    return values[0] if values else 0.0
