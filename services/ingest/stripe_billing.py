@@ -199,20 +199,23 @@ def monthly_amount(price: Mapping[str, Any]) -> Decimal | None:
 
 
 def _subscription(sub: Mapping[str, Any], event_type: str) -> dict[str, Any]:
-    items = [_object(i) for i in _list(_object(sub.get("items")).get("data"))]
+    item_list = _object(sub.get("items"))
+    items = [_object(i) for i in _list(item_list.get("data"))]
     licensed = [i for i in items if _usage_type(i) != "metered"]
+    # A payload lists a subscription's first items only: sums over a part would be wrong.
+    complete = item_list.get("has_more") is not True
     status = _status(sub, event_type)
     currency = _currency(sub.get("currency")) or _first_currency(licensed)
-    mrr = _mrr(licensed, sub) if status not in NO_REVENUE else 0
+    mrr = 0 if status in NO_REVENUE else (_mrr(licensed, sub) if complete else None)
     return {
         "subscription_status": status,
         "mrr_minor": mrr,
         "currency": currency if mrr is not None else None,
-        "seats": _seats(licensed, sub),
+        "seats": _seats(licensed, sub) if complete else None,
         "plan": _plan(licensed, sub),
         "renewal_date": _date(_period_end(sub, items)),
         "subscription_started_on": _date(sub.get("start_date")),
-        "cancel_at_period_end": _bool(sub.get("cancel_at_period_end")),
+        "cancel_at_period_end": _cancellation_scheduled(sub),
     }
 
 
@@ -251,6 +254,13 @@ def _family(event_type: str) -> str:
     if event_type in SUBSCRIPTION_TYPES:
         return "subscription"
     return "invoice" if event_type in INVOICE_PAYMENTS else "charge"
+
+
+def _cancellation_scheduled(sub: Mapping[str, Any]) -> bool | None:
+    # Newer API versions schedule a cancellation with cancel_at rather than the flag.
+    if _int(sub.get("cancel_at")) is not None:
+        return True
+    return _bool(sub.get("cancel_at_period_end"))
 
 
 def _status(sub: Mapping[str, Any], event_type: str) -> SubscriptionStatus | None:

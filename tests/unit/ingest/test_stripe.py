@@ -112,6 +112,24 @@ def test_every_subscription_event_gives_its_status(
     assert billing.mrr_minor == (0 if revenue_stops else 60_000)
 
 
+def test_a_partial_item_list_leaves_mrr_and_seats_unknown() -> None:
+    sub = subscription()
+    sub["items"]["has_more"] = True
+
+    billing = _billing("customer.subscription.updated", sub)
+
+    assert (billing.mrr_minor, billing.seats, billing.plan) == (None, None, "Growth")
+
+
+def test_a_cancellation_scheduled_either_way_is_reported() -> None:
+    by_date = subscription(cancel_at=1_797_600_000, cancel_at_period_end=False)
+    by_flag = subscription(cancel_at_period_end=True)
+
+    assert _billing("customer.subscription.updated", by_date).cancel_at_period_end is True
+    assert _billing("customer.subscription.updated", by_flag).cancel_at_period_end is True
+    assert _billing("customer.subscription.updated", subscription()).cancel_at_period_end is False
+
+
 def test_the_renewal_date_is_read_from_items_in_newer_api_versions() -> None:
     sub = subscription(current_period_end=None)
     sub["items"]["data"][0]["current_period_end"] = 1_797_600_000
