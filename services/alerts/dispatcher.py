@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 CLAIM_BATCH = 20
+PARALLEL_PER_CHANNEL = 8
+DIGEST_CHECK_INTERVAL_S = 1.0
 GAUGE_INTERVAL_S = 2.0
 
 
@@ -66,18 +68,22 @@ class Dispatcher:
         self._slots: dict[str, float] = {}
         self._digested: set[tuple[str, date]] = set()
         self._gauges_at = 0.0
+        self._digests_at = 0.0
 
     async def run(self) -> None:
         while True:
+            # Cleared before looking, so a wake-up during the round is not lost.
+            self._wake.clear()
             try:
                 busy = await self.dispatch_due()
-                await self.make_digests()
+                if time.monotonic() - self._digests_at >= DIGEST_CHECK_INTERVAL_S:
+                    self._digests_at = time.monotonic()
+                    await self.make_digests()
                 await self._update_gauges()
             except (SQLAlchemyError, OSError) as exc:
                 log.warning("dispatcher cannot reach the database: %s", exc)
                 busy = False
             if not busy:
-                self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(
                         self._wake.wait(), self._settings.alerts_dispatch_interval_s
@@ -108,23 +114,50 @@ class Dispatcher:
         return len(due) == CLAIM_BATCH
 
     async def _serve(self, setup: Setup, channel_id: str, rows: list[Delivery]) -> ChannelOutcome:
+        """Send a channel's rows: one alert's notices in order, several alerts at once
+        (one at a time to a paced Slack webhook)."""
         channel = setup.channels.get(channel_id)
         outcome = ChannelOutcome()
         paused = setup.paused.get(channel_id)
         if paused is not None and paused > self._clock():
             outcome.pause_until = paused  # another round (or replica) was asked to wait
+        chains: dict[str, list[Delivery]] = {}
         for row in rows:
+            chains.setdefault(row.alert_id, []).append(row)
+        parallel = 1 if isinstance(channel, SlackChannel) else PARALLEL_PER_CHANNEL
+        slots = asyncio.Semaphore(parallel)
+
+        async def serve_chain(chain: list[Delivery]) -> None:
+            async with slots:
+                await self._serve_chain(setup, channel, channel_id, chain, outcome)
+
+        await asyncio.gather(*(serve_chain(chain) for chain in chains.values()))
+        return outcome
+
+    async def _serve_chain(
+        self,
+        setup: Setup,
+        channel: Channel | None,
+        channel_id: str,
+        chain: list[Delivery],
+        outcome: ChannelOutcome,
+    ) -> None:
+        """One alert's rows in order; after a failure the rest wait for the failed one."""
+        held_until: datetime | None = None
+        for row in chain:
             stop = self._unsendable(setup, channel, channel_id, outcome)
             if stop is not None:
                 self._dead(row, stop, "dead")
                 continue
-            if outcome.pause_until is not None:
-                row.next_attempt_at = outcome.pause_until  # not an attempt: the receiver asked
+            wait = outcome.pause_until or held_until
+            if wait is not None:
+                row.next_attempt_at = wait  # not an attempt: the receiver or the order asks
                 continue
             assert channel is not None
             await self._pace(channel)
             await self._attempt(channel, row, outcome)
-        return outcome
+            if row.status == "pending":
+                held_until = row.next_attempt_at
 
     def _unsendable(
         self, setup: Setup, channel: Channel | None, channel_id: str, outcome: ChannelOutcome

@@ -50,13 +50,13 @@ class EventPublisher:
         self._producer = producer
         try:
             while True:
+                self._wake.clear()  # before looking, so a poke during the round is kept
                 try:
                     more = await self.publish_pending()
                 except (BrokerUnavailable, KafkaError, SQLAlchemyError, OSError) as exc:
                     log.warning("alert events not published yet: %s", exc)
                     more = False
                 if not more:
-                    self._wake.clear()
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), IDLE_INTERVAL_S)
         finally:
