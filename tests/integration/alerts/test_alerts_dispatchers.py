@@ -22,7 +22,7 @@ from shared.db import SessionFactory, create_engine, session_factory
 from shared.migrations import upgrade_to_head
 from shared.scores import Risk
 from tests.support.alerts_messages import enriched_change
-from tests.support.alerts_receivers import HttpReceiver
+from tests.support.alerts_receivers import Answer, HttpReceiver
 from tests.support.apps import alerts_settings
 from tests.support.clock import FakeClock
 from tests.support.servers import serve
@@ -169,3 +169,36 @@ def _event(n: int) -> dict[str, Any]:
     )
     decision = engine.Decision(engine.Transition.opened, alert, True, "Churn risk high", {})
     return payloads.alert_event(decision, change, change.computed_at, None).model_dump(mode="json")
+
+
+async def test_after_a_failed_notice_the_next_of_that_alert_waits_for_it(
+    kafka: str, database: str, topics: dict[str, str], sessions: SessionFactory
+) -> None:
+    receiver = HttpReceiver()
+    receiver.answer("/hook", Answer(503))
+    async with serve(receiver.app()) as url:
+        settings = alerts_settings(
+            kafka=kafka, database=database, topics=topics, alerts_webhook_url=f"{url}/hook"
+        )
+        files, clock = load_files(settings), FakeClock()
+        async with sessions() as session, session.begin():
+            await sync_file_channels(session, files, clock.now)
+            for n, transition in enumerate(("reminded", "resolved")):
+                row = _pending(f"notice-{n}", "webhook", clock, {"type": f"alert.{transition}"})
+                row.alert_id, row.ordinal = "one-alert", n
+                session.add(row)
+        dispatcher = Dispatcher(settings, files, sessions, clock, asyncio.Event())
+        try:
+            await dispatcher.dispatch_due()
+            sent_before_retry = [r.json()["type"] for r in receiver.requests]
+            clock.advance(timedelta(seconds=7))  # past the first retry (5 s + up to 20%)
+            await _drain(dispatcher, sessions)
+        finally:
+            await dispatcher.close()
+
+    assert sent_before_retry == ["alert.reminded"]
+    assert [(r.json()["type"], r.headers["x-answered"]) for r in receiver.requests] == [
+        ("alert.reminded", "503"),
+        ("alert.reminded", "200"),
+        ("alert.resolved", "200"),
+    ]
