@@ -7,11 +7,14 @@ never mistaken for a repeat of something that was not stored.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.ingest import repository
 from services.ingest.database import DatabaseUnavailable, transaction
@@ -76,6 +79,9 @@ class DatabaseDeduplicator:
         if not event_ids:
             return Claim()
         now = self._clock()
+        # One transaction, not one statement: the ids it could not claim stay locked until
+        # the in-flight check, so a concurrent release cannot pass an unstored event off
+        # as a repeat.
         async with transaction(self._sessions) as session:
             claimed = await repository.claim_event_ids(
                 session,
@@ -94,7 +100,7 @@ class DatabaseDeduplicator:
 
     async def confirm(self, event_ids: Collection[str]) -> None:
         try:
-            async with transaction(self._sessions) as session:
+            async with _one_statement(self._sessions) as session:
                 await repository.mark_published(session, event_ids, self._clock())
         except DatabaseUnavailable as exc:
             # Published already; the claim expires after its lease and a repeat may
@@ -103,7 +109,7 @@ class DatabaseDeduplicator:
 
     async def release(self, event_ids: Collection[str]) -> None:
         try:
-            async with transaction(self._sessions) as session:
+            async with _one_statement(self._sessions) as session:
                 await repository.forget_claims(session, event_ids)
         except DatabaseUnavailable as exc:
             log.warning("could not release %d claim(s), they expire: %s", len(event_ids), exc)
@@ -117,3 +123,13 @@ class DatabaseDeduplicator:
             deleted += count
             if count < batch:
                 return deleted
+
+
+@contextlib.asynccontextmanager
+async def _one_statement(sessions: SessionFactory) -> AsyncIterator[AsyncSession]:
+    """A session for a lone statement, atomic by itself: on PostgreSQL it runs without
+    the BEGIN and COMMIT round trips."""
+    async with transaction(sessions) as session:
+        if session.bind is not None and session.bind.dialect.name == "postgresql":
+            await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        yield session
