@@ -84,7 +84,7 @@ def enriched_change(
         stage=stage,
         drivers=drivers or [],
         trigger=trigger,
-        account=account or facts(),
+        account=account or facts(last_usage_at=computed_at),  # in use: silence is opt-in
         **more,
     )
 
