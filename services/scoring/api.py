@@ -28,7 +28,7 @@ from services.scoring.schemas import (
     TierFigures,
 )
 from services.scoring.scorecard import ScorecardSet
-from shared.auth import Scope, authenticate
+from shared.auth import ApiKey, Scope, authenticate
 from shared.http import DbSession, Problem, problem_response
 from shared.scores import Band, Driver, Risk, Stage, Tier
 
@@ -47,7 +47,7 @@ AUTH_FAILURES: dict[int | str, dict[str, Any]] = {
     429: {"model": Problem, "description": "The key is over its rate; see Retry-After"},
 }
 READ = [Depends(authenticate(Scope.read))]
-ADMIN = [Depends(authenticate(Scope.admin))]
+AdminKey = Annotated[ApiKey | None, Depends(authenticate(Scope.admin))]
 Clock = Callable[[], datetime]
 
 
@@ -113,6 +113,23 @@ def router(scorecards: ScorecardSet, clock: Clock) -> APIRouter:
             return _not_found(account_id)
         overrides = await repository.overrides_of(session, account_id, clock())
         return _account(row, overrides, scorecards, clock())
+
+    @api.get(
+        "/accounts/{account_id}/overrides",
+        dependencies=READ,
+        response_model=list[OverrideRead],
+        responses=NOT_FOUND,
+        tags=["overrides"],
+        summary="The override audit of one account: every override, active, lifted or lapsed",
+    )
+    async def get_overrides(
+        account_id: AccountId, session: DbSession
+    ) -> list[OverrideRead] | JSONResponse:
+        now = clock()
+        if await repository.get_account(session, account_id) is None:
+            return _not_found(account_id)
+        rows = await repository.overrides_of(session, account_id, now, include_inactive=True)
+        return [_override(row, now) for row in rows]
 
     @api.get(
         "/accounts/{account_id}/history",
@@ -188,7 +205,6 @@ def router(scorecards: ScorecardSet, clock: Clock) -> APIRouter:
 
     @api.post(
         "/accounts/{account_id}/overrides",
-        dependencies=ADMIN,
         response_model=OverrideRead,
         status_code=201,
         responses={**NOT_FOUND, 422: {"model": Problem, "description": "A bad override"}},
@@ -196,7 +212,7 @@ def router(scorecards: ScorecardSet, clock: Clock) -> APIRouter:
         summary="Override an account's band or tier until an expiry, with a reason",
     )
     async def post_override(
-        account_id: AccountId, body: OverrideCreate, session: DbSession
+        account_id: AccountId, body: OverrideCreate, session: DbSession, key: AdminKey
     ) -> OverrideRead | JSONResponse:
         now = clock()
         if body.expires_at <= now:
@@ -215,6 +231,7 @@ def router(scorecards: ScorecardSet, clock: Clock) -> APIRouter:
                 value=body.value,
                 reason=body.reason,
                 created_by=body.created_by,
+                created_with_key=key.name if key else None,
                 created_at=now,
                 expires_at=body.expires_at,
                 pending=True,
@@ -224,7 +241,6 @@ def router(scorecards: ScorecardSet, clock: Clock) -> APIRouter:
 
     @api.delete(
         "/accounts/{account_id}/overrides",
-        dependencies=ADMIN,
         response_model=OverridesLifted,
         responses={404: {"model": Problem, "description": "No active override to lift"}},
         tags=["overrides"],
@@ -233,13 +249,14 @@ def router(scorecards: ScorecardSet, clock: Clock) -> APIRouter:
     async def delete_overrides(
         account_id: AccountId,
         session: DbSession,
+        key: AdminKey,
         by: Annotated[str, Query(min_length=1, max_length=200, description="Who lifts it.")],
         field: Annotated[Literal["band", "tier"] | None, Query()] = None,
         reason: Annotated[str, Query(max_length=2000)] = "lifted",
     ) -> OverridesLifted | JSONResponse:
         async with session.begin():
             lifted = await repository.lift_overrides(
-                session, account_id, field, by, reason, clock()
+                session, account_id, field, by, reason, clock(), key.name if key else None
             )
         if not lifted:
             return problem_response(404, "not_found", f"no active override on {account_id!r}")
@@ -355,11 +372,13 @@ def _override(row: AccountOverride, now: datetime) -> OverrideRead:
         value=row.value,
         reason=row.reason,
         created_by=row.created_by,
+        created_with_key=row.created_with_key,
         created_at=row.created_at,
         expires_at=row.expires_at,
         active=active,
         lifted_at=row.lifted_at,
         lifted_by=row.lifted_by,
+        lifted_with_key=row.lifted_with_key,
         lift_reason=row.lift_reason,
         lapsed_at=row.lapsed_at,
     )

@@ -131,6 +131,8 @@ class AccountOverride(Base):
     lifted_by: Mapped[str | None] = mapped_column(String(200))
     lift_reason: Mapped[str | None] = mapped_column(Text)
     lapsed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    created_with_key: Mapped[str | None] = mapped_column(String(100))
+    lifted_with_key: Mapped[str | None] = mapped_column(String(100))
     pending: Mapped[bool] = mapped_column(Boolean, default=True)
 
 

@@ -212,6 +212,7 @@ async def add_override(session: AsyncSession, override: AccountOverride) -> None
         .values(
             lifted_at=override.created_at,
             lifted_by=override.created_by,
+            lifted_with_key=override.created_with_key,
             lift_reason="replaced by a newer override",
         )
     )
@@ -219,7 +220,13 @@ async def add_override(session: AsyncSession, override: AccountOverride) -> None
 
 
 async def lift_overrides(
-    session: AsyncSession, account_id: str, field: str | None, by: str, reason: str, now: datetime
+    session: AsyncSession,
+    account_id: str,
+    field: str | None,
+    by: str,
+    reason: str,
+    now: datetime,
+    key_name: str | None = None,
 ) -> int:
     conditions = [AccountOverride.account_id == account_id, _active(now)]
     if field is not None:
@@ -227,7 +234,9 @@ async def lift_overrides(
     result = await session.execute(
         update(AccountOverride)
         .where(*conditions)
-        .values(lifted_at=now, lifted_by=by, lift_reason=reason, pending=True)
+        .values(
+            lifted_at=now, lifted_by=by, lifted_with_key=key_name, lift_reason=reason, pending=True
+        )
     )
     return int(getattr(result, "rowcount", 0) or 0)
 

@@ -16,11 +16,15 @@ class OverrideRead(BaseModel):
     value: str
     reason: str
     created_by: str
+    created_with_key: str | None = Field(
+        None, description="Name of the API key that set it (none when keys are off)."
+    )
     created_at: datetime
     expires_at: datetime
     active: bool = Field(description="Neither lifted nor expired.")
     lifted_at: datetime | None = None
     lifted_by: str | None = None
+    lifted_with_key: str | None = None
     lift_reason: str | None = None
     lapsed_at: datetime | None = Field(None, description="When scoring saw it expire.")
 

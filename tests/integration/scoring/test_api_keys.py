@@ -60,7 +60,7 @@ async def test_every_endpoint_but_health_readiness_and_metrics_needs_a_key_with_
             for method in methods
             if path.startswith("/v1/")
         ]
-        assert len(routes) == 7
+        assert len(routes) == 8
         for method, path in routes:
             missing = await api.request(method, path)
             assert missing.status_code == 401, (method, path)
@@ -90,8 +90,13 @@ async def test_every_endpoint_but_health_readiness_and_metrics_needs_a_key_with_
             params={"by": "kim@example.com", "reason": "call went fine after all"},
             headers=bearer("csm-admin"),
         )
+        audit = await api.get("/v1/accounts/acme/overrides", headers=bearer("csm-board"))
 
     assert (as_reader.status_code, as_reader.json()["error"]) == (403, "insufficient_scope")
     assert created.status_code == 201, created.text
     assert [o["value"] for o in shown.json()["overrides"]] == ["red"]
     assert (lifted.status_code, lifted.json()) == (200, {"lifted": 1})
+    [entry] = audit.json()
+    assert (entry["created_by"], entry["created_with_key"]) == ("kim@example.com", "csm-admin")
+    assert (entry["lifted_by"], entry["lifted_with_key"]) == ("kim@example.com", "csm-admin")
+    assert entry["lift_reason"] == "call went fine after all" and not entry["active"]
