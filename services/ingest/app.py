@@ -24,6 +24,7 @@ from services.ingest.http_intake import HttpIntake
 from services.ingest.intake import Clock, Intake, utc_now
 from services.ingest.openapi import document_request_bodies
 from services.ingest.publisher import EventPublisher
+from services.ingest.raw_topics import RawTopicConsumer, RawTopicsConfig
 from services.ingest.segment_users import SegmentUsers
 from services.ingest.settings import IngestSettings
 from services.ingest.stripe_customers import StripeCustomers
@@ -56,13 +57,18 @@ def create_app(settings: IngestSettings | None = None, clock: Clock = utc_now) -
     window = timedelta(seconds=settings.ingest_dedupe_window_s)
     dedupe = DatabaseDeduplicator(sessions, window, settings.dedupe_lease(), clock)
     intake = Intake(publisher, dedupe, processor_name(), clock)
+    raw_topics = RawTopicConsumer(
+        settings, _raw_topics_config(settings), intake, SegmentUsers(sessions, clock), clock
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         publisher.start()
+        raw_topics.start()
         prune = _prune_every(dedupe, settings.ingest_dedupe_prune_interval_s)
         async with running(prune, "ingest-prune"):
             yield
+        await raw_topics.stop()
         await publisher.stop()
         await engine.dispose()
 
@@ -87,6 +93,15 @@ def create_app(settings: IngestSettings | None = None, clock: Clock = utc_now) -
     bodies |= add_stripe_routes(app, http, StripeCustomers(sessions, clock))
     document_request_bodies(app, bodies, keyed)
     return app
+
+
+def _raw_topics_config(settings: IngestSettings) -> RawTopicsConfig:
+    return RawTopicsConfig(
+        topics=settings.ingest_raw_topics,
+        group_id=settings.ingest_raw_consumer_group,
+        max_rejected_ratio=settings.ingest_raw_max_rejected_ratio,
+        rejected_window=settings.ingest_raw_rejected_window,
+    )
 
 
 async def _prune_every(dedupe: DatabaseDeduplicator, interval_s: float) -> None:

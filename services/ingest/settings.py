@@ -37,6 +37,28 @@ class IngestSettings(VitalsSettings):
         ge=0,
         description="How far past the time of receipt an event's time may be before it is refused.",
     )
+    ingest_raw_topics: str = Field(
+        "vitals.usage.raw,vitals.billing.raw",
+        description=(
+            "Raw Kafka topics ingest consumes (native, Segment or CloudEvents JSON), "
+            "comma-separated; empty turns the Kafka intake off."
+        ),
+    )
+    ingest_raw_consumer_group: str = Field(
+        "vitals-ingest-raw", min_length=1, description="Consumer group of the raw-topic intake."
+    )
+    ingest_raw_max_rejected_ratio: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description=(
+            "Share of rejected raw items (over the window below) that stops the raw-topic "
+            "intake instead of draining a topic into the DLQ; 1 = never stop."
+        ),
+    )
+    ingest_raw_rejected_window: int = Field(
+        1000, ge=1, description="How many recent raw items the rejected share is measured over."
+    )
     ingest_publish_timeout_s: float = Field(
         10.0, gt=0, description="How long a request waits for the broker's acknowledgement."
     )

@@ -70,6 +70,8 @@ def service_env(
         "STARTUP_RETRY_MAX_S": "1",
         "TOPIC_PARTITIONS": "3",
         "ENVIRONMENT": "test",
+        "INGEST_RAW_TOPICS": f"{topics['events_topic']}.usage.raw",
+        "INGEST_RAW_CONSUMER_GROUP": f"{topics['events_topic']}-raw",
         **{name.upper(): value for name, value in topics.items()},
     }
     return {**os.environ, **{f"VITALS_{k}": v for k, v in settings.items()}}

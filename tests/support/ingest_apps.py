@@ -24,7 +24,13 @@ from tests.support.servers import serve, wait_for
 
 def ingest_topics(topics: dict[str, str]) -> dict[str, str]:
     events = topics["events_topic"]
-    return {"events_topic": events, "dlq_topic": f"{events}.dlq"}
+    return {
+        "events_topic": events,
+        "dlq_topic": f"{events}.dlq",
+        # Each test app its own raw topics and group, so apps never read each other's.
+        "ingest_raw_topics": f"{events}.usage.raw,{events}.billing.raw",
+        "ingest_raw_consumer_group": f"{events}-raw",
+    }
 
 
 def ingest_test_settings(
