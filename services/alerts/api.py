@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.alerts import configuration, repository
 from services.alerts.channels import Channel, channel_document, masked, parse_channel
 from services.alerts.configuration import FileConfig
-from services.alerts.models import Alert, ChannelRow, Silence
+from services.alerts.models import Alert, ChannelRow, Delivery, Silence
 from services.alerts.payloads import sample_event
 from services.alerts.routing import parse_routes
 from services.alerts.ruleset import ConfigError, parse_rules
@@ -189,6 +189,23 @@ async def list_deliveries(
 ) -> DeliveryList:
     rows = await repository.list_deliveries(session, status_, channel, alert_id, limit)
     return DeliveryList(deliveries=[DeliveryRead.model_validate(row) for row in rows])
+
+
+@admin_router.post(
+    "/v1/deliveries/{delivery_id}/retry",
+    response_model=DeliveryRead,
+    summary="Queue a dead delivery again, with a fresh round of attempts",
+)
+async def retry_delivery(delivery_id: str, session: DbSession, runtime: RuntimeDep) -> DeliveryRead:
+    async with session.begin():
+        row = await session.get(Delivery, delivery_id, with_for_update=True)
+        if row is None:
+            raise ApiError(404, "not_found", f"no delivery {delivery_id!r}")
+        if row.status != "dead":
+            raise ApiError(409, "delivery_not_dead", f"delivery {delivery_id!r} is {row.status}")
+        row.status, row.attempts, row.dead_at = "pending", 0, None
+        row.next_attempt_at = runtime.clock()
+    return DeliveryRead.model_validate(row)
 
 
 # --- silences -----------------------------------------------------------------------------

@@ -211,10 +211,22 @@ async def test_410_disables_the_channel_and_the_api_shows_why(alerts_stack: Stac
             )
             listed = (await stack.api.get("/v1/channels", headers=ADMIN)).json()["channels"]
             dead = (await stack.api.get("/v1/deliveries", params={"status": "dead"})).json()
+            # Fixed at the receiver's end: enable the channel, send what died meanwhile.
+            enabled = await stack.api.post("/v1/channels/hook/enable", headers=ADMIN)
+            (missed,) = [row for row in rows if row.payload["account_id"] == "b"]
+            retried = await stack.api.post(f"/v1/deliveries/{missed.id}/retry", headers=ADMIN)
+            again = await stack.api.post(f"/v1/deliveries/{missed.id}/retry", headers=ADMIN)
+            unknown = await stack.api.post("/v1/deliveries/nope/retry", headers=ADMIN)
+            anonymous = await stack.api.post(f"/v1/deliveries/{missed.id}/retry")
+            await wait_for(lambda: _count(receiver, "/hook", 1), 30, "the retried delivery")
 
-    assert len(receiver.requests) == 1
+    assert len(receiver.at("/hook", 410)) == 1
     (refused,) = [row for row in rows if row.payload["account_id"] == "b"]
     assert refused.attempts == 0 and "is disabled" in (refused.last_error or "")
     assert listed[0]["enabled"] is False
     assert listed[0]["disabled_reason"] == "HTTP 410 from the receiver: the channel is gone"
     assert len(dead["deliveries"]) == 2
+    assert enabled.json()["enabled"] is True
+    assert (retried.status_code, retried.json()["status"]) == (200, "pending")
+    assert (again.status_code, unknown.status_code, anonymous.status_code) == (409, 404, 401)
+    assert [r.headers["webhook-id"] for r in receiver.at("/hook")] == [missed.id]
