@@ -202,3 +202,38 @@ async def test_after_a_failed_notice_the_next_of_that_alert_waits_for_it(
         ("alert.reminded", "200"),
         ("alert.resolved", "200"),
     ]
+
+
+async def test_a_target_refused_at_connect_time_is_dead_at_once(
+    kafka: str, database: str, topics: dict[str, str], sessions: SessionFactory, tmp_path: Any
+) -> None:
+    receiver = HttpReceiver()
+    async with serve(receiver.app()) as url:
+        port = url.rsplit(":", 1)[1]
+        channels = tmp_path / "channels.yaml"
+        # A name passes the configuration check; it resolves to loopback only on connect.
+        channels.write_text(
+            f"channels:\n  - id: hook\n    kind: webhook\n    url: http://localhost:{port}/hook\n"
+        )
+        settings = alerts_settings(
+            kafka=kafka,
+            database=database,
+            topics=topics,
+            alerts_channels_file=channels,
+            alerts_allow_http_targets=True,
+        )
+        files, clock = load_files(settings), FakeClock()
+        async with sessions() as session, session.begin():
+            await sync_file_channels(session, files, clock.now)
+            session.add(_pending("to-localhost", "hook", clock, {"type": "alert.opened"}))
+        dispatcher = Dispatcher(settings, files, sessions, clock, asyncio.Event())
+        try:
+            await dispatcher.dispatch_due()
+        finally:
+            await dispatcher.close()
+        async with sessions() as session:
+            row = await session.get(Delivery, "to-localhost")
+
+    assert receiver.requests == []
+    assert row is not None and (row.status, row.attempts) == ("dead", 1)
+    assert (row.last_error or "").startswith("target refused: localhost resolves to")
