@@ -43,7 +43,8 @@ def create_app(settings: AlertsSettings | None = None, clock: Clock = utc_now) -
     files = load_files(settings)
     engine = create_engine(settings.alerts_database_url)
     sessions = session_factory(engine)
-    readiness = Readiness("kafka", "consumer")
+    consumes = settings.alerts_role in ("all", "consume")
+    readiness = Readiness("kafka", "consumer") if consumes else Readiness("dispatcher")
     readiness.add_probe("database", lambda: schema_problem(engine, MIGRATIONS))
     wake_dispatcher = asyncio.Event()
     dispatcher = Dispatcher(settings, files, sessions, clock, wake_dispatcher)
@@ -96,21 +97,41 @@ async def _work(
     consumer: TransactionalConsumer,
     clock: Clock,
 ) -> None:
-    """Wait for the schema, store the file channels, then dispatch, publish and consume."""
+    """Wait for the schema, store the file channels, then dispatch, publish and consume
+    (as far as ``VITALS_ALERTS_ROLE`` asks)."""
     retry = settings.startup_retry_max_s
+    role = settings.alerts_role
+    first_check = "dispatcher" if role == "dispatch" else "consumer"
+    await wait_until_fine(
+        lambda: schema_problem(engine, MIGRATIONS), readiness.reporter(first_check), retry
+    )
+    await _store_file_channels(sessions, files, clock)
+    if role == "dispatch":
+        readiness.report("dispatcher", None)
+        await dispatcher.run()
+        return
+    if role == "consume":
+        await _consume(settings, readiness, publisher, consumer)
+        return
+    async with running(dispatcher.run(), "alerts-dispatcher"):
+        await _consume(settings, readiness, publisher, consumer)
+
+
+async def _consume(
+    settings: AlertsSettings,
+    readiness: Readiness,
+    publisher: EventPublisher,
+    consumer: TransactionalConsumer,
+) -> None:
     topics = [
         topic_spec(settings, settings.scores_topic, compacted=True),
         topic_spec(settings, settings.alerts_topic),
     ]
-    await wait_until_fine(
-        lambda: schema_problem(engine, MIGRATIONS), readiness.reporter("consumer"), retry
-    )
-    await _store_file_channels(sessions, files, clock)
-    async with running(dispatcher.run(), "alerts-dispatcher"):
-        kafka = readiness.reporter("kafka")
-        await start_with_retry("kafka", lambda: ensure_topics(settings, topics), kafka, retry)
-        async with running(publisher.run(), "alerts-publisher"):
-            await consumer.run()
+    kafka = readiness.reporter("kafka")
+    retry = settings.startup_retry_max_s
+    await start_with_retry("kafka", lambda: ensure_topics(settings, topics), kafka, retry)
+    async with running(publisher.run(), "alerts-publisher"):
+        await consumer.run()
 
 
 async def _store_file_channels(sessions: SessionFactory, files: FileConfig, clock: Clock) -> None:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationInfo, field_validator
 
@@ -74,6 +75,13 @@ class AlertsSettings(VitalsSettings):
     )
     alerts_dispatch_interval_s: float = Field(
         1.0, gt=0, description="How often the dispatcher looks for due deliveries when idle."
+    )
+    alerts_role: Literal["all", "consume", "dispatch"] = Field(
+        "all",
+        description=(
+            "What this process does: `consume` (score messages to alerts and the outbox, "
+            "events to the alerts topic), `dispatch` (deliver the outbox), or `all`."
+        ),
     )
 
     @property

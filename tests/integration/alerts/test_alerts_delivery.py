@@ -230,3 +230,21 @@ async def test_410_disables_the_channel_and_the_api_shows_why(alerts_stack: Stac
     assert (retried.status_code, retried.json()["status"]) == (200, "pending")
     assert (again.status_code, unknown.status_code, anonymous.status_code) == (409, 404, 401)
     assert [r.headers["webhook-id"] for r in receiver.at("/hook")] == [missed.id]
+
+
+async def test_consume_and_dispatch_roles_split_the_work(alerts_stack: StackFactory) -> None:
+    receiver = HttpReceiver()
+    async with serve(receiver.app()) as url:
+        channels = {"channels": [{"id": "hook", "kind": "webhook", "url": f"{url}/hook"}]}
+        async with alerts_stack(channels=channels, alerts_role="consume") as consuming:
+            await consuming.send(risky("a", Tier.A, consuming.clock))
+            queued = await consuming.wait_deliveries(lambda rows: len(rows) == 1, "the queued row")
+            async with alerts_stack(
+                channels=channels, clock=consuming.clock, alerts_role="dispatch"
+            ) as dispatching:
+                await wait_for(lambda: _count(receiver, "/hook", 1), 30, "the delivery")
+                ready = (await dispatching.api.get("/readyz")).json()
+
+    assert [(r.status, r.attempts) for r in queued] == [("pending", 0)]  # nobody sent it
+    assert receiver.at("/hook")[0].headers["webhook-id"] == queued[0].id
+    assert ready["checks"] == {"dispatcher": "ok", "database": "ok"}  # no broker needed
