@@ -49,7 +49,9 @@ def processor_name() -> str:
 
 def create_app(settings: IngestSettings | None = None, clock: Clock = utc_now) -> FastAPI:
     settings = settings or IngestSettings()
-    engine = create_engine(settings.ingest_database_url)
+    # Every request claims its event ids: no ping per checkout (a dead connection is
+    # one 503 the sender retries), and a pool as large as the usual concurrency.
+    engine = create_engine(settings.ingest_database_url, pool_size=10, pre_ping=False)
     sessions = session_factory(engine)
     readiness = Readiness("kafka")
     readiness.add_probe("database", lambda: schema_problem(engine, MIGRATIONS))
