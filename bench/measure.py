@@ -356,6 +356,7 @@ async def ingest_http(
     concurrency: int,
     log: Path,
     rate: float | None = None,
+    workers: int = 1,
 ) -> tuple[Throughput, list[float]]:
     """Post ``events`` in batches from ``concurrency`` clients, as fast as answered or,
     with ``rate``, on a fixed schedule of events/s; the rate and request latencies."""
@@ -367,6 +368,7 @@ async def ingest_http(
         env["VITALS_INGEST_DATABASE_URL"] = database
         await migrate("ingest", env, log)
         command = [sys.executable, "-m", "services", "serve", "ingest", "--port", str(port)]
+        command += ["--workers", str(workers)]
         process = await start_process(command, log, env)
         try:
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:

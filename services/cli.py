@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 import uvicorn
+from fastapi import FastAPI
 from pydantic import ValidationError
 
 from services.alerts.settings import AlertsSettings
@@ -47,24 +48,48 @@ def serve(
     service: Service,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int | None, typer.Option(help="Port; 8001/8002/8003 by default.")] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Processes sharing the port (replicas on one host).")
+    ] = 1,
 ) -> None:
     """Run one service (its API and its Kafka worker) until interrupted."""
+    port = port or DEFAULT_PORTS[service]
+    if workers == 1:
+        uvicorn.run(_service_app(service), host=host, port=port, log_config=None)
+        return
+    _load_settings(service)  # refuse bad settings once, before any process starts
+    factory = f"services.cli:{service.value}_app"
+    uvicorn.run(factory, factory=True, workers=workers, host=host, port=port, log_config=None)
+
+
+def _service_app(service: Service) -> FastAPI:
     settings = _load_settings(service)
     configure_logging(settings.log_level, service.value)
     if isinstance(settings, IngestSettings):
         from services.ingest.app import create_app as create_ingest
 
-        api = create_ingest(settings)
-    elif isinstance(settings, ScoringSettings):
+        return create_ingest(settings)
+    if isinstance(settings, ScoringSettings):
         from services.scoring.app import create_app as create_scoring
 
-        api = create_scoring(settings)
-    else:
-        from services.alerts.app import create_app as create_alerts
+        return create_scoring(settings)
+    from services.alerts.app import create_app as create_alerts
 
-        assert isinstance(settings, AlertsSettings)
-        api = create_alerts(settings)
-    uvicorn.run(api, host=host, port=port or DEFAULT_PORTS[service], log_config=None)
+    assert isinstance(settings, AlertsSettings)
+    return create_alerts(settings)
+
+
+# The factories `serve --workers N` gives uvicorn: each worker process builds its app.
+def ingest_app() -> FastAPI:
+    return _service_app(Service.ingest)
+
+
+def scoring_app() -> FastAPI:
+    return _service_app(Service.scoring)
+
+
+def alerts_app() -> FastAPI:
+    return _service_app(Service.alerts)
 
 
 @app.command()

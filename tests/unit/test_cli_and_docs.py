@@ -89,3 +89,15 @@ def _metric_names() -> set[str]:
 def test_the_operations_guide_documents_every_metric() -> None:
     documented = set(re.findall(r"^\| `(vitals_[a-z0-9_]+)", OPERATIONS, re.MULTILINE))
     assert documented == _metric_names()
+
+
+@pytest.mark.parametrize("factory", ["ingest_app", "scoring_app", "alerts_app"])
+def test_each_worker_process_builds_its_app_from_the_environment(
+    factory: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for service in ("INGEST", "SCORING", "ALERTS"):
+        monkeypatch.setenv(f"VITALS_{service}_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path}/x.db")
+
+    built = getattr(importlib.import_module("services.cli"), factory)()
+
+    assert built.title == f"Vitals {factory.removesuffix('_app')}"
