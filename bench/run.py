@@ -182,21 +182,31 @@ async def bench_ingest(scale: Scale, runs: int, bootstrap: str, postgres: str) -
     events = [{k: v for k, v in e.items() if k != "received_at"} for e in stream]
     tracks = [segment_track(e) for e in events if e["kind"] == "usage"]
     log = ROOT / "var" / "bench" / "ingest.log"
-    rows = []
-    for shape, batch in ((measure.SEGMENT_BATCH, tracks), (measure.NATIVE, events)):
-        rows.append(
-            await _ingest_row(
-                f"{shape.path}", runs, bootstrap, postgres, shape, batch, 8, None, log
-            )
-        )
-    half = rows[0]["events_per_s"]["median"] / 2
-    rows.append(
+    segment, native = measure.SEGMENT_BATCH, measure.NATIVE
+    rows = [
+        await _ingest_row(segment.path, runs, bootstrap, postgres, segment, tracks, 8, None, log),
+        await _ingest_row(native.path, runs, bootstrap, postgres, native, events, 8, None, log),
         await _ingest_row(
-            f"{measure.SEGMENT_BATCH.path} at {half:,.0f} events/s (open loop)",
+            f"{segment.path}, 2 worker processes",
             runs,
             bootstrap,
             postgres,
-            measure.SEGMENT_BATCH,
+            segment,
+            tracks,
+            16,
+            None,
+            log,
+            workers=2,
+        ),
+    ]
+    half = rows[0]["events_per_s"]["median"] / 2
+    rows.append(
+        await _ingest_row(
+            f"{segment.path} at {half:,.0f} events/s (open loop)",
+            runs,
+            bootstrap,
+            postgres,
+            segment,
             tracks,
             64,
             half,
@@ -219,12 +229,13 @@ async def _ingest_row(
     concurrency: int,
     rate: float | None,
     log: Path,
+    workers: int = 1,
 ) -> dict[str, Any]:
     rates, p50, p99 = [], [], []
     for run in range(1, runs + 1):
         say(f"ingest {label}: run {run}/{runs} ({len(events):,} events, batches of {HTTP_BATCH})")
         result, latencies = await measure.ingest_http(
-            bootstrap, postgres, events, shape, HTTP_BATCH, concurrency, log, rate
+            bootstrap, postgres, events, shape, HTTP_BATCH, concurrency, log, rate, workers
         )
         latencies.sort()
         rates.append(result.per_second)
