@@ -91,14 +91,10 @@ class AccountScorer:
         for done, account_id in enumerate(sorted(work), start=1):
             if done % YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # let heartbeats and API requests run
-            row = rows.get(account_id)
+            row, state = rows.get(account_id, (None, None))
             if row is None and not work[account_id].events:
                 continue
-            state = (
-                AccountState.model_validate(row.state)
-                if row
-                else AccountState(account_id=account_id)
-            )
+            state = state or AccountState(account_id=account_id)
             events = work[account_id].events
             applied = self._apply(session, state, events, now)
             mine = overrides.get(account_id, [])
