@@ -123,7 +123,8 @@ class Dispatcher:
             outcome.pause_until = paused  # another round (or replica) was asked to wait
         chains: dict[str, list[Delivery]] = {}
         for row in rows:
-            chains.setdefault(row.alert_id, []).append(row)
+            # Digests of one day share an alert_id, yet each owner's stands alone.
+            chains.setdefault(row.id if row.kind == "digest" else row.alert_id, []).append(row)
         parallel = 1 if isinstance(channel, SlackChannel) else PARALLEL_PER_CHANNEL
         slots = asyncio.Semaphore(parallel)
 

@@ -237,3 +237,29 @@ async def test_a_target_refused_at_connect_time_is_dead_at_once(
     assert receiver.requests == []
     assert row is not None and (row.status, row.attempts) == ("dead", 1)
     assert (row.last_error or "").startswith("target refused: localhost resolves to")
+
+
+async def test_one_owners_failed_digest_does_not_hold_back_anothers(
+    kafka: str, database: str, topics: dict[str, str], sessions: SessionFactory
+) -> None:
+    receiver = HttpReceiver()
+    receiver.answer("/hook", Answer(503))
+    async with serve(receiver.app()) as url:
+        settings = alerts_settings(
+            kafka=kafka, database=database, topics=topics, alerts_webhook_url=f"{url}/hook"
+        )
+        files, clock = load_files(settings), FakeClock()
+        async with sessions() as session, session.begin():
+            await sync_file_channels(session, files, clock.now)
+            for n, owner in enumerate(("dana", "sam")):
+                row = _pending(f"digest-{owner}", "webhook", clock, {"owner": owner})
+                row.alert_id, row.kind, row.ordinal = "digest-2026-11-22", "digest", n
+                session.add(row)
+        dispatcher = Dispatcher(settings, files, sessions, clock, asyncio.Event())
+        try:
+            await dispatcher.dispatch_due()
+        finally:
+            await dispatcher.close()
+
+    answered = sorted((r.json()["owner"], r.headers["x-answered"]) for r in receiver.requests)
+    assert len(answered) == 2 and {status for _, status in answered} == {"503", "200"}
