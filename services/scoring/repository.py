@@ -116,11 +116,18 @@ def add_dead_letter(session: AsyncSession, letter: DeadLetter, now: datetime) ->
 
 
 async def unpublished_changes(session: AsyncSession, limit: int) -> Sequence[ScoreHistory]:
+    """The oldest unsent changes, locked until the caller commits.
+
+    Every replica publishes from this one outbox. The lock, taken in id order, makes
+    a second replica wait for the first one's send and commit, then skip what it
+    sent: an account's changes reach the topic in sequence order, so the compacted
+    topic keeps its latest score."""
     rows = await session.scalars(
         select(ScoreHistory)
         .where(ScoreHistory.published_at.is_(None))
         .order_by(ScoreHistory.id)
         .limit(limit)
+        .with_for_update()
     )
     return rows.all()
 
@@ -137,6 +144,7 @@ async def unpublished_dead_letters(session: AsyncSession, limit: int) -> Sequenc
         .where(DeadLetterOutbox.published_at.is_(None))
         .order_by(DeadLetterOutbox.id)
         .limit(limit)
+        .with_for_update()  # one sender at a time, as for score changes
     )
     return rows.all()
 

@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
+from shared.scores import ScoreChange
 from tests.support.servers import free_port, wait_for
 
 SWEEP_DONE = "vitals_scoring_sweep_last_completed_timestamp_seconds"
@@ -114,3 +116,34 @@ def stop_all(replicas: list[ScoringReplica]) -> None:
             except subprocess.TimeoutExpired:
                 replica.process.kill()
                 replica.process.wait()
+
+
+async def latest_sequences(bootstrap: str, topic: str, partitions: int) -> dict[str, int]:
+    """The sequence of the last score change on ``topic`` for each account (its key)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        assigned = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(assigned)
+        await consumer.seek_to_beginning(*assigned)
+        ends = await consumer.end_offsets(assigned)
+        latest: dict[str, int] = {}
+        while await _behind(consumer, ends):
+            batch = await consumer.getmany(timeout_ms=500)
+            for record in sorted((r for rs in batch.values() for r in rs), key=_position):
+                change = ScoreChange.from_bytes(record.value or b"")
+                latest[change.account_id] = change.sequence
+        return latest
+    finally:
+        await consumer.stop()
+
+
+async def _behind(consumer: AIOKafkaConsumer, ends: dict[TopicPartition, int]) -> bool:
+    for tp, end in ends.items():
+        if await consumer.position(tp) < end:
+            return True
+    return False
+
+
+def _position(record: ConsumerRecord) -> tuple[int, int]:
+    return record.partition, record.offset

@@ -31,6 +31,7 @@ from tests.support.scoring_processes import (
     SWEEP_DONE,
     SWEPT,
     ScoringReplica,
+    latest_sequences,
     replica_env,
     stop_all,
 )
@@ -113,6 +114,8 @@ async def test_replicas_killed_ten_times_end_exactly_where_a_clean_run_ends(
             got = await wait_for(_same_end(killed_db, expected), 30, "the killed run to settle")
         except AssertionError:
             got = await outcome(killed_db)  # the assertions below say how it differs
+        scores_topic = f"{topics['scores_topic']}.killed"
+        on_topic = await latest_sequences(kafka, scores_topic, PARTITIONS)
     finally:
         await producer.stop()
         stop_all(replicas)
@@ -131,6 +134,9 @@ async def test_replicas_killed_ten_times_end_exactly_where_a_clean_run_ends(
     assert got.dead_letters == expected.dead_letters  # none lost, none written twice
     for account_id, sequences in got.sequences.items():  # per-account sequence: no gap, no twin
         assert sequences == list(range(1, len(sequences) + 1)), account_id
+    # Two replicas published from one outbox; the compacted topic keeps the last record
+    # per account, which must be its latest change.
+    assert on_topic == {account_id: s[-1] for account_id, s in got.sequences.items()}
 
 
 def _slices(records: list[tuple[bytes, bytes]], count: int) -> list[list[tuple[bytes, bytes]]]:
