@@ -88,6 +88,7 @@ class AccountScorer:
         now = self._clock()
         changes = 0
         lapsed: list[str] = []
+        letters: list[DeadLetter] = []
         for done, account_id in enumerate(sorted(work), start=1):
             if done % YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # let heartbeats and API requests run
@@ -96,7 +97,7 @@ class AccountScorer:
                 continue
             state = state or AccountState(account_id=account_id)
             events = work[account_id].events
-            applied = self._apply(session, state, events, now)
+            applied = self._apply(state, events, now, letters)
             mine = overrides.get(account_id, [])
             if events and not applied and not any(o.pending for o in mine):
                 continue  # only repeats or late events: nothing changed, the sweep ages it
@@ -122,6 +123,7 @@ class AccountScorer:
                 repository.add_history(session, result.change)
                 metrics.SCORE_CHANGES.labels(result.change.band.value).inc()
                 changes += 1
+        await repository.add_dead_letters(session, letters, now)
         if overrides:
             await repository.settle_overrides(session, overrides, lapsed, now)
             metrics.OVERRIDES_LAPSED.inc(len(lapsed))
@@ -129,12 +131,12 @@ class AccountScorer:
 
     def _apply(
         self,
-        session: AsyncSession,
         state: AccountState,
         events: list[tuple[Event, ConsumerRecord]],
         now: datetime,
+        letters: list[DeadLetter],
     ) -> int:
-        """Fold ``events`` in, dead-lettering late ones; returns how many were applied."""
+        """Fold ``events`` in, adding late ones to ``letters``; returns how many applied."""
         if not events:
             return 0
         outcomes = apply_events(state, (event for event, _ in events), self._limits)
@@ -149,8 +151,7 @@ class AccountScorer:
                     f"{self._settings.scoring_lateness_days:g} days behind the account's "
                     f"latest event time {state.watermark.isoformat() if state.watermark else ''}"
                 )
-                letter = self.dead_letter(record, "too_late", message, now, event)
-                repository.add_dead_letter(session, letter, now)
+                letters.append(self.dead_letter(record, "too_late", message, now, event))
         return applied
 
     def dead_letter(
@@ -209,17 +210,19 @@ class ScoringHandler:
     async def apply(self, session: AsyncSession, records: Records) -> None:
         work: dict[str, AccountWork] = defaultdict(AccountWork)
         now = self._clock()
+        unreadable: list[DeadLetter] = []
         for record in records:
             event = _decode(record)
             if event is None:
                 letter = self._scorer.dead_letter(
                     record, "unreadable_event", "not a valid event of the contract", now
                 )
-                repository.add_dead_letter(session, letter, now)
+                unreadable.append(letter)
                 continue
             item = work[event.account_id]
             item.events.append((event, record))
             item.partition = record.partition
+        await repository.add_dead_letters(session, unreadable, now)
         await self._scorer.process(session, work, Trigger.events)
         self._outbox_dirty = True
 

@@ -95,10 +95,12 @@ class DeadLetterOutbox(Base):
             postgresql_where=UNPUBLISHED,
             sqlite_where=UNPUBLISHED,
         ),
+        Index("uq_scoring_dead_letters_source", "source", unique=True),
     )
 
     id: Mapped[int] = mapped_column(BIG_ID, primary_key=True, autoincrement=True)
     key: Mapped[str] = mapped_column(String(300))
+    source: Mapped[str | None] = mapped_column(String(300))
     message: Mapped[dict[str, Any]] = mapped_column(JSON)
     reason: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())

@@ -13,6 +13,7 @@ import orjson
 from sqlalchemy import (
     ColumnElement,
     Float,
+    Table,
     Text,
     and_,
     bindparam,
@@ -28,6 +29,7 @@ from sqlalchemy.orm import defer
 
 from services.scoring.domain import AccountState, Assessment, account_facts
 from services.scoring.models import Account, AccountOverride, DeadLetterOutbox, ScoreHistory
+from shared.db import upsert
 from shared.dlq import DeadLetter
 from shared.scores import ScoreChange
 
@@ -104,15 +106,26 @@ def add_history(session: AsyncSession, change: ScoreChange) -> None:
     )
 
 
-def add_dead_letter(session: AsyncSession, letter: DeadLetter, now: datetime) -> None:
-    session.add(
-        DeadLetterOutbox(
-            key=letter.key().decode()[:300],
-            message=letter.model_dump(mode="json", exclude_none=True),
-            reason=letter.reason,
-            created_at=now,
-        )
-    )
+async def add_dead_letters(
+    session: AsyncSession, letters: Sequence[DeadLetter], now: datetime
+) -> None:
+    """Stage dead letters for sending; a source (a record) already there is skipped."""
+    if not letters:
+        return
+    rows = [
+        {
+            "key": letter.key().decode()[:300],
+            "source": letter.source[:300],
+            "message": letter.model_dump(mode="json", exclude_none=True),
+            "reason": letter.reason,
+            "created_at": now,
+        }
+        for letter in letters
+    ]
+    table = DeadLetterOutbox.__table__
+    assert isinstance(table, Table)
+    statement = upsert(session, table).values(rows).on_conflict_do_nothing()
+    await session.execute(statement)
 
 
 async def unpublished_changes(session: AsyncSession, limit: int) -> Sequence[ScoreHistory]:
