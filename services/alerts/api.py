@@ -41,16 +41,18 @@ from services.alerts.schemas import (
 from services.alerts.senders import Senders, SendFailed
 from services.alerts.settings import AlertsSettings
 from services.alerts.ssrf import TargetRefused
+from shared.auth import KeyRing, Scope, authenticate, install_auth
 from shared.http import DbSession, Problem, problem_response
 from shared.scores import Tier
 
 Clock = Callable[[], datetime]
 ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": Problem, "description": "No or a wrong admin token"},
-    403: {"model": Problem, "description": "The admin API is off"},
+    401: {"model": Problem, "description": "No or a wrong API key (admin API: admin token)"},
+    403: {"model": Problem, "description": "A key without the read scope, or admin API off"},
     404: {"model": Problem, "description": "No such item"},
     409: {"model": Problem, "description": "Not possible in the item's state"},
     422: {"model": Problem, "description": "Invalid input; details name the field"},
+    429: {"model": Problem, "description": "The API key is over its rate; see Retry-After"},
 }
 
 
@@ -86,7 +88,7 @@ def require_admin(request: Request, runtime: RuntimeDep) -> None:
         raise ApiError(401, "unauthorized", "send the admin token as Authorization: Bearer ...")
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, keyring: KeyRing) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         headers = {"www-authenticate": "Bearer"} if exc.status_code == 401 else None
@@ -98,11 +100,16 @@ def install(app: FastAPI) -> None:
         details = [{"problem": line.strip()} for line in lines[1:]] or None
         return problem_response(422, "invalid_configuration", lines[0], details)
 
+    install_auth(app, keyring)
     app.include_router(alerts_router)
     app.include_router(admin_router)
 
 
-alerts_router = APIRouter(tags=["alerts"], responses=ERRORS)
+# Reading alerts and deliveries, and a CSM's ack or snooze, take an API key with the
+# read scope (shared/auth.py); channels, routes, silences and rules the admin token.
+alerts_router = APIRouter(
+    tags=["alerts"], dependencies=[Depends(authenticate(Scope.read))], responses=ERRORS
+)
 admin_router = APIRouter(tags=["admin"], dependencies=[Depends(require_admin)], responses=ERRORS)
 
 

@@ -82,7 +82,7 @@ def create_app(settings: AlertsSettings | None = None, clock: Clock = utc_now) -
     app.state.readiness = readiness
     app.state.sessions = sessions
     app.state.runtime = api.Runtime(settings, files, senders, clock)
-    api.install(app)
+    api.install(app, settings.keyring())
     return app
 
 

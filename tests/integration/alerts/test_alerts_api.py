@@ -2,15 +2,18 @@
 with secrets masked, channel tests, routes, the alerts topic and the daily digest."""
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
+from shared.auth import Scope
 from shared.scores import Risk, ScoreChange, Tier
 from tests.integration.alerts.conftest import ADMIN, AlertsStack, StackFactory
 from tests.support.alerts_messages import enriched_change, facts, later
 from tests.support.alerts_receivers import HttpReceiver
+from tests.support.auth import make_keys_file
 from tests.support.kafka import consume
 from tests.support.servers import serve, wait_for
 
@@ -47,6 +50,35 @@ async def test_the_admin_api_needs_the_admin_token(alerts_stack: StackFactory) -
     assert wrong.json()["error"] == "unauthorized"
     assert (right.status_code, public.status_code) == (200, 200)
     assert off.status_code == 403 and off.json()["error"] == "admin_api_off"
+
+
+async def test_alerts_and_deliveries_need_an_api_key_with_the_read_scope(
+    alerts_stack: StackFactory, tmp_path: Path
+) -> None:
+    keys_file, keys = make_keys_file(
+        tmp_path, {"csm-tool": [Scope.read], "pipeline": [Scope.ingest]}
+    )
+    reader = {"authorization": f"Bearer {keys['csm-tool']}"}
+    async with alerts_stack(api_keys_file=keys_file) as stack:
+        await stack.send(risky(stack))
+        await wait_for(lambda: _listed(stack, reader), 30, "the alert")
+        missing = await stack.api.get("/v1/alerts")
+        wrong_scope = await stack.api.get("/v1/deliveries", headers={"X-API-Key": keys["pipeline"]})
+        (alert,) = (await stack.api.get("/v1/alerts", headers=reader)).json()["alerts"]
+        unkeyed_ack = await stack.api.post(f"/v1/alerts/{alert['id']}/ack", json={"by": "x"})
+        acked = await stack.api.post(
+            f"/v1/alerts/{alert['id']}/ack", json={"by": "dana"}, headers=reader
+        )
+
+    assert (missing.status_code, missing.json()["error"]) == (401, "missing_api_key")
+    assert (wrong_scope.status_code, wrong_scope.json()["error"]) == (403, "insufficient_scope")
+    assert unkeyed_ack.status_code == 401
+    assert acked.status_code == 200 and acked.json()["acked_by"] == "dana"
+
+
+async def _listed(stack: AlertsStack, headers: dict[str, str]) -> bool:
+    response = await stack.api.get("/v1/alerts", headers=headers)
+    return response.status_code == 200 and bool(response.json()["alerts"])
 
 
 async def test_channels_are_listed_masked_tested_and_ssrf_targets_refused(
