@@ -15,8 +15,9 @@ from sqlalchemy import func, select
 
 from services.scoring.models import consumer_offsets
 from shared.db import create_engine
-from tests.e2e.stack import ServiceProcess, migrate, service_env
+from tests.e2e.stack import migrate, service_env
 from tests.support.events import native_usage_json
+from tests.support.processes import ServiceProcess
 from tests.support.servers import WebhookReceiver, serve, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres]

@@ -26,13 +26,14 @@ from shared.kafka import ensure_topics, topic_spec
 from shared.migrations import upgrade_to_head
 from tests.support.apps import scoring_settings
 from tests.support.infra import create_database, drop_database
+from tests.support.processes import ServiceProcess
 from tests.support.scoring_builders import NOW
 from tests.support.scoring_processes import (
     SWEEP_DONE,
     SWEPT,
-    ScoringReplica,
     latest_sequences,
     replica_env,
+    scoring_replica,
     stop_all,
 )
 from tests.support.scoring_workload import Outcome, outcome, reproducible_scorecards, workload
@@ -80,9 +81,9 @@ async def test_replicas_killed_ten_times_end_exactly_where_a_clean_run_ends(
             batch_max_records=BATCH,
         )
 
-    clean = ScoringReplica("clean", env(clean_db, "clean"), tmp_path)
-    first = ScoringReplica("a", env(killed_db, "killed"), tmp_path)
-    second = ScoringReplica("b", env(killed_db, "killed"), tmp_path)
+    clean = scoring_replica("clean", env(clean_db, "clean"), tmp_path)
+    first = scoring_replica("a", env(killed_db, "killed"), tmp_path)
+    second = scoring_replica("b", env(killed_db, "killed"), tmp_path)
     replicas = [clean, first, second]
     producer = AIOKafkaProducer(bootstrap_servers=kafka, acks="all")
     await producer.start()
@@ -101,7 +102,7 @@ async def test_replicas_killed_ten_times_end_exactly_where_a_clean_run_ends(
                 victim = rng.choice(live)
                 # The kill point: a seeded delay into the processing of this slice.
                 await asyncio.sleep(rng.uniform(0.0, 0.6))
-                victim.stop(signal.SIGKILL)
+                victim.kill(signal.SIGKILL)
                 victim.start()
                 await asyncio.gather(*(r.wait_ready() for r in live))
         await wait_for(_consumed(killed_db, len(load.records)), 60, "the killed run to catch up")
@@ -172,7 +173,7 @@ def _published(database: str) -> Callable[[], Awaitable[Outcome | None]]:
     return condition
 
 
-async def _settle(replicas: list[ScoringReplica]) -> None:
+async def _settle(replicas: list[ServiceProcess]) -> None:
     """Restart every replica: its first sweep re-scores its accounts at the (fixed) time,
     against the portfolio of the whole run."""
     stop_all(replicas)
