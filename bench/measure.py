@@ -254,6 +254,9 @@ async def vitals_scoring(
         return result
 
 
+RECOVERY_MARK = 2_000  # events durable before the kill: mid-stream, and quick to reach
+
+
 async def vitals_recovery(
     bootstrap: str, postgres_admin: str, topic: str, total: int, log: Path
 ) -> float:
@@ -261,7 +264,8 @@ async def vitals_recovery(
     progress durable again (start-up, rebalance, state load and the first flush)."""
     async with scoring_under_test(bootstrap, postgres_admin, topic, log) as scoring:
         await scoring.start()
-        await _until(lambda: _beyond(scoring.durable, total // 10), 120, "first progress")
+        mark = min(total // 10, RECOVERY_MARK)
+        await _until(lambda: _beyond(scoring.durable, mark), 120, "first progress")
         assert scoring.process is not None
         scoring.process.kill()
         killed_at = time.perf_counter()

@@ -119,24 +119,47 @@ def _workload(workload: dict[str, Any]) -> list[str]:
 
 
 def chart(report: dict[str, Any], path: Path) -> None:
+    """Per workload: consumer throughput (Vitals, peer, ceiling), and Vitals' latency
+    from event to durable score at the open-loop rates."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     workloads = report["workloads"]
-    fig, axes = plt.subplots(1, len(workloads), figsize=(6 * len(workloads), 4), squeeze=False)
-    for axis, workload in zip(axes[0], workloads, strict=True):
-        names = [name.split(" (")[0].split(":")[0] for _, name in SYSTEMS]
-        medians = [workload.get(k, {}).get("events_per_s", {}).get("median", 0) for k, _ in SYSTEMS]
-        axis.barh(names, medians, color=["#999999", "#2a7ab0", "#e08a2c", "#c0602a"])
-        axis.set_xscale("log")
-        axis.set_xlabel("events/s, median (log scale)")
-        for y, value in enumerate(medians):
-            axis.text(value, y, f" {value:,.0f}", va="center")
-        axis.set_title(f"{workload['accounts']:,} accounts, {workload['events']:,} events")
-        axis.invert_yaxis()
-    fig.suptitle(f"Consumer throughput on {report['machine']['cores']} cores ({report['scale']})")
+    fig, axes = plt.subplots(len(workloads), 2, figsize=(12, 4 * len(workloads)), squeeze=False)
+    for (rate_axis, latency_axis), workload in zip(axes, workloads, strict=True):
+        _throughput(rate_axis, workload)
+        _latency(latency_axis, workload)
+    fig.suptitle(f"Scoring on {report['machine']['cores']} cores ({report['scale']} scale)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def _throughput(axis: Any, workload: dict[str, Any]) -> None:
+    names = [name.split(" (")[0].split(":")[0] for _, name in SYSTEMS]
+    medians = [workload.get(k, {}).get("events_per_s", {}).get("median", 0) for k, _ in SYSTEMS]
+    axis.barh(names, medians, color=["#999999", "#2a7ab0", "#e08a2c", "#c0602a"])
+    axis.set_xscale("log")
+    axis.set_xlabel("events/s, median (log scale)")
+    for y, value in enumerate(medians):
+        axis.text(value, y, f" {value:,.0f}", va="center")
+    axis.set_title(f"{workload['accounts']:,} accounts, {workload['events']:,} events")
+    axis.invert_yaxis()
+
+
+def _latency(axis: Any, workload: dict[str, Any]) -> None:
+    runs = workload.get("vitals_open_loop", [])
+    rates = [run["rate_events_per_s"] for run in runs]
+    for key, label in (
+        ("latency_p50_ms", "p50"),
+        ("latency_p99_ms", "p99"),
+        ("latency_p999_ms", "p99.9"),
+    ):
+        axis.plot(rates, [run[key] for run in runs], marker="o", label=label)
+    axis.set_xlabel("open-loop rate, events/s")
+    axis.set_ylabel("event to durable score, ms")
+    axis.set_title("Vitals scoring latency (open loop)")
+    axis.legend()
+    axis.grid(alpha=0.3)

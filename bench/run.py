@@ -48,7 +48,7 @@ class Scale:
 
 SCALES = {
     "smoke": Scale("smoke", (Workload(accounts=1_000, events=20_000),), 60, 5_000, 5, 10_000),
-    "small": Scale("small", (Workload(accounts=10_000, events=200_000),), 20, 50_000, 10, 100_000),
+    "small": Scale("small", (Workload(accounts=10_000, events=200_000),), 10, 25_000, 5, 30_000),
     "full": Scale(
         "full",
         (

@@ -1,7 +1,7 @@
 """The sweep at portfolio size: one scoring process re-scores N accounts at the current
 time, and how much memory it takes.
 
-Real account states come from scoring a small workload; they are then cloned in SQL
+Real account states come from scoring a small workload (500 accounts); they are then cloned in SQL
 (new account ids, same partitions) up to N accounts, and a fresh scoring process on
 the same database sweeps them all on start. The sweep's rate is read from the
 database: accounts re-scored between the first and the last one seen. A sweep that
@@ -26,7 +26,7 @@ from bench.measure import say
 from bench.workload import Workload, encode
 
 PARTITIONS = 6
-SEED = Workload(accounts=1_000, events=20_000)
+SEED = Workload(accounts=500, events=5_000)
 
 CLONE = text(
     """
