@@ -535,13 +535,16 @@ async def _poll_positions(
         consumer_offsets.c.consumer_group == scoring.group
     )
     async with scoring.engine.connect() as connection:
-        while not stop.is_set():
+        while True:
+            stopping = stop.is_set()  # read before the sample: the last one sees the end
             now = time.perf_counter()
             for partition, next_offset in (await connection.execute(query)).all():
                 history = moves.setdefault(partition, [])
                 if not history or next_offset > history[-1][1]:
                     history.append((now, next_offset))
             await connection.commit()  # a new snapshot for the next read
+            if stopping:
+                return
             await asyncio.sleep(0.02)
 
 
