@@ -258,11 +258,15 @@ RECOVERY_MARK = 2_000  # events durable before the kill: mid-stream, and quick t
 
 
 async def vitals_recovery(
-    bootstrap: str, postgres_admin: str, topic: str, total: int, log: Path
+    bootstrap: str, postgres_admin: str, topic: str, total: int, log: Path, static: bool
 ) -> float:
     """Seconds from a SIGKILL of scoring mid-stream until a restarted process makes
-    progress durable again (start-up, rebalance, state load and the first flush)."""
+    progress durable again (start-up, rebalance, state load and the first flush).
+    ``static``: a static group member (VITALS_SCORING_INSTANCE_ID), which gets its
+    partitions back at once instead of after the broker's session timeout."""
     async with scoring_under_test(bootstrap, postgres_admin, topic, log) as scoring:
+        if static:
+            scoring.env["VITALS_SCORING_INSTANCE_ID"] = f"{scoring.group}-0"
         await scoring.start()
         mark = min(total // 10, RECOVERY_MARK)
         await _until(lambda: _beyond(scoring.durable, mark), 120, "first progress")

@@ -113,8 +113,15 @@ def _workload(workload: dict[str, Any]) -> list[str]:
             f"{run['latency_p50_ms']:,.0f} ms | {run['latency_p99_ms']:,.0f} ms | "
             f"{run['latency_p999_ms']:,.0f} ms |"
         )
-    recovery = _figure(workload, "vitals_recovery_after_sigkill_s", " s", 1)
-    lines += ["", f"Vitals scoring, SIGKILL mid-stream to durable progress again: {recovery}.", ""]
+    dynamic = _figure(workload, "vitals_recovery_after_sigkill_dynamic_s", " s", 1)
+    static = _figure(workload, "vitals_recovery_after_sigkill_static_s", " s", 1)
+    lines += [
+        "",
+        f"Vitals scoring, SIGKILL mid-stream to durable progress again: {dynamic} "
+        f"(dynamic group membership, the default); {static} with static membership "
+        "(`VITALS_SCORING_INSTANCE_ID`).",
+        "",
+    ]
     return lines
 
 

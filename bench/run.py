@@ -118,14 +118,18 @@ async def bench_workload(
     result["vitals_open_loop"] = await bench_open_loop(
         workload, scale, catch_up, bootstrap, postgres, logs / "scoring.log"
     )
-    recoveries = []
-    for run in range(1, runs + 1):
-        say(f"{label} recovery after SIGKILL: run {run}/{runs}")
-        recoveries.append(
-            await measure.vitals_recovery(bootstrap, postgres, topic, total, logs / "scoring.log")
-        )
-        say(f"{label} recovery after SIGKILL: {recoveries[-1]:.1f} s")
-    result["vitals_recovery_after_sigkill_s"] = spread(recoveries)
+    for static in (False, True):
+        membership = "static" if static else "dynamic"
+        recoveries = []
+        for run in range(1, runs + 1):
+            say(f"{label} recovery after SIGKILL, {membership} membership: run {run}/{runs}")
+            recoveries.append(
+                await measure.vitals_recovery(
+                    bootstrap, postgres, topic, total, logs / "scoring.log", static
+                )
+            )
+            say(f"{label} recovery after SIGKILL: {recoveries[-1]:.1f} s")
+        result[f"vitals_recovery_after_sigkill_{membership}_s"] = spread(recoveries)
     for guarantee in ("at-least-once", "exactly-once"):
         result[f"quix_{guarantee.replace('-', '_')}"] = await repeat(
             runs,
