@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Iterable
 from datetime import datetime
+from importlib.metadata import PackageNotFoundError, version
 from typing import Literal
 
 import orjson
@@ -20,6 +21,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared.events import UtcDatetime
 
 MAX_ORIGINAL_BYTES = 64 * 1024
+
+
+def processor_name(service: str) -> str:
+    """What a dead letter names as its processor: the service and Vitals' version."""
+    try:
+        return f"{service}@{version('vitals')}"
+    except PackageNotFoundError:
+        return f"{service}@unknown"
 
 
 class DeadLetter(BaseModel):

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import hmac
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, status
@@ -42,10 +40,10 @@ from services.alerts.senders import Senders, SendFailed
 from services.alerts.settings import AlertsSettings
 from services.alerts.ssrf import TargetRefused
 from shared.auth import KeyRing, Scope, authenticate, install_auth
+from shared.clock import Clock
 from shared.http import DbSession, Problem, problem_response
 from shared.scores import Tier
 
-Clock = Callable[[], datetime]
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "No or a wrong API key (admin API: admin token)"},
     403: {"model": Problem, "description": "A key without the read scope, or admin API off"},

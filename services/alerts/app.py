@@ -6,7 +6,6 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -15,13 +14,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.alerts import api
 from services.alerts.configuration import FileConfig, load_files, sync_file_channels
-from services.alerts.consumer import AlertsHandler, Clock
+from services.alerts.consumer import AlertsHandler
 from services.alerts.dispatcher import Dispatcher
 from services.alerts.models import consumer_offsets
 from services.alerts.publisher import EventPublisher
 from services.alerts.senders import Senders
 from services.alerts.settings import AlertsSettings
 from shared.background import running
+from shared.clock import Clock, utc_now
 from shared.consumer import TransactionalConsumer
 from shared.db import SessionFactory, create_engine, session_factory
 from shared.health import Readiness, wait_until_fine
@@ -31,10 +31,6 @@ from shared.migrations import MigrationSet, schema_problem
 
 MIGRATIONS = MigrationSet("alerts", Path(__file__).parent / "migrations")
 log = logging.getLogger(__name__)
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def create_app(settings: AlertsSettings | None = None, clock: Clock = utc_now) -> FastAPI:

@@ -25,12 +25,11 @@ from services.alerts.configuration import FileConfig, Setup
 from services.alerts.models import AccountCursor, Alert, AlertEventRow, Delivery
 from services.alerts.models import Silence as SilenceRow
 from services.alerts.settings import AlertsSettings
+from shared.clock import Clock
 from shared.consumer import Records
 from shared.scores import ScoreChange
 
 log = logging.getLogger(__name__)
-
-Clock = Callable[[], datetime]
 
 
 @dataclass

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import cast
@@ -30,11 +30,11 @@ from services.alerts.models import Alert, ChannelRow, Delivery
 from services.alerts.payloads import AlertEvent
 from services.alerts.senders import DIGEST, Senders, SendFailed
 from services.alerts.settings import AlertsSettings
+from shared.clock import Clock
 from shared.db import SessionFactory, upsert
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 CLAIM_BATCH = 20
 PARALLEL_PER_CHANNEL = 8
 DIGEST_CHECK_INTERVAL_S = 1.0

@@ -5,14 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.ingest import metrics
 from services.ingest.api_native import add_native_routes
@@ -21,7 +20,7 @@ from services.ingest.api_stripe import add_stripe_routes
 from services.ingest.database import DatabaseUnavailable
 from services.ingest.dedupe import DatabaseDeduplicator
 from services.ingest.http_intake import HttpIntake
-from services.ingest.intake import Clock, Intake, utc_now
+from services.ingest.intake import Intake
 from services.ingest.openapi import document_request_bodies
 from services.ingest.publisher import EventPublisher
 from services.ingest.raw_topics import RawTopicConsumer, RawTopicsConfig
@@ -30,7 +29,9 @@ from services.ingest.settings import IngestSettings
 from services.ingest.stripe_customers import StripeCustomers
 from shared.auth import install_auth
 from shared.background import running
+from shared.clock import Clock, utc_now
 from shared.db import create_engine, session_factory
+from shared.dlq import processor_name
 from shared.health import Readiness
 from shared.http import create_service_app
 from shared.migrations import MigrationSet, schema_problem
@@ -38,13 +39,6 @@ from shared.migrations import MigrationSet, schema_problem
 log = logging.getLogger(__name__)
 
 MIGRATIONS = MigrationSet("ingest", Path(__file__).parent / "migrations")
-
-
-def processor_name() -> str:
-    try:
-        return f"ingest@{version('vitals')}"
-    except PackageNotFoundError:
-        return "ingest@unknown"
 
 
 def create_app(settings: IngestSettings | None = None, clock: Clock = utc_now) -> FastAPI:
@@ -58,7 +52,7 @@ def create_app(settings: IngestSettings | None = None, clock: Clock = utc_now) -
     publisher = EventPublisher(settings, readiness)
     window = timedelta(seconds=settings.ingest_dedupe_window_s)
     dedupe = DatabaseDeduplicator(sessions, window, settings.dedupe_lease(), clock)
-    intake = Intake(publisher, dedupe, processor_name(), clock)
+    intake = Intake(publisher, dedupe, processor_name("ingest"), clock)
     raw_topics = RawTopicConsumer(
         settings, _raw_topics_config(settings), intake, SegmentUsers(sessions, clock), clock
     )
@@ -87,7 +81,7 @@ def create_app(settings: IngestSettings | None = None, clock: Clock = utc_now) -
     app.state.publisher = publisher
     app.state.sessions = sessions
     install_auth(app, settings.keyring())
-    app.middleware("http")(_time_requests)
+    app.add_middleware(RequestTimer)
     http = HttpIntake(intake, settings.ingest_max_body_bytes, clock)
     bodies = add_native_routes(app, http)
     bodies |= add_segment_routes(app, http, SegmentUsers(sessions, clock))
@@ -117,13 +111,22 @@ async def _prune_every(dedupe: DatabaseDeduplicator, interval_s: float) -> None:
             log.info("pruned %d expired event ids", deleted)
 
 
-async def _time_requests(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    started = time.perf_counter()
-    response = await call_next(request)
-    route: Any = request.scope.get("route")
-    path = getattr(route, "path", "unmatched")
-    if path.startswith("/v1/"):
-        metrics.REQUEST_SECONDS.labels(path).observe(time.perf_counter() - started)
-    return response
+class RequestTimer:
+    """Times each intake request by route, as plain ASGI: ``app.middleware("http")``
+    would wrap every request in a task and stream, a cost on the hot path."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            # The router put the matched route into this same scope.
+            path = getattr(scope.get("route"), "path", "unmatched")
+            if path.startswith("/v1/"):
+                metrics.REQUEST_SECONDS.labels(path).observe(time.perf_counter() - started)

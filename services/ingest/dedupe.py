@@ -9,20 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.ingest import repository
 from services.ingest.database import DatabaseUnavailable, transaction
+from shared.clock import Clock
 from shared.db import SessionFactory
 
 log = logging.getLogger(__name__)
-
-Clock = Callable[[], datetime]
 
 
 class InFlight(Exception):

@@ -20,9 +20,10 @@ from services.ingest.body import read_limited, require_media_type
 from services.ingest.database import DatabaseUnavailable
 from services.ingest.dedupe import InFlight
 from services.ingest.domain import BodyRejected, Parsed, Rejection
-from services.ingest.intake import Clock, Intake, Origin, Outcome
+from services.ingest.intake import Intake, Origin, Outcome
 from services.ingest.reasons import Reason
 from services.ingest.schemas import ItemError
+from shared.clock import Clock
 from shared.kafka import BrokerUnavailable
 
 log = logging.getLogger(__name__)

@@ -10,25 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from services.ingest import metrics
 from services.ingest.dedupe import Deduplicator
 from services.ingest.domain import Item, Rejection
 from services.ingest.publisher import EventPublisher, Unacknowledged
+from shared.clock import Clock, utc_now
 from shared.dlq import DeadLetter
 from shared.events import Event
 
 log = logging.getLogger(__name__)
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)

@@ -36,11 +36,12 @@ from services.ingest.cloud_events import parse_cloudevents
 from services.ingest.database import DatabaseUnavailable
 from services.ingest.dedupe import InFlight
 from services.ingest.domain import BodyRejected, Item, Limits, Rejection, load_json
-from services.ingest.intake import Clock, Intake, Origin, utc_now
+from services.ingest.intake import Intake, Origin
 from services.ingest.native import parse_native
 from services.ingest.reasons import Reason
 from services.ingest.segment_users import SegmentUsers
 from services.ingest.settings import IngestSettings
+from shared.clock import Clock, utc_now
 from shared.events import Event
 from shared.kafka import (
     BrokerUnavailable,

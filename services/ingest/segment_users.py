@@ -7,7 +7,7 @@ from datetime import datetime
 
 from services.ingest import repository
 from services.ingest.database import transaction
-from services.ingest.intake import Clock
+from shared.clock import Clock
 from shared.db import SessionFactory
 
 

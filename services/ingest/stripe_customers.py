@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from services.ingest import repository
 from services.ingest.database import transaction
-from services.ingest.intake import Clock
 from services.ingest.stripe_billing import CustomerAccount
+from shared.clock import Clock
 from shared.db import SessionFactory
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -29,6 +29,7 @@ from services.scoring.schemas import (
 )
 from services.scoring.scorecard import ScorecardSet
 from shared.auth import ApiKey, Scope, authenticate
+from shared.clock import Clock
 from shared.http import DbSession, Problem, problem_response
 from shared.scores import Band, Driver, Risk, Stage, Tier
 
@@ -48,7 +49,6 @@ AUTH_FAILURES: dict[int | str, dict[str, Any]] = {
 }
 READ = [Depends(authenticate(Scope.read))]
 AdminKey = Annotated[ApiKey | None, Depends(authenticate(Scope.admin))]
-Clock = Callable[[], datetime]
 
 
 def router(scorecards: ScorecardSet, clock: Clock) -> APIRouter:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
@@ -12,13 +11,14 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.scoring.api import router
-from services.scoring.consumer import AccountScorer, Clock, ScoringHandler
+from services.scoring.consumer import AccountScorer, ScoringHandler
 from services.scoring.models import consumer_offsets
 from services.scoring.scorecard import load_scorecards
 from services.scoring.settings import ScoringSettings
 from services.scoring.sweep import Sweep
 from shared.auth import install_auth
 from shared.background import running
+from shared.clock import Clock, utc_now
 from shared.consumer import TransactionalConsumer
 from shared.db import create_engine, session_factory
 from shared.health import Readiness, wait_until_fine
@@ -27,10 +27,6 @@ from shared.kafka import ensure_topics, make_consumer, make_producer, start_with
 from shared.migrations import MigrationSet, schema_problem
 
 MIGRATIONS = MigrationSet("scoring", Path(__file__).parent / "migrations")
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def settings_clock(settings: ScoringSettings) -> Clock:

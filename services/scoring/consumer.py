@@ -11,10 +11,9 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from importlib.metadata import PackageNotFoundError, version
 from typing import Literal
 
 import orjson
@@ -35,26 +34,19 @@ from services.scoring.domain import (
 from services.scoring.models import AccountOverride
 from services.scoring.scorecard import ScorecardSet
 from services.scoring.settings import ScoringSettings
+from shared.clock import Clock
 from shared.consumer import Records
 from shared.db import SessionFactory
-from shared.dlq import DeadLetter
+from shared.dlq import DeadLetter, processor_name
 from shared.events import Event
 from shared.kafka import send_all
 from shared.scores import Trigger
 
 log = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 PUBLISH_BATCH = 500
 IDLE_OUTBOX_CHECK_S = 5.0
 YIELD_EVERY = 50
-
-
-def processor_name() -> str:
-    try:
-        return f"scoring@{version('vitals')}"
-    except PackageNotFoundError:
-        return "scoring@unknown"
 
 
 @dataclass
@@ -71,7 +63,7 @@ class AccountScorer:
         self._limits = settings.limits()
         self._scorecards = scorecards
         self._clock = clock
-        self._processor = processor_name()
+        self._processor = processor_name("scoring")
         self.portfolio: Portfolio | None = None
 
     async def refresh_portfolio(self, session: AsyncSession) -> None:

@@ -19,8 +19,9 @@ from aiokafka import TopicPartition
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scoring import metrics, repository
-from services.scoring.consumer import AccountScorer, Clock, ScoringHandler, work_for
+from services.scoring.consumer import AccountScorer, ScoringHandler, work_for
 from services.scoring.settings import ScoringSettings
+from shared.clock import Clock
 from shared.scores import Trigger
 
 OVERRIDE_POLL_S = 1.0

@@ -3,8 +3,9 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from services.scoring.app import settings_clock, utc_now
+from services.scoring.app import settings_clock
 from services.scoring.settings import ScoringSettings
+from shared.clock import utc_now
 
 
 def test_a_fixed_clock_stands_still_and_is_refused_in_production() -> None:
