@@ -133,7 +133,12 @@ async def test_a_delivery_is_dead_after_its_last_attempt(
             alerts_delivery_max_attempts=2,
         )
         clock = FakeClock()
-        async with serve(create_app(settings, clock)):
+        async with (
+            serve(create_app(settings, clock)) as url,
+            httpx.AsyncClient(base_url=url) as api,
+        ):
+            # Like the other tests: the consumer is in its group before the message comes.
+            await wait_for(lambda: _ready(api), 30, "alerts to be ready")
             await _send(kafka, topics["scores_topic"], score_change(account_id="c", health_score=1))
             await wait_for(lambda: _attempted(database), 30, "the first attempt")
             clock.advance(timedelta(minutes=1))
