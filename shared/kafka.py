@@ -11,6 +11,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 
 TOPIC_ALREADY_EXISTS = 36
 PUBLISH_TIMEOUT_S = 10.0
+TOPIC_VISIBLE_TIMEOUT_S = 30.0
 
 
 class BrokerUnavailable(Exception):
@@ -56,15 +58,41 @@ async def ensure_topics(settings: VitalsSettings, specs: Iterable[TopicSpec]) ->
             for s in specs
             if s.name not in existing
         ]
-        if not missing:
-            return
-        response = await admin.create_topics(missing)
-        for topic, code, *message in response.topic_errors:
-            if code not in (0, TOPIC_ALREADY_EXISTS):
-                raise KafkaError(f"cannot create topic {topic}: error {code} {message}")
-            log.info("topic ready", extra={"topic": topic})
+        if missing:
+            response = await admin.create_topics(missing)
+            for topic, code, *message in response.topic_errors:
+                if code not in (0, TOPIC_ALREADY_EXISTS):
+                    raise KafkaError(f"cannot create topic {topic}: error {code} {message}")
+                log.info("topic created", extra={"topic": topic})
+        await _wait_until_served(admin, [s.name for s in specs])
     finally:
         await admin.close()
+
+
+async def _wait_until_served(admin: AIOKafkaAdminClient, names: list[str]) -> None:
+    """Return once the broker's metadata shows every topic with a leader per partition.
+
+    A created topic reaches the broker's metadata a moment after the controller
+    acknowledged it. A consumer that subscribes in between is told the topic does
+    not exist and, with aiokafka, waits for its next metadata refresh (five minutes)
+    before it is assigned anything."""
+    deadline = asyncio.get_running_loop().time() + TOPIC_VISIBLE_TIMEOUT_S
+    while True:
+        waiting = [t["topic"] for t in await admin.describe_topics(names) if not _served(t)]
+        if not waiting:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise KafkaError(f"topics not served by the broker yet: {', '.join(waiting)}")
+        await asyncio.sleep(0.1)
+
+
+def _served(topic: dict[str, Any]) -> bool:
+    partitions = topic["partitions"]
+    return (
+        topic["error_code"] == 0
+        and bool(partitions)
+        and all(p["error_code"] == 0 and p["leader"] >= 0 for p in partitions)
+    )
 
 
 def make_producer(settings: VitalsSettings, role: str) -> AIOKafkaProducer:

@@ -5,16 +5,14 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
-import yaml
 from sqlalchemy import func, select
 
 from services.scoring.models import Account, DeadLetterOutbox, ScoreHistory, consumer_offsets
 from shared.db import create_engine, session_factory
 from shared.events import Event, PaymentOutcome, SubscriptionStatus
-from tests.support.scoring_builders import DEFAULT_SCORECARDS, NOW, billing, day, traits, usage
+from tests.support.scoring_builders import NOW, billing, day, traits, usage
 
 FEATURES = ["report.exported", "dashboard.shared", "integration.connected", "page.viewed", "x.y"]
 # Parts of the state that record the path taken (the previous material score and what
@@ -94,6 +92,14 @@ def _account_events(rng: random.Random, account_id: str) -> list[Event]:
                 mrr_minor=rng.randint(10, 5000) * 100,
             )
         )
+    if rng.random() < 0.3:  # ten times the seats on the last day: health drops sharply
+        events.append(
+            billing(
+                account_id=account_id,
+                at=NOW - timedelta(minutes=rng.randint(1, 10 * 60)),
+                seats=seats * 10,
+            )
+        )
     latest = rng.randint(0, 25)  # days since the last usage: some accounts fall silent
     for _ in range(rng.randint(8, 40)):
         events.append(
@@ -105,21 +111,6 @@ def _account_events(rng: random.Random, account_id: str) -> list[Event]:
             )
         )
     return sorted(events, key=lambda e: e.occurred_at)
-
-
-def reproducible_scorecards(folder: Path) -> Path:
-    """The default scorecard without the two parts that read the path taken, not the
-    state reached: tier hysteresis (the previous tier) and drop velocity (earlier scores
-    of the same day). Both depend on where batches happened to end, even between two
-    clean runs, so a run cannot be compared exactly with them."""
-    card: dict[str, Any] = yaml.safe_load((DEFAULT_SCORECARDS / "default.yaml").read_text())
-    card["value"]["tiers"]["hysteresis"] = 0
-    rules = card["churn_risk"]["rules"]
-    card["churn_risk"]["rules"] = [r for r in rules if "dropped_points" not in r["when"]]
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "default.yaml"
-    path.write_text(yaml.safe_dump(card, sort_keys=False))
-    return path
 
 
 @dataclass(frozen=True)

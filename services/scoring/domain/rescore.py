@@ -70,8 +70,10 @@ def rescore(
     trends = {n: _trend(state.daily_scores, today, n, health.score) for n in (7, 30)}
     state.daily_scores[today] = health.score
     state.trend_7d, state.trend_30d = trends[7], trends[30]
+    _close_tier(state, today, assessment.tier)
     horizon = today - timedelta(days=DAILY_SCORES_KEPT)
     state.daily_scores = {d: s for d, s in state.daily_scores.items() if d > horizon}
+    state.daily_tiers = _kept(state.daily_tiers, horizon, today)
     previous = state.last
     state.current = assessment
     if previous is not None and not _material(previous, assessment):
@@ -99,7 +101,7 @@ def _assess(
     facts = Facts(effective_band, health.score, state.daily_scores, stale)
     risk, reasons = churn_risk(signals, facts, card)
     value = value_score(signals, card, portfolio)
-    previous_tier = state.last.tier if state.last else None
+    previous_tier = closing_tier(state, signals.today)
     split = health.components.get(card.value.tiers.a_vs_b.component, health.score)
     tier = tier_of(value, split, previous_tier, card.value.tiers) if value is not None else None
     return Assessment(
@@ -120,6 +122,35 @@ def _assess(
         effective_tier=Tier(chosen["tier"]) if "tier" in chosen else tier,
         overridden=sorted(chosen),
     )
+
+
+def closing_tier(state: AccountState, today: date) -> Tier | None:
+    """The tier hysteresis starts from: the close of the latest day before today.
+
+    Never a tier from earlier today: which scores were computed during a day depends
+    on where event batches ended, and the tier must depend on the events only. A
+    state stored before day closes were kept falls back to its last material tier."""
+    earlier = [d for d in state.daily_tiers if d < today]
+    if earlier:
+        return state.daily_tiers[max(earlier)]
+    last = state.last
+    if not state.daily_tiers and last is not None and last.computed_at.date() < today:
+        return last.tier
+    return None
+
+
+def _close_tier(state: AccountState, today: date, tier: Tier | None) -> None:
+    if tier is None:
+        state.daily_tiers.pop(today, None)  # no value today: the day closes without one
+    else:
+        state.daily_tiers[today] = tier
+
+
+def _kept(closes: dict[date, Tier], horizon: date, today: date) -> dict[date, Tier]:
+    """Closes after ``horizon``, and the latest before today in any case: it anchors
+    hysteresis for the rest of today after a long pause."""
+    anchor = max((d for d in closes if d < today), default=None)
+    return {d: t for d, t in closes.items() if d > horizon or d == anchor}
 
 
 def _trend(daily: dict[date, int], today: date, days: int, score: int) -> int | None:

@@ -32,9 +32,12 @@ def churn_risk(signals: Signals, facts: Facts, card: Scorecard) -> tuple[Risk, l
 
 
 def dropped_within(facts: Facts, today: date, days: int) -> int:
-    """Points lost since the best daily score in the last ``days`` days."""
+    """Points lost since the best close of the ``days`` days before today.
+
+    Earlier days only: today's entry holds whichever score was computed last, and
+    that depends on where event batches happened to end."""
     since = today - timedelta(days=days)
-    recent = [s for d, s in facts.daily_scores.items() if since <= d <= today]
+    recent = [s for d, s in facts.daily_scores.items() if since <= d < today]
     return max(0, max(recent, default=facts.score) - facts.score)
 
 

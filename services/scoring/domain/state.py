@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from services.scoring.domain.assessment import Assessment
 from services.scoring.domain.users import ActiveUsers
 from shared.events import Billing, Event, EventKind, PaymentOutcome, SubscriptionStatus
-from shared.scores import Driver
+from shared.scores import Driver, Tier
 
 # A stamp orders facts: event time (fixed-width UTC text) then event id.
 Stamp = str
@@ -97,7 +97,12 @@ class AccountState(BaseModel):
     current: Assessment | None = Field(
         None, description="The latest assessment, material or not: what the API shows."
     )
-    daily_scores: dict[date, int] = Field(default_factory=dict)
+    daily_scores: dict[date, int] = Field(
+        default_factory=dict, description="Each day's close: its latest health score."
+    )
+    daily_tiers: dict[date, Tier] = Field(
+        default_factory=dict, description="Each day's close: its latest computed tier."
+    )
     drivers: list[Driver] = Field(
         default_factory=list, description="Drivers of the last change that moved the score."
     )

@@ -4,9 +4,11 @@ Two scoring replicas (real processes, static group members) consume a multi-part
 topic while it is being written; one of them is killed with SIGKILL at a seeded
 random moment after each slice of events, and restarted; the second replica joins in
 the middle, which rebalances the partitions. A third process scores the same topic
-into its own database without any failure. Then every replica is restarted once so
-that its first sweep re-scores every account with the whole portfolio known, and the
-two databases must hold exactly the same end state for every account.
+into its own database without any failure. The run spans two days of a fixed clock,
+so that tier hysteresis and drop velocity read the day before's closes. At the end of
+each day every replica is restarted once, so that its first sweep re-scores every
+account with the whole portfolio known; the two databases must then hold exactly the
+same end state for every account.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import asyncio
 import random
 import signal
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -27,7 +30,7 @@ from shared.migrations import upgrade_to_head
 from tests.support.apps import scoring_settings
 from tests.support.infra import create_database, drop_database
 from tests.support.processes import ServiceProcess
-from tests.support.scoring_builders import NOW
+from tests.support.scoring_builders import DEFAULT_SCORECARDS, NOW
 from tests.support.scoring_processes import (
     SWEEP_DONE,
     SWEPT,
@@ -36,7 +39,7 @@ from tests.support.scoring_processes import (
     scoring_replica,
     stop_all,
 )
-from tests.support.scoring_workload import Outcome, outcome, reproducible_scorecards, workload
+from tests.support.scoring_workload import Outcome, outcome, workload
 from tests.support.servers import wait_for
 
 SEED = 20261122
@@ -45,6 +48,8 @@ PARTITIONS = 4
 KILLS = 10
 SECOND_REPLICA_AFTER = 3  # slices; its joining rebalances the partitions
 BATCH = 25  # small transactions: many points to be killed between and inside
+FIRST_DAY_SLICES = 5  # scored the day before NOW; the rest on NOW's day
+DROPPED = "health dropped 15 points or more within 7 days"
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -66,17 +71,17 @@ async def test_replicas_killed_ten_times_end_exactly_where_a_clean_run_ends(
         kafka=kafka, database="", topics=topics, topic_partitions=PARTITIONS
     )
     await ensure_topics(settings, [topic_spec(settings, topics["events_topic"])])
-    cards = reproducible_scorecards(tmp_path / "cards")
     clean_db, killed_db = await _migrated(postgres_admin), await _migrated(postgres_admin)
 
     def env(database: str, run: str) -> dict[str, str]:
+        """Scores the day before NOW until ``_next_day`` moves every replica to NOW."""
         return replica_env(
             kafka=kafka,
             database=database,
             topics={**topics, "scores_topic": f"{topics['scores_topic']}.{run}"},
             group=f"{topics['scoring_consumer_group']}-{run}",
-            scorecards=cards,
-            fixed_clock=NOW.isoformat(),
+            scorecards=DEFAULT_SCORECARDS,
+            fixed_clock=(NOW - timedelta(days=1)).isoformat(),
             partitions=PARTITIONS,
             batch_max_records=BATCH,
         )
@@ -105,9 +110,12 @@ async def test_replicas_killed_ten_times_end_exactly_where_a_clean_run_ends(
                 victim.kill(signal.SIGKILL)
                 victim.start()
                 await asyncio.gather(*(r.wait_ready() for r in live))
-        await wait_for(_consumed(killed_db, len(load.records)), 60, "the killed run to catch up")
-        await wait_for(_consumed(clean_db, len(load.records)), 60, "the clean run to catch up")
-        await _settle(replicas)
+            if number == FIRST_DAY_SLICES - 1:
+                sent = sum(len(s) for s in slices[:FIRST_DAY_SLICES])
+                await _next_day(replicas, (clean_db, killed_db), sent)
+        for database in (killed_db, clean_db):
+            await wait_for(_consumed(database, len(load.records)), 60, "both runs to catch up")
+        await _settle(replicas, ACCOUNTS)
         await wait_for(_published(killed_db), 30, "score changes of the killed run published")
         expected = await wait_for(_published(clean_db), 30, "the clean run's changes published")
         # A rebalance while settling starts one more sweep; wait for its end state.
@@ -123,8 +131,13 @@ async def test_replicas_killed_ten_times_end_exactly_where_a_clean_run_ends(
         for database in (clean_db, killed_db):
             await drop_database(postgres_admin, database)
 
-    assert first.starts + second.starts == 2 + KILLS + 2  # first starts, kills, settling
+    # first starts, kills, two settlings and the change of day
+    assert first.starts + second.starts == 2 + KILLS + 3 * 2
     assert len(expected.accounts) == ACCOUNTS
+    # The second day read the first day's closes: tiers anchored on them, drops seen.
+    days = [len(a["state"]["daily_tiers"]) for a in expected.accounts.values()]
+    assert sum(1 for d in days if d == 2) >= ACCOUNTS // 3, days
+    assert any(DROPPED in a["state"]["current"]["risk_reasons"] for a in expected.accounts.values())
     applied = sum(a["state"]["events_applied"] for a in expected.accounts.values())
     assert 0 < applied <= load.distinct
     assert expected.dead_letters.get("too_late", 0) >= load.too_late
@@ -173,9 +186,24 @@ def _published(database: str) -> Callable[[], Awaitable[Outcome | None]]:
     return condition
 
 
-async def _settle(replicas: list[ServiceProcess]) -> None:
+async def _next_day(replicas: list[ServiceProcess], databases: tuple[str, ...], sent: int) -> None:
+    """Close the first day the same way in both runs, then move every replica to NOW.
+
+    A day's close is its last score, computed with the portfolio known then: a sweep
+    of every account once both runs consumed the same events fixes it."""
+    for database in databases:
+        await wait_for(_consumed(database, sent), 60, "both runs to catch up with the day")
+    await _settle(replicas, len((await outcome(databases[0])).accounts))
+    stop_all(replicas)
+    for replica in replicas:
+        replica.env = {**replica.env, "VITALS_SCORING_FIXED_CLOCK": NOW.isoformat()}
+        replica.start()
+    await asyncio.gather(*(r.wait_ready() for r in replicas))
+
+
+async def _settle(replicas: list[ServiceProcess], accounts: int) -> None:
     """Restart every replica: its first sweep re-scores its accounts at the (fixed) time,
-    against the portfolio of the whole run."""
+    against the portfolio of all the accounts so far."""
     stop_all(replicas)
     for replica in replicas:
         replica.start()
@@ -185,4 +213,4 @@ async def _settle(replicas: list[ServiceProcess]) -> None:
         return all([await r.metric(SWEEP_DONE) > 0 for r in replicas])
 
     await wait_for(swept, 30, "every replica to finish a sweep")
-    assert await replicas[1].metric(SWEPT) + await replicas[2].metric(SWEPT) >= ACCOUNTS
+    assert await replicas[1].metric(SWEPT) + await replicas[2].metric(SWEPT) >= accounts

@@ -14,6 +14,7 @@ from services.scoring.domain import (
     apply_events,
     rescore,
 )
+from services.scoring.domain.rescore import closing_tier
 from services.scoring.domain.value import tier_of
 from shared.events import Event, PaymentOutcome, SubscriptionStatus
 from shared.scores import Band, Risk, Stage, Tier, Trigger
@@ -190,6 +191,63 @@ def test_a_sharp_drop_within_a_week_is_a_high_risk() -> None:
     assert change is not None
     assert "health dropped 15 points or more within 7 days" in change.risk_reasons
     assert change.trend_7d is None
+
+
+def test_a_drop_is_measured_from_earlier_days_closes_never_from_earlier_today() -> None:
+    """Which scores were computed during a day depends on where event batches ended."""
+    today = NOW + timedelta(days=1)
+    rescored_during_the_day, not_rescored, new_account = (_healthy(seats=10) for _ in range(3))
+    for state in (rescored_during_the_day, not_rescored, new_account):
+        apply_events(state, [usage(user_id=f"x{i}") for i in range(10)], Limits())
+    for state in (rescored_during_the_day, not_rescored):
+        rescore(state, NOW, CARD)  # the day before closes near 100
+    rescore(rescored_during_the_day, today, CARD)
+    rescore(new_account, today, CARD)
+
+    after_the_drop = []
+    for state in (rescored_during_the_day, not_rescored, new_account):
+        apply_event(state, billing(seats=100, at=today + timedelta(minutes=30)))
+        after_the_drop.append(rescore(state, today + timedelta(hours=1), CARD).assessment)
+    during, without, first_day = after_the_drop
+
+    assert during is not None and during == without
+    assert "health dropped 15 points or more within 7 days" in during.risk_reasons
+    assert first_day is not None
+    assert first_day.risk_reasons == ["health band is yellow"]  # no earlier day to drop from
+
+
+def test_tier_hysteresis_starts_from_the_close_of_the_day_before() -> None:
+    state = AccountState(account_id="acme")
+    today = NOW.date()
+    state.daily_tiers = {day(-3): Tier.S, day(-1): Tier.A, today: Tier.S}
+
+    assert closing_tier(state, today) is Tier.A
+    assert closing_tier(state, day(-2)) is Tier.S
+    assert closing_tier(state, day(-3)) is None
+
+
+def test_a_state_stored_without_day_closes_starts_from_its_last_tier_of_an_earlier_day() -> None:
+    yesterday, today = _healthy(), _healthy()
+    rescore(yesterday, NOW - timedelta(days=1), CARD)
+    rescore(today, NOW, CARD)
+    for state in (yesterday, today):
+        assert state.last is not None and state.last.tier is not None
+        state.daily_tiers = {}
+
+    assert closing_tier(yesterday, NOW.date()) is yesterday.last.tier  # type: ignore[union-attr]
+    assert closing_tier(today, NOW.date()) is None
+
+
+def test_after_a_long_pause_the_last_close_still_anchors_the_tier_all_day() -> None:
+    state = _healthy()
+    rescore(state, NOW, CARD)
+    first = state.daily_tiers[NOW.date()]
+    months_later = NOW + timedelta(days=90)
+
+    rescore(state, months_later, CARD)
+    rescore(state, months_later + timedelta(hours=1), CARD)
+
+    assert closing_tier(state, months_later.date()) is first
 
 
 def test_trends_compare_with_the_score_7_and_30_days_ago() -> None:
