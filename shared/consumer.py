@@ -55,6 +55,10 @@ class BatchHandler(Protocol):
     async def after_commit(self) -> None:
         """Publish what the committed batch produced (may raise BrokerUnavailable)."""
 
+    def forget(self) -> None:
+        """Drop whatever is kept in memory between batches: partitions moved, or a batch
+        may not have committed."""
+
 
 class PeriodicWork(Protocol):
     """Work a service does besides batches, e.g. re-scoring every account hourly."""
@@ -122,6 +126,7 @@ class TransactionalConsumer:
             finally:
                 self._epochs = {}
                 self._next = {}
+                self._handler.forget()
                 await self._stop()
 
     async def _start(self) -> None:
@@ -233,6 +238,7 @@ class TransactionalConsumer:
             except (SQLAlchemyError, OSError) as exc:
                 self._assignment_error = exc
                 return
+            self._handler.forget()  # read back what others wrote while we did not own it
             for tp in assigned:
                 if tp in stored:
                     consumer.seek(tp, stored[tp])
@@ -248,6 +254,7 @@ class TransactionalConsumer:
         # Waiting for the batch in flight means its offsets are flushed before
         # another replica can take the partitions over.
         async with self._batch_lock:
+            self._handler.forget()
             self._epochs = {tp: e for tp, e in self._epochs.items() if tp not in revoked}
             self._next = {tp: n for tp, n in self._next.items() if tp not in revoked}
             log.info("%s revoked partitions %s", self.name, sorted(tp.partition for tp in revoked))

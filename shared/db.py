@@ -5,12 +5,25 @@ PostgreSQL (asyncpg) in production; SQLite (aiosqlite) for a first local run.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
-from sqlalchemy import DateTime, Dialect, Table, TypeDecorator, event, text
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Dialect,
+    Table,
+    Text,
+    TextClause,
+    TypeDecorator,
+    bindparam,
+    event,
+    text,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -76,10 +89,87 @@ async def probe_database(engine: AsyncEngine) -> str | None:
     return None
 
 
+def is_postgresql(session: AsyncSession) -> bool:
+    return session.bind is not None and session.bind.dialect.name == "postgresql"
+
+
 def upsert(session: AsyncSession, table: Table) -> Any:
     """An INSERT that takes ``.on_conflict_do_update`` on PostgreSQL and SQLite alike."""
     dialect = session.bind.dialect.name if session.bind else "postgresql"
     return (sqlite.insert if dialect == "sqlite" else postgresql.insert)(table)
+
+
+# Rows per statement: one statement must not carry hundreds of MB of account state.
+ROWS_PER_STATEMENT = 1_000
+SQLITE_MAX_VARIABLES = 30_000
+
+
+async def insert_rows(
+    session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]], on_conflict: str = ""
+) -> None:
+    """Insert ``rows`` (every row with the same keys) in a few statements.
+
+    Values of JSON columns must be JSON text already: it is written as is.
+    ``on_conflict`` is an ``ON CONFLICT ...`` clause, the same SQL on both databases.
+    On PostgreSQL each statement binds one array per column and reads them back with
+    ``unnest``, so its plan is the same whatever the number of rows: a multi-row
+    VALUES list would be a new statement to parse and plan for every batch size.
+    (asyncpg's executemany would be one round trip too, but a cancelled executemany
+    never returns, and a service must stop when told to.)"""
+    if not rows:
+        return
+    columns = [table.c[name] for name in rows[0]]
+    if is_postgresql(session):
+        statement = text(_unnest_insert(table, columns, on_conflict))
+        for chunk in _chunks(rows, ROWS_PER_STATEMENT):
+            await session.execute(statement, {c.name: [r[c.name] for r in chunk] for c in columns})
+        return
+    per_statement = min(ROWS_PER_STATEMENT, SQLITE_MAX_VARIABLES // len(columns))
+    for chunk in _chunks(rows, per_statement):
+        await session.execute(*_values_insert(table, columns, chunk, on_conflict))
+
+
+def _unnest_insert(table: Table, columns: list[Column[Any]], on_conflict: str) -> str:
+    dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
+    arrays = ", ".join(f"CAST(:{c.name} AS {_array_element(c, dialect)}[])" for c in columns)
+    names = ", ".join(c.name for c in columns)
+    values = ", ".join(f"CAST({c.name} AS json)" if _is_json(c) else c.name for c in columns)
+    return (
+        f"INSERT INTO {table.name} ({names}) SELECT {values} "
+        f"FROM unnest({arrays}) AS incoming ({names}) {on_conflict}"
+    )
+
+
+def _array_element(column: Column[Any], dialect: Dialect) -> str:
+    return "text" if _is_json(column) else column.type.compile(dialect=dialect)
+
+
+def _values_insert(
+    table: Table, columns: list[Column[Any]], rows: Sequence[dict[str, Any]], on_conflict: str
+) -> tuple[TextClause, dict[str, Any]]:
+    names = ", ".join(c.name for c in columns)
+    tuples = ", ".join(
+        "(" + ", ".join(f":{c.name}_{n}" for c in columns) + ")" for n in range(len(rows))
+    )
+    statement = text(f"INSERT INTO {table.name} ({names}) VALUES {tuples} {on_conflict}")
+    statement = statement.bindparams(
+        *(
+            bindparam(f"{c.name}_{n}", type_=Text() if _is_json(c) else c.type)
+            for n in range(len(rows))
+            for c in columns
+        )
+    )
+    values = {f"{c.name}_{n}": row[c.name] for n, row in enumerate(rows) for c in columns}
+    return statement, values
+
+
+def _is_json(column: Column[Any]) -> bool:
+    return isinstance(column.type, JSON)
+
+
+def _chunks(rows: Sequence[dict[str, Any]], size: int) -> Iterator[Sequence[dict[str, Any]]]:
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
 
 
 def redact_url(url: str) -> str:

@@ -122,6 +122,9 @@ class AlertsHandler:
                 )
         await outbox.write(session)
 
+    def forget(self) -> None:
+        """Nothing is kept between batches: the rule state is read in each one."""
+
     async def after_commit(self) -> None:
         self._counts.apply()
         self._counts = Counts()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -27,6 +28,10 @@ from shared.kafka import ensure_topics, make_consumer, make_producer, start_with
 from shared.migrations import MigrationSet, schema_problem
 
 MIGRATIONS = MigrationSet("scoring", Path(__file__).parent / "migrations")
+# Collect garbage less often than Python's default (700, 10, 10). The states kept in
+# memory are millions of objects that every full collection walks; with the default,
+# collections took about a quarter of a catch-up's time (3,100 against 2,400 events/s).
+GC_THRESHOLDS = (100_000, 20, 100)
 
 
 def settings_clock(settings: ScoringSettings) -> Clock:
@@ -49,6 +54,7 @@ def create_app(settings: ScoringSettings | None = None, clock: Clock | None = No
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        gc.set_threshold(*GC_THRESHOLDS)
         # aiokafka clients belong to the running loop, so they are made here.
         producer = make_producer(settings, "scoring")
         scorer = AccountScorer(settings, scorecards, clock)

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
-import orjson
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,17 +33,18 @@ from services.scoring.domain import (
 from services.scoring.models import AccountOverride
 from services.scoring.scorecard import ScorecardSet
 from services.scoring.settings import ScoringSettings
+from services.scoring.state_cache import StateCache
 from shared.clock import Clock
 from shared.consumer import Records
 from shared.db import SessionFactory
 from shared.dlq import DeadLetter, processor_name
 from shared.events import Event
 from shared.kafka import send_all
-from shared.scores import Trigger
+from shared.scores import ScoreChange, Trigger
 
 log = logging.getLogger(__name__)
 
-PUBLISH_BATCH = 500
+PUBLISH_BATCH = 2_000
 IDLE_OUTBOX_CHECK_S = 5.0
 YIELD_EVERY = 50
 
@@ -64,6 +64,7 @@ class AccountScorer:
         self._scorecards = scorecards
         self._clock = clock
         self._processor = processor_name("scoring")
+        self._cache = StateCache(settings.scoring_state_cache_accounts)
         self.portfolio: Portfolio | None = None
 
     async def refresh_portfolio(self, session: AsyncSession) -> None:
@@ -75,20 +76,22 @@ class AccountScorer:
         """Apply and score every account in ``work``; returns how many score changes."""
         if self.portfolio is None:
             await self.refresh_portfolio(session)
-        rows = await repository.load_states(session, work, lock=True)
+        states = await self._states(session, work)
         overrides = await repository.unsettled_overrides(session, work)
         now = self._clock()
-        changes = 0
+        writes: list[repository.StateWrite] = []
+        changes: list[ScoreChange] = []
         lapsed: list[str] = []
         letters: list[DeadLetter] = []
         for done, account_id in enumerate(sorted(work), start=1):
             if done % YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # let heartbeats and API requests run
-            row, state = rows.get(account_id, (None, None))
-            if row is None and not work[account_id].events:
-                continue
-            state = state or AccountState(account_id=account_id)
             events = work[account_id].events
+            state = states.get(account_id)
+            if state is None:
+                if not events:
+                    continue
+                state = AccountState(account_id=account_id)
             applied = self._apply(state, events, now, letters)
             mine = overrides.get(account_id, [])
             if events and not applied and not any(o.pending for o in mine):
@@ -101,25 +104,46 @@ class AccountScorer:
                 overrides=[_domain_override(o) for o in mine if _in_force(o)],
                 trigger=Trigger.override if any(o.pending for o in mine) else trigger,
             )
-            repository.save_state(
-                session,
-                row,
-                state,
-                result.assessment,
-                result.trend_7d,
-                work[account_id].partition,
-                now,
-            )
+            partition = work[account_id].partition
+            write = repository.StateWrite(state, result.assessment, result.trend_7d, partition)
+            writes.append(write)
             lapsed.extend(result.lapsed)
             if result.change is not None:
-                repository.add_history(session, result.change)
+                changes.append(result.change)
                 metrics.SCORE_CHANGES.labels(result.change.band.value).inc()
-                changes += 1
+        await repository.save_states(session, writes, now)
+        await repository.add_history(session, changes)
+        for write in writes:
+            self._cache.put(write.state)  # a new account's state is known from now on
         await repository.add_dead_letters(session, letters, now)
         if overrides:
             await repository.settle_overrides(session, overrides, lapsed, now)
             metrics.OVERRIDES_LAPSED.inc(len(lapsed))
-        return changes
+        return len(changes)
+
+    async def _states(
+        self, session: AsyncSession, account_ids: Iterable[str]
+    ) -> dict[str, AccountState]:
+        """The states of those accounts that exist: from memory, else from the database."""
+        states: dict[str, AccountState] = {}
+        missing: list[str] = []
+        for account_id in account_ids:
+            state = self._cache.get(account_id)
+            if state is None:
+                missing.append(account_id)
+            else:
+                states[account_id] = state
+        if missing:
+            loaded = await repository.load_states(session, missing)
+            metrics.STATES_LOADED.inc(len(loaded))
+            for state in loaded.values():
+                self._cache.put(state)
+            states.update(loaded)
+        return states
+
+    def forget(self) -> None:
+        """Drop every state held in memory: see ``state_cache``."""
+        self._cache.clear()
 
     def _apply(
         self,
@@ -221,6 +245,9 @@ class ScoringHandler:
     def mark_dirty(self) -> None:
         self._outbox_dirty = True
 
+    def forget(self) -> None:
+        self._scorer.forget()
+
     async def after_commit(self) -> None:
         """Send committed score changes and dead letters that are not on their topic yet."""
         idle_check_due = time.monotonic() - self._outbox_checked > IDLE_OUTBOX_CHECK_S
@@ -238,9 +265,10 @@ class ScoringHandler:
             pending = await repository.unpublished_changes(session, PUBLISH_BATCH)
             if not pending:
                 return False
-            records = [(row.account_id.encode(), orjson.dumps(row.message)) for row in pending]
+            records = [(key, message) for _, key, message in pending]
             await send_all(self._producer, self._settings.scores_topic, records)
-            await repository.mark_published(session, [row.id for row in pending], self._clock())
+            ids = [row_id for row_id, _, _ in pending]
+            await repository.mark_published(session, ids, self._clock())
         metrics.SCORES_PUBLISHED.inc(len(pending))
         return len(pending) == PUBLISH_BATCH
 

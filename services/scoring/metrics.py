@@ -38,3 +38,10 @@ SWEEP_LAST_COMPLETED = Gauge(
 OVERRIDES_LAPSED = Counter(
     "vitals_scoring_overrides_lapsed_total", "CSM overrides that reached their expiry."
 )
+STATES_CACHED = Gauge(
+    "vitals_scoring_states_cached", "Account states held in memory between batches."
+)
+STATES_LOADED = Counter(
+    "vitals_scoring_states_loaded_total",
+    "Account states read from the database (not in memory); new accounts not counted.",
+)

@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 import orjson
@@ -25,85 +26,110 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import defer
 
 from services.scoring.domain import AccountState, Assessment, account_facts
 from services.scoring.models import Account, AccountOverride, DeadLetterOutbox, ScoreHistory
-from shared.db import upsert
+from shared.db import insert_rows, is_postgresql, upsert
 from shared.dlq import DeadLetter
 from shared.scores import ScoreChange
 
 PERCENTILES = [p / 100 for p in range(1, 100)]
 
 
-async def load_states(
-    session: AsyncSession, account_ids: Iterable[str], *, lock: bool = False
-) -> dict[str, tuple[Account, AccountState]]:
-    """Rows of these accounts with their parsed states; ``lock`` holds them until commit
-    (PostgreSQL)."""
+async def load_states(session: AsyncSession, account_ids: Iterable[str]) -> dict[str, AccountState]:
+    """The stored states of those of these accounts that exist.
+
+    No row lock: the fenced offsets make a batch of a replica that lost the partition
+    roll back, and a state is read only after the partition was claimed."""
     # The state comes as JSON text, parsed by pydantic in one step: decoding it to
     # Python objects first and validating those took twice as long.
-    as_text = cast(Account.state, Text).label("state_json")
-    query = (
-        select(Account, as_text)
-        .options(defer(Account.state))
-        .where(Account.account_id.in_(sorted(set(account_ids))))
+    as_text = cast(Account.state, Text)
+    rows = await session.execute(
+        select(Account.account_id, as_text).where(Account.account_id.in_(sorted(set(account_ids))))
     )
-    if lock:
-        query = query.order_by(Account.account_id).with_for_update()
-    rows = await session.execute(query)
-    return {row.account_id: (row, AccountState.model_validate_json(text)) for row, text in rows}
+    return {account_id: AccountState.model_validate_json(text) for account_id, text in rows}
 
 
-def save_state(
-    session: AsyncSession,
-    row: Account | None,
-    state: AccountState,
-    assessment: Assessment | None,
-    trend_7d: int | None,
-    partition: int | None,
-    now: datetime,
-) -> Account:
-    if row is None:
-        row = Account(account_id=state.account_id)
-        session.add(row)
-    row.state = state.model_dump(mode="json")
-    row.sequence = state.sequence
-    row.updated_at = now
-    if partition is not None:
-        row.partition = partition
+@dataclass(frozen=True)
+class StateWrite:
+    """An account's state after a batch, and what it was scored (``None``: not scored)."""
+
+    state: AccountState
+    assessment: Assessment | None
+    trend_7d: int | None
+    partition: int | None
+
+
+# Columns of an account that was not scored keep their values; so does the partition
+# when the write does not know it (a sweep).
+_SCORED = ("health_score", "band", "tier", "risk", "stage", "value_score", "stale", "score_change")
+_KEEP_UNLESS_SCORED = ", ".join(
+    f"{c} = CASE WHEN excluded.scored_at IS NULL THEN accounts.{c} ELSE excluded.{c} END"
+    for c in (*_SCORED, "scored_at")
+)
+_ACCOUNT_UPSERT = (
+    "ON CONFLICT (account_id) DO UPDATE SET state = excluded.state, "
+    "sequence = excluded.sequence, updated_at = excluded.updated_at, "
+    "partition = COALESCE(excluded.partition, accounts.partition), owner = excluded.owner, "
+    f"segment = excluded.segment, mrr_minor = excluded.mrr_minor, {_KEEP_UNLESS_SCORED}"
+)
+
+
+async def save_states(session: AsyncSession, writes: Sequence[StateWrite], now: datetime) -> None:
+    """Insert or update these accounts' rows in a few statements."""
+    table = Account.__table__
+    assert isinstance(table, Table)
+    await insert_rows(session, table, [_account_row(w, now) for w in writes], _ACCOUNT_UPSERT)
+
+
+def _account_row(write: StateWrite, now: datetime) -> dict[str, Any]:
+    state, assessment = write.state, write.assessment
     facts = account_facts(state)
-    row.owner = facts.owner_csm_email
-    row.segment = facts.segment
-    row.mrr_minor = facts.mrr_minor
-    if assessment is not None:
-        row.health_score = assessment.health_score
-        row.band = assessment.effective_band.value
-        row.tier = assessment.effective_tier.value if assessment.effective_tier else None
-        row.risk = assessment.risk.value
-        row.stage = assessment.stage.value if assessment.stage else None
-        row.value_score = assessment.value_score
-        row.stale = assessment.stale
-        row.scored_at = assessment.computed_at
-        row.score_change = trend_7d
-    return row
+    return {
+        "account_id": state.account_id,
+        "state": state.model_dump_json(),
+        "sequence": state.sequence,
+        "updated_at": now,
+        "partition": write.partition,
+        "owner": facts.owner_csm_email,
+        "segment": facts.segment,
+        "mrr_minor": facts.mrr_minor,
+        "health_score": assessment.health_score if assessment else None,
+        "band": assessment.effective_band.value if assessment else None,
+        "tier": _value(assessment.effective_tier) if assessment else None,
+        "risk": assessment.risk.value if assessment else None,
+        "stage": _value(assessment.stage) if assessment else None,
+        "value_score": assessment.value_score if assessment else None,
+        "stale": assessment.stale if assessment else None,
+        "scored_at": assessment.computed_at if assessment else None,
+        "score_change": write.trend_7d if assessment else None,
+    }
 
 
-def add_history(session: AsyncSession, change: ScoreChange) -> None:
-    session.add(
-        ScoreHistory(
-            account_id=change.account_id,
-            sequence=change.sequence,
-            health_score=change.health_score,
-            band=change.band.value,
-            message=change.model_dump(mode="json"),
-            computed_at=change.computed_at,
-            tier=change.tier.value if change.tier else None,
-            risk=change.risk.value if change.risk else None,
-            stage=change.stage.value if change.stage else None,
-            value_score=change.value_score,
-        )
-    )
+def _value(member: StrEnum | None) -> str | None:
+    return member.value if member is not None else None
+
+
+async def add_history(session: AsyncSession, changes: Sequence[ScoreChange]) -> None:
+    """Store material changes: the history, and the outbox of ``vitals.scores``."""
+    table = ScoreHistory.__table__
+    assert isinstance(table, Table)
+    rows = [
+        {
+            "account_id": change.account_id,
+            "sequence": change.sequence,
+            "health_score": change.health_score,
+            "band": change.band.value,
+            "message": change.model_dump_json(),
+            "computed_at": change.computed_at,
+            "tier": _value(change.tier),
+            "risk": _value(change.risk),
+            "stage": _value(change.stage),
+            "value_score": change.value_score,
+        }
+        for change in changes
+    ]
+    await insert_rows(session, table, rows)
 
 
 async def add_dead_letters(
@@ -128,26 +154,30 @@ async def add_dead_letters(
     await session.execute(statement)
 
 
-async def unpublished_changes(session: AsyncSession, limit: int) -> Sequence[ScoreHistory]:
-    """The oldest unsent changes, locked until the caller commits.
+async def unpublished_changes(session: AsyncSession, limit: int) -> list[tuple[int, bytes, bytes]]:
+    """The oldest unsent changes as (id, key, message), locked until the caller commits.
 
     Every replica publishes from this one outbox. The lock, taken in id order, makes
     a second replica wait for the first one's send and commit, then skip what it
     sent: an account's changes reach the topic in sequence order, so the compacted
-    topic keeps its latest score."""
-    rows = await session.scalars(
-        select(ScoreHistory)
+    topic keeps its latest score. Messages are read as the JSON text they were
+    stored as, and sent as is."""
+    rows = await session.execute(
+        select(ScoreHistory.id, ScoreHistory.account_id, cast(ScoreHistory.message, Text))
         .where(ScoreHistory.published_at.is_(None))
         .order_by(ScoreHistory.id)
         .limit(limit)
         .with_for_update()
     )
-    return rows.all()
+    return [(row_id, account_id.encode(), message.encode()) for row_id, account_id, message in rows]
 
 
 async def mark_published(session: AsyncSession, ids: list[int], now: datetime) -> None:
     await session.execute(
-        update(ScoreHistory).where(ScoreHistory.id.in_(ids)).values(published_at=now)
+        update(ScoreHistory)
+        .where(ScoreHistory.id.in_(ids))
+        .values(published_at=now)
+        .execution_options(synchronize_session=False)
     )
 
 
@@ -308,7 +338,7 @@ async def sweep_batch(
 async def mrr_cut_points(session: AsyncSession) -> tuple[int, ...]:
     """Percentiles 1-99 of the MRR of accounts that have one."""
     has_mrr = Account.mrr_minor.is_not(None)
-    if session.bind is not None and session.bind.dialect.name == "postgresql":
+    if is_postgresql(session):
         fractions = bindparam("fractions", PERCENTILES, type_=postgresql.ARRAY(Float))
         ordered = func.percentile_disc(fractions).within_group(Account.mrr_minor)
         found = await session.scalar(select(ordered).where(has_mrr))

@@ -23,7 +23,15 @@ class ScoringSettings(VitalsSettings):
         "vitals-scoring", description="Kafka consumer group of the scoring replicas."
     )
     scoring_batch_max_records: int = Field(
-        500, gt=0, description="Most events applied in one database transaction."
+        5000, gt=0, description="Most events applied in one database transaction."
+    )
+    scoring_state_cache_accounts: int = Field(
+        20_000,
+        ge=1,
+        description=(
+            "Account states kept in memory between batches (most recently used first); a "
+            "state takes about 25-40 KiB."
+        ),
     )
     scoring_scorecards_path: Path = Field(
         SHIPPED_SCORECARDS,

@@ -21,10 +21,9 @@ from services.alerts.models import Alert, AlertEventRow, Delivery
 from shared.db import create_engine, session_factory
 from shared.scores import Risk, ScoreChange
 from tests.e2e.stack import migrate, service_env
-from tests.support.alerts_kafka import produce_many
 from tests.support.alerts_messages import enriched_change, facts, later
 from tests.support.alerts_receivers import HttpReceiver, Recorded
-from tests.support.kafka import consume
+from tests.support.kafka import consume, produce_many
 from tests.support.processes import ServiceProcess
 from tests.support.servers import serve, wait_for
 

@@ -11,13 +11,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import func, select
 
-from services.scoring.models import consumer_offsets
-from shared.db import create_engine
 from tests.e2e.stack import migrate, service_env
 from tests.support.events import native_usage_json
 from tests.support.processes import ServiceProcess
+from tests.support.scoring_service import stored_positions
 from tests.support.servers import WebhookReceiver, serve, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres]
@@ -142,11 +140,6 @@ def _event(batch: int, index: int) -> dict[str, object]:
 
 
 async def _flushed(database: str, at_least: int = 1) -> int:
-    """Events flushed by scoring, from the offsets it stored with its state."""
-    engine = create_engine(database)
-    try:
-        async with engine.connect() as connection:
-            total = await connection.scalar(select(func.sum(consumer_offsets.c.next_offset)))
-    finally:
-        await engine.dispose()
-    return int(total) if total and total >= at_least else 0
+    """Events flushed by scoring, once there are ``at_least``; 0 until then."""
+    positions = await stored_positions(database)
+    return positions if positions >= at_least else 0

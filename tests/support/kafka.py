@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
@@ -15,6 +15,17 @@ async def produce(bootstrap: str, topic: str, records: Iterable[tuple[bytes, byt
     try:
         for key, value in records:
             await producer.send_and_wait(topic, value=value, key=key)
+    finally:
+        await producer.stop()
+
+
+async def produce_many(bootstrap: str, topic: str, records: Sequence[tuple[bytes, bytes]]) -> None:
+    """Send ``records`` in order per key, waiting for the broker to have every one."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        sent = [await producer.send(topic, value=value, key=key) for key, value in records]
+        await asyncio.gather(*sent)
     finally:
         await producer.stop()
 

@@ -6,8 +6,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
+from sqlalchemy import func, select
 
+from services.scoring.models import consumer_offsets
 from services.scoring.settings import ScoringSettings
+from shared.db import create_engine
 from shared.events import Event
 from tests.support.apps import scoring_settings
 
@@ -47,3 +50,14 @@ def applied(
     api: httpx.AsyncClient, account_id: str, count: int
 ) -> Callable[[], Awaitable[dict[str, Any] | None]]:
     return account_where(api, account_id, lambda a: a["events_applied"] == count)
+
+
+async def stored_positions(database: str) -> int:
+    """Events scoring flushed: the sum of the next offsets it stored with its states."""
+    engine = create_engine(database)
+    try:
+        async with engine.connect() as connection:
+            total = await connection.scalar(select(func.sum(consumer_offsets.c.next_offset)))
+    finally:
+        await engine.dispose()
+    return int(total or 0)

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from services.scoring.app import MIGRATIONS, create_app
 from services.scoring.domain import AccountState, Assessment, Limits, apply_events, rescore
-from services.scoring.models import ScoreHistory, consumer_offsets
+from services.scoring.models import Account, ScoreHistory, consumer_offsets
 from shared.db import create_engine, session_factory
 from shared.events import Event, SubscriptionStatus
 from shared.migrations import upgrade_to_head
@@ -202,3 +202,57 @@ async def test_two_replicas_split_the_partitions_and_a_handover_counts_each_even
         await produce(kafka, topics["events_topic"], _records(second))
         for account in accounts:
             await wait_for(_applied(api, account, 6), 60, f"{account}'s event after the handover")
+
+
+async def test_states_evicted_from_memory_are_read_back_and_count_every_event_once(
+    kafka: str, migrated: str, topics: dict[str, str]
+) -> None:
+    """With room for one state, every batch but a lone account's reads states back from
+    the database; events in several rounds must each be counted once, and the account
+    rows must carry the partition, the score and the MRR of what was applied."""
+    clock = FakeClock()
+    settings = scoring_settings(
+        kafka=kafka,
+        database=migrated,
+        topics=topics,
+        scoring_state_cache_accounts=1,
+        scoring_batch_max_records=7,
+    )
+    accounts = [f"acct-{n}" for n in range(5)]
+    rounds = 3
+    async with serve(create_app(settings, clock)) as url, httpx.AsyncClient(base_url=url) as api:
+        loaded_before = _metric((await api.get("/metrics")).text, LOADED)
+        for round_number in range(rounds):
+            events = [
+                billing_event(
+                    account_id=a, seats=2, mrr_minor=1000 * (n + 1), occurred_at=clock.now
+                )
+                if round_number == 0
+                else usage_event(account_id=a, user_id=f"u{round_number}", occurred_at=clock.now)
+                for n, a in enumerate(accounts)
+            ]
+            await produce(kafka, topics["events_topic"], _records(events))
+            for account_id in accounts:
+                await wait_for(_applied(api, account_id, round_number + 1), 30, account_id)
+        listed = (await api.get("/v1/accounts", params={"sort": "mrr"})).json()["accounts"]
+        metrics = (await api.get("/metrics")).text
+
+    assert [a["account_id"] for a in listed] == accounts  # by MRR, from the row columns
+    assert all(a["health_score"] is not None for a in listed)
+    assert _metric(metrics, "vitals_scoring_states_cached") == 1
+    # Each round but the first reads back at least every account but the one kept.
+    loaded = _metric(metrics, LOADED) - loaded_before
+    assert loaded >= (rounds - 1) * (len(accounts) - 1)
+    engine = create_engine(migrated)
+    async with session_factory(engine)() as session:
+        partitions = (await session.scalars(select(Account.partition))).all()
+    await engine.dispose()
+    assert len(partitions) == len(accounts) and None not in partitions
+
+
+LOADED = "vitals_scoring_states_loaded_total"
+
+
+def _metric(text: str, name: str) -> float:
+    values = [line.split()[-1] for line in text.splitlines() if line.startswith(name + " ")]
+    return float(values[0]) if values else 0.0
