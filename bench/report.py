@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bench.measure import PEER_COMMIT_INTERVAL_S as PEER_COMMIT_S
+
 SYSTEMS = (
     ("ceiling", "ceiling: aiokafka consume + orjson decode"),
     ("vitals_scoring", "Vitals scoring (state + offsets in PostgreSQL)"),
@@ -101,33 +103,45 @@ def _workload(workload: dict[str, Any]) -> list[str]:
         )
     lines += [
         "",
-        "| Vitals scoring, open loop | lag | event to durable score p50 | p99 | p99.9 |",
+        "| open loop (events sent at a fixed rate) | lag | event to durable p50 | p99 | p99.9 |",
         "|---|---|---|---|---|",
     ]
-    for run in workload.get("vitals_open_loop", []):
-        growth = f"{run['lag_at_half']:,} -> {run['lag_at_end']:,}"
-        lag = "stable" if run["sustained"] else f"grows ({growth})"
-        rate = f"{run['rate_events_per_s']:,.0f} events/s, {run['events']:,} events"
-        lines.append(
-            f"| {rate} | {lag} | "
-            f"{run['latency_p50_ms']:,.0f} ms | {run['latency_p99_ms']:,.0f} ms | "
-            f"{run['latency_p999_ms']:,.0f} ms |"
-        )
+    for key, name in OPEN_LOOP_SYSTEMS:
+        for run in workload.get(key, []):
+            growth = f"{run['lag_at_half']:,} -> {run['lag_at_end']:,}"
+            lag = "stable" if run["sustained"] else f"grows ({growth})"
+            rate = f"{name}, {run['rate_events_per_s']:,.0f} events/s, {run['events']:,} events"
+            lines.append(
+                f"| {rate} | {lag} | "
+                f"{run['latency_p50_ms']:,.0f} ms | {run['latency_p99_ms']:,.0f} ms | "
+                f"{run['latency_p999_ms']:,.0f} ms |"
+            )
+    return [*lines, "", *_recovery(workload)]
+
+
+OPEN_LOOP_SYSTEMS = (
+    ("vitals_open_loop", "Vitals"),
+    ("quix_open_loop", f"Quix Streams peer (at-least-once, commit every {PEER_COMMIT_S:g} s)"),
+)
+
+
+def _recovery(workload: dict[str, Any]) -> list[str]:
+    if "vitals_recovery_after_sigkill_dynamic_s" not in workload:
+        return []
     dynamic = _figure(workload, "vitals_recovery_after_sigkill_dynamic_s", " s", 1)
-    static = _figure(workload, "vitals_recovery_after_sigkill_static_s", " s", 1)
-    lines += [
-        "",
+    line = (
         f"Vitals scoring, SIGKILL mid-stream to durable progress again: {dynamic} "
-        f"(dynamic group membership, the default); {static} with static membership "
-        "(`VITALS_SCORING_INSTANCE_ID`).",
-        "",
-    ]
-    return lines
+        "(dynamic group membership, the default)"
+    )
+    if "vitals_recovery_after_sigkill_static_s" in workload:
+        static = _figure(workload, "vitals_recovery_after_sigkill_static_s", " s", 1)
+        line += f"; {static} with static membership (`VITALS_SCORING_INSTANCE_ID`)"
+    return [line + ".", ""]
 
 
 def chart(report: dict[str, Any], path: Path) -> None:
-    """Per workload: consumer throughput (Vitals, peer, ceiling), and Vitals' latency
-    from event to durable score at the open-loop rates."""
+    """Per workload: consumer throughput (Vitals, peer, ceiling), and the latency from
+    event to durable position at the open-loop rates (Vitals, peer)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -157,16 +171,22 @@ def _throughput(axis: Any, workload: dict[str, Any]) -> None:
 
 
 def _latency(axis: Any, workload: dict[str, Any]) -> None:
-    runs = workload.get("vitals_open_loop", [])
-    rates = [run["rate_events_per_s"] for run in runs]
-    for key, label in (
-        ("latency_p50_ms", "p50"),
-        ("latency_p99_ms", "p99"),
-        ("latency_p999_ms", "p99.9"),
-    ):
-        axis.plot(rates, [run[key] for run in runs], marker="o", label=label)
+    styles = {"vitals_open_loop": ("o", "-"), "quix_open_loop": ("s", "none")}
+    for key, system in OPEN_LOOP_SYSTEMS:
+        runs = workload.get(key, [])
+        marker, line = styles[key]
+        rates = [run["rate_events_per_s"] for run in runs]
+        for figure, label in (
+            ("latency_p50_ms", "p50"),
+            ("latency_p99_ms", "p99"),
+            ("latency_p999_ms", "p99.9"),
+        ):
+            name = system.split(" (")[0]
+            values = [run[figure] for run in runs]
+            axis.plot(rates, values, marker=marker, linestyle=line, label=f"{name} {label}")
+    axis.set_yscale("log")
     axis.set_xlabel("open-loop rate, events/s")
-    axis.set_ylabel("event to durable score, ms")
-    axis.set_title("Vitals scoring latency (open loop)")
-    axis.legend()
+    axis.set_ylabel("event to durable, ms (log scale)")
+    axis.set_title("Latency at fixed rates (open loop)")
+    axis.legend(fontsize="small")
     axis.grid(alpha=0.3)

@@ -20,6 +20,7 @@ import statistics
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -44,20 +45,29 @@ class Scale:
     http_events: int
     open_loop_s: float  # how long each open-loop rate is held
     sweep_accounts: int
+    variants: bool = True  # static-membership recovery, two-worker ingest
+
+    @property
+    def sweep_cap_s(self) -> float:
+        return 4 * self.cap_s
 
 
 SCALES = {
-    "smoke": Scale("smoke", (Workload(accounts=1_000, events=20_000),), 60, 5_000, 5, 10_000),
-    "small": Scale("small", (Workload(accounts=10_000, events=200_000),), 10, 25_000, 5, 30_000),
+    "smoke": Scale(
+        "smoke", (Workload(accounts=1_000, events=20_000),), 30, 5_000, 3, 5_000, variants=False
+    ),
+    "small": Scale(
+        "small", (Workload(accounts=10_000, events=200_000),), 6, 15_000, 4, 20_000, False
+    ),
     "full": Scale(
         "full",
         (
             Workload(accounts=10_000, events=5_000_000),
-            Workload(accounts=1_000_000, events=5_000_000),
+            Workload(accounts=1_000_000, events=2_000_000),
         ),
-        45,
-        500_000,
-        30,
+        20,
+        150_000,
+        15,
         1_000_000,
     ),
 }
@@ -97,6 +107,7 @@ async def bench_workload(
     await measure.create_topic(bootstrap, topic, PARTITIONS)
     loaded = await measure.load_topic(bootstrap, topic, records)
     total = len(records)
+    del records  # gigabytes at full scale; the topic holds them now
     logs = ROOT / "var" / "bench"
     result: dict[str, Any] = {
         "accounts": workload.accounts,
@@ -115,21 +126,9 @@ async def bench_workload(
         ),
     )
     catch_up = result["vitals_scoring"]["events_per_s"]["median"]
-    result["vitals_open_loop"] = await bench_open_loop(
-        workload, scale, catch_up, bootstrap, postgres, logs / "scoring.log"
-    )
-    for static in (False, True):
-        membership = "static" if static else "dynamic"
-        recoveries = []
-        for run in range(1, runs + 1):
-            say(f"{label} recovery after SIGKILL, {membership} membership: run {run}/{runs}")
-            recoveries.append(
-                await measure.vitals_recovery(
-                    bootstrap, postgres, topic, total, logs / "scoring.log", static
-                )
-            )
-            say(f"{label} recovery after SIGKILL: {recoveries[-1]:.1f} s")
-        result[f"vitals_recovery_after_sigkill_{membership}_s"] = spread(recoveries)
+    result.update(await bench_open_loop(workload, scale, catch_up, bootstrap, postgres, logs))
+    if workload is scale.workloads[0]:  # recovery does not depend on the portfolio's size
+        result.update(await bench_recovery(label, scale, runs, bootstrap, postgres, topic, total))
     for guarantee in ("at-least-once", "exactly-once"):
         result[f"quix_{guarantee.replace('-', '_')}"] = await repeat(
             runs,
@@ -141,39 +140,87 @@ async def bench_workload(
     return result
 
 
+async def bench_recovery(
+    label: str, scale: Scale, runs: int, bootstrap: str, postgres: str, topic: str, total: int
+) -> dict[str, Any]:
+    result = {}
+    log = ROOT / "var" / "bench" / "scoring.log"
+    for static in (False, True) if scale.variants else (False,):
+        membership = "static" if static else "dynamic"
+        recoveries = []
+        for run in range(1, runs + 1):
+            say(f"{label} recovery after SIGKILL, {membership} membership: run {run}/{runs}")
+            recoveries.append(
+                await measure.vitals_recovery(bootstrap, postgres, topic, total, log, static)
+            )
+            say(f"{label} recovery after SIGKILL: {recoveries[-1]:.1f} s")
+        result[f"vitals_recovery_after_sigkill_{membership}_s"] = spread(recoveries)
+    return result
+
+
 OPEN_LOOP_SHARES = (0.5, 0.8, 1.0)
 
 
 async def bench_open_loop(
-    workload: Workload, scale: Scale, catch_up: float, bootstrap: str, postgres: str, log: Path
-) -> list[dict[str, Any]]:
-    """Fixed rates below and at the catch-up rate: is lag stable, and the latency from
-    an event's send to its durable score."""
-    results = []
+    workload: Workload, scale: Scale, catch_up: float, bootstrap: str, postgres: str, logs: Path
+) -> dict[str, list[dict[str, Any]]]:
+    """Fixed rates below and at Vitals' catch-up rate: is lag stable, and the latency from
+    an event's send to its durable score. The peer runs at the highest of those rates."""
+    vitals, peer = [], []
     for share in OPEN_LOOP_SHARES:
         rate = max(100.0, catch_up * share)
-        needed = int(rate * scale.open_loop_s) + 200
-        source = Workload(accounts=workload.accounts, events=needed, seed=workload.seed + 100)
-        records = [encode(event) for event in source.stream()]
-        say(f"open loop at {rate:,.0f} events/s for {scale.open_loop_s:.0f} s")
-        run = await measure.open_loop(
-            bootstrap, postgres, records, rate, scale.open_loop_s, PARTITIONS, log
+        vitals.append(
+            await _open_loop_run(
+                "vitals",
+                workload,
+                scale,
+                rate,
+                bootstrap,
+                lambda topic: measure.vitals_running(
+                    bootstrap, postgres, topic, logs / "scoring.log"
+                ),
+            )
         )
-        verdict = "sustained" if run.sustained else "lag grows"
-        say(f"open loop at {rate:,.0f}/s: {verdict}, p99 {run.percentile_ms(0.99):.0f} ms")
-        results.append(
-            {
-                "rate_events_per_s": rate,
-                "events": run.produced,
-                "sustained": run.sustained,
-                "lag_at_half": run.lag_at_half,
-                "lag_at_end": run.lag_at_end,
-                "latency_p50_ms": run.percentile_ms(0.5),
-                "latency_p99_ms": run.percentile_ms(0.99),
-                "latency_p999_ms": run.percentile_ms(0.999),
-            }
+    peer.append(
+        await _open_loop_run(
+            "quix peer (at-least-once)",
+            workload,
+            scale,
+            max(100.0, catch_up * OPEN_LOOP_SHARES[-1]),
+            bootstrap,
+            lambda topic: measure.quix_running(
+                bootstrap, topic, "at-least-once", logs / "quix.log"
+            ),
         )
-    return results
+    )
+    return {"vitals_open_loop": vitals, "quix_open_loop": peer}
+
+
+async def _open_loop_run(
+    name: str,
+    workload: Workload,
+    scale: Scale,
+    rate: float,
+    bootstrap: str,
+    running: Callable[[str], AbstractAsyncContextManager[measure.UnderTest]],
+) -> dict[str, Any]:
+    needed = int(rate * scale.open_loop_s) + 200
+    source = Workload(accounts=workload.accounts, events=needed, seed=workload.seed + 100)
+    records = [encode(event) for event in source.stream()]
+    say(f"{name} open loop at {rate:,.0f} events/s for {scale.open_loop_s:.0f} s")
+    run = await measure.open_loop(bootstrap, records, rate, scale.open_loop_s, PARTITIONS, running)
+    verdict = "sustained" if run.sustained else "lag grows"
+    say(f"{name} open loop at {rate:,.0f}/s: {verdict}, p99 {run.percentile_ms(0.99):.0f} ms")
+    return {
+        "rate_events_per_s": rate,
+        "events": run.produced,
+        "sustained": run.sustained,
+        "lag_at_half": run.lag_at_half,
+        "lag_at_end": run.lag_at_end,
+        "latency_p50_ms": run.percentile_ms(0.5),
+        "latency_p99_ms": run.percentile_ms(0.99),
+        "latency_p999_ms": run.percentile_ms(0.999),
+    }
 
 
 async def bench_ingest(scale: Scale, runs: int, bootstrap: str, postgres: str) -> dict[str, Any]:
@@ -190,7 +237,9 @@ async def bench_ingest(scale: Scale, runs: int, bootstrap: str, postgres: str) -
     rows = [
         await _ingest_row(segment.path, runs, bootstrap, postgres, segment, tracks, 8, None, log),
         await _ingest_row(native.path, runs, bootstrap, postgres, native, events, 8, None, log),
-        await _ingest_row(
+    ]
+    if scale.variants:
+        row = await _ingest_row(
             f"{segment.path}, 2 worker processes",
             runs,
             bootstrap,
@@ -201,8 +250,8 @@ async def bench_ingest(scale: Scale, runs: int, bootstrap: str, postgres: str) -
             None,
             log,
             workers=2,
-        ),
-    ]
+        )
+        rows.append(row)
     half = rows[0]["events_per_s"]["median"] / 2
     rows.append(
         await _ingest_row(
@@ -291,9 +340,8 @@ async def bench_sweep(scale: Scale, bootstrap: str, postgres: str) -> dict[str, 
     from bench.sweep import sweep
 
     say(f"sweep over {scale.sweep_accounts:,} accounts (one run)")
-    result = await sweep(
-        bootstrap, postgres, scale.sweep_accounts, ROOT / "var" / "bench" / "sweep.log"
-    )
+    log = ROOT / "var" / "bench" / "sweep.log"
+    result = await sweep(bootstrap, postgres, scale.sweep_accounts, log, scale.sweep_cap_s)
     say(
         f"sweep: {result['accounts']:,} accounts in {result['sweep_s']:.1f} s, "
         f"peak RSS {result['peak_rss_mb']:,.0f} MiB"

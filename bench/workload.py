@@ -190,8 +190,11 @@ def _poisson(rng: random.Random, mean: float) -> int:
 
 
 def encode(event: dict[str, object]) -> tuple[bytes, bytes]:
-    """(key, value) as ingest would publish it."""
-    return str(event["account_id"]).encode(), orjson.dumps(event)
+    """(key, value) as ingest would publish it.
+
+    The value is copied to a bytes object of its exact size: orjson's result keeps the
+    buffer it grew (about 4 KiB), and 5 million of them took 20 GB."""
+    return str(event["account_id"]).encode(), memoryview(orjson.dumps(event)).tobytes()
 
 
 def segment_track(event: dict[str, object]) -> dict[str, object]:

@@ -64,12 +64,12 @@ async def ensure_topics(settings: VitalsSettings, specs: Iterable[TopicSpec]) ->
                 if code not in (0, TOPIC_ALREADY_EXISTS):
                     raise KafkaError(f"cannot create topic {topic}: error {code} {message}")
                 log.info("topic created", extra={"topic": topic})
-        await _wait_until_served(admin, [s.name for s in specs])
+        await wait_until_served(admin, [s.name for s in specs])
     finally:
         await admin.close()
 
 
-async def _wait_until_served(admin: AIOKafkaAdminClient, names: list[str]) -> None:
+async def wait_until_served(admin: AIOKafkaAdminClient, names: list[str]) -> None:
     """Return once the broker's metadata shows every topic with a leader per partition.
 
     A created topic reaches the broker's metadata a moment after the controller
