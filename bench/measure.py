@@ -208,10 +208,22 @@ class ScoringUnderTest:
     log: Path
     engine: AsyncEngine
     process: asyncio.subprocess.Process | None = None
+    port: int = 0
 
     async def start(self) -> None:
-        command = [sys.executable, "-m", "services", "serve", "scoring", "--port", "0"]
+        self.port = _free_port()
+        command = [sys.executable, "-m", "services", "serve", "scoring", "--port", str(self.port)]
         self.process = await start_process(command, self.log, self.env)
+
+    async def metric(self, name: str) -> float | None:
+        """An unlabelled metric from the process's ``/metrics``; None while it is not up."""
+        try:
+            async with httpx.AsyncClient(timeout=5) as client:
+                text = (await client.get(f"http://127.0.0.1:{self.port}/metrics")).text
+        except httpx.TransportError:
+            return None
+        values = [line.split()[-1] for line in text.splitlines() if line.startswith(name + " ")]
+        return float(values[0]) if values else 0.0
 
     def alive(self) -> bool:
         return self.process is not None and self.process.returncode is None

@@ -169,49 +169,45 @@ async def bench_open_loop(
 ) -> dict[str, list[dict[str, Any]]]:
     """Fixed rates below and at Vitals' catch-up rate: is lag stable, and the latency from
     an event's send to its durable score. The peer runs at the highest of those rates."""
-    vitals, peer = [], []
-    for share in OPEN_LOOP_SHARES:
-        rate = max(100.0, catch_up * share)
-        vitals.append(
-            await _open_loop_run(
-                "vitals",
-                workload,
-                scale,
-                rate,
-                bootstrap,
-                lambda topic: measure.vitals_running(
-                    bootstrap, postgres, topic, logs / "scoring.log"
-                ),
-            )
-        )
-    peer.append(
-        await _open_loop_run(
-            "quix peer (at-least-once)",
-            workload,
-            scale,
-            max(100.0, catch_up * OPEN_LOOP_SHARES[-1]),
-            bootstrap,
-            lambda topic: measure.quix_running(
-                bootstrap, topic, "at-least-once", logs / "quix.log"
-            ),
-        )
+    rates = [max(100.0, catch_up * share) for share in OPEN_LOOP_SHARES]
+    # Generated once for the highest rate; a lower one sends the beginning of it.
+    source = Workload(
+        accounts=workload.accounts,
+        events=int(max(rates) * scale.open_loop_s) + 200,
+        seed=workload.seed + 100,
     )
-    return {"vitals_open_loop": vitals, "quix_open_loop": peer}
+    records = [encode(event) for event in source.stream()]
+
+    def vitals(topic: str) -> AbstractAsyncContextManager[measure.UnderTest]:
+        return measure.vitals_running(bootstrap, postgres, topic, logs / "scoring.log")
+
+    def peer(topic: str) -> AbstractAsyncContextManager[measure.UnderTest]:
+        return measure.quix_running(bootstrap, topic, "at-least-once", logs / "quix.log")
+
+    return {
+        "vitals_open_loop": [
+            await _open_loop_run("vitals", records, scale, rate, bootstrap, vitals)
+            for rate in rates
+        ],
+        "quix_open_loop": [
+            await _open_loop_run(
+                "quix peer (at-least-once)", records, scale, max(rates), bootstrap, peer
+            )
+        ],
+    }
 
 
 async def _open_loop_run(
     name: str,
-    workload: Workload,
+    records: list[tuple[bytes, bytes]],
     scale: Scale,
     rate: float,
     bootstrap: str,
     running: Callable[[str], AbstractAsyncContextManager[measure.UnderTest]],
 ) -> dict[str, Any]:
-    needed = int(rate * scale.open_loop_s) + 200
-    source = Workload(accounts=workload.accounts, events=needed, seed=workload.seed + 100)
-    records = [encode(event) for event in source.stream()]
+    needed = records[: int(rate * scale.open_loop_s) + 200]
     say(f"{name} open loop at {rate:,.0f} events/s for {scale.open_loop_s:.0f} s")
-    run = await measure.open_loop(bootstrap, records, rate, scale.open_loop_s, PARTITIONS, running)
+    run = await measure.open_loop(bootstrap, needed, rate, scale.open_loop_s, PARTITIONS, running)
     verdict = "sustained" if run.sustained else "lag grows"
     say(f"{name} open loop at {rate:,.0f}/s: {verdict}, p99 {run.percentile_ms(0.99):.0f} ms")
     return {
