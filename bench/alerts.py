@@ -133,8 +133,9 @@ async def alerts_under_test(
         await drop_database(postgres, database)
 
 
-async def catch_up(bootstrap: str, postgres: str, total: int, log: Path) -> float:
-    """Messages evaluated and queued per second, from a pre-loaded topic."""
+async def catch_up(bootstrap: str, postgres: str, total: int, log: Path) -> measure.Throughput:
+    """Messages evaluated and queued per second from a pre-loaded topic, with the
+    process's peak RSS and CPU time."""
     topic = f"bench.{uuid.uuid4().hex[:8]}.scores"
     await measure.create_topic(bootstrap, topic, PARTITIONS)
     await measure.load_topic(bootstrap, topic, [score_message(f"a{n}") for n in range(total)])
@@ -154,7 +155,10 @@ async def catch_up(bootstrap: str, postgres: str, total: int, log: Path) -> floa
             await asyncio.sleep(0.05)
         if first is None:
             raise RuntimeError("alerts finished before a first move was seen")
-        return (total - first_done) / (time.perf_counter() - first)
+        result = measure.Throughput(total - first_done, time.perf_counter() - first)
+        assert alerts.process is not None
+        result.peak_rss_mb, result.cpu_s = measure.process_stats(alerts.process.pid)
+        return result
 
 
 async def open_loop(
@@ -197,10 +201,13 @@ async def bench_alerts(scale: str, runs: int, bootstrap: str, postgres: str) -> 
 
     total, seconds = SIZES[scale]
     log = ROOT / "var" / "bench" / "alerts.log"
-    rates, p50, p99 = [], [], []
+    rates, p50, p99, rss, cpu = [], [], [], [], []
     for run in range(1, runs + 1):
         say(f"alerts catch-up: run {run}/{runs} ({total:,} score messages)")
-        rates.append(await catch_up(bootstrap, postgres, total, log))
+        caught_up = await catch_up(bootstrap, postgres, total, log)
+        rates.append(caught_up.per_second)
+        rss.append(caught_up.peak_rss_mb or 0.0)
+        cpu.append(caught_up.cpu_s_per_million or 0.0)
         say(f"alerts catch-up: {rates[-1]:,.0f} messages/s evaluated and queued")
         say(f"alerts open loop at {OPEN_LOOP_RATE:,.0f}/s for {seconds:.0f} s: run {run}/{runs}")
         latencies = await open_loop(bootstrap, postgres, OPEN_LOOP_RATE, seconds, log)
@@ -216,6 +223,18 @@ async def bench_alerts(scale: str, runs: int, bootstrap: str, postgres: str) -> 
                 "value": spread(rates),
                 "unit": "",
                 "digits": 0,
+            },
+            {
+                "label": "peak RSS of the alerts process during the catch-up",
+                "value": spread(rss),
+                "unit": " MiB",
+                "digits": 0,
+            },
+            {
+                "label": "CPU seconds per million score messages (catch-up)",
+                "value": spread(cpu),
+                "unit": " s",
+                "digits": 1,
             },
             {
                 "label": f"score message to webhook delivered, p50 ({at})",

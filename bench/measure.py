@@ -150,15 +150,24 @@ async def watch_progress(
 
 
 def process_stats(pid: int) -> tuple[float | None, float | None]:
-    """(peak RSS in MiB, CPU seconds) of a live process, from /proc."""
+    """(peak RSS in MiB, CPU seconds) of a live process and its live children (the
+    workers of ``--workers N``), from /proc."""
     try:
         status = Path(f"/proc/{pid}/status").read_text()
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None, None
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:  # a kernel without CONFIG_PROC_CHILDREN
+        children = []
     peak_kb = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM"))
-    cpu = (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-    return peak_kb / 1024, cpu
+    peak, cpu = peak_kb / 1024, (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    for child in children:
+        child_peak, child_cpu = process_stats(int(child))
+        peak += child_peak or 0.0
+        cpu += child_cpu or 0.0
+    return peak, cpu
 
 
 async def start_process(

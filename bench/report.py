@@ -51,14 +51,16 @@ def markdown(report: dict[str, Any]) -> str:
 def _ingest(http: dict[str, Any]) -> list[str]:
     lines = [
         f"| ingest over HTTP, {http['batch_events']} events a request, acks=all "
-        "| clients | events/s | request p50 | request p99 |",
-        "|---|---|---|---|---|",
+        "| clients | events/s | request p50 | request p99 | peak RSS | CPU-s per million |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in http["rows"]:
         lines.append(
             f"| `POST {row['label']}` | {row['concurrency']} | {_figure(row, 'events_per_s')} | "
             f"{_figure(row, 'request_p50_ms', ' ms', 1)} | "
-            f"{_figure(row, 'request_p99_ms', ' ms', 1)} |"
+            f"{_figure(row, 'request_p99_ms', ' ms', 1)} | "
+            f"{_figure(row, 'peak_rss_mb', ' MiB')} | "
+            f"{_figure(row, 'cpu_s_per_million_events', ' s', 1)} |"
         )
     return [*lines, ""]
 

@@ -283,7 +283,7 @@ async def _ingest_row(
     log: Path,
     workers: int = 1,
 ) -> dict[str, Any]:
-    rates, p50, p99 = [], [], []
+    rates, p50, p99, rss, cpu = [], [], [], [], []
     for run in range(1, runs + 1):
         say(f"ingest {label}: run {run}/{runs} ({len(events):,} events, batches of {HTTP_BATCH})")
         result, latencies = await measure.ingest_http(
@@ -291,6 +291,8 @@ async def _ingest_row(
         )
         latencies.sort()
         rates.append(result.per_second)
+        rss.append(result.peak_rss_mb or 0.0)
+        cpu.append(result.cpu_s_per_million or 0.0)
         p50.append(latencies[len(latencies) // 2] * 1000)
         p99.append(latencies[int(len(latencies) * 0.99)] * 1000)
         say(f"ingest {label}: {result.per_second:,.0f} events/s, p99 {p99[-1]:.1f} ms")
@@ -300,6 +302,8 @@ async def _ingest_row(
         "events_per_s": spread(rates),
         "request_p50_ms": spread(p50),
         "request_p99_ms": spread(p99),
+        "peak_rss_mb": spread(rss),
+        "cpu_s_per_million_events": spread(cpu),
     }
 
 
