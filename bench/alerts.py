@@ -20,7 +20,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI, Request, Response
 from sqlalchemy import func, select
@@ -92,8 +91,7 @@ class AlertsUnderTest:
         port = measure._free_port()
         command = [sys.executable, "-m", "services", "serve", "alerts", "--port", str(port)]
         self.process = await measure.start_process(command, self.log, self.env)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-            await measure._wait_ready(client, self.process)
+        await measure.wait_ready(f"http://127.0.0.1:{port}", self.process)
 
     async def evaluated(self) -> int:
         query = select(func.coalesce(func.sum(consumer_offsets.c.next_offset), 0)).where(

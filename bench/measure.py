@@ -449,7 +449,7 @@ async def ingest_http(
         process = await start_process(command, log, env)
         try:
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-                await _wait_ready(client, process)
+                await wait_ready(f"http://127.0.0.1:{port}", process, workers)
                 batches = [events[i : i + batch_size] for i in range(0, len(events), batch_size)]
                 started = time.perf_counter()
                 latencies = await _post_batches(client, shape, batches, concurrency, rate)
@@ -483,9 +483,14 @@ async def _post_batches(
                 await asyncio.sleep(max(0.0, due - time.perf_counter()))
             # Latency counts from when the batch was due: a late send is the server's fault.
             sent = due if due is not None else time.perf_counter()
-            response = await client.post(
-                shape.path, content=body, headers={"content-type": "application/json"}
-            )
+            for attempt in range(1, SEND_ATTEMPTS + 1):
+                response = await client.post(
+                    shape.path, content=body, headers={"content-type": "application/json"}
+                )
+                if response.status_code != 503 or attempt == SEND_ATTEMPTS:
+                    break
+                # As a sender should: wait as told and send the same events again.
+                await asyncio.sleep(float(response.headers.get("retry-after", "1")))
             latencies.append(time.perf_counter() - sent)
             if response.status_code not in (200, 202):
                 raise RuntimeError(f"ingest answered {response.status_code}: {response.text}")
@@ -494,18 +499,27 @@ async def _post_batches(
     return latencies
 
 
-async def _wait_ready(client: httpx.AsyncClient, process: asyncio.subprocess.Process) -> None:
+async def wait_ready(url: str, process: asyncio.subprocess.Process, workers: int = 1) -> None:
+    """Until ``/readyz`` answers 200 on several new connections in a row: with several
+    workers, each connection reaches one of them."""
     deadline = time.perf_counter() + 60
+    ready_in_a_row = 0
     while time.perf_counter() < deadline:
         if process.returncode is not None:
-            raise RuntimeError("ingest exited during start-up; see var/bench/*.log")
+            raise RuntimeError("the service exited during start-up; see var/bench/*.log")
         try:
-            if (await client.get("/readyz")).status_code == 200:
-                return
+            async with httpx.AsyncClient(base_url=url) as probe:
+                ready = (await probe.get("/readyz")).status_code == 200
         except httpx.TransportError:
-            pass
-        await asyncio.sleep(0.2)
-    raise RuntimeError("ingest was not ready within 60s")
+            ready = False
+        ready_in_a_row = ready_in_a_row + 1 if ready else 0
+        if ready_in_a_row >= 5 * workers:
+            return
+        await asyncio.sleep(0.05 if ready else 0.2)
+    raise RuntimeError("the service was not ready within 60s")
+
+
+SEND_ATTEMPTS = 5
 
 
 def _free_port() -> int:
