@@ -37,7 +37,7 @@ from tests.support.servers import serve
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTITIONS = 6
-SIZES = {"smoke": (2_000, 3.0), "small": (6_000, 4.0), "full": (25_000, 15.0)}
+SIZES = {"smoke": (2_000, 3.0), "small": (4_000, 3.0), "full": (25_000, 15.0)}
 OPEN_LOOP_RATE = 200.0
 
 

@@ -57,7 +57,7 @@ SCALES = {
         "smoke", (Workload(accounts=1_000, events=20_000),), 30, 5_000, 3, 5_000, variants=False
     ),
     "small": Scale(
-        "small", (Workload(accounts=10_000, events=200_000),), 6, 15_000, 4, 20_000, False
+        "small", (Workload(accounts=10_000, events=200_000),), 5, 10_000, 3, 10_000, False
     ),
     "full": Scale(
         "full",
