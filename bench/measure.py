@@ -35,6 +35,7 @@ from services.scoring.models import consumer_offsets
 from shared.db import create_engine
 from shared.kafka import wait_until_served
 from tests.support.infra import create_database, drop_database
+from tests.support.processes import metric_value
 
 ROOT = Path(__file__).resolve().parents[1]
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -231,8 +232,7 @@ class ScoringUnderTest:
                 text = (await client.get(f"http://127.0.0.1:{self.port}/metrics")).text
         except httpx.TransportError:
             return None
-        values = [line.split()[-1] for line in text.splitlines() if line.startswith(name + " ")]
-        return float(values[0]) if values else 0.0
+        return metric_value(text, name)
 
     def alive(self) -> bool:
         return self.process is not None and self.process.returncode is None

@@ -9,8 +9,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support.servers import free_port, wait_for
+
+
+def metric_value(text: str, name: str) -> float:
+    """An unlabelled sample's value in a ``/metrics`` text; 0 when not reported yet."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and not sample.labels:
+                return float(sample.value)
+    return 0.0
 
 
 @dataclass
@@ -70,9 +80,7 @@ class ServiceProcess:
     async def metric(self, name: str) -> float:
         """An unlabelled metric's value from ``/metrics``; 0 when not reported yet."""
         async with httpx.AsyncClient(base_url=self.url) as client:
-            text = (await client.get("/metrics")).text
-        values = [line.split()[-1] for line in text.splitlines() if line.startswith(name + " ")]
-        return float(values[0]) if values else 0.0
+            return metric_value((await client.get("/metrics")).text, name)
 
     def log_tail(self, lines: int = 40) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

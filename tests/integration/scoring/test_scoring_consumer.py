@@ -19,6 +19,7 @@ from tests.support.clock import FakeClock
 from tests.support.events import billing_event, usage_event
 from tests.support.infra import create_database, drop_database, new_database_url
 from tests.support.kafka import consume, produce
+from tests.support.processes import metric_value
 from tests.support.scoring_builders import default_card
 from tests.support.servers import serve, wait_for
 
@@ -221,7 +222,7 @@ async def test_states_evicted_from_memory_are_read_back_and_count_every_event_on
     accounts = [f"acct-{n}" for n in range(5)]
     rounds = 3
     async with serve(create_app(settings, clock)) as url, httpx.AsyncClient(base_url=url) as api:
-        loaded_before = _metric((await api.get("/metrics")).text, LOADED)
+        loaded_before = metric_value((await api.get("/metrics")).text, LOADED)
         for round_number in range(rounds):
             events = [
                 billing_event(
@@ -239,9 +240,9 @@ async def test_states_evicted_from_memory_are_read_back_and_count_every_event_on
 
     assert [a["account_id"] for a in listed] == accounts  # by MRR, from the row columns
     assert all(a["health_score"] is not None for a in listed)
-    assert _metric(metrics, "vitals_scoring_states_cached") == 1
+    assert metric_value(metrics, "vitals_scoring_states_cached") == 1
     # Each round but the first reads back at least every account but the one kept.
-    loaded = _metric(metrics, LOADED) - loaded_before
+    loaded = metric_value(metrics, LOADED) - loaded_before
     assert loaded >= (rounds - 1) * (len(accounts) - 1)
     engine = create_engine(migrated)
     async with session_factory(engine)() as session:
@@ -251,8 +252,3 @@ async def test_states_evicted_from_memory_are_read_back_and_count_every_event_on
 
 
 LOADED = "vitals_scoring_states_loaded_total"
-
-
-def _metric(text: str, name: str) -> float:
-    values = [line.split()[-1] for line in text.splitlines() if line.startswith(name + " ")]
-    return float(values[0]) if values else 0.0
