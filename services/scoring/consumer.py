@@ -115,6 +115,7 @@ class AccountScorer:
         await repository.add_history(session, changes)
         for write in writes:
             self._cache.put(write.state)  # a new account's state is known from now on
+        metrics.STATES_CACHED.set(len(self._cache))
         await repository.add_dead_letters(session, letters, now)
         if overrides:
             await repository.settle_overrides(session, overrides, lapsed, now)
@@ -144,6 +145,7 @@ class AccountScorer:
     def forget(self) -> None:
         """Drop every state held in memory: see ``state_cache``."""
         self._cache.clear()
+        metrics.STATES_CACHED.set(0)
 
     def _apply(
         self,

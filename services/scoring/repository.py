@@ -83,7 +83,7 @@ async def save_states(session: AsyncSession, writes: Sequence[StateWrite], now: 
 
 
 def _account_row(write: StateWrite, now: datetime) -> dict[str, Any]:
-    state, assessment = write.state, write.assessment
+    state = write.state
     facts = account_facts(state)
     return {
         "account_id": state.account_id,
@@ -94,15 +94,23 @@ def _account_row(write: StateWrite, now: datetime) -> dict[str, Any]:
         "owner": facts.owner_csm_email,
         "segment": facts.segment,
         "mrr_minor": facts.mrr_minor,
-        "health_score": assessment.health_score if assessment else None,
-        "band": assessment.effective_band.value if assessment else None,
-        "tier": _value(assessment.effective_tier) if assessment else None,
-        "risk": assessment.risk.value if assessment else None,
-        "stage": _value(assessment.stage) if assessment else None,
-        "value_score": assessment.value_score if assessment else None,
-        "stale": assessment.stale if assessment else None,
-        "scored_at": assessment.computed_at if assessment else None,
-        "score_change": write.trend_7d if assessment else None,
+        **_scored_columns(write.assessment, write.trend_7d),
+    }
+
+
+def _scored_columns(assessment: Assessment | None, trend_7d: int | None) -> dict[str, Any]:
+    if assessment is None:  # all NULL: the upsert keeps the stored ones
+        return dict.fromkeys((*_SCORED, "scored_at"))
+    return {
+        "health_score": assessment.health_score,
+        "band": assessment.effective_band.value,
+        "tier": _value(assessment.effective_tier),
+        "risk": assessment.risk.value,
+        "stage": _value(assessment.stage),
+        "value_score": assessment.value_score,
+        "stale": assessment.stale,
+        "scored_at": assessment.computed_at,
+        "score_change": trend_7d,
     }
 
 

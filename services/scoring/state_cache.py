@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from services.scoring import metrics
 from services.scoring.domain import AccountState
 
 
@@ -39,8 +38,6 @@ class StateCache:
         self._states.move_to_end(state.account_id)
         while len(self._states) > self._max_accounts:
             self._states.popitem(last=False)
-        metrics.STATES_CACHED.set(len(self._states))
 
     def clear(self) -> None:
         self._states.clear()
-        metrics.STATES_CACHED.set(0)
