@@ -21,6 +21,8 @@ class Readiness:
     def __init__(self, *checks: str) -> None:
         self._problems: dict[str, str | None] = {name: "starting" for name in checks}
         self._probes: dict[str, Probe] = {}
+        self._fatal: dict[str, str] = {}
+        self._liveness: dict[str, Callable[[], str | None]] = {}
 
     def reporter(self, check: str) -> Callable[[str | None], None]:
         def report(problem: str | None) -> None:
@@ -33,6 +35,23 @@ class Readiness:
 
     def add_probe(self, check: str, probe: Probe) -> None:
         self._probes[check] = probe
+
+    def fail(self, check: str, problem: str) -> None:
+        """``check`` broke for good: the process cannot recover by itself (liveness fails)."""
+        self._fatal[check] = problem
+        self._problems[check] = problem
+
+    def add_liveness(self, check: str, probe: Callable[[], str | None]) -> None:
+        """A cheap check that says why the process is stuck, or None while it is not."""
+        self._liveness[check] = probe
+
+    def liveness(self) -> dict[str, str]:
+        """What keeps the process from recovering by itself; empty while it is alive."""
+        problems = dict(self._fatal)
+        for name, probe in self._liveness.items():
+            if (problem := probe()) is not None:
+                problems[name] = problem
+        return problems
 
     async def evaluate(self) -> dict[str, str]:
         results = dict(self._problems)

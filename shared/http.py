@@ -25,6 +25,11 @@ class Problem(BaseModel):
     details: list[dict[str, Any]] | None = None
 
 
+class LivenessReport(BaseModel):
+    status: str
+    problems: dict[str, str] | None = None
+
+
 class ReadinessReport(BaseModel):
     ready: bool
     checks: dict[str, str]
@@ -44,9 +49,20 @@ def problem_response(
 def create_service_app(*, title: str, description: str, lifespan: Lifespan) -> FastAPI:
     app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
 
-    @app.get("/healthz", tags=["operations"], summary="The process is alive")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
+    @app.get(
+        "/healthz",
+        tags=["operations"],
+        summary="The process is alive: nothing in it is stuck beyond recovering by itself",
+        response_model=LivenessReport,
+        responses={503: {"model": LivenessReport, "description": "Restart the process"}},
+    )
+    async def healthz(request: Request) -> JSONResponse:
+        readiness: Readiness | None = getattr(request.app.state, "readiness", None)
+        problems = readiness.liveness() if readiness is not None else {}
+        if problems:
+            body = {"status": "failing", "problems": problems}
+            return JSONResponse(body, status.HTTP_503_SERVICE_UNAVAILABLE)
+        return JSONResponse({"status": "ok"})
 
     @app.get(
         "/readyz",
