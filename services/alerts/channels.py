@@ -3,13 +3,17 @@
 Channels come from the channels file (``VITALS_ALERTS_CHANNELS_FILE``), from
 ``VITALS_ALERTS_WEBHOOK_URL`` (one generic webhook named ``webhook``) and from the
 admin API. Secret values (webhook URLs, passwords, signing secrets) are ``SecretStr``:
-they never appear in ``repr``, logs or API answers; :func:`masked` shows what may be shown.
+they never appear in ``repr``, logs or API answers; :func:`masked` shows what may be shown,
+and :func:`seal_document` what is stored (secrets encrypted, sealing.py).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import ssl
+import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -22,14 +26,17 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     field_validator,
+    model_validator,
 )
 
 from services.alerts.routing import ChannelId, RoutingTree, parse_routes
 from services.alerts.ruleset import ConfigError, describe_errors
+from services.alerts.sealing import SecretBox, transform
 
 OWNER = "owner"
 ENV_REFERENCE = re.compile(r"\$\{([A-Z0-9_]+)\}")
 MASK = "****"
+MAX_PEM_CHARS = 65536
 
 
 class ChannelBase(BaseModel):
@@ -74,7 +81,16 @@ class EmailChannel(ChannelBase):
     username: str | None = None
     password: SecretStr | None = None
     ca_file: Path | None = Field(
-        None, description="CA certificates to trust for TLS besides the system ones."
+        None,
+        description=(
+            "CA certificates to trust for TLS besides the system ones: a PEM file in "
+            "VITALS_ALERTS_CERTIFICATES_DIR (relative to it, or absolute inside it)."
+        ),
+    )
+    ca_pem: str | None = Field(
+        None,
+        max_length=MAX_PEM_CHARS,
+        description="The same as PEM text (-----BEGIN CERTIFICATE----- ...), instead of a file.",
     )
     sender: str = Field(pattern=r"^[^@\s]+@[^@\s]+$")
     to: list[str] = Field(
@@ -90,6 +106,19 @@ class EmailChannel(ChannelBase):
         if bad:
             raise ValueError(f"not e-mail addresses: {bad}")
         return value
+
+    @field_validator("ca_pem")
+    @classmethod
+    def _pem(cls, value: str | None) -> str | None:
+        if value is not None:
+            pem_certificates(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_certificate_source(self) -> EmailChannel:
+        if self.ca_file is not None and self.ca_pem is not None:
+            raise ValueError("give ca_file or ca_pem, not both")
+        return self
 
 
 class WebhookChannel(ChannelBase):
@@ -117,6 +146,17 @@ class ChannelsFile(BaseModel):
     version: Literal[1] = 1
     channels: list[Channel] = Field(default_factory=list)
     route: dict[str, Any] | None = None
+
+
+def pem_certificates(text: str) -> str:
+    """``text`` if it holds PEM certificates (checked in memory); the error never quotes it."""
+    if "-----BEGIN CERTIFICATE-----" not in text:
+        raise ValueError("not PEM certificates (-----BEGIN CERTIFICATE----- ...)")
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=text)
+    except (ssl.SSLError, ValueError):
+        raise ValueError("not valid PEM certificates") from None
+    return text
 
 
 def _http_url(value: SecretStr) -> SecretStr:
@@ -181,6 +221,32 @@ def masked_url(url: SecretStr) -> str:
     parts = urlsplit(url.get_secret_value())
     host = parts.hostname or ""
     return f"{parts.scheme}://{host}/{MASK}"
+
+
+def _secret_names(model: type[BaseModel]) -> frozenset[str]:
+    return frozenset(
+        name
+        for name, field in model.model_fields.items()
+        if field.annotation is SecretStr or SecretStr in typing.get_args(field.annotation)
+    )
+
+
+# Per kind, the fields stored encrypted; a document of an unknown kind: all of them.
+SECRET_FIELDS: dict[str, frozenset[str]] = {
+    typing.get_args(model.model_fields["kind"].annotation)[0]: _secret_names(model)
+    for model in (SlackChannel, TeamsChannel, EmailChannel, WebhookChannel)
+}
+_ALL = frozenset().union(*SECRET_FIELDS.values())
+
+
+def seal_document(document: Mapping[str, Any], box: SecretBox) -> dict[str, Any]:
+    """A stored channel document with its secret fields encrypted."""
+    return transform(document, SECRET_FIELDS.get(document.get("kind", ""), _ALL), box.seal)
+
+
+def open_document(document: Mapping[str, Any], box: SecretBox) -> dict[str, Any]:
+    """A stored channel document with its secret fields decrypted."""
+    return transform(document, SECRET_FIELDS.get(document.get("kind", ""), _ALL), box.open)
 
 
 def channel_document(channel: Channel) -> dict[str, Any]:

@@ -4,7 +4,8 @@ Files (and ``VITALS_ALERTS_WEBHOOK_URL``) are read and validated at start-up, so
 bad file stops the service with an error naming the field. Channels are kept in the
 database so every replica and the admin API see the same set: file channels are
 written there at start-up (``source`` file/env), API channels have ``source`` api.
-A routing tree or rule set saved through the API overrides the file's.
+A routing tree or rule set saved through the API overrides the file's. Channel
+secrets are encrypted in the database with the key of the settings (sealing.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from pydantic import SecretStr
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.alerts import repository
+from services.alerts import repository, sealing
+from services.alerts.certificates import read_certificates
 from services.alerts.channels import (
     OWNER,
     Channel,
@@ -48,7 +50,11 @@ class FileConfig:
 
 
 def load_files(settings: AlertsSettings) -> FileConfig:
-    """Rules, channels and routes from the files and settings; raises ConfigError."""
+    """Rules, channels and routes from the files and settings; raises ConfigError.
+
+    Also puts the settings' secrets key in use, before anything reads or writes a
+    channel row."""
+    sealing.use(secret_box(settings))
     rules = load_rules(settings.alerts_rules_file)
     channels: list[Channel] = []
     route = None
@@ -71,19 +77,32 @@ def load_files(settings: AlertsSettings) -> FileConfig:
         allow_http=settings.alerts_allow_http_targets,
         allow=settings.target_allowlist,
         trusted_urls=trusted,
+        certificates_dir=settings.alerts_certificates_dir,
     )
     for channel in channels:
         try:
             check_target(channel, policy)
         except TargetRefused as exc:
             raise ConfigError(f"channel {channel.id}: target refused: {exc}") from None
+        except ConfigError as exc:
+            raise ConfigError(f"channel {channel.id}: {exc}") from None
     return FileConfig(rules, channels, route, policy)
+
+
+def secret_box(settings: AlertsSettings) -> sealing.SecretBox:
+    key = settings.alerts_secrets_key
+    try:
+        return sealing.box_for(key.get_secret_value() if key else None, settings.environment)
+    except (sealing.SecretsKeyError, OSError) as exc:
+        raise ConfigError(f"secrets key: {exc}") from None
 
 
 def check_target(channel: Channel, policy: TargetPolicy) -> None:
     """Raise TargetRefused for a URL that is not allowed (addresses are checked again on
-    connect)."""
+    connect), ConfigError for a certificate file outside the certificates directory."""
     if isinstance(channel, EmailChannel):
+        if channel.ca_file is not None:
+            read_certificates(channel.ca_file, policy.certificates_dir)
         return
     url = channel.url if isinstance(channel, WebhookChannel) else channel.webhook_url
     policy.check_url(url.get_secret_value())

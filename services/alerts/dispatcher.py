@@ -16,7 +16,7 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import cast
 
 from sqlalchemy import Table
@@ -200,6 +200,7 @@ class Dispatcher:
                 self._settings.alerts_delivery_max_attempts,
                 exc.retry_after_s,
                 self._jitter.random(),
+                timedelta(seconds=self._settings.alerts_retry_max_wait_s),
             )
         if delay is None:
             self._dead(row, str(exc), "dead")

@@ -13,11 +13,15 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
     text,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from services.alerts import sealing
+from services.alerts.channels import open_document, seal_document
 from shared.db import UtcDateTime
 from shared.offsets import consumer_offsets_table
 
@@ -126,14 +130,33 @@ class Silence(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
+class SealedDocument(TypeDecorator[dict[str, Any]]):
+    """A channel document as JSON, its secret fields encrypted with the key in use:
+    every statement stores them encrypted, every row read gives them back plain."""
+
+    impl = JSON
+    cache_ok = True
+
+    def process_bind_param(
+        self, value: dict[str, Any] | None, dialect: Dialect
+    ) -> dict[str, Any] | None:
+        return None if value is None else seal_document(value, sealing.in_use())
+
+    def process_result_value(
+        self, value: dict[str, Any] | None, dialect: Dialect
+    ) -> dict[str, Any] | None:
+        return None if value is None else open_document(value, sealing.in_use())
+
+
 class ChannelRow(Base):
-    """A channel definition, secrets included: never returned as is."""
+    """A channel definition, secrets included (encrypted in the table): never returned
+    as is."""
 
     __tablename__ = "alert_channels"
 
     id: Mapped[str] = mapped_column(String(100), primary_key=True)
     source: Mapped[str] = mapped_column(String(8))
-    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    document: Mapped[dict[str, Any]] = mapped_column(SealedDocument())
     disabled_reason: Mapped[str | None] = mapped_column(Text)
     paused_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())

@@ -3,6 +3,12 @@
 Every failure is a :class:`SendFailed` saying whether to retry (and when the receiver
 asked to be called again), whether the channel is gone for good (HTTP 410) or whether
 the target is refused (SSRF guard), which no retry can fix.
+
+What a failure says is shown by the API (a channel test, a delivery's last error), so
+it must not tell what listens where: every failure to reach a receiver - refused,
+reset, timed out, TLS or protocol mismatch, an address the guard refuses - reads
+:data:`UNREACHABLE`; the detail goes to the server log only. Answers of a receiver
+that speaks the channel's protocol (HTTP status, SMTP reply code) are told.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import httpx
 import orjson
 from standardwebhooks import Webhook
 
+from services.alerts.certificates import CertificateRefused, read_certificates
 from services.alerts.channels import (
     Channel,
     EmailChannel,
@@ -44,6 +51,14 @@ logging.getLogger("httpx").setLevel(logging.WARNING)
 USER_AGENT = "Vitals-Alerts/0.2"
 DIGEST = "alert.digest"
 RETRY_AFTER_MAX_S = 24 * 3600.0
+UNREACHABLE = "the receiver could not be reached (the service log has the detail)"
+# SMTP replies only a server that took the greeting and EHLO can give.
+SMTP_ANSWERS = (
+    aiosmtplib.SMTPAuthenticationError,
+    aiosmtplib.SMTPSenderRefused,
+    aiosmtplib.SMTPRecipientRefused,
+    aiosmtplib.SMTPDataError,
+)
 
 
 class SendFailed(Exception):
@@ -59,6 +74,12 @@ class SendFailed(Exception):
         self.retry_after_s = retry_after_s
         self.gone = gone
         self.permanent = permanent or gone
+
+
+def unreachable(channel: Channel, detail: Exception, *, permanent: bool = False) -> SendFailed:
+    """The one outcome of every connection-level failure; the detail is logged only."""
+    log.warning("channel %s: receiver not reached: %s", channel.id, _error_text(detail))
+    return SendFailed(UNREACHABLE, permanent=permanent)
 
 
 def message_of(payload: dict[str, Any]) -> Message:
@@ -87,14 +108,14 @@ class Senders:
                 await self._webhook(channel, notice_id, payload)
             elif isinstance(channel, SlackChannel):
                 url = channel.webhook_url.get_secret_value()
-                await self._post(url, _json(slack_payload(message_of(payload))), {})
+                await self._post(channel, url, _json(slack_payload(message_of(payload))), {})
             elif isinstance(channel, TeamsChannel):
                 url = channel.webhook_url.get_secret_value()
-                await self._post(url, _json(teams_payload(message_of(payload))), {})
+                await self._post(channel, url, _json(teams_payload(message_of(payload))), {})
             else:
                 await self._email(channel, notice_id, payload, recipients)
         except TargetRefused as exc:
-            raise SendFailed(f"target refused: {exc}", permanent=True) from exc
+            raise unreachable(channel, exc, permanent=True) from exc
 
     async def _webhook(
         self, channel: WebhookChannel, notice_id: str, payload: dict[str, Any]
@@ -106,10 +127,10 @@ class Senders:
         if channel.secret is not None:
             signer = Webhook(channel.secret.get_secret_value())
             headers["webhook-signature"] = signer.sign(notice_id, now, body.decode())
-        await self._post(channel.url.get_secret_value(), body, headers)
+        await self._post(channel, channel.url.get_secret_value(), body, headers)
 
-    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> None:
-        self._policy.check_url(url)
+    async def _post(self, channel: Channel, url: str, body: bytes, headers: dict[str, str]) -> None:
+        # The client's transport checks the URL against the policy (ssrf.GuardedTransport).
         try:
             response = await self._http.post(
                 url, content=body, headers={"content-type": "application/json", **headers}
@@ -117,15 +138,14 @@ class Senders:
         except TargetRefused:
             raise
         except httpx.HTTPError as exc:
-            raise SendFailed(_error_text(exc)) from exc
+            raise unreachable(channel, exc) from exc
         if response.is_success:
             return
         status = response.status_code
         if status == 410:
             raise SendFailed("HTTP 410 from the receiver: the channel is gone", gone=True)
         if response.is_redirect:
-            where = response.headers.get("location", "?")
-            raise SendFailed(f"HTTP {status} from the receiver (redirect to {where} not followed)")
+            raise SendFailed(f"HTTP {status} from the receiver (redirects are not followed)")
         raise SendFailed(
             f"HTTP {status} from the receiver",
             retry_after_s=retry_after(response.headers.get("retry-after")),
@@ -139,10 +159,14 @@ class Senders:
         mail: EmailMessage = email_message(message_of(payload), channel.sender, to, notice_id)
         password = channel.password.get_secret_value() if channel.password else None
         try:
+            tls = _tls_context(channel, self._policy)
+        except CertificateRefused as exc:
+            raise SendFailed(f"channel {channel.id}: {exc}", permanent=True) from exc
+        try:
             # Connected here, to the address the guard checked: no second DNS lookup.
             sock = await connect_checked(self._policy, channel.host, channel.port, self._timeout_s)
         except OSError as exc:
-            raise SendFailed(f"SMTP {_error_text(exc)}") from exc
+            raise unreachable(channel, exc) from exc
         try:
             await aiosmtplib.send(
                 mail,
@@ -152,22 +176,31 @@ class Senders:
                 password=password,
                 use_tls=channel.security == "tls",
                 start_tls=channel.security == "starttls",
-                tls_context=_tls_context(channel),
+                tls_context=tls,
                 timeout=self._timeout_s,
             )
         except aiosmtplib.SMTPRecipientsRefused as exc:
-            raise SendFailed(f"SMTP refused every recipient: {exc}", permanent=True) from exc
+            codes = sorted({refused.code for refused in exc.recipients})
+            raise SendFailed(f"SMTP refused every recipient ({codes})", permanent=True) from exc
+        except SMTP_ANSWERS as exc:
+            raise SendFailed(f"SMTP {exc.code} from the receiver") from exc
         except (aiosmtplib.SMTPException, OSError) as exc:
-            raise SendFailed(f"SMTP {_error_text(exc)}") from exc
+            raise unreachable(channel, exc) from exc
         finally:
             sock.close()  # aiosmtplib closes it too; closing twice is harmless
 
 
-def _tls_context(channel: EmailChannel) -> ssl.SSLContext | None:
+def _tls_context(channel: EmailChannel, policy: TargetPolicy) -> ssl.SSLContext | None:
     if channel.security == "none":
         return None
-    cafile = str(channel.ca_file) if channel.ca_file else None
-    return ssl.create_default_context(cafile=cafile)
+    context = ssl.create_default_context()
+    extra = channel.ca_pem
+    if channel.ca_file is not None:
+        # Checked again: the file may have changed since the channel was configured.
+        extra = read_certificates(channel.ca_file, policy.certificates_dir)
+    if extra is not None:
+        context.load_verify_locations(cadata=extra)
+    return context
 
 
 def retry_after(value: str | None) -> float | None:

@@ -6,6 +6,7 @@ from typing import Literal
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationInfo, field_validator
 
 from services.alerts.ruleset import DEFAULT_RULES_FILE
+from services.alerts.sealing import check_keys
 from shared.settings import VitalsSettings
 
 PLACEHOLDER_SECRETS = {"changethis", "changeme", "secret", "admin", "password", "token"}
@@ -40,8 +41,8 @@ class AlertsSettings(VitalsSettings):
     alerts_webhook_url: AnyHttpUrl | None = Field(
         None,
         description=(
-            "Shorthand for one generic webhook channel named `webhook`; its host is allowed "
-            "even over http and on a private address."
+            "Shorthand for one generic webhook channel named `webhook`; exactly its target "
+            "(scheme, host and port) is allowed, even over http and on a private address."
         ),
     )
     alerts_webhook_secret: SecretStr | None = Field(
@@ -71,7 +72,35 @@ class AlertsSettings(VitalsSettings):
         10.0, gt=0, description="How long one webhook call may take."
     )
     alerts_delivery_max_attempts: int = Field(
-        10, ge=1, description="Attempts before a delivery is marked dead."
+        1440,
+        ge=1,
+        description=(
+            "Attempts before a delivery is marked dead (at most a minute apart: about a day)."
+        ),
+    )
+    alerts_retry_max_wait_s: float = Field(
+        60.0,
+        gt=0,
+        description=(
+            "Longest wait between two attempts of a delivery, jitter included, unless the "
+            "receiver's Retry-After asks for longer: a receiver back up gets its backlog "
+            "within this time."
+        ),
+    )
+    alerts_secrets_key: SecretStr | None = Field(
+        None,
+        description=(
+            "Fernet keys (comma-separated) that encrypt channel secrets and URLs in the "
+            "database; the first encrypts, every one decrypts (rotation). Required in "
+            "production; elsewhere unset: a key kept in var/alerts-secrets.key."
+        ),
+    )
+    alerts_certificates_dir: Path | None = Field(
+        None,
+        description=(
+            "Folder of the CA certificate files e-mail channels may name (`ca_file`); "
+            "unset: only inline `ca_pem`."
+        ),
     )
     alerts_dispatch_interval_s: float = Field(
         1.0, gt=0, description="How often the dispatcher looks for due deliveries when idle."
@@ -87,6 +116,19 @@ class AlertsSettings(VitalsSettings):
     @property
     def target_allowlist(self) -> list[str]:
         return [entry.strip() for entry in self.alerts_target_allowlist.split(",") if entry.strip()]
+
+    @field_validator("alerts_secrets_key")
+    @classmethod
+    def _secrets_key_is_set(cls, key: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if key is None:
+            if info.data.get("environment") == "production":
+                raise ValueError(
+                    "required in production: Fernet keys that encrypt channel secrets "
+                    "(docs/alerts.md, 'Secrets at rest')"
+                )
+            return key
+        check_keys(key.get_secret_value())
+        return key
 
     @field_validator("alerts_admin_token")
     @classmethod

@@ -5,6 +5,9 @@ to public addresses: private, loopback, link-local, shared (CGNAT), multicast,
 reserved and cloud-metadata addresses are refused unless allow-listed. The check
 runs when a channel is configured and again at connect time, where the connection
 goes to the very address that was checked, so DNS rebinding cannot slip past it.
+
+A URL an operator set explicitly (``VITALS_ALERTS_WEBHOOK_URL``) is trusted as one
+target - its scheme, host and port - and nothing else on that host.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import ipaddress
 import socket
 import typing
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 import httpcore
@@ -27,6 +32,30 @@ METADATA = {
     ipaddress.ip_address("fd00:ec2::254"),  # AWS over IPv6
     ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud
 }
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a URL connects: scheme, host (lower case) and port (the scheme's default if
+    the URL has none)."""
+
+    scheme: str
+    host: str
+    port: int
+
+    @classmethod
+    def of(cls, url: str) -> Target:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        if not host:
+            raise TargetRefused("the URL has no host")
+        scheme = parts.scheme.lower()
+        try:
+            port = parts.port or DEFAULT_PORTS.get(scheme, 0)
+        except ValueError:
+            raise TargetRefused(f"{host}: the port is not a number from 1 to 65535") from None
+        return cls(scheme, host, port)
 
 
 class TargetRefused(Exception):
@@ -38,53 +67,76 @@ class TargetPolicy:
     allow_http: bool = False
     allowed_hosts: frozenset[str] = frozenset()
     allowed_networks: tuple[IpNetwork, ...] = ()
-    http_hosts: frozenset[str] = field(default_factory=frozenset)
+    trusted: frozenset[Target] = frozenset()
+    # Where e-mail channels' CA certificate files must be (certificates.py); None: nowhere.
+    certificates_dir: Path | None = None
 
     @classmethod
     def build(
-        cls, *, allow_http: bool, allow: Iterable[str], trusted_urls: Iterable[str] = ()
+        cls,
+        *,
+        allow_http: bool,
+        allow: Iterable[str],
+        trusted_urls: Iterable[str] = (),
+        certificates_dir: Path | None = None,
     ) -> TargetPolicy:
-        """``allow``: host names, addresses or networks (CIDR); ``trusted_urls``: URLs an
-        operator set explicitly, whose host is allowed over http too."""
+        """``allow``: host names, addresses or networks (CIDR), open on every port;
+        ``trusted_urls``: URLs an operator set explicitly, each allowed as exactly its
+        target (scheme, host and port), over http too and on any address."""
         hosts, networks = set(), []
         for entry in allow:
             try:
                 networks.append(ipaddress.ip_network(entry.strip(), strict=False))
             except ValueError:
                 hosts.add(entry.strip().lower())
-        trusted = {(urlsplit(url).hostname or "").lower() for url in trusted_urls} - {""}
-        return cls(allow_http, frozenset(hosts | trusted), tuple(networks), frozenset(trusted))
+        trusted = frozenset(Target.of(url) for url in trusted_urls)
+        return cls(allow_http, frozenset(hosts), tuple(networks), trusted, certificates_dir)
 
     def check_url(self, url: str) -> None:
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
-        if not host:
-            raise TargetRefused("the URL has no host")
-        if parts.scheme == "http" and not (self.allow_http or host in self.http_hosts):
+        target = Target.of(url)
+        if target in self.trusted:
+            return
+        host = target.host
+        if target.scheme not in ("http", "https"):
+            raise TargetRefused(f"{host}: scheme {target.scheme!r} is not allowed")
+        if target.scheme == "http" and not self.allow_http:
             raise TargetRefused(f"{host}: only https targets are allowed")
-        if parts.scheme not in ("http", "https"):
-            raise TargetRefused(f"{host}: scheme {parts.scheme!r} is not allowed")
+        if self._trusted_endpoint(host, target.port) and host not in self.allowed_hosts:
+            # Connect time sees only host and port: the scheme is settled here.
+            raise TargetRefused(f"{host}:{target.port}: only the trusted URL's scheme is allowed")
         literal = _literal_address(host)
         if literal is not None:  # a name is checked once resolved
             self.check_address(host, literal)
 
-    def check_address(self, host: str, address: IpAddress) -> None:
+    def check_address(self, host: str, address: IpAddress, trusted_port: int | None = None) -> None:
+        """Refuse ``address`` unless public or allowed; ``trusted_port``: the port of an
+        http(s) connection, whose (host, port) may be a trusted URL's."""
         if host.lower() in self.allowed_hosts or any(address in n for n in self.allowed_networks):
+            return
+        if trusted_port is not None and self._trusted_endpoint(host, trusted_port):
             return
         problem = refusal(address)
         if problem:
             raise TargetRefused(f"{host} resolves to {address}, {problem}")
 
-    async def resolve(self, host: str, port: int) -> list[IpAddress]:
-        """Every address of ``host``, each checked; refused if any one is not allowed."""
+    def _trusted_endpoint(self, host: str, port: int) -> bool:
+        return any(t.host == host.lower() and t.port == port for t in self.trusted)
+
+    async def resolve(
+        self, host: str, port: int, protocol: Literal["http", "smtp"] = "http"
+    ) -> list[IpAddress]:
+        """Every address of ``host``, each checked; refused if any one is not allowed.
+        Trusted URLs open their (host, port) to http(s) connections only, whose scheme
+        :meth:`check_url` has checked."""
         loop = asyncio.get_running_loop()
         try:
             infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except socket.gaierror as exc:
             raise OSError(f"cannot resolve {host}: {exc.strerror}") from exc
         addresses = list(dict.fromkeys(ipaddress.ip_address(info[4][0]) for info in infos))
+        trusted_port = port if protocol == "http" else None
         for address in addresses:
-            self.check_address(host, address)
+            self.check_address(host, address, trusted_port)
         return addresses
 
 
@@ -98,7 +150,7 @@ async def connect_checked(
     that was checked (for clients such as SMTP that take a connected socket)."""
     loop = asyncio.get_running_loop()
     last: OSError | None = None
-    for address in await policy.resolve(host, port):
+    for address in await policy.resolve(host, port, "smtp"):
         family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setblocking(False)
@@ -169,15 +221,21 @@ class GuardedBackend(httpcore.AsyncNetworkBackend):
 
 class GuardedTransport(httpx.AsyncHTTPTransport):
     """httpx's transport on a :class:`GuardedBackend`, ignoring proxy variables
-    (a proxy would connect on our behalf, past the guard)."""
+    (a proxy would connect on our behalf, past the guard). Every request's URL is
+    checked here, so the backend may trust a (host, port) whose scheme was checked."""
 
     def __init__(self, policy: TargetPolicy) -> None:
         super().__init__(trust_env=False)
+        self._policy = policy
         # httpx has no public way to give its pool a network backend.
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=httpx.create_ssl_context(trust_env=False),
             network_backend=GuardedBackend(policy),
         )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self._policy.check_url(str(request.url))
+        return await super().handle_async_request(request)
 
 
 def guarded_client(policy: TargetPolicy, timeout_s: float, user_agent: str) -> httpx.AsyncClient:

@@ -107,12 +107,19 @@ async def _has(items: Sequence[object], count: int) -> bool:
     return len(items) >= count
 
 
-@pytest.mark.parametrize("security", ["starttls", "tls"])
+@pytest.mark.parametrize(
+    ("security", "trust"),
+    [("starttls", "ca_file"), ("tls", "ca_file"), ("starttls", "ca_pem")],
+)
 async def test_email_over_starttls_and_implicit_tls(
-    alerts_stack: StackFactory, tmp_path: Path, security: str
+    alerts_stack: StackFactory, tmp_path: Path, security: str, trust: str
 ) -> None:
-    server_tls, ca_file = self_signed_tls(tmp_path)
+    certificates = tmp_path / "certificates"
+    certificates.mkdir()
+    server_tls, ca_file = self_signed_tls(certificates)
     implicit = security == "tls"
+    # A file of the certificates directory, by its name there, or the PEM text itself.
+    ca = {"ca_file": ca_file.name} if trust == "ca_file" else {"ca_pem": ca_file.read_text()}
     async with smtp_server(tls=server_tls, implicit_tls=implicit) as (mailbox, port):
         channel = {
             "id": "mail",
@@ -120,11 +127,14 @@ async def test_email_over_starttls_and_implicit_tls(
             "host": "localhost",
             "port": port,
             "security": security,
-            "ca_file": str(ca_file),
+            **ca,
             "sender": "vitals@vendor.example",
             "to": ["cs-team@vendor.example", "owner"],
         }
-        overrides = {"alerts_target_allowlist": "127.0.0.1,localhost,::1"}
+        overrides = {
+            "alerts_target_allowlist": "127.0.0.1,localhost,::1",
+            "alerts_certificates_dir": certificates,
+        }
         async with alerts_stack(channels={"channels": [channel]}, **overrides) as stack:
             await stack.send(risky("acme", Tier.A, stack.clock))
             await wait_for(lambda: _has(mailbox.messages, 1), 30, "the e-mail")

@@ -18,6 +18,7 @@ from services.alerts.app import MIGRATIONS
 from services.alerts.configuration import FileConfig, load_files, sync_file_channels
 from services.alerts.dispatcher import CLAIM_BATCH, Dispatcher
 from services.alerts.models import Delivery
+from services.alerts.senders import UNREACHABLE
 from shared.db import SessionFactory, create_engine, session_factory
 from shared.migrations import upgrade_to_head
 from shared.scores import Risk
@@ -205,7 +206,12 @@ async def test_after_a_failed_notice_the_next_of_that_alert_waits_for_it(
 
 
 async def test_a_target_refused_at_connect_time_is_dead_at_once(
-    kafka: str, database: str, topics: dict[str, str], sessions: SessionFactory, tmp_path: Any
+    kafka: str,
+    database: str,
+    topics: dict[str, str],
+    sessions: SessionFactory,
+    tmp_path: Any,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     receiver = HttpReceiver()
     async with serve(receiver.app()) as url:
@@ -236,7 +242,8 @@ async def test_a_target_refused_at_connect_time_is_dead_at_once(
 
     assert receiver.requests == []
     assert row is not None and (row.status, row.attempts) == ("dead", 1)
-    assert (row.last_error or "").startswith("target refused: localhost resolves to")
+    assert row.last_error == UNREACHABLE
+    assert "localhost resolves to 127.0.0.1, a loopback address" in caplog.text
 
 
 async def test_one_owners_failed_digest_does_not_hold_back_anothers(

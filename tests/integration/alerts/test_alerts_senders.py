@@ -10,7 +10,7 @@ import pytest
 
 from services.alerts.channels import parse_channel
 from services.alerts.payloads import sample_event
-from services.alerts.senders import Senders, SendFailed
+from services.alerts.senders import UNREACHABLE, Senders, SendFailed
 from services.alerts.ssrf import TargetPolicy
 from tests.support.alerts_receivers import Answer, HttpReceiver, smtp_server
 from tests.support.servers import serve
@@ -45,7 +45,7 @@ async def test_secret_webhook_urls_stay_out_of_logs_and_errors(
     assert ours and not [line for line in ours if SECRET_PATH in line]
 
 
-async def test_an_smtp_host_is_checked_when_connecting() -> None:
+async def test_an_smtp_host_is_checked_when_connecting(caplog: pytest.LogCaptureFixture) -> None:
     async with smtp_server() as (mailbox, port):
         channel = parse_channel(
             {
@@ -71,6 +71,7 @@ async def test_an_smtp_host_is_checked_when_connecting() -> None:
             await allowed.close()
 
     assert refused.value.permanent
-    assert str(refused.value).startswith("target refused: localhost resolves to")
+    assert str(refused.value) == UNREACHABLE  # the reason is for the log only
+    assert "localhost resolves to 127.0.0.1, a loopback address" in caplog.text
     assert delivered_before == 0
     assert [m["Message-ID"] for m in mailbox.messages] == ["<notice-2@vitals>"]
