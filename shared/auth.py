@@ -5,6 +5,11 @@ leaked key, the id finds its entry (and names it in logs) without the secret. On
 the SHA-256 of the whole key is stored, in a YAML keys file every service reads;
 a key is 190 random bits, so a plain hash is as strong as a slow one here.
 Several keys may be active at once, which is how a key is rotated.
+
+A key is checked before anything else of a request (its parameters, its body): the
+checks are *gates* (``gate``), which ``shared.http.GatedRoute`` runs first. Requests
+without a valid key are rate-limited per client address, and a key is never taken
+from a query string: URLs end up in access logs, proxies and browser histories.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import hashlib
 import hmac
 import logging
 import math
+import re
 import secrets
 import string
 import time
@@ -24,6 +30,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl
 
 import yaml
 from fastapi import FastAPI, Request
@@ -32,6 +40,10 @@ from limits import RateLimitItem, parse
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from starlette.types import ASGIApp, Receive, Send
+from starlette.types import Scope as AsgiScope
+
+from shared.errors import problem_response
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +51,16 @@ PREFIX = "vk_"
 ID_LENGTH = 8
 SECRET_LENGTH = 32
 ALPHABET = string.ascii_letters + string.digits
+# Requests without a valid key, per client address: enough for a person trying things
+# out, little for a client hammering with a wrong key or guessing one.
+UNAUTHENTICATED_RATE = "60/minute"
+# Query parameters that would carry a key, compared lower-case.
+KEY_PARAMETERS = frozenset(
+    {"api_key", "apikey", "api-key", "key", "token", "access_token", "writekey", "write_key"}
+)
+KEY_PATTERN = re.compile(rf"{PREFIX}[A-Za-z0-9]+_[A-Za-z0-9]+")
+
+T = TypeVar("T")
 
 
 class Scope(StrEnum):
@@ -160,11 +182,13 @@ class KeyRing:
         default_rate: str,
         *,
         enabled: bool = True,
+        unauthenticated_rate: str = UNAUTHENTICATED_RATE,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.enabled = enabled
         self._entries = {entry.id: entry for entry in entries}
         self._rates = {entry.id: parse_rate(entry.rate or default_rate) for entry in entries}
+        self._unauthenticated_rate = parse_rate(unauthenticated_rate)
         self._limiter = MovingWindowRateLimiter(MemoryStorage())
         self._clock = clock
 
@@ -185,20 +209,31 @@ class KeyRing:
             return cls.disabled()
         return cls(load_keys_file(path).keys, default_rate)
 
-    def check(self, token: str | None, scope: Scope) -> ApiKey | None:
-        """The key ``token`` is, if it may use ``scope`` now; None when auth is off."""
+    def check(self, token: str | None, scope: Scope, address: str | None = None) -> ApiKey | None:
+        """The key ``token`` is, if it may use ``scope`` now; None when auth is off.
+
+        ``address`` is the client's: requests without a valid key count against its rate.
+        """
         if not self.enabled:
             return None
         if not token:
+            self.limit_unauthenticated(address)
             raise AuthFailure(401, "missing_api_key", "an API key is required", _challenge())
         entry = self._entry(token)
         if entry is None:
+            self.limit_unauthenticated(address)
             raise AuthFailure(401, "invalid_api_key", "the API key is not valid", _challenge())
         if scope not in entry.scopes:
             message = f"key {entry.name!r} does not have the {scope.value!r} scope"
             raise AuthFailure(403, "insufficient_scope", message)
-        self._take_one(entry)
+        self._take(self._rates[entry.id], f"key:{entry.id}", f"key {entry.name!r}")
         return ApiKey(name=entry.name, id=entry.id, scopes=entry.scopes)
+
+    def limit_unauthenticated(self, address: str | None) -> None:
+        """Count one request without valid credentials from ``address``; raise 429
+        ``AuthFailure`` once it is over its rate (before its 401 would be answered)."""
+        where = address or "unknown"
+        self._take(self._unauthenticated_rate, f"address:{where}", f"address {where}")
 
     def _entry(self, token: str) -> KeyEntry | None:
         key_id = _key_id(token)
@@ -211,16 +246,15 @@ class KeyRing:
             return None
         return entry
 
-    def _take_one(self, entry: KeyEntry) -> None:
-        rate = self._rates[entry.id]
-        if self._limiter.hit(rate, entry.id):
+    def _take(self, rate: RateLimitItem, bucket: str, who: str) -> None:
+        if self._limiter.hit(rate, bucket):
             return
-        reset_at, _ = self._limiter.get_window_stats(rate, entry.id)
+        reset_at, _ = self._limiter.get_window_stats(rate, bucket)
         retry_after = max(1, math.ceil(reset_at - time.time()))
         raise AuthFailure(
             429,
             "rate_limited",
-            f"key {entry.name!r} is over its rate of {rate}; retry after {retry_after} s",
+            f"{who} is over its rate of {rate}; retry after {retry_after} s",
             {"Retry-After": str(retry_after)},
         )
 
@@ -242,31 +276,115 @@ def token_from_headers(request: Request) -> str | None:
     return request.headers.get("x-api-key") or None
 
 
-def authenticate(scope: Scope) -> Callable[[Request], Awaitable[ApiKey | None]]:
-    """A FastAPI dependency: the request's key, if it may use ``scope``."""
+def client_address(request: Request) -> str | None:
+    return request.client.host if request.client else None
 
-    async def dependency(request: Request) -> ApiKey | None:
+
+Gate = Callable[[Request], Awaitable[Any]]
+_GATES: set[Gate] = set()
+_GATES_PASSED = "vitals.gates_passed"
+
+
+def gate(check: Callable[[Request], Awaitable[T]]) -> Callable[[Request], Awaitable[T]]:
+    """Make ``check`` (raising to refuse a request) a gate: a dependency that
+    ``shared.http.GatedRoute`` runs before the route reads its parameters or body.
+    FastAPI calls it again while solving dependencies: it then returns the first result,
+    so a request is counted against its rate once."""
+
+    async def once(request: Request) -> T:
+        passed: dict[Gate, Any] = request.scope.setdefault(_GATES_PASSED, {})
+        if once not in passed:
+            passed[once] = await check(request)
+        result: T = passed[once]
+        return result
+
+    _GATES.add(once)
+    return once
+
+
+def is_gate(call: object) -> bool:
+    return call in _GATES
+
+
+def authenticate(scope: Scope) -> Callable[[Request], Awaitable[ApiKey | None]]:
+    """A gate: the request's key, if it may use ``scope``."""
+
+    async def check(request: Request) -> ApiKey | None:
         keyring: KeyRing = request.app.state.keyring
-        key = keyring.check(token_from_headers(request), scope)
+        key = keyring.check(token_from_headers(request), scope, client_address(request))
         request.state.api_key = key
         return key
 
-    return dependency
+    return gate(check)
 
 
 def install_auth(app: FastAPI, keyring: KeyRing) -> None:
-    """Put ``keyring`` on the app and answer AuthFailure as JSON."""
+    """Put ``keyring`` on the app and answer AuthFailure as a Problem."""
     app.state.keyring = keyring
 
     async def refuse(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, AuthFailure)
-        return JSONResponse(
-            {"error": exc.error, "message": exc.message},
-            status_code=exc.status,
-            headers=exc.headers,
-        )
+        return problem_response(exc.status, exc.error, exc.message, headers=exc.headers)
 
     app.add_exception_handler(AuthFailure, refuse)
+
+
+def key_in_query(query_string: str) -> bool:
+    """Whether a query string carries what looks like an API key."""
+    for name, value in parse_qsl(query_string, keep_blank_values=True):
+        if name.lower() in KEY_PARAMETERS or KEY_PATTERN.search(name + value):
+            return True
+    return False
+
+
+def redact_keys(text: str) -> str:
+    """``text`` (a logged request line) with any key in its query string hidden."""
+    path, sep, query = text.partition("?")
+    if not sep:
+        return KEY_PATTERN.sub("(redacted)", text)
+    pairs = [pair.partition("=") for pair in query.split("&")]
+    kept = [
+        f"{name}{eq}(redacted)" if key_in_query(f"{name}={value}") else f"{name}{eq}{value}"
+        for name, eq, value in pairs
+    ]
+    return KEY_PATTERN.sub("(redacted)", f"{path}?{'&'.join(kept)}")
+
+
+class QueryKeyRefusal:
+    """Refuses, 400, any request with an API key in its query string, on every path:
+    the sender must learn to use a header (and that the key should be replaced)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
+        query = scope.get("query_string", b"").decode("latin-1")
+        if scope["type"] != "http" or not query or not key_in_query(query):
+            await self.app(scope, receive, send)
+            return
+        message = (
+            "API keys are not accepted in the URL, which ends up in logs: send the key in "
+            "the Authorization or X-API-Key header, and replace this one"
+        )
+        await problem_response(400, "api_key_in_query", message)(scope, receive, send)
+
+
+class AccessLogRedaction(logging.Filter):
+    """Hides keys in the query strings uvicorn's access log writes (its arguments)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                redact_keys(arg) if isinstance(arg, str) else arg for arg in record.args
+            )
+        return True
+
+
+ACCESS_LOG_REDACTION = AccessLogRedaction()
+
+
+def redact_access_log() -> None:
+    logging.getLogger("uvicorn.access").addFilter(ACCESS_LOG_REDACTION)
 
 
 def _challenge() -> dict[str, str]:

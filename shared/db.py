@@ -34,6 +34,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from shared.errors import database_reason
+
 SessionFactory = async_sessionmaker[AsyncSession]
 
 
@@ -80,12 +82,12 @@ def session_factory(engine: AsyncEngine) -> SessionFactory:
 
 
 async def probe_database(engine: AsyncEngine) -> str | None:
-    """``None`` when the database answers, else what went wrong."""
+    """``None`` when the database answers, else a reason that quotes no driver message."""
     try:
         async with engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
     except (SQLAlchemyError, OSError) as exc:
-        return f"unreachable: {type(exc).__name__}: {exc}".splitlines()[0]
+        return database_reason(exc, f"database {redact_url(str(engine.url))}")
     return None
 
 

@@ -1,28 +1,34 @@
-"""What every service's HTTP app has: health, readiness, metrics and error shape."""
+"""What every service's HTTP app has: health, readiness, metrics and error shape.
+
+Every route is a ``GatedRoute``: its gates (the API key, the admin token) are checked
+before anything about its parameters or body, and no parameter or JSON body may hold
+a NUL character, which PostgreSQL's text cannot store.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import re
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import AbstractAsyncContextManager
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Request, status
+from fastapi.dependencies.models import Dependant
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.auth import QueryKeyRefusal, is_gate, redact_access_log
+from shared.errors import Problem as Problem
+from shared.errors import install_error_handlers, invalid_request
+from shared.errors import problem_response as problem_response
 from shared.health import Readiness
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
-
-
-class Problem(BaseModel):
-    """The body of every error answer."""
-
-    error: str
-    message: str
-    details: list[dict[str, Any]] | None = None
+# A JSON escape of NUL: \u0000 preceded by an even number of backslashes.
+JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
 
 
 class LivenessReport(BaseModel):
@@ -35,19 +41,58 @@ class ReadinessReport(BaseModel):
     checks: dict[str, str]
 
 
-def problem_response(
-    status_code: int,
-    error: str,
-    message: str,
-    details: list[dict[str, Any]] | None = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    body = Problem(error=error, message=message, details=details)
-    return JSONResponse(body.model_dump(exclude_none=True), status_code, headers=headers)
+class GatedRoute(APIRoute):
+    """Runs the route's gates (``shared.auth.gate``) first, then refuses NUL characters
+    in parameters and JSON bodies, then lets FastAPI read and validate the request."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        gates = [call for call in _calls(self.dependant) if is_gate(call)]
+        reads_body = self.body_field is not None
+
+        async def gated(request: Request) -> Response:
+            for check in gates:
+                await check(request)
+            problems = _nul_characters(request) + (
+                await _nul_in_body(request) if reads_body else []
+            )
+            if problems:
+                return invalid_request(problems)
+            return await handler(request)
+
+        return gated
+
+
+def _calls(dependant: Dependant) -> Iterator[Any]:
+    for sub in dependant.dependencies:
+        yield sub.call
+        yield from _calls(sub)
+
+
+def _nul_characters(request: Request) -> list[dict[str, Any]]:
+    found = [["path", name] for name, value in request.path_params.items() if "\0" in str(value)]
+    found += [
+        ["query", name]
+        for name, value in request.query_params.multi_items()
+        if "\0" in name + value
+    ]
+    return [
+        {"loc": loc, "message": "must not contain NUL characters", "type": "nul"} for loc in found
+    ]
+
+
+async def _nul_in_body(request: Request) -> list[dict[str, Any]]:
+    if JSON_NUL.search(await request.body()) is None:
+        return []
+    return [{"loc": ["body"], "message": "must not contain NUL characters", "type": "nul"}]
 
 
 def create_service_app(*, title: str, description: str, lifespan: Lifespan) -> FastAPI:
     app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
+    app.router.route_class = GatedRoute
+    app.add_middleware(QueryKeyRefusal)
+    install_error_handlers(app)
+    redact_access_log()
 
     @app.get(
         "/healthz",

@@ -14,6 +14,8 @@ from sqlalchemy import Connection, MetaData
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.errors import database_reason
+
 
 @dataclass(frozen=True)
 class MigrationSet:
@@ -46,7 +48,8 @@ async def upgrade_to_head(engine: AsyncEngine, migrations: MigrationSet) -> None
 
 
 async def schema_problem(engine: AsyncEngine, migrations: MigrationSet) -> str | None:
-    """``None`` when the database schema is at head, else what to do about it."""
+    """``None`` when the database schema is at head, else what to do about it (shown
+    on ``/readyz``, so a driver's message is logged, not returned)."""
 
     def current(connection: Connection) -> str | None:
         options = {"version_table": migrations.version_table}
@@ -56,7 +59,7 @@ async def schema_problem(engine: AsyncEngine, migrations: MigrationSet) -> str |
         async with engine.connect() as connection:
             revision = await connection.run_sync(current)
     except (SQLAlchemyError, OSError) as exc:
-        return f"unreachable: {type(exc).__name__}: {exc}".splitlines()[0]
+        return database_reason(exc, f"{migrations.service} database")
     head = migrations.head()
     if revision != head:
         return f"schema at {revision or 'nothing'}, expected {head}: run `vitals migrate`"

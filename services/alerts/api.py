@@ -39,9 +39,10 @@ from services.alerts.schemas import (
 from services.alerts.senders import Senders, SendFailed
 from services.alerts.settings import AlertsSettings
 from services.alerts.ssrf import TargetRefused
-from shared.auth import KeyRing, Scope, authenticate, install_auth
+from shared.auth import KeyRing, Scope, authenticate, client_address, gate, install_auth
 from shared.clock import Clock
-from shared.http import DbSession, Problem, problem_response
+from shared.errors import invalid_request, times_out_of_range
+from shared.http import DbSession, GatedRoute, Problem, problem_response
 from shared.scores import Tier
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -51,6 +52,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     409: {"model": Problem, "description": "Not possible in the item's state"},
     422: {"model": Problem, "description": "Invalid input; details name the field"},
     429: {"model": Problem, "description": "The API key is over its rate; see Retry-After"},
+}
+SNOOZE_PAST_9999 = {
+    "loc": ["body", "for"],
+    "message": "the snooze would end past year 9999",
+    "type": "datetime_range",
 }
 
 
@@ -76,14 +82,20 @@ def _runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(_runtime)]
 
 
-def require_admin(request: Request, runtime: RuntimeDep) -> None:
-    token = runtime.settings.alerts_admin_token
+async def _admin_token(request: Request) -> None:
+    token = _runtime(request).settings.alerts_admin_token
     if token is None:
         raise ApiError(403, "admin_api_off", "the admin API is off: set VITALS_ALERTS_ADMIN_TOKEN")
     scheme, _, given = request.headers.get("authorization", "").partition(" ")
     expected = token.get_secret_value().encode()
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected):
+        keyring: KeyRing = request.app.state.keyring
+        keyring.limit_unauthenticated(client_address(request))
         raise ApiError(401, "unauthorized", "send the admin token as Authorization: Bearer ...")
+
+
+require_admin = gate(_admin_token)
+"""The admin token, checked before anything else of a request (a gate)."""
 
 
 def install(app: FastAPI, keyring: KeyRing) -> None:
@@ -106,9 +118,14 @@ def install(app: FastAPI, keyring: KeyRing) -> None:
 # Reading alerts and deliveries, and a CSM's ack or snooze, take an API key with the
 # read scope (shared/auth.py); channels, routes, silences and rules the admin token.
 alerts_router = APIRouter(
-    tags=["alerts"], dependencies=[Depends(authenticate(Scope.read))], responses=ERRORS
+    tags=["alerts"],
+    dependencies=[Depends(authenticate(Scope.read))],
+    responses=ERRORS,
+    route_class=GatedRoute,
 )
-admin_router = APIRouter(tags=["admin"], dependencies=[Depends(require_admin)], responses=ERRORS)
+admin_router = APIRouter(
+    tags=["admin"], dependencies=[Depends(require_admin)], responses=ERRORS, route_class=GatedRoute
+)
 
 
 # --- alerts -------------------------------------------------------------------------------
@@ -153,9 +170,14 @@ async def ack_alert(
 )
 async def snooze_alert(
     alert_id: str, body: SnoozeRequest, session: DbSession, runtime: RuntimeDep
-) -> AlertRead:
+) -> AlertRead | JSONResponse:
     now = runtime.clock()
-    until = body.until if body.until is not None else now + body.for_  # type: ignore[operator]
+    try:
+        until = body.until if body.until is not None else now + body.for_  # type: ignore[operator]
+    except OverflowError:
+        return invalid_request([SNOOZE_PAST_9999])
+    if problems := times_out_of_range("body", until=until):
+        return invalid_request(problems)
     if until <= now:
         raise ApiError(422, "invalid_snooze", "the snooze must end in the future")
     async with session.begin():
@@ -232,8 +254,10 @@ async def list_silences(
 )
 async def create_silence(
     body: SilenceCreate, session: DbSession, runtime: RuntimeDep
-) -> SilenceRead:
+) -> SilenceRead | JSONResponse:
     now = runtime.clock()
+    if problems := times_out_of_range("body", starts_at=body.starts_at, ends_at=body.ends_at):
+        return invalid_request(problems)
     if body.ends_at <= now:
         raise ApiError(422, "invalid_silence", "ends_at must be in the future")
     row = Silence(

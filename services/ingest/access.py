@@ -8,58 +8,69 @@ take ``writeKey`` in the body. A refused request is counted, never dead-lettered
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 from fastapi import Request
 
 from services.ingest import metrics
-from services.ingest.http_intake import Refused, RequestRefused
-from shared.auth import ApiKey, AuthFailure, KeyRing, Scope, token_from_headers
+from services.ingest.domain import BodyRejected
+from services.ingest.http_intake import Refused
+from shared.auth import (
+    ApiKey,
+    AuthFailure,
+    KeyRing,
+    Scope,
+    client_address,
+    gate,
+    token_from_headers,
+)
 
 
-def check_key(keyring: KeyRing, token: str | None) -> ApiKey | None:
+def check_key(request: Request, token: str | None) -> ApiKey | None:
     """The key, if it may ingest now; raise ``AuthFailure`` (counted) otherwise."""
+    keyring: KeyRing = request.app.state.keyring
     try:
-        return keyring.check(token, Scope.ingest)
+        return keyring.check(token, Scope.ingest, client_address(request))
     except AuthFailure as failure:
         metrics.REQUESTS_REJECTED.labels(failure.error).inc()
         raise
 
 
-async def require_ingest_key(request: Request) -> ApiKey | None:
-    """FastAPI dependency: the request's key may ingest (None when auth is off)."""
-    keyring: KeyRing = request.app.state.keyring
-    return check_key(keyring, token_from_headers(request))
+async def _ingest_key(request: Request) -> ApiKey | None:
+    return check_key(request, token_from_headers(request))
+
+
+require_ingest_key = gate(_ingest_key)
+"""FastAPI dependency: the request's key may ingest (None when auth is off)."""
 
 
 def refused(failure: AuthFailure) -> Refused:
     return Refused(failure.status, failure.error, failure.message, headers=failure.headers)
 
 
-class SegmentAccess:
-    """Segment sends its write key as Basic username, or as ``writeKey`` in the body."""
+async def segment_sender(
+    request: Request, read_body: Callable[[], Awaitable[bytes]]
+) -> bytes | None:
+    """Check the key of a Segment call before anything else about it; raise
+    ``AuthFailure`` when it is missing, wrong, lacks the scope or is over its rate.
 
-    def __init__(self, keyring: KeyRing) -> None:
-        self._keyring = keyring
-
-    def from_headers(self, request: Request) -> bool:
-        """Check a key sent in the headers; False when the body must supply it.
-
-        Raises ``AuthFailure`` for a key that is wrong, lacks the scope or is over its rate.
-        """
-        token = token_from_headers(request)
-        if token is None and self._keyring.enabled:
-            return False
-        check_key(self._keyring, token)
-        return True
-
-    def from_body(self, body: bytes) -> None:
-        """Check ``writeKey`` of a body; raise ``RequestRefused`` in Segment's terms."""
-        try:
-            check_key(self._keyring, write_key_in(body))
-        except AuthFailure as failure:
-            raise RequestRefused(refused(failure)) from None
+    Segment sends its write key as Basic username, or as ``writeKey`` in the body:
+    then the body is read (``read_body``, within its limits) and returned, and a body
+    that cannot be read or is not JSON has no key (decision 0013).
+    """
+    token = token_from_headers(request)
+    keyring: KeyRing = request.app.state.keyring
+    if token is not None or not keyring.enabled:
+        check_key(request, token)
+        return None
+    try:
+        body = await read_body()
+    except BodyRejected:
+        body = b""  # too large, or not JSON: no key to find, so refused as missing
+    check_key(request, write_key_in(body))
+    return body
 
 
 def write_key_in(body: bytes) -> str | None:

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.ingest import segment
-from services.ingest.access import SegmentAccess, refused
+from services.ingest.access import refused, segment_sender
 from services.ingest.body import JSON
 from services.ingest.domain import Parsed
 from services.ingest.http_intake import HttpIntake, Received, Refused, item_error
@@ -57,6 +57,14 @@ class SegmentBatch(BaseModel):
     writeKey: str | None = None  # noqa: N815
 
 
+class SegmentError(BaseModel):
+    """An error as Segment answers it, which its libraries read (decision 0013)."""
+
+    success: bool = False
+    code: str = Field(description="Machine-readable, as `error` of a Problem.")
+    message: str
+
+
 class SegmentAccepted(BaseModel):
     success: bool = True
     accepted: int
@@ -67,9 +75,8 @@ class SegmentAccepted(BaseModel):
 
 def add_segment_routes(app: FastAPI, http: HttpIntake, users: SegmentUsers) -> BodyModels:
     settings: IngestSettings = app.state.settings
-    access = SegmentAccess(app.state.keyring)
     for call_type in (*segment.CALL_TYPES, None):
-        _add_route(app, http, users, settings, access, call_type)
+        _add_route(app, http, users, settings, call_type)
     return {
         **{f"/v1/{t}": {JSON: [SegmentCall]} for t in segment.CALL_TYPES},
         "/v1/batch": {JSON: [SegmentBatch]},
@@ -81,7 +88,6 @@ def _add_route(
     http: HttpIntake,
     users: SegmentUsers,
     settings: IngestSettings,
-    access: SegmentAccess,
     call_type: str | None,
 ) -> None:
     limits = settings.limits()
@@ -94,24 +100,20 @@ def _add_route(
         await users.remember(mapped.grouped)
         return Parsed(mapped.items, batch=read.batch)
 
-    async def parse_with_key(body: bytes, received_at: datetime) -> Parsed:
-        access.from_body(body)
-        return await parse(body, received_at)
-
     async def post_call(request: Request) -> SegmentAccepted | JSONResponse:
         try:
-            key_in_headers = access.from_headers(request)
+            body = await segment_sender(request, lambda: http.read(request, (JSON,), max_bytes))
         except AuthFailure as failure:
             return segment_error(refused(failure))
         received = await http.receive(
             request,
             channel=CHANNEL,
             media_types=(JSON,),
-            parse=parse if key_in_headers else parse_with_key,
+            parse=parse,
             max_bytes=max_bytes,
             redact=segment.redact_write_key,
             statuses=SEGMENT_STATUSES,
-            sender_known_in_parse=not key_in_headers,
+            body=body,
         )
         if isinstance(received, Refused):
             return segment_error(received)
@@ -129,11 +131,14 @@ def _add_route(
             "calls that cannot be used are listed in `errors` and dead-lettered."
         ),
         responses={
-            400: {"description": "Malformed JSON or body too large (as Segment)"},
-            401: {"description": "No API key"},
-            403: {"description": "The API key lacks the `ingest` scope"},
-            429: {"description": "Rate limit reached; see Retry-After"},
-            503: {"description": "Nothing stored; retry"},
+            code: {"model": SegmentError, "description": text}
+            for code, text in {
+                400: "Malformed JSON or body too large (as Segment)",
+                401: "No API key (none in the headers nor as `writeKey` of a JSON body)",
+                403: "The API key lacks the `ingest` scope",
+                429: "Rate limit reached; see Retry-After",
+                503: "Nothing stored; retry",
+            }.items()
         },
     )(post_call)
 
@@ -150,5 +155,5 @@ def _accepted(received: Received) -> SegmentAccepted:
 
 def segment_error(refused: Refused) -> JSONResponse:
     """Segment's libraries read ``code`` and ``message`` from an error body."""
-    body = {"success": False, "code": refused.error, "message": refused.message}
-    return JSONResponse(body, refused.status, headers=refused.headers)
+    body = SegmentError(code=refused.error, message=refused.message)
+    return JSONResponse(body.model_dump(), refused.status, headers=refused.headers)

@@ -24,6 +24,7 @@ from services.ingest.intake import Intake, Origin, Outcome
 from services.ingest.reasons import Reason
 from services.ingest.schemas import ItemError
 from shared.clock import Clock
+from shared.errors import database_reason
 from shared.kafka import BrokerUnavailable
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,16 @@ class HttpIntake:
         self._max_body_bytes = max_body_bytes
         self._clock = clock
 
+    async def read(
+        self, request: Request, media_types: tuple[str, ...], max_bytes: int | None = None
+    ) -> bytes:
+        """The body, if of one of ``media_types`` and within the limits; else raise
+        ``BodyRejected``."""
+        require_media_type(request, media_types)
+        return await read_limited(
+            request, min(max_bytes or self._max_body_bytes, self._max_body_bytes)
+        )
+
     async def receive(
         self,
         request: Request,
@@ -89,20 +100,21 @@ class HttpIntake:
         redact: Redactor = keep,
         statuses: Mapping[Reason, int] = BODY_STATUS,
         sender_known_in_parse: bool = False,
+        body: bytes | None = None,
     ) -> Received | Refused:
         """``redact`` removes secrets from a body dead-lettered whole; ``statuses`` gives
-        the answer to each body-level reason (400 when not listed).
+        the answer to each body-level reason (400 when not listed); ``body``, when
+        given, was already read (by ``read``) to find its sender.
 
         ``sender_known_in_parse``: only ``parse`` can tell who sent the body (a Stripe
-        signature, a Segment ``writeKey``), so a body refused before it (media type,
-        size) is answered but not dead-lettered: an unknown sender must not be able to
-        write to the dead-letter topic.
+        signature), so a body refused before it (media type, size) is answered but not
+        dead-lettered: an unknown sender must not be able to write to the dead-letter
+        topic.
         """
         origin = Origin.http(request.url.path)
-        limit = min(max_bytes or self._max_body_bytes, self._max_body_bytes)
         try:
-            require_media_type(request, media_types)
-            body = await read_limited(request, limit)
+            if body is None:
+                body = await self.read(request, media_types, max_bytes)
         except BodyRejected as exc:
             if sender_known_in_parse:
                 return _refused_unread(exc.rejection, statuses)
@@ -146,13 +158,21 @@ def _refused_unread(rejection: Rejection, statuses: Mapping[Reason, int]) -> Ref
 
 
 def unavailable(exc: Exception) -> Refused:
+    """503; the answer names the kind of failure only: a driver's or client's message
+    (which may quote values or addresses) is logged."""
     if isinstance(exc, InFlight):
         metrics.REQUESTS_REJECTED.labels("in_flight").inc()
         message = f"{exc}; nothing stored, retry shortly with the same event ids"
         return Refused(503, "in_flight", message, headers={"Retry-After": RETRY_AFTER_IN_FLIGHT_S})
-    error = "broker_unavailable" if isinstance(exc, BrokerUnavailable) else "database_unavailable"
+    cause = exc.__cause__ or exc
+    if isinstance(exc, BrokerUnavailable):
+        error, reason = "broker_unavailable", f"broker unavailable ({type(cause).__name__})"
+        log.warning("events not stored: broker unavailable: %s", exc)
+    else:
+        error = "database_unavailable"
+        reason = f"database {database_reason(cause, 'ingest request')}"
     metrics.REQUESTS_REJECTED.labels(error).inc()
-    message = f"events not stored: {exc}; retry with the same event ids"
+    message = f"events not stored: {reason}; retry with the same event ids"
     return Refused(503, error, message, headers={"Retry-After": RETRY_AFTER_BROKER_S})
 
 

@@ -30,10 +30,17 @@ from services.scoring.schemas import (
 from services.scoring.scorecard import ScorecardSet
 from shared.auth import ApiKey, Scope, authenticate
 from shared.clock import Clock
-from shared.http import DbSession, Problem, problem_response
+from shared.errors import invalid_request, times_out_of_range
+from shared.http import DbSession, GatedRoute, Problem, problem_response
 from shared.scores import Band, Driver, Risk, Stage, Tier
 
+# ``:path``: an account id may hold ``/`` (sent as is or as %2F). The routes of an
+# account's history and overrides are declared before the account's own, so an id
+# ending in ``/history`` or ``/overrides`` reads as that sub-resource.
+ACCOUNT = "/accounts/{account_id:path}"
 AccountId = Annotated[str, PathParam(min_length=1, max_length=200)]
+# History cursors are sequence numbers, stored as 32-bit integers.
+MAX_SEQUENCE = 2**31 - 1
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "No events seen for this account"}
 }
@@ -52,7 +59,7 @@ AdminKey = Annotated[ApiKey | None, Depends(authenticate(Scope.admin))]
 
 
 def router(scorecards: ScorecardSet, clock: Clock) -> APIRouter:
-    api = APIRouter(prefix="/v1", responses=AUTH_FAILURES)
+    api = APIRouter(prefix="/v1", responses=AUTH_FAILURES, route_class=GatedRoute)
 
     @api.get(
         "/accounts",
@@ -76,7 +83,7 @@ def router(scorecards: ScorecardSet, clock: Clock) -> APIRouter:
         cursor: Annotated[str | None, Query(max_length=1000)] = None,
     ) -> AccountPage | JSONResponse:
         try:
-            after = repository.decode_cursor(cursor) if cursor else None
+            after = _account_cursor(cursor) if cursor else None
         except ValueError as exc:
             return problem_response(400, "bad_cursor", str(exc))
         filters = repository.AccountFilters(
@@ -100,22 +107,7 @@ def router(scorecards: ScorecardSet, clock: Clock) -> APIRouter:
         return AccountPage(accounts=[_summary(r) for r in page], next_cursor=next_cursor)
 
     @api.get(
-        "/accounts/{account_id}",
-        dependencies=READ,
-        response_model=AccountRead,
-        responses=NOT_FOUND,
-        tags=["accounts"],
-        summary="Current score of one account, with components, drivers, tier, stage",
-    )
-    async def get_account(account_id: AccountId, session: DbSession) -> AccountRead | JSONResponse:
-        row = await repository.get_account(session, account_id)
-        if row is None:
-            return _not_found(account_id)
-        overrides = await repository.overrides_of(session, account_id, clock())
-        return _account(row, overrides, scorecards, clock())
-
-    @api.get(
-        "/accounts/{account_id}/overrides",
+        f"{ACCOUNT}/overrides",
         dependencies=READ,
         response_model=list[OverrideRead],
         responses=NOT_FOUND,
@@ -132,10 +124,10 @@ def router(scorecards: ScorecardSet, clock: Clock) -> APIRouter:
         return [_override(row, now) for row in rows]
 
     @api.get(
-        "/accounts/{account_id}/history",
+        f"{ACCOUNT}/history",
         dependencies=READ,
         response_model=HistoryPage,
-        responses=NOT_FOUND,
+        responses={**NOT_FOUND, 400: {"model": Problem, "description": "A bad cursor"}},
         tags=["accounts"],
         summary="Material score changes of one account over a time range",
     )
@@ -147,13 +139,32 @@ def router(scorecards: ScorecardSet, clock: Clock) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         cursor: Annotated[str | None, Query(pattern=r"^\d{1,12}$")] = None,
     ) -> HistoryPage | JSONResponse:
+        if problems := times_out_of_range("query", since=since, until=until):
+            return invalid_request(problems)
+        after = int(cursor) if cursor else None
+        if after is not None and after > MAX_SEQUENCE:
+            return problem_response(400, "bad_cursor", "not a cursor of this history")
         if await repository.get_account(session, account_id) is None:
             return _not_found(account_id)
-        after = int(cursor) if cursor else None
         rows = await repository.history(session, account_id, since, until, after, limit + 1)
         page = rows[:limit]
         next_cursor = str(page[-1].sequence) if len(rows) > limit else None
         return HistoryPage(entries=[_history(r) for r in page], next_cursor=next_cursor)
+
+    @api.get(
+        ACCOUNT,
+        dependencies=READ,
+        response_model=AccountRead,
+        responses=NOT_FOUND,
+        tags=["accounts"],
+        summary="Current score of one account, with components, drivers, tier, stage",
+    )
+    async def get_account(account_id: AccountId, session: DbSession) -> AccountRead | JSONResponse:
+        row = await repository.get_account(session, account_id)
+        if row is None:
+            return _not_found(account_id)
+        overrides = await repository.overrides_of(session, account_id, clock())
+        return _account(row, overrides, scorecards, clock())
 
     @api.get(
         "/portfolio",
@@ -204,7 +215,7 @@ def router(scorecards: ScorecardSet, clock: Clock) -> APIRouter:
         ]
 
     @api.post(
-        "/accounts/{account_id}/overrides",
+        f"{ACCOUNT}/overrides",
         response_model=OverrideRead,
         status_code=201,
         responses={**NOT_FOUND, 422: {"model": Problem, "description": "A bad override"}},
@@ -240,7 +251,7 @@ def router(scorecards: ScorecardSet, clock: Clock) -> APIRouter:
         return _override(override, now)
 
     @api.delete(
-        "/accounts/{account_id}/overrides",
+        f"{ACCOUNT}/overrides",
         response_model=OverridesLifted,
         responses={404: {"model": Problem, "description": "No active override to lift"}},
         tags=["overrides"],
@@ -263,6 +274,15 @@ def router(scorecards: ScorecardSet, clock: Clock) -> APIRouter:
         return OverridesLifted(lifted=lifted)
 
     return api
+
+
+def _account_cursor(cursor: str) -> tuple[int, str]:
+    """A cursor of the account list; ValueError unless it could be one this API gave
+    (sort values are 64-bit, ids hold no NUL)."""
+    value, account_id = repository.decode_cursor(cursor)
+    if not -(2**63) <= value < 2**63 or "\0" in account_id:
+        raise ValueError("not a cursor from this API")
+    return value, account_id
 
 
 def _values(items: list[Tier] | list[Band] | list[Risk] | list[Stage] | None) -> list[str] | None:

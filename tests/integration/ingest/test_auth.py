@@ -128,8 +128,13 @@ async def test_segment_takes_the_key_as_basic_username_or_write_key_in_the_body(
             "/v1/track", content=b"{not json", headers={"content-type": "application/json"}
         )
         read_scope = await client.post("/v1/track", json=call, headers=_basic(keys["dashboard"]))
-        wrong_type = await client.post(
+        wrong_type_unkeyed = await client.post(
             "/v1/batch", content=b"{}", headers={"content-type": "text/plain"}
+        )
+        wrong_type = await client.post(
+            "/v1/batch",
+            content=b"{}",
+            headers={"content-type": "text/plain", **_basic(keys["pipeline"])},
         )
 
     assert errors == []
@@ -139,8 +144,11 @@ async def test_segment_takes_the_key_as_basic_username_or_write_key_in_the_body(
     # Without a key nothing is read: not even a broken body reaches the dead-letter topic.
     _segment_error(unreadable, 401, "missing_api_key")
     _segment_error(read_scope, 403, "insufficient_scope")
+    # The key comes first: whatever is wrong with the body, a sender without one is told so.
+    _segment_error(wrong_type_unkeyed, 401, "missing_api_key")
     _segment_error(wrong_type, 400, "unsupported_media_type")
-    assert await topic_size(kafka, f"{topics['events_topic']}.dlq") == 0
+    # Only the body of the known sender is dead-lettered.
+    assert await topic_size(kafka, f"{topics['events_topic']}.dlq") == 1
     events = [Event.from_bytes(r.value) for r in await consume(kafka, topics["events_topic"], 2)]
     assert sorted(e.event_id for e in events) == ["body", "official"]
 
