@@ -101,23 +101,29 @@ class TargetPolicy:
             raise TargetRefused(f"{host}: scheme {target.scheme!r} is not allowed")
         if target.scheme == "http" and not self.allow_http:
             raise TargetRefused(f"{host}: only https targets are allowed")
-        if self._trusted_endpoint(host, target.port) and host not in self.allowed_hosts:
+        literal = _literal_address(host)
+        if self._trusted_endpoint(host, target.port) and not self._allowed(host, literal):
             # Connect time sees only host and port: the scheme is settled here.
             raise TargetRefused(f"{host}:{target.port}: only the trusted URL's scheme is allowed")
-        literal = _literal_address(host)
         if literal is not None:  # a name is checked once resolved
             self.check_address(host, literal)
 
     def check_address(self, host: str, address: IpAddress, trusted_port: int | None = None) -> None:
         """Refuse ``address`` unless public or allowed; ``trusted_port``: the port of an
         http(s) connection, whose (host, port) may be a trusted URL's."""
-        if host.lower() in self.allowed_hosts or any(address in n for n in self.allowed_networks):
+        if self._allowed(host, address):
             return
         if trusted_port is not None and self._trusted_endpoint(host, trusted_port):
             return
         problem = refusal(address)
         if problem:
             raise TargetRefused(f"{host} resolves to {address}, {problem}")
+
+    def _allowed(self, host: str, address: IpAddress | None) -> bool:
+        """On the allow-list: open on every port, over every scheme."""
+        if host.lower() in self.allowed_hosts:
+            return True
+        return address is not None and any(address in n for n in self.allowed_networks)
 
     def _trusted_endpoint(self, host: str, port: int) -> bool:
         return any(t.host == host.lower() and t.port == port for t in self.trusted)

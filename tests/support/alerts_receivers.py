@@ -1,6 +1,7 @@
 """Real local receivers for the alerts tests: an HTTP server recording every request
-(with scripted answers, headers included), and an SMTP server (aiosmtpd) recording mail.
-Both run on the test's event loop, on loopback ports."""
+(with scripted answers, headers included), an SMTP server (aiosmtpd) recording mail,
+and bare TCP servers that misbehave (close at once, speak another protocol, never
+answer). All run on the test's event loop, on loopback ports."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 import uvicorn
@@ -49,11 +50,13 @@ class Recorded:
 
 @dataclass
 class HttpReceiver:
-    """Records every POST (answered or not); answers with queued answers, then 200."""
+    """Records every POST (answered or not); answers with queued answers, then with
+    ``otherwise`` (200 unless changed: a receiver answering 503 until it is fixed)."""
 
     answers: dict[str, list[Answer]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
     delay_s: float = 0.0  # how long each answer takes: a slow receiver
+    otherwise: Answer = field(default_factory=Answer)
 
     def answer(self, path: str, *answers: Answer) -> None:
         self.answers.setdefault(path, []).extend(answers)
@@ -70,7 +73,7 @@ class HttpReceiver:
         @app.post("/{path:path}")
         async def record(path: str, request: Request) -> Response:
             queued = self.answers.get(f"/{path}", [])
-            answer = queued.pop(0) if queued else Answer()
+            answer = queued.pop(0) if queued else self.otherwise
             headers = {**dict(request.headers), "x-answered": str(answer.status)}
             self.requests.append(Recorded(f"/{path}", headers, await request.body()))
             if self.delay_s:
@@ -99,6 +102,39 @@ async def _started(server: uvicorn.Server, task: asyncio.Task[None]) -> bool:
         task.result()
         raise AssertionError("the receiver stopped while starting")
     return server.started
+
+
+TcpBehaviour = Literal["close", "banner", "silent"]
+
+
+@contextlib.asynccontextmanager
+async def tcp_server(behaviour: TcpBehaviour) -> AsyncIterator[int]:
+    """A loopback TCP server that is no receiver: it closes each connection at once
+    (``close``), greets like a database or SMTP server would (``banner``), or accepts
+    and never says a word (``silent``). Yields its port."""
+    port = free_port()
+    never = asyncio.Event()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            if behaviour == "banner":
+                writer.write(b"220 mail.internal ESMTP Postfix\r\n")
+                await writer.drain()
+                await reader.read(1024)
+            elif behaviour == "silent":
+                await never.wait()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", port)
+    try:
+        yield port
+    finally:
+        never.set()
+        server.close()
+        await server.wait_closed()
 
 
 @dataclass
