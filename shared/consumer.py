@@ -11,6 +11,15 @@ partitions, and every flush writes only where the claim is still ours: a replica
 that lost its partitions without noticing rolls back instead of overwriting.
 Optional periodic work (a sweep) runs in bounded chunks between batches, under
 the same lock and the same fence, so it never holds the loop for long.
+
+One bad record never stops a partition: when applying a batch fails for any reason
+but a transient one (``shared.faults``), the batch is split in halves, each applied
+in its own transaction, down to the one record that fails; that record is handed to
+the handler's ``reject`` (a dead letter with the error) in a transaction that also
+moves the partition past it. A transient failure restarts the consumer with backoff
+from the stored positions instead. ``/readyz`` says when the consumer restarts or
+makes no progress while records wait; ``/healthz`` fails when it has been stuck so
+long that only a restart of the process will help.
 """
 
 from __future__ import annotations
@@ -29,11 +38,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import metrics
 from shared.db import SessionFactory
+from shared.faults import OutageLog, describe, is_transient
 from shared.health import Readiness
-from shared.kafka import BrokerUnavailable, RebalanceListener, start_with_retry
+from shared.kafka import RebalanceListener, start_with_retry
 from shared.offsets import (
     NOT_CONSUMED,
-    Fenced,
     check_epochs,
     claim_partitions,
     is_fenced,
@@ -51,6 +60,9 @@ class BatchHandler(Protocol):
     """What a service plugs into the loop; ``apply`` must not do I/O outside ``session``."""
 
     async def apply(self, session: AsyncSession, records: Records) -> None: ...
+
+    async def reject(self, session: AsyncSession, record: ConsumerRecord, problem: str) -> None:
+        """Stage a dead letter for ``record``, whose handling failed with ``problem``."""
 
     async def after_commit(self) -> None:
         """Publish what the committed batch produced (may raise BrokerUnavailable)."""
@@ -85,6 +97,8 @@ class TransactionalConsumer:
         max_records: int = 500,
         retry_max_s: float = 30.0,
         periodic: PeriodicWork | None = None,
+        stalled_after_s: float = 120.0,
+        stuck_after_s: float = 600.0,
     ) -> None:
         self.name = name
         self.topic = topic
@@ -106,28 +120,46 @@ class TransactionalConsumer:
         # Next offset to apply per partition, from the database at assignment: records
         # below it were fetched from Kafka's (older) position before our seek landed.
         self._next: dict[TopicPartition, int] = {}
+        # Backoff grows across restarts until a batch commits again: a database that
+        # stays away is not met with a rejoin every half second.
+        self._backoff = Backoff(max_delay_s=retry_max_s)
+        self._outage = OutageLog(log, f"{name} consumer")
+        self._stalled_after_s = stalled_after_s
+        self._stuck_after_s = stuck_after_s
+        self._last_progress = time.monotonic()
+        readiness.add_probe("progress", self._progress_problem)
+        readiness.add_liveness(name, self._stuck_problem)
 
     async def run(self) -> None:
-        """Consume until cancelled, reconnecting after broker or database failures."""
-        backoff = Backoff(max_delay_s=self._retry_max_s)
+        """Consume until cancelled, restarting after any failure with growing backoff."""
         while True:
             self._consumer = self._make_consumer()
             self._assignment_error = None
             try:
                 await self._start()
-                backoff.reset()
                 await self._consume()
-            except (KafkaError, BrokerUnavailable, SQLAlchemyError, OSError, Fenced) as exc:
-                delay = backoff.next_delay()
-                problem = f"{type(exc).__name__}: {exc}".splitlines()[0]
-                self._readiness.report("consumer", f"restarting after {problem}")
-                log.warning("%s consumer failed, restarting in %.1fs: %s", self.name, delay, exc)
-                await asyncio.sleep(delay)
+            except Exception as exc:
+                await self._restart_after(exc)
             finally:
                 self._epochs = {}
                 self._next = {}
                 self._handler.forget()
                 await self._stop()
+
+    async def _restart_after(self, exc: Exception) -> None:
+        delay = self._backoff.next_delay()
+        problem = describe(exc)
+        self._readiness.report("consumer", f"restarting after {problem}")
+        if is_transient(exc):
+            self._outage.failed(problem, delay)
+        else:  # a fault of ours: logged once with its traceback, then retried
+            log.error("%s consumer failed, restarting in %.1fs", self.name, delay, exc_info=exc)
+        await asyncio.sleep(delay)
+
+    def _progressed(self) -> None:
+        self._last_progress = time.monotonic()
+        self._backoff.reset()
+        self._outage.recovered()
 
     async def _start(self) -> None:
         consumer = self._consumer
@@ -162,9 +194,11 @@ class TransactionalConsumer:
             async with self._batch_lock:
                 owned = consumer.assignment()
                 records = self._unapplied(batch, owned)
-                positions = await self._flush(records) if records else {}
+                positions = await self._flush_isolating(records) if records else {}
                 if self._periodic is not None and (self._periodic_pending or self._periodic.due()):
                     self._periodic_pending = await self._run_periodic(self._periodic, owned)
+            if self._record_lag(consumer) == 0:
+                self._last_progress = time.monotonic()
             await self._handler.after_commit()
             if positions:
                 await self._commit_to_kafka(consumer, positions)
@@ -189,6 +223,49 @@ class TransactionalConsumer:
             kept.extend(fresh)
         return kept
 
+    async def _flush_isolating(
+        self, records: Records, *, searching: bool = False
+    ) -> dict[TopicPartition, int]:
+        """Flush ``records``; if that fails because of a record, find it and reject it.
+
+        Halving keeps the cost of one bad record in a batch of n at about 2 log2(n)
+        transactions. Each half is applied from the database's state (memory is
+        dropped after a failure) and commits with its own offsets, so a crash in the
+        middle replays only what was not committed, exactly as for whole batches."""
+        try:
+            return await self._flush(records)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            self._handler.forget()  # the failed apply may have changed what memory holds
+            if len(records) == 1:
+                return await self._reject(records[0], exc)
+            if not searching:
+                log.warning(
+                    "%s batch of %d records failed (%s); applying it in halves to find the record",
+                    self.name,
+                    len(records),
+                    describe(exc),
+                )
+            middle = len(records) // 2
+            positions = await self._flush_isolating(records[:middle], searching=True)
+            positions.update(await self._flush_isolating(records[middle:], searching=True))
+            return positions
+
+    async def _reject(self, record: ConsumerRecord, exc: Exception) -> dict[TopicPartition, int]:
+        """Dead-letter ``record`` and move its partition past it, in one transaction."""
+        where = f"{record.topic}/{record.partition}@{record.offset}"
+        log.error("%s dead-lettered the record at %s", self.name, where, exc_info=exc)
+        positions = {TopicPartition(record.topic, record.partition): record.offset + 1}
+        async with self._sessions() as session, session.begin():
+            await self._handler.reject(session, record, describe(exc))
+            epochs = self._epochs if self._fenced else None
+            await save_offsets(session, self._offsets, self.group_id, positions, epochs)
+        self._next.update(positions)
+        self._progressed()
+        metrics.CONSUMER_RECORDS_REJECTED.labels(self.name).inc()
+        return positions
+
     async def _flush(self, records: Records) -> dict[TopicPartition, int]:
         """Apply ``records`` and store the next offsets in one transaction."""
         started = time.perf_counter()
@@ -200,9 +277,45 @@ class TransactionalConsumer:
             epochs = self._epochs if self._fenced else None
             await save_offsets(session, self._offsets, self.group_id, positions, epochs)
         self._next.update(positions)
+        self._progressed()
         metrics.CONSUMER_RECORDS.labels(self.name).inc(len(records))
         metrics.CONSUMER_BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
         return positions
+
+    def _record_lag(self, consumer: AIOKafkaConsumer) -> int:
+        """Records behind the end of every owned partition, from the stored positions;
+        sets the lag gauges and returns the total."""
+        total = 0
+        for tp, position in self._next.items():
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue  # nothing fetched yet: the end is not known
+            lag = max(highwater - position, 0)
+            metrics.CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(lag)
+            total += lag
+        return total
+
+    def _stalled_for(self) -> tuple[float, int] | None:
+        """How long the consumer has waited without progress and how far behind it
+        is, while records are waiting; None when it is caught up or moving."""
+        consumer = self._consumer
+        if consumer is None:
+            return None
+        behind = self._record_lag(consumer)
+        idle = time.monotonic() - self._last_progress
+        return (idle, behind) if behind else None
+
+    async def _progress_problem(self) -> str | None:
+        stalled = self._stalled_for()
+        if stalled is None or stalled[0] < self._stalled_after_s:
+            return None
+        return f"no progress for {stalled[0]:.0f}s with {stalled[1]} records waiting"
+
+    def _stuck_problem(self) -> str | None:
+        stalled = self._stalled_for()
+        if stalled is None or stalled[0] < self._stuck_after_s:
+            return None
+        return f"{self.name} consumer made no progress for {stalled[0]:.0f}s: restart the process"
 
     async def _run_periodic(self, periodic: PeriodicWork, owned: set[TopicPartition]) -> bool:
         claimed = {tp for tp in owned if tp in self._epochs} if self._fenced else set(owned)
@@ -239,6 +352,7 @@ class TransactionalConsumer:
                 self._assignment_error = exc
                 return
             self._handler.forget()  # read back what others wrote while we did not own it
+            self._last_progress = time.monotonic()
             for tp in assigned:
                 if tp in stored:
                     consumer.seek(tp, stored[tp])
@@ -257,4 +371,6 @@ class TransactionalConsumer:
             self._handler.forget()
             self._epochs = {tp: e for tp, e in self._epochs.items() if tp not in revoked}
             self._next = {tp: n for tp, n in self._next.items() if tp not in revoked}
+            for tp in revoked:
+                metrics.forget_lag(self.name, tp)
             log.info("%s revoked partitions %s", self.name, sorted(tp.partition for tp in revoked))

@@ -16,9 +16,9 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from shared.events import UtcDatetime
+from shared.events import CONTROL_CHARACTERS, UtcDatetime
 
 MAX_ORIGINAL_BYTES = 64 * 1024
 
@@ -75,8 +75,8 @@ class DeadLetter(BaseModel):
             offset=offset,
             rejected_at=rejected_at,
             processor=processor,
-            account_id=account_id,
-            event_id=event_id,
+            account_id=_storable(account_id),
+            event_id=_storable(event_id),
             original_b64=base64.b64encode(kept).decode(),
             original_size=len(original),
             truncated=len(kept) < len(original),
@@ -94,6 +94,22 @@ class DeadLetter(BaseModel):
     @classmethod
     def from_bytes(cls, raw: bytes) -> DeadLetter:
         return cls.model_validate_json(raw)
+
+
+def _storable(text: str | None) -> str | None:
+    """An id as a dead letter can carry it into a database and a log; the original
+    bytes keep it exactly."""
+    return None if text is None else CONTROL_CHARACTERS.sub("\ufffd", text)[:300]
+
+
+def validation_summary(exc: ValidationError, most: int = 5) -> str:
+    """The fields a record failed on and why, bounded, without echoing the input."""
+    errors = exc.errors(include_url=False, include_input=False)
+    parts = [
+        f"{'.'.join(str(p) for p in e['loc']) or '(record)'}: {e['msg']}" for e in errors[:most]
+    ]
+    more = f" (and {len(errors) - most} more)" if len(errors) > most else ""
+    return "; ".join(parts) + more
 
 
 def dead_letter_records(letters: Iterable[DeadLetter]) -> list[tuple[bytes, bytes]]:

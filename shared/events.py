@@ -7,23 +7,117 @@ new number and is handled side by side by the consumers. The JSON Schema lives i
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 SCHEMA_VERSION = 1
 
-Identifier = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^\S(.*\S)?$")]
+# The limits of what Vitals can hold: ingest refuses anything past them with a clear
+# reason, and every consumer checks them again, so a record that reaches a topic some
+# other way is dead-lettered instead of failing in the database or in date arithmetic.
+EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+EARLIEST_DATE = date(1970, 1, 1)
+LATEST_DATE = date(2199, 12, 31)
+MAX_MINOR_UNITS = 10**15
+"""Amounts in minor units: 10 trillion in a two-decimal currency, far inside 64 bits."""
+MAX_SEATS = 10**9
+MAX_QUANTITY = 1e12
+MAX_PROPERTIES_DEPTH = 32
+"""How deep ``properties`` may nest: objects and arrays inside it, counted from 1."""
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1F\x7F-\x9F]")
+"""C0, DEL and C1: databases cannot hold them all (NUL), logs and consoles misread them."""
+PRINTABLE_SCHEMA = {"pattern": r"^[^\x00-\x1F\x7F-\x9F]*$"}
+
+
+def _printable(value: str) -> str:
+    if CONTROL_CHARACTERS.search(value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+def _normalise_text(value: object) -> object:
+    """Ids are compared as text: NFC and trimmed, so one account is one id."""
+    if not isinstance(value, str):
+        return value
+    value = value.strip()
+    return value if unicodedata.is_normalized("NFC", value) else unicodedata.normalize("NFC", value)
+
+
+Identifier = Annotated[
+    str,
+    BeforeValidator(_normalise_text),
+    Field(min_length=1, max_length=200, json_schema_extra=PRINTABLE_SCHEMA),
+    AfterValidator(_printable),
+]
+"""An id: Unicode NFC, no leading or trailing white space, no control characters."""
+Name = Annotated[
+    str,
+    Field(min_length=1, max_length=200, json_schema_extra=PRINTABLE_SCHEMA),
+    AfterValidator(_printable),
+]
+Text200 = Annotated[
+    str, Field(max_length=200, json_schema_extra=PRINTABLE_SCHEMA), AfterValidator(_printable)
+]
+Text500 = Annotated[
+    str, Field(max_length=500, json_schema_extra=PRINTABLE_SCHEMA), AfterValidator(_printable)
+]
 
 
 def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("time is outside the range of dates") from None
+    if utc < EARLIEST_EVENT_TIME:
+        raise ValueError(f"time is before {EARLIEST_EVENT_TIME.isoformat()}")
+    return utc
+
+
+def _in_date_range(value: date) -> date:
+    if not EARLIEST_DATE <= value <= LATEST_DATE:
+        raise ValueError(f"date must be from {EARLIEST_DATE} to {LATEST_DATE}")
+    return value
 
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+"""A time with its offset, kept in UTC; from 2000-01-01 on."""
+Day = Annotated[date, AfterValidator(_in_date_range)]
+MinorUnits = Annotated[int, Field(ge=-MAX_MINOR_UNITS, le=MAX_MINOR_UNITS)]
+
+
+def json_problem(value: Any, max_depth: int, *, int64: bool = True) -> str | None:
+    """Why parsed JSON cannot travel in an event, or None: nested deeper than
+    ``max_depth`` (objects and arrays, counted from 1), or (``int64``) an integer
+    outside 64 bits. Walks iteratively, so input never drives recursion, and JSON
+    encoders' own recursion limits are never met downstream."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, dict | list):
+            if depth > max_depth:
+                return f"nested deeper than {max_depth} levels"
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, depth + 1) for child in children)
+        elif int64 and isinstance(item, int) and not INT64_MIN <= item <= INT64_MAX:
+            return "an integer is outside the 64-bit range"
+    return None
 
 
 class EventKind(StrEnum):
@@ -60,23 +154,23 @@ class Billing(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    amount_minor: int | None = Field(None, description="Amount of this billing event.")
+    amount_minor: MinorUnits | None = Field(None, description="Amount of this billing event.")
     currency: str | None = Field(None, pattern=r"^[A-Z]{3}$", description="ISO 4217 code.")
-    mrr_minor: int | None = Field(None, ge=0, description="Monthly recurring revenue.")
-    seats: int | None = Field(None, ge=0, description="Licensed seats.")
-    plan: str | None = Field(None, max_length=200)
+    mrr_minor: MinorUnits | None = Field(None, ge=0, description="Monthly recurring revenue.")
+    seats: int | None = Field(None, ge=0, le=MAX_SEATS, description="Licensed seats.")
+    plan: Text200 | None = None
     subscription_status: SubscriptionStatus | None = None
-    subscription_started_on: date | None = Field(
+    subscription_started_on: Day | None = Field(
         None, description="First day of the subscription (lifecycle stage)."
     )
-    renewal_date: date | None = Field(None, description="End of the current period.")
+    renewal_date: Day | None = Field(None, description="End of the current period.")
     cancel_at_period_end: bool | None = Field(
         None, description="True when a cancellation is scheduled for the renewal date."
     )
     payment: PaymentOutcome | None = Field(
         None, description="Outcome of the payment this event reports, if any."
     )
-    invoice_due_on: date | None = Field(
+    invoice_due_on: Day | None = Field(
         None, description="Due date of the unpaid invoice this event reports (days past due)."
     )
 
@@ -91,10 +185,12 @@ class Billing(BaseModel):
 class AccountTraits(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str | None = Field(None, max_length=500)
-    owner_csm_email: str | None = Field(None, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$")
-    owner_csm_slack: str | None = Field(None, max_length=200)
-    segment: str | None = Field(None, max_length=200)
+    name: Text500 | None = None
+    owner_csm_email: str | None = Field(
+        None, max_length=320, pattern=r"^[^@\s\x00-\x1F\x7F-\x9F]+@[^@\s\x00-\x1F\x7F-\x9F]+$"
+    )
+    owner_csm_slack: Text200 | None = None
+    segment: Text200 | None = None
 
 
 class EventFields(BaseModel):
@@ -104,14 +200,24 @@ class EventFields(BaseModel):
 
     account_id: Identifier = Field(description="The customer account; the partition key.")
     kind: EventKind
-    name: str = Field(min_length=1, max_length=200, description="e.g. report.exported")
+    name: Name = Field(description="e.g. report.exported")
     occurred_at: UtcDatetime = Field(description="Event time, with a UTC offset.")
     user_id: Identifier | None = None
-    feature: str | None = Field(None, min_length=1, max_length=200)
-    quantity: float | None = Field(None, ge=0, allow_inf_nan=False)
+    feature: Name | None = None
+    quantity: float | None = Field(None, ge=0, le=MAX_QUANTITY, allow_inf_nan=False)
     billing: Billing | None = None
     traits: AccountTraits | None = None
-    properties: dict[str, Any] = Field(default_factory=dict)
+    properties: dict[str, Any] = Field(
+        default_factory=dict,
+        description=f"Free-form JSON, nested at most {MAX_PROPERTIES_DEPTH} levels.",
+    )
+
+    @field_validator("properties")
+    @classmethod
+    def _properties_fit(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if value and (problem := json_problem(value, MAX_PROPERTIES_DEPTH)) is not None:
+            raise ValueError(problem)
+        return value
 
     @model_validator(mode="after")
     def _kind_has_its_details(self) -> EventFields:

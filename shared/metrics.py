@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+
+from aiokafka import TopicPartition
 from prometheus_client import Counter, Gauge, Histogram
 
 CONSUMER_RECORDS = Counter(
@@ -20,3 +23,19 @@ CONSUMER_ASSIGNED = Gauge(
     "Partitions currently assigned to this consumer.",
     ["consumer"],
 )
+CONSUMER_RECORDS_REJECTED = Counter(
+    "vitals_consumer_records_rejected_total",
+    "Records whose handling failed and that were dead-lettered so the partition moves on.",
+    ["consumer"],
+)
+CONSUMER_LAG = Gauge(
+    "vitals_consumer_lag_records",
+    "Records behind the end of a partition, from the position stored with the state.",
+    ["consumer", "topic", "partition"],
+)
+
+
+def forget_lag(consumer: str, tp: TopicPartition) -> None:
+    """Drop a partition's lag series once it is no longer ours."""
+    with contextlib.suppress(KeyError):
+        CONSUMER_LAG.remove(consumer, tp.topic, str(tp.partition))

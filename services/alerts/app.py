@@ -64,7 +64,7 @@ def create_app(settings: AlertsSettings | None = None, clock: Clock = utc_now) -
         work = _work(
             settings, files, engine, sessions, readiness, dispatcher, publisher, consumer, clock
         )
-        async with running(work, "alerts"):
+        async with running(work, "alerts", readiness):
             yield
         await dispatcher.close()
         await senders.close()
@@ -109,7 +109,7 @@ async def _work(
     if role == "consume":
         await _consume(settings, readiness, publisher, consumer)
         return
-    async with running(dispatcher.run(), "alerts-dispatcher"):
+    async with running(dispatcher.run(), "alerts-dispatcher", readiness):
         await _consume(settings, readiness, publisher, consumer)
 
 
@@ -126,7 +126,7 @@ async def _consume(
     kafka = readiness.reporter("kafka")
     retry = settings.startup_retry_max_s
     await start_with_retry("kafka", lambda: ensure_topics(settings, topics), kafka, retry)
-    async with running(publisher.run(), "alerts-publisher"):
+    async with running(publisher.run(), "alerts-publisher", readiness):
         await consumer.run()
 
 

@@ -19,7 +19,12 @@ from pydantic import ValidationError
 
 from services.ingest.reasons import Reason
 from services.ingest.schemas import EventIn
-from shared.events import Event
+from shared.events import MAX_PROPERTIES_DEPTH, Event, json_problem
+
+MAX_BODY_DEPTH = MAX_PROPERTIES_DEPTH + 8
+"""How deep a body may nest: an event's properties plus room for the batch, the
+event and its envelope (Segment's context, a CloudEvent's data). Deeper bodies are
+refused whole, before anything walks or re-encodes them."""
 
 
 @dataclass(frozen=True)
@@ -65,11 +70,14 @@ class Parsed:
 
 def load_json(body: bytes) -> Any:
     try:
-        return orjson.loads(body)
+        document = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise BodyRejected(
             Rejection(Reason.malformed_json, f"body is not valid JSON: {exc}", body)
         ) from exc
+    if (problem := json_problem(document, MAX_BODY_DEPTH, int64=False)) is not None:
+        raise BodyRejected(Rejection(Reason.invalid_body, f"body is {problem}", body))
+    return document
 
 
 def item_bytes(item: object) -> bytes:
@@ -104,7 +112,10 @@ def to_event(
         return invalid(exc, original, fields)
     event_id = incoming.event_id or default_event_id or str(uuid.uuid4())
     values = incoming.model_dump(exclude={"event_id"})
-    event = Event.model_validate({**values, "event_id": event_id, "received_at": received_at})
+    try:  # an id derived from the source (a CloudEvent's, a Stripe event's) is checked here
+        event = Event.model_validate({**values, "event_id": event_id, "received_at": received_at})
+    except ValidationError as exc:
+        return invalid(exc, original, fields)
     return check_time(event, original, received_at, limits)
 
 

@@ -77,7 +77,8 @@ def create_app(settings: ScoringSettings | None = None, clock: Clock | None = No
             retry_max_s=settings.startup_retry_max_s,
             periodic=Sweep(settings, scorer, handler, clock),
         )
-        async with running(_work(settings, engine, readiness, producer, consumer), "scoring"):
+        work = _work(settings, engine, readiness, producer, consumer)
+        async with running(work, "scoring", readiness):
             yield
         await producer.stop()
         await engine.dispose()

@@ -30,14 +30,15 @@ from services.scoring.domain import (
     rescore,
     scorecard_for,
 )
-from services.scoring.models import AccountOverride
+from services.scoring.models import AccountOverride, DeadLetterOutbox
 from services.scoring.scorecard import ScorecardSet
 from services.scoring.settings import ScoringSettings
 from services.scoring.state_cache import StateCache
+from shared import dead_letter_outbox
 from shared.clock import Clock
 from shared.consumer import Records
 from shared.db import SessionFactory
-from shared.dlq import DeadLetter, processor_name
+from shared.dlq import DeadLetter, processor_name, validation_summary
 from shared.events import Event
 from shared.kafka import send_all
 from shared.scores import ScoreChange, Trigger
@@ -116,7 +117,7 @@ class AccountScorer:
         for write in writes:
             self._cache.put(write.state)  # a new account's state is known from now on
         metrics.STATES_CACHED.set(len(self._cache))
-        await repository.add_dead_letters(session, letters, now)
+        await dead_letter_outbox.add(session, DeadLetterOutbox, letters, now)
         if overrides:
             await repository.settle_overrides(session, overrides, lapsed, now)
             metrics.OVERRIDES_LAPSED.inc(len(lapsed))
@@ -231,17 +232,23 @@ class ScoringHandler:
         unreadable: list[DeadLetter] = []
         for record in records:
             event = _decode(record)
-            if event is None:
-                letter = self._scorer.dead_letter(
-                    record, "unreadable_event", "not a valid event of the contract", now
-                )
+            if isinstance(event, str):
+                letter = self._scorer.dead_letter(record, "unreadable_event", event, now)
                 unreadable.append(letter)
                 continue
             item = work[event.account_id]
             item.events.append((event, record))
             item.partition = record.partition
-        await repository.add_dead_letters(session, unreadable, now)
+        await dead_letter_outbox.add(session, DeadLetterOutbox, unreadable, now)
         await self._scorer.process(session, work, Trigger.events)
+        self._outbox_dirty = True
+
+    async def reject(self, session: AsyncSession, record: ConsumerRecord, problem: str) -> None:
+        """A record whose handling failed: dead-lettered, so its partition moves on."""
+        now = self._clock()
+        message = f"scoring failed on this event: {problem}"
+        letter = self._scorer.dead_letter(record, "processing_failed", message, now)
+        await dead_letter_outbox.add(session, DeadLetterOutbox, [letter], now)
         self._outbox_dirty = True
 
     def mark_dirty(self) -> None:
@@ -275,29 +282,31 @@ class ScoringHandler:
         return len(pending) == PUBLISH_BATCH
 
     async def _publish_dead_letters(self) -> bool:
-        async with self._sessions() as session, session.begin():
-            pending = await repository.unpublished_dead_letters(session, PUBLISH_BATCH)
-            if not pending:
-                return False
-            records = [repository.dead_letter_record(row) for row in pending]
-            await send_all(self._producer, self._settings.dlq_topic, records)
-            ids = [row.id for row in pending]
-            await repository.mark_dead_letters_published(session, ids, self._clock())
-        for row in pending:
-            metrics.DEAD_LETTERS_PUBLISHED.labels(row.reason).inc()
-        return len(pending) == PUBLISH_BATCH
+        reasons = await dead_letter_outbox.publish_pending(
+            self._sessions,
+            DeadLetterOutbox,
+            self._producer,
+            self._settings.dlq_topic,
+            self._clock(),
+            PUBLISH_BATCH,
+        )
+        for reason in reasons:
+            metrics.DEAD_LETTERS_PUBLISHED.labels(reason).inc()
+        return len(reasons) == PUBLISH_BATCH
 
 
-def _decode(record: ConsumerRecord) -> Event | None:
+def _decode(record: ConsumerRecord) -> Event | str:
+    """The record's event, or why it is not one of the contract."""
     try:
         return Event.from_bytes(record.value or b"")
     except ValidationError as exc:
-        # The topic is written by ingest only; a bad record means a bug or a stray
-        # producer. It goes to the DLQ with its position, and is not retried forever.
+        # The topic is written by ingest only; a bad record means an older producer or
+        # a stray write. It goes to the DLQ with its position, and is not retried.
         metrics.EVENTS_UNREADABLE.inc()
         where = f"{record.topic}/{record.partition}@{record.offset}"
-        log.error("unreadable event at %s dead-lettered: %s", where, exc.errors(include_url=False))
-        return None
+        why = validation_summary(exc)
+        log.error("unreadable event at %s dead-lettered: %s", where, why)
+        return f"not a valid event of the contract: {why}"
 
 
 def work_for(account_ids: Iterable[str]) -> dict[str, AccountWork]:

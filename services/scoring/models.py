@@ -9,10 +9,8 @@ from sqlalchemy import JSON, BigInteger, Boolean, Index, Integer, MetaData, Stri
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import UtcDateTime
+from shared.dead_letter_outbox import BIG_ID, UNPUBLISHED, DeadLetterOutboxColumns
 from shared.offsets import consumer_offsets_table
-
-BIG_ID = BigInteger().with_variant(Integer, "sqlite")
-UNPUBLISHED = text("published_at IS NULL")
 
 
 class Base(DeclarativeBase):
@@ -84,27 +82,10 @@ class ScoreHistory(Base):
     value_score: Mapped[int | None] = mapped_column(Integer)
 
 
-class DeadLetterOutbox(Base):
+class DeadLetterOutbox(DeadLetterOutboxColumns, Base):
     """Dead letters written with the batch that rejected them, sent after its commit."""
 
     __tablename__ = "scoring_dead_letters"
-    __table_args__ = (
-        Index(
-            "ix_scoring_dead_letters_unpublished",
-            "id",
-            postgresql_where=UNPUBLISHED,
-            sqlite_where=UNPUBLISHED,
-        ),
-        Index("uq_scoring_dead_letters_source", "source", unique=True),
-    )
-
-    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True, autoincrement=True)
-    key: Mapped[str] = mapped_column(String(300))
-    source: Mapped[str | None] = mapped_column(String(300))
-    message: Mapped[dict[str, Any]] = mapped_column(JSON)
-    reason: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
-    published_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
 
 
 class AccountOverride(Base):

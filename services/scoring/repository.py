@@ -28,9 +28,8 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scoring.domain import AccountState, Assessment, account_facts
-from services.scoring.models import Account, AccountOverride, DeadLetterOutbox, ScoreHistory
-from shared.db import insert_rows, is_postgresql, upsert
-from shared.dlq import DeadLetter
+from services.scoring.models import Account, AccountOverride, ScoreHistory
+from shared.db import insert_rows, is_postgresql
 from shared.scores import ScoreChange
 
 PERCENTILES = [p / 100 for p in range(1, 100)]
@@ -140,28 +139,6 @@ async def add_history(session: AsyncSession, changes: Sequence[ScoreChange]) -> 
     await insert_rows(session, table, rows)
 
 
-async def add_dead_letters(
-    session: AsyncSession, letters: Sequence[DeadLetter], now: datetime
-) -> None:
-    """Stage dead letters for sending; a source (a record) already there is skipped."""
-    if not letters:
-        return
-    rows = [
-        {
-            "key": letter.key().decode()[:300],
-            "source": letter.source[:300],
-            "message": letter.model_dump(mode="json", exclude_none=True),
-            "reason": letter.reason,
-            "created_at": now,
-        }
-        for letter in letters
-    ]
-    table = DeadLetterOutbox.__table__
-    assert isinstance(table, Table)
-    statement = upsert(session, table).values(rows).on_conflict_do_nothing()
-    await session.execute(statement)
-
-
 async def unpublished_changes(session: AsyncSession, limit: int) -> list[tuple[int, bytes, bytes]]:
     """The oldest unsent changes as (id, key, message), locked until the caller commits.
 
@@ -187,27 +164,6 @@ async def mark_published(session: AsyncSession, ids: list[int], now: datetime) -
         .values(published_at=now)
         .execution_options(synchronize_session=False)
     )
-
-
-async def unpublished_dead_letters(session: AsyncSession, limit: int) -> Sequence[DeadLetterOutbox]:
-    rows = await session.scalars(
-        select(DeadLetterOutbox)
-        .where(DeadLetterOutbox.published_at.is_(None))
-        .order_by(DeadLetterOutbox.id)
-        .limit(limit)
-        .with_for_update()  # one sender at a time, as for score changes
-    )
-    return rows.all()
-
-
-async def mark_dead_letters_published(session: AsyncSession, ids: list[int], now: datetime) -> None:
-    await session.execute(
-        update(DeadLetterOutbox).where(DeadLetterOutbox.id.in_(ids)).values(published_at=now)
-    )
-
-
-def dead_letter_record(row: DeadLetterOutbox) -> tuple[bytes, bytes]:
-    return row.key.encode(), orjson.dumps(row.message)
 
 
 # Overrides

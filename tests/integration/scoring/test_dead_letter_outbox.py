@@ -2,8 +2,8 @@
 
 from sqlalchemy import func, select
 
-from services.scoring import repository
 from services.scoring.models import DeadLetterOutbox
+from shared import dead_letter_outbox
 from shared.db import create_engine, session_factory
 from shared.dlq import DeadLetter
 from tests.support.scoring_builders import NOW
@@ -29,7 +29,7 @@ async def test_a_record_read_again_is_dead_lettered_once(scoring_db: str) -> Non
     sessions = session_factory(engine)
     for batch in ([_letter(1), _letter(2)], [_letter(2), _letter(3)]):
         async with sessions() as session, session.begin():
-            await repository.add_dead_letters(session, batch, NOW)
+            await dead_letter_outbox.add(session, DeadLetterOutbox, batch, NOW)
     async with sessions() as session:
         sources = (await session.scalars(select(DeadLetterOutbox.source))).all()
         total = await session.scalar(select(func.count()).select_from(DeadLetterOutbox))
