@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationInfo, field_validator
+from pydantic_settings import SettingsConfigDict
 
 from services.alerts.ruleset import DEFAULT_RULES_FILE
 from services.alerts.sealing import check_keys
@@ -14,6 +15,9 @@ MIN_ADMIN_TOKEN_LENGTH = 24
 
 
 class AlertsSettings(VitalsSettings):
+    # Errors name the setting and the problem, never the value: several are secrets.
+    model_config = SettingsConfigDict(hide_input_in_errors=True)
+
     alerts_database_url: str = Field(
         "sqlite+aiosqlite:///var/alerts.db",
         description=(

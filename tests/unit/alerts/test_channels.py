@@ -4,10 +4,11 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from services.alerts.channels import masked, parse_channel, parse_channels_file
+from services.alerts.channels import EmailChannel, masked, parse_channel, parse_channels_file
 from services.alerts.configuration import load_files
 from services.alerts.ruleset import ConfigError
 from services.alerts.settings import AlertsSettings
+from tests.support.alerts_receivers import self_signed_tls
 
 SLACK_URL = "https://hooks.slack.com/services/T000/B000/very-secret-token"
 
@@ -105,3 +106,24 @@ def test_a_placeholder_admin_token_is_refused_in_production() -> None:
     with pytest.raises(ValidationError, match="alerts_admin_token"):
         AlertsSettings(environment="production", alerts_admin_token="changethis")
     AlertsSettings(environment="development", alerts_admin_token="changethis")
+
+
+def _mail(**more: object) -> dict[str, object]:
+    document = {"id": "mail", "kind": "email", "host": "smtp.example.com"}
+    return {**document, "sender": "vitals@example.com", **more}
+
+
+def test_certificates_may_be_given_inline_as_pem(tmp_path: Path) -> None:
+    _, cert_file = self_signed_tls(tmp_path)
+    pem = cert_file.read_text()
+
+    channel = parse_channel(_mail(ca_pem=pem))
+
+    assert isinstance(channel, EmailChannel) and channel.ca_pem == pem
+    with pytest.raises(ConfigError, match="ca_pem: Value error, not PEM certificates"):
+        parse_channel(_mail(ca_pem="root:$6$hash-of-a-password:19000"))
+    with pytest.raises(ConfigError, match="not valid PEM certificates") as bad:
+        parse_channel(_mail(ca_pem="-----BEGIN CERTIFICATE-----\nc2VjcmV0\n"))
+    assert "c2VjcmV0" not in str(bad.value).split("not valid PEM")[1]
+    with pytest.raises(ConfigError, match="give ca_file or ca_pem, not both"):
+        parse_channel(_mail(ca_pem=pem, ca_file="cert.pem"))
