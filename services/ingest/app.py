@@ -54,7 +54,12 @@ def create_app(settings: IngestSettings | None = None, clock: Clock = utc_now) -
     dedupe = DatabaseDeduplicator(sessions, window, settings.dedupe_lease(), clock)
     intake = Intake(publisher, dedupe, processor_name("ingest"), clock)
     raw_topics = RawTopicConsumer(
-        settings, _raw_topics_config(settings), intake, SegmentUsers(sessions, clock), clock
+        settings,
+        _raw_topics_config(settings),
+        intake,
+        SegmentUsers(sessions, clock),
+        clock,
+        readiness,
     )
 
     @asynccontextmanager
@@ -62,7 +67,7 @@ def create_app(settings: IngestSettings | None = None, clock: Clock = utc_now) -
         publisher.start()
         raw_topics.start()
         prune = _prune_every(dedupe, settings.ingest_dedupe_prune_interval_s)
-        async with running(prune, "ingest-prune"):
+        async with running(prune, "ingest-prune", readiness):
             yield
         await raw_topics.stop()
         await publisher.stop()

@@ -53,3 +53,8 @@ CONSUMER_LAG = Gauge(
     "Records on a raw topic partition not yet consumed by ingest.",
     ["topic", "partition"],
 )
+RAW_INTAKE_UP = Gauge(
+    "vitals_ingest_raw_intake_up",
+    "1 while the raw-topic consumer runs; 0 while it restarts or after it stopped itself "
+    "(see /readyz raw_intake for why).",
+)

@@ -11,7 +11,14 @@ dead letters, so delivery is at least once; the intake's dedupe by ``event_id``
 turns a redelivery into a duplicate that is not published again. Events without an
 id get one derived from their record, so a redelivered record yields the same ids.
 A record that cannot be used is dead-lettered with its topic, partition and offset
-and never holds its partition up.
+and never holds its partition up: when submitting a batch fails for any reason but
+the broker or the database being away, its records are submitted one at a time and
+the one that still fails is dead-lettered with the error (its events may already be
+on the topic once; consumers drop repeats by ``event_id``).
+
+The consumer's state is on ``/readyz`` as ``raw_intake`` and in the metric
+``vitals_ingest_raw_intake_up``; its designed stop (too many rejected items) turns
+both, with the reason, until an operator fixes the producer and restarts ingest.
 """
 
 from __future__ import annotations
@@ -43,6 +50,8 @@ from services.ingest.segment_users import SegmentUsers
 from services.ingest.settings import IngestSettings
 from shared.clock import Clock, utc_now
 from shared.events import Event
+from shared.faults import OutageLog, describe
+from shared.health import Readiness
 from shared.kafka import (
     BrokerUnavailable,
     RebalanceListener,
@@ -287,8 +296,11 @@ class RawTopicConsumer:
         intake: Intake,
         users: SegmentUsers,
         clock: Clock = utc_now,
+        readiness: Readiness | None = None,
     ) -> None:
         self._settings = settings
+        self._readiness = readiness or Readiness()
+        self._outage = OutageLog(log, "raw-topic consumer")
         self._config = config
         self._intake = intake
         self._users = users
@@ -309,7 +321,12 @@ class RawTopicConsumer:
 
     def start(self) -> None:
         if self._config.topics:
+            self._report("starting")
             self._task = asyncio.create_task(self.run(), name="ingest-raw-topics")
+
+    def _report(self, problem: str | None) -> None:
+        self._readiness.report("raw_intake", problem)
+        metrics.RAW_INTAKE_UP.set(1 if problem is None else 0)
 
     async def stop(self) -> None:
         """Let the batch in flight finish and commit, then stop."""
@@ -329,20 +346,25 @@ class RawTopicConsumer:
             try:
                 await self._subscribe(consumer)
                 backoff.reset()
+                self._outage.recovered()
+                self._report(None)
                 await self._consume(consumer)
             except TooManyRejected as exc:
                 self.failure = str(exc)
+                self._report(f"stopped: {exc}")
                 log.error("raw-topic consumer stopped: %s", exc)
                 return
             except (KafkaError, OSError) as exc:
                 delay = backoff.next_delay()
-                log.warning("raw-topic consumer failed, restarting in %.1fs: %s", delay, exc)
+                self._report(f"restarting after {describe(exc)}")
+                self._outage.failed(describe(exc), delay)
                 await asyncio.sleep(delay)
-            except Exception:
+            except Exception as exc:
                 # A fault of ours must not end intake for good: what was not
                 # committed comes again after the restart.
                 delay = backoff.next_delay()
-                log.exception("raw-topic consumer crashed, restarting in %.1fs", delay)
+                self._report(f"restarting after {describe(exc)}")
+                log.error("raw-topic consumer crashed, restarting in %.1fs", delay, exc_info=exc)
                 await asyncio.sleep(delay)
             finally:
                 await self._close(consumer)
@@ -392,7 +414,7 @@ class RawTopicConsumer:
     ) -> str | None:
         """Store ``records``' events and dead letters; on failure rewind and say why."""
         try:
-            await self._submit([RawRecord.of(r) for r in records])
+            await self._submit_isolating([RawRecord.of(r) for r in records])
         except (BrokerUnavailable, DatabaseUnavailable, InFlight) as exc:
             for tp, offset in _first_offsets(records).items():
                 if tp in consumer.assignment():
@@ -412,6 +434,27 @@ class RawTopicConsumer:
             if highwater is not None:
                 lag = max(highwater - position, 0)
                 metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
+
+    async def _submit_isolating(self, records: Sequence[RawRecord]) -> None:
+        """Submit ``records``; if that fails because of one of them, submit them one at
+        a time and dead-letter the one that still fails."""
+        try:
+            await self._submit(records)
+        except (BrokerUnavailable, DatabaseUnavailable, InFlight, TooManyRejected):
+            raise
+        except Exception as exc:
+            if len(records) > 1:
+                log.warning(
+                    "raw batch of %d records failed (%s); submitting them one at a time",
+                    len(records),
+                    describe(exc),
+                )
+                for record in records:
+                    await self._submit_isolating([record])
+                return
+            (record,) = records
+            rejection = unreadable(record, exc, Reason.processing_failed)
+            await self._intake.submit([(rejection, record.origin())], CHANNEL)
 
     async def _submit(self, records: Sequence[RawRecord]) -> None:
         now = self._clock()
@@ -478,11 +521,14 @@ def _decode_safely(record: RawRecord, limits: Limits, max_bytes: int, now: datet
         return Decoded(record, now, [unreadable(record, exc)])
 
 
-def unreadable(record: RawRecord, exc: Exception) -> Rejection:
-    """A record that broke decoding or mapping, to dead-letter; the fault is logged."""
-    log.error("raw record %s could not be read", record.origin().source, exc_info=exc)
-    message = f"record could not be read: {type(exc).__name__}: {exc}"
-    return Rejection(Reason.invalid_body, message, segment.redact_write_key(record.value or b""))
+def unreadable(
+    record: RawRecord, exc: Exception, reason: Reason = Reason.invalid_body
+) -> Rejection:
+    """A record that broke decoding, mapping or submitting, to dead-letter; the fault
+    is logged once, with its traceback."""
+    log.error("raw record %s could not be handled", record.origin().source, exc_info=exc)
+    message = f"record could not be handled: {describe(exc)}"
+    return Rejection(reason, message, segment.redact_write_key(record.value or b""))
 
 
 def _first_offsets(records: Sequence[ConsumerRecord]) -> dict[TopicPartition, int]:

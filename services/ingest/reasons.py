@@ -18,3 +18,4 @@ class Reason(StrEnum):
     event_in_future = "event_in_future"
     unknown_account = "unknown_account"
     unsupported_type = "unsupported_type"
+    processing_failed = "processing_failed"

@@ -63,6 +63,7 @@ async def consuming(
     config: RawTopicsConfig,
     sessions: SessionFactory,
     publisher: EventPublisher | None = None,
+    readiness: Readiness | None = None,
 ) -> AsyncIterator[RawTopicConsumer]:
     """The raw-topic consumer on the shared intake, as the ingest app runs them;
     a given ``publisher`` is the test's to start."""
@@ -71,7 +72,8 @@ async def consuming(
     window = timedelta(seconds=settings.ingest_dedupe_window_s)
     dedupe = DatabaseDeduplicator(sessions, window, settings.dedupe_lease(), _now)
     intake = Intake(publisher, dedupe, "ingest@test")
-    consumer = RawTopicConsumer(settings, config, intake, SegmentUsers(sessions, _now))
+    users = SegmentUsers(sessions, _now)
+    consumer = RawTopicConsumer(settings, config, intake, users, _now, readiness)
     if own_publisher:
         publisher.start()
     consumer.start()
@@ -271,11 +273,16 @@ async def test_a_topic_of_almost_only_rejects_stops_the_consumer_instead_of_drai
     strict = config.model_copy(update={"max_rejected_ratio": 0.9, "rejected_window": 10})
     garbage = [f"not json {uuid.uuid4()}".encode() for _ in range(40)]
     await produce(kafka, strict.topics[0], garbage)
+    readiness = Readiness()
 
-    async with consuming(settings, strict, sessions) as consumer:
+    async with consuming(settings, strict, sessions, readiness=readiness) as consumer:
         await wait_for(lambda: _failed(consumer), 30, "the consumer to stop")
+        checks = await readiness.evaluate()
+        up = REGISTRY.get_sample_value("vitals_ingest_raw_intake_up")
 
     assert consumer.failure is not None and "were rejected" in consumer.failure
+    assert checks["raw_intake"] == f"stopped: {consumer.failure}"
+    assert up == 0
     assert len(await dead_letters(kafka, settings)) < 10
     assert not await committed_to_the_end(kafka, strict)
 
@@ -333,3 +340,63 @@ async def test_two_replicas_share_the_partitions_and_each_event_comes_out_once(
 
 async def _sharing(first: RawTopicConsumer, second: RawTopicConsumer) -> bool:
     return bool(first.assigned and second.assigned) and not first.assigned & second.assigned
+
+
+def _nested_event(event_id: str, depth: int) -> bytes:
+    """A native event whose properties nest ``depth`` levels (JSON encoders stop at 255)."""
+    deep = b'{"a":' * depth + b"1" + b"}" * depth
+    return _json(native_usage_json(event_id=event_id, properties="deep")).replace(b'"deep"', deep)
+
+
+class ExplodingPublisher(EventPublisher):
+    """The real publisher, with a fault of ours injected for one event id."""
+
+    async def publish(self, events: Sequence[Event], letters: Sequence[DeadLetter] = ()) -> None:
+        if any(event.event_id == "explodes" for event in events):
+            raise RuntimeError("a fault while publishing")
+        await super().publish(events, letters)
+
+
+async def test_poison_records_are_dead_lettered_with_their_reason_and_the_partition_moves_on(
+    kafka: str, settings: IngestSettings, config: RawTopicsConfig, sessions: SessionFactory
+) -> None:
+    usage = config.topics[0]
+    poison = {
+        "deep-300": _nested_event("deep-300", 300),
+        "deep-36": _nested_event("deep-36", 36),
+        "nul-id": _json(native_usage_json(event_id="nul\x00id")),
+        "year-1": _json(native_usage_json(event_id="y1", occurred_at="0001-01-01T00:00:00+14:00")),
+        "explodes": _json(native_usage_json(event_id="explodes")),
+        "mrr": _json(
+            native_usage_json(
+                event_id="mrr",
+                kind="billing",
+                name="plan.changed",
+                billing={"mrr_minor": 2**63, "currency": "USD"},
+            )
+        ),
+    }
+    good = [_json(native_usage_json(event_id=f"good-{i}")) for i in range(4)]
+    sent = await produce(kafka, usage, good[:2] + list(poison.values()) + good[2:])
+    readiness = Readiness()
+    publisher = ExplodingPublisher(settings, Readiness("kafka"))
+    publisher.start()
+
+    async with consuming(settings, config, sessions, publisher, readiness):
+        await wait_for(lambda: committed_to_the_end(kafka, config), 60, "every record consumed")
+        checks = await readiness.evaluate()
+
+    assert sorted(await event_ids(kafka, settings)) == [f"good-{i}" for i in range(4)]
+    letters = {letter.offset: letter for letter in await dead_letters(kafka, settings)}
+    reasons = {name: letters[sent[2 + i].offset].reason for i, name in enumerate(poison)}
+    assert reasons == {
+        "deep-300": "invalid_body",
+        "deep-36": "invalid_event",
+        "nul-id": "invalid_event",
+        "year-1": "invalid_event",
+        "explodes": "processing_failed",
+        "mrr": "invalid_event",
+    }
+    assert "RuntimeError: a fault while publishing" in letters[sent[6].offset].message
+    assert letters[sent[2].offset].original() == poison["deep-300"]
+    assert checks == {"raw_intake": "ok"}
