@@ -19,6 +19,7 @@ from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.convertors import Convertor, register_url_convertor
 
 from shared.auth import QueryKeyRefusal, is_gate, redact_access_log
 from shared.errors import Problem as Problem
@@ -29,6 +30,23 @@ from shared.health import Readiness
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 # A JSON escape of NUL: \u0000 preceded by an even number of backslashes.
 JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
+
+
+class IdConvertor(Convertor[str]):
+    """``{name:id}`` in a route: an id as sent, any characters, ``/`` and line breaks
+    included (Starlette's ``path`` stops at a line break, so such an id would find no
+    route instead of being checked and looked up)."""
+
+    regex = "(?s:.*)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("id", IdConvertor())
 
 
 class LivenessReport(BaseModel):

@@ -34,11 +34,19 @@ from shared.errors import invalid_request, times_out_of_range
 from shared.http import DbSession, GatedRoute, Problem, problem_response
 from shared.scores import Band, Driver, Risk, Stage, Tier
 
-# ``:path``: an account id may hold ``/`` (sent as is or as %2F). The routes of an
-# account's history and overrides are declared before the account's own, so an id
-# ending in ``/history`` or ``/overrides`` reads as that sub-resource.
-ACCOUNT = "/accounts/{account_id:path}"
-AccountId = Annotated[str, PathParam(min_length=1, max_length=200)]
+# ``:id`` (shared/http.py): an account id may hold ``/`` (sent as is or as %2F). The
+# routes of an account's history and overrides are declared before the account's
+# own, so an id ending in ``/history`` or ``/overrides`` reads as that sub-resource.
+ACCOUNT = "/accounts/{account_id:id}"
+AccountId = Annotated[
+    str,
+    PathParam(
+        min_length=1,
+        max_length=200,
+        description="As sent in events; a `/` in it may be sent as is or as %2F.",
+        examples=["acme", "team/acme"],
+    ),
+]
 # History cursors are sequence numbers, stored as 32-bit integers.
 MAX_SEQUENCE = 2**31 - 1
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
