@@ -150,6 +150,8 @@ class TransactionalConsumer:
         delay = self._backoff.next_delay()
         problem = describe(exc)
         self._readiness.report("consumer", f"restarting after {problem}")
+        metrics.CONSUMER_RESTARTS.labels(self.name).inc()
+        log.debug("%s consumer restarting in %.3fs", self.name, delay)
         if is_transient(exc):
             self._outage.failed(problem, delay)
         else:  # a fault of ours: logged once with its traceback, then retried

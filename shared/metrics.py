@@ -28,6 +28,11 @@ CONSUMER_RECORDS_REJECTED = Counter(
     "Records whose handling failed and that were dead-lettered so the partition moves on.",
     ["consumer"],
 )
+CONSUMER_RESTARTS = Counter(
+    "vitals_consumer_restarts_total",
+    "Times the consumer restarted after a failure (with growing backoff while it lasts).",
+    ["consumer"],
+)
 CONSUMER_LAG = Gauge(
     "vitals_consumer_lag_records",
     "Records behind the end of a partition, from the position stored with the state.",
