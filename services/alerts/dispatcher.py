@@ -4,7 +4,8 @@ Rows are claimed with ``FOR UPDATE SKIP LOCKED`` and stay locked until their out
 is committed, so several replicas can run a dispatcher on one database without
 sending the same delivery twice. Within a claimed batch, channels are served in
 parallel and each channel's rows in order, paced per Slack webhook; a receiver's
-Retry-After postpones the whole channel, and 410 Gone disables it.
+Retry-After postpones the whole channel, so does a receiver that cannot be reached
+(until the failed row's next attempt, at most a minute), and 410 Gone disables it.
 """
 
 from __future__ import annotations
@@ -95,8 +96,8 @@ class Dispatcher:
     async def dispatch_due(self) -> bool:
         """Send one batch of due deliveries; ``True`` when there may be more.
 
-        Rows of a paused channel (the receiver sent Retry-After) are moved to the end
-        of the pause without an attempt.
+        Rows of a paused channel (the receiver sent Retry-After, or could not be
+        reached) are moved to the end of the pause without an attempt.
         """
         async with self._sessions() as session, session.begin():
             due = await repository.due_deliveries(session, self._clock(), CLAIM_BATCH)
@@ -212,9 +213,11 @@ class Dispatcher:
                 exc,
             )
             return
-        row.next_attempt_at = self._clock() + delay
-        if exc.retry_after_s is not None:
-            outcome.pause_until = row.next_attempt_at
+        row.next_attempt_at = delay_end = self._clock() + delay
+        if exc.retry_after_s is not None or exc.unreachable:
+            # The receiver asked to wait, or nothing answers: the channel's other rows
+            # wait without an attempt, and the next due one probes it again.
+            outcome.pause_until = max(outcome.pause_until or delay_end, delay_end)
         metrics.DELIVERIES.labels(row.channel, "retry").inc()
 
     def _dead(self, row: Delivery, reason: str, outcome: str) -> None:

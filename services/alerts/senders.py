@@ -69,17 +69,19 @@ class SendFailed(Exception):
         retry_after_s: float | None = None,
         gone: bool = False,
         permanent: bool = False,
+        unreachable: bool = False,
     ) -> None:
         super().__init__(reason)
         self.retry_after_s = retry_after_s
         self.gone = gone
         self.permanent = permanent or gone
+        self.unreachable = unreachable  # no receiver answered: the whole channel is down
 
 
 def unreachable(channel: Channel, detail: Exception, *, permanent: bool = False) -> SendFailed:
     """The one outcome of every connection-level failure; the detail is logged only."""
     log.warning("channel %s: receiver not reached: %s", channel.id, _error_text(detail))
-    return SendFailed(UNREACHABLE, permanent=permanent)
+    return SendFailed(UNREACHABLE, permanent=permanent, unreachable=True)
 
 
 def message_of(payload: dict[str, Any]) -> Message:

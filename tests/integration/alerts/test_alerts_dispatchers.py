@@ -16,8 +16,8 @@ from standardwebhooks import Webhook
 from services.alerts import engine, payloads
 from services.alerts.app import MIGRATIONS
 from services.alerts.configuration import FileConfig, load_files, sync_file_channels
-from services.alerts.dispatcher import CLAIM_BATCH, Dispatcher
-from services.alerts.models import Delivery
+from services.alerts.dispatcher import CLAIM_BATCH, PARALLEL_PER_CHANNEL, Dispatcher
+from services.alerts.models import ChannelRow, Delivery
 from services.alerts.senders import UNREACHABLE
 from shared.db import SessionFactory, create_engine, session_factory
 from shared.migrations import upgrade_to_head
@@ -26,7 +26,7 @@ from tests.support.alerts_messages import enriched_change
 from tests.support.alerts_receivers import Answer, HttpReceiver
 from tests.support.apps import alerts_settings
 from tests.support.clock import FakeClock
-from tests.support.servers import serve
+from tests.support.servers import free_port, serve
 
 pytestmark = [pytest.mark.postgres]
 
@@ -118,6 +118,41 @@ async def test_two_dispatchers_on_one_outbox_never_send_a_row_twice(
     assert {(r.status, r.attempts) for r in rows} == {("delivered", 1)}
     by_replica = {r.delivered_at for r in rows}
     assert by_replica == {clock.now, other_clock.now}  # both replicas took a share
+
+
+async def test_a_receiver_that_cannot_be_reached_is_probed_not_hammered(
+    kafka: str, database: str, topics: dict[str, str], sessions: SessionFactory
+) -> None:
+    settings = alerts_settings(
+        kafka=kafka,
+        database=database,
+        topics=topics,
+        alerts_webhook_url=f"http://127.0.0.1:{free_port()}/hook",  # nothing listens
+    )
+    files, clock = load_files(settings), FakeClock()
+    start = clock.now
+    await _queue(sessions, files, clock, "webhook", CLAIM_BATCH)
+    dispatcher = Dispatcher(settings, files, sessions, clock, asyncio.Event())
+    try:
+        await dispatcher.dispatch_due()
+        async with sessions() as session:
+            first = (await session.scalars(select(Delivery))).all()
+            channel = await session.get(ChannelRow, "webhook")
+        clock.advance(timedelta(seconds=61))  # past the pause: the next due rows probe
+        await dispatcher.dispatch_due()
+        async with sessions() as session:
+            second = (await session.scalars(select(Delivery))).all()
+    finally:
+        await dispatcher.close()
+
+    tried = [row for row in first if row.attempts == 1]
+    held = [row for row in first if row.attempts == 0]
+    assert 1 <= len(tried) <= PARALLEL_PER_CHANNEL and len(tried) + len(held) == CLAIM_BATCH
+    assert channel is not None and channel.paused_until is not None
+    assert channel.paused_until <= start + timedelta(seconds=60)
+    assert {row.next_attempt_at for row in held} == {channel.paused_until}
+    assert all(row.status == "pending" and row.last_error == UNREACHABLE for row in tried)
+    assert sum(row.attempts for row in second) <= 2 * PARALLEL_PER_CHANNEL
 
 
 async def test_a_slack_webhook_is_paced_to_its_per_second(

@@ -54,12 +54,15 @@ async def test_a_receiver_back_after_an_outage_gets_every_pending_delivery_withi
             receiver.otherwise = Answer(503)
             await receiving.enter_async_context(serve_on(receiver.app(), port))
         await stack.send(*(risky(f"acct-{n}", Tier.B, clock) for n in range(ALERTS)))
-        # Three failures each: past the schedule's first waits (5 s, 10 s), now capped.
+        # Three failed attempts: past the schedule's first waits (5 s, 10 s), now capped.
+        # (A refusing receiver pauses the channel: only the next due deliveries probe it.)
         await stack.wait_deliveries(
             lambda rows: (
-                len(rows) == ALERTS and all(r.status == "pending" and r.attempts >= 3 for r in rows)
+                len(rows) == ALERTS
+                and all(r.status == "pending" for r in rows)
+                and max(r.attempts for r in rows) >= 3
             ),
-            "every delivery to fail three times",
+            "the receiver to fail three times",
             timeout_s=60,
         )
         receiver.otherwise = Answer(200)
