@@ -26,6 +26,9 @@ from starlette.exceptions import HTTPException
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_DATABASE_S = "5"
+# Connection exception, no such database, bad credentials, too many connections,
+# shutting down or starting up: the database, not the statement.
+UNAVAILABLE_SQLSTATE_CLASSES = ("08", "3D", "28", "53", "57P")
 PROBLEM_REF = "#/components/schemas/Problem"
 # Statuses whose answers are a Problem on every operation; others are per route.
 DEFAULT_DESCRIPTION = "Any other error (unknown route, wrong method, ...), as a Problem"
@@ -70,10 +73,17 @@ def validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 
 def is_database_unavailable(exc: BaseException) -> bool:
-    """The database did not answer (as opposed to refusing a statement)."""
+    """The database cannot be used now (as opposed to refusing one statement): not
+    answering, refusing the connection, or missing (asyncpg's connect errors come as
+    plain DBAPIError, told apart by their SQLSTATE class)."""
     if isinstance(exc, OperationalError | InterfaceError | PoolTimeout):
         return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated or isinstance(exc.orig, OSError):
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+    return sqlstate.startswith(UNAVAILABLE_SQLSTATE_CLASSES)
 
 
 _last_logged: dict[str, str] = {}
