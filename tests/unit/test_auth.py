@@ -23,7 +23,9 @@ from shared.auth import (
     authenticate,
     generate_key,
     install_auth,
+    key_in_query,
     load_keys_file,
+    redact_keys,
 )
 from shared.settings import VitalsSettings
 from tests.support.auth import make_keys_file
@@ -202,3 +204,47 @@ def test_the_cli_prints_a_key_once_and_an_entry_that_lets_it_in(tmp_path: Path) 
     path.write_text("keys:\n" + result.stdout)
     assert yaml.safe_load(path.read_text())["keys"][0]["name"] == "pipeline"
     assert KeyRing.from_file(path, "1/second", "production").check(key, Scope.ingest)
+
+
+def test_requests_without_a_valid_key_are_limited_per_address() -> None:
+    key, entry = generate_key("pipeline", {Scope.read})
+    ring = KeyRing([entry], "100/second", unauthenticated_rate="2/minute")
+
+    for token in (None, "vk_unknown1_x"):
+        with pytest.raises(AuthFailure) as refused:
+            ring.check(token, Scope.read, "10.0.0.1")
+        assert refused.value.status == 401
+    with pytest.raises(AuthFailure) as limited:
+        ring.check(None, Scope.read, "10.0.0.1")
+    with pytest.raises(AuthFailure) as elsewhere:
+        ring.check(None, Scope.read, "10.0.0.2")
+
+    assert (limited.value.status, limited.value.error) == (429, "rate_limited")
+    assert 1 <= int(limited.value.headers["Retry-After"]) <= 60
+    assert elsewhere.value.status == 401
+    assert ring.check(key, Scope.read, "10.0.0.1") is not None  # a valid key is not held up
+
+
+@pytest.mark.parametrize(
+    ("query", "has_key"),
+    [
+        ("api_key=abc", True),
+        ("API-KEY=abc", True),
+        ("writeKey=abc", True),
+        ("a=1&token=", True),
+        ("q=vk_abcdefgh_secret", True),
+        ("api%5Fkey=abc", True),
+        ("owner=kim&limit=5", False),
+        ("cursor=vk", False),
+    ],
+)
+def test_keys_in_a_query_string_are_recognised(query: str, has_key: bool) -> None:
+    assert key_in_query(query) is has_key
+
+
+def test_keys_in_a_logged_request_line_are_redacted() -> None:
+    line = "/v1/accounts?limit=5&api_key=vk_abcdefgh_secret&q=x%20vk_abcdefgh_other"
+
+    assert redact_keys(line) == "/v1/accounts?limit=5&api_key=(redacted)&q=(redacted)"
+    assert redact_keys("/v1/vk_abcdefgh_secret") == "/v1/(redacted)"
+    assert redact_keys("/v1/accounts?limit=5") == "/v1/accounts?limit=5"

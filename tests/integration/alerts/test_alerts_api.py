@@ -238,3 +238,30 @@ async def test_a_digest_channel_sends_each_csm_one_daily_summary(
 
 async def _opened(stack: AlertsStack, count: int) -> bool:
     return len(await stack.alerts(state="open")) == count
+
+
+async def test_the_alerts_of_an_account_id_with_a_slash_are_listed_and_read(
+    alerts_stack: StackFactory,
+) -> None:
+    async with alerts_stack() as stack:
+        await stack.send(risky(stack, account_id="team/acme"), risky(stack, account_id="team"))
+        await wait_for(lambda: _alerts_of(stack, 2), 30, "both alerts")
+        (listed,) = await stack.alerts(account_id="team/acme")
+        read = await stack.api.get(f"/v1/alerts/{listed['id']}")
+        silenced = await stack.api.post(
+            "/v1/silences",
+            json={"account_id": "team/acme", "ends_at": later_iso(stack, hours=1)},
+            headers=ADMIN,
+        )
+
+    assert listed["account_id"] == "team/acme"
+    assert read.status_code == 200 and read.json()["account_id"] == "team/acme"
+    assert silenced.status_code == 201 and silenced.json()["account_id"] == "team/acme"
+
+
+async def _alerts_of(stack: AlertsStack, count: int) -> bool:
+    return len(await stack.alerts()) == count
+
+
+def later_iso(stack: AlertsStack, **delta: float) -> str:
+    return (stack.clock.now + timedelta(**delta)).isoformat()
