@@ -35,4 +35,5 @@ async def test_a_missing_database_is_named_without_the_drivers_message(
 
 
 async def _broker_ready(client: httpx.AsyncClient) -> bool:
-    return (await client.get("/readyz")).json()["checks"]["kafka"] == "ok"
+    checks: dict[str, str] = (await client.get("/readyz")).json()["checks"]
+    return checks["kafka"] == "ok"
