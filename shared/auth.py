@@ -58,7 +58,8 @@ UNAUTHENTICATED_RATE = "60/minute"
 KEY_PARAMETERS = frozenset(
     {"api_key", "apikey", "api-key", "key", "token", "access_token", "writekey", "write_key"}
 )
-KEY_PATTERN = re.compile(rf"{PREFIX}[A-Za-z0-9]+_[A-Za-z0-9]+")
+# A key as ``generate_key`` makes it: what to look for in URLs and log lines.
+KEY_PATTERN = re.compile(rf"{PREFIX}[A-Za-z0-9]{{{ID_LENGTH}}}_[A-Za-z0-9]{{{SECRET_LENGTH}}}")
 
 T = TypeVar("T")
 

@@ -225,6 +225,9 @@ def test_requests_without_a_valid_key_are_limited_per_address() -> None:
     assert ring.check(key, Scope.read, "10.0.0.1") is not None  # a valid key is not held up
 
 
+KEY = generate_key("any", {Scope.read})[0]
+
+
 @pytest.mark.parametrize(
     ("query", "has_key"),
     [
@@ -232,10 +235,10 @@ def test_requests_without_a_valid_key_are_limited_per_address() -> None:
         ("API-KEY=abc", True),
         ("writeKey=abc", True),
         ("a=1&token=", True),
-        ("q=vk_abcdefgh_secret", True),
+        (f"q={KEY}", True),
         ("api%5Fkey=abc", True),
         ("owner=kim&limit=5", False),
-        ("cursor=vk", False),
+        ("account_id=vk_team_1", False),
     ],
 )
 def test_keys_in_a_query_string_are_recognised(query: str, has_key: bool) -> None:
@@ -243,8 +246,8 @@ def test_keys_in_a_query_string_are_recognised(query: str, has_key: bool) -> Non
 
 
 def test_keys_in_a_logged_request_line_are_redacted() -> None:
-    line = "/v1/accounts?limit=5&api_key=vk_abcdefgh_secret&q=x%20vk_abcdefgh_other"
+    line = f"/v1/accounts?limit=5&api_key=abc&q=x%20{KEY}"
 
     assert redact_keys(line) == "/v1/accounts?limit=5&api_key=(redacted)&q=(redacted)"
-    assert redact_keys("/v1/vk_abcdefgh_secret") == "/v1/(redacted)"
-    assert redact_keys("/v1/accounts?limit=5") == "/v1/accounts?limit=5"
+    assert redact_keys(f"/v1/{KEY}") == "/v1/(redacted)"
+    assert redact_keys("/v1/accounts?account_id=vk_team_1") == "/v1/accounts?account_id=vk_team_1"
