@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from services.cli import app as cli
 from shared.auth import (
+    KEY_PATTERN,
     ApiKey,
     AuthFailure,
     KeyRing,
@@ -246,6 +247,7 @@ def test_keys_in_a_query_string_are_recognised(query: str, has_key: bool) -> Non
 
 
 def test_keys_in_a_logged_request_line_are_redacted() -> None:
+    assert KEY_PATTERN.fullmatch(KEY) and KEY_PATTERN.fullmatch(generate_key("x", {Scope.read})[0])
     line = f"/v1/accounts?limit=5&api_key=abc&q=x%20{KEY}"
 
     assert redact_keys(line) == "/v1/accounts?limit=5&api_key=(redacted)&q=(redacted)"
