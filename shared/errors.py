@@ -93,7 +93,8 @@ def database_reason(exc: BaseException, where: str) -> str:
     """A reason anyone may read, e.g. ``unreachable (OperationalError)``.
 
     The driver's message goes to the log only, once per change for ``where`` (a
-    readiness probe asks every few seconds while the database is away).
+    readiness probe asks every few seconds while the database is away); ``where`` is
+    one of a few fixed labels, never anything a client sent.
     """
     detail = f"{type(exc).__name__}: {exc}".splitlines()[0]
     if _last_logged.get(where) != detail:
@@ -135,7 +136,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     if not is_database_unavailable(exc):
         return await _unexpected(request, exc)
-    reason = database_reason(exc, f"{request.method} {request.url.path}")
+    reason = database_reason(exc, "API request")
     return problem_response(
         503,
         "database_unavailable",
