@@ -101,6 +101,7 @@ def check_target(channel: Channel, policy: TargetPolicy) -> None:
     """Raise TargetRefused for a URL that is not allowed (addresses are checked again on
     connect), ConfigError for a certificate file outside the certificates directory."""
     if isinstance(channel, EmailChannel):
+        policy.check_smtp_host(channel.host)
         if channel.ca_file is not None:
             read_certificates(channel.ca_file, policy.certificates_dir)
         return

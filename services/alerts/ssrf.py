@@ -108,6 +108,13 @@ class TargetPolicy:
         if literal is not None:  # a name is checked once resolved
             self.check_address(host, literal)
 
+    def check_smtp_host(self, host: str) -> None:
+        """An SMTP host given as an address is checked at once (a trusted URL never opens
+        SMTP); a name is checked once resolved."""
+        literal = _literal_address(host)
+        if literal is not None:
+            self.check_address(host, literal)
+
     def check_address(self, host: str, address: IpAddress, trusted_port: int | None = None) -> None:
         """Refuse ``address`` unless public or allowed; ``trusted_port``: the port of an
         http(s) connection, whose (host, port) may be a trusted URL's."""

@@ -122,6 +122,12 @@ def test_connections_open_a_trusted_host_only_on_its_port_and_never_to_smtp() ->
         policy.check_url("https://hooks.internal:9000/hook")
 
 
+def test_an_smtp_host_never_shares_a_trusted_urls_exemption() -> None:
+    with pytest.raises(TargetRefused, match="a loopback address"):
+        SHORTHAND.check_smtp_host("127.0.0.1")
+    SHORTHAND.check_smtp_host("smtp.example.com")  # a name: checked once resolved
+
+
 def test_an_allow_listed_host_stays_open_on_every_port_and_scheme() -> None:
     policy = TargetPolicy.build(
         allow_http=True, allow=["127.0.0.1"], trusted_urls=["http://127.0.0.1:9000/hook"]
