@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from pydantic import SecretStr
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import flag_modified
 
 from services.alerts import repository, sealing
 from services.alerts.certificates import read_certificates
@@ -128,8 +129,12 @@ def test_recipients(channel: Channel) -> list[str]:
 
 
 async def sync_file_channels(session: AsyncSession, files: FileConfig, now: datetime) -> None:
-    """Make the database's file and env channels exactly those of the files."""
-    rows = {row.id: row for row in await repository.channel_rows(session)}
+    """Make the database's file and env channels exactly those of the files; while keys
+    are rotated, store every channel's secrets again with the first key."""
+    rows = {row.id: row for row in await repository.channel_rows(session, lock=True)}
+    if sealing.in_use().rotating:
+        for row in rows.values():
+            flag_modified(row, "document")  # written again: sealed with the first key
     wanted = {c.id: c for c in files.channels}
     for channel_id, row in rows.items():
         if row.source != "api" and channel_id not in wanted:

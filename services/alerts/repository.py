@@ -68,8 +68,12 @@ async def list_silences(
     return (await session.scalars(query)).all()
 
 
-async def channel_rows(session: AsyncSession) -> Sequence[ChannelRow]:
-    return (await session.scalars(select(ChannelRow).order_by(ChannelRow.id))).all()
+async def channel_rows(session: AsyncSession, *, lock: bool = False) -> Sequence[ChannelRow]:
+    """Every channel; ``lock``: held until the commit, so no API change is overwritten."""
+    query = select(ChannelRow).order_by(ChannelRow.id)
+    if lock:
+        query = query.with_for_update()
+    return (await session.scalars(query)).all()
 
 
 async def config_document(session: AsyncSession, key: str) -> ConfigDocument | None:

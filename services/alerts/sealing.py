@@ -43,7 +43,10 @@ def check_keys(text: str) -> list[str]:
 
 class SecretBox:
     def __init__(self, keys: list[str]) -> None:
-        self._fernet = MultiFernet([Fernet(key) for key in check_keys(",".join(keys))])
+        checked = check_keys(",".join(keys))
+        self._fernet = MultiFernet([Fernet(key) for key in checked])
+        # Old keys listed after the first: stored secrets are to be sealed again.
+        self.rotating = len(checked) > 1
 
     def seal(self, text: str) -> str:
         if text.startswith(SEALED):

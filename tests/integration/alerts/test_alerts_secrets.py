@@ -5,6 +5,7 @@ older version stored in the clear."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -16,9 +17,13 @@ from standardwebhooks import Webhook
 
 from services.alerts import sealing
 from services.alerts.app import MIGRATIONS
+from services.alerts.channels import open_document
+from services.alerts.configuration import load_files, sync_file_channels
 from services.alerts.models import ChannelRow
 from services.alerts.sealing import SecretBox, SecretsKeyError
+from services.alerts.settings import AlertsSettings
 from shared.db import create_engine, session_factory
+from shared.migrations import upgrade_to_head
 from shared.scores import Tier
 from tests.integration.alerts.conftest import ADMIN, StackFactory
 from tests.integration.alerts.test_alerts_delivery import risky
@@ -167,6 +172,41 @@ async def test_migration_0004_encrypts_what_was_stored_in_the_clear_and_0003_dec
     assert orjson.loads(sealed["crm"])["url"].startswith("fernet:")
     assert read == PLAIN
     assert orjson.loads(plain_again["crm"]) == PLAIN
+
+
+async def test_a_rotated_key_seals_every_channel_again_at_start(database: str) -> None:
+    old, new = KEY, Fernet.generate_key().decode()
+    engine = create_engine(database)
+    await upgrade_to_head(engine, MIGRATIONS)
+    sessions = session_factory(engine)
+    settings: dict[str, Any] = {
+        "environment": "test",
+        "alerts_webhook_url": f"https://hooks.example.com/x?token={TOKEN}",
+        "alerts_webhook_secret": SIGNING_SECRET,
+    }
+    now = datetime.now(UTC)
+    try:
+        files = load_files(AlertsSettings(alerts_secrets_key=old, **settings))
+        async with sessions() as session, session.begin():
+            await sync_file_channels(session, files, now)
+            session.add(ChannelRow(id="crm", source="api", document=PLAIN, updated_at=now))
+        before = await _raw_documents(database)
+        files = load_files(AlertsSettings(alerts_secrets_key=f"{new},{old}", **settings))
+        async with sessions() as session, session.begin():
+            await sync_file_channels(session, files, now)
+        after = await _raw_documents(database)
+    finally:
+        await engine.dispose()
+
+    only_new = SecretBox([new])
+    with pytest.raises(SecretsKeyError):
+        open_document(orjson.loads(before["crm"]), only_new)
+    opened = {key: open_document(orjson.loads(raw), only_new) for key, raw in after.items()}
+    assert opened["crm"] == PLAIN
+    assert (opened["webhook"]["url"], opened["webhook"]["secret"]) == (
+        settings["alerts_webhook_url"],
+        SIGNING_SECRET,
+    )
 
 
 async def test_migration_0004_needs_no_key_for_an_empty_table(
