@@ -10,12 +10,14 @@ The seed and the number of examples are fixed, so a run is repeatable.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -31,10 +33,13 @@ from services.scoring.models import Account
 from shared.auth import KeyRing, Scope, load_keys_file
 from shared.db import create_engine, session_factory
 from shared.migrations import upgrade_to_head
+from shared.scores import Risk
+from tests.support.alerts_messages import enriched_change, facts
 from tests.support.apps import alerts_settings
 from tests.support.auth import make_keys_file
 from tests.support.clock import FakeClock
 from tests.support.ingest_apps import ingest_test_settings, migrated
+from tests.support.kafka import produce
 from tests.support.scoring_service import settings_for
 from tests.support.servers import serve, wait_for
 
@@ -60,11 +65,13 @@ KNOWN_ACCOUNT = "team/acme"
 
 @dataclass(frozen=True)
 class Run:
-    """One schemathesis run: its credentials and the operations it covers."""
+    """One schemathesis run: its credentials, the operations it covers, and the ids
+    of items that exist (path parameter -> id)."""
 
     name: str
     headers: dict[str, str]
     options: tuple[str, ...] = ()
+    known_ids: tuple[tuple[str, str], ...] = ()
 
     @property
     def keyed(self) -> bool:
@@ -100,7 +107,11 @@ async def test_scoring(
     clock = FakeClock()
     await _an_account(scoring_db, KNOWN_ACCOUNT, clock)
     settings = settings_for(kafka, scoring_db, topics, api_keys_file=keys_file)
-    runs = [Run("scoring with a key", {"X-API-Key": key}), Run("scoring without a key", {})]
+    known = (("account_id", KNOWN_ACCOUNT),)
+    runs = [
+        Run("scoring with a key", {"X-API-Key": key}, known_ids=known),
+        Run("scoring without a key", {}, known_ids=known),
+    ]
     await _fuzz(_unthrottled(create_scoring_app(settings, clock), keys_file), runs, tmp_path)
 
 
@@ -119,17 +130,21 @@ async def test_alerts(
         alerts_admin_token=ADMIN_TOKEN,
         api_keys_file=keys_file,
     )
-    runs = [
-        # Both are Authorization headers: the read routes and the admin API apart.
-        Run("alerts with a key", {"X-API-Key": key}, ("--exclude-tag", "admin")),
-        Run(
-            "alerts admin with the token",
-            {"Authorization": f"Bearer {ADMIN_TOKEN}"},
-            ("--include-tag", "admin"),
-        ),
-        Run("alerts without a key", {}),
-    ]
-    await _fuzz(_unthrottled(create_alerts_app(settings), keys_file), runs, tmp_path)
+    clock = FakeClock()
+    async with serve(_unthrottled(create_alerts_app(settings, clock), keys_file)) as url:
+        alert_id = await _an_open_alert(url, key, kafka, topics, clock)
+        known = (("alert_id", alert_id),)
+        runs = [
+            # Both are Authorization headers: the read routes and the admin API apart.
+            Run("alerts with a key", {"X-API-Key": key}, ("--exclude-tag", "admin"), known),
+            Run(
+                "alerts admin with the token",
+                {"Authorization": f"Bearer {ADMIN_TOKEN}"},
+                ("--include-tag", "admin"),
+            ),
+            Run("alerts without a key", {}, known_ids=known),
+        ]
+        await _fuzz_running(url, runs, tmp_path)
 
 
 @pytest.fixture
@@ -156,10 +171,35 @@ async def _an_account(database: str, account_id: str, clock: FakeClock) -> None:
     await engine.dispose()
 
 
+async def _an_open_alert(
+    url: str, key: str, kafka: str, topics: dict[str, str], clock: FakeClock
+) -> str:
+    change = enriched_change(
+        account_id=KNOWN_ACCOUNT,
+        risk=Risk.high,
+        computed_at=clock.now,
+        account=facts(last_usage_at=clock.now),
+    )
+    await produce(kafka, topics["scores_topic"], [(change.account_id.encode(), change.to_bytes())])
+    async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": key}) as client:
+
+        async def listed() -> list[dict[str, Any]]:
+            alerts: list[dict[str, Any]] = (await client.get("/v1/alerts")).json()["alerts"]
+            return alerts
+
+        (alert,) = await wait_for(listed, 30, "the alert the fuzz snoozes and acks")
+    alert_id: str = alert["id"]
+    return alert_id
+
+
 async def _fuzz(app: FastAPI, runs: list[Run], tmp_path: Path) -> None:
     async with serve(app) as url:
-        await wait_for(lambda: _ready(url), 30, "the service to be ready")
-        reports = await asyncio.gather(*(_schemathesis(url, run, tmp_path) for run in runs))
+        await _fuzz_running(url, runs, tmp_path)
+
+
+async def _fuzz_running(url: str, runs: list[Run], tmp_path: Path) -> None:
+    await wait_for(lambda: _ready(url), 30, "the service to be ready")
+    reports = await asyncio.gather(*(_schemathesis(url, run, tmp_path) for run in runs))
     for run, (code, report) in zip(runs, reports, strict=True):
         assert code == 0, f"{run.name}:\n{report[-8000:]}"
         assert re.search(r"\d+ generated", report), f"{run.name}: no cases?\n{report[-3000:]}"
@@ -196,6 +236,7 @@ async def _schemathesis(url: str, run: Run, tmp_path: Path) -> tuple[int, str]:
             "PYTHONPATH": str(ROOT),
             "SCHEMATHESIS_HOOKS": "tests.support.fuzz_checks",
             "VITALS_FUZZ_KEYED": "1" if run.keyed else "0",
+            "VITALS_FUZZ_KNOWN_IDS": json.dumps(dict(run.known_ids)),
         },
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,

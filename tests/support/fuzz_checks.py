@@ -1,15 +1,21 @@
-"""Schemathesis checks of the API fuzz suite (loaded by ``st`` through SCHEMATHESIS_HOOKS).
+"""Schemathesis checks and hooks of the API fuzz suite (loaded by ``st`` through
+SCHEMATHESIS_HOOKS).
 
 ``VITALS_FUZZ_KEYED`` says whether the run sends valid credentials: without them,
 every operation that needs a key must answer 401 whatever the request holds.
+``VITALS_FUZZ_KNOWN_IDS`` (JSON, path parameter -> id) names items that exist: half
+the generated requests address one of them instead of a random id, so that they
+reach past the 404.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
 import schemathesis
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from services.ingest.api_segment import SegmentError
@@ -51,3 +57,12 @@ def no_key_is_refused_first(ctx: Any, response: Any, case: Any) -> bool | None:
         message = f"without a key: {response.status_code} instead of 401: {response.text[:300]}"
         raise AssertionError(message)
     return True
+
+
+@schemathesis.hook
+def flatmap_path_parameters(ctx: Any, path_parameters: dict[str, Any] | None) -> Any:
+    known: dict[str, str] = json.loads(os.environ.get("VITALS_FUZZ_KNOWN_IDS", "{}"))
+    if not path_parameters or not known.keys() & path_parameters.keys():
+        return st.just(path_parameters)
+    existing = {**path_parameters, **{k: v for k, v in known.items() if k in path_parameters}}
+    return st.sampled_from([path_parameters, existing])
