@@ -65,15 +65,17 @@ class GatedRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
-        gates = [call for call in _calls(self.dependant) if is_gate(call)]
+        dependants = list(_dependants(self.dependant))
+        gates = [call for d in dependants if (call := d.call) is not None and is_gate(call)]
+        query = frozenset(p.alias for d in dependants for p in d.query_params)
         reads_body = self.body_field is not None
 
         async def gated(request: Request) -> Response:
             for check in gates:
                 await check(request)
-            problems = _nul_characters(request) + (
-                await _nul_in_body(request) if reads_body else []
-            )
+            problems = _nul_characters(request, query)
+            if reads_body:
+                problems += await _nul_in_body(request)
             if problems:
                 return invalid_request(problems)
             return await handler(request)
@@ -81,18 +83,20 @@ class GatedRoute(APIRoute):
         return gated
 
 
-def _calls(dependant: Dependant) -> Iterator[Any]:
+def _dependants(dependant: Dependant) -> Iterator[Dependant]:
+    yield dependant
     for sub in dependant.dependencies:
-        yield sub.call
-        yield from _calls(sub)
+        yield from _dependants(sub)
 
 
-def _nul_characters(request: Request) -> list[dict[str, Any]]:
+def _nul_characters(request: Request, query: frozenset[str]) -> list[dict[str, Any]]:
+    """NUL characters in the path parameters, and in the query parameters the route
+    reads (others are ignored, like the rest of a request the route has no use for)."""
     found = [["path", name] for name, value in request.path_params.items() if "\0" in str(value)]
     found += [
         ["query", name]
         for name, value in request.query_params.multi_items()
-        if "\0" in name + value
+        if name in query and "\0" in value
     ]
     return [
         {"loc": loc, "message": "must not contain NUL characters", "type": "nul"} for loc in found

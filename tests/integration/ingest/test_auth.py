@@ -196,3 +196,25 @@ async def _official_client(url: str, key: str) -> list[str]:
 
     await asyncio.to_thread(send)
     return errors
+
+
+async def test_without_a_key_nothing_else_of_a_request_is_looked_at(
+    keyed: tuple[IngestSettings, dict[str, str]],
+) -> None:
+    settings, _ = keyed
+    too_large = b"[" + b"0," * 300_000 + b"0]"
+    json_type = {"content-type": "application/json"}
+    async with ingest_client(settings) as client:
+        native = [
+            await client.post("/v1/events?x=%00", content=b"{", headers=json_type),
+            await client.post("/v1/events", content=too_large, headers=json_type),
+            await client.post("/v1/events", content=b"{}", headers={"content-type": "text/csv"}),
+        ]
+        segment = [
+            await client.post("/v1/track?x=%00", content=b"{", headers=json_type),
+            await client.post("/v1/batch", content=too_large, headers=json_type),
+        ]
+
+    assert [r.json()["error"] for r in native] == ["missing_api_key"] * 3
+    for response in segment:
+        _segment_error(response, 401, "missing_api_key")
