@@ -10,14 +10,23 @@ scoring model (tier, churn risk, stage, drivers) and read by the alert rules.
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.events import UtcDatetime
+from shared.events import (
+    INT64_MAX,
+    MAX_SEATS,
+    Day,
+    Identifier,
+    MinorUnits,
+    Text200,
+    Text500,
+    UtcDatetime,
+)
 
 
 class Band(StrEnum):
@@ -75,15 +84,15 @@ class AccountFacts(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    name: str | None = None
-    segment: str | None = None
-    plan: str | None = None
-    owner_csm_email: str | None = None
-    owner_csm_slack: str | None = None
-    mrr_minor: int | None = None
+    name: Text500 | None = None
+    segment: Text200 | None = None
+    plan: Text200 | None = None
+    owner_csm_email: Text500 | None = None
+    owner_csm_slack: Text200 | None = None
+    mrr_minor: MinorUnits | None = None
     currency: str | None = None
-    seats: int | None = None
-    renewal_date: date | None = None
+    seats: int | None = Field(None, ge=0, le=MAX_SEATS)
+    renewal_date: Day | None = None
     last_usage_at: datetime | None = None
     paying: bool | None = Field(None, description="An active or past-due paid subscription.")
 
@@ -92,8 +101,8 @@ class ScoreChange(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     schema_version: Literal[1] = 1
-    account_id: str
-    sequence: int = Field(ge=1)
+    account_id: Identifier
+    sequence: int = Field(ge=1, le=INT64_MAX)
     health_score: int = Field(ge=0, le=100)
     band: Band = Field(description="Effective band: a CSM override when one is active.")
     previous_score: int | None = None
