@@ -122,6 +122,7 @@ async def _consume(
     topics = [
         topic_spec(settings, settings.scores_topic, compacted=True),
         topic_spec(settings, settings.alerts_topic),
+        topic_spec(settings, settings.dlq_topic),
     ]
     kafka = readiness.reporter("kafka")
     retry = settings.startup_retry_max_s

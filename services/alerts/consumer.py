@@ -22,11 +22,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.alerts import configuration, engine, metrics, payloads, repository
 from services.alerts.channels import OWNER, Channel, EmailChannel
 from services.alerts.configuration import FileConfig, Setup
-from services.alerts.models import AccountCursor, Alert, AlertEventRow, Delivery
+from services.alerts.models import AccountCursor, Alert, AlertEventRow, AlertsDeadLetter, Delivery
 from services.alerts.models import Silence as SilenceRow
 from services.alerts.settings import AlertsSettings
+from shared import dead_letter_outbox
 from shared.clock import Clock
 from shared.consumer import Records
+from shared.dlq import DeadLetter, processor_name, validation_summary
 from shared.scores import ScoreChange
 
 log = logging.getLogger(__name__)
@@ -79,14 +81,23 @@ class AlertsHandler:
         self._wake_dispatcher = wake_dispatcher
         self._publish = publish
         self._counts = Counts()
+        self._processor = processor_name("alerts")
 
     async def apply(self, session: AsyncSession, records: Records) -> None:
         self._counts = Counts()
         outbox = Outbox()
-        decoded = [(c, r) for r in records if (c := _decode(r)) is not None]
+        now = self._clock()
+        decoded: list[tuple[ScoreChange, ConsumerRecord]] = []
+        unreadable: list[DeadLetter] = []
+        for record in records:
+            change = _decode(record)
+            if isinstance(change, str):
+                unreadable.append(self._dead_letter(record, "unreadable_score_change", change))
+            else:
+                decoded.append((change, record))
+        await dead_letter_outbox.add(session, AlertsDeadLetter, unreadable, now)
         if not decoded:
             return
-        now = self._clock()
         setup = await configuration.load_setup(session, self._files)
         accounts = {change.account_id for change, _ in decoded}
         cursors = await repository.load_cursors(session, accounts)
@@ -121,6 +132,26 @@ class AlertsHandler:
                     session, outbox, setup, rows, decision, change, now, message_at, order
                 )
         await outbox.write(session)
+
+    async def reject(self, session: AsyncSession, record: ConsumerRecord, problem: str) -> None:
+        """A score message whose handling failed: dead-lettered, so its partition moves on."""
+        message = f"alerts failed on this score change: {problem}"
+        letter = self._dead_letter(record, "processing_failed", message)
+        await dead_letter_outbox.add(session, AlertsDeadLetter, [letter], self._clock())
+
+    def _dead_letter(self, record: ConsumerRecord, reason: str, message: str) -> DeadLetter:
+        return DeadLetter.of(
+            record.value or b"",
+            reason=reason,
+            message=message,
+            source=f"kafka:{record.topic}/{record.partition}@{record.offset}",
+            rejected_at=self._clock(),
+            processor=self._processor,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            account_id=record.key.decode(errors="replace") if record.key else None,
+        )
 
     def forget(self) -> None:
         """Nothing is kept between batches: the rule state is read in each one."""
@@ -268,11 +299,13 @@ def _history(stored: list[list[object]] | None) -> engine.HealthHistory:
     return [(datetime.fromisoformat(str(at)), int(str(score))) for at, score in stored or []]
 
 
-def _decode(record: ConsumerRecord) -> ScoreChange | None:
+def _decode(record: ConsumerRecord) -> ScoreChange | str:
+    """The record's score change, or why it is not one of the contract."""
     try:
         return ScoreChange.from_bytes(record.value or b"")
     except ValidationError as exc:
         metrics.SCORES_UNREADABLE.inc()
         where = f"{record.topic}/{record.partition}@{record.offset}"
-        log.error("unreadable score change at %s skipped: %s", where, exc.errors(include_url=False))
-        return None
+        why = validation_summary(exc)
+        log.error("unreadable score change at %s dead-lettered: %s", where, why)
+        return f"not a valid score change of the contract: {why}"

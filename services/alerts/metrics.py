@@ -17,7 +17,12 @@ ALERT_TRANSITIONS = Counter(
 )
 SCORES_UNREADABLE = Counter(
     "vitals_alerts_score_messages_unreadable_total",
-    "Records on the scores topic that are not a valid score change (logged with their offset).",
+    "Records on the scores topic that are not a valid score change; sent to the DLQ.",
+)
+DEAD_LETTERS_PUBLISHED = Counter(
+    "vitals_alerts_dead_letters_published_total",
+    "Dead letters (unusable score messages) sent to the DLQ topic, by reason.",
+    ["reason"],
 )
 SCORES_DUPLICATE = Counter(
     "vitals_alerts_score_messages_duplicate_total",

@@ -23,6 +23,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from services.alerts import sealing
 from services.alerts.channels import open_document, seal_document
 from shared.db import UtcDateTime
+from shared.dead_letter_outbox import DeadLetterOutboxColumns
 from shared.offsets import consumer_offsets_table
 
 
@@ -184,6 +185,13 @@ class AlertEventRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     published_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     ordinal: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class AlertsDeadLetter(DeadLetterOutboxColumns, Base):
+    """Score messages alerts could not use, written with the batch that met them and
+    sent to the dead-letter topic after it committed."""
+
+    __tablename__ = "alerts_dead_letters"
 
 
 consumer_offsets = consumer_offsets_table(Base.metadata, "alerts_consumer_offsets")

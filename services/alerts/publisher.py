@@ -19,7 +19,9 @@ from aiokafka.errors import KafkaError
 from sqlalchemy.exc import SQLAlchemyError
 
 from services.alerts import metrics, repository
+from services.alerts.models import AlertsDeadLetter
 from services.alerts.settings import AlertsSettings
+from shared import dead_letter_outbox
 from shared.db import SessionFactory
 from shared.kafka import BrokerUnavailable, make_producer, send_all, start_with_retry
 
@@ -52,7 +54,8 @@ class EventPublisher:
             while True:
                 self._wake.clear()  # before looking, so a poke during the round is kept
                 try:
-                    more = await self.publish_pending()
+                    events_pending = await self.publish_pending()
+                    more = await self.publish_dead_letters() or events_pending
                 except (BrokerUnavailable, KafkaError, SQLAlchemyError, OSError) as exc:
                     log.warning("alert events not published yet: %s", exc)
                     more = False
@@ -62,6 +65,23 @@ class EventPublisher:
         finally:
             self._producer = None
             await producer.stop()
+
+    async def publish_dead_letters(self) -> bool:
+        """Send one batch of dead letters to the DLQ topic; ``True`` when there may be more."""
+        producer = self._producer
+        if producer is None:
+            return False
+        reasons = await dead_letter_outbox.publish_pending(
+            self._sessions,
+            AlertsDeadLetter,
+            producer,
+            self._settings.dlq_topic,
+            self._clock(),
+            BATCH,
+        )
+        for reason in reasons:
+            metrics.DEAD_LETTERS_PUBLISHED.labels(reason).inc()
+        return len(reasons) == BATCH
 
     async def publish_pending(self) -> bool:
         """Publish one batch; ``True`` when there may be more."""
