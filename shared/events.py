@@ -46,6 +46,15 @@ CONTROL_CHARACTERS = re.compile(r"[\x00-\x1F\x7F-\x9F]")
 PRINTABLE_SCHEMA = {"pattern": r"^[^\x00-\x1F\x7F-\x9F]*$"}
 
 
+MAX_ID_LENGTH = 200
+
+
+def is_storable_id(value: str) -> bool:
+    """Whether ``value`` can be kept as an id (a key in a database): a sender's id that
+    is not is looked up nowhere; the event that carries it is refused by the contract."""
+    return 0 < len(value) <= MAX_ID_LENGTH and not CONTROL_CHARACTERS.search(value)
+
+
 def _printable(value: str) -> str:
     if CONTROL_CHARACTERS.search(value):
         raise ValueError("must not contain control characters")

@@ -7,6 +7,7 @@ from services.ingest.database import transaction
 from services.ingest.stripe_billing import CustomerAccount
 from shared.clock import Clock
 from shared.db import SessionFactory
+from shared.events import is_storable_id
 
 
 class StripeCustomers:
@@ -15,12 +16,15 @@ class StripeCustomers:
         self._clock = clock
 
     async def account(self, customer_id: str | None) -> str | None:
-        if customer_id is None:
+        if customer_id is None or not is_storable_id(customer_id):
             return None
         async with transaction(self._sessions) as session:
             return await repository.account_of_customer(session, customer_id)
 
     async def remember(self, said: CustomerAccount) -> None:
+        ids = [said.customer_id] + ([said.account_id] if said.account_id else [])
+        if not all(is_storable_id(i) for i in ids):
+            return  # the event itself is refused by the contract, with its reason
         async with transaction(self._sessions) as session:
             await repository.save_customer_account(
                 session, said.customer_id, said.account_id, said.as_of, self._clock()

@@ -99,3 +99,23 @@ async def test_a_body_nested_past_the_limit_is_refused_whole_with_a_dead_letter(
     assert "nested deeper than" in response.json()["message"]
     (record,) = await consume(kafka, f"{topics['events_topic']}.dlq", 1)
     assert DeadLetter.from_bytes(record.value).original() == body
+
+
+async def test_a_segment_user_id_vitals_cannot_hold_is_refused_not_retried_forever(
+    ingest: httpx.AsyncClient, kafka: str, topics: dict[str, str]
+) -> None:
+    calls = [
+        {"type": "identify", "userId": "u\x00", "messageId": "m1", "traits": {"role": "admin"}},
+        {"type": "group", "userId": "v\x00", "groupId": "acme", "messageId": "m2"},
+        {"type": "track", "userId": "u2", "event": "Exported", "messageId": "m3"}
+        | {"context": {"groupId": "acme"}},
+    ]
+
+    response = await ingest.post("/v1/batch", json={"batch": calls})
+
+    assert response.status_code == 200, response.text
+    (record,) = await consume(kafka, topics["events_topic"], 1)
+    assert Event.from_bytes(record.value).event_id == "m3"
+    letters = await consume(kafka, f"{topics['events_topic']}.dlq", 2)
+    reasons = {DeadLetter.from_bytes(r.value).reason for r in letters}
+    assert reasons <= {"unknown_account", "invalid_event"}, reasons
