@@ -48,7 +48,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMATHESIS = Path(sys.executable).with_name("st")
 SEED = "20261128"
-EXAMPLES = "15"
+EXAMPLES = "12"
 CHECKS = ",".join(
     [
         "not_a_server_error",
@@ -199,7 +199,8 @@ async def _fuzz(app: FastAPI, runs: list[Run], tmp_path: Path) -> None:
 
 async def _fuzz_running(url: str, runs: list[Run], tmp_path: Path) -> None:
     await wait_for(lambda: _ready(url), 30, "the service to be ready")
-    reports = await asyncio.gather(*(_schemathesis(url, run, tmp_path) for run in runs))
+    # One run at a time: on a 2-core runner, parallel runs starve the tests beside them.
+    reports = [await _schemathesis(url, run, tmp_path) for run in runs]
     for run, (code, report) in zip(runs, reports, strict=True):
         assert code == 0, f"{run.name}:\n{report[-8000:]}"
         assert re.search(r"\d+ generated", report), f"{run.name}: no cases?\n{report[-3000:]}"
@@ -222,7 +223,9 @@ async def _schemathesis(url: str, run: Run, tmp_path: Path) -> tuple[int, str]:
         "--checks",
         CHECKS,
         "--phases",
-        "examples,coverage,fuzzing",
+        # Without a key every answer is a 401: the coverage phase's deterministic
+        # malformed values are what could slip past it, random data adds little.
+        "examples,coverage,fuzzing" if run.keyed else "coverage",
         "--max-examples",
         EXAMPLES,
         "--seed",
@@ -246,5 +249,7 @@ async def _schemathesis(url: str, run: Run, tmp_path: Path) -> tuple[int, str]:
 
 
 def _summary(report: str) -> str:
-    lines = [line.strip() for line in report.splitlines() if re.search(r"generated|passed", line)]
-    return " | ".join(lines[-3:])
+    """Phase times and case counts, e.g. ``Coverage (in 9.1s) | 494 generated, 494 passed``."""
+    pattern = r"\(in [\d.]+s\)|\d+ generated"
+    lines = [line.strip(" ✅❌🚫⏭") for line in report.splitlines() if re.search(pattern, line)]
+    return " | ".join(lines)
