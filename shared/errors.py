@@ -177,8 +177,12 @@ def _document_problems(app: FastAPI) -> None:
         for operations in schema.get("paths", {}).values():
             for operation in operations.values():
                 responses = operation.setdefault("responses", {})
-                if "422" in responses:
-                    responses["422"] = {"description": "Invalid request", "content": problem}
+                if "422" in responses:  # FastAPI's own shape, or a route's description
+                    described = responses["422"].get("description", "Validation Error")
+                    description = (
+                        "Invalid request" if described == "Validation Error" else described
+                    )
+                    responses["422"] = {"description": description, "content": problem}
                 responses["default"] = {"description": DEFAULT_DESCRIPTION, "content": problem}
         for unused in ("HTTPValidationError", "ValidationError"):
             components.pop(unused, None)
