@@ -166,6 +166,7 @@ async def test_a_consumer_that_stops_moving_turns_not_ready_then_not_alive_then_
             return problem if problem.startswith("no progress") else None
 
         stalled = await wait_for(not_ready, 30, "/readyz to say the consumer stalled")
+
         async def not_alive() -> dict[str, str]:
             return readiness.liveness()
 
