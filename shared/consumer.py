@@ -149,7 +149,8 @@ class TransactionalConsumer:
     async def _restart_after(self, exc: Exception) -> None:
         delay = self._backoff.next_delay()
         problem = describe(exc)
-        self._readiness.report("consumer", f"restarting after {problem}")
+        # The error's type only: /readyz is open, and a driver's message can quote data.
+        self._readiness.report("consumer", f"restarting after {type(exc).__name__}")
         metrics.CONSUMER_RESTARTS.labels(self.name).inc()
         log.debug("%s consumer restarting in %.3fs", self.name, delay)
         if is_transient(exc):

@@ -16,7 +16,10 @@ def parse_duration(value: Any) -> Any:
     """``"24h"`` -> ``timedelta(hours=24)``; anything else is left to pydantic."""
     if isinstance(value, str) and (match := PATTERN.match(value)):
         amount, unit = match.groups()
-        return timedelta(**{UNITS[unit]: int(amount)})
+        try:
+            return timedelta(**{UNITS[unit]: int(amount)})
+        except OverflowError:
+            raise ValueError(f"{value!r} is longer than a duration can be") from None
     if isinstance(value, str) and not value.strip().upper().startswith("P"):
         raise ValueError(f"{value!r} is not a duration like 30s, 5m, 24h, 7d or 2w")
     return value

@@ -356,14 +356,14 @@ class RawTopicConsumer:
                 return
             except (KafkaError, OSError) as exc:
                 delay = backoff.next_delay()
-                self._report(f"restarting after {describe(exc)}")
+                self._report(f"restarting after {type(exc).__name__}")
                 self._outage.failed(describe(exc), delay)
                 await asyncio.sleep(delay)
             except Exception as exc:
                 # A fault of ours must not end intake for good: what was not
                 # committed comes again after the restart.
                 delay = backoff.next_delay()
-                self._report(f"restarting after {describe(exc)}")
+                self._report(f"restarting after {type(exc).__name__}")
                 log.error("raw-topic consumer crashed, restarting in %.1fs", delay, exc_info=exc)
                 await asyncio.sleep(delay)
             finally:

@@ -177,11 +177,6 @@ async def test_times_past_year_9999_are_a_422(scoring: Api, alerts: Api) -> None
     assert locs == [["body", "for"], ["body", "until"], ["body", "ends_at"], ["query", "until"]]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="services/alerts/durations.py lets timedelta's OverflowError out of validation "
-    "(a 500); its owner fixes it",
-)
 async def test_a_snooze_for_more_days_than_a_timedelta_holds_is_a_422(
     database: str, topics: dict[str, str], tmp_path: Path
 ) -> None:
