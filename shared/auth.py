@@ -198,7 +198,14 @@ class KeyRing:
         return cls([], "1/second", enabled=False)
 
     @classmethod
-    def from_file(cls, path: Path | None, default_rate: str, environment: str) -> KeyRing:
+    def from_file(
+        cls,
+        path: Path | None,
+        default_rate: str,
+        environment: str,
+        *,
+        unauthenticated_rate: str = UNAUTHENTICATED_RATE,
+    ) -> KeyRing:
         """The keys in ``path``; without a file, auth is off outside production."""
         if path is None:
             if environment == "production":
@@ -208,7 +215,9 @@ class KeyRing:
                 )
             log.warning("VITALS_API_KEYS_FILE is unset: API keys are not checked (%s)", environment)
             return cls.disabled()
-        return cls(load_keys_file(path).keys, default_rate)
+        return cls(
+            load_keys_file(path).keys, default_rate, unauthenticated_rate=unauthenticated_rate
+        )
 
     def check(self, token: str | None, scope: Scope, address: str | None = None) -> ApiKey | None:
         """The key ``token`` is, if it may use ``scope`` now; None when auth is off.

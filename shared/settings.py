@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared.auth import KeyRing, KeysFileError, load_keys_file, parse_rate
+from shared.auth import UNAUTHENTICATED_RATE, KeyRing, KeysFileError, load_keys_file, parse_rate
 
 Environment = Literal["development", "test", "production"]
 
@@ -59,6 +59,10 @@ class VitalsSettings(BaseSettings):
     api_rate_limit: str = Field(
         "1000/second", description="Requests allowed per API key unless its entry says otherwise."
     )
+    api_unauthenticated_rate_limit: str = Field(
+        UNAUTHENTICATED_RATE,
+        description="Requests without a valid key allowed per client address (then 429).",
+    )
 
     @field_validator("api_keys_file")
     @classmethod
@@ -72,7 +76,7 @@ class VitalsSettings(BaseSettings):
                 raise ValueError(str(exc)) from None
         return path
 
-    @field_validator("api_rate_limit")
+    @field_validator("api_rate_limit", "api_unauthenticated_rate_limit")
     @classmethod
     def _rate_is_a_limit(cls, rate: str) -> str:
         parse_rate(rate)
@@ -81,7 +85,12 @@ class VitalsSettings(BaseSettings):
     def keyring(self) -> KeyRing:
         """The API keys to check requests against (auth off without a file, outside
         production)."""
-        return KeyRing.from_file(self.api_keys_file, self.api_rate_limit, self.environment)
+        return KeyRing.from_file(
+            self.api_keys_file,
+            self.api_rate_limit,
+            self.environment,
+            unauthenticated_rate=self.api_unauthenticated_rate_limit,
+        )
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod

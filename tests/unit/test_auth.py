@@ -22,6 +22,7 @@ from shared.auth import (
     KeysFileError,
     Scope,
     authenticate,
+    entry_yaml,
     generate_key,
     install_auth,
     key_in_query,
@@ -253,3 +254,18 @@ def test_keys_in_a_logged_request_line_are_redacted() -> None:
     assert redact_keys(line) == "/v1/accounts?limit=5&api_key=(redacted)&q=(redacted)"
     assert redact_keys(f"/v1/{KEY}") == "/v1/(redacted)"
     assert redact_keys("/v1/accounts?account_id=vk_team_1") == "/v1/accounts?account_id=vk_team_1"
+
+
+def test_the_unauthenticated_rate_comes_from_the_settings(tmp_path: Path) -> None:
+    _, entry = generate_key("pipeline", {Scope.read})
+    keys_file = tmp_path / "keys.yaml"
+    keys_file.write_text("keys:\n" + entry_yaml(entry))
+    settings = VitalsSettings(api_keys_file=keys_file, api_unauthenticated_rate_limit="1/minute")
+    ring = settings.keyring()
+
+    with pytest.raises(AuthFailure) as first:
+        ring.check(None, Scope.read, "10.0.0.9")
+    with pytest.raises(AuthFailure) as second:
+        ring.check(None, Scope.read, "10.0.0.9")
+
+    assert (first.value.status, second.value.status) == (401, 429)
