@@ -135,18 +135,22 @@ class TransactionalConsumer:
         while True:
             self._consumer = self._make_consumer()
             self._assignment_error = None
+            delay = 0.0
             try:
                 await self._start()
                 await self._consume()
             except Exception as exc:
-                await self._restart_after(exc)
+                delay = self._failed(exc)
             finally:
                 self._epochs = {}
                 self._next = {}
                 self._handler.forget()
                 await self._stop()
+            # Out of the group while waiting, so its partitions can move meanwhile.
+            await asyncio.sleep(delay)
 
-    async def _restart_after(self, exc: Exception) -> None:
+    def _failed(self, exc: Exception) -> float:
+        """Report and log a failure once; returns how long to wait before restarting."""
         delay = self._backoff.next_delay()
         problem = describe(exc)
         # The error's type only: /readyz is open, and a driver's message can quote data.
@@ -157,7 +161,7 @@ class TransactionalConsumer:
             self._outage.failed(problem, delay)
         else:  # a fault of ours: logged once with its traceback, then retried
             log.error("%s consumer failed, restarting in %.1fs", self.name, delay, exc_info=exc)
-        await asyncio.sleep(delay)
+        return delay
 
     def _progressed(self) -> None:
         self._last_progress = time.monotonic()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from aiokafka.errors import KafkaError
 from sqlalchemy.exc import (
@@ -66,8 +67,13 @@ class OutageLog:
     ``reminder_s``, and one INFO line when it ends, however often it is retried."""
 
     def __init__(
-        self, logger: logging.Logger, what: str, reminder_s: float = REMINDER_INTERVAL_S
+        self,
+        logger: logging.Logger,
+        what: str,
+        reminder_s: float = REMINDER_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._clock = clock
         self._log = logger
         self._what = what
         self._reminder_s = reminder_s
@@ -80,7 +86,7 @@ class OutageLog:
         return self._since is not None
 
     def failed(self, problem: str, retry_in_s: float) -> None:
-        now = time.monotonic()
+        now = self._clock()
         self._failures += 1
         if self._since is None:
             self._since = self._reminded = now
@@ -100,7 +106,7 @@ class OutageLog:
             self._log.info(
                 "%s recovered after %.0fs and %d failed attempts",
                 self._what,
-                time.monotonic() - self._since,
+                self._clock() - self._since,
                 self._failures,
             )
         self._since = None

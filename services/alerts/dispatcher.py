@@ -33,6 +33,7 @@ from services.alerts.senders import DIGEST, Senders, SendFailed
 from services.alerts.settings import AlertsSettings
 from shared.clock import Clock
 from shared.db import SessionFactory, upsert
+from shared.faults import OutageLog, describe
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class Dispatcher:
         self._senders = Senders(files.policy, settings.alerts_delivery_timeout_s)
         self._slots: dict[str, float] = {}
         self._digested: set[tuple[str, date]] = set()
+        self._outage = OutageLog(log, "dispatcher's database")
         self._gauges_at = 0.0
         self._digests_at = 0.0
 
@@ -82,8 +84,10 @@ class Dispatcher:
                     await self.make_digests()
                 await self._update_gauges()
             except (SQLAlchemyError, OSError) as exc:
-                log.warning("dispatcher cannot reach the database: %s", exc)
+                self._outage.failed(describe(exc), self._settings.alerts_dispatch_interval_s)
                 busy = False
+            else:
+                self._outage.recovered()
             if not busy:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(

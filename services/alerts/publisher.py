@@ -23,6 +23,7 @@ from services.alerts.models import AlertsDeadLetter
 from services.alerts.settings import AlertsSettings
 from shared import dead_letter_outbox
 from shared.db import SessionFactory
+from shared.faults import OutageLog, describe
 from shared.kafka import BrokerUnavailable, make_producer, send_all, start_with_retry
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class EventPublisher:
         self._clock = clock
         self._wake = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
+        self._outage = OutageLog(log, "publishing alert events and dead letters")
 
     def poke(self) -> None:
         self._wake.set()
@@ -57,8 +59,10 @@ class EventPublisher:
                     events_pending = await self.publish_pending()
                     more = await self.publish_dead_letters() or events_pending
                 except (BrokerUnavailable, KafkaError, SQLAlchemyError, OSError) as exc:
-                    log.warning("alert events not published yet: %s", exc)
+                    self._outage.failed(describe(exc), IDLE_INTERVAL_S)
                     more = False
+                else:
+                    self._outage.recovered()
                 if not more:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), IDLE_INTERVAL_S)

@@ -25,6 +25,7 @@ from services.ingest.reasons import Reason
 from services.ingest.schemas import ItemError
 from shared.clock import Clock
 from shared.errors import database_reason
+from shared.faults import OutageLog, describe
 from shared.kafka import BrokerUnavailable
 
 log = logging.getLogger(__name__)
@@ -76,6 +77,8 @@ class Received:
 class HttpIntake:
     def __init__(self, intake: Intake, max_body_bytes: int, clock: Clock) -> None:
         self._intake = intake
+        # Every request meets a broker outage: it is logged once, not once per request.
+        self._broker_outage = OutageLog(log, "publishing events to the broker")
         self._max_body_bytes = max_body_bytes
         self._clock = clock
 
@@ -131,7 +134,10 @@ class HttpIntake:
         try:
             outcome = await self._intake.submit([(i, origin) for i in parsed.items], channel)
         except (BrokerUnavailable, DatabaseUnavailable, InFlight) as exc:
+            if isinstance(exc, BrokerUnavailable):
+                self._broker_outage.failed(describe(exc), float(RETRY_AFTER_BROKER_S))
             return unavailable(exc)
+        self._broker_outage.recovered()
         return Received(parsed, outcome)
 
     async def _refuse_body(
@@ -167,7 +173,6 @@ def unavailable(exc: Exception) -> Refused:
     cause = exc.__cause__ or exc
     if isinstance(exc, BrokerUnavailable):
         error, reason = "broker_unavailable", f"broker unavailable ({type(cause).__name__})"
-        log.warning("events not stored: broker unavailable: %s", exc)
     else:
         error = "database_unavailable"
         reason = f"database {database_reason(cause, 'ingest request')}"

@@ -1,0 +1,60 @@
+"""What counts as transient, and an outage logged once however often it is retried."""
+
+import logging
+
+import pytest
+from aiokafka.errors import KafkaConnectionError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+
+from shared.faults import OutageLog, describe, is_transient
+from shared.kafka import BrokerUnavailable
+from shared.offsets import Fenced
+
+
+def _db(kind: type[Exception]) -> Exception:
+    return kind("INSERT ...", {}, Exception("driver says no"))
+
+
+@pytest.mark.parametrize(
+    ("exc", "transient"),
+    [
+        (KafkaConnectionError(), True),
+        (BrokerUnavailable("no ack"), True),
+        (Fenced(set()), True),
+        (ConnectionResetError(), True),
+        (_db(OperationalError), True),
+        (_db(DataError), False),
+        (_db(IntegrityError), False),
+        (OverflowError("date value out of range"), False),
+        (ValueError("bad"), False),
+    ],
+)
+def test_only_failures_of_what_a_consumer_depends_on_are_transient(
+    exc: Exception, transient: bool
+) -> None:
+    assert is_transient(exc) is transient
+
+
+def test_a_description_is_the_type_and_first_line_bounded() -> None:
+    assert describe(ValueError("first\nsecond")) == "ValueError: first"
+    assert describe(ValueError()) == "ValueError"
+    assert len(describe(ValueError("x" * 2000))) == 500
+
+
+def test_an_outage_is_one_error_a_reminder_a_minute_and_one_info_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, "test.outage")
+    now = [0.0]
+    outage = OutageLog(logging.getLogger("test.outage"), "the thing", clock=lambda: now[0])
+
+    for second in range(0, 150, 2):  # a failure every 2 s for 2.5 minutes
+        now[0] = float(second)
+        outage.failed("down", 2.0)
+    outage.recovered()
+    outage.recovered()  # nothing to say twice
+
+    levels = [record.levelname for record in caplog.records]
+    assert levels == ["ERROR", "WARNING", "WARNING", "INFO"]
+    assert "recovered after 148s and 75 failed attempts" in caplog.records[-1].getMessage()
+    assert not outage.ongoing
