@@ -3,16 +3,28 @@ direct write) are dead-lettered with their reason; the events around them count 
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+from sqlalchemy import func, select
 
-from services.scoring.app import create_app
+from services.scoring.app import MIGRATIONS, create_app
+from services.scoring.models import DeadLetterOutbox
+from shared.db import create_engine
 from shared.dlq import DeadLetter
+from shared.events import Event
+from shared.migrations import upgrade_to_head
 from tests.support.clock import FakeClock
-from tests.support.kafka import consume, produce
+from tests.support.event_strategies import events as generated_events
+from tests.support.infra import create_database, drop_database, unique_topics
+from tests.support.kafka import consume, produce, produce_many
 from tests.support.scoring_builders import usage
-from tests.support.scoring_service import applied, records, settings_for
+from tests.support.scoring_service import applied, records, settings_for, stored_positions
 from tests.support.servers import serve, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
@@ -72,3 +84,76 @@ async def test_events_that_break_the_contract_are_dead_lettered_with_their_reaso
         assert f"{field}:" in letter.message, (field, letter.message)
         assert letter.original() == POISON[field]
     assert ready.status_code == 200, ready.json()
+
+
+async def _generated_records_are_each_handled_once(
+    kafka: str, admin_url: str, documents: list[dict[str, object]]
+) -> None:
+    raws = [raw for d in documents if (raw := _encoded(d)) is not None]
+    database = await create_database(admin_url)
+    try:
+        engine = create_engine(database)
+        await upgrade_to_head(engine, MIGRATIONS)
+        await engine.dispose()
+        topics = unique_topics()
+        settings = settings_for(kafka, database, topics)
+        sentinel = usage(account_id="sentinel", event_id="sentinel")
+        records = [(b"generated", raw) for raw in raws] + [(b"sentinel", sentinel.to_bytes())]
+        async with (
+            serve(create_app(settings, FakeClock())) as url,
+            httpx.AsyncClient(base_url=url) as api,
+        ):
+            await produce_many(kafka, topics["events_topic"], records)
+            await wait_for(applied(api, "sentinel", 1), 60, "the sentinel after the records")
+
+            async def all_consumed() -> bool:
+                return await stored_positions(database) == len(records)
+
+            await wait_for(all_consumed, 30, "every record consumed")
+            ready = await api.get("/readyz")
+            unreadable = await _dead_letter_count(database, "unreadable_event")
+    finally:
+        await drop_database(admin_url, database)
+
+    assert ready.status_code == 200, ready.json()
+    assert unreadable == sum(1 for raw in raws if not _is_event(raw))
+
+
+def _is_event(raw: bytes) -> bool:
+    try:
+        Event.from_bytes(raw)
+    except ValidationError:
+        return False
+    return True
+
+
+async def _dead_letter_count(database: str, reason: str) -> int:
+    engine = create_engine(database)
+    try:
+        async with engine.connect() as connection:
+            query = select(func.count()).where(DeadLetterOutbox.reason == reason)
+            return int(await connection.scalar(query) or 0)
+    finally:
+        await engine.dispose()
+
+
+def _encoded(document: dict[str, object]) -> bytes | None:
+    try:
+        return orjson.dumps(document)
+    except TypeError:  # an integer past 64 bits: no JSON producer writes it like this
+        return None
+
+
+@settings(
+    max_examples=2,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(st.lists(generated_events, min_size=30, max_size=30))
+def test_generated_records_on_the_events_topic_never_stop_scoring(
+    kafka: str, postgres_admin: str, documents: list[dict[str, object]]
+) -> None:
+    # Each example runs a scoring service of its own, on a database and topics of its own.
+    asyncio.run(_generated_records_are_each_handled_once(kafka, postgres_admin, documents))
