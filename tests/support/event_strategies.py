@@ -22,11 +22,13 @@ times = st.sampled_from(
 )
 integers = st.sampled_from([-(2**63) - 1, -1, 0, 1, 2**31, 2**63 - 1, 2**63, 2**64 - 1, 10**16])
 scalars = st.none() | st.booleans() | integers | st.floats(allow_nan=False) | texts | times
-json_values = st.recursive(
-    scalars,
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(texts, children, max_size=3),
-    max_leaves=12,
-)
+
+
+def _containers(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.lists(children, max_size=3) | st.dictionaries(texts, children, max_size=3)
+
+
+json_values = st.recursive(scalars, _containers, max_leaves=12)
 FIELDS = [
     "event_id",
     "account_id",
