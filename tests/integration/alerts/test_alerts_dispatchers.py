@@ -150,7 +150,9 @@ async def test_a_receiver_that_cannot_be_reached_is_probed_not_hammered(
     assert 1 <= len(tried) <= PARALLEL_PER_CHANNEL and len(tried) + len(held) == CLAIM_BATCH
     assert channel is not None and channel.paused_until is not None
     assert channel.paused_until <= start + timedelta(seconds=60)
-    assert {row.next_attempt_at for row in held} == {channel.paused_until}
+    # Attempts run in parallel: a later failure may push the pause past what the rows
+    # held before it were given, never the other way round.
+    assert all(start < row.next_attempt_at <= channel.paused_until for row in held)
     assert all(row.status == "pending" and row.last_error == UNREACHABLE for row in tried)
     assert sum(row.attempts for row in second) <= 2 * PARALLEL_PER_CHANNEL
 
