@@ -60,6 +60,8 @@ def configure_logging(level: str, service: str) -> None:
     root.setLevel(level)
     # aiokafka logs every reconnect attempt at ERROR; our own retry loop reports those.
     logging.getLogger("aiokafka").setLevel(max(logging.getLevelName(level), logging.WARNING))
+    # Every /readyz reads the schema version, and alembic says two INFO lines each time.
+    logging.getLogger("alembic.runtime.migration").setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True

@@ -1,5 +1,6 @@
 import gzip
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import orjson
@@ -11,6 +12,7 @@ from shared.events import Event
 from tests.support.events import native_usage_json
 from tests.support.ingest_apps import ingest_client, ingest_test_settings, is_ready, migrated
 from tests.support.kafka import consume
+from tests.support.own_broker import OwnBroker
 from tests.support.servers import TcpRelay, serve, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
@@ -169,6 +171,33 @@ async def test_without_a_broker_it_answers_503_then_recovers_by_itself(
     assert refused.status_code == 503
     assert refused.json()["error"] == "broker_unavailable"
     assert refused.headers["retry-after"] == "5"
+    assert accepted.status_code == 202, accepted.text
+
+
+async def test_after_a_failed_publish_it_turns_ready_again_without_another_request(
+    topics: dict[str, str], ingest_db: str, tmp_path: Path
+) -> None:
+    broker = OwnBroker(tmp_path)
+    await broker.start()
+    settings = ingest_test_settings(
+        kafka=broker.bootstrap, topics=topics, database=ingest_db, ingest_publish_timeout_s=2.0
+    )
+    try:
+        async with serve(create_app(settings)) as url, httpx.AsyncClient(base_url=url) as client:
+            await wait_for(lambda: is_ready(client), 60, "ingest to connect")
+            await broker.stop()
+            refused = await client.post("/v1/events", json=native_usage_json())
+            not_ready = (await client.get("/readyz")).json()["checks"]
+            await broker.start()
+            # A balancer sends no traffic to a replica that is not ready: it must find
+            # the broker again by itself.
+            await wait_for(lambda: is_ready(client), 60, "ingest to be ready again")
+            accepted = await client.post("/v1/events", json=native_usage_json())
+    finally:
+        await broker.stop()
+
+    assert refused.status_code == 503
+    assert not_ready["publishing"] == "last publish failed: TimeoutError", not_ready
     assert accepted.status_code == 202, accepted.text
 
 
