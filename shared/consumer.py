@@ -99,6 +99,7 @@ class TransactionalConsumer:
         periodic: PeriodicWork | None = None,
         stalled_after_s: float = 120.0,
         stuck_after_s: float = 600.0,
+        broker_silent_after_s: float = 30.0,
     ) -> None:
         self.name = name
         self.topic = topic
@@ -127,7 +128,9 @@ class TransactionalConsumer:
         self._stalled_after_s = stalled_after_s
         self._stuck_after_s = stuck_after_s
         self._last_progress = time.monotonic()
+        self._broker_silent_after_s = broker_silent_after_s
         readiness.add_probe("progress", self._progress_problem)
+        readiness.add_probe("broker", self._broker_problem)
         readiness.add_liveness(name, self._stuck_problem)
 
     async def run(self) -> None:
@@ -317,6 +320,24 @@ class TransactionalConsumer:
         if stalled is None or stalled[0] < self._stalled_after_s:
             return None
         return f"no progress for {stalled[0]:.0f}s with {stalled[1]} records waiting"
+
+    async def _broker_problem(self) -> str | None:
+        """Whether the broker has stopped answering fetches. The client retries by
+        itself and nothing falls behind while it is away, so without this check an
+        outage would look healthy. Not judged while a batch is applied: partitions
+        whose records wait to be applied are not fetched meanwhile."""
+        consumer = self._consumer
+        if consumer is None or self._batch_lock.locked():
+            return None
+        owned = consumer.assignment()
+        polls = [consumer.last_poll_timestamp(tp) for tp in owned]
+        answered = [p for p in polls if p is not None]
+        if not answered:
+            return None  # nothing fetched yet
+        silent_s = time.time() - max(answered) / 1000
+        if silent_s < self._broker_silent_after_s:
+            return None
+        return f"no answer from the broker for {silent_s:.0f}s"
 
     def _stuck_problem(self) -> str | None:
         stalled = self._stalled_for()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from aiokafka import ConsumerRecord
@@ -20,6 +21,7 @@ from shared.kafka import ensure_topics, make_consumer, topic_spec
 from shared.offsets import consumer_offsets_table
 from shared.settings import VitalsSettings
 from tests.support.kafka import produce_many
+from tests.support.own_broker import OwnBroker
 from tests.support.servers import wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
@@ -91,7 +93,12 @@ async def _topic_with(kafka: str, topic: str, values: list[bytes]) -> None:
 
 
 def _consumer(
-    kafka: str, topic: str, engine: AsyncEngine, handler: TextHandler, readiness: Readiness
+    kafka: str,
+    topic: str,
+    engine: AsyncEngine,
+    handler: TextHandler,
+    readiness: Readiness,
+    broker_silent_after_s: float = 30.0,
 ) -> TransactionalConsumer:
     settings = _settings(kafka)
     return TransactionalConsumer(
@@ -107,6 +114,7 @@ def _consumer(
         retry_max_s=1.0,
         stalled_after_s=0.5,
         stuck_after_s=1.5,
+        broker_silent_after_s=broker_silent_after_s,
     )
 
 
@@ -181,3 +189,39 @@ async def test_a_consumer_that_stops_moving_turns_not_ready_then_not_alive_then_
 
     assert "records waiting" in stalled
     assert "restart the process" in stuck["poison-test"]
+
+
+async def test_a_consumer_whose_broker_stops_answering_is_not_ready_until_it_is_back(
+    engine: AsyncEngine, topics: dict[str, str], tmp_path: Path
+) -> None:
+    broker = OwnBroker(tmp_path)
+    await broker.start()
+    try:
+        topic = topics["events_topic"]
+        await _topic_with(broker.bootstrap, topic, [b"first"])
+        readiness = Readiness("consumer")
+        consumer = _consumer(broker.bootstrap, topic, engine, TextHandler(), readiness, 2.0)
+
+        async def ready() -> bool:
+            return set((await readiness.evaluate()).values()) == {"ok"}
+
+        async with running(consumer.run(), "poison-test", readiness):
+            await wait_for(lambda: _applied(engine, 1), 60, "the first record")
+            await wait_for(ready, 30, "the consumer to be ready")
+            await broker.stop()
+
+            async def broker_silent() -> str | None:
+                problem = (await readiness.evaluate())["broker"]
+                return problem if problem.startswith("no answer from the broker") else None
+
+            silent = await wait_for(broker_silent, 30, "/readyz to say the broker is silent")
+            await broker.start()
+            await wait_for(ready, 90, "the consumer to be ready again")
+    finally:
+        await broker.stop()
+
+    assert silent.endswith("s")
+
+
+async def _applied(engine: AsyncEngine, count: int) -> bool:
+    return await _count(engine, applied_rows) == count
