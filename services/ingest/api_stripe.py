@@ -25,6 +25,7 @@ from services.ingest.stripe_billing import (
     CUSTOMER_TYPES,
     EVENT_TYPES,
     customer_account,
+    customer_link,
     customer_of,
     map_stripe_event,
     read_stripe_event,
@@ -97,6 +98,8 @@ def add_stripe_routes(app: FastAPI, http: HttpIntake, customers: StripeCustomers
                 await customers.remember(said)
                 return Parsed([], batch=False)
             known = await customers.account(customer_of(event))
+            if (link := customer_link(event, accounts)) is not None and link.account_id != known:
+                await customers.remember(link)
             item = map_stripe_event(event, accounts, known, received_at, limits)
             return Parsed([item], batch=False)
 

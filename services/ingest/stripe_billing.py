@@ -122,6 +122,21 @@ def customer_account(event: StripeEvent, accounts: StripeAccounts) -> CustomerAc
     return CustomerAccount(customer, account, event.created)
 
 
+def customer_link(event: StripeEvent, accounts: StripeAccounts) -> CustomerAccount | None:
+    """For any other event: the customer -> account link its object carries (the
+    object's, its subscription's or its expanded customer's metadata), so that later
+    objects that name only the customer (invoices, charges) reach the account even when
+    ``customer.*`` events are not subscribed. A configured mapping needs no learning."""
+    customer = _customer_id(event.object)
+    if customer is None or event.created is None or customer in accounts.mapping:
+        return None
+    for _, metadata in _metadata_sources(event.object):
+        account = _text(metadata.get(accounts.metadata_key))
+        if account is not None:
+            return CustomerAccount(customer, account, event.created)
+    return None
+
+
 def customer_of(event: StripeEvent) -> str | None:
     return _customer_id(event.object)
 

@@ -153,3 +153,25 @@ async def _refused_count(client: httpx.AsyncClient, reason: str) -> float:
     line = f'vitals_ingest_requests_rejected_total{{reason="{reason}"}} '
     values = [float(m.removeprefix(line)) for m in metrics.splitlines() if m.startswith(line)]
     return values[0] if values else 0.0
+
+
+async def test_an_invoice_naming_only_its_customer_reaches_the_account_its_subscription_named(
+    settings: IngestSettings, kafka: str, topics: dict[str, str]
+) -> None:
+    subscribed = stripe_event(
+        "customer.subscription.created",
+        subscription(customer="cus_sub", metadata={"vitals_account_id": "initech"}),
+        event_id="evt_sub",
+    )
+    failed = stripe_event("invoice.payment_failed", invoice(customer="cus_sub"), event_id="evt_in")
+    async with ingest_client(settings) as client:
+        answers = [await _post(client, subscribed)]
+    async with ingest_client(settings) as client:  # the link outlives a restart
+        answers.append(await _post(client, failed))
+
+    assert [a.status_code for a in answers] == [200, 200]
+    records = await consume(kafka, topics["events_topic"], 2)
+    events = {e.event_id: e for e in (Event.from_bytes(r.value) for r in records)}
+    assert events["evt_sub"].account_id == "initech"
+    assert events["evt_in"].account_id == "initech"
+    assert events["evt_in"].properties["account_from"] == "customer_metadata"

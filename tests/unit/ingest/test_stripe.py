@@ -12,6 +12,7 @@ from services.ingest.stripe_billing import (
     CustomerAccount,
     StripeAccounts,
     customer_account,
+    customer_link,
     map_stripe_event,
     monthly_amount,
     read_stripe_event,
@@ -291,3 +292,44 @@ def test_a_signature_older_than_the_tolerance_or_of_another_body_is_refused() ->
         verify_stripe_signature(body + b" ", signature_header(body, SECRET), [SECRET], 300)
     with pytest.raises(InvalidSignature, match="not UTF-8"):
         verify_stripe_signature(b"\xff", signature_header(body, SECRET), [SECRET], 300)
+
+
+@pytest.mark.parametrize(
+    ("event_type", "obj"),
+    [
+        (
+            "customer.subscription.updated",
+            subscription(customer="cus_9", metadata={"vitals_account_id": "initech"}),
+        ),
+        ("invoice.paid", invoice(customer="cus_9", metadata={"vitals_account_id": "initech"})),
+        (
+            "invoice.paid",
+            invoice(
+                customer="cus_9",
+                subscription_details={"metadata": {"vitals_account_id": "initech"}},
+            ),
+        ),
+    ],
+)
+def test_any_object_naming_both_customer_and_account_teaches_the_link(
+    event_type: str, obj: dict[str, Any]
+) -> None:
+    event = read_stripe_event(stripe_event(event_type, obj))
+
+    link = customer_link(event, ACCOUNTS)
+
+    assert link == CustomerAccount("cus_9", "initech", datetime.fromtimestamp(CREATED, UTC))
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        invoice(customer="cus_9"),  # no account named
+        invoice(customer="cus_mapped", metadata={"vitals_account_id": "x"}),  # configured
+        {"id": "ch_1", "object": "charge", "metadata": {"vitals_account_id": "x"}},  # no customer
+    ],
+)
+def test_no_link_is_learned_without_both_or_for_a_configured_customer(obj: dict[str, Any]) -> None:
+    event = read_stripe_event(stripe_event("invoice.paid", obj))
+
+    assert customer_link(event, ACCOUNTS) is None
