@@ -100,8 +100,8 @@ def add_stripe_routes(app: FastAPI, http: HttpIntake, customers: StripeCustomers
             known = await customers.account(customer_of(event))
             if (link := customer_link(event, accounts)) is not None and link.account_id != known:
                 await customers.remember(link)
-            item = map_stripe_event(event, accounts, known, received_at, limits)
-            return Parsed([item], batch=False)
+            items = map_stripe_event(event, accounts, known, received_at, limits)
+            return Parsed(items, batch=False)
 
         received = await http.receive(
             request, channel=CHANNEL, media_types=(JSON,), parse=parse, sender_known_in_parse=True

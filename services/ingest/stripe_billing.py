@@ -147,20 +147,22 @@ def map_stripe_event(
     known_account: str | None,
     received_at: datetime,
     limits: Limits,
-) -> Item:
+) -> list[Item]:
     """A Stripe event to a billing event, or why not. ``known_account`` is the account
-    the customer's metadata gave in an earlier ``customer.*`` event, if any."""
+    the customer's metadata gave in an earlier ``customer.*`` event, if any.
+
+    An amount without a currency cannot be kept, but the rest of the object can (a
+    subscription's status, seats and renewal; an invoice's payment outcome): the event
+    keeps it, and a second item dead-letters the amounts it had to leave out."""
     body, event_type = event.body, event.type
     if event_type not in EVENT_TYPES:
         message = f"Stripe event type {event_type!r} is not mapped; map: {', '.join(EVENT_TYPES)}"
-        return Rejection(Reason.unsupported_type, message, body, event_id=event.id)
+        return [Rejection(Reason.unsupported_type, message, body, event_id=event.id)]
     if not event.object:
         message = "the Stripe event has no data.object"
-        return Rejection(Reason.invalid_event, message, body, event_id=event.id)
-    try:
-        billing = BILLING[_family(event_type)](event.object, event_type)
-    except ValueError as exc:
-        return Rejection(Reason.invalid_event, str(exc), body, event_id=event.id)
+        return [Rejection(Reason.invalid_event, message, body, event_id=event.id)]
+    billing = BILLING[_family(event_type)](event.object, event_type)
+    dropped = _amounts_without_currency(billing)
     account, resolved_by = resolve_account(event.object, accounts, known_account)
     fields = {
         "event_id": event.id,
@@ -171,7 +173,20 @@ def map_stripe_event(
         "billing": billing,
         "properties": _properties(event, resolved_by),
     }
-    return to_event(fields, body, received_at, limits)
+    item = to_event(fields, body, received_at, limits)
+    if not dropped or isinstance(item, Rejection):
+        return [item]
+    amounts = ", ".join(f"{name} {value}" for name, value in dropped.items())
+    message = f"left out of the event, for want of a currency: {amounts}"
+    return [item, Rejection(Reason.invalid_event, message, body, (), account, event.id)]
+
+
+def _amounts_without_currency(billing: dict[str, Any]) -> dict[str, int]:
+    """Take out of ``billing`` the amounts it cannot keep without a currency."""
+    if billing.get("currency") is not None:
+        return {}
+    names = ("amount_minor", "mrr_minor")
+    return {name: billing.pop(name) for name in names if billing.get(name) is not None}
 
 
 def resolve_account(
@@ -225,7 +240,7 @@ def _subscription(sub: Mapping[str, Any], event_type: str) -> dict[str, Any]:
     return {
         "subscription_status": status,
         "mrr_minor": mrr,
-        "currency": currency if mrr is not None else None,
+        "currency": currency,
         "seats": _seats(licensed, sub) if complete else None,
         "plan": _plan(licensed, sub),
         "renewal_date": _date(_period_end(sub, items)),
@@ -251,11 +266,7 @@ def _charge(obj: Mapping[str, Any], event_type: str) -> dict[str, Any]:
 
 
 def _payment(amount: Any, currency: Any, outcome: PaymentOutcome) -> dict[str, Any]:
-    minor = _int(amount)
-    code = _currency(currency)
-    if minor is not None and code is None:
-        raise ValueError(f"an amount of {minor} without a currency")
-    return {"amount_minor": minor, "currency": code, "payment": outcome}
+    return {"amount_minor": _int(amount), "currency": _currency(currency), "payment": outcome}
 
 
 BILLING: dict[str, Callable[[Mapping[str, Any], str], dict[str, Any]]] = {

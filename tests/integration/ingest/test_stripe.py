@@ -175,3 +175,24 @@ async def test_an_invoice_naming_only_its_customer_reaches_the_account_its_subsc
     assert events["evt_sub"].account_id == "initech"
     assert events["evt_in"].account_id == "initech"
     assert events["evt_in"].properties["account_from"] == "customer_metadata"
+
+
+async def test_a_failed_payment_without_a_currency_still_lands_and_its_amount_is_dead_lettered(
+    settings: IngestSettings, kafka: str, topics: dict[str, str]
+) -> None:
+    body = stripe_event(
+        "invoice.payment_failed", invoice(customer="cus_globex", currency=None), event_id="evt_nc"
+    )
+    async with ingest_client(settings) as client:
+        answer = await _post(client, body)
+
+    assert answer.status_code == 200, answer.text
+    assert (answer.json()["accepted"], answer.json()["rejected"]) == (1, 1)
+    (record,) = await consume(kafka, topics["events_topic"], 1)
+    event = Event.from_bytes(record.value)
+    assert event.account_id == "globex"
+    assert event.billing is not None and event.billing.payment is PaymentOutcome.failed
+    (letter,) = await consume(kafka, f"{topics['events_topic']}.dlq", 1)
+    dead = DeadLetter.from_bytes(letter.value)
+    assert (dead.reason, dead.event_id, dead.account_id) == ("invalid_event", "evt_nc", "globex")
+    assert "amount_minor 12000" in dead.message

@@ -34,8 +34,13 @@ ACCOUNTS = StripeAccounts(metadata_key="vitals_account_id", mapping={"cus_mapped
 SECRET = "whsec_current"
 
 
-def _item(body: bytes, known: str | None = None) -> Event | Rejection:
+def _items(body: bytes, known: str | None = None) -> list[Event | Rejection]:
     return map_stripe_event(read_stripe_event(body), ACCOUNTS, known, NOW, Limits())
+
+
+def _item(body: bytes, known: str | None = None) -> Event | Rejection:
+    (item,) = _items(body, known)
+    return item
 
 
 def _map(event_type: str, obj: dict[str, Any], known: str | None = None) -> Event:
@@ -225,12 +230,36 @@ def test_customer_events_tell_the_account_in_metadata_which_then_decides() -> No
 def test_unmapped_types_and_unusable_objects_are_rejected_with_the_event_id() -> None:
     unmapped = _item(stripe_event("payment_intent.created", {"id": "pi_1"}))
     empty = _item(stripe_event("invoice.paid", {}))
-    no_currency = _item(stripe_event("invoice.paid", invoice(currency=None)))
 
     assert isinstance(unmapped, Rejection) and unmapped.reason is Reason.unsupported_type
     assert isinstance(empty, Rejection) and empty.reason is Reason.invalid_event
-    assert isinstance(no_currency, Rejection) and no_currency.reason is Reason.invalid_event
-    assert {unmapped.event_id, empty.event_id, no_currency.event_id} == {"evt_1"}
+    assert {unmapped.event_id, empty.event_id} == {"evt_1"}
+
+
+def test_a_failed_payment_without_a_currency_keeps_its_outcome_and_dead_letters_the_amount() -> (
+    None
+):
+    event, dropped = _items(stripe_event("invoice.payment_failed", invoice(currency=None)))
+
+    assert isinstance(event, Event) and event.billing is not None
+    assert event.billing.payment is PaymentOutcome.failed
+    assert (event.billing.amount_minor, event.billing.currency) == (None, None)
+    assert isinstance(dropped, Rejection) and dropped.reason is Reason.invalid_event
+    assert dropped.message == "left out of the event, for want of a currency: amount_minor 12000"
+    assert (dropped.event_id, dropped.account_id) == ("evt_1", "cus_1")
+
+
+def test_a_subscription_without_a_currency_keeps_status_seats_and_renewal() -> None:
+    sub = subscription(currency=None, items=[(price(currency=""), 12)], cancel_at_period_end=True)
+
+    event, dropped = _items(stripe_event("customer.subscription.updated", sub))
+
+    assert isinstance(event, Event) and event.billing is not None
+    billing = event.billing
+    assert (billing.subscription_status, billing.seats) == (SubscriptionStatus.active, 12)
+    assert billing.renewal_date is not None and billing.cancel_at_period_end is True
+    assert billing.mrr_minor is None
+    assert isinstance(dropped, Rejection) and "mrr_minor 60000" in dropped.message
 
 
 @pytest.mark.parametrize("body", [b"[]", b'{"type": "invoice.paid"}', b"{"])
