@@ -16,10 +16,10 @@ from services.alerts.settings import AlertsSettings
 from services.ingest.settings import IngestSettings
 from services.scoring.settings import ScoringSettings
 from shared.auth import Scope, entry_yaml, generate_key, parse_rate
-from shared.db import create_engine, redact_url
+from shared.db import redact_url
 from shared.events import event_json_schema
 from shared.logging import configure_logging
-from shared.migrations import MigrationSet, upgrade_to_head
+from shared.migrations import MigrationSet, upgrade_database
 from shared.settings import VitalsSettings
 
 app = typer.Typer(help="Vitals: customer-health scoring.", no_args_is_help=True)
@@ -100,16 +100,8 @@ def migrate(
     targets = [service] if service else list(Service)
     for target in targets:
         url, migrations = _database(target)
-        asyncio.run(_upgrade(url, migrations))
+        asyncio.run(upgrade_database(url, migrations))
         typer.echo(f"{target.value}: {redact_url(url)} is at {migrations.head()}")
-
-
-async def _upgrade(url: str, migrations: MigrationSet) -> None:
-    engine = create_engine(url)
-    try:
-        await upgrade_to_head(engine, migrations)
-    finally:
-        await engine.dispose()
 
 
 def _database(service: Service) -> tuple[str, MigrationSet]:

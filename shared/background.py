@@ -8,7 +8,7 @@ import logging
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
-from shared.faults import describe
+from shared.errors import describe
 from shared.health import Readiness
 
 log = logging.getLogger(__name__)

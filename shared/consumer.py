@@ -38,7 +38,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import metrics
 from shared.db import SessionFactory
-from shared.faults import OutageLog, describe, is_transient
+from shared.errors import describe
+from shared.faults import Restarts, is_transient
 from shared.health import Readiness
 from shared.kafka import RebalanceListener, start_with_retry
 from shared.offsets import (
@@ -49,7 +50,6 @@ from shared.offsets import (
     load_offsets,
     save_offsets,
 )
-from shared.retry import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -123,8 +123,9 @@ class TransactionalConsumer:
         self._next: dict[TopicPartition, int] = {}
         # Backoff grows across restarts until a batch commits again: a database that
         # stays away is not met with a rejoin every half second.
-        self._backoff = Backoff(max_delay_s=retry_max_s)
-        self._outage = OutageLog(log, f"{name} consumer")
+        self._restarts = Restarts(
+            log, f"{name} consumer", readiness.reporter("consumer"), retry_max_s
+        )
         self._stalled_after_s = stalled_after_s
         self._stuck_after_s = stuck_after_s
         self._last_progress = time.monotonic()
@@ -143,7 +144,8 @@ class TransactionalConsumer:
                 await self._start()
                 await self._consume()
             except Exception as exc:
-                delay = self._failed(exc)
+                metrics.CONSUMER_RESTARTS.labels(self.name).inc()
+                delay = self._restarts.failed(exc)
             finally:
                 self._epochs = {}
                 self._next = {}
@@ -152,24 +154,9 @@ class TransactionalConsumer:
             # Out of the group while waiting, so its partitions can move meanwhile.
             await asyncio.sleep(delay)
 
-    def _failed(self, exc: Exception) -> float:
-        """Report and log a failure once; returns how long to wait before restarting."""
-        delay = self._backoff.next_delay()
-        problem = describe(exc)
-        # The error's type only: /readyz is open, and a driver's message can quote data.
-        self._readiness.report("consumer", f"restarting after {type(exc).__name__}")
-        metrics.CONSUMER_RESTARTS.labels(self.name).inc()
-        log.debug("%s consumer restarting in %.3fs", self.name, delay)
-        if is_transient(exc):
-            self._outage.failed(problem, delay)
-        else:  # a fault of ours: logged once with its traceback, then retried
-            log.error("%s consumer failed, restarting in %.1fs", self.name, delay, exc_info=exc)
-        return delay
-
     def _progressed(self) -> None:
         self._last_progress = time.monotonic()
-        self._backoff.reset()
-        self._outage.recovered()
+        self._restarts.recovered()
 
     async def _start(self) -> None:
         consumer = self._consumer
@@ -305,19 +292,20 @@ class TransactionalConsumer:
             total += lag
         return total
 
-    def _stalled_for(self) -> tuple[float, int] | None:
-        """How long the consumer has waited without progress and how far behind it
-        is, while records are waiting; None when it is caught up or moving."""
+    def _stalled_past(self, limit_s: float) -> tuple[float, int] | None:
+        """How long the consumer has waited without progress and how many records wait,
+        once that is ``limit_s`` or more; None while it is caught up or moving."""
         consumer = self._consumer
         if consumer is None:
             return None
-        behind = self._record_lag(consumer)
         idle = time.monotonic() - self._last_progress
+        if idle < limit_s:
+            return None
+        behind = self._record_lag(consumer)
         return (idle, behind) if behind else None
 
     async def _progress_problem(self) -> str | None:
-        stalled = self._stalled_for()
-        if stalled is None or stalled[0] < self._stalled_after_s:
+        if (stalled := self._stalled_past(self._stalled_after_s)) is None:
             return None
         return f"no progress for {stalled[0]:.0f}s with {stalled[1]} records waiting"
 
@@ -340,8 +328,7 @@ class TransactionalConsumer:
         return f"no answer from the broker for {silent_s:.0f}s"
 
     def _stuck_problem(self) -> str | None:
-        stalled = self._stalled_for()
-        if stalled is None or stalled[0] < self._stuck_after_s:
+        if (stalled := self._stalled_past(self._stuck_after_s)) is None:
             return None
         return f"{self.name} consumer made no progress for {stalled[0]:.0f}s: restart the process"
 

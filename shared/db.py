@@ -13,9 +13,11 @@ from typing import Any
 import orjson
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     DateTime,
     Dialect,
+    Integer,
     Table,
     Text,
     TextClause,
@@ -37,6 +39,8 @@ from sqlalchemy.ext.asyncio import (
 from shared.errors import database_reason
 
 SessionFactory = async_sessionmaker[AsyncSession]
+BIG_ID = BigInteger().with_variant(Integer, "sqlite")
+"""A 64-bit autoincrementing key; SQLite autoincrements only its INTEGER primary keys."""
 
 
 def _json_text(value: Any) -> str:

@@ -14,11 +14,10 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaProducer
+from prometheus_client import Counter
 from sqlalchemy import (
     JSON,
-    BigInteger,
     Index,
-    Integer,
     String,
     Table,
     inspect,
@@ -29,11 +28,10 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
-from shared.db import SessionFactory, UtcDateTime, upsert
+from shared.db import BIG_ID, SessionFactory, UtcDateTime, upsert
 from shared.dlq import DeadLetter
 from shared.kafka import send_all
 
-BIG_ID = BigInteger().with_variant(Integer, "sqlite")
 UNPUBLISHED = text("published_at IS NULL")
 
 
@@ -94,9 +92,11 @@ async def publish_pending(
     topic: str,
     now: datetime,
     limit: int,
-) -> list[str]:
-    """Send up to ``limit`` unsent dead letters, oldest first; their reasons (empty when
-    there was nothing to send). Rows are locked until sent, one sender at a time."""
+    published: Counter,
+) -> bool:
+    """Send up to ``limit`` unsent dead letters, oldest first, counting each in
+    ``published`` by reason; True when there may be more. Rows are locked until sent,
+    one sender at a time."""
     async with sessions() as session, session.begin():
         pending: Sequence[DeadLetterOutboxColumns] = (
             await session.scalars(
@@ -108,9 +108,11 @@ async def publish_pending(
             )
         ).all()
         if not pending:
-            return []
+            return False
         records = [(row.key.encode(), orjson.dumps(row.message)) for row in pending]
         await send_all(producer, topic, records)
         ids = [row.id for row in pending]
         await session.execute(update(model).where(model.id.in_(ids)).values(published_at=now))
-    return [row.reason for row in pending]
+    for row in pending:
+        published.labels(row.reason).inc()
+    return len(pending) == limit

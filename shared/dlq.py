@@ -10,17 +10,23 @@ re-post the originals in order.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable
+import logging
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
-from typing import Literal
+from typing import Literal, TypeVar
 
 import orjson
+from aiokafka import ConsumerRecord
+from prometheus_client import Counter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.events import CONTROL_CHARACTERS, UtcDatetime
 
+log = logging.getLogger(__name__)
+
 MAX_ORIGINAL_BYTES = 64 * 1024
+T = TypeVar("T")
 
 
 def processor_name(service: str) -> str:
@@ -82,6 +88,35 @@ class DeadLetter(BaseModel):
             truncated=len(kept) < len(original),
         )
 
+    @classmethod
+    def of_record(
+        cls,
+        record: ConsumerRecord,
+        *,
+        reason: str,
+        message: str,
+        rejected_at: datetime,
+        processor: str,
+        account_id: str | None = None,
+        event_id: str | None = None,
+    ) -> DeadLetter:
+        """A consumed record's dead letter; the account is the record's key unless given."""
+        if account_id is None and record.key:
+            account_id = record.key.decode(errors="replace")
+        return cls.of(
+            record.value or b"",
+            reason=reason,
+            message=message,
+            source=f"kafka:{record.topic}/{record.partition}@{record.offset}",
+            rejected_at=rejected_at,
+            processor=processor,
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            account_id=account_id,
+            event_id=event_id,
+        )
+
     def original(self) -> bytes:
         return base64.b64decode(self.original_b64)
 
@@ -110,6 +145,23 @@ def validation_summary(exc: ValidationError, most: int = 5) -> str:
     ]
     more = f" (and {len(errors) - most} more)" if len(errors) > most else ""
     return "; ".join(parts) + more
+
+
+def decode_record(
+    record: ConsumerRecord, parse: Callable[[bytes], T], what: str, unreadable: Counter
+) -> T | str:
+    """``parse`` of a consumed record's value, or why it is not a valid ``what`` of the
+    contract (counted in ``unreadable`` and logged with its position). The topic is
+    written by Vitals only: a bad record means an older producer or a stray write, and
+    is dead-lettered, never retried."""
+    try:
+        return parse(record.value or b"")
+    except ValidationError as exc:
+        unreadable.inc()
+        why = validation_summary(exc)
+        where = f"{record.topic}/{record.partition}@{record.offset}"
+        log.error("unreadable %s at %s dead-lettered: %s", what, where, why)
+        return f"not a valid {what} of the contract: {why}"
 
 
 def dead_letter_records(letters: Iterable[DeadLetter]) -> list[tuple[bytes, bytes]]:

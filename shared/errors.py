@@ -23,6 +23,8 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 
+from shared.openapi import amend_openapi
+
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_DATABASE_S = "5"
@@ -72,6 +74,14 @@ def validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     ]
 
 
+def describe(exc: BaseException, limit: int = 500) -> str:
+    """``Type: message``, first line only and bounded: what a log line, a dead letter or
+    an outage reminder says of an exception."""
+    text = str(exc).strip().splitlines()
+    first = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    return first[:limit]
+
+
 def is_database_unavailable(exc: BaseException) -> bool:
     """The database cannot be used now (as opposed to refusing one statement): not
     answering, refusing the connection, or missing (asyncpg's connect errors come as
@@ -96,7 +106,7 @@ def database_reason(exc: BaseException, where: str) -> str:
     readiness probe asks every few seconds while the database is away); ``where`` is
     one of a few fixed labels, never anything a client sent.
     """
-    detail = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    detail = describe(exc)
     if _last_logged.get(where) != detail:
         _last_logged[where] = detail
         log.warning("%s: database unreachable: %s", where, detail)
@@ -111,7 +121,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PoolTimeout, _database_error)
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(Exception, _unexpected)
-    _document_problems(app)
+    amend_openapi(app, _document_problems)
 
 
 async def _validation_failed(_request: Request, exc: Exception) -> JSONResponse:
@@ -162,34 +172,22 @@ def _where(loc: list[str]) -> str:
     return ".".join(loc) or "?"
 
 
-def _document_problems(app: FastAPI) -> None:
+def _document_problems(schema: dict[str, Any]) -> None:
     """Every error answer in the OpenAPI document is a Problem: FastAPI's own 422
     shape is replaced, and ``default`` covers the statuses a route does not list."""
-    base_openapi = app.openapi
-
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema:
-            return app.openapi_schema
-        schema = base_openapi()
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
-        components["Problem"] = Problem.model_json_schema()
-        problem = {"application/json": {"schema": {"$ref": PROBLEM_REF}}}
-        for operations in schema.get("paths", {}).values():
-            for operation in operations.values():
-                responses = operation.setdefault("responses", {})
-                if "422" in responses:  # FastAPI's own shape, or a route's description
-                    described = responses["422"].get("description", "Validation Error")
-                    description = (
-                        "Invalid request" if described == "Validation Error" else described
-                    )
-                    responses["422"] = {"description": description, "content": problem}
-                responses["default"] = {"description": DEFAULT_DESCRIPTION, "content": problem}
-        for unused in ("HTTPValidationError", "ValidationError"):
-            components.pop(unused, None)
-        app.openapi_schema = schema
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components["Problem"] = Problem.model_json_schema()
+    problem = {"application/json": {"schema": {"$ref": PROBLEM_REF}}}
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            if "422" in responses:  # FastAPI's own shape, or a route's description
+                described = responses["422"].get("description", "Validation Error")
+                description = "Invalid request" if described == "Validation Error" else described
+                responses["422"] = {"description": description, "content": problem}
+            responses["default"] = {"description": DEFAULT_DESCRIPTION, "content": problem}
+    for unused in ("HTTPValidationError", "ValidationError"):
+        components.pop(unused, None)
 
 
 def times_out_of_range(location: str, **times: datetime | None) -> list[dict[str, Any]]:

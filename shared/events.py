@@ -40,13 +40,11 @@ MAX_QUANTITY = 1e12
 MAX_PROPERTIES_DEPTH = 32
 """How deep ``properties`` may nest: objects and arrays inside it, counted from 1."""
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+MAX_ID_LENGTH = 200
 
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1F\x7F-\x9F]")
 """C0, DEL and C1: databases cannot hold them all (NUL), logs and consoles misread them."""
 PRINTABLE_SCHEMA = {"pattern": r"^[^\x00-\x1F\x7F-\x9F]*$"}
-
-
-MAX_ID_LENGTH = 200
 
 
 def is_storable_id(value: str) -> bool:
@@ -61,19 +59,19 @@ def _printable(value: str) -> str:
     return value
 
 
-def _normalise_text(value: object) -> object:
-    """Ids are compared as text: NFC and trimmed, so one account is one id."""
+def _normalised_id(value: object) -> object:
+    """Ids are compared as text: NFC and trimmed, so one account is one id; and they
+    hold no control characters. One call per id: every event has up to three."""
     if not isinstance(value, str):
-        return value
-    value = value.strip()
+        return value  # pydantic says it is not a string
+    value = _printable(value.strip())
     return value if unicodedata.is_normalized("NFC", value) else unicodedata.normalize("NFC", value)
 
 
 Identifier = Annotated[
     str,
-    BeforeValidator(_normalise_text),
-    Field(min_length=1, max_length=200, json_schema_extra=PRINTABLE_SCHEMA),
-    AfterValidator(_printable),
+    BeforeValidator(_normalised_id),
+    Field(min_length=1, max_length=MAX_ID_LENGTH, json_schema_extra=PRINTABLE_SCHEMA),
 ]
 """An id: Unicode NFC, no leading or trailing white space, no control characters."""
 Name = Annotated[
@@ -114,18 +112,26 @@ MinorUnits = Annotated[int, Field(ge=-MAX_MINOR_UNITS, le=MAX_MINOR_UNITS)]
 def json_problem(value: Any, max_depth: int, *, int64: bool = True) -> str | None:
     """Why parsed JSON cannot travel in an event, or None: nested deeper than
     ``max_depth`` (objects and arrays, counted from 1), or (``int64``) an integer
-    outside 64 bits. Walks iteratively, so input never drives recursion, and JSON
-    encoders' own recursion limits are never met downstream."""
-    pending: list[tuple[Any, int]] = [(value, 1)]
-    while pending:
-        item, depth = pending.pop()
-        if isinstance(item, dict | list):
-            if depth > max_depth:
-                return f"nested deeper than {max_depth} levels"
-            children = item.values() if isinstance(item, dict) else item
-            pending.extend((child, depth + 1) for child in children)
-        elif int64 and isinstance(item, int) and not INT64_MIN <= item <= INT64_MAX:
-            return "an integer is outside the 64-bit range"
+    outside 64 bits. Walks level by level, so input never drives recursion, and JSON
+    encoders' own recursion limits are never met downstream; it is on every event's
+    path, hence the plain loops."""
+    if int64 and type(value) is int and not INT64_MIN <= value <= INT64_MAX:
+        return "an integer is outside the 64-bit range"
+    level = [value] if isinstance(value, dict | list) else []
+    depth = 1
+    while level:
+        if depth > max_depth:
+            return f"nested deeper than {max_depth} levels"
+        below: list[Any] = []
+        for container in level:
+            for child in container.values() if type(container) is dict else container:
+                kind = type(child)
+                if kind is dict or kind is list:
+                    below.append(child)
+                elif int64 and kind is int and not INT64_MIN <= child <= INT64_MAX:
+                    return "an integer is outside the 64-bit range"
+        level = below
+        depth += 1
     return None
 
 

@@ -16,50 +16,33 @@ import time
 from collections.abc import Callable
 
 from aiokafka.errors import KafkaError
-from sqlalchemy.exc import (
-    DBAPIError,
-    DisconnectionError,
-    InterfaceError,
-    InternalError,
-    OperationalError,
-    ProgrammingError,
-)
-from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.exc import DisconnectionError, InternalError, ProgrammingError
 
+from shared.errors import describe, is_database_unavailable
 from shared.kafka import BrokerUnavailable
 from shared.offsets import Fenced
+from shared.retry import Backoff
 
 REMINDER_INTERVAL_S = 60.0
 
-# ProgrammingError is here because its usual cause is a schema that migrations have
-# not brought up yet, which no record can be blamed for.
+# Besides a database that cannot be used now (``shared.errors``, which the HTTP answers
+# use too): ProgrammingError, whose usual cause is a schema that migrations have not
+# brought up yet, which no record can be blamed for.
 _TRANSIENT = (
     KafkaError,
     BrokerUnavailable,
     Fenced,
     OSError,
     TimeoutError,
-    OperationalError,
-    InterfaceError,
     InternalError,
     ProgrammingError,
     DisconnectionError,
-    PoolTimeout,
 )
 
 
 def is_transient(exc: BaseException) -> bool:
     """Whether ``exc`` is a failure of what a consumer depends on, not of its records."""
-    if isinstance(exc, _TRANSIENT):
-        return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
-
-
-def describe(exc: BaseException, limit: int = 500) -> str:
-    """``Type: message``, first line only and bounded: what a dead letter or probe says."""
-    text = str(exc).strip().splitlines()
-    first = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
-    return first[:limit]
+    return isinstance(exc, _TRANSIENT) or is_database_unavailable(exc)
 
 
 class OutageLog:
@@ -111,3 +94,38 @@ class OutageLog:
             )
         self._since = None
         self._failures = 0
+
+
+class Restarts:
+    """How a long-running loop restarts after a failure: with growing backoff, the reason
+    on ``/readyz``, a transient failure logged as an outage (once) and any other with its
+    traceback. ``recovered`` once it works again resets the backoff."""
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        what: str,
+        report: Callable[[str | None], None],
+        max_delay_s: float,
+    ) -> None:
+        self._log = logger
+        self._what = what
+        self._report = report
+        self._backoff = Backoff(max_delay_s=max_delay_s)
+        self._outage = OutageLog(logger, what)
+
+    def failed(self, exc: BaseException) -> float:
+        """Report and log ``exc``; returns how long to wait before restarting."""
+        delay = self._backoff.next_delay()
+        # The error's type only: /readyz is open, and a driver's message can quote data.
+        self._report(f"restarting after {type(exc).__name__}")
+        self._log.debug("%s restarting in %.3fs", self._what, delay)
+        if is_transient(exc):
+            self._outage.failed(describe(exc), delay)
+        else:  # a fault of ours: logged once with its traceback, then retried
+            self._log.error("%s failed, restarting in %.1fs", self._what, delay, exc_info=exc)
+        return delay
+
+    def recovered(self) -> None:
+        self._backoff.reset()
+        self._outage.recovered()

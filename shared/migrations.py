@@ -14,6 +14,7 @@ from sqlalchemy import Connection, MetaData
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.db import create_engine
 from shared.errors import database_reason
 
 
@@ -45,6 +46,15 @@ async def upgrade_to_head(engine: AsyncEngine, migrations: MigrationSet) -> None
 
     async with engine.begin() as connection:
         await connection.run_sync(upgrade)
+
+
+async def upgrade_database(url: str, migrations: MigrationSet) -> None:
+    """Bring the database at ``url`` to the head of ``migrations`` (``vitals migrate``)."""
+    engine = create_engine(url)
+    try:
+        await upgrade_to_head(engine, migrations)
+    finally:
+        await engine.dispose()
 
 
 async def schema_problem(engine: AsyncEngine, migrations: MigrationSet) -> str | None:

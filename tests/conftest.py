@@ -4,9 +4,11 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from services.scoring.app import MIGRATIONS as SCORING_MIGRATIONS
 from tests.support.infra import (
     create_database,
     drop_database,
+    migrated_to,
     require_kafka,
     require_postgres,
     unique_topics,
@@ -30,6 +32,12 @@ async def database(postgres_admin: str) -> AsyncIterator[str]:
     url = await create_database(postgres_admin)
     yield url
     await drop_database(postgres_admin, url)
+
+
+@pytest.fixture
+async def scoring_db(database: str) -> str:
+    """A fresh PostgreSQL database migrated to the scoring head."""
+    return await migrated_to(database, SCORING_MIGRATIONS)
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import ConsumerRecord
-from pydantic import ValidationError
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,7 +27,7 @@ from services.alerts.settings import AlertsSettings
 from shared import dead_letter_outbox
 from shared.clock import Clock
 from shared.consumer import Records
-from shared.dlq import DeadLetter, processor_name, validation_summary
+from shared.dlq import DeadLetter, decode_record, processor_name
 from shared.scores import ScoreChange
 
 log = logging.getLogger(__name__)
@@ -140,17 +139,12 @@ class AlertsHandler:
         await dead_letter_outbox.add(session, AlertsDeadLetter, [letter], self._clock())
 
     def _dead_letter(self, record: ConsumerRecord, reason: str, message: str) -> DeadLetter:
-        return DeadLetter.of(
-            record.value or b"",
+        return DeadLetter.of_record(
+            record,
             reason=reason,
             message=message,
-            source=f"kafka:{record.topic}/{record.partition}@{record.offset}",
             rejected_at=self._clock(),
             processor=self._processor,
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            account_id=record.key.decode(errors="replace") if record.key else None,
         )
 
     def forget(self) -> None:
@@ -300,12 +294,4 @@ def _history(stored: list[list[object]] | None) -> engine.HealthHistory:
 
 
 def _decode(record: ConsumerRecord) -> ScoreChange | str:
-    """The record's score change, or why it is not one of the contract."""
-    try:
-        return ScoreChange.from_bytes(record.value or b"")
-    except ValidationError as exc:
-        metrics.SCORES_UNREADABLE.inc()
-        where = f"{record.topic}/{record.partition}@{record.offset}"
-        why = validation_summary(exc)
-        log.error("unreadable score change at %s dead-lettered: %s", where, why)
-        return f"not a valid score change of the contract: {why}"
+    return decode_record(record, ScoreChange.from_bytes, "score change", metrics.SCORES_UNREADABLE)

@@ -33,7 +33,8 @@ from services.alerts.senders import DIGEST, Senders, SendFailed
 from services.alerts.settings import AlertsSettings
 from shared.clock import Clock
 from shared.db import SessionFactory, upsert
-from shared.faults import OutageLog, describe
+from shared.errors import describe
+from shared.faults import OutageLog
 
 log = logging.getLogger(__name__)
 

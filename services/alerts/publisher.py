@@ -23,7 +23,8 @@ from services.alerts.models import AlertsDeadLetter
 from services.alerts.settings import AlertsSettings
 from shared import dead_letter_outbox
 from shared.db import SessionFactory
-from shared.faults import OutageLog, describe
+from shared.errors import describe
+from shared.faults import OutageLog
 from shared.kafka import BrokerUnavailable, make_producer, send_all, start_with_retry
 
 log = logging.getLogger(__name__)
@@ -75,17 +76,15 @@ class EventPublisher:
         producer = self._producer
         if producer is None:
             return False
-        reasons = await dead_letter_outbox.publish_pending(
+        return await dead_letter_outbox.publish_pending(
             self._sessions,
             AlertsDeadLetter,
             producer,
             self._settings.dlq_topic,
             self._clock(),
             BATCH,
+            metrics.DEAD_LETTERS_PUBLISHED,
         )
-        for reason in reasons:
-            metrics.DEAD_LETTERS_PUBLISHED.labels(reason).inc()
-        return len(reasons) == BATCH
 
     async def publish_pending(self) -> bool:
         """Publish one batch; ``True`` when there may be more."""

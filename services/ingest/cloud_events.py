@@ -33,12 +33,12 @@ from services.ingest.domain import (
     too_large,
 )
 from services.ingest.reasons import Reason
+from shared.events import MAX_ID_LENGTH
 
 STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
 ACCOUNT_EXTENSION = "accountid"
 JSON_DATA = ("application/json", "text/json")
-MAX_ID_LENGTH = 200
 
 _time = TypeAdapter(AwareDatetime)
 

@@ -1,4 +1,4 @@
-"""The ingest database as the request path uses it: a failure is one exception."""
+"""The ingest database as the request path uses it: an outage is one exception."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import SessionFactory
+from shared.errors import describe
+from shared.faults import is_transient
 
 
 class DatabaseUnavailable(Exception):
@@ -21,5 +23,6 @@ async def transaction(sessions: SessionFactory) -> AsyncIterator[AsyncSession]:
         async with sessions() as session, session.begin():
             yield session
     except (SQLAlchemyError, OSError) as exc:
-        problem = f"{type(exc).__name__}: {exc}".splitlines()[0]
-        raise DatabaseUnavailable(f"ingest database: {problem}") from exc
+        if not is_transient(exc):
+            raise  # a statement refused: a fault to see, not an outage to retry forever
+        raise DatabaseUnavailable(f"ingest database: {describe(exc)}") from exc

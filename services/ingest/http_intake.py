@@ -24,8 +24,8 @@ from services.ingest.intake import Intake, Origin, Outcome
 from services.ingest.reasons import Reason
 from services.ingest.schemas import ItemError
 from shared.clock import Clock
-from shared.errors import database_reason
-from shared.faults import OutageLog, describe
+from shared.errors import database_reason, describe
+from shared.faults import OutageLog
 from shared.kafka import BrokerUnavailable
 
 log = logging.getLogger(__name__)

@@ -8,6 +8,8 @@ from typing import Any
 from fastapi import FastAPI
 from pydantic import BaseModel
 
+from shared.openapi import amend_openapi
+
 REF = "#/components/schemas/{model}"
 
 BodyModels = dict[str, dict[str, list[type[BaseModel]]]]
@@ -29,12 +31,8 @@ def document_request_bodies(
     app: FastAPI, bodies: BodyModels, keyed_paths: frozenset[str] = frozenset()
 ) -> None:
     """Describe ``bodies``; ``keyed_paths`` need an API key with the ``ingest`` scope."""
-    base_openapi = app.openapi
 
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema:
-            return app.openapi_schema
-        schema = base_openapi()
+    def describe_bodies(schema: dict[str, Any]) -> None:
         components = schema.setdefault("components", {}).setdefault("schemas", {})
         for path, media_types in bodies.items():
             content = {}
@@ -46,10 +44,8 @@ def document_request_bodies(
             schema["components"]["securitySchemes"] = SECURITY_SCHEMES
         for path in keyed_paths:
             schema["paths"][path]["post"]["security"] = KEY_SECURITY
-        app.openapi_schema = schema
-        return schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    amend_openapi(app, describe_bodies)
 
 
 def _component(components: dict[str, Any], model: type[BaseModel]) -> dict[str, str]:

@@ -49,8 +49,9 @@ from services.ingest.reasons import Reason
 from services.ingest.segment_users import SegmentUsers
 from services.ingest.settings import IngestSettings
 from shared.clock import Clock, utc_now
-from shared.events import Event
-from shared.faults import OutageLog, describe
+from shared.errors import describe
+from shared.events import MAX_ID_LENGTH, Event
+from shared.faults import Restarts
 from shared.health import Readiness
 from shared.kafka import (
     BrokerUnavailable,
@@ -67,7 +68,6 @@ log = logging.getLogger(__name__)
 CHANNEL = "kafka"
 DEFAULT_TOPICS = ("vitals.usage.raw", "vitals.billing.raw")
 DEFAULT_GROUP = "vitals-ingest-raw"
-MAX_EVENT_ID_LENGTH = 200
 COMMIT_TIMEOUT_S = 10.0
 
 
@@ -218,7 +218,7 @@ def with_record_ids(
 def record_event_id(record: RawRecord, index: int | None) -> str:
     text = f"kafka:{record.topic}/{record.partition}@{record.offset}"
     text += "" if index is None else f"#{index}"
-    if len(text) <= MAX_EVENT_ID_LENGTH:
+    if len(text) <= MAX_ID_LENGTH:
         return text
     return f"kafka:{hashlib.sha256(text.encode()).hexdigest()}"
 
@@ -300,7 +300,9 @@ class RawTopicConsumer:
     ) -> None:
         self._settings = settings
         self._readiness = readiness or Readiness()
-        self._outage = OutageLog(log, "raw-topic consumer")
+        self._restarts = Restarts(
+            log, "raw-topic consumer", self._report, settings.startup_retry_max_s
+        )
         self._config = config
         self._intake = intake
         self._users = users
@@ -338,15 +340,15 @@ class RawTopicConsumer:
             await self._task
 
     async def run(self) -> None:
-        """Consume until cancelled, reconnecting after broker failures."""
-        backoff = Backoff(max_delay_s=self._settings.startup_retry_max_s)
+        """Consume until cancelled, restarting after any failure (a fault of ours must
+        not end intake for good: what was not committed comes again after the restart)."""
         while True:
             consumer = make_consumer(self._settings, "ingest-raw", self._config.group_id)
             self._consumer = consumer
+            delay = 0.0
             try:
                 await self._subscribe(consumer)
-                backoff.reset()
-                self._outage.recovered()
+                self._restarts.recovered()
                 self._report(None)
                 await self._consume(consumer)
             except TooManyRejected as exc:
@@ -354,20 +356,12 @@ class RawTopicConsumer:
                 self._report(f"stopped: {exc}")
                 log.error("raw-topic consumer stopped: %s", exc)
                 return
-            except (KafkaError, OSError) as exc:
-                delay = backoff.next_delay()
-                self._report(f"restarting after {type(exc).__name__}")
-                self._outage.failed(describe(exc), delay)
-                await asyncio.sleep(delay)
             except Exception as exc:
-                # A fault of ours must not end intake for good: what was not
-                # committed comes again after the restart.
-                delay = backoff.next_delay()
-                self._report(f"restarting after {type(exc).__name__}")
-                log.error("raw-topic consumer crashed, restarting in %.1fs", delay, exc_info=exc)
-                await asyncio.sleep(delay)
+                delay = self._restarts.failed(exc)
             finally:
                 await self._close(consumer)
+            # Out of the group while waiting, so its partitions can move meanwhile.
+            await asyncio.sleep(delay)
 
     async def _subscribe(self, consumer: AIOKafkaConsumer) -> None:
         retry_s = self._settings.startup_retry_max_s

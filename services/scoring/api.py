@@ -31,6 +31,7 @@ from services.scoring.scorecard import ScorecardSet
 from shared.auth import ApiKey, Scope, authenticate
 from shared.clock import Clock
 from shared.errors import invalid_request, times_out_of_range
+from shared.events import INT64_MAX, INT64_MIN
 from shared.http import DbSession, GatedRoute, Problem, problem_response
 from shared.scores import Band, Driver, Risk, Stage, Tier
 
@@ -288,7 +289,7 @@ def _account_cursor(cursor: str) -> tuple[int, str]:
     """A cursor of the account list; ValueError unless it could be one this API gave
     (sort values are 64-bit, ids hold no NUL)."""
     value, account_id = repository.decode_cursor(cursor)
-    if not -(2**63) <= value < 2**63 or "\0" in account_id:
+    if not INT64_MIN <= value <= INT64_MAX or "\0" in account_id:
         raise ValueError("not a cursor from this API")
     return value, account_id
 

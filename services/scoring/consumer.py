@@ -17,7 +17,6 @@ from datetime import datetime
 from typing import Literal
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
-from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scoring import metrics, repository
@@ -38,7 +37,7 @@ from shared import dead_letter_outbox
 from shared.clock import Clock
 from shared.consumer import Records
 from shared.db import SessionFactory
-from shared.dlq import DeadLetter, processor_name, validation_summary
+from shared.dlq import DeadLetter, decode_record, processor_name
 from shared.events import Event
 from shared.kafka import send_all
 from shared.scores import ScoreChange, Trigger
@@ -181,17 +180,13 @@ class AccountScorer:
         now: datetime,
         event: Event | None = None,
     ) -> DeadLetter:
-        return DeadLetter.of(
-            record.value or b"",
+        return DeadLetter.of_record(
+            record,
             reason=reason,
             message=message,
-            source=f"kafka:{record.topic}/{record.partition}@{record.offset}",
             rejected_at=now,
             processor=self._processor,
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            account_id=event.account_id if event else _key(record),
+            account_id=event.account_id if event else None,
             event_id=event.event_id if event else None,
         )
 
@@ -203,10 +198,6 @@ def _in_force(row: AccountOverride) -> bool:
 def _domain_override(row: AccountOverride) -> Override:
     field_name: Literal["band", "tier"] = "band" if row.field == "band" else "tier"
     return Override(id=row.id, field=field_name, value=row.value, expires_at=row.expires_at)
-
-
-def _key(record: ConsumerRecord) -> str | None:
-    return record.key.decode(errors="replace") if record.key else None
 
 
 class ScoringHandler:
@@ -282,31 +273,19 @@ class ScoringHandler:
         return len(pending) == PUBLISH_BATCH
 
     async def _publish_dead_letters(self) -> bool:
-        reasons = await dead_letter_outbox.publish_pending(
+        return await dead_letter_outbox.publish_pending(
             self._sessions,
             DeadLetterOutbox,
             self._producer,
             self._settings.dlq_topic,
             self._clock(),
             PUBLISH_BATCH,
+            metrics.DEAD_LETTERS_PUBLISHED,
         )
-        for reason in reasons:
-            metrics.DEAD_LETTERS_PUBLISHED.labels(reason).inc()
-        return len(reasons) == PUBLISH_BATCH
 
 
 def _decode(record: ConsumerRecord) -> Event | str:
-    """The record's event, or why it is not one of the contract."""
-    try:
-        return Event.from_bytes(record.value or b"")
-    except ValidationError as exc:
-        # The topic is written by ingest only; a bad record means an older producer or
-        # a stray write. It goes to the DLQ with its position, and is not retried.
-        metrics.EVENTS_UNREADABLE.inc()
-        where = f"{record.topic}/{record.partition}@{record.offset}"
-        why = validation_summary(exc)
-        log.error("unreadable event at %s dead-lettered: %s", where, why)
-        return f"not a valid event of the contract: {why}"
+    return decode_record(record, Event.from_bytes, "event", metrics.EVENTS_UNREADABLE)
 
 
 def work_for(account_ids: Iterable[str]) -> dict[str, AccountWork]:

@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, Boolean, Index, Integer, MetaData, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shared.db import UtcDateTime
-from shared.dead_letter_outbox import BIG_ID, UNPUBLISHED, DeadLetterOutboxColumns
+from shared.db import BIG_ID, UtcDateTime
+from shared.dead_letter_outbox import UNPUBLISHED, DeadLetterOutboxColumns
 from shared.offsets import consumer_offsets_table
 
 

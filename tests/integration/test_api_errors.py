@@ -26,15 +26,12 @@ from services.alerts.app import MIGRATIONS as ALERTS_MIGRATIONS
 from services.alerts.app import create_app as create_alerts_app
 from services.scoring.app import MIGRATIONS as SCORING_MIGRATIONS
 from services.scoring.app import create_app as create_scoring_app
-from services.scoring.domain import AccountState
-from services.scoring.models import Account
 from shared.auth import Scope
-from shared.db import create_engine, session_factory
-from shared.migrations import MigrationSet, upgrade_to_head
 from tests.support.apps import alerts_settings
 from tests.support.auth import make_keys_file
 from tests.support.clock import FakeClock
-from tests.support.scoring_service import settings_for
+from tests.support.infra import migrated_to
+from tests.support.scoring_service import settings_for, stored_account
 from tests.support.servers import serve
 
 pytestmark = [pytest.mark.postgres]
@@ -60,20 +57,6 @@ def _keys(tmp_path: Path) -> tuple[Path, str]:
     return path, keys["csm"]
 
 
-async def _migrated(database: str, migrations: MigrationSet) -> None:
-    engine = create_engine(database)
-    await upgrade_to_head(engine, migrations)
-    await engine.dispose()
-
-
-async def _an_account(database: str, account_id: str) -> None:
-    engine = create_engine(database)
-    async with session_factory(engine)() as session, session.begin():
-        state = AccountState(account_id=account_id).model_dump(mode="json")
-        session.add(Account(account_id=account_id, state=state, updated_at=FakeClock().now))
-    await engine.dispose()
-
-
 def _client(app: FastAPI, address: str = "127.0.0.1") -> httpx.AsyncClient:
     transport = httpx.ASGITransport(app=app, client=(address, 40000))
     return httpx.AsyncClient(transport=transport, base_url="http://api")
@@ -81,8 +64,8 @@ def _client(app: FastAPI, address: str = "127.0.0.1") -> httpx.AsyncClient:
 
 @pytest.fixture
 async def scoring(database: str, topics: dict[str, str], tmp_path: Path) -> AsyncIterator[Api]:
-    await _migrated(database, SCORING_MIGRATIONS)
-    await _an_account(database, ACCOUNT)
+    await migrated_to(database, SCORING_MIGRATIONS)
+    await stored_account(database, ACCOUNT, FakeClock().now)
     keys_file, key = _keys(tmp_path)
     settings = settings_for("127.0.0.1:9", database, topics, api_keys_file=keys_file)
     async with _client(create_scoring_app(settings, FakeClock())) as client:
@@ -91,7 +74,7 @@ async def scoring(database: str, topics: dict[str, str], tmp_path: Path) -> Asyn
 
 @pytest.fixture
 async def alerts(database: str, topics: dict[str, str], tmp_path: Path) -> AsyncIterator[Api]:
-    await _migrated(database, ALERTS_MIGRATIONS)
+    await migrated_to(database, ALERTS_MIGRATIONS)
     keys_file, key = _keys(tmp_path)
     settings = alerts_settings(
         kafka="127.0.0.1:9",
@@ -180,7 +163,7 @@ async def test_times_past_year_9999_are_a_422(scoring: Api, alerts: Api) -> None
 async def test_a_snooze_for_more_days_than_a_timedelta_holds_is_a_422(
     database: str, topics: dict[str, str], tmp_path: Path
 ) -> None:
-    await _migrated(database, ALERTS_MIGRATIONS)
+    await migrated_to(database, ALERTS_MIGRATIONS)
     keys_file, key = _keys(tmp_path)
     settings = alerts_settings(
         kafka="127.0.0.1:9", database=database, topics=topics, api_keys_file=keys_file
@@ -287,7 +270,7 @@ async def test_a_key_in_the_query_string_is_refused_and_never_logged(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    await _migrated(database, SCORING_MIGRATIONS)
+    await migrated_to(database, SCORING_MIGRATIONS)
     keys_file, key = _keys(tmp_path)
     settings = settings_for(kafka, database, topics, api_keys_file=keys_file)
     caplog.set_level(logging.INFO, logger="uvicorn.access")

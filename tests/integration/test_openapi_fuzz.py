@@ -14,7 +14,6 @@ import json
 import os
 import re
 import sys
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,21 +25,17 @@ from fastapi import FastAPI
 from services.alerts.app import MIGRATIONS as ALERTS_MIGRATIONS
 from services.alerts.app import create_app as create_alerts_app
 from services.ingest.app import create_app as create_ingest_app
-from services.scoring.app import MIGRATIONS as SCORING_MIGRATIONS
 from services.scoring.app import create_app as create_scoring_app
-from services.scoring.domain import AccountState
-from services.scoring.models import Account
 from shared.auth import KeyRing, Scope, load_keys_file
-from shared.db import create_engine, session_factory
-from shared.migrations import upgrade_to_head
 from shared.scores import Risk
 from tests.support.alerts_messages import enriched_change, facts
 from tests.support.apps import alerts_settings
 from tests.support.auth import make_keys_file
 from tests.support.clock import FakeClock
+from tests.support.infra import migrated_to
 from tests.support.ingest_apps import ingest_test_settings, migrated
 from tests.support.kafka import produce
-from tests.support.scoring_service import settings_for
+from tests.support.scoring_service import settings_for, stored_account
 from tests.support.servers import serve, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
@@ -105,7 +100,7 @@ async def test_scoring(
 ) -> None:
     keys_file, key = keys
     clock = FakeClock()
-    await _an_account(scoring_db, KNOWN_ACCOUNT, clock)
+    await stored_account(scoring_db, KNOWN_ACCOUNT, clock.now)
     settings = settings_for(kafka, scoring_db, topics, api_keys_file=keys_file)
     known = (("account_id", KNOWN_ACCOUNT),)
     runs = [
@@ -119,9 +114,7 @@ async def test_alerts(
     kafka: str, topics: dict[str, str], database: str, keys: tuple[Path, str], tmp_path: Path
 ) -> None:
     keys_file, key = keys
-    engine = create_engine(database)
-    await upgrade_to_head(engine, ALERTS_MIGRATIONS)
-    await engine.dispose()
+    await migrated_to(database, ALERTS_MIGRATIONS)
     settings = alerts_settings(
         kafka=kafka,
         database=database,
@@ -147,28 +140,12 @@ async def test_alerts(
         await _fuzz_running(url, runs, tmp_path)
 
 
-@pytest.fixture
-async def scoring_db(database: str) -> AsyncIterator[str]:
-    engine = create_engine(database)
-    await upgrade_to_head(engine, SCORING_MIGRATIONS)
-    await engine.dispose()
-    yield database
-
-
 def _unthrottled(app: FastAPI, keys_file: Path) -> FastAPI:
     """``app`` with no limit on requests without a key: the run without one sends
     hundreds from one address, and must see each one's 401."""
     entries = load_keys_file(keys_file).keys
     app.state.keyring = KeyRing(entries, "100000/second", unauthenticated_rate="100000/second")
     return app
-
-
-async def _an_account(database: str, account_id: str, clock: FakeClock) -> None:
-    engine = create_engine(database)
-    async with session_factory(engine)() as session, session.begin():
-        state = AccountState(account_id=account_id).model_dump(mode="json")
-        session.add(Account(account_id=account_id, state=state, updated_at=clock.now))
-    await engine.dispose()
 
 
 async def _an_open_alert(

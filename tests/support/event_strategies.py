@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from hypothesis import strategies as st
 
 texts = st.text(
@@ -73,3 +74,12 @@ events = st.builds(
     st.dictionaries(st.sampled_from(FIELDS), json_values | times | texts, max_size=4),
     st.none() | billing_values,
 )
+
+
+def encoded(document: dict[str, Any]) -> bytes | None:
+    """``document`` as JSON bytes; None for an integer past 64 bits, which no JSON
+    producer writes as a generated dict would hold it."""
+    try:
+        return orjson.dumps(document)
+    except TypeError:
+        return None

@@ -15,6 +15,8 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
+from shared.migrations import MigrationSet, upgrade_database
+
 KAFKA_BOOTSTRAP = os.environ.get("VITALS_TEST_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 POSTGRES_URL = os.environ.get(
     "VITALS_TEST_POSTGRES_URL", "postgresql+asyncpg://vitals@127.0.0.1:5433/postgres"
@@ -71,6 +73,12 @@ async def drop_database(admin_url: str, url: str) -> None:
         await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await connection.close()
+
+
+async def migrated_to(database: str, migrations: MigrationSet) -> str:
+    """``database`` brought to the head of ``migrations``; returns its URL."""
+    await upgrade_database(database, migrations)
+    return database
 
 
 def unique_topics() -> dict[str, str]:

@@ -16,9 +16,8 @@ from stripe import WebhookSignature
 
 from services.ingest.app import MIGRATIONS, create_app
 from services.ingest.settings import IngestSettings
-from shared.db import create_engine
-from shared.migrations import upgrade_to_head
 from tests.support.apps import FAST_RETRY
+from tests.support.infra import migrated_to
 from tests.support.servers import serve, wait_for
 
 
@@ -45,12 +44,7 @@ def ingest_test_settings(
 
 async def migrated(database: str) -> str:
     """``database`` brought to the ingest schema's head; returns its URL."""
-    engine = create_engine(database)
-    try:
-        await upgrade_to_head(engine, MIGRATIONS)
-    finally:
-        await engine.dispose()
-    return database
+    return await migrated_to(database, MIGRATIONS)
 
 
 async def is_ready(client: httpx.AsyncClient) -> bool:

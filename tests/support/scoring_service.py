@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 import httpx
 from sqlalchemy import func, select
 
-from services.scoring.models import consumer_offsets
+from services.scoring.domain import AccountState
+from services.scoring.models import Account, consumer_offsets
 from services.scoring.settings import ScoringSettings
-from shared.db import create_engine
+from shared.db import create_engine, session_factory
 from shared.events import Event
 from tests.support.apps import scoring_settings
 
@@ -25,6 +27,17 @@ def settings_for(
         dlq_topic=f"{topics['events_topic']}.dlq",
         **overrides,
     )
+
+
+async def stored_account(database: str, account_id: str, at: datetime) -> None:
+    """An account scoring has seen (its first state), written straight to ``database``."""
+    engine = create_engine(database)
+    try:
+        async with session_factory(engine)() as session, session.begin():
+            state = AccountState(account_id=account_id).model_dump(mode="json")
+            session.add(Account(account_id=account_id, state=state, updated_at=at))
+    finally:
+        await engine.dispose()
 
 
 def records(events: list[Event]) -> list[tuple[bytes, bytes]]:

@@ -9,12 +9,11 @@ import orjson
 import pytest
 
 from services.alerts.app import MIGRATIONS, create_app
-from shared.db import create_engine
 from shared.dlq import DeadLetter
-from shared.migrations import upgrade_to_head
 from tests.support.apps import alerts_settings
 from tests.support.clock import FakeClock
 from tests.support.events import score_change
+from tests.support.infra import migrated_to
 from tests.support.kafka import consume, produce
 from tests.support.servers import WebhookReceiver, serve, wait_for
 
@@ -39,9 +38,7 @@ POISON = {
 async def test_unusable_score_messages_are_dead_lettered_and_the_rest_alert_once(
     kafka: str, database: str, topics: dict[str, str]
 ) -> None:
-    engine = create_engine(database)
-    await upgrade_to_head(engine, MIGRATIONS)
-    await engine.dispose()
+    await migrated_to(database, MIGRATIONS)
     dlq = f"{topics['scores_topic']}.dlq"
     low_a = score_change(account_id="a", health_score=10)
     low_b = score_change(account_id="b", health_score=10)

@@ -9,26 +9,15 @@ import httpx
 import pytest
 
 from services.scoring.app import create_app
-from services.scoring.domain import AccountState
-from services.scoring.models import Account
 from shared.auth import Scope
-from shared.db import create_engine, session_factory
 from tests.support.auth import make_keys_file
 from tests.support.clock import FakeClock
-from tests.support.scoring_service import settings_for
+from tests.support.scoring_service import settings_for, stored_account
 from tests.support.servers import serve
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
 OPEN = ["/healthz", "/readyz", "/metrics"]
-
-
-async def _an_account(database: str, account_id: str, clock: FakeClock) -> None:
-    engine = create_engine(database)
-    async with session_factory(engine)() as session, session.begin():
-        state = AccountState(account_id=account_id).model_dump(mode="json")
-        session.add(Account(account_id=account_id, state=state, updated_at=clock.now))
-    await engine.dispose()
 
 
 async def test_every_endpoint_but_health_readiness_and_metrics_needs_a_key_with_its_scope(
@@ -40,7 +29,7 @@ async def test_every_endpoint_but_health_readiness_and_metrics_needs_a_key_with_
         {"csm-board": [Scope.read], "csm-admin": [Scope.admin], "pipeline": [Scope.ingest]},
     )
     settings = settings_for(kafka, scoring_db, topics, api_keys_file=keys_file)
-    await _an_account(scoring_db, "acme", clock)
+    await stored_account(scoring_db, "acme", clock.now)
     override = {
         "field": "band",
         "value": "red",

@@ -18,10 +18,10 @@ from services.scoring.models import DeadLetterOutbox
 from shared.db import create_engine
 from shared.dlq import DeadLetter
 from shared.events import Event
-from shared.migrations import upgrade_to_head
 from tests.support.clock import FakeClock
+from tests.support.event_strategies import encoded
 from tests.support.event_strategies import events as generated_events
-from tests.support.infra import create_database, drop_database, unique_topics
+from tests.support.infra import create_database, drop_database, migrated_to, unique_topics
 from tests.support.kafka import consume, produce, produce_many
 from tests.support.scoring_builders import usage
 from tests.support.scoring_service import applied, records, settings_for, stored_positions
@@ -89,12 +89,10 @@ async def test_events_that_break_the_contract_are_dead_lettered_with_their_reaso
 async def _generated_records_are_each_handled_once(
     kafka: str, admin_url: str, documents: list[dict[str, object]]
 ) -> None:
-    raws = [raw for d in documents if (raw := _encoded(d)) is not None]
+    raws = [raw for d in documents if (raw := encoded(d)) is not None]
     database = await create_database(admin_url)
     try:
-        engine = create_engine(database)
-        await upgrade_to_head(engine, MIGRATIONS)
-        await engine.dispose()
+        await migrated_to(database, MIGRATIONS)
         topics = unique_topics()
         settings = settings_for(kafka, database, topics)
         sentinel = usage(account_id="sentinel", event_id="sentinel")
@@ -135,13 +133,6 @@ async def _dead_letter_count(database: str, reason: str) -> int:
             return int(await connection.scalar(query) or 0)
     finally:
         await engine.dispose()
-
-
-def _encoded(document: dict[str, object]) -> bytes | None:
-    try:
-        return orjson.dumps(document)
-    except TypeError:  # an integer past 64 bits: no JSON producer writes it like this
-        return None
 
 
 @settings(

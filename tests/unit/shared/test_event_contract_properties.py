@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -16,17 +15,10 @@ from services.ingest.native import parse_native
 from services.scoring.domain import AccountState, apply_events
 from services.scoring.settings import ScoringSettings
 from shared.events import Event
-from tests.support.event_strategies import events
+from tests.support.event_strategies import encoded, events
 
 RECEIVED = datetime(2026, 11, 22, 12, tzinfo=UTC)
 LIMITS = ScoringSettings().limits()
-
-
-def _encoded(document: dict[str, Any]) -> bytes | None:
-    try:
-        return orjson.dumps(document)
-    except TypeError:  # an integer past 64 bits: no JSON producer writes it like this
-        return None
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -34,7 +26,7 @@ def _encoded(document: dict[str, Any]) -> bytes | None:
 def test_a_record_is_an_event_that_travels_and_folds_or_a_validation_error(
     document: dict[str, Any],
 ) -> None:
-    raw = _encoded(document)
+    raw = encoded(document)
     if raw is None:
         return
     try:
@@ -52,7 +44,7 @@ def test_a_record_is_an_event_that_travels_and_folds_or_a_validation_error(
 def test_ingest_answers_any_body_with_items_or_a_whole_body_rejection(
     documents: list[dict[str, Any]],
 ) -> None:
-    raw = _encoded({"events": documents})
+    raw = encoded({"events": documents})
     if raw is None:
         return
     try:

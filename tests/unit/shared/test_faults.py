@@ -4,15 +4,29 @@ import logging
 
 import pytest
 from aiokafka.errors import KafkaConnectionError
-from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 
-from shared.faults import OutageLog, describe, is_transient
+from shared.errors import describe
+from shared.faults import OutageLog, is_transient
 from shared.kafka import BrokerUnavailable
 from shared.offsets import Fenced
 
 
 def _db(kind: type[Exception]) -> Exception:
     return kind("INSERT ...", {}, Exception("driver says no"))
+
+
+class DriverError(Exception):
+    """A driver's error carrying its SQLSTATE, as asyncpg's do."""
+
+    def __init__(self, sqlstate: str) -> None:
+        super().__init__(sqlstate)
+        self.sqlstate = sqlstate
+
+
+def _refused(sqlstate: str) -> Exception:
+    # asyncpg's connect errors reach SQLAlchemy as a plain DBAPIError.
+    return DBAPIError("SELECT 1", {}, DriverError(sqlstate))
 
 
 @pytest.mark.parametrize(
@@ -25,6 +39,9 @@ def _db(kind: type[Exception]) -> Exception:
         (_db(OperationalError), True),
         (_db(DataError), False),
         (_db(IntegrityError), False),
+        (_refused("53300"), True),  # too many connections: the database, not the record
+        (_refused("28P01"), True),  # bad password
+        (_refused("22P05"), False),  # a value the database cannot hold: the record
         (OverflowError("date value out of range"), False),
         (ValueError("bad"), False),
     ],
