@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -179,3 +180,69 @@ def keys_create(
     typer.echo(f"API key (shown once, store it now): {key}", err=True)
     typer.echo("Add to the `keys:` list of the file VITALS_API_KEYS_FILE names:", err=True)
     typer.echo(entry_yaml(entry), nl=False)
+
+
+@app.command()
+def backtest(
+    events: Annotated[
+        list[Path] | None, typer.Option("--events", help="JSONL of native events.")
+    ] = None,
+    segment: Annotated[
+        list[Path] | None, typer.Option("--segment", help="JSONL of Segment calls.")
+    ] = None,
+    stripe: Annotated[
+        list[Path] | None, typer.Option("--stripe", help="JSONL of Stripe Event objects.")
+    ] = None,
+    scorecard: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--scorecard", help="A scorecard file or folder; repeat to compare. Default: shipped."
+        ),
+    ] = None,
+    outcomes: Annotated[
+        Path | None,
+        typer.Option(help="CSV account_id,churned_on[,kind]; default: cancellations in billing."),
+    ] = None,
+    rules: Annotated[
+        Path | None, typer.Option(help="Alert rules YAML; default: the shipped rules.")
+    ] = None,
+    daily: Annotated[
+        Path | None, typer.Option(help="Write one JSON line per account per day.")
+    ] = None,
+    report: Annotated[Path | None, typer.Option(help="Write the report as JSON.")] = None,
+    chart: Annotated[
+        Path | None, typer.Option(help="Write the report as a chart (.png, .svg).")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Replay history through ingest's mapping and scoring, and report how each scorecard
+    would have warned of the accounts that cancelled (docs/backtest.md)."""
+    from rich.console import Console
+
+    from services.alerts.ruleset import DEFAULT_RULES_FILE, ConfigError
+    from services.backtest import run, show
+    from services.scoring.scorecard import ScorecardError
+
+    inputs = run.Inputs(events or [], segment or [], stripe or [])
+    try:
+        models = run.load_models(scorecard or [])
+        known = run.read_outcomes(outcomes) if outcomes else None
+        result = run.backtest(
+            inputs,
+            models,
+            run.Outputs(daily, report, chart),
+            known,
+            rules or DEFAULT_RULES_FILE,
+            progress=progress,
+        )
+    except (run.BacktestError, ScorecardError, ConfigError) as exc:
+        typer.echo(f"backtest: {exc}", err=True)
+        raise typer.Exit(2) from None
+    console = Console()
+    console.print(show.table(result))
+    rejected = ", ".join(f"{n:,} {r}" for r, n in sorted(result.intake.rejected.items()))
+    console.print(
+        f"{result.intake.lines:,} lines, {result.intake.events:,} events in "
+        f"{result.seconds:.1f} s ({result.events_per_minute:,.0f} events/min); "
+        f"not used: {rejected or 'none'}"
+    )

@@ -24,11 +24,10 @@ from services.ingest.settings import IngestSettings
 from services.ingest.stripe_billing import (
     CUSTOMER_TYPES,
     EVENT_TYPES,
-    customer_account,
-    customer_link,
     customer_of,
-    map_stripe_event,
+    needs_known_account,
     read_stripe_event,
+    stripe_intake,
 )
 from services.ingest.stripe_customers import StripeCustomers
 from services.ingest.stripe_signature import InvalidSignature, verify_stripe_signature
@@ -93,15 +92,13 @@ def add_stripe_routes(app: FastAPI, http: HttpIntake, customers: StripeCustomers
         async def parse(body: bytes, received_at: datetime) -> Parsed:
             _verify(body, header, secrets, tolerance_s)
             event = read_stripe_event(body)
-            said = customer_account(event, accounts)
-            if said is not None:
-                await customers.remember(said)
-                return Parsed([], batch=False)
-            known = await customers.account(customer_of(event))
-            if (link := customer_link(event, accounts)) is not None and link.account_id != known:
-                await customers.remember(link)
-            items = map_stripe_event(event, accounts, known, received_at, limits)
-            return Parsed(items, batch=False)
+            known = None
+            if needs_known_account(event):
+                known = await customers.account(customer_of(event))
+            intake = stripe_intake(event, accounts, known, received_at, limits)
+            if intake.learned is not None:
+                await customers.remember(intake.learned)
+            return Parsed(intake.items, batch=False)
 
         received = await http.receive(
             request, channel=CHANNEL, media_types=(JSON,), parse=parse, sender_known_in_parse=True

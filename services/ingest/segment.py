@@ -13,10 +13,11 @@
 from __future__ import annotations
 
 import re
+from collections import ChainMap
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
@@ -115,7 +116,8 @@ def map_messages(
     messages: list[Any], known: Mapping[str, str], received_at: datetime, limits: Limits
 ) -> Mapped:
     """Each message to an item, in order; a ``group`` call informs later ones."""
-    accounts = dict(known)
+    # Groups of this batch shadow ``known``, which is only read: no copy of it per call.
+    accounts = ChainMap[str, str]({}, cast(dict[str, str], known))
     mapped = Mapped([])
     for message in messages:
         item = _map_one(message, accounts, received_at, limits)

@@ -68,7 +68,7 @@ class AccountScorer:
         self.portfolio: Portfolio | None = None
 
     async def refresh_portfolio(self, session: AsyncSession) -> None:
-        self.portfolio = Portfolio(await repository.mrr_cut_points(session))
+        self.portfolio = await repository.portfolio(session)
 
     async def process(
         self, session: AsyncSession, work: dict[str, AccountWork], trigger: Trigger

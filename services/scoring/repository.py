@@ -13,26 +13,21 @@ from typing import Any
 import orjson
 from sqlalchemy import (
     ColumnElement,
-    Float,
     Table,
     Text,
     and_,
-    bindparam,
     cast,
     func,
     or_,
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.scoring.domain import AccountState, Assessment, account_facts
+from services.scoring.domain import AccountState, Assessment, Portfolio, account_facts
 from services.scoring.models import Account, AccountOverride, ScoreHistory
-from shared.db import insert_rows, is_postgresql
+from shared.db import insert_rows
 from shared.scores import ScoreChange
-
-PERCENTILES = [p / 100 for p in range(1, 100)]
 
 
 async def load_states(session: AsyncSession, account_ids: Iterable[str]) -> dict[str, AccountState]:
@@ -299,20 +294,11 @@ async def sweep_batch(
     return list(rows)
 
 
-async def mrr_cut_points(session: AsyncSession) -> tuple[int, ...]:
-    """Percentiles 1-99 of the MRR of accounts that have one."""
+async def portfolio(session: AsyncSession) -> Portfolio:
+    """The portfolio's figures, from the MRR of every account that has one."""
     has_mrr = Account.mrr_minor.is_not(None)
-    if is_postgresql(session):
-        fractions = bindparam("fractions", PERCENTILES, type_=postgresql.ARRAY(Float))
-        ordered = func.percentile_disc(fractions).within_group(Account.mrr_minor)
-        found = await session.scalar(select(ordered).where(has_mrr))
-        return tuple(int(v) for v in found or ())
-    values = list(
-        await session.scalars(select(Account.mrr_minor).where(has_mrr).order_by(Account.mrr_minor))
-    )
-    if not values:
-        return ()
-    return tuple(int(values[min(len(values) - 1, int(p * len(values)))] or 0) for p in PERCENTILES)
+    values = await session.scalars(select(Account.mrr_minor).where(has_mrr))
+    return Portfolio.of(int(v) for v in values if v is not None)
 
 
 # API reads

@@ -271,7 +271,31 @@ class TierSplit(Strict):
     at_least: Points = 60
 
 
+class RevenueShare(Strict):
+    """Tiers by revenue contribution, as cumulative shares of the portfolio's revenue."""
+
+    s_until: float = Field(
+        0.7, gt=0, lt=1, description="S: the top accounts that together bring this share."
+    )
+    c_from: float = Field(
+        0.95, gt=0, lt=1, description="C: the accounts after this share, the long tail."
+    )
+    hysteresis: float = Field(0.02, ge=0, le=0.2, description="Share past a cut-off to move.")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RevenueShare:
+        if self.c_from <= self.s_until:
+            raise ValueError("c_from must be above s_until")
+        return self
+
+
 class Tiers(Strict):
+    by: Literal["value_score", "revenue_share"] = Field(
+        "value_score",
+        description="value_score: S/AB/C by the value score's s_at and ab_at; "
+        "revenue_share: by revenue contribution (no tier without revenue data).",
+    )
+    revenue_share: RevenueShare = Field(default_factory=RevenueShare)
     s_at: Points = 80
     ab_at: Points = 45
     a_vs_b: TierSplit = Field(default_factory=TierSplit)

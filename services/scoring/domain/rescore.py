@@ -18,7 +18,7 @@ from services.scoring.domain.lifecycle import stage_of
 from services.scoring.domain.risk import Facts, churn_risk
 from services.scoring.domain.signals import Signals
 from services.scoring.domain.state import AccountState
-from services.scoring.domain.value import Portfolio, tier_of, value_score
+from services.scoring.domain.value import Portfolio, revenue_tier, tier_of, value_score
 from services.scoring.scorecard import Scorecard, ScorecardSet
 from shared.events import SubscriptionStatus
 from shared.scores import AccountFacts, Band, ScoreChange, Tier, Trigger
@@ -101,9 +101,8 @@ def _assess(
     facts = Facts(effective_band, health.score, state.daily_scores, stale)
     risk, reasons = churn_risk(signals, facts, card)
     value = value_score(signals, card, portfolio)
-    previous_tier = closing_tier(state, signals.today)
     split = health.components.get(card.value.tiers.a_vs_b.component, health.score)
-    tier = tier_of(value, split, previous_tier, card.value.tiers) if value is not None else None
+    tier = _tier(state, signals, card, portfolio, value, split)
     return Assessment(
         computed_at=signals.as_of,
         scorecard=card.ref,
@@ -122,6 +121,23 @@ def _assess(
         effective_tier=Tier(chosen["tier"]) if "tier" in chosen else tier,
         overridden=sorted(chosen),
     )
+
+
+def _tier(
+    state: AccountState,
+    signals: Signals,
+    card: Scorecard,
+    portfolio: Portfolio,
+    value: int | None,
+    split: int,
+) -> Tier | None:
+    tiers = card.value.tiers
+    previous = closing_tier(state, signals.today)
+    if tiers.by == "value_score":
+        return tier_of(value, split, previous, tiers) if value is not None else None
+    mrr = state.fact("mrr_minor")
+    share_above = portfolio.revenue_share_above(mrr) if mrr is not None else None
+    return revenue_tier(share_above, split, previous, tiers) if share_above is not None else None
 
 
 def closing_tier(state: AccountState, today: date) -> Tier | None:

@@ -1,0 +1,212 @@
+"""``vitals backtest``: wire the inputs, the replay, the ledgers and the outputs.
+
+Each model is a scorecard file (or folder) as scoring loads it; the settings are
+the services' own (``VITALS_*``), so the replay maps and scores as production does.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import orjson
+from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+from services.alerts.ruleset import DEFAULT_RULES_FILE, load_rules
+from services.backtest.ledger import Ledger
+from services.backtest.replay import Model, Replay
+from services.backtest.report import Outcome, summarise
+from services.backtest.sources import (
+    Intake,
+    Memory,
+    Timed,
+    merged,
+    native_events,
+    segment_events,
+    stripe_events,
+)
+from services.ingest.settings import IngestSettings
+from services.scoring.domain import AccountState, Assessment
+from services.scoring.scorecard import RevenueShare, load_scorecards
+from services.scoring.settings import SHIPPED_SCORECARDS, ScoringSettings
+
+PROGRESS_EVERY = 20_000
+
+
+class BacktestError(ValueError):
+    """Input the backtest cannot start with; the message says which and why."""
+
+
+@dataclass
+class Inputs:
+    events: list[Path] = field(default_factory=list)
+    segment: list[Path] = field(default_factory=list)
+    stripe: list[Path] = field(default_factory=list)
+
+    def all(self) -> list[Path]:
+        return [*self.events, *self.segment, *self.stripe]
+
+
+@dataclass
+class Outputs:
+    daily: Path | None = None
+    report: Path | None = None
+    chart: Path | None = None
+
+
+@dataclass
+class Result:
+    reports: list[dict[str, Any]]
+    intake: Intake
+    seconds: float
+    daily_files: list[Path]
+
+    @property
+    def events_per_minute(self) -> float:
+        return self.intake.events / self.seconds * 60 if self.seconds else 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "input": {
+                "lines": self.intake.lines,
+                "events": self.intake.events,
+                "rejected": dict(sorted(self.intake.rejected.items())),
+                "seconds": round(self.seconds, 1),
+                "events_per_minute": round(self.events_per_minute),
+            },
+            "daily_files": [str(p) for p in self.daily_files],
+            "models": self.reports,
+        }
+
+
+def load_models(paths: list[Path]) -> list[Model]:
+    """One model per scorecard file or folder; the shipped scorecards when none is given."""
+    models = []
+    for path in paths or [SHIPPED_SCORECARDS]:
+        scorecards = load_scorecards(path)
+        models.append(Model(scorecards.default.ref, scorecards))
+    names = [m.name for m in models]
+    if len(set(names)) != len(names):
+        raise BacktestError(f"two models with the same scorecard id@version: {names}")
+    return models
+
+
+def read_outcomes(path: Path) -> dict[str, Outcome]:
+    """``account_id,churned_on[,kind]`` with a header line."""
+    found: dict[str, Outcome] = {}
+    with path.open(newline="", encoding="utf-8") as file:
+        for number, row in enumerate(csv.DictReader(file), start=2):
+            try:
+                churned_on = date.fromisoformat(row["churned_on"])
+                found[row["account_id"]] = Outcome(churned_on, row.get("kind") or None)
+            except (KeyError, TypeError, ValueError):
+                raise BacktestError(
+                    f"{path}:{number}: expected account_id,churned_on (YYYY-MM-DD)[,kind]"
+                ) from None
+    return found
+
+
+def backtest(
+    inputs: Inputs,
+    models: list[Model],
+    outputs: Outputs,
+    outcomes: dict[str, Outcome] | None = None,
+    rules_file: Path = DEFAULT_RULES_FILE,
+    truth: RevenueShare | None = None,
+    progress: bool = True,
+) -> Result:
+    missing = [str(p) for p in inputs.all() if not p.is_file()]
+    if missing or not inputs.all():
+        raise BacktestError(f"no such input file: {missing}" if missing else "no input given")
+    rules = load_rules(rules_file).enabled
+    ingest, scoring = IngestSettings(), ScoringSettings()
+    intake = Intake()
+    with ExitStack() as files:
+        daily = _daily_files(outputs.daily, models)
+        ledgers = [
+            Ledger(m.name, daily=files.enter_context(p.open("wb")) if p else None)
+            for m, p in zip(models, daily + [None] * len(models), strict=False)
+        ]
+
+        def on_score(
+            index: int, account: str, day: date, assessment: Assessment | None, state: AccountState
+        ) -> None:
+            ledgers[index].record(account, day, assessment, state)
+
+        replay = Replay(models, scoring.limits(), rules, on_score)
+        streams = _streams(inputs, intake, ingest)
+        started = time.perf_counter()
+        for event in _with_progress(merged(streams), intake, inputs, progress):
+            replay.add(event)
+        replay.finish()
+        seconds = time.perf_counter() - started
+    known = outcomes if outcomes is not None else _cancellations(replay)
+    reports = [
+        summarise(ledger, known, alerts.notices, truth or RevenueShare())
+        for ledger, alerts in zip(ledgers, replay.alerts, strict=True)
+    ]
+    result = Result(reports, intake, seconds, daily)
+    _write_outputs(result, outputs)
+    return result
+
+
+def _streams(inputs: Inputs, intake: Intake, ingest: IngestSettings) -> list[Iterator[Timed]]:
+    limits, memory = ingest.limits(), Memory()
+    accounts = ingest.stripe_accounts()
+    return [
+        *(native_events(p, intake, limits) for p in inputs.events),
+        *(segment_events(p, intake, limits, memory) for p in inputs.segment),
+        *(stripe_events(p, intake, limits, memory, accounts) for p in inputs.stripe),
+    ]
+
+
+def _cancellations(replay: Replay) -> dict[str, Outcome]:
+    """Outcomes from the billing events: the day each subscription was cancelled."""
+    return {account: Outcome(day) for account, day in replay.cancelled_on.items()}
+
+
+def _daily_files(path: Path | None, models: list[Model]) -> list[Path]:
+    """The daily file; with several models, one per model, named after it."""
+    if path is None:
+        return []
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if len(models) == 1:
+        return [path]
+    return [path.with_name(f"{path.stem}.{m.name}{path.suffix}") for m in models]
+
+
+def _with_progress(
+    events: Iterator[Any], intake: Intake, inputs: Inputs, shown: bool
+) -> Iterator[Any]:
+    if not shown:
+        yield from events
+        return
+    total = sum(p.stat().st_size for p in inputs.all())
+    columns = (
+        TextColumn("replaying"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%  {task.fields[events]:,} events"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, transient=True) as bar:
+        task = bar.add_task("replay", total=total, events=0)
+        for count, event in enumerate(events, start=1):
+            if count % PROGRESS_EVERY == 0:
+                bar.update(task, completed=intake.bytes_read, events=intake.events)
+            yield event
+
+
+def _write_outputs(result: Result, outputs: Outputs) -> None:
+    if outputs.report is not None:
+        outputs.report.parent.mkdir(parents=True, exist_ok=True)
+        outputs.report.write_bytes(orjson.dumps(result.as_json(), option=orjson.OPT_INDENT_2))
+    if outputs.chart is not None:
+        from services.backtest.chart import draw
+
+        draw(result.reports, outputs.chart)
