@@ -472,6 +472,7 @@ def _write_accounts(path: Path, portfolio: list[Account]) -> None:
                 "dip",
                 "failed_payment",
                 "expansion",
+                "decline_days",
             ]
         )
         for a in portfolio:
@@ -486,6 +487,7 @@ def _write_accounts(path: Path, portfolio: list[Account]) -> None:
                     a.dip is not None,
                     a.failed,
                     a.expansion is not None,
+                    (a.churned_on - a.decline_from).days if a.decline_from and a.churned_on else "",
                 ]
             )
 

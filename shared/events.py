@@ -179,6 +179,13 @@ class Billing(BaseModel):
         None, description="First day of the subscription (lifecycle stage)."
     )
     renewal_date: Day | None = Field(None, description="End of the current period.")
+    term_months: int | None = Field(
+        None,
+        ge=1,
+        le=120,
+        description="Months of one subscription term: 1 for a monthly plan, 12 for an annual "
+        "one. With it, a scorecard can count renewal windows for contract terms only.",
+    )
     cancel_at_period_end: bool | None = Field(
         None, description="True when a cancellation is scheduled for the renewal date."
     )

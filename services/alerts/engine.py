@@ -22,7 +22,7 @@ from services.alerts.ruleset import (
     SharpHealthDrop,
     TierChanged,
 )
-from shared.scores import Risk, ScoreChange, Tier, Trigger
+from shared.scores import Risk, ScoreChange, Stage, Tier, Trigger
 
 ALERT_ID_NAMESPACE = uuid.UUID("1f6f3f3c-6c3b-4c55-9d1e-6a0e7c1f2b51")
 TIER_ORDER = (Tier.C, Tier.B, Tier.A, Tier.S)
@@ -72,6 +72,7 @@ class Finding:
     summary: str = ""
     details: dict[str, Any] = field(default_factory=dict)
     fresh: bool = False
+    quiet: bool = False  # clears without a resolved notice: the alert became moot
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,10 @@ def check(
     ``risk_absent_high_below``: for messages from scoring before churn risk existed,
     a health below this counts as high risk (0: such messages are not judged).
     """
+    if change.stage is Stage.churned:
+        return Finding(False, summary="Account cancelled", quiet=True)
+    if change.stage is Stage.onboarding and isinstance(rule, SharpHealthDrop | AccountSilent):
+        return Finding(None)  # too new to judge: scores move as usage starts
     if isinstance(rule, ChurnRiskRaised):
         return check_churn_risk(rule, change, risk_absent_high_below)
     if isinstance(rule, SharpHealthDrop):
@@ -233,6 +238,9 @@ def check_renewal(rule: RenewalAtRisk, change: ScoreChange) -> Finding:
     renewal = change.account.renewal_date
     if renewal is None:
         return Finding(False, summary="No renewal date")
+    if change.stage is not None and change.stage is not Stage.renewal_window:
+        # The scorecard says what a renewal is: a monthly period's end may not be one.
+        return Finding(False, summary=f"Not in a renewal window ({change.stage.value})")
     days_left = (renewal - change.computed_at.astimezone(UTC).date()).days
     if not 0 <= days_left <= rule.days:
         return Finding(False, summary=f"Renewal on {renewal} is not within {rule.days} days")
@@ -364,7 +372,8 @@ def decide(
         return [again] if again else []
     if finding.firing is False and is_open:
         assert current is not None
-        return [_resolve(rule, finding, current, now, mute, rule.notify_resolved)]
+        notify = rule.notify_resolved and not finding.quiet
+        return [_resolve(rule, finding, current, now, mute, notify)]
     return []
 
 

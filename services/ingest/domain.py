@@ -92,6 +92,10 @@ def too_large(original: bytes, limits: Limits) -> Rejection | None:
     return Rejection(Reason.event_too_large, message, original)
 
 
+# Set by Vitals on the stored event, never by a sender.
+STORED_ONLY = frozenset({"received_at", "schema_version"})
+
+
 def check_count(count: int, body: bytes, limits: Limits) -> None:
     if count > limits.max_events:
         message = f"{count} events in one request; the limit is {limits.max_events}"
@@ -105,15 +109,20 @@ def to_event(
     limits: Limits,
     default_event_id: str | None = None,
 ) -> Item:
-    """Validate sender-supplied ``fields`` into a normalised event, or say why not."""
-    try:
-        incoming = EventIn.model_validate(fields)
-    except ValidationError as exc:
-        return invalid(exc, original, fields)
-    event_id = incoming.event_id or default_event_id or str(uuid.uuid4())
-    values = incoming.model_dump(exclude={"event_id"})
+    """Validate sender-supplied ``fields`` into a normalised event, or say why not.
+
+    One validation, as the stored event with Vitals' own fields set: a sender may not
+    set those, so fields that name one are validated as input first, for its error."""
+    if not STORED_ONLY.isdisjoint(fields):
+        try:
+            EventIn.model_validate(fields)
+        except ValidationError as exc:
+            return invalid(exc, original, fields)
+    event_id = fields.get("event_id")
+    if event_id is None:
+        event_id = default_event_id or str(uuid.uuid4())
     try:  # an id derived from the source (a CloudEvent's, a Stripe event's) is checked here
-        event = Event.model_validate({**values, "event_id": event_id, "received_at": received_at})
+        event = Event.model_validate({**fields, "event_id": event_id, "received_at": received_at})
     except ValidationError as exc:
         return invalid(exc, original, fields)
     return check_time(event, original, received_at, limits)

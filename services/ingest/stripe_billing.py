@@ -276,6 +276,7 @@ def _subscription(sub: Mapping[str, Any], event_type: str) -> dict[str, Any]:
         "seats": _seats(licensed, sub) if complete else None,
         "plan": _plan(licensed, sub),
         "renewal_date": _date(_period_end(sub, items)),
+        "term_months": _term_months(licensed),
         "subscription_started_on": _date(sub.get("start_date")),
         "cancel_at_period_end": _cancellation_scheduled(sub),
     }
@@ -365,6 +366,17 @@ def _period_end(sub: Mapping[str, Any], items: list[dict[str, Any]]) -> Any:
     # Newer Stripe API versions keep the period on each item instead of the subscription.
     ends = [e for i in items if (e := _int(i.get("current_period_end"))) is not None]
     return sub.get("current_period_end") or (max(ends) if ends else None)
+
+
+def _term_months(licensed: list[dict[str, Any]]) -> int | None:
+    """Months per billing period of the subscription's price (none below a month)."""
+    for item in licensed:
+        recurring = _object(_object(item.get("price") or item.get("plan")).get("recurring"))
+        count = _int(recurring.get("interval_count")) or 1
+        months = {"month": 1, "year": 12}.get(str(recurring.get("interval")))
+        if months is not None and 1 <= months * count <= 120:
+            return months * count
+    return None
 
 
 def _usage_type(item: Mapping[str, Any]) -> Any:

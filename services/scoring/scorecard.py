@@ -25,6 +25,7 @@ Days = Annotated[int, Field(ge=1, le=400)]
 Signal = Literal[
     "active_users_per_seat",
     "usage_trend",
+    "usage_vs_baseline",
     "days_since_last_usage",
     "key_feature_breadth",
     "subscription_status",
@@ -35,6 +36,7 @@ Signal = Literal[
 WINDOWED: dict[str, int] = {
     "active_users_per_seat": 30,
     "usage_trend": 14,
+    "usage_vs_baseline": 14,
     "key_feature_breadth": 30,
     "failed_payments": 90,
     "mrr_change": 90,
@@ -141,8 +143,15 @@ class Measure(Strict):
     )
     window_days: Days | None = Field(None, description="Window of windowed signals.")
     threshold: Threshold
-    missing: Literal["redistribute", "zero"] = Field(
-        "redistribute", description="Without data: share its weight, or count it as 0."
+    missing: Literal["redistribute", "zero", "zero_once_judged"] = Field(
+        "redistribute",
+        description="Without data: share its weight, count it as 0, or count it as 0 only "
+        "once the account is past onboarding (too new to judge before).",
+    )
+    seats_settle_days: Days | None = Field(
+        None,
+        description="active_users_per_seat: seats bought in the last N days count only "
+        "from then on, so an expansion is not read as falling engagement.",
     )
 
     @model_validator(mode="after")
@@ -152,6 +161,8 @@ class Measure(Strict):
             raise ValueError("subscription_status takes, and only it takes, a categories threshold")
         if self.window_days is not None and self.signal not in WINDOWED:
             raise ValueError(f"signal {self.signal} has no window")
+        if self.seats_settle_days is not None and self.signal != "active_users_per_seat":
+            raise ValueError("seats_settle_days goes with active_users_per_seat only")
         return self
 
     @property
@@ -204,13 +215,36 @@ class RiskCondition(Strict):
     silent_days: Days | None = None
     days_past_due: Days | None = None
     stale: bool | None = None
+    payment_unresolved_days: Days | None = Field(
+        None, description="A failed payment still unpaid N days after it first failed."
+    )
+    usage_below_baseline: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Usage over the last usage_window_days vs the account's baseline below "
+        "this ratio, by more than the baseline's significance.",
+    )
+    usage_window_days: Days | None = Field(
+        None, description="Window of usage_below_baseline; the baseline measure's by default."
+    )
+    for_days: Days | None = Field(
+        None, description="band / usage_below_baseline held at each of the last N day closes."
+    )
+    min_age_days: Days | None = Field(
+        None, description="Only for accounts at least N days old: newer ones are not judged."
+    )
 
     @model_validator(mode="after")
     def _complete(self) -> RiskCondition:
-        if not self.model_fields_set:
-            raise ValueError("a condition needs at least one field")
+        if not self.model_fields_set - {"for_days", "min_age_days"}:
+            raise ValueError("a condition needs at least one field besides for_days, min_age_days")
         if (self.dropped_points is None) != (self.within_days is None):
             raise ValueError("dropped_points and within_days go together")
+        if self.for_days is not None and self.band is None and self.usage_below_baseline is None:
+            raise ValueError("for_days goes with band or usage_below_baseline")
+        if self.usage_window_days is not None and self.usage_below_baseline is None:
+            raise ValueError("usage_window_days goes with usage_below_baseline")
         return self
 
 
@@ -321,6 +355,13 @@ class Lifecycle(Strict):
     onboarding_days: Days = 30
     adoption_days: Days = 90
     renewal_window_days: Days = 60
+    renewal_min_term_months: int = Field(
+        0,
+        ge=0,
+        le=120,
+        description="Renewal windows only for terms this long (12: annual contracts, not "
+        "each monthly period); an account whose term is unknown always has them.",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> Lifecycle:
@@ -331,6 +372,23 @@ class Lifecycle(Strict):
 
 class Freshness(Strict):
     stale_after_days: Days = 7
+
+
+class Baseline(Strict):
+    """An account's own usage baseline: the days before its recent window."""
+
+    days: Days = Field(56, description="Days before the recent window that make the baseline.")
+    min_history_days: Days = Field(
+        28, description="Fewer days of history than this: no baseline yet (no judgement)."
+    )
+    significance: float = Field(
+        3.0,
+        ge=0,
+        le=20,
+        allow_inf_nan=False,
+        description="A shortfall counts for risk only when it is this many standard "
+        "deviations of the expected count (Poisson): small accounts need a clearer drop.",
+    )
 
 
 class Match(Strict):
@@ -372,6 +430,7 @@ class Scorecard(Strict):
     value: ValueModel = Field(default_factory=ValueModel)
     lifecycle: Lifecycle = Field(default_factory=Lifecycle)
     freshness: Freshness = Field(default_factory=Freshness)
+    baseline: Baseline = Field(default_factory=Baseline)
 
     @model_validator(mode="after")
     def _references_exist(self) -> Scorecard:
@@ -398,6 +457,14 @@ class Scorecard(Strict):
 
     def measure_weights(self, group: str) -> dict[str, float]:
         return normalised(self.groups[group].measures)
+
+    @property
+    def baseline_window_days(self) -> int:
+        """The recent window usage is set against its baseline in: the measure's, or 14."""
+        return next(
+            (m.window for m in self.measures.values() if m.signal == "usage_vs_baseline"),
+            WINDOWED["usage_vs_baseline"],
+        )
 
     @property
     def user_window_days(self) -> int:

@@ -58,16 +58,17 @@ async def _account(stack: Stack, account_id: str) -> dict[str, object] | None:
 
 
 async def test_an_event_posted_over_http_is_scored_and_alerted(stack: Stack) -> None:
-    canceled = {
+    # Unpaid for more than the shipped scorecard's grace of seven days: high risk.
+    unpaid = {
         "account_id": "acme",
         "kind": "billing",
-        "name": "subscription.canceled",
-        "occurred_at": "2026-11-20T10:00:00Z",
-        "billing": {"subscription_status": "canceled", "seats": 20},
+        "name": "invoice.payment_failed",
+        "occurred_at": "2026-11-10T10:00:00Z",
+        "billing": {"payment": "failed", "subscription_status": "past_due", "seats": 20},
     }
     async with httpx.AsyncClient(base_url=stack.ingest.url) as ingest:
         posted = await ingest.post(
-            "/v1/events", json={"events": [canceled, native_usage_json(account_id="healthy")]}
+            "/v1/events", json={"events": [unpaid, native_usage_json(account_id="healthy")]}
         )
     assert posted.status_code == 202
 
@@ -80,10 +81,10 @@ async def test_an_event_posted_over_http_is_scored_and_alerted(stack: Stack) -> 
     async with httpx.AsyncClient(base_url=stack.alerts.url) as alerts:
         listed = (await alerts.get("/v1/alerts")).json()["alerts"]
 
-    assert (account["health_score"], account["band"]) == (0, "red")
+    assert account["risk"] == "high"
     (alert,) = stack.receiver.received
     assert (alert["type"], alert["account_id"]) == ("alert.opened", "acme")
-    assert alert["health_score"] == 0
+    assert alert["health_score"] == account["health_score"]
     assert [(a["account_id"], a["state"]) for a in listed] == [("acme", "open")]
 
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from datetime import date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from shared.scores import AccountFacts, Band, Driver, Risk, ScoreChange, Stage, Tier, Trigger
 from tests.support.events import T0
+
+# The rules the alerts tests were written for (risk from medium, daily reminders).
+TEST_RULES = Path(__file__).parent / "alert_rules.yaml"
 
 
 def band_of(health: int) -> Band:

@@ -7,6 +7,8 @@ from typing import Any
 from services.alerts.settings import AlertsSettings
 from services.ingest.settings import IngestSettings
 from services.scoring.settings import ScoringSettings
+from tests.support.alerts_messages import TEST_RULES
+from tests.support.scoring_builders import V1_SCORECARD
 
 FAST_RETRY = {"startup_retry_max_s": 1.0, "topic_partitions": 3, "environment": "test"}
 
@@ -28,7 +30,9 @@ def scoring_settings(
         events_topic=topics["events_topic"],
         scores_topic=topics["scores_topic"],
         scoring_consumer_group=topics["scoring_consumer_group"],
-        **{**FAST_RETRY, **overrides},
+        # The pipeline tests pin their numbers to version 1 of the default scorecard;
+        # version 2's behaviour is tested on its own, and end to end.
+        **{**FAST_RETRY, "scoring_scorecards_path": V1_SCORECARD, **overrides},
     )
 
 
@@ -41,5 +45,5 @@ def alerts_settings(
         scores_topic=topics["scores_topic"],
         alerts_consumer_group=topics["alerts_consumer_group"],
         alerts_dispatch_interval_s=0.05,
-        **{**FAST_RETRY, **overrides},
+        **{**FAST_RETRY, "alerts_rules_file": TEST_RULES, **overrides},
     )

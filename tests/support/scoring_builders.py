@@ -11,6 +11,7 @@ from services.scoring.scorecard import Scorecard, ScorecardSet, load_scorecards
 from shared.events import AccountTraits, Billing, Event, EventKind
 
 DEFAULT_SCORECARDS = Path(__file__).parents[2] / "services" / "scoring" / "scorecards"
+V1_SCORECARD = DEFAULT_SCORECARDS / "previous" / "default-v1.yaml"
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
 
@@ -20,6 +21,11 @@ def default_scorecards() -> ScorecardSet:
 
 def default_card() -> Scorecard:
     return default_scorecards().default
+
+
+def v1_card() -> Scorecard:
+    """Version 1 of the default scorecard: still loadable, and its behaviour pinned."""
+    return load_scorecards(V1_SCORECARD).default
 
 
 def usage(

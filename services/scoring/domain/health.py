@@ -27,7 +27,7 @@ class Health:
     measures: dict[str, MeasureValue]
 
 
-def measure_score(measure: Measure, value: MeasureValue) -> float | None:
+def measure_score(measure: Measure, value: MeasureValue, judged: bool = True) -> float | None:
     """0-100, or None when the measure has no data and its weight is redistributed."""
     threshold = measure.threshold
     if value is None:
@@ -36,7 +36,9 @@ def measure_score(measure: Measure, value: MeasureValue) -> float | None:
         score = threshold.category_score(str(value))
     else:
         score = threshold.score(float(value))
-    if score is None and measure.missing == "zero":
+    if score is None and (
+        measure.missing == "zero" or (measure.missing == "zero_once_judged" and judged)
+    ):
         return 0.0
     return score
 
@@ -44,7 +46,8 @@ def measure_score(measure: Measure, value: MeasureValue) -> float | None:
 def compute_health(signals: Signals, card: Scorecard) -> Health | None:
     """The health score, or None while no group has data."""
     values = {name: signals.value(m) for name, m in card.measures.items()}
-    scores = {name: measure_score(card.measures[name], v) for name, v in values.items()}
+    judged = signals.judged()
+    scores = {name: measure_score(card.measures[name], v, judged) for name, v in values.items()}
     group_parts: dict[str, dict[str, float]] = {}
     for group in card.groups:
         present = {m: w for m, w in card.measure_weights(group).items() if scores[m] is not None}

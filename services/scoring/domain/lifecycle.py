@@ -18,7 +18,13 @@ def stage_of(signals: Signals, card: Scorecard) -> Stage | None:
         return Stage.churned
     if state.fact("cancel_at_period_end") and renewal is not None and renewal < today:
         return Stage.churned
-    if renewal is not None and today <= renewal <= today + timedelta(rules.renewal_window_days):
+    term = state.fact("term_months")
+    contract = term is None or term >= rules.renewal_min_term_months
+    if (
+        contract
+        and renewal is not None
+        and today <= renewal <= today + timedelta(rules.renewal_window_days)
+    ):
         return Stage.renewal_window
     start = state.fact("started_on") or state.first_seen
     if start is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -43,8 +44,18 @@ def dropped_within(facts: Facts, today: date, days: int) -> int:
 
 def _holds(when: RiskCondition, signals: Signals, facts: Facts) -> bool:
     checks: list[bool] = []
+    if when.min_age_days is not None:
+        age = signals.age_days()
+        if age is None or age < when.min_age_days:
+            return False
+    held = when.for_days or 1
     if when.band is not None:
-        checks.append(facts.band in when.band)
+        checks.append(_band_held(when.band, held, signals, facts))
+    if when.usage_below_baseline is not None:
+        window = when.usage_window_days or signals.card.baseline_window_days
+        checks.append(_usage_below(when.usage_below_baseline, window, held, signals))
+    if when.payment_unresolved_days is not None:
+        checks.append(signals.payment_unresolved_days() >= when.payment_unresolved_days)
     if when.dropped_points is not None and when.within_days is not None:
         drop = dropped_within(facts, signals.today, when.within_days)
         checks.append(drop >= when.dropped_points)
@@ -59,3 +70,28 @@ def _holds(when: RiskCondition, signals: Signals, facts: Facts) -> bool:
     if when.stale is not None:
         checks.append(facts.stale == when.stale)
     return all(checks)
+
+
+def _band_held(bands: list[Band], days: int, signals: Signals, facts: Facts) -> bool:
+    """The band now, and each of the ``days - 1`` day closes before today, in ``bands``."""
+    if facts.band not in bands:
+        return False
+    card = signals.card
+    for back in range(1, days):
+        score = facts.daily_scores.get(signals.today - timedelta(days=back))
+        if score is None or card.bands.of(score) not in bands:
+            return False
+    return True
+
+
+def _usage_below(ratio: float, window: int, days: int, signals: Signals) -> bool:
+    """Usage below ``ratio`` of its baseline, and clearly so, at each of the last days."""
+    significance = signals.card.baseline.significance
+    for back in range(days):
+        compared = signals.usage_against_baseline(window, back)
+        if compared is None:
+            return False
+        recent, expected = compared
+        if recent >= ratio * expected or (expected - recent) < significance * math.sqrt(expected):
+            return False
+    return True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import re
 from datetime import date, datetime, timedelta
 
 from services.scoring.domain.assessment import MeasureValue
@@ -9,7 +11,15 @@ from services.scoring.domain.state import UNRESOLVED, AccountState, Payment
 from services.scoring.scorecard import Measure, Scorecard
 from shared.events import SubscriptionStatus
 
+NOT_ALPHANUMERIC = re.compile(r"[\W_]+")
 NEW_USAGE_RATIO = 2.0  # usage now after none before: as good as doubling
+
+
+@functools.lru_cache(maxsize=4096)
+def feature_key(name: str) -> str:
+    """A feature name as matched: "Report Exported", "report_exported" and
+    "report.exported" are one feature, however the product's tracking spells it."""
+    return ".".join(NOT_ALPHANUMERIC.split(name.casefold())).strip(".")
 
 
 class Signals:
@@ -25,9 +35,11 @@ class Signals:
         window = measure.window
         match measure.signal:
             case "active_users_per_seat":
-                return self.active_users_per_seat(window)
+                return self.active_users_per_seat(window, measure.seats_settle_days)
             case "usage_trend":
                 return self.usage_trend(window)
+            case "usage_vs_baseline":
+                return self.usage_vs_baseline(window)
             case "days_since_last_usage":
                 return self.days_since_last_usage()
             case "key_feature_breadth":
@@ -48,11 +60,54 @@ class Signals:
     def active_users(self, window: int) -> int:
         return self.state.users.count(self._since(window), self.today)
 
-    def active_users_per_seat(self, window: int) -> float | None:
+    def active_users_per_seat(self, window: int, settle_days: int | None = None) -> float | None:
         seats: int | None = self.state.fact("seats")
+        if settle_days is not None and seats:
+            before = self.seats_at(self._since(settle_days))
+            seats = min(seats, before) if before else seats
         if not seats:
             return None
         return round(self.active_users(window) / seats, 4)
+
+    def seats_at(self, day: date) -> int | None:
+        points = [(d, v) for d, (v, _) in self.state.billing.seats_by_day.items() if d <= day]
+        return max(points)[1] if points else None
+
+    def age_days(self) -> int | None:
+        """Days since the subscription started, or since the account was first seen."""
+        start = self.state.fact("started_on") or self.state.first_seen
+        return (self.today - start).days if start is not None else None
+
+    def judged(self) -> bool:
+        """Past onboarding: old enough for silence and low usage to mean something."""
+        age = self.age_days()
+        return age is not None and age >= self.card.lifecycle.onboarding_days
+
+    def usage_vs_baseline(self, window: int, days_ago: int = 0) -> float | None:
+        """Mean daily usage of the last ``window`` days over that of the baseline days
+        before them (as of ``days_ago`` days before today); None without enough history."""
+        compared = self.usage_against_baseline(window, days_ago)
+        if compared is None:
+            return None
+        recent, expected = compared
+        return round(min(NEW_USAGE_RATIO, recent / expected), 4)
+
+    def usage_against_baseline(self, window: int, days_ago: int = 0) -> tuple[int, float] | None:
+        """(usage in the window, usage the baseline expects in it), or None."""
+        baseline = self.card.baseline
+        until = self.today - timedelta(days=days_ago)
+        split = until - timedelta(days=window)
+        first = self.state.first_seen
+        if first is None:
+            return None
+        start = max(first - timedelta(days=1), split - timedelta(days=baseline.days))
+        history = (split - start).days
+        if history < baseline.min_history_days:
+            return None
+        expected = self.events_between(start, split) / history * window
+        if expected == 0:
+            return None
+        return self.events_between(split, until), expected
 
     def events_between(self, after: date, until: date) -> int:
         return sum(u.events for day, u in self.state.usage.items() if after < day <= until)
@@ -81,15 +136,26 @@ class Signals:
         return float((self.today - first).days) if first else 0.0
 
     def key_feature_breadth(self, window: int) -> float | None:
-        keys = set(self.card.key_features)
+        keys = {feature_key(k) for k in self.card.key_features}
         if not keys or self.state.last_usage_at is None:
             return None
         after = self._since(window)
         used: set[str] = set()
         for day, usage in self.state.usage.items():
             if after < day <= self.today:
-                used.update(keys.intersection(usage.features))
+                used.update(keys.intersection(feature_key(f) for f in usage.features))
         return round(len(used) / len(keys), 4)
+
+    def payment_unresolved_days(self) -> int:
+        """Days since the first failure of the payment that is still unpaid (0: none)."""
+        if not self.payment_unresolved():
+            return 0
+        billing = self.state.billing
+        paid = billing.paid_on
+        failures = [d for d in billing.failed_by_day if paid is None or d > paid]
+        payment: Payment = self.state.fact("payment")
+        first = min(failures, default=payment.on)
+        return max(0, (self.today - min(first, payment.on)).days)
 
     def payment_unresolved(self) -> bool:
         payment = self.state.fact("payment")

@@ -65,9 +65,12 @@ class BillingState(BaseModel):
     status: tuple[SubscriptionStatus, Stamp] | None = None
     started_on: tuple[date, Stamp] | None = None
     renewal_date: tuple[date, Stamp] | None = None
+    term_months: tuple[int, Stamp] | None = None
     cancel_at_period_end: tuple[bool, Stamp] | None = None
     payment: tuple[Payment, Stamp] | None = None
     mrr_by_day: dict[date, tuple[int, Stamp]] = Field(default_factory=dict)
+    seats_by_day: dict[date, tuple[int, Stamp]] = Field(default_factory=dict)
+    paid_on: date | None = Field(None, description="The latest day a payment succeeded.")
     failed_by_day: dict[date, int] = Field(default_factory=dict)
     seen: bool = False
 
@@ -183,18 +186,28 @@ def _fold_billing(billing: BillingState, fact: Billing, stamp: Stamp, day: date)
         ("status", fact.subscription_status),
         ("started_on", fact.subscription_started_on),
         ("renewal_date", fact.renewal_date),
+        ("term_months", fact.term_months),
         ("cancel_at_period_end", fact.cancel_at_period_end),
     ):
         _set_newer(billing, name, value, stamp)
-    if fact.mrr_minor is not None:
-        current = billing.mrr_by_day.get(day)
-        if current is None or current[1] < stamp:
-            billing.mrr_by_day[day] = (fact.mrr_minor, stamp)
+    _set_day(billing.mrr_by_day, day, fact.mrr_minor, stamp)
+    _set_day(billing.seats_by_day, day, fact.seats, stamp)
     if fact.payment is not None:
         payment = Payment(outcome=fact.payment, on=day, due_on=fact.invoice_due_on)
         _set_newer(billing, "payment", payment, stamp)
         if fact.payment is PaymentOutcome.failed:
             billing.failed_by_day[day] = billing.failed_by_day.get(day, 0) + 1
+        elif fact.payment is PaymentOutcome.paid:
+            billing.paid_on = max(billing.paid_on or day, day)
+
+
+def _set_day(
+    history: dict[date, tuple[int, Stamp]], day: date, value: int | None, stamp: Stamp
+) -> None:
+    if value is not None:
+        current = history.get(day)
+        if current is None or current[1] < stamp:
+            history[day] = (value, stamp)
 
 
 def _set_newer(target: BaseModel, name: str, value: Any, stamp: Stamp) -> None:
@@ -224,11 +237,17 @@ def _forget_old(state: AccountState, watermark: datetime, limits: Limits) -> Non
     billing_horizon = watermark.date() - timedelta(days=limits.billing_retention_days)
     billing = state.billing
     billing.failed_by_day = {d: n for d, n in billing.failed_by_day.items() if d > billing_horizon}
-    kept = {d: v for d, v in billing.mrr_by_day.items() if d > billing_horizon}
-    older = [d for d in billing.mrr_by_day if d <= billing_horizon]
-    if older:  # the last point before the horizon still says what MRR was then
-        kept[max(older)] = billing.mrr_by_day[max(older)]
-    billing.mrr_by_day = kept
+    billing.mrr_by_day = _recent(billing.mrr_by_day, billing_horizon)
+    billing.seats_by_day = _recent(billing.seats_by_day, billing_horizon)
+
+
+def _recent(history: dict[date, tuple[int, Stamp]], horizon: date) -> dict[date, tuple[int, Stamp]]:
+    """Points after ``horizon``, and the last before it: it still says what held then."""
+    kept = {d: v for d, v in history.items() if d > horizon}
+    older = [d for d in history if d <= horizon]
+    if older:
+        kept[max(older)] = history[max(older)]
+    return kept
 
 
 def _stamp(event: Event) -> Stamp:

@@ -9,7 +9,7 @@ from standardwebhooks import Webhook
 
 from services.alerts.models import AccountCursor
 from shared.db import create_engine, session_factory
-from shared.scores import Risk, ScoreChange, Tier
+from shared.scores import Risk, ScoreChange, Stage, Tier
 from tests.integration.alerts.conftest import AlertsStack, StackFactory
 from tests.support.alerts_messages import driver, enriched_change, facts, later
 from tests.support.alerts_receivers import HttpReceiver, Recorded
@@ -106,6 +106,7 @@ async def test_every_other_default_rule_fires_for_its_account(alerts_stack: Stac
             health_score=50,
             computed_at=now,
             account=facts(last_usage_at=now, renewal_date=(now + timedelta(days=20)).date()),
+            stage=Stage.renewal_window,
         )
         await stack.send(
             dropping,
@@ -163,7 +164,11 @@ async def test_every_other_rule_dedupes_reminds_after_its_cooldown_and_resolves(
         )
         renewal = facts(last_usage_at=t0, renewal_date=(t0 + timedelta(days=30)).date())
         renewing = enriched_change(
-            account_id="renew", health_score=50, computed_at=t0, account=renewal
+            account_id="renew",
+            health_score=50,
+            computed_at=t0,
+            account=renewal,
+            stage=Stage.renewal_window,
         )
         tier = enriched_change(account_id="tier", tier=Tier.A, computed_at=t0, account=used)
         tier_up = later(tier, timedelta(minutes=1), tier=Tier.S, value_score=85)

@@ -20,7 +20,7 @@ from tests.support.events import billing_event, usage_event
 from tests.support.infra import create_database, drop_database, new_database_url
 from tests.support.kafka import consume, produce
 from tests.support.processes import metric_value
-from tests.support.scoring_builders import default_card
+from tests.support.scoring_builders import v1_card
 from tests.support.servers import serve, wait_for
 
 pytestmark = [pytest.mark.kafka]
@@ -50,7 +50,7 @@ async def migrated(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
 def _scored_by_the_core(events: list[Event], as_of: datetime) -> Assessment:
     state = AccountState(account_id=events[0].account_id)
     apply_events(state, events, Limits())
-    result = rescore(state, as_of, default_card())
+    result = rescore(state, as_of, v1_card())
     assert result.assessment is not None
     return result.assessment
 

@@ -30,7 +30,7 @@ from shared.migrations import upgrade_to_head
 from tests.support.apps import scoring_settings
 from tests.support.infra import create_database, drop_database
 from tests.support.processes import ServiceProcess
-from tests.support.scoring_builders import DEFAULT_SCORECARDS, NOW
+from tests.support.scoring_builders import NOW, V1_SCORECARD
 from tests.support.scoring_processes import (
     SWEEP_DONE,
     SWEPT,
@@ -80,7 +80,7 @@ async def test_replicas_killed_ten_times_end_exactly_where_a_clean_run_ends(
             database=database,
             topics={**topics, "scores_topic": f"{topics['scores_topic']}.{run}"},
             group=f"{topics['scoring_consumer_group']}-{run}",
-            scorecards=DEFAULT_SCORECARDS,
+            scorecards=V1_SCORECARD,  # its drop rule is what this load is built to trip
             fixed_clock=(NOW - timedelta(days=1)).isoformat(),
             partitions=PARTITIONS,
             batch_max_records=BATCH,

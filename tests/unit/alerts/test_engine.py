@@ -19,12 +19,12 @@ from services.alerts.engine import (
     silenced,
 )
 from services.alerts.ruleset import Rule, load_rules, parse_rules
-from shared.scores import Risk, ScoreChange, Tier, Trigger
-from tests.support.alerts_messages import driver, enriched_change, facts, later
+from shared.scores import Risk, ScoreChange, Stage, Tier, Trigger
+from tests.support.alerts_messages import TEST_RULES, driver, enriched_change, facts, later
 from tests.support.events import T0
 
 DAY = timedelta(days=1)
-RULES = {rule.name: rule for rule in load_rules().rules}
+RULES = {rule.name: rule for rule in load_rules(TEST_RULES).rules}
 
 
 def rule(name: str, **overrides: object) -> Rule:
@@ -341,7 +341,7 @@ def test_silence_of_a_non_paying_account_is_no_alert(paying: bool | None) -> Non
 def test_a_renewal_near_with_poor_health_opens_and_good_health_resolves() -> None:
     run = Run(rule("renewal_at_risk", days=60, resolve_at_health=75))
     renewal = facts(renewal_date=date(2026, 12, 1))
-    yellow = enriched_change(health_score=55, account=renewal)
+    yellow = enriched_change(health_score=55, account=renewal, stage=Stage.renewal_window)
     green_edge = later(yellow, DAY, health_score=71, account=renewal)
     green = later(yellow, 2 * DAY, health_score=78, account=renewal)
 
@@ -349,6 +349,44 @@ def test_a_renewal_near_with_poor_health_opens_and_good_health_resolves() -> Non
     assert opened.summary == "Renewal in 30 days (2026-12-01) with health 55 (yellow)"
     assert run.feed(green_edge) == []  # hysteresis: green but below 75
     assert kinds(run.feed(green)) == [("resolved", True)]
+
+
+def test_a_period_end_outside_the_scorecards_renewal_window_is_no_alert() -> None:
+    """A monthly plan's period ends within days, but no contract renews: the scorecard
+    (renewal_min_term_months) keeps such accounts out of the renewal window stage."""
+    monthly = enriched_change(
+        health_score=30, account=facts(renewal_date=date(2026, 11, 20)), stage=Stage.steady
+    )
+
+    assert Run(rule("renewal_at_risk")).feed(monthly) == []
+
+
+def test_a_cancellation_resolves_what_it_makes_moot_without_a_notice() -> None:
+    run = Run(rule("churn_risk_raised"), rule("renewal_at_risk"))
+    account = facts(renewal_date=date(2026, 11, 20))
+    falling = enriched_change(
+        health_score=30, risk=Risk.high, account=account, stage=Stage.renewal_window
+    )
+    cancelled = later(falling, DAY, health_score=0, risk=Risk.high, stage=Stage.churned)
+
+    assert kinds(run.feed(falling)) == [("opened", True), ("opened", True)]
+    assert kinds(run.feed(cancelled)) == [("resolved", False), ("resolved", False)]
+    assert run.feed(later(cancelled, DAY, health_score=0, stage=Stage.churned)) == []
+
+
+def test_an_onboarding_account_opens_no_drop_or_silence_alert() -> None:
+    run = Run(rule("sharp_health_drop"), rule("account_silent"))
+    start = enriched_change(health_score=90, stage=Stage.onboarding)
+    quiet = later(
+        start,
+        20 * DAY,
+        health_score=40,
+        stage=Stage.onboarding,
+        account=facts(last_usage_at=T0),
+    )
+
+    run.feed(start)
+    assert run.feed(quiet) == []
 
 
 def test_a_far_renewal_is_no_alert() -> None:
@@ -370,10 +408,20 @@ def test_ids_are_deterministic_and_distinct() -> None:
 
 
 def test_all_default_rules_together_on_a_falling_account() -> None:
-    run = Run(*load_rules().enabled)
+    run = Run(*load_rules(TEST_RULES).enabled)
     account = facts(renewal_date=date(2026, 11, 20))
-    first = enriched_change(health_score=82, tier=Tier.S, account=account)
-    fall = later(first, 2 * DAY, health_score=38, risk=Risk.high, tier=Tier.A, account=account)
+    first = enriched_change(
+        health_score=82, tier=Tier.S, account=account, stage=Stage.renewal_window
+    )
+    fall = later(
+        first,
+        2 * DAY,
+        health_score=38,
+        risk=Risk.high,
+        tier=Tier.A,
+        account=account,
+        stage=Stage.renewal_window,
+    )
 
     run.feed(first)
     decisions = run.feed(fall)

@@ -6,11 +6,13 @@ import pytest
 
 from services.alerts.durations import parse_duration
 from services.alerts.ruleset import (
+    ChurnRiskRaised,
     ConfigError,
     SharpHealthDrop,
     load_rules,
     parse_rules,
 )
+from shared.scores import Risk
 
 
 def test_the_shipped_defaults_load_with_every_rule_kind() -> None:
@@ -25,7 +27,9 @@ def test_the_shipped_defaults_load_with_every_rule_kind() -> None:
     ]
     drop = rules.rules[1]
     assert isinstance(drop, SharpHealthDrop)
-    assert (drop.points, drop.within, drop.cooldown) == (15, timedelta(days=7), timedelta(hours=24))
+    assert (drop.points, drop.within, drop.cooldown) == (25, timedelta(days=7), timedelta(days=7))
+    risk = rules.rules[0]
+    assert isinstance(risk, ChurnRiskRaised) and risk.min_risk is Risk.high
 
 
 @pytest.mark.parametrize(

@@ -71,6 +71,7 @@ def test_a_subscription_gives_mrr_seats_plan_status_and_renewal() -> None:
         plan="Growth",
         subscription_status=SubscriptionStatus.trialing,
         renewal_date=date(2026, 12, 18),
+        term_months=1,
         subscription_started_on=date(2026, 9, 21),
         cancel_at_period_end=False,
     )

@@ -18,9 +18,9 @@ from services.scoring.domain.rescore import closing_tier
 from services.scoring.domain.value import tier_of
 from shared.events import Event, PaymentOutcome, SubscriptionStatus
 from shared.scores import Band, Risk, Stage, Tier, Trigger
-from tests.support.scoring_builders import NOW, billing, day, default_card, traits, usage
+from tests.support.scoring_builders import NOW, billing, day, traits, usage, v1_card
 
-CARD = default_card()
+CARD = v1_card()  # the behaviours below are version 1's; version 2 has its own tests
 WEEK = timedelta(days=7)
 
 

@@ -17,11 +17,11 @@ from services.scoring.scorecard import (
     parse_scorecard,
 )
 from services.scoring.settings import ScoringSettings
-from tests.support.scoring_builders import DEFAULT_SCORECARDS, traits
+from tests.support.scoring_builders import DEFAULT_SCORECARDS, V1_SCORECARD, traits
 
 
 def _default_data() -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load((DEFAULT_SCORECARDS / "default.yaml").read_text())
+    data: dict[str, Any] = yaml.safe_load(V1_SCORECARD.read_text())
     return data
 
 
@@ -35,9 +35,9 @@ def test_the_shipped_scorecard_loads_with_an_id_a_version_and_normalised_weights
     cards = load_scorecards(DEFAULT_SCORECARDS)
 
     card = cards.default
-    assert card.ref == "default@1"
+    assert card.ref == "default@2"
     assert sum(card.group_weights().values()) == pytest.approx(1)
-    assert card.group_weights()["engagement"] == pytest.approx(0.3)
+    assert card.group_weights()["activity_trend"] == pytest.approx(0.35)
     assert sum(card.measure_weights("billing").values()) == pytest.approx(1)
 
 
@@ -202,4 +202,4 @@ def test_an_account_is_scored_by_the_scorecard_its_segment_picks(tmp_path: Path)
     apply_event(other, traits(segment="enterprise"))
 
     assert scorecard_for(state, cards).ref == "smb@3"
-    assert scorecard_for(other, cards).ref == "default@1"
+    assert scorecard_for(other, cards).ref == "default@2"
