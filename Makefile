@@ -10,7 +10,7 @@ export PGPORT ?= 5433
 
 PEER_VENV ?= .venv-peer
 
-.PHONY: help install run test test-unit lint format schema bench bench-ingest bench-scoring bench-alerts clean
+.PHONY: help install run test test-unit lint format schema bench bench-ingest bench-scoring bench-alerts backtest clean
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -61,6 +61,19 @@ bench-scoring: install $(PEER_VENV)/.installed ## Scoring only: catch-up, open l
 
 bench-alerts: install ## Alerts only: evaluated and queued per second, score to webhook latency
 	BENCH_ONLY=alerts deploy/local/with-infra.sh $(BIN)/python -m bench.run
+
+BACKTEST_ACCOUNTS ?= 1000
+BACKTEST_DAYS ?= 180
+BACKTEST_SEED ?= 1
+BACKTEST_DIR ?= var/backtest
+
+backtest: install ## Generate the labelled portfolio and backtest default@1 beside default@2 (report, chart)
+	$(BIN)/python -m bench.portfolio --out $(BACKTEST_DIR) --accounts $(BACKTEST_ACCOUNTS) --days $(BACKTEST_DAYS) --seed $(BACKTEST_SEED)
+	$(BIN)/vitals backtest --segment $(BACKTEST_DIR)/segment.jsonl --stripe $(BACKTEST_DIR)/stripe.jsonl \
+		--outcomes $(BACKTEST_DIR)/outcomes.csv \
+		--scorecard services/scoring/scorecards/previous/default-v1.yaml --scorecard services/scoring/scorecards \
+		--daily $(BACKTEST_DIR)/daily.jsonl --report $(BACKTEST_DIR)/report.json --chart $(BACKTEST_DIR)/report.png
+	@echo "report: $(BACKTEST_DIR)/report.json, chart: $(BACKTEST_DIR)/report.png"
 
 schema: install ## Regenerate docs/event-schema.json from the event model
 	$(BIN)/vitals schema > docs/event-schema.json

@@ -116,8 +116,13 @@ class Replay:
             self.day += timedelta(days=1)
         self._pending[event.account_id].append(event)
 
-    def finish(self) -> None:
-        if self.day is not None:
+    def finish(self, last_day: date | None = None) -> None:
+        """Close the current day, and every day after it up to ``last_day``."""
+        if self.day is None:
+            return
+        self._close(self.day)
+        while last_day is not None and self.day < last_day:
+            self.day += timedelta(days=1)
             self._close(self.day)
 
     def _close(self, day: date) -> None:

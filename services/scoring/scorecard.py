@@ -355,6 +355,11 @@ class Lifecycle(Strict):
     onboarding_days: Days = 30
     adoption_days: Days = 90
     renewal_window_days: Days = 60
+    usage_unknown_while_onboarding: bool = Field(
+        False,
+        description="Before its first usage, an onboarding account has no usage data (not "
+        "zero usage): no usage yet is not churn.",
+    )
     renewal_min_term_months: int = Field(
         0,
         ge=0,

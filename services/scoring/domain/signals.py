@@ -12,7 +12,16 @@ from services.scoring.scorecard import Measure, Scorecard
 from shared.events import SubscriptionStatus
 
 NOT_ALPHANUMERIC = re.compile(r"[\W_]+")
-NEW_USAGE_RATIO = 2.0  # usage now after none before: as good as doubling
+NEW_USAGE_RATIO = 2.0
+USAGE_SIGNALS = frozenset(
+    {
+        "active_users_per_seat",
+        "usage_trend",
+        "usage_vs_baseline",
+        "days_since_last_usage",
+        "key_feature_breadth",
+    }
+)  # usage now after none before: as good as doubling
 
 
 @functools.lru_cache(maxsize=4096)
@@ -32,6 +41,8 @@ class Signals:
         self.card = card
 
     def value(self, measure: Measure) -> MeasureValue:
+        if measure.signal in USAGE_SIGNALS and self._not_started():
+            return None
         window = measure.window
         match measure.signal:
             case "active_users_per_seat":
@@ -53,6 +64,11 @@ class Signals:
                 return float(self.failed_payments(window)) if self.state.billing.seen else None
             case "mrr_change":
                 return self.mrr_change(window)
+
+    def _not_started(self) -> bool:
+        """Onboarding with no usage yet, under a scorecard that does not judge that."""
+        unknown = self.card.lifecycle.usage_unknown_while_onboarding
+        return unknown and self.state.last_usage_at is None and not self.judged()
 
     def _since(self, days: int) -> date:
         return self.today - timedelta(days=days)
