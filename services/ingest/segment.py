@@ -269,15 +269,17 @@ def _account(message: Mapping[str, Any], accounts: Mapping[str, str]) -> str | N
 def _explicit_account(message: Mapping[str, Any]) -> str | None:
     context = _object(message.get("context"))
     properties = _object(message.get("properties"))
-    traits = _traits(message)
-    candidates = (
+    for candidate in (
         context.get("groupId"),
         properties.get("account_id"),
         properties.get("groupId"),
         message.get("groupId"),
-        traits.get("account_id") if message.get("type") == "identify" else None,
-    )
-    return next((text for c in candidates if (text := _text(c)) is not None), None)
+    ):
+        if candidate is not None and (text := _text(candidate)) is not None:
+            return text
+    if message.get("type") == "identify":
+        return _text(_traits(message).get("account_id"))
+    return None
 
 
 def _traits(message: Mapping[str, Any]) -> dict[str, Any]:

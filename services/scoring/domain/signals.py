@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import functools
 import re
 from datetime import date, datetime, timedelta
@@ -39,6 +40,7 @@ class Signals:
         self.as_of = as_of
         self.today = as_of.date()
         self.card = card
+        self._index: tuple[list[date], list[int]] | None = None
 
     def value(self, measure: Measure) -> MeasureValue:
         if measure.signal in USAGE_SIGNALS and self._not_started():
@@ -126,7 +128,20 @@ class Signals:
         return self.events_between(split, until), expected
 
     def events_between(self, after: date, until: date) -> int:
-        return sum(u.events for day, u in self.state.usage.items() if after < day <= until)
+        """Usage events on the days in (``after``, ``until``]."""
+        days, totals = self._usage_index()
+        return totals[bisect.bisect_right(days, until)] - totals[bisect.bisect_right(days, after)]
+
+    def _usage_index(self) -> tuple[list[date], list[int]]:
+        """The usage days in order and running totals (``totals[i]``: events before day i),
+        built once: risk rules ask for many windows."""
+        if self._index is None:
+            days = sorted(self.state.usage)
+            totals = [0]
+            for day in days:
+                totals.append(totals[-1] + self.state.usage[day].events)
+            self._index = (days, totals)
+        return self._index
 
     def usage_trend(self, window: int) -> float | None:
         if self.state.last_usage_at is None:
@@ -155,11 +170,11 @@ class Signals:
         keys = {feature_key(k) for k in self.card.key_features}
         if not keys or self.state.last_usage_at is None:
             return None
-        after = self._since(window)
+        days, _ = self._usage_index()
+        first = bisect.bisect_right(days, self._since(window))
         used: set[str] = set()
-        for day, usage in self.state.usage.items():
-            if after < day <= self.today:
-                used.update(keys.intersection(feature_key(f) for f in usage.features))
+        for day in days[first : bisect.bisect_right(days, self.today)]:
+            used.update(keys.intersection(map(feature_key, self.state.usage[day].features)))
         return round(len(used) / len(keys), 4)
 
     def payment_unresolved_days(self) -> int:
