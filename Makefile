@@ -20,7 +20,7 @@ install: $(VENV)/.installed ## Create the virtualenv and install Vitals with pin
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet --constraint constraints.txt --editable '.[dev,bench]'
+	$(BIN)/pip install --quiet --constraint constraints.txt --editable '.[dev,bench,backtest]'
 	@touch $@
 
 # The benchmark's peer (Quix Streams) gets a virtualenv of its own: its pins differ.

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 import uvicorn
@@ -22,6 +23,9 @@ from shared.events import event_json_schema
 from shared.logging import configure_logging
 from shared.migrations import MigrationSet, upgrade_database
 from shared.settings import VitalsSettings
+
+if TYPE_CHECKING:
+    from services.backtest.run import TopicRange
 
 app = typer.Typer(help="Vitals: customer-health scoring.", no_args_is_help=True)
 config_app = typer.Typer(help="Inspect settings.", no_args_is_help=True)
@@ -193,6 +197,15 @@ def backtest(
     stripe: Annotated[
         list[Path] | None, typer.Option("--stripe", help="JSONL of Stripe Event objects.")
     ] = None,
+    kafka_topic: Annotated[
+        str | None, typer.Option(help="A topic of normalised events (e.g. vitals.events).")
+    ] = None,
+    since: Annotated[
+        datetime | None, typer.Option(help="With --kafka-topic: from this time (UTC).")
+    ] = None,
+    until: Annotated[
+        datetime | None, typer.Option(help="With --kafka-topic: until before this time (UTC).")
+    ] = None,
     scorecard: Annotated[
         list[Path] | None,
         typer.Option(
@@ -221,10 +234,12 @@ def backtest(
 
     from services.alerts.ruleset import DEFAULT_RULES_FILE, ConfigError
     from services.backtest import run, show
+    from services.backtest.kafka_source import KafkaSourceError
     from services.scoring.scorecard import ScorecardError
 
     inputs = run.Inputs(events or [], segment or [], stripe or [])
     try:
+        inputs.kafka = _topic_range(kafka_topic, since, until)
         models = run.load_models(scorecard or [])
         known = run.read_outcomes(outcomes) if outcomes else None
         result = run.backtest(
@@ -235,7 +250,7 @@ def backtest(
             rules or DEFAULT_RULES_FILE,
             progress=progress,
         )
-    except (run.BacktestError, ScorecardError, ConfigError) as exc:
+    except (run.BacktestError, ScorecardError, ConfigError, KafkaSourceError) as exc:
         typer.echo(f"backtest: {exc}", err=True)
         raise typer.Exit(2) from None
     console = Console()
@@ -246,3 +261,20 @@ def backtest(
         f"{result.seconds:.1f} s ({result.events_per_minute:,.0f} events/min); "
         f"not used: {rejected or 'none'}"
     )
+
+
+def _topic_range(
+    topic: str | None, since: datetime | None, until: datetime | None
+) -> TopicRange | None:
+    from services.backtest.run import BacktestError, TopicRange
+
+    if topic is None:
+        if since or until:
+            raise BacktestError("--since and --until go with --kafka-topic")
+        return None
+    if since is None or until is None:
+        raise BacktestError("--kafka-topic needs --since and --until")
+    since, until = (t if t.tzinfo else t.replace(tzinfo=UTC) for t in (since, until))
+    if until <= since:
+        raise BacktestError("--until must be after --since")
+    return TopicRange(topic, since, until)

@@ -9,7 +9,7 @@ TARGETS = {"flagged 30d before": 0.9, "retained ever high": 0.1, "health AUC": 0
 
 
 def draw(reports: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
+    import matplotlib  # an optional dependency (vitals[backtest]): imported when drawing
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

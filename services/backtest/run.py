@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import orjson
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 from services.alerts.ruleset import DEFAULT_RULES_FILE, load_rules
+from services.backtest.kafka_source import topic_events
 from services.backtest.ledger import Ledger
 from services.backtest.replay import Model, Replay
 from services.backtest.report import Outcome, summarise
@@ -43,11 +44,21 @@ class BacktestError(ValueError):
     """Input the backtest cannot start with; the message says which and why."""
 
 
+@dataclass(frozen=True)
+class TopicRange:
+    """Normalised events on a Kafka topic, from ``since`` until before ``until``."""
+
+    topic: str
+    since: datetime
+    until: datetime
+
+
 @dataclass
 class Inputs:
     events: list[Path] = field(default_factory=list)
     segment: list[Path] = field(default_factory=list)
     stripe: list[Path] = field(default_factory=list)
+    kafka: TopicRange | None = None
 
     def all(self) -> list[Path]:
         return [*self.events, *self.segment, *self.stripe]
@@ -122,7 +133,7 @@ def backtest(
     progress: bool = True,
 ) -> Result:
     missing = [str(p) for p in inputs.all() if not p.is_file()]
-    if missing or not inputs.all():
+    if missing or not (inputs.all() or inputs.kafka):
         raise BacktestError(f"no such input file: {missing}" if missing else "no input given")
     rules = load_rules(rules_file).enabled
     ingest, scoring = IngestSettings(), ScoringSettings()
@@ -140,7 +151,7 @@ def backtest(
             ledgers[index].record(account, day, assessment, state)
 
         replay = Replay(models, scoring.limits(), rules, on_score)
-        streams = _streams(inputs, intake, ingest)
+        streams = _streams(inputs, intake, ingest, files)
         started = time.perf_counter()
         for event in _with_progress(merged(streams), intake, inputs, progress):
             replay.add(event)
@@ -156,10 +167,17 @@ def backtest(
     return result
 
 
-def _streams(inputs: Inputs, intake: Intake, ingest: IngestSettings) -> list[Iterator[Timed]]:
+def _streams(
+    inputs: Inputs, intake: Intake, ingest: IngestSettings, closing: ExitStack
+) -> list[Iterator[Timed]]:
     limits, memory = ingest.limits(), Memory()
     accounts = ingest.stripe_accounts()
+    topic: list[Iterator[Timed]] = []
+    if (found := inputs.kafka) is not None:
+        reading = topic_events(ingest, found.topic, found.since, found.until, intake)
+        topic = closing.enter_context(reading)
     return [
+        *topic,
         *(native_events(p, intake, limits) for p in inputs.events),
         *(segment_events(p, intake, limits, memory) for p in inputs.segment),
         *(stripe_events(p, intake, limits, memory, accounts) for p in inputs.stripe),
@@ -187,7 +205,7 @@ def _with_progress(
     if not shown:
         yield from events
         return
-    total = sum(p.stat().st_size for p in inputs.all())
+    total = sum(p.stat().st_size for p in inputs.all()) if not inputs.kafka else None
     columns = (
         TextColumn("replaying"),
         BarColumn(),
@@ -207,6 +225,10 @@ def _write_outputs(result: Result, outputs: Outputs) -> None:
         outputs.report.parent.mkdir(parents=True, exist_ok=True)
         outputs.report.write_bytes(orjson.dumps(result.as_json(), option=orjson.OPT_INDENT_2))
     if outputs.chart is not None:
-        from services.backtest.chart import draw
+        try:
+            from services.backtest.chart import draw
 
-        draw(result.reports, outputs.chart)
+            draw(result.reports, outputs.chart)
+        except ModuleNotFoundError as exc:
+            wanted = "a chart needs matplotlib: pip install 'vitals[backtest]'"
+            raise BacktestError(f"{wanted} ({exc}); the report was written") from None

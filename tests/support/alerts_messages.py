@@ -10,7 +10,7 @@ from shared.scores import AccountFacts, Band, Driver, Risk, ScoreChange, Stage, 
 from tests.support.events import T0
 
 # The rules the alerts tests were written for (risk from medium, daily reminders).
-TEST_RULES = Path(__file__).parent / "alert_rules.yaml"
+TEST_RULES = Path(__file__).parents[2] / "services/alerts/rules/previous/default-v1.yaml"
 
 
 def band_of(health: int) -> Band:
