@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -151,12 +151,15 @@ def backtest(
             ledgers[index].record(account, day, assessment, state)
 
         replay = Replay(models, scoring.limits(), rules, on_score)
-        streams = _streams(inputs, intake, ingest, files)
+        memory = Memory(wait=timedelta(seconds=ingest.ingest_segment_wait_s))
+        streams = _streams(inputs, intake, ingest, memory, files)
         started = time.perf_counter()
         for event in _with_progress(merged(streams), intake, inputs, progress):
             replay.add(event)
         replay.finish()
         seconds = time.perf_counter() - started
+    if never := memory.never_grouped():
+        intake.rejected["unknown_account"] += never
     known = outcomes if outcomes is not None else _cancellations(replay)
     reports = [
         summarise(ledger, known, alerts.notices, truth or RevenueShare())
@@ -168,9 +171,9 @@ def backtest(
 
 
 def _streams(
-    inputs: Inputs, intake: Intake, ingest: IngestSettings, closing: ExitStack
+    inputs: Inputs, intake: Intake, ingest: IngestSettings, memory: Memory, closing: ExitStack
 ) -> list[Iterator[Timed]]:
-    limits, memory = ingest.limits(), Memory()
+    limits = ingest.limits()
     accounts = ingest.stripe_accounts()
     topic: list[Iterator[Timed]] = []
     if (found := inputs.kafka) is not None:

@@ -13,14 +13,14 @@ import heapq
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import orjson
 
 from services.ingest import segment
-from services.ingest.domain import BodyRejected, Item, Limits, Rejection
+from services.ingest.domain import BodyRejected, Held, Item, Limits, Rejection
 from services.ingest.native import native_item
 from services.ingest.stripe_billing import (
     StripeAccounts,
@@ -53,6 +53,12 @@ class Memory:
 
     segment_users: dict[str, str] = field(default_factory=dict)
     stripe_customers: dict[str, str] = field(default_factory=dict)
+    waiting: dict[str, list[tuple[bytes, datetime]]] = field(default_factory=dict)
+    """Segment calls waiting for their user's group call, by user."""
+    wait: timedelta = timedelta(days=7)
+
+    def never_grouped(self) -> int:
+        return sum(len(calls) for calls in self.waiting.values())
 
 
 Timed = tuple[datetime, int, Event]  # (event time, tie-break, event)
@@ -71,9 +77,17 @@ def segment_events(path: Path, intake: Intake, limits: Limits, memory: Memory) -
     def mapped(call: Any, _: bytes) -> list[Item]:
         received = _received(call)
         result = segment.map_messages([call], memory.segment_users, received, limits)
-        for user, (account, _said) in result.grouped.items():
-            memory.segment_users[user] = account
-        return result.items
+        accounts = {user: account for user, (account, _) in result.grouped.items()}
+        memory.segment_users.update(accounts)
+        items = segment.settled([call], result, received, limits)
+        for item in items:
+            if isinstance(item, Held):
+                memory.waiting.setdefault(item.user_id, []).append((item.original, received))
+        waited = [c for user in accounts for c in memory.waiting.pop(user, [])]
+        kept = [c for c in waited if c[1] >= received - memory.wait]
+        if too_late := len(waited) - len(kept):  # waited longer than ingest keeps them
+            intake.rejected["unknown_account"] += too_late
+        return [*items, *segment.released(kept, accounts, limits)]
 
     return _events(path, intake, mapped)
 
@@ -116,6 +130,8 @@ def _lines(file: BinaryIO, intake: Intake, mapped: Mapper) -> Iterator[Timed]:
         for item in _items(line, intake, mapped):
             if isinstance(item, Rejection):
                 intake.reject(item.reason.value)
+            elif isinstance(item, Held):
+                continue  # counted when released, or at the end as never grouped
             else:
                 intake.events += 1
                 yield item.occurred_at, intake.lines, item

@@ -3,7 +3,7 @@ unchanged when pointed at Vitals (their ``host`` option)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from services.ingest import segment
 from services.ingest.access import refused, segment_sender
 from services.ingest.body import JSON
-from services.ingest.domain import Parsed
+from services.ingest.domain import Held, Parsed
 from services.ingest.http_intake import HttpIntake, Received, Refused, item_error
 from services.ingest.openapi import BodyModels
 from services.ingest.reasons import Reason
@@ -70,6 +70,11 @@ class SegmentAccepted(BaseModel):
     accepted: int
     duplicates: int
     rejected: int
+    waiting: int = Field(
+        0,
+        description="Calls kept until their user's group call names the account (an "
+        "identify before the group call); published then.",
+    )
     errors: list[ItemError] = Field(default_factory=list)
 
 
@@ -93,12 +98,27 @@ def _add_route(
     limits = settings.limits()
     max_bytes = segment.BATCH_MAX_BYTES if call_type is None else limits.max_event_bytes
 
+    wait = timedelta(seconds=settings.ingest_segment_wait_s)
+
     async def parse(body: bytes, received_at: datetime) -> Parsed:
         read = segment.read_body(body, call_type, limits)
         known = await users.accounts(segment.users_to_look_up(read.messages))
         mapped = segment.map_messages(read.messages, known, received_at, limits)
         await users.remember(mapped.grouped)
-        return Parsed(mapped.items, batch=read.batch)
+        items = segment.settled(read.messages, mapped, received_at, limits)
+        await users.hold([i for i in items if isinstance(i, Held)], received_at, wait)
+        waited = await users.waiting(mapped.grouped)
+        if not waited:
+            return Parsed(items, batch=read.batch)
+        accounts = {user: account for user, (account, _) in mapped.grouped.items()}
+        calls = [(w.call, w.received_at) for w in waited]
+        ids = [w.message_id for w in waited]
+        return Parsed(
+            items,
+            batch=read.batch,
+            released=segment.released(calls, accounts, limits),
+            after_stored=lambda: users.forget(ids),
+        )
 
     async def post_call(request: Request) -> SegmentAccepted | JSONResponse:
         try:
@@ -149,6 +169,7 @@ def _accepted(received: Received) -> SegmentAccepted:
         accepted=len(outcome.accepted),
         duplicates=len(outcome.duplicates),
         rejected=len(outcome.rejected),
+        waiting=len(outcome.held),
         errors=[item_error(i, r) for i, r in sorted(outcome.rejected.items())],
     )
 

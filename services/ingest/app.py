@@ -18,12 +18,15 @@ from services.ingest.api_native import add_native_routes
 from services.ingest.api_segment import add_segment_routes
 from services.ingest.api_stripe import add_stripe_routes
 from services.ingest.database import DatabaseUnavailable
-from services.ingest.dedupe import DatabaseDeduplicator
+from services.ingest.dedupe import DatabaseDeduplicator, InFlight
+from services.ingest.domain import Rejection
 from services.ingest.http_intake import HttpIntake
-from services.ingest.intake import Intake
+from services.ingest.intake import Intake, Origin
 from services.ingest.openapi import document_request_bodies
 from services.ingest.publisher import EventPublisher
 from services.ingest.raw_topics import RawTopicConsumer, RawTopicsConfig
+from services.ingest.reasons import Reason
+from services.ingest.repository import WaitingCall
 from services.ingest.segment_users import SegmentUsers
 from services.ingest.settings import IngestSettings
 from services.ingest.stripe_customers import StripeCustomers
@@ -34,9 +37,14 @@ from shared.db import create_engine, session_factory
 from shared.dlq import processor_name
 from shared.health import Readiness
 from shared.http import create_service_app
+from shared.kafka import BrokerUnavailable
 from shared.migrations import MigrationSet, schema_problem
 
 log = logging.getLogger(__name__)
+
+WAITING_CHECK_S = 60.0
+WAITING_BATCH = 1_000
+WAITING_ORIGIN = Origin("http:/v1/segment (waited for a group call)")
 
 MIGRATIONS = MigrationSet("ingest", Path(__file__).parent / "migrations")
 
@@ -53,6 +61,7 @@ def create_app(settings: IngestSettings | None = None, clock: Clock = utc_now) -
     window = timedelta(seconds=settings.ingest_dedupe_window_s)
     dedupe = DatabaseDeduplicator(sessions, window, settings.dedupe_lease(), clock)
     intake = Intake(publisher, dedupe, processor_name("ingest"), clock)
+    segment_users = SegmentUsers(sessions, clock)
     raw_topics = RawTopicConsumer(
         settings,
         _raw_topics_config(settings),
@@ -67,7 +76,12 @@ def create_app(settings: IngestSettings | None = None, clock: Clock = utc_now) -
         publisher.start()
         raw_topics.start()
         prune = _prune_every(dedupe, settings.ingest_dedupe_prune_interval_s)
-        async with running(prune, "ingest-prune", readiness):
+        check_s = min(WAITING_CHECK_S, settings.ingest_segment_wait_s / 2)
+        expire = _expire_waiting_every(segment_users, intake, check_s)
+        async with (
+            running(prune, "ingest-prune", readiness),
+            running(expire, "ingest-segment-waiting", readiness),
+        ):
             yield
         await raw_topics.stop()
         await publisher.stop()
@@ -89,7 +103,7 @@ def create_app(settings: IngestSettings | None = None, clock: Clock = utc_now) -
     app.add_middleware(RequestTimer)
     http = HttpIntake(intake, settings.ingest_max_body_bytes, clock)
     bodies = add_native_routes(app, http)
-    bodies |= add_segment_routes(app, http, SegmentUsers(sessions, clock))
+    bodies |= add_segment_routes(app, http, segment_users)
     keyed = frozenset(bodies)  # every intake route so far; Stripe signs instead
     bodies |= add_stripe_routes(app, http, StripeCustomers(sessions, clock))
     document_request_bodies(app, bodies, keyed)
@@ -103,6 +117,27 @@ def _raw_topics_config(settings: IngestSettings) -> RawTopicsConfig:
         max_rejected_ratio=settings.ingest_raw_max_rejected_ratio,
         rejected_window=settings.ingest_raw_rejected_window,
     )
+
+
+async def _expire_waiting_every(users: SegmentUsers, intake: Intake, interval_s: float) -> None:
+    """Dead-letter, as ``unknown_account``, Segment calls whose user's group call never
+    came within ``VITALS_INGEST_SEGMENT_WAIT_S``."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            expired = await users.expired(WAITING_BATCH)
+            if expired:
+                letters = [(_never_grouped(call), WAITING_ORIGIN) for call in expired]
+                await intake.submit(letters, "segment")
+                await users.forget([call.message_id for call in expired])
+                log.info("dead-lettered %d Segment calls never grouped", len(expired))
+        except (DatabaseUnavailable, BrokerUnavailable, InFlight) as exc:
+            log.warning("waiting Segment calls not expired yet: %s", exc)
+
+
+def _never_grouped(call: WaitingCall) -> Rejection:
+    message = f"no group call for user {call.user_id!r} came while the call waited"
+    return Rejection(Reason.unknown_account, message, call.call, event_id=call.message_id)
 
 
 async def _prune_every(dedupe: DatabaseDeduplicator, interval_s: float) -> None:

@@ -9,7 +9,7 @@ turned into a list of items, one per record, each either a normalised
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -41,7 +41,17 @@ class Rejection:
     """Size of the original when ``original`` is only its beginning."""
 
 
-Item = Event | Rejection
+@dataclass(frozen=True)
+class Held:
+    """A record accepted but kept back until what it needs arrives: a Segment call
+    waiting for its user's ``group`` call. Published then, or dead-lettered."""
+
+    user_id: str
+    message_id: str
+    original: bytes
+
+
+Item = Event | Rejection | Held
 
 
 class BodyRejected(Exception):
@@ -66,6 +76,11 @@ class Parsed:
     items: list[Item]
     batch: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
+    released: list[Item] = field(default_factory=list)
+    """Items of earlier requests that this one lets through (Segment calls that waited
+    for their user's group call): published with it, not part of its answer."""
+    after_stored: Callable[[], Awaitable[None]] | None = None
+    """Run once everything is stored (forget the released calls)."""
 
 
 def load_json(body: bytes) -> Any:

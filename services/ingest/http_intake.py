@@ -131,14 +131,16 @@ class HttpIntake:
             return exc.refused
         except (DatabaseUnavailable, InFlight) as exc:
             return unavailable(exc)
+        items = [*parsed.items, *parsed.released]
         try:
-            outcome = await self._intake.submit([(i, origin) for i in parsed.items], channel)
+            outcome = await self._intake.submit([(i, origin) for i in items], channel)
         except (BrokerUnavailable, DatabaseUnavailable, InFlight) as exc:
             if isinstance(exc, BrokerUnavailable):
                 self._broker_outage.failed(describe(exc), float(RETRY_AFTER_BROKER_S))
             return unavailable(exc)
         self._broker_outage.recovered()
-        return Received(parsed, outcome)
+        await _after_stored(parsed)
+        return Received(parsed, outcome.within(len(parsed.items)))
 
     async def _refuse_body(
         self,
@@ -179,6 +181,17 @@ def unavailable(exc: Exception) -> Refused:
     metrics.REQUESTS_REJECTED.labels(error).inc()
     message = f"events not stored: {reason}; retry with the same event ids"
     return Refused(503, error, message, headers={"Retry-After": RETRY_AFTER_BROKER_S})
+
+
+async def _after_stored(parsed: Parsed) -> None:
+    """Clean-up once stored; if it fails, what it would forget is published again later,
+    and the dedupe window makes that a duplicate, not a second event."""
+    if parsed.after_stored is None:
+        return
+    try:
+        await parsed.after_stored()
+    except DatabaseUnavailable as exc:
+        log.warning("released Segment calls not forgotten yet: %s", describe(exc))
 
 
 def item_error(index: int, rejection: Rejection) -> ItemError:

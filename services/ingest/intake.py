@@ -17,7 +17,7 @@ from typing import Any
 
 from services.ingest import metrics
 from services.ingest.dedupe import Deduplicator
-from services.ingest.domain import Item, Rejection
+from services.ingest.domain import Held, Item, Rejection
 from services.ingest.publisher import EventPublisher, Unacknowledged
 from shared.clock import Clock, utc_now
 from shared.dlq import DeadLetter
@@ -51,6 +51,16 @@ class Outcome:
     accepted: dict[int, str] = field(default_factory=dict)
     duplicates: dict[int, str] = field(default_factory=dict)
     rejected: dict[int, Rejection] = field(default_factory=dict)
+    held: dict[int, Held] = field(default_factory=dict)
+
+    def within(self, count: int) -> Outcome:
+        """The outcome of the first ``count`` items only (a request's own)."""
+        return Outcome(
+            {i: v for i, v in self.accepted.items() if i < count},
+            {i: v for i, v in self.duplicates.items() if i < count},
+            {i: v for i, v in self.rejected.items() if i < count},
+            {i: v for i, v in self.held.items() if i < count},
+        )
 
 
 @dataclass(frozen=True)
@@ -60,22 +70,26 @@ class Plan:
     unique: dict[int, Event]
     repeated: dict[int, str]
     rejected: dict[int, Rejection]
+    held: dict[int, Held] = field(default_factory=dict)
 
 
 def plan(items: Sequence[Item]) -> Plan:
     unique: dict[int, Event] = {}
     repeated: dict[int, str] = {}
     rejected: dict[int, Rejection] = {}
+    held: dict[int, Held] = {}
     seen: set[str] = set()
     for index, item in enumerate(items):
         if isinstance(item, Rejection):
             rejected[index] = item
+        elif isinstance(item, Held):
+            held[index] = item
         elif item.event_id in seen:
             repeated[index] = item.event_id
         else:
             seen.add(item.event_id)
             unique[index] = item
-    return Plan(unique, repeated, rejected)
+    return Plan(unique, repeated, rejected, held)
 
 
 def dead_letter(rejection: Rejection, origin: Origin, at: datetime, processor: str) -> DeadLetter:
@@ -145,6 +159,7 @@ class Intake:
                 **split.repeated,
             },
             rejected=split.rejected,
+            held=split.held,
         )
         _count(outcome, channel, [reason for reason, _ in letters])
         return outcome

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Index, MetaData, String, Table
+from sqlalchemy import Index, LargeBinary, MetaData, String, Table
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import UtcDateTime
@@ -38,6 +38,23 @@ class SegmentUserAccount(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
+class SegmentWaitingCall(Base):
+    """A Segment call whose user had no account yet (an ``identify`` before the user's
+    ``group`` call): kept until that call comes, or dead-lettered at ``expires_at``."""
+
+    __tablename__ = "ingest_segment_waiting_calls"
+    __table_args__ = (
+        Index("ix_ingest_segment_waiting_calls_user_id", "user_id"),
+        Index("ix_ingest_segment_waiting_calls_expires_at", "expires_at"),
+    )
+
+    message_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(200))
+    call: Mapped[bytes] = mapped_column(LargeBinary())
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
 class StripeCustomerAccount(Base):
     """The account in a Stripe customer's metadata, from its latest ``customer.*`` event."""
 
@@ -52,3 +69,4 @@ class StripeCustomerAccount(Base):
 seen_events = cast(Table, SeenEvent.__table__)
 segment_user_accounts = cast(Table, SegmentUserAccount.__table__)
 stripe_customer_accounts = cast(Table, StripeCustomerAccount.__table__)
+segment_waiting_calls = cast(Table, SegmentWaitingCall.__table__)

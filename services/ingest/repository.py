@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import CursorResult, TextClause, delete, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.ingest.models import seen_events, segment_user_accounts, stripe_customer_accounts
+from services.ingest.models import (
+    seen_events,
+    segment_user_accounts,
+    segment_waiting_calls,
+    stripe_customer_accounts,
+)
 from shared.db import upsert
 
 # On PostgreSQL the ids travel as one array parameter: a constant statement that is
@@ -173,6 +179,63 @@ async def save_user_accounts(
                 where=table.c.grouped_at <= grouped_at,
             )
         )
+
+
+@dataclass(frozen=True)
+class WaitingCall:
+    message_id: str
+    user_id: str
+    call: bytes
+    received_at: datetime
+
+
+async def hold_calls(
+    session: AsyncSession, calls: Sequence[WaitingCall], expires_at: datetime
+) -> None:
+    """Keep ``calls`` until their users' group calls; a call kept already stays as is."""
+    table = segment_waiting_calls
+    for call in sorted(calls, key=lambda c: c.message_id):
+        statement = upsert(session, table).values(
+            message_id=call.message_id,
+            user_id=call.user_id,
+            call=call.call,
+            received_at=call.received_at,
+            expires_at=expires_at,
+        )
+        await session.execute(statement.on_conflict_do_nothing(index_elements=["message_id"]))
+
+
+async def waiting_calls(
+    session: AsyncSession, user_ids: Collection[str], limit: int
+) -> list[WaitingCall]:
+    """The calls kept for ``user_ids``, oldest first."""
+    if not user_ids:
+        return []
+    table = segment_waiting_calls
+    result = await session.execute(
+        select(table.c.message_id, table.c.user_id, table.c.call, table.c.received_at)
+        .where(table.c.user_id.in_(sorted(user_ids)))
+        .order_by(table.c.received_at, table.c.message_id)
+        .limit(limit)
+    )
+    return [WaitingCall(*row) for row in result.all()]
+
+
+async def expired_calls(session: AsyncSession, now: datetime, limit: int) -> list[WaitingCall]:
+    table = segment_waiting_calls
+    result = await session.execute(
+        select(table.c.message_id, table.c.user_id, table.c.call, table.c.received_at)
+        .where(table.c.expires_at <= now)
+        .order_by(table.c.expires_at, table.c.message_id)
+        .limit(limit)
+    )
+    return [WaitingCall(*row) for row in result.all()]
+
+
+async def forget_calls(session: AsyncSession, message_ids: Collection[str]) -> None:
+    if message_ids:
+        table = segment_waiting_calls
+        await session.execute(delete(table).where(table.c.message_id.in_(sorted(message_ids))))
 
 
 async def account_of_customer(session: AsyncSession, customer_id: str) -> str | None:

@@ -19,10 +19,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
+import orjson
 from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
 from services.ingest.domain import (
     BodyRejected,
+    Held,
     Item,
     Limits,
     Rejection,
@@ -33,9 +35,11 @@ from services.ingest.domain import (
     too_large,
 )
 from services.ingest.reasons import Reason
+from shared.events import Event, is_storable_id
 
 CALL_TYPES = ("track", "identify", "group", "page", "screen")
 USAGE_TYPES = ("track", "page", "screen")
+HELD_TYPES = (*USAGE_TYPES, "identify")  # calls that may wait for their user's group call
 BATCH_MAX_BYTES = 500 * 1024
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 CSM_EMAIL_KEYS = ("owner_csm_email", "ownerCsmEmail", "csm_email", "csmEmail")
@@ -122,13 +126,51 @@ def map_messages(
     for message in messages:
         item = _map_one(message, accounts, received_at, limits)
         mapped.items.append(item)
-        if isinstance(item, Rejection) or not isinstance(message, dict):
+        if not isinstance(item, Event) or not isinstance(message, dict):
             continue
         user = _user(message)
         if message.get("type") == "group" and user is not None:
             accounts[user] = item.account_id
             mapped.grouped[user] = (item.account_id, item.occurred_at)
     return mapped
+
+
+def settled(
+    messages: list[Any], mapped: Mapped, received_at: datetime, limits: Limits
+) -> list[Item]:
+    """``mapped``'s items, with each call refused only for want of its user's account
+    held to wait for the user's ``group`` call, or mapped at once when the same batch
+    has that call (an ``identify`` before the ``group`` at sign-up)."""
+    accounts = {user: account for user, (account, _) in mapped.grouped.items()}
+    found: list[Item] = []
+    for message, item in zip(messages, mapped.items, strict=True):
+        held = _held(message, item)
+        if isinstance(held, Held) and held.user_id in accounts:
+            found.extend(map_messages([message], accounts, received_at, limits).items)
+        else:
+            found.append(held)
+    return found
+
+
+def released(
+    calls: list[tuple[bytes, datetime]], accounts: Mapping[str, str], limits: Limits
+) -> list[Item]:
+    """Calls that waited for their users' ``group`` calls, mapped now that they came."""
+    items: list[Item] = []
+    for call, received_at in calls:
+        items.extend(map_messages([orjson.loads(call)], accounts, received_at, limits).items)
+    return items
+
+
+def _held(message: Any, item: Item) -> Item:
+    if not isinstance(item, Rejection) or item.reason is not Reason.unknown_account:
+        return item
+    user, message_id = _user(message), _id(message)
+    if user is None or message_id is None or message.get("type") not in HELD_TYPES:
+        return item
+    if not (is_storable_id(user) and is_storable_id(message_id)):
+        return item
+    return Held(user, message_id, item.original)
 
 
 def _map_one(

@@ -1,15 +1,20 @@
-"""The durable Segment user -> account mapping, from ``group`` calls."""
+"""The durable Segment user -> account mapping, from ``group`` calls, and the calls
+that wait for their user's ``group`` call."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
-from datetime import datetime
+from collections.abc import Collection, Mapping, Sequence
+from datetime import datetime, timedelta
 
 from services.ingest import repository
 from services.ingest.database import transaction
+from services.ingest.domain import Held
+from services.ingest.repository import WaitingCall
 from shared.clock import Clock
 from shared.db import SessionFactory
 from shared.events import is_storable_id
+
+RELEASE_MAX = 1_000  # calls released by one group call; the rest come with the next
 
 
 class SegmentUsers:
@@ -29,3 +34,26 @@ class SegmentUsers:
         if grouped:
             async with transaction(self._sessions) as session:
                 await repository.save_user_accounts(session, grouped, self._clock())
+
+    async def hold(self, held: Sequence[Held], received_at: datetime, keep: timedelta) -> None:
+        """Keep calls whose user has no account yet, until ``keep`` has passed."""
+        calls = [WaitingCall(h.message_id, h.user_id, h.original, received_at) for h in held]
+        if calls:
+            async with transaction(self._sessions) as session:
+                await repository.hold_calls(session, calls, received_at + keep)
+
+    async def waiting(self, user_ids: Collection[str]) -> list[WaitingCall]:
+        user_ids = [user for user in user_ids if is_storable_id(user)]
+        if not user_ids:
+            return []
+        async with transaction(self._sessions) as session:
+            return await repository.waiting_calls(session, user_ids, RELEASE_MAX)
+
+    async def expired(self, limit: int) -> list[WaitingCall]:
+        async with transaction(self._sessions) as session:
+            return await repository.expired_calls(session, self._clock(), limit)
+
+    async def forget(self, message_ids: Collection[str]) -> None:
+        if message_ids:
+            async with transaction(self._sessions) as session:
+                await repository.forget_calls(session, message_ids)

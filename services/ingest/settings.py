@@ -23,6 +23,13 @@ class IngestSettings(VitalsSettings):
     ingest_dedupe_prune_interval_s: float = Field(
         300.0, gt=0, description="How often expired event ids are deleted."
     )
+    ingest_segment_wait_s: float = Field(
+        7 * 86_400,
+        gt=0,
+        description="How long a Segment call whose user has no account yet (an identify "
+        "before the group call) waits for the user's group call before it is dead-lettered "
+        "as unknown_account. Keep it within scoring's lateness.",
+    )
     ingest_max_body_bytes: int = Field(
         512 * 1024, gt=0, description="Largest request body accepted, in bytes."
     )

@@ -4,7 +4,6 @@ a Slack webhook is paced to its ``per_second``."""
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
@@ -190,8 +189,9 @@ async def test_a_slack_webhook_is_paced_to_its_per_second(
     times = [r.at for r in receiver.at("/slack")]
     assert len(times) == 5
     # From the 2nd on (the 1st also waited for the connection): 10 a second at most.
-    gaps = [later - earlier for earlier, later in itertools.pairwise(times[1:])]
-    assert min(gaps) >= 0.09, gaps
+    # Measured over the span, not per gap: one request that arrives late under load
+    # shortens the gap after it, though the sender kept its pace.
+    assert times[-1] - times[1] >= 3 * 0.1 * 0.9, times
 
 
 def _event(n: int) -> dict[str, Any]:

@@ -112,11 +112,10 @@ async def test_raw_batches_report_rejected_calls_and_dead_letter_them(
 
     assert response.status_code == 200, response.text
     body = response.json()
-    assert (body["success"], body["accepted"], body["rejected"]) == (True, 1, 2)
-    assert [(e["index"], e["reason"]) for e in body["errors"]] == [
-        (0, "unknown_account"),
-        (1, "unsupported_type"),
-    ]
+    # The call of a user with no account yet waits for that user's group call.
+    counts = (body["success"], body["accepted"], body["rejected"], body["waiting"])
+    assert counts == (True, 1, 1, 1)
+    assert [(e["index"], e["reason"]) for e in body["errors"]] == [(1, "unsupported_type")]
     assert malformed.status_code == 400
     assert malformed.json() == {
         "success": False,
@@ -125,15 +124,51 @@ async def test_raw_batches_report_rejected_calls_and_dead_letter_them(
     }
     letters = [
         DeadLetter.from_bytes(r.value)
-        for r in await consume(kafka, f"{topics['events_topic']}.dlq", 3)
+        for r in await consume(kafka, f"{topics['events_topic']}.dlq", 2)
     ]
-    assert sorted(d.reason for d in letters) == [
-        "malformed_json",
-        "unknown_account",
-        "unsupported_type",
-    ]
+    assert sorted(d.reason for d in letters) == ["malformed_json", "unsupported_type"]
     assert all(b"vk_" not in d.original() for d in letters)
     assert {d.source for d in letters} == {"http:/v1/batch", "http:/v1/track"}
+
+
+async def test_an_identify_before_the_group_call_waits_for_it_and_reaches_the_account(
+    settings: IngestSettings, kafka: str, topics: dict[str, str]
+) -> None:
+    """At sign-up a user is identified before the app calls group: one request each."""
+    identify = ("identify", {"user_id": "new", "traits": {"email": "n@x"}, "message_id": "i9"})
+    track = ("track", {"user_id": "new", "event": "Signed Up", "message_id": "t9"})
+    group = ("group", {"user_id": "new", "group_id": "acme", "message_id": "g9"})
+
+    async with ingest_client(settings) as client:
+        early = await _send(str(client.base_url), [identify, track], sync_mode=True)
+        later = await _send(str(client.base_url), [group], sync_mode=True)
+        again = await _send(str(client.base_url), [group], sync_mode=True)
+
+    assert early == later == again == []
+    events = await _events(kafka, topics, 3)
+    assert sorted((e.event_id, e.account_id) for e in events) == [
+        ("g9", "acme"),
+        ("i9", "acme"),
+        ("t9", "acme"),
+    ]
+
+
+async def test_a_call_whose_group_call_never_comes_is_dead_lettered_when_its_wait_ends(
+    kafka: str, topics: dict[str, str], database: str
+) -> None:
+    settings = ingest_test_settings(
+        kafka=kafka, topics=topics, database=await migrated(database), ingest_segment_wait_s=1
+    )
+    call = {"type": "identify", "userId": "ghost", "messageId": "i-ghost", "writeKey": "vk_test"}
+
+    async with ingest_client(settings) as client:
+        response = await client.post("/v1/identify", json=call)
+        (record,) = await consume(kafka, f"{topics['events_topic']}.dlq", 1)
+
+    assert response.json()["waiting"] == 1
+    letter = DeadLetter.from_bytes(record.value)
+    assert (letter.reason, letter.event_id) == ("unknown_account", "i-ghost")
+    assert "ghost" in letter.message
 
 
 def _json() -> dict[str, str]:

@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from services.ingest.cloud_events import cloud_event_id, cloud_event_item, parse_cloudevents
-from services.ingest.domain import BodyRejected, Limits, Rejection
+from services.ingest.domain import BodyRejected, Item, Limits, Rejection
 from services.ingest.reasons import Reason
 from shared.events import Event, EventKind
 
@@ -27,7 +27,7 @@ def _envelope(**fields: Any) -> dict[str, Any]:
     }
 
 
-def _item(envelope: Any) -> Event | Rejection:
+def _item(envelope: Any) -> Item:
     return cloud_event_item(envelope, NOW, LIMITS)
 
 

@@ -4,7 +4,7 @@ from typing import Any
 import orjson
 import pytest
 
-from services.ingest.domain import BodyRejected, Limits, Rejection
+from services.ingest.domain import BodyRejected, Item, Limits, Rejection
 from services.ingest.native import parse_native
 from services.ingest.reasons import Reason
 from shared.events import Event
@@ -18,7 +18,7 @@ def _event(**fields: Any) -> dict[str, Any]:
     return native_usage_json(**{"occurred_at": NOW.isoformat(), **fields})
 
 
-def _parse(document: object, limits: Limits = LIMITS) -> list[Event | Rejection]:
+def _parse(document: object, limits: Limits = LIMITS) -> list[Item]:
     return parse_native(orjson.dumps(document), NOW, limits).items
 
 

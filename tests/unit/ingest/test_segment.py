@@ -4,7 +4,7 @@ from typing import Any
 import orjson
 import pytest
 
-from services.ingest.domain import BodyRejected, Limits, Rejection
+from services.ingest.domain import BodyRejected, Held, Item, Limits, Rejection
 from services.ingest.reasons import Reason
 from services.ingest.segment import (
     account_traits,
@@ -12,6 +12,8 @@ from services.ingest.segment import (
     map_messages,
     read_body,
     redact_write_key,
+    released,
+    settled,
     users_to_look_up,
 )
 from shared.events import Event, EventKind
@@ -31,16 +33,16 @@ def _track(**fields: Any) -> dict[str, Any]:
     }
 
 
-def _map(*messages: Any, known: dict[str, str] | None = None) -> list[Event | Rejection]:
+def _map(*messages: Any, known: dict[str, str] | None = None) -> list[Item]:
     return map_messages(list(messages), known or {}, NOW, LIMITS).items
 
 
-def _event(item: Event | Rejection) -> Event:
+def _event(item: Item) -> Event:
     assert isinstance(item, Event), item
     return item
 
 
-def _rejection(item: Event | Rejection) -> Rejection:
+def _rejection(item: Item) -> Rejection:
     assert isinstance(item, Rejection), item
     return item
 
@@ -253,3 +255,30 @@ def test_a_write_key_never_reaches_a_dead_letter() -> None:
     with pytest.raises(BodyRejected) as caught:
         read_body(body, None, LIMITS)
     assert b"vk_abc" not in caught.value.rejection.original
+
+
+def _settled(*messages: Any) -> list[Item]:
+    calls = list(messages)
+    return settled(calls, map_messages(calls, {}, NOW, LIMITS), NOW, LIMITS)
+
+
+def test_an_identify_before_the_group_call_in_one_batch_reaches_the_account() -> None:
+    identify = {"type": "identify", "userId": "u9", "messageId": "i9"}
+    group = {"type": "group", "userId": "u9", "groupId": "acme", "messageId": "g9"}
+
+    items = _settled(identify, group)
+
+    assert [(_event(i).event_id, _event(i).account_id) for i in items] == [
+        ("i9", "acme"),
+        ("g9", "acme"),
+    ]
+
+
+def test_a_call_whose_user_has_no_account_yet_waits_and_is_mapped_when_released() -> None:
+    (held,) = _settled(_track(userId="u9", messageId="t9"))
+    (no_id,) = _settled({"type": "identify", "userId": "u9"})
+
+    assert isinstance(held, Held) and (held.user_id, held.message_id) == ("u9", "t9")
+    assert _rejection(no_id).reason is Reason.unknown_account  # no id to keep it by
+    (event,) = released([(held.original, NOW)], {"u9": "acme"}, LIMITS)
+    assert (_event(event).event_id, _event(event).account_id) == ("t9", "acme")

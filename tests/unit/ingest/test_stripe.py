@@ -6,7 +6,7 @@ from typing import Any
 import orjson
 import pytest
 
-from services.ingest.domain import BodyRejected, Limits, Rejection
+from services.ingest.domain import BodyRejected, Item, Limits, Rejection
 from services.ingest.reasons import Reason
 from services.ingest.stripe_billing import (
     CustomerAccount,
@@ -34,11 +34,11 @@ ACCOUNTS = StripeAccounts(metadata_key="vitals_account_id", mapping={"cus_mapped
 SECRET = "whsec_current"
 
 
-def _items(body: bytes, known: str | None = None) -> list[Event | Rejection]:
+def _items(body: bytes, known: str | None = None) -> list[Item]:
     return map_stripe_event(read_stripe_event(body), ACCOUNTS, known, NOW, Limits())
 
 
-def _item(body: bytes, known: str | None = None) -> Event | Rejection:
+def _item(body: bytes, known: str | None = None) -> Item:
     (item,) = _items(body, known)
     return item
 
