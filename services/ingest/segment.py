@@ -165,7 +165,9 @@ def released(
 def _held(message: Any, item: Item) -> Item:
     if not isinstance(item, Rejection) or item.reason is not Reason.unknown_account:
         return item
-    user, message_id = _user(message), _id(message)
+    # Only identified users wait: anonymous visitors (anonymousId alone) rarely get a
+    # group call, and holding every page view for days would only fill the table.
+    user, message_id = _text(message.get("userId")), _id(message)
     if user is None or message_id is None or message.get("type") not in HELD_TYPES:
         return item
     if not (is_storable_id(user) and is_storable_id(message_id)):

@@ -277,8 +277,10 @@ def test_an_identify_before_the_group_call_in_one_batch_reaches_the_account() ->
 def test_a_call_whose_user_has_no_account_yet_waits_and_is_mapped_when_released() -> None:
     (held,) = _settled(_track(userId="u9", messageId="t9"))
     (no_id,) = _settled({"type": "identify", "userId": "u9"})
+    (anonymous,) = _settled(_track(userId=None, anonymousId="a9", messageId="t10"))
 
     assert isinstance(held, Held) and (held.user_id, held.message_id) == ("u9", "t9")
     assert _rejection(no_id).reason is Reason.unknown_account  # no id to keep it by
+    assert _rejection(anonymous).reason is Reason.unknown_account
     (event,) = released([(held.original, NOW)], {"u9": "acme"}, LIMITS)
     assert (_event(event).event_id, _event(event).account_id) == ("t9", "acme")
