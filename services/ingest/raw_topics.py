@@ -30,7 +30,7 @@ import logging
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -42,7 +42,7 @@ from services.ingest import metrics, segment
 from services.ingest.cloud_events import parse_cloudevents
 from services.ingest.database import DatabaseUnavailable
 from services.ingest.dedupe import InFlight
-from services.ingest.domain import BodyRejected, Item, Limits, Rejection, load_json
+from services.ingest.domain import BodyRejected, Held, Item, Limits, Rejection, load_json
 from services.ingest.intake import Intake, Origin
 from services.ingest.native import parse_native
 from services.ingest.reasons import Reason
@@ -66,6 +66,7 @@ from shared.retry import Backoff
 log = logging.getLogger(__name__)
 
 CHANNEL = "kafka"
+WAITED_ORIGIN = Origin("kafka: a Segment call that waited for its group call")
 DEFAULT_TOPICS = ("vitals.usage.raw", "vitals.billing.raw")
 DEFAULT_GROUP = "vitals-ingest-raw"
 COMMIT_TIMEOUT_S = 10.0
@@ -237,6 +238,14 @@ def segment_message_id(message: Any) -> str | None:
 
 
 @dataclass
+class Waited:
+    """Calls released by this batch's group calls, and their ids to forget once stored."""
+
+    items: list[tuple[Item, Origin]] = field(default_factory=list)
+    message_ids: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class SegmentMapped:
     items: list[list[Item]]
     grouped: dict[str, tuple[str, datetime]]
@@ -252,6 +261,7 @@ def map_segment(
         calls = record.calls or []
         try:
             mapped = segment.map_messages(calls, accounts, record.received_at, limits)
+            items = segment.settled(calls, mapped, record.received_at, limits)
         except Exception as exc:  # a poison record must not block its partition
             result.items.append([unreadable(record.record, exc)])
             continue
@@ -259,8 +269,26 @@ def map_segment(
             accounts[user] = account
         result.grouped.update(mapped.grouped)
         given = [segment_message_id(call) for call in calls]
-        result.items.append(with_record_ids(mapped.items, given, record.record, batch=record.batch))
+        result.items.append(with_record_ids(items, given, record.record, batch=record.batch))
     return result
+
+
+def grouped_later(
+    items: list[list[Item]], decoded: Sequence[Decoded], accounts: Mapping[str, str], limits: Limits
+) -> list[list[Item]]:
+    """Calls held in one record whose user's group call came in a later record of the
+    same batch: mapped now, rather than kept and released by the same batch."""
+    found: list[list[Item]] = []
+    for record_items, record in zip(items, decoded, strict=True):
+        kept: list[Item] = []
+        for item in record_items:
+            if isinstance(item, Held) and item.user_id in accounts:
+                calls = [(item.original, record.received_at)]
+                kept.extend(segment.released(calls, accounts, limits))
+            else:
+                kept.append(item)
+        found.append(kept)
+    return found
 
 
 class RejectedShare:
@@ -454,23 +482,41 @@ class RawTopicConsumer:
         now = self._clock()
         max_bytes = self._settings.ingest_max_body_bytes
         decoded = [_decode_safely(r, self._limits, max_bytes, now) for r in records]
-        decoded = await self._map_segment_calls(decoded)
+        decoded, waited = await self._map_segment_calls(decoded)
         items = [(item, d.record.origin()) for d in decoded for item in d.items]
         self._share.check([isinstance(item, Rejection) for item, _ in items])
-        await self._intake.submit(items, CHANNEL)
+        await self._hold(decoded)
+        await self._intake.submit([*items, *waited.items], CHANNEL)
+        await self._users.forget(waited.message_ids)
 
-    async def _map_segment_calls(self, decoded: list[Decoded]) -> list[Decoded]:
-        """Segment calls need the stored user -> account map: one look-up per batch."""
+    async def _map_segment_calls(self, decoded: list[Decoded]) -> tuple[list[Decoded], Waited]:
+        """Segment calls need the stored user -> account map: one look-up per batch; a
+        group call releases the calls that waited for it in earlier batches."""
         calls = [d for d in decoded if d.calls is not None]
         if not calls:
-            return decoded
+            return decoded, Waited()
         users: set[str] = set()
         for d in calls:
             users |= segment.users_to_look_up(d.calls or [])
         mapped = map_segment(calls, await self._users.accounts(users), self._limits)
         await self._users.remember(mapped.grouped)
-        items = dict(zip([id(d) for d in calls], mapped.items, strict=True))
-        return [replace(d, items=items[id(d)]) if id(d) in items else d for d in decoded]
+        accounts = {user: account for user, (account, _) in mapped.grouped.items()}
+        settled = grouped_later(mapped.items, calls, accounts, self._limits)
+        items = dict(zip([id(d) for d in calls], settled, strict=True))
+        decoded = [replace(d, items=items[id(d)]) if id(d) in items else d for d in decoded]
+        return decoded, await self._released(accounts)
+
+    async def _released(self, accounts: Mapping[str, str]) -> Waited:
+        waiting = await self._users.waiting(accounts)
+        calls = [(w.call, w.received_at) for w in waiting]
+        items = segment.released(calls, accounts, self._limits)
+        return Waited([(i, WAITED_ORIGIN) for i in items], [w.message_id for w in waiting])
+
+    async def _hold(self, decoded: Sequence[Decoded]) -> None:
+        wait = timedelta(seconds=self._settings.ingest_segment_wait_s)
+        for d in decoded:
+            held = [item for item in d.items if isinstance(item, Held)]
+            await self._users.hold(held, d.received_at, wait)
 
     async def _commit(self, consumer: AIOKafkaConsumer) -> None:
         owned = consumer.assignment()

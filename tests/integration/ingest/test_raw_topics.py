@@ -220,6 +220,30 @@ async def test_each_shape_becomes_events_and_every_rejection_names_its_record(
     assert lag == 0
 
 
+async def test_a_segment_call_before_its_group_call_waits_for_it_across_batches(
+    kafka: str, settings: IngestSettings, config: RawTopicsConfig, sessions: SessionFactory
+) -> None:
+    usage, _ = config.topics
+    await produce(kafka, usage, [_segment("identify", userId="late", messageId="i-late")])
+
+    async with consuming(settings, config, sessions):
+        await wait_for(lambda: committed_to_the_end(kafka, config), 60, "the identify consumed")
+        await produce(kafka, usage, [_segment("group", userId="late", groupId="acme")])
+        await wait_for(lambda: committed_to_the_end(kafka, config), 60, "the group consumed")
+        events = await wait_for(lambda: _events_of(kafka, settings, 2), 30, "both events")
+
+    assert sorted((e.name, e.account_id) for e in events) == [
+        ("account.traits", "acme"),
+        ("user.identified", "acme"),
+    ]
+    assert await dead_letters(kafka, settings) == []
+
+
+async def _events_of(kafka: str, settings: IngestSettings, count: int) -> list[Event] | None:
+    found = [Event.from_bytes(r.value) for r in await read_all(kafka, settings.events_topic)]
+    return found if len(found) >= count else None
+
+
 def _json_call(message_id: str) -> dict[str, Any]:
     return {"type": "track", "userId": "u9", "event": "Seat Added", "messageId": message_id}
 
