@@ -129,7 +129,7 @@ async def _expire_waiting_every(users: SegmentUsers, intake: Intake, interval_s:
             if expired:
                 letters = [(_never_grouped(call), WAITING_ORIGIN) for call in expired]
                 await intake.submit(letters, "segment")
-                await users.forget([call.message_id for call in expired])
+                await users.forget([call.message_id for call in expired], "expired")
                 log.info("dead-lettered %d Segment calls never grouped", len(expired))
         except (DatabaseUnavailable, BrokerUnavailable, InFlight) as exc:
             log.warning("waiting Segment calls not expired yet: %s", exc)

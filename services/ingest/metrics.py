@@ -58,3 +58,8 @@ RAW_INTAKE_UP = Gauge(
     "1 while the raw-topic consumer runs; 0 while it restarts or after it stopped itself "
     "(see /readyz raw_intake for why).",
 )
+SEGMENT_CALLS_WAITING = Counter(
+    "vitals_ingest_segment_waiting_calls_total",
+    "Segment calls that waited for their user's group call: held, released, expired.",
+    ["outcome"],
+)

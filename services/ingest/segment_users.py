@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 
-from services.ingest import repository
+from services.ingest import metrics, repository
 from services.ingest.database import transaction
 from services.ingest.domain import Held
 from services.ingest.repository import WaitingCall
@@ -41,6 +41,7 @@ class SegmentUsers:
         if calls:
             async with transaction(self._sessions) as session:
                 await repository.hold_calls(session, calls, received_at + keep)
+            metrics.SEGMENT_CALLS_WAITING.labels("held").inc(len(calls))
 
     async def waiting(self, user_ids: Collection[str]) -> list[WaitingCall]:
         user_ids = [user for user in user_ids if is_storable_id(user)]
@@ -53,7 +54,9 @@ class SegmentUsers:
         async with transaction(self._sessions) as session:
             return await repository.expired_calls(session, self._clock(), limit)
 
-    async def forget(self, message_ids: Collection[str]) -> None:
+    async def forget(self, message_ids: Collection[str], outcome: str = "released") -> None:
+        """Drop calls published (``released``) or dead-lettered (``expired``)."""
         if message_ids:
             async with transaction(self._sessions) as session:
                 await repository.forget_calls(session, message_ids)
+            metrics.SEGMENT_CALLS_WAITING.labels(outcome).inc(len(message_ids))

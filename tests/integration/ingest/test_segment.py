@@ -4,6 +4,7 @@ import asyncio
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from segment.analytics import Client  # type: ignore[import-untyped]
 
 from services.ingest.settings import IngestSettings
@@ -139,12 +140,14 @@ async def test_an_identify_before_the_group_call_waits_for_it_and_reaches_the_ac
     track = ("track", {"user_id": "new", "event": "Signed Up", "message_id": "t9"})
     group = ("group", {"user_id": "new", "group_id": "acme", "message_id": "g9"})
 
+    before = {o: _waiting(o) for o in ("held", "released")}
     async with ingest_client(settings) as client:
         early = await _send(str(client.base_url), [identify, track], sync_mode=True)
         later = await _send(str(client.base_url), [group], sync_mode=True)
         again = await _send(str(client.base_url), [group], sync_mode=True)
 
     assert early == later == again == []
+    assert {o: _waiting(o) - before[o] for o in before} == {"held": 2, "released": 2}
     events = await _events(kafka, topics, 3)
     assert sorted((e.event_id, e.account_id) for e in events) == [
         ("g9", "acme"),
@@ -169,6 +172,13 @@ async def test_a_call_whose_group_call_never_comes_is_dead_lettered_when_its_wai
     letter = DeadLetter.from_bytes(record.value)
     assert (letter.reason, letter.event_id) == ("unknown_account", "i-ghost")
     assert "ghost" in letter.message
+
+
+def _waiting(outcome: str) -> float:
+    sample = REGISTRY.get_sample_value(
+        "vitals_ingest_segment_waiting_calls_total", {"outcome": outcome}
+    )
+    return sample or 0.0
 
 
 def _json() -> dict[str, str]:
