@@ -17,7 +17,8 @@ from pathlib import Path
 
 import orjson
 
-SETTLING_DAYS = 30
+from services.backtest.report import SETTLING_DAYS
+
 STORIES = ("dip", "failed_payment", "expansion")
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from services.alerts.engine import Alert, evaluate
+from services.alerts.engine import Alert, HealthHistory, evaluate
 from services.alerts.ruleset import Rule
 from services.scoring.domain import (
     AccountState,
@@ -61,7 +61,7 @@ class AlertsReplay:
     """The alert rules run on one model's score changes, as the alerts service would."""
 
     rules: list[Rule]
-    history: dict[str, Any] = field(default_factory=dict)
+    history: dict[str, HealthHistory] = field(default_factory=dict)
     alerts: dict[str, dict[str, Alert]] = field(default_factory=lambda: defaultdict(dict))
     notices: list[tuple[date, str, str]] = field(default_factory=list)  # (day, owner, rule)
 
@@ -101,7 +101,6 @@ class Replay:
         self.alerts = [AlertsReplay(rules) for _ in models]
         self.states: dict[str, AccountState] = {}
         self.cancelled_on: dict[str, date] = {}
-        self.first_day: date | None = None
         self.day: date | None = None
         self._scored: dict[str, list[dict[str, Any]]] = {}
         self._pending: dict[str, list[Event]] = defaultdict(list)
@@ -110,7 +109,7 @@ class Replay:
     def add(self, event: Event) -> None:
         day = event.occurred_at.date()
         if self.day is None:
-            self.first_day = self.day = day
+            self.day = day
         while day > self.day:
             self._close(self.day)
             self.day += timedelta(days=1)

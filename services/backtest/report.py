@@ -104,16 +104,17 @@ def _quartiles(values: list[int]) -> dict[str, float | None]:
 
 
 def _histogram(leads: list[int | None]) -> dict[str, int]:
-    found = {f"{low}-{high - 1}" if high < 10_000 else f"{low}+": 0 for low, high in LEAD_BUCKETS}
-    found["never"] = 0
+    found = {_bucket_name(low, high): 0 for low, high in LEAD_BUCKETS} | {"never": 0}
     for lead in leads:
-        if lead is None:
-            found["never"] += 1
-            continue
-        for (low, high), name in zip(LEAD_BUCKETS, list(found), strict=False):
-            if low <= lead < high:
-                found[name] += 1
+        bucket = next(
+            ((lo, hi) for lo, hi in LEAD_BUCKETS if lead is not None and lo <= lead < hi), None
+        )
+        found[_bucket_name(*bucket) if bucket else "never"] += 1
     return found
+
+
+def _bucket_name(low: int, high: int) -> str:
+    return f"{low}-{high - 1}" if high < 10_000 else f"{low}+"
 
 
 def _auc(

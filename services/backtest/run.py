@@ -13,7 +13,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -140,10 +140,9 @@ def backtest(
     intake = Intake()
     with ExitStack() as files:
         daily = _daily_files(outputs.daily, models)
-        ledgers = [
-            Ledger(m.name, daily=files.enter_context(p.open("wb")) if p else None)
-            for m, p in zip(models, daily + [None] * len(models), strict=False)
-        ]
+        outs: list[IO[bytes] | None] = [files.enter_context(p.open("wb")) for p in daily]
+        outs = outs or [None] * len(models)
+        ledgers = [Ledger(m.name, daily=out) for m, out in zip(models, outs, strict=True)]
 
         def on_score(
             index: int, account: str, day: date, assessment: Assessment | None, state: AccountState

@@ -77,7 +77,7 @@ def segment_events(path: Path, intake: Intake, limits: Limits, memory: Memory) -
     def mapped(call: Any, _: bytes) -> list[Item]:
         received = _received(call)
         result = segment.map_messages([call], memory.segment_users, received, limits)
-        accounts = {user: account for user, (account, _) in result.grouped.items()}
+        accounts = result.accounts
         memory.segment_users.update(accounts)
         items = segment.settled([call], result, received, limits)
         for item in items:

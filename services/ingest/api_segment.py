@@ -107,17 +107,12 @@ def _add_route(
         await users.remember(mapped.grouped)
         items = segment.settled(read.messages, mapped, received_at, limits)
         await users.hold([i for i in items if isinstance(i, Held)], received_at, wait)
-        waited = await users.waiting(mapped.grouped)
-        if not waited:
-            return Parsed(items, batch=read.batch)
-        accounts = {user: account for user, (account, _) in mapped.grouped.items()}
-        calls = [(w.call, w.received_at) for w in waited]
-        ids = [w.message_id for w in waited]
+        released = await users.release(mapped.accounts, limits)
         return Parsed(
             items,
             batch=read.batch,
-            released=segment.released(calls, accounts, limits),
-            after_stored=lambda: users.forget(ids),
+            released=released.items,
+            after_stored=lambda: users.forget(released.message_ids),
         )
 
     async def post_call(request: Request) -> SegmentAccepted | JSONResponse:

@@ -46,7 +46,7 @@ from services.ingest.domain import BodyRejected, Held, Item, Limits, Rejection, 
 from services.ingest.intake import Intake, Origin
 from services.ingest.native import parse_native
 from services.ingest.reasons import Reason
-from services.ingest.segment_users import SegmentUsers
+from services.ingest.segment_users import Released, SegmentUsers
 from services.ingest.settings import IngestSettings
 from shared.clock import Clock, utc_now
 from shared.errors import describe
@@ -237,14 +237,6 @@ def segment_message_id(message: Any) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
 
 
-@dataclass
-class Waited:
-    """Calls released by this batch's group calls, and their ids to forget once stored."""
-
-    items: list[tuple[Item, Origin]] = field(default_factory=list)
-    message_ids: list[str] = field(default_factory=list)
-
-
 @dataclass(frozen=True)
 class SegmentMapped:
     items: list[list[Item]]
@@ -271,24 +263,6 @@ def map_segment(
         given = [segment_message_id(call) for call in calls]
         result.items.append(with_record_ids(items, given, record.record, batch=record.batch))
     return result
-
-
-def grouped_later(
-    items: list[list[Item]], decoded: Sequence[Decoded], accounts: Mapping[str, str], limits: Limits
-) -> list[list[Item]]:
-    """Calls held in one record whose user's group call came in a later record of the
-    same batch: mapped now, rather than kept and released by the same batch."""
-    found: list[list[Item]] = []
-    for record_items, record in zip(items, decoded, strict=True):
-        kept: list[Item] = []
-        for item in record_items:
-            if isinstance(item, Held) and item.user_id in accounts:
-                calls = [(item.original, record.received_at)]
-                kept.extend(segment.released(calls, accounts, limits))
-            else:
-                kept.append(item)
-        found.append(kept)
-    return found
 
 
 class RejectedShare:
@@ -482,35 +456,35 @@ class RawTopicConsumer:
         now = self._clock()
         max_bytes = self._settings.ingest_max_body_bytes
         decoded = [_decode_safely(r, self._limits, max_bytes, now) for r in records]
-        decoded, waited = await self._map_segment_calls(decoded)
+        decoded, released = await self._map_segment_calls(decoded)
         items = [(item, d.record.origin()) for d in decoded for item in d.items]
         self._share.check([isinstance(item, Rejection) for item, _ in items])
         await self._hold(decoded)
-        await self._intake.submit([*items, *waited.items], CHANNEL)
-        await self._users.forget(waited.message_ids)
+        waited = [(item, WAITED_ORIGIN) for item in released.items]
+        await self._intake.submit([*items, *waited], CHANNEL)
+        await self._users.forget(released.message_ids)
 
-    async def _map_segment_calls(self, decoded: list[Decoded]) -> tuple[list[Decoded], Waited]:
+    async def _map_segment_calls(self, decoded: list[Decoded]) -> tuple[list[Decoded], Released]:
         """Segment calls need the stored user -> account map: one look-up per batch; a
         group call releases the calls that waited for it in earlier batches."""
         calls = [d for d in decoded if d.calls is not None]
         if not calls:
-            return decoded, Waited()
+            return decoded, Released()
         users: set[str] = set()
         for d in calls:
             users |= segment.users_to_look_up(d.calls or [])
         mapped = map_segment(calls, await self._users.accounts(users), self._limits)
         await self._users.remember(mapped.grouped)
         accounts = {user: account for user, (account, _) in mapped.grouped.items()}
-        settled = grouped_later(mapped.items, calls, accounts, self._limits)
+        # A call held in one record whose user's group call came in a later record of
+        # the same batch is mapped now, rather than kept and released by this batch.
+        settled = [
+            segment.map_held(items, accounts, d.received_at, self._limits)
+            for items, d in zip(mapped.items, calls, strict=True)
+        ]
         items = dict(zip([id(d) for d in calls], settled, strict=True))
         decoded = [replace(d, items=items[id(d)]) if id(d) in items else d for d in decoded]
-        return decoded, await self._released(accounts)
-
-    async def _released(self, accounts: Mapping[str, str]) -> Waited:
-        waiting = await self._users.waiting(accounts)
-        calls = [(w.call, w.received_at) for w in waiting]
-        items = segment.released(calls, accounts, self._limits)
-        return Waited([(i, WAITED_ORIGIN) for i in items], [w.message_id for w in waiting])
+        return decoded, await self._users.release(accounts, self._limits)
 
     async def _hold(self, decoded: Sequence[Decoded]) -> None:
         wait = timedelta(seconds=self._settings.ingest_segment_wait_s)

@@ -64,6 +64,11 @@ class Mapped:
     grouped: dict[str, tuple[str, datetime]] = field(default_factory=dict)
     """user -> (account, time of its group call): what to remember for later calls."""
 
+    @property
+    def accounts(self) -> dict[str, str]:
+        """user -> account, from the group calls mapped."""
+        return {user: account for user, (account, _) in self.grouped.items()}
+
 
 def read_body(body: bytes, call_type: str | None, limits: Limits) -> SegmentBody:
     """``call_type`` is the path's type, or None for ``/v1/batch``."""
@@ -141,14 +146,20 @@ def settled(
     """``mapped``'s items, with each call refused only for want of its user's account
     held to wait for the user's ``group`` call, or mapped at once when the same batch
     has that call (an ``identify`` before the ``group`` at sign-up)."""
-    accounts = {user: account for user, (account, _) in mapped.grouped.items()}
+    held = [_held(m, item) for m, item in zip(messages, mapped.items, strict=True)]
+    return map_held(held, mapped.accounts, received_at, limits)
+
+
+def map_held(
+    items: list[Item], accounts: Mapping[str, str], received_at: datetime, limits: Limits
+) -> list[Item]:
+    """``items`` with each held call whose user's account is in ``accounts`` mapped."""
     found: list[Item] = []
-    for message, item in zip(messages, mapped.items, strict=True):
-        held = _held(message, item)
-        if isinstance(held, Held) and held.user_id in accounts:
-            found.extend(map_messages([message], accounts, received_at, limits).items)
+    for item in items:
+        if isinstance(item, Held) and item.user_id in accounts:
+            found.extend(released([(item.original, received_at)], accounts, limits))
         else:
-            found.append(held)
+            found.append(item)
     return found
 
 

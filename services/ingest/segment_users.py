@@ -4,17 +4,26 @@ that wait for their user's ``group`` call."""
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from services.ingest import metrics, repository
+from services.ingest import metrics, repository, segment
 from services.ingest.database import transaction
-from services.ingest.domain import Held
+from services.ingest.domain import Held, Item, Limits
 from services.ingest.repository import WaitingCall
 from shared.clock import Clock
 from shared.db import SessionFactory
 from shared.events import is_storable_id
 
 RELEASE_MAX = 1_000  # calls released by one group call; the rest come with the next
+
+
+@dataclass(frozen=True)
+class Released:
+    """Waiting calls mapped now that their users' accounts are known, and their ids."""
+
+    items: list[Item] = field(default_factory=list)
+    message_ids: list[str] = field(default_factory=list)
 
 
 class SegmentUsers:
@@ -43,12 +52,16 @@ class SegmentUsers:
                 await repository.hold_calls(session, calls, received_at + keep)
             metrics.SEGMENT_CALLS_WAITING.labels("held").inc(len(calls))
 
-    async def waiting(self, user_ids: Collection[str]) -> list[WaitingCall]:
-        user_ids = [user for user in user_ids if is_storable_id(user)]
+    async def release(self, accounts: Mapping[str, str], limits: Limits) -> Released:
+        """The calls that waited for these users' group calls, mapped to their accounts;
+        ``forget`` them once what they became is stored."""
+        user_ids = [user for user in accounts if is_storable_id(user)]
         if not user_ids:
-            return []
+            return Released()
         async with transaction(self._sessions) as session:
-            return await repository.waiting_calls(session, user_ids, RELEASE_MAX)
+            waiting = await repository.waiting_calls(session, user_ids, RELEASE_MAX)
+        calls = [(w.call, w.received_at) for w in waiting]
+        return Released(segment.released(calls, accounts, limits), [w.message_id for w in waiting])
 
     async def expired(self, limit: int) -> list[WaitingCall]:
         async with transaction(self._sessions) as session:

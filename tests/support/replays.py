@@ -12,7 +12,8 @@ from services.backtest.replay import Model, Replay
 from services.scoring.domain import AccountState, Assessment, Limits
 from services.scoring.scorecard import load_scorecards
 from services.scoring.settings import SHIPPED_SCORECARDS
-from shared.events import Event, EventKind
+from shared.events import Event
+from tests.support.scoring_builders import usage
 
 START = date(2026, 1, 5)  # a Monday
 
@@ -81,17 +82,14 @@ def steady_usage(
         count = round(users * per_user * weekday * level(offset))
         for n in range(count):
             at = datetime.combine(day, time(9), UTC) + timedelta(minutes=n)
-            events.append(_usage(account_id, f"u{n % users}", at, feature if n % 4 == 0 else "x"))
+            user = f"u{n % users}"
+            events.append(
+                usage(
+                    account_id=account_id,
+                    at=at,
+                    user_id=user,
+                    name=feature if n % 4 == 0 else "x",
+                    event_id=f"{account_id}-{at.isoformat()}-{user}",
+                )
+            )
     return events
-
-
-def _usage(account_id: str, user: str, at: datetime, name: str) -> Event:
-    return Event(
-        event_id=f"{account_id}-{at.isoformat()}-{user}",
-        account_id=account_id,
-        kind=EventKind.usage,
-        name=name,
-        occurred_at=at,
-        received_at=at,
-        user_id=user,
-    )

@@ -93,18 +93,22 @@ class Signals:
 
     def age_days(self) -> int | None:
         """Days since the subscription started, or since the account was first seen."""
+        return self._age
+
+    @functools.cached_property
+    def _age(self) -> int | None:  # read by every measure and several risk rules
         start = self.state.fact("started_on") or self.state.first_seen
         return (self.today - start).days if start is not None else None
 
     def judged(self) -> bool:
         """Past onboarding: old enough for silence and low usage to mean something."""
-        age = self.age_days()
+        age = self._age
         return age is not None and age >= self.card.lifecycle.onboarding_days
 
-    def usage_vs_baseline(self, window: int, days_ago: int = 0) -> float | None:
+    def usage_vs_baseline(self, window: int) -> float | None:
         """Mean daily usage of the last ``window`` days over that of the baseline days
-        before them (as of ``days_ago`` days before today); None without enough history."""
-        compared = self.usage_against_baseline(window, days_ago)
+        before them; None without enough history."""
+        compared = self.usage_against_baseline(window)
         if compared is None:
             return None
         recent, expected = compared
