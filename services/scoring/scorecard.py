@@ -21,6 +21,8 @@ Weight = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Points = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
 Name = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[a-z][a-z0-9_]*$")]
 Days = Annotated[int, Field(ge=1, le=400)]
+USAGE_KEPT_DAYS = 120  # days of usage and users an account keeps (Limits.retention_days)
+USERS_RECENT_DAYS, USERS_REFERENCE_DAYS, USERS_MIN = 21, 70, 3
 
 Signal = Literal[
     "active_users_per_seat",
@@ -228,6 +230,26 @@ class RiskCondition(Strict):
     usage_window_days: Days | None = Field(
         None, description="Window of usage_below_baseline; the baseline measure's by default."
     )
+    active_users_share_below: float | None = Field(
+        None,
+        gt=0,
+        le=1,
+        description="Users active in the last active_users_recent_days, as a share of those "
+        "active in the last active_users_reference_days, below this: users are lapsing.",
+    )
+    active_users_recent_days: Days | None = Field(
+        None, description=f"Recent window of active_users_share_below ({USERS_RECENT_DAYS})."
+    )
+    active_users_reference_days: Days | None = Field(
+        None,
+        le=USAGE_KEPT_DAYS,
+        description=f"Reference window of active_users_share_below ({USERS_REFERENCE_DAYS}).",
+    )
+    active_users_min: int | None = Field(
+        None,
+        ge=1,
+        description=f"Fewer users than this in the reference window: not judged ({USERS_MIN}).",
+    )
     for_days: Days | None = Field(
         None, description="band / usage_below_baseline held at each of the last N day closes."
     )
@@ -245,7 +267,23 @@ class RiskCondition(Strict):
             raise ValueError("for_days goes with band or usage_below_baseline")
         if self.usage_window_days is not None and self.usage_below_baseline is None:
             raise ValueError("usage_window_days goes with usage_below_baseline")
+        return self._active_users_complete()
+
+    def _active_users_complete(self) -> RiskCondition:
+        given = {"active_users_recent_days", "active_users_reference_days", "active_users_min"}
+        if self.active_users_share_below is None and given & self.model_fields_set:
+            raise ValueError(", ".join(sorted(given)) + " go with active_users_share_below")
+        if self.users_recent_days >= self.users_reference_days:
+            raise ValueError("active_users_recent_days must be below active_users_reference_days")
         return self
+
+    @property
+    def users_recent_days(self) -> int:
+        return self.active_users_recent_days or USERS_RECENT_DAYS
+
+    @property
+    def users_reference_days(self) -> int:
+        return self.active_users_reference_days or USERS_REFERENCE_DAYS
 
 
 class RiskRule(Strict):

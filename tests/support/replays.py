@@ -72,17 +72,20 @@ def steady_usage(
     users: int = 6,
     per_user: int = 3,
     level: Callable[[int], float] = lambda _: 1.0,
+    active: Callable[[int], int] | None = None,
     feature: str = "Report Exported",
 ) -> list[Event]:
-    """Usage on a weekly rhythm (weekends quiet), scaled each day by ``level(offset)``."""
+    """Usage on a weekly rhythm (weekends quiet) by the first ``active(offset)`` of the
+    users (all by default), scaled each day by ``level(offset)``."""
     events = []
     for offset in range(days):
         day = start + timedelta(days=offset)
         weekday = 1.0 if day.weekday() < 5 else 0.2
-        count = round(users * per_user * weekday * level(offset))
+        present = users if active is None else active(offset)
+        count = round(present * per_user * weekday * level(offset))
         for n in range(count):
             at = datetime.combine(day, time(9), UTC) + timedelta(minutes=n)
-            user = f"u{n % users}"
+            user = f"u{n % present}"
             events.append(
                 usage(
                     account_id=account_id,

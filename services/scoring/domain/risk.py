@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from services.scoring.domain.signals import Signals
-from services.scoring.scorecard import RiskCondition, Scorecard
+from services.scoring.scorecard import USERS_MIN, RiskCondition, Scorecard
 from shared.scores import Band, Risk
 
 ORDER = {Risk.low: 0, Risk.medium: 1, Risk.high: 2}
@@ -54,6 +54,8 @@ def _holds(when: RiskCondition, signals: Signals, facts: Facts) -> bool:
     if when.usage_below_baseline is not None:
         window = when.usage_window_days or signals.card.baseline_window_days
         checks.append(_usage_below(when.usage_below_baseline, window, held, signals))
+    if when.active_users_share_below is not None:
+        checks.append(_users_lapsing(when, signals))
     if when.payment_unresolved_days is not None:
         checks.append(signals.payment_unresolved_days() >= when.payment_unresolved_days)
     if when.dropped_points is not None and when.within_days is not None:
@@ -82,6 +84,14 @@ def _band_held(bands: list[Band], days: int, signals: Signals, facts: Facts) -> 
         if score is None or card.bands.of(score) not in bands:
             return False
     return True
+
+
+def _users_lapsing(when: RiskCondition, signals: Signals) -> bool:
+    """Judged now only: the users' last active days cannot say who was active before."""
+    assert when.active_users_share_below is not None
+    minimum = when.active_users_min or USERS_MIN
+    share = signals.active_users_share(when.users_recent_days, when.users_reference_days, minimum)
+    return share is not None and share < when.active_users_share_below
 
 
 def _usage_below(ratio: float, window: int, days: int, signals: Signals) -> bool:

@@ -78,6 +78,15 @@ class Signals:
     def active_users(self, window: int) -> int:
         return self.state.users.count(self._since(window), self.today)
 
+    def active_users_share(self, recent: int, reference: int, minimum: int) -> float | None:
+        """Users active in the last ``recent`` days over those active in the last
+        ``reference``; None with fewer than ``minimum`` of them. Each user's last active
+        day is all it needs, so the order events arrived in does not matter."""
+        known = self.active_users(reference)
+        if known < minimum:
+            return None
+        return min(1.0, self.active_users(recent) / known)
+
     def active_users_per_seat(self, window: int, settle_days: int | None = None) -> float | None:
         seats: int | None = self.state.fact("seats")
         if settle_days is not None and seats:

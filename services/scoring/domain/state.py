@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 
 from services.scoring.domain.assessment import Assessment
 from services.scoring.domain.users import ActiveUsers
+from services.scoring.scorecard import USAGE_KEPT_DAYS
 from shared.events import Billing, Event, EventKind, PaymentOutcome, SubscriptionStatus
 from shared.scores import Driver, Tier
 
@@ -31,7 +32,7 @@ class Limits:
     """How much state an account keeps; settings of the service, not the scorecard."""
 
     lateness: timedelta = timedelta(days=7)
-    retention_days: int = 120
+    retention_days: int = USAGE_KEPT_DAYS
     billing_retention_days: int = 400
     exact_users_max: int = 1000
     hll_lg_k: int = 12

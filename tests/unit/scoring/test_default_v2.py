@@ -139,6 +139,34 @@ def test_a_slow_decline_is_high_a_month_before_it_ends() -> None:
     )
 
 
+LAPSING_RULE = "users lapsing and usage over 14 days below 65% of its own baseline for 3 days"
+
+
+def test_a_decline_in_which_users_lapse_is_high_within_four_weeks_by_the_lapsing_rule() -> None:
+    def lapsing(offset: int) -> int:  # ten users, one stops every other day from day 70
+        return 10 if offset < 70 else max(4, 10 - (offset - 70) // 2)
+
+    days = replay(steady_usage(START, 110, users=10, active=lapsing), _day(110))
+
+    first_high = min(days.high_days(after=_day(70)))
+    assert first_high <= _day(70 + 28)
+    assert LAPSING_RULE in days.on(first_high).risk_reasons
+
+
+def test_the_same_fall_in_usage_without_users_lapsing_is_not_read_as_lapsing() -> None:
+    def lapsing(offset: int) -> int:
+        return 10 if offset < 70 else max(4, 10 - (offset - 70) // 2)
+
+    def thinning(offset: int) -> float:  # every user stays, each using the product less
+        return lapsing(offset) / 10
+
+    days = replay(steady_usage(START, 110, users=10, level=thinning), _day(110))
+
+    high = days.high_days()
+    assert high, "usage at 40% of its baseline is high, by the usage rule"
+    assert all(LAPSING_RULE not in days.on(day).risk_reasons for day in high)
+
+
 def test_a_holiday_dip_that_recovers_is_never_high() -> None:
     def holiday(offset: int) -> float:
         return 0.25 if 80 <= offset < 92 else 1.0

@@ -123,6 +123,27 @@ def test_bands_must_descend() -> None:
         parse_scorecard(data, "x")
 
 
+@pytest.mark.parametrize(
+    ("when", "message"),
+    [
+        ({"active_users_recent_days": 14, "silent_days": 7}, "go with active_users_share_below"),
+        (
+            {"active_users_share_below": 0.8, "active_users_recent_days": 70},
+            "active_users_recent_days must be below active_users_reference_days",
+        ),
+        ({"active_users_share_below": 0.8, "active_users_reference_days": 200}, "less than"),
+        ({"active_users_share_below": 0.8, "for_days": 3}, "for_days goes with band"),
+    ],
+)
+def test_an_active_users_share_condition_is_checked_whole(
+    when: dict[str, Any], message: str
+) -> None:
+    rules = [{"risk": "high", "reason": "r", "when": when}]
+
+    with pytest.raises(ScorecardError, match=message):
+        _card(churn_risk={"rules": rules})
+
+
 def _assigned(card_id: str, priority: int = 0, **match: list[str]) -> Scorecard:
     return _card(id=card_id, assignment={"priority": priority, "match": match})
 
