@@ -7,9 +7,10 @@ the services' own (``VITALS_*``), so the replay maps and scores as production do
 from __future__ import annotations
 
 import csv
+import gc
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -38,6 +39,7 @@ from services.scoring.scorecard import RevenueShare, load_scorecards
 from services.scoring.settings import SHIPPED_SCORECARDS, ScoringSettings
 
 PROGRESS_EVERY = 20_000
+GC_THRESHOLDS = (100_000, 50, 1_000)  # allocations before a young collection; older ones
 
 
 class BacktestError(ValueError):
@@ -123,6 +125,18 @@ def read_outcomes(path: Path) -> dict[str, Outcome]:
     return found
 
 
+@contextmanager
+def _collecting_rarely() -> Iterator[None]:
+    """The replay's states live to its end and make little garbage: with the default
+    thresholds the cyclic collector scanned them some 7,000 times, 13% of a replay."""
+    thresholds = gc.get_threshold()
+    gc.set_threshold(*GC_THRESHOLDS)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*thresholds)
+
+
 def backtest(
     inputs: Inputs,
     models: list[Model],
@@ -153,9 +167,10 @@ def backtest(
         memory = Memory(wait=timedelta(seconds=ingest.ingest_segment_wait_s))
         streams = _streams(inputs, intake, ingest, memory, files)
         started = time.perf_counter()
-        for event in _with_progress(merged(streams), intake, inputs, progress):
-            replay.add(event)
-        replay.finish()
+        with _collecting_rarely():
+            for event in _with_progress(merged(streams), intake, inputs, progress):
+                replay.add(event)
+            replay.finish()
         seconds = time.perf_counter() - started
     if never := memory.never_grouped():
         intake.rejected["unknown_account"] += never

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import itertools
 import re
 from datetime import date, datetime, timedelta
 
@@ -149,10 +150,9 @@ class Signals:
         """The usage days in order and running totals (``totals[i]``: events before day i),
         built once: risk rules ask for many windows."""
         if self._index is None:
-            days = sorted(self.state.usage)
-            totals = [0]
-            for day in days:
-                totals.append(totals[-1] + self.state.usage[day].events)
+            usage = self.state.usage
+            days = sorted(usage)
+            totals = [0, *itertools.accumulate(usage[day].events for day in days)]
             self._index = (days, totals)
         return self._index
 
@@ -185,10 +185,11 @@ class Signals:
             return None
         days, _ = self._usage_index()
         first = bisect.bisect_right(days, self._since(window))
-        used: set[str] = set()
+        usage = self.state.usage
+        names: set[str] = set()  # the window's raw names, each matched once
         for day in days[first : bisect.bisect_right(days, self.today)]:
-            used.update(keys.intersection(map(feature_key, self.state.usage[day].features)))
-        return round(len(used) / len(keys), 4)
+            names.update(usage[day].features)
+        return round(len(keys.intersection(map(feature_key, names))) / len(keys), 4)
 
     def payment_unresolved_days(self) -> int:
         """Days since the first failure of the payment that is still unpaid (0: none)."""

@@ -3,6 +3,7 @@ case, bad input counted, and a small generated portfolio end to end."""
 
 from __future__ import annotations
 
+import gc
 import json
 from datetime import date, timedelta
 from pathlib import Path
@@ -139,6 +140,19 @@ def test_bad_lines_are_counted_by_reason_and_skipped(tmp_path: Path) -> None:
 
     assert (result.intake.lines, result.intake.events) == (4, 1)
     assert result.intake.rejected == {"malformed_json": 1, "invalid_event": 2}
+
+
+def test_the_collector_thresholds_are_the_callers_again_after_a_replay(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(orjson.dumps(native_usage_json(account_id="acme")) + b"\n")
+    before = gc.get_threshold()
+
+    run.backtest(run.Inputs(events=[events]), run.load_models([]), run.Outputs(), progress=False)
+    with pytest.raises(KeyboardInterrupt), run._collecting_rarely():
+        assert gc.get_threshold() == run.GC_THRESHOLDS
+        raise KeyboardInterrupt
+
+    assert gc.get_threshold() == before
 
 
 def test_the_command_prints_the_report_and_refuses_what_it_cannot_read(tmp_path: Path) -> None:
