@@ -10,7 +10,7 @@ export PGPORT ?= 5433
 
 PEER_VENV ?= .venv-peer
 
-.PHONY: help install run test test-unit lint format schema bench bench-ingest bench-scoring bench-alerts backtest clean
+.PHONY: help install run test test-unit lint format schema bench bench-ingest bench-scoring bench-alerts backtest console-assets clean
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -30,7 +30,7 @@ $(PEER_VENV)/.installed: bench/peer/requirements.txt
 	$(PEER_VENV)/bin/pip install --quiet --requirement bench/peer/requirements.txt
 	@touch $@
 
-run: install ## Start local Kafka and the three services on SQLite (Ctrl-C stops them)
+run: install ## Start local Kafka, the three services on SQLite and the console (Ctrl-C stops them)
 	deploy/local/run.sh
 
 TEST_WORKERS ?= 2
@@ -74,6 +74,14 @@ backtest: install ## Generate the labelled portfolio and backtest default@1 besi
 		--scorecard services/scoring/scorecards/previous/default-v1.yaml --scorecard services/scoring/scorecards \
 		--daily $(BACKTEST_DIR)/daily.jsonl --report $(BACKTEST_DIR)/report.json --chart $(BACKTEST_DIR)/report.png
 	@echo "report: $(BACKTEST_DIR)/report.json, chart: $(BACKTEST_DIR)/report.png"
+
+console-assets: ## Refresh the console's vendored browser assets from npm (services/console/package.json)
+	cd services/console && npm install --no-save --no-package-lock --silent
+	cp services/console/node_modules/htmx.org/dist/htmx.min.js services/console/static/vendor/
+	cp services/console/node_modules/htmx.org/LICENSE services/console/static/vendor/htmx.LICENSE.txt
+	cp services/console/node_modules/uplot/dist/uPlot.iife.min.js services/console/node_modules/uplot/dist/uPlot.min.css services/console/static/vendor/
+	cp services/console/node_modules/uplot/LICENSE services/console/static/vendor/uPlot.LICENSE.txt
+	rm -rf services/console/node_modules
 
 schema: install ## Regenerate docs/event-schema.json from the event model
 	$(BIN)/vitals schema > docs/event-schema.json

@@ -15,6 +15,7 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 
 from services.alerts.settings import AlertsSettings
+from services.console.settings import ConsoleSettings
 from services.ingest.settings import IngestSettings
 from services.scoring.settings import ScoringSettings
 from shared.auth import Scope, entry_yaml, generate_key, parse_rate
@@ -38,13 +39,21 @@ class Service(StrEnum):
     ingest = "ingest"
     scoring = "scoring"
     alerts = "alerts"
+    console = "console"
 
 
-DEFAULT_PORTS = {Service.ingest: 8001, Service.scoring: 8002, Service.alerts: 8003}
+WITH_DATABASE = (Service.ingest, Service.scoring, Service.alerts)
+DEFAULT_PORTS = {
+    Service.ingest: 8001,
+    Service.scoring: 8002,
+    Service.alerts: 8003,
+    Service.console: 8004,
+}
 SETTINGS: dict[Service, type[VitalsSettings]] = {
     Service.ingest: IngestSettings,
     Service.scoring: ScoringSettings,
     Service.alerts: AlertsSettings,
+    Service.console: ConsoleSettings,
 }
 
 
@@ -52,7 +61,7 @@ SETTINGS: dict[Service, type[VitalsSettings]] = {
 def serve(
     service: Service,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int | None, typer.Option(help="Port; 8001/8002/8003 by default.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port; 8001-8004 by default.")] = None,
     workers: Annotated[
         int, typer.Option(min=1, help="Processes sharing the port (replicas on one host).")
     ] = 1,
@@ -78,6 +87,10 @@ def _service_app(service: Service) -> FastAPI:
         from services.scoring.app import create_app as create_scoring
 
         return create_scoring(settings)
+    if isinstance(settings, ConsoleSettings):
+        from services.console.app import create_app as create_console
+
+        return create_console(settings)
     from services.alerts.app import create_app as create_alerts
 
     assert isinstance(settings, AlertsSettings)
@@ -97,12 +110,19 @@ def alerts_app() -> FastAPI:
     return _service_app(Service.alerts)
 
 
+def console_app() -> FastAPI:
+    return _service_app(Service.console)
+
+
 @app.command()
 def migrate(
     service: Annotated[Service | None, typer.Argument(help="Only this service.")] = None,
 ) -> None:
     """Bring the databases of ingest, scoring and alerts to their newest schema."""
-    targets = [service] if service else list(Service)
+    if service is not None and service not in WITH_DATABASE:
+        typer.echo(f"{service.value} has no database", err=True)
+        raise typer.Exit(2)
+    targets = [service] if service else list(WITH_DATABASE)
     for target in targets:
         url, migrations = _database(target)
         asyncio.run(upgrade_database(url, migrations))
@@ -157,7 +177,9 @@ def _shown(name: str, value: object) -> str:
         return ""
     if name.endswith("database_url"):
         return redact_url(str(value))
-    if any(word in name for word in ("secret", "password", "token", "webhook_url")):
+    if name.endswith("_key") or any(
+        word in name for word in ("secret", "password", "token", "webhook_url")
+    ):
         return "****"
     return str(value)
 

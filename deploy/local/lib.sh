@@ -92,3 +92,16 @@ lock() {
     flock -w 300 "$LOCK_FD" || die "could not lock $1 within 300s"
   fi
 }
+
+# apt_install PACKAGE WHAT MISSING: install PACKAGE from Debian's packages as root, or die
+# saying MISSING and the command to run (not root, or no apt-get)
+apt_install() {
+  if [ "$(id -u)" -ne 0 ]; then
+    die "$3; run: sudo apt-get install -y $1"
+  fi
+  need apt-get "install $2 with your package manager, then run this again"
+  say "Installing $2 from Debian's packages (apt-get install $1) ..."
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq || die "apt-get update failed"
+  apt-get install -y -qq -o Dpkg::Use-Pty=0 "$1" >/dev/null || die "apt-get install $1 failed"
+}

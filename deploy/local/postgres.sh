@@ -63,14 +63,8 @@ install() {
   if find_bin; then
     return 0
   fi
-  if [ "$(id -u)" -ne 0 ]; then
-    die "PostgreSQL is not installed (no initdb/pg_ctl on PATH or in /usr/lib/postgresql/*/bin); run: sudo apt-get install -y postgresql"
-  fi
-  need apt-get "install PostgreSQL 13+ with your package manager, then run this again"
-  say "Installing PostgreSQL from Debian's packages (apt-get install postgresql) ..."
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq || die "apt-get update failed"
-  apt-get install -y -qq -o Dpkg::Use-Pty=0 postgresql >/dev/null || die "apt-get install postgresql failed"
+  apt_install postgresql "PostgreSQL 13+" \
+    "PostgreSQL is not installed (no initdb/pg_ctl on PATH or in /usr/lib/postgresql/*/bin)"
   find_bin || die "postgresql is installed, but initdb was not found under /usr/lib/postgresql"
   say "Installed PostgreSQL $("$PG_BIN/pg_ctl" --version | awk '{print $3}') in $PG_BIN"
 }

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `make run`: a local Kafka broker and the three services on SQLite files in var/.
+# `make run`: a local Kafka broker, the three services on SQLite files in var/, and
+# the console over them.
 # Ctrl-C stops everything this script started.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -31,13 +32,13 @@ if ! deploy/local/kafka.sh status >/dev/null 2>&1; then
 fi
 
 "$BIN/vitals" migrate
-for service in ingest scoring alerts; do
+for service in ingest scoring alerts console; do
   "$BIN/vitals" serve "$service" >"var/log/$service.log" 2>&1 &
   pids+=($!)
 done
 
 ready() { curl -fsS "http://127.0.0.1:$1/readyz" >/dev/null 2>&1; }
-for port in 8001 8002 8003; do
+for port in 8001 8002 8003 8004; do
   for _ in $(seq 1 120); do
     ready "$port" && break
     sleep 0.5
@@ -55,6 +56,7 @@ Vitals is running (logs in var/log/):
   ingest   http://127.0.0.1:8001/docs
   scoring  http://127.0.0.1:8002/docs
   alerts   http://127.0.0.1:8003/docs
+  console  http://127.0.0.1:8004/  (keys are not checked here: any name and key sign in)
   Kafka    127.0.0.1:$KAFKA_PORT
 
 Try it:
@@ -62,6 +64,7 @@ Try it:
     -d '{"account_id": "acme", "kind": "usage", "name": "report.exported", "user_id": "u1",
          "occurred_at": "'"\$(date -u +%Y-%m-%dT%H:%M:%SZ)"'"}'
   curl -sS http://127.0.0.1:8002/v1/accounts/acme
+  then open http://127.0.0.1:8004/accounts/acme
 
 Press Ctrl-C to stop.
 MSG

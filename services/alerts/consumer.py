@@ -178,7 +178,7 @@ class AlertsHandler:
             row.episode = state.episode
             session.add(row)
             rows[state.rule] = row
-        event = payloads.alert_event(decision, change, now, self._settings.alerts_account_link)
+        event = payloads.alert_event(decision, change, now, self._settings.account_link_template())
         _copy_state(row, state, decision, change, now)
         row.last_event = dumped = event.model_dump(mode="json")
         outbox.events.append(

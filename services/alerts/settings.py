@@ -54,7 +54,13 @@ class AlertsSettings(VitalsSettings):
     )
     alerts_account_link: str | None = Field(
         None,
-        description="Link to an account in messages, `{account_id}` replaced; unset: no link.",
+        description="Link to an account in messages, `{account_id}` replaced; unset: the "
+        "account's page in the console (VITALS_ALERTS_CONSOLE_URL).",
+    )
+    alerts_console_url: AnyHttpUrl | None = Field(
+        AnyHttpUrl("http://127.0.0.1:8004"),
+        description="The console's address as CSMs reach it, for account links in messages; "
+        "empty: no link (unless VITALS_ALERTS_ACCOUNT_LINK).",
     )
     alerts_allow_http_targets: bool = Field(
         False, description="Allow http:// webhook targets (https only by default)."
@@ -148,3 +154,16 @@ class AlertsSettings(VitalsSettings):
                 "set a random secret in production"
             )
         return token
+
+    @field_validator("alerts_console_url", mode="before")
+    @classmethod
+    def _no_console(cls, value: object) -> object:
+        return None if value == "" else value
+
+    def account_link_template(self) -> str | None:
+        """How messages link to an account: the template given, else the console's page."""
+        if self.alerts_account_link:
+            return self.alerts_account_link
+        if self.alerts_console_url is None:
+            return None
+        return f"{str(self.alerts_console_url).rstrip('/')}/accounts/{{account_id}}"

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from services.alerts.settings import AlertsSettings
 from services.cli import app
+from services.console.settings import ConsoleSettings
 from services.ingest.settings import IngestSettings
 from services.scoring.settings import ScoringSettings
 
@@ -18,7 +19,7 @@ runner = CliRunner()
 
 
 def _setting_names() -> set[str]:
-    classes = (IngestSettings, ScoringSettings, AlertsSettings)
+    classes = (IngestSettings, ScoringSettings, AlertsSettings, ConsoleSettings)
     return {f"VITALS_{name.upper()}" for cls in classes for name in cls.model_fields}
 
 

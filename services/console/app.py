@@ -1,0 +1,314 @@
+"""The console's pages: sign-in, portfolio, accounts, an account's story, alerts inbox.
+
+Pages are rendered on the server (Jinja2) with htmx for in-page actions and uPlot for
+charts, both shipped under ``static/vendor``: nothing loads from elsewhere.
+"""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote, urlencode, urlsplit
+
+import httpx
+from cryptography.fernet import Fernet
+from fastapi import Depends, FastAPI, Form, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from services.console import views
+from services.console.client import Api, BadInput, ConsoleError, NotAllowed, SignedOut
+from services.console.session import COOKIE, Session, Sessions
+from services.console.settings import ConsoleSettings
+
+HERE = Path(__file__).parent
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: ConsoleSettings) -> FastAPI:
+    secret = settings.console_session_key
+    sessions = Sessions(
+        secret.get_secret_value().encode() if secret else Fernet.generate_key(),
+        timedelta(hours=settings.console_session_hours),
+    )
+    timeout = httpx.Timeout(settings.console_api_timeout_s)
+    scoring_client = httpx.AsyncClient(base_url=str(settings.console_scoring_url), timeout=timeout)
+    alerts_client = httpx.AsyncClient(base_url=str(settings.console_alerts_url), timeout=timeout)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with scoring_client, alerts_client:
+            yield
+
+    app = FastAPI(title="Vitals console", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    pages = Pages(
+        settings,
+        sessions,
+        Api("scoring", scoring_client),
+        Api("alerts", alerts_client),
+        _templates(),
+    )
+    pages.register(app)
+    return app
+
+
+def _templates() -> Jinja2Templates:
+    templates = Jinja2Templates(directory=HERE / "templates")
+    env = templates.env
+    env.filters["money"] = views.money
+    env.filters["path"] = lambda value: quote(str(value), safe="")
+    env.filters["when"] = _when
+    env.globals["urlencode"] = urlencode
+    return templates
+
+
+def _when(value: str | None) -> str:
+    if not value:
+        return "-"
+    return datetime.fromisoformat(value).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+@dataclass(frozen=True)
+class Pages:
+    settings: ConsoleSettings
+    sessions: Sessions
+    scoring: Api
+    alerts: Api
+    templates: Jinja2Templates
+
+    def render(
+        self, request: Request, name: str, status: int = 200, **context: Any
+    ) -> HTMLResponse:
+        session = getattr(request.state, "session", None)
+        return self.templates.TemplateResponse(
+            request, name, {"session": session, **context}, status_code=status
+        )
+
+    def signed_in(self, request: Request) -> Session:
+        session = self.sessions.open(request.cookies.get(COOKIE))
+        if session is None:
+            ended = COOKIE in request.cookies
+            raise SignedOut("your session has ended: sign in again" if ended else "sign in first")
+        request.state.session = session
+        return session
+
+    def register(self, app: FastAPI) -> None:
+        person_dep = Annotated[Session, Depends(self.signed_in)]
+        app.add_api_route("/healthz", self.healthz, methods=["GET"])
+        app.add_api_route("/readyz", self.readyz, methods=["GET"])
+        app.add_api_route("/metrics", self.metrics, methods=["GET"])
+        app.add_api_route("/sign-in", self.sign_in_page, methods=["GET"])
+        app.add_api_route("/sign-in", self.sign_in, methods=["POST"])
+        app.add_api_route("/sign-out", self.sign_out, methods=["POST"])
+
+        async def portfolio(request: Request, person: person_dep) -> HTMLResponse:
+            return await self.portfolio(request, person)
+
+        async def accounts(request: Request, person: person_dep) -> HTMLResponse:
+            return await self.accounts(request, person)
+
+        async def account(request: Request, account_id: str, person: person_dep) -> HTMLResponse:
+            return await self.account(request, account_id, person)
+
+        async def inbox(request: Request, person: person_dep) -> HTMLResponse:
+            return await self.inbox(request, person)
+
+        async def ack(request: Request, alert_id: str, person: person_dep) -> Response:
+            return await self.ack(request, alert_id, person)
+
+        app.add_api_route("/", portfolio, methods=["GET"], response_class=HTMLResponse)
+        app.add_api_route("/accounts", accounts, methods=["GET"], response_class=HTMLResponse)
+        app.add_api_route(
+            "/accounts/{account_id:path}", account, methods=["GET"], response_class=HTMLResponse
+        )
+        app.add_api_route("/alerts", inbox, methods=["GET"], response_class=HTMLResponse)
+        app.add_api_route("/alerts/{alert_id}/ack", ack, methods=["POST"])
+        app.add_exception_handler(ConsoleError, self.on_console_error)  # type: ignore[arg-type]
+        app.add_exception_handler(RequestValidationError, self.on_bad_request)  # type: ignore[arg-type]
+        app.add_exception_handler(StarletteHTTPException, self.on_http_error)  # type: ignore[arg-type]
+        app.add_exception_handler(Exception, self.on_unexpected)
+        app.middleware("http")(self.same_origin_writes)
+
+    # --- pages ------------------------------------------------------------------------
+
+    async def healthz(self) -> dict[str, str]:
+        return {"status": "ok"}
+
+    async def readyz(self) -> JSONResponse:
+        """Ready when the scoring and alerts APIs answer: every page needs them."""
+        checks = {api.name: await api.alive() for api in (self.scoring, self.alerts)}
+        ready = all(problem == "ok" for problem in checks.values())
+        return JSONResponse({"ready": ready, "checks": checks}, 200 if ready else 503)
+
+    async def metrics(self) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    async def sign_in_page(
+        self, request: Request, next: str = "/", message: str = ""
+    ) -> HTMLResponse:
+        return self.render(request, "sign_in.html", next=views.safe_next(next), message=message)
+
+    async def sign_in(
+        self,
+        request: Request,
+        key: Annotated[str, Form(max_length=500)],
+        name: Annotated[str, Form(max_length=200)],
+        next: Annotated[str, Form(max_length=2000)] = "/",
+    ) -> Response:
+        target = views.safe_next(next)
+        key, name = key.strip(), name.strip()
+        if not key or not name:
+            return self.render(
+                request, "sign_in.html", 400, next=target, message="Give your name and your key."
+            )
+        try:
+            await self.scoring.get(key, "/v1/portfolio")
+        except (SignedOut, NotAllowed) as exc:
+            log.info("console sign-in refused for %r: %s", name, exc.message)
+            text = (
+                "That key was refused."
+                if isinstance(exc, SignedOut)
+                else ("That key cannot read accounts (it needs the read scope).")
+            )
+            return self.render(request, "sign_in.html", 401, next=target, message=text)
+        response = RedirectResponse(target, status_code=303)
+        response.set_cookie(
+            COOKIE,
+            self.sessions.seal(Session(key=key, name=name)),
+            max_age=int(self.sessions.lifetime.total_seconds()),
+            httponly=True,
+            samesite="lax",
+            secure=self.settings.secure_cookies(),
+        )
+        return response
+
+    async def sign_out(self) -> Response:
+        response = RedirectResponse("/sign-in?message=Signed+out.", status_code=303)
+        response.delete_cookie(COOKIE)
+        return response
+
+    async def portfolio(self, request: Request, person: Session) -> HTMLResponse:
+        figures = await self.scoring.get(person.key, "/v1/portfolio")
+        high = await self.scoring.get(
+            person.key, "/v1/accounts", {"risk": "high", "sort": "change", "limit": "100"}
+        )
+        attention = views.attention_first(high["accounts"])[:20]
+        return self.render(request, "portfolio.html", figures=figures, attention=attention)
+
+    async def accounts(self, request: Request, person: Session) -> HTMLResponse:
+        query = views.list_query(dict(request.query_params))
+        params: dict[str, str | list[str]] = {**query, "limit": "50"}
+        if cursor := request.query_params.get("cursor"):
+            params["cursor"] = cursor
+        page = await self.scoring.get(person.key, "/v1/accounts", params)
+        return self.render(request, "accounts.html", page=page, query=query)
+
+    async def account(self, request: Request, account_id: str, person: Session) -> HTMLResponse:
+        chosen = request.query_params.get("range", views.DEFAULT_RANGE)
+        days = views.RANGES.get(chosen)
+        if days is None:
+            raise BadInput(f"range must be one of {', '.join(views.RANGES)}")
+        path = f"/v1/accounts/{quote(account_id, safe='')}"
+        account = await self.scoring.get(person.key, path)
+        now = datetime.now(UTC)
+        since = (now - timedelta(days=days)).isoformat()
+        entries = await self._history(person.key, path, since)
+        cards = await self.scoring.get(person.key, "/v1/scorecards")
+        card = next((c for c in cards if c["ref"] == account.get("scorecard")), None)
+        overrides = await self.scoring.get(person.key, f"{path}/overrides")
+        found = await self.alerts.get(person.key, "/v1/alerts", {"account_id": account_id})
+        return self.render(
+            request,
+            "account.html",
+            account=account,
+            series=views.chart_series(entries, now),
+            zones=views.band_zones(card["definition"] if card else None),
+            changes=views.changes(entries),
+            overrides=overrides,
+            alerts=found["alerts"],
+            range=chosen,
+            ranges=views.RANGES,
+        )
+
+    async def _history(self, key: str, path: str, since: str) -> list[dict[str, Any]]:
+        """Up to 5,000 material changes since ``since``: a year of a busy account."""
+        entries: list[dict[str, Any]] = []
+        params: dict[str, str | list[str]] = {"since": since, "limit": "1000"}
+        for _ in range(5):
+            page = await self.scoring.get(key, f"{path}/history", params)
+            entries += page["entries"]
+            if not page["next_cursor"]:
+                break
+            params["cursor"] = page["next_cursor"]
+        return entries
+
+    async def inbox(self, request: Request, person: Session) -> HTMLResponse:
+        state = request.query_params.get("state", "open")
+        if state not in ("open", "resolved"):
+            raise BadInput("state must be open or resolved")
+        params: dict[str, str | list[str]] = {"state": state, "limit": "200"}
+        if owner := request.query_params.get("owner"):
+            params["owner"] = owner
+        found = await self.alerts.get(person.key, "/v1/alerts", params)
+        alerts = sorted(
+            found["alerts"],
+            key=lambda a: (a["acked_at"] is not None, views.TIER_ORDER.get(a["tier"], 4)),
+        )
+        return self.render(request, "alerts.html", alerts=alerts, state=state, owner=owner)
+
+    async def ack(self, request: Request, alert_id: str, person: Session) -> Response:
+        alert = await self.alerts.post(
+            person.key, f"/v1/alerts/{quote(alert_id, safe='')}/ack", {"by": person.name}
+        )
+        if request.headers.get("HX-Request"):
+            return self.render(request, "_alert_row.html", alert=alert)
+        return RedirectResponse("/alerts", status_code=303)
+
+    # --- failures -----------------------------------------------------------------------
+
+    async def same_origin_writes(self, request: Request, call_next: Any) -> Response:
+        """A form posted from another site is refused (the cookie is SameSite=Lax too)."""
+        origin = request.headers.get("origin")
+        if request.method == "POST" and origin and urlsplit(origin).netloc != request.url.netloc:
+            return self.render(
+                request, "error.html", 403, title="Refused", message="Cross-site form refused."
+            )
+        response: Response = await call_next(request)
+        return response
+
+    async def on_console_error(self, request: Request, exc: ConsoleError) -> Response:
+        if isinstance(exc, SignedOut):
+            target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            query = urlencode(
+                {"next": target if request.method == "GET" else "/", "message": exc.message}
+            )
+            response = RedirectResponse(f"/sign-in?{query}", status_code=303)
+            response.delete_cookie(COOKIE)
+            return response
+        titles = {403: "Not allowed", 404: "Not found", 400: "Bad request", 503: "Unavailable"}
+        title = titles.get(exc.status, "Error")
+        return self.render(request, "error.html", exc.status, title=title, message=exc.message)
+
+    async def on_bad_request(self, request: Request, exc: RequestValidationError) -> Response:
+        fields = ", ".join(str(e.get("loc", ["?"])[-1]) for e in exc.errors())
+        message = f"these fields are missing or not valid: {fields}"
+        return self.render(request, "error.html", 400, title="Bad request", message=message)
+
+    async def on_http_error(self, request: Request, exc: StarletteHTTPException) -> Response:
+        title = "Not found" if exc.status_code == 404 else "Error"
+        message = "no such page" if exc.status_code == 404 else str(exc.detail)
+        return self.render(request, "error.html", exc.status_code, title=title, message=message)
+
+    async def on_unexpected(self, request: Request, exc: Exception) -> Response:
+        log.exception("console page failed: %s %s", request.method, request.url.path)
+        return self.render(
+            request, "error.html", 500, title="Error", message="Something went wrong; it is logged."
+        )

@@ -1,0 +1,46 @@
+// The account page's health chart: uPlot, with the scorecard's bands as zones.
+(function () {
+  "use strict";
+  function draw() {
+    var holder = document.getElementById("health-chart");
+    var source = document.getElementById("health-data");
+    if (!holder || !source || typeof uPlot === "undefined") return;
+    var data = JSON.parse(source.textContent);
+    var zones = data.zones;
+    var bands = {
+      hooks: {
+        drawClear: [function (u) {
+          var ctx = u.ctx, left = u.bbox.left, width = u.bbox.width;
+          function zone(from, to, colour) {
+            var top = u.valToPos(to, "y", true), bottom = u.valToPos(from, "y", true);
+            ctx.fillStyle = colour;
+            ctx.fillRect(left, top, width, bottom - top);
+          }
+          zone(0, zones.yellow_at, "rgba(220, 53, 69, 0.10)");
+          zone(zones.yellow_at, zones.green_at, "rgba(255, 193, 7, 0.14)");
+          zone(zones.green_at, 100, "rgba(40, 167, 69, 0.10)");
+        }],
+      },
+    };
+    var chart = new uPlot({
+      width: Math.max(320, holder.clientWidth || 800),
+      height: 260,
+      plugins: [bands],
+      scales: { y: { range: [0, 100] } },
+      // A score holds until its next material change: steps, not slopes.
+      series: [{}, {
+        label: "health", stroke: "#1f4e79", width: 2,
+        paths: uPlot.paths.stepped({ align: 1 }),
+        points: { show: data.series.t.length < 200 },
+      }],
+      axes: [{}, { values: function (u, ticks) { return ticks.map(String); } }],
+    }, [data.series.t, data.series.health], holder);
+    holder.dataset.points = String(data.series.t.length);
+    holder.dataset.drawn = "true";
+    window.addEventListener("resize", function () {
+      chart.setSize({ width: Math.max(320, holder.clientWidth || 800), height: 260 });
+    });
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", draw);
+  else draw();
+})();

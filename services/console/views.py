@@ -1,0 +1,69 @@
+"""What the pages show, from what the APIs answer: pure functions, no I/O."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+TIER_ORDER = {"S": 0, "A": 1, "B": 2, "C": 3, None: 4}
+RANGES = {"30d": 30, "90d": 90, "1y": 365}
+DEFAULT_RANGE = "90d"
+FILTERS = ("tier", "band", "risk", "stage", "owner", "segment", "sort", "order")
+
+
+def attention_first(accounts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Who needs attention first: the most valuable tiers, then the biggest 7-day
+    drop, then the lowest score."""
+    return sorted(
+        accounts,
+        key=lambda a: (
+            TIER_ORDER.get(a.get("tier"), 4),
+            a.get("score_change") or 0,
+            a.get("health_score") if a.get("health_score") is not None else 101,
+        ),
+    )
+
+
+def money(minor: int | None, currency: str | None = None) -> str:
+    """Minor units as an amount: 1234567 -> "12,345.67" (with the currency if known)."""
+    if minor is None:
+        return "-"
+    amount = f"{minor / 100:,.2f}"
+    return f"{amount} {currency.upper()}" if currency else amount
+
+
+def chart_series(entries: list[dict[str, Any]], now: datetime) -> dict[str, list[Any]]:
+    """Health over time for the chart: epoch seconds and scores, oldest first, the last
+    score held until ``now`` (a score stands until its next material change)."""
+    points = sorted(
+        (datetime.fromisoformat(e["computed_at"]).timestamp(), e["health_score"]) for e in entries
+    )
+    if points and points[-1][0] < now.timestamp():
+        points.append((now.timestamp(), points[-1][1]))
+    return {"t": [t for t, _ in points], "health": [s for _, s in points]}
+
+
+def band_zones(definition: dict[str, Any] | None) -> dict[str, int]:
+    """The scorecard's band thresholds (green from, yellow from) for the chart."""
+    bands = (definition or {}).get("bands") or {}
+    return {
+        "green_at": int(bands.get("green_at", 70)),
+        "yellow_at": int(bands.get("yellow_at", 40)),
+    }
+
+
+def changes(entries: list[dict[str, Any]], limit: int = 20) -> list[dict[str, Any]]:
+    """The material changes to list under the chart, newest first."""
+    return sorted(entries, key=lambda e: e["sequence"], reverse=True)[:limit]
+
+
+def list_query(params: dict[str, str]) -> dict[str, str]:
+    """The accounts list's filters that were given, for the API and the next-page link."""
+    return {name: params[name] for name in FILTERS if params.get(name)}
+
+
+def safe_next(target: str | None) -> str:
+    """Where to go after signing in: a path of this console only, never another site."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target

@@ -1,0 +1,159 @@
+"""The console in a real browser, over the real services on Kafka and PostgreSQL:
+sign in, find an account from the portfolio, read its chart and drivers, acknowledge
+its alert; a refused key; bad input and unknown accounts get a page, not a trace."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.async_api import Page, expect
+
+from shared.auth import Scope
+from tests.e2e.stack import migrate, service_env
+from tests.support.auth import make_keys_file
+from tests.support.browser import chromium
+from tests.support.events import native_usage_json
+from tests.support.processes import ServiceProcess
+from tests.support.servers import WebhookReceiver, serve, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres]
+
+UNPAID = {
+    "account_id": "acme",
+    "kind": "billing",
+    "name": "invoice.payment_failed",
+    "occurred_at": "2026-11-10T10:00:00Z",
+    "billing": {
+        "payment": "failed",
+        "subscription_status": "past_due",
+        "seats": 20,
+        "mrr_minor": 90_000,
+        "currency": "EUR",
+    },
+}
+ACME_TRAITS = {
+    "account_id": "acme",
+    "kind": "account",
+    "name": "account.updated",
+    "occurred_at": "2026-11-10T09:00:00Z",
+    "traits": {"name": "Acme Corp", "owner_csm_email": "kim@example.com", "segment": "smb"},
+}
+
+
+@dataclass
+class Console:
+    url: str
+    alerts: ServiceProcess
+    keys: dict[str, str]
+
+
+@pytest.fixture
+async def console(
+    kafka: str, database: str, topics: dict[str, str], tmp_path: Path
+) -> AsyncIterator[Console]:
+    keys_file, keys = make_keys_file(tmp_path, {"kim": [Scope.read], "pipeline": [Scope.ingest]})
+    receiver = WebhookReceiver()
+    async with serve(receiver.app()) as hook:
+        env = service_env(kafka=kafka, database=database, topics=topics, webhook_url=f"{hook}/h")
+        env["VITALS_API_KEYS_FILE"] = str(keys_file)
+        migrate(env)
+        ingest, scoring, alerts = (
+            ServiceProcess(n, env, tmp_path) for n in ("ingest", "scoring", "alerts")
+        )
+        console_env = {
+            **env,
+            "VITALS_CONSOLE_SCORING_URL": scoring.url,
+            "VITALS_CONSOLE_ALERTS_URL": alerts.url,
+        }
+        console = ServiceProcess("console", console_env, tmp_path)
+        services = [ingest, scoring, alerts, console]
+        for service in services:
+            service.start()
+        try:
+            for service in services:
+                await service.wait_ready()
+            await _seed(ingest, alerts, keys)
+            yield Console(console.url, alerts, keys)
+        finally:
+            for service in services:
+                service.kill()
+
+
+async def _seed(ingest: ServiceProcess, alerts: ServiceProcess, keys: dict[str, str]) -> None:
+    events = [
+        ACME_TRAITS,
+        UNPAID,
+        native_usage_json(account_id="acme"),
+        native_usage_json(account_id="calm"),
+    ]
+    headers = {"Authorization": f"Bearer {keys['pipeline']}"}
+    async with httpx.AsyncClient(base_url=ingest.url, headers=headers) as client:
+        posted = await client.post("/v1/events", json={"events": events})
+    assert posted.status_code == 202 and posted.json()["errors"] == [], posted.text
+    reader = {"Authorization": f"Bearer {keys['kim']}"}
+    async with httpx.AsyncClient(base_url=alerts.url, headers=reader) as client:
+
+        async def alerted() -> bool:
+            found = (await client.get("/v1/alerts", params={"account_id": "acme"})).json()
+            return any(a["state"] == "open" for a in found["alerts"])
+
+        await wait_for(alerted, 60, "acme's alert")
+
+
+async def _sign_in(page: Page, url: str, key: str) -> None:
+    await page.goto(url)
+    await page.get_by_label("Your name").fill("Kim")
+    await page.get_by_label("Your API key").fill(key)
+    await page.get_by_role("button", name="Sign in").click()
+
+
+async def test_a_csm_finds_an_account_reads_why_and_acknowledges_its_alert(
+    console: Console,
+) -> None:
+    async with chromium() as browser:
+        page = await browser.new_page()
+        await _sign_in(page, console.url, console.keys["kim"])
+        await expect(page.get_by_test_id("signed-in-as")).to_have_text("Kim")
+
+        await page.get_by_test_id("accounts").get_by_role("link", name="Acme Corp").click()
+        await expect(page.get_by_role("heading", level=1)).to_have_text("Acme Corp")
+        await expect(page.get_by_test_id("risk")).to_have_text("high")
+        await expect(page.get_by_test_id("risk-reasons")).to_contain_text("failed payment")
+        await expect(page.get_by_test_id("drivers")).to_contain_text("points")
+        chart = page.get_by_test_id("health-chart")
+        await expect(chart).to_have_attribute("data-drawn", "true")
+        await expect(chart.locator("canvas")).to_have_count(1)
+
+        row = page.get_by_test_id("account-alerts").get_by_test_id("alert-row").first
+        await row.get_by_role("button", name="Acknowledge").click()
+        await expect(row.get_by_test_id("alert-state")).to_contain_text("acknowledged by Kim")
+
+        await page.get_by_role("button", name="Sign out").click()
+        await expect(page.get_by_role("heading", level=1)).to_have_text("Sign in")
+
+    reader = {"Authorization": f"Bearer {console.keys['kim']}"}
+    async with httpx.AsyncClient(base_url=console.alerts.url, headers=reader) as client:
+        found = (await client.get("/v1/alerts", params={"account_id": "acme"})).json()["alerts"]
+    assert [a["acked_by"] for a in found if a["state"] == "open"] == ["Kim"]
+
+
+async def test_a_refused_key_bad_filters_and_unknown_accounts_get_a_clear_page(
+    console: Console,
+) -> None:
+    async with chromium() as browser:
+        page = await browser.new_page()
+        await _sign_in(page, console.url, "vk_not_a_real_key")
+        await expect(page.get_by_role("alert")).to_have_text("That key was refused.")
+
+        await _sign_in(page, console.url, console.keys["kim"])
+        bad = await page.goto(f"{console.url}/accounts?tier=Z")
+        assert bad is not None and bad.status == 400
+        await expect(page.get_by_role("heading", level=1)).to_have_text("Bad request")
+        unknown = await page.goto(f"{console.url}/accounts/no-such-account")
+        assert unknown is not None and unknown.status == 404
+        await expect(page.get_by_role("heading", level=1)).to_have_text("Not found")
+        await expect(page.locator("body")).not_to_contain_text("Traceback")
