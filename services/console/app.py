@@ -124,13 +124,43 @@ class Pages:
         async def ack(request: Request, alert_id: str, person: person_dep) -> Response:
             return await self.ack(request, alert_id, person)
 
+        async def snooze(
+            request: Request,
+            alert_id: str,
+            person: person_dep,
+            duration: Annotated[str, Form(alias="for", max_length=10)],
+        ) -> Response:
+            return await self.snooze(request, alert_id, person, duration)
+
+        async def set_override(
+            account_id: str,
+            person: person_dep,
+            field: Annotated[str, Form(max_length=10)],
+            value: Annotated[str, Form(max_length=20)],
+            reason: Annotated[str, Form(max_length=2000)],
+            days: Annotated[int, Form(ge=1, le=90)],
+        ) -> Response:
+            return await self.set_override(account_id, person, field, value, reason, days)
+
+        async def lift_override(
+            account_id: str, person: person_dep, field: Annotated[str, Form(max_length=10)]
+        ) -> Response:
+            return await self.lift_override(account_id, person, field)
+
         app.add_api_route("/", portfolio, methods=["GET"], response_class=HTMLResponse)
         app.add_api_route("/accounts", accounts, methods=["GET"], response_class=HTMLResponse)
+        # The actions on an account first: its id may hold "/", so the page's route,
+        # which takes the rest of the path, must come after them.
+        app.add_api_route("/accounts/{account_id:path}/overrides", set_override, methods=["POST"])
+        app.add_api_route(
+            "/accounts/{account_id:path}/overrides/lift", lift_override, methods=["POST"]
+        )
         app.add_api_route(
             "/accounts/{account_id:path}", account, methods=["GET"], response_class=HTMLResponse
         )
         app.add_api_route("/alerts", inbox, methods=["GET"], response_class=HTMLResponse)
         app.add_api_route("/alerts/{alert_id}/ack", ack, methods=["POST"])
+        app.add_api_route("/alerts/{alert_id}/snooze", snooze, methods=["POST"])
         app.add_exception_handler(ConsoleError, self.on_console_error)  # type: ignore[arg-type]
         app.add_exception_handler(RequestValidationError, self.on_bad_request)  # type: ignore[arg-type]
         app.add_exception_handler(StarletteHTTPException, self.on_http_error)  # type: ignore[arg-type]
@@ -230,12 +260,15 @@ class Pages:
             "account.html",
             account=account,
             series=views.chart_series(entries, now),
+            components=views.component_series(entries, now),
             zones=views.band_zones(card["definition"] if card else None),
             changes=views.changes(entries),
             overrides=overrides,
             alerts=found["alerts"],
             range=chosen,
             ranges=views.RANGES,
+            snoozes=views.SNOOZES,
+            override_days=views.OVERRIDE_DAYS,
         )
 
     async def _history(self, key: str, path: str, since: str) -> list[dict[str, Any]]:
@@ -262,15 +295,56 @@ class Pages:
             found["alerts"],
             key=lambda a: (a["acked_at"] is not None, views.TIER_ORDER.get(a["tier"], 4)),
         )
-        return self.render(request, "alerts.html", alerts=alerts, state=state, owner=owner)
+        return self.render(
+            request, "alerts.html", alerts=alerts, state=state, owner=owner, snoozes=views.SNOOZES
+        )
 
     async def ack(self, request: Request, alert_id: str, person: Session) -> Response:
         alert = await self.alerts.post(
             person.key, f"/v1/alerts/{quote(alert_id, safe='')}/ack", {"by": person.name}
         )
         if request.headers.get("HX-Request"):
-            return self.render(request, "_alert_row.html", alert=alert)
+            return self.render(request, "_alert_row.html", alert=alert, snoozes=views.SNOOZES)
         return RedirectResponse("/alerts", status_code=303)
+
+    async def snooze(
+        self, request: Request, alert_id: str, person: Session, duration: str
+    ) -> Response:
+        if duration not in views.SNOOZES:
+            raise BadInput(f"snooze for one of {', '.join(views.SNOOZES)}")
+        path = f"/v1/alerts/{quote(alert_id, safe='')}/snooze"
+        alert = await self.alerts.post(person.key, path, {"for": duration})
+        if request.headers.get("HX-Request"):
+            return self.render(request, "_alert_row.html", alert=alert, snoozes=views.SNOOZES)
+        return RedirectResponse("/alerts", status_code=303)
+
+    async def set_override(
+        self, account_id: str, person: Session, field: str, value: str, reason: str, days: int
+    ) -> Response:
+        expires = datetime.now(UTC) + timedelta(days=days)
+        body = {
+            "field": field,
+            "value": value,
+            "reason": reason,
+            "expires_at": expires.isoformat(),
+            "created_by": person.name,
+        }
+        path = f"/v1/accounts/{quote(account_id, safe='')}/overrides"
+        await self._writing(self.scoring.post(person.key, path, body), "set overrides")
+        return RedirectResponse(f"/accounts/{quote(account_id, safe='')}", status_code=303)
+
+    async def lift_override(self, account_id: str, person: Session, field: str) -> Response:
+        path = f"/v1/accounts/{quote(account_id, safe='')}/overrides"
+        params: dict[str, str | list[str]] = {"by": person.name, "field": field}
+        await self._writing(self.scoring.delete(person.key, path, params), "lift overrides")
+        return RedirectResponse(f"/accounts/{quote(account_id, safe='')}", status_code=303)
+
+    async def _writing(self, call: Any, what: str) -> Any:
+        """``call``, with a refusal for want of scope said in words."""
+        try:
+            return await call
+        except NotAllowed:
+            raise NotAllowed(f"your key cannot {what}: that needs the admin scope") from None
 
     # --- failures -----------------------------------------------------------------------
 

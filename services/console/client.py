@@ -64,6 +64,9 @@ class Api:
     async def post(self, key: str, path: str, body: dict[str, Any]) -> Any:
         return await self._call(key, "POST", path, json=body)
 
+    async def delete(self, key: str, path: str, params: Params) -> Any:
+        return await self._call(key, "DELETE", path, params=params)
+
     async def _call(self, key: str, method: str, path: str, **kwargs: Any) -> Any:
         headers = {"Authorization": f"Bearer {key}"}
         try:

@@ -9,6 +9,8 @@ TIER_ORDER = {"S": 0, "A": 1, "B": 2, "C": 3, None: 4}
 RANGES = {"30d": 30, "90d": 90, "1y": 365}
 DEFAULT_RANGE = "90d"
 FILTERS = ("tier", "band", "risk", "stage", "owner", "segment", "sort", "order")
+OVERRIDE_DAYS = (7, 30, 90)
+SNOOZES = {"4h": "4 hours", "1d": "a day", "3d": "3 days", "7d": "a week"}
 
 
 def attention_first(accounts: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -41,6 +43,20 @@ def chart_series(entries: list[dict[str, Any]], now: datetime) -> dict[str, list
     if points and points[-1][0] < now.timestamp():
         points.append((now.timestamp(), points[-1][1]))
     return {"t": [t for t, _ in points], "health": [s for _, s in points]}
+
+
+def component_series(entries: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
+    """Each component's score at each material change, oldest first, held until ``now``;
+    a component absent from a change (no data then) is a gap."""
+    ordered = sorted(entries, key=lambda e: e["computed_at"])
+    names = sorted({name for e in ordered for name in e.get("components", {})})
+    t = [datetime.fromisoformat(e["computed_at"]).timestamp() for e in ordered]
+    values = {n: [e.get("components", {}).get(n) for e in ordered] for n in names}
+    if t and t[-1] < now.timestamp():
+        t.append(now.timestamp())
+        for series in values.values():
+            series.append(series[-1])
+    return {"t": t, "components": values}
 
 
 def band_zones(definition: dict[str, Any] | None) -> dict[str, int]:

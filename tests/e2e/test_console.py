@@ -1,6 +1,7 @@
 """The console in a real browser, over the real services on Kafka and PostgreSQL:
 sign in, find an account from the portfolio, read its chart and drivers, acknowledge
-its alert; a refused key; bad input and unknown accounts get a page, not a trace."""
+and snooze alerts, set and lift an override; a refused key; a read-only key cannot
+set an override; bad input and unknown accounts get a page, not a trace."""
 
 from __future__ import annotations
 
@@ -55,7 +56,10 @@ class Console:
 async def console(
     kafka: str, database: str, topics: dict[str, str], tmp_path: Path
 ) -> AsyncIterator[Console]:
-    keys_file, keys = make_keys_file(tmp_path, {"kim": [Scope.read], "pipeline": [Scope.ingest]})
+    keys_file, keys = make_keys_file(
+        tmp_path,
+        {"kim": [Scope.read], "lee": [Scope.read, Scope.admin], "pipeline": [Scope.ingest]},
+    )
     receiver = WebhookReceiver()
     async with serve(receiver.app()) as hook:
         env = service_env(kafka=kafka, database=database, topics=topics, webhook_url=f"{hook}/h")
@@ -104,9 +108,9 @@ async def _seed(ingest: ServiceProcess, alerts: ServiceProcess, keys: dict[str, 
         await wait_for(alerted, 60, "acme's alert")
 
 
-async def _sign_in(page: Page, url: str, key: str) -> None:
+async def _sign_in(page: Page, url: str, key: str, name: str = "Kim") -> None:
     await page.goto(url)
-    await page.get_by_label("Your name").fill("Kim")
+    await page.get_by_label("Your name").fill(name)
     await page.get_by_label("Your API key").fill(key)
     await page.get_by_role("button", name="Sign in").click()
 
@@ -127,10 +131,16 @@ async def test_a_csm_finds_an_account_reads_why_and_acknowledges_its_alert(
         chart = page.get_by_test_id("health-chart")
         await expect(chart).to_have_attribute("data-drawn", "true")
         await expect(chart.locator("canvas")).to_have_count(1)
+        components = page.get_by_test_id("components-chart")
+        await expect(components).to_have_attribute("data-drawn", "true")
 
         row = page.get_by_test_id("account-alerts").get_by_test_id("alert-row").first
         await row.get_by_role("button", name="Acknowledge").click()
         await expect(row.get_by_test_id("alert-state")).to_contain_text("acknowledged by Kim")
+
+        await _set_tier_override(page)
+        await expect(page.get_by_role("heading", level=1)).to_have_text("Not allowed")
+        await expect(page.get_by_role("alert")).to_contain_text("needs the admin scope")
 
         await page.get_by_role("button", name="Sign out").click()
         await expect(page.get_by_role("heading", level=1)).to_have_text("Sign in")
@@ -139,6 +149,40 @@ async def test_a_csm_finds_an_account_reads_why_and_acknowledges_its_alert(
     async with httpx.AsyncClient(base_url=console.alerts.url, headers=reader) as client:
         found = (await client.get("/v1/alerts", params={"account_id": "acme"})).json()["alerts"]
     assert [a["acked_by"] for a in found if a["state"] == "open"] == ["Kim"]
+
+
+async def _set_tier_override(page: Page, tier: str = "C") -> None:
+    form = page.get_by_test_id("override-form")
+    await form.get_by_label("field").select_option("tier")
+    await form.get_by_label("value").select_option(tier)
+    await form.get_by_label("reason").fill("strategic logo, renewal in talks")
+    await form.get_by_role("button", name="Set override").click()
+
+
+async def test_an_admin_sets_and_lifts_an_override_and_a_csm_snoozes_an_alert(
+    console: Console,
+) -> None:
+    async with chromium() as browser:
+        page = await browser.new_page()
+        await _sign_in(page, console.url, console.keys["lee"], name="Lee")
+        await page.goto(f"{console.url}/accounts/acme")
+        computed = await page.get_by_test_id("tier").inner_text()
+        chosen = "B" if computed == "C" else "C"
+        await _set_tier_override(page, chosen)
+        await expect(page.get_by_test_id("tier")).to_have_text(chosen)
+        overrides = page.get_by_test_id("overrides")
+        await expect(overrides).to_contain_text("strategic logo, renewal in talks")
+        await expect(overrides).to_contain_text("active")
+
+        await page.get_by_role("button", name="Lift the tier override").click()
+        await expect(overrides).to_contain_text("lifted by Lee")
+        await expect(page.get_by_test_id("tier")).to_have_text(computed)
+
+        await page.goto(f"{console.url}/alerts")
+        row = page.get_by_test_id("inbox").get_by_test_id("alert-row").first
+        await row.get_by_label("snooze for").select_option("1d")
+        await row.get_by_role("button", name="Snooze").click()
+        await expect(row.get_by_test_id("alert-state")).to_contain_text("snoozed until")
 
 
 async def test_a_refused_key_bad_filters_and_unknown_accounts_get_a_clear_page(

@@ -33,6 +33,10 @@ def test_money_and_chart_series() -> None:
     series = views.chart_series(entries, now)
     assert series["health"] == [80, 40, 40] and series["t"][-1] == now.timestamp()
     assert [c["sequence"] for c in views.changes(entries)] == [2, 1]
+    entries[0]["components"] = {"engagement": 30}
+    entries[1]["components"] = {"engagement": 90, "billing": 100}
+    components = views.component_series(entries, now)
+    assert components["components"] == {"billing": [100, None, None], "engagement": [90, 30, 30]}
     assert views.band_zones({"bands": {"green_at": 75, "yellow_at": 45}}) == {
         "green_at": 75,
         "yellow_at": 45,

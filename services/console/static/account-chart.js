@@ -41,6 +41,25 @@
       chart.setSize({ width: Math.max(320, holder.clientWidth || 800), height: 260 });
     });
   }
-  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", draw);
-  else draw();
+  var PALETTE = ["#1f4e79", "#c0392b", "#27ae60", "#8e44ad", "#d35400", "#16a085", "#7f8c8d"];
+  function drawComponents() {
+    var holder = document.getElementById("components-chart");
+    var source = document.getElementById("components-data");
+    if (!holder || !source || typeof uPlot === "undefined") return;
+    var data = JSON.parse(source.textContent);
+    var names = Object.keys(data.components);
+    var series = [{}].concat(names.map(function (name, i) {
+      return { label: name, stroke: PALETTE[i % PALETTE.length], width: 1.5,
+               paths: uPlot.paths.stepped({ align: 1 }), spanGaps: false };
+    }));
+    var width = function () { return Math.max(320, holder.clientWidth || 800); };
+    var chart = new uPlot({ width: width(), height: 200, scales: { y: { range: [0, 100] } }, series: series },
+      [data.t].concat(names.map(function (n) { return data.components[n]; })), holder);
+    holder.dataset.series = String(names.length);
+    holder.dataset.drawn = "true";
+    window.addEventListener("resize", function () { chart.setSize({ width: width(), height: 200 }); });
+  }
+  function start() { draw(); drawComponents(); }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
 })();
