@@ -67,7 +67,16 @@ T = TypeVar("T")
 class Scope(StrEnum):
     ingest = "ingest"
     read = "read"
+    act = "act"  # a CSM's actions: acknowledge and snooze alerts, set and lift overrides
     admin = "admin"
+
+
+# Scopes that carry another's rights: admin keys set overrides since before act existed.
+IMPLIED_BY = {Scope.act: frozenset({Scope.admin})}
+
+
+def allows(scopes: frozenset[Scope], scope: Scope) -> bool:
+    return scope in scopes or bool(scopes & IMPLIED_BY.get(scope, frozenset()))
 
 
 class KeysFileError(ValueError):
@@ -233,7 +242,7 @@ class KeyRing:
         if entry is None:
             self.limit_unauthenticated(address)
             raise AuthFailure(401, "invalid_api_key", "the API key is not valid", _challenge())
-        if scope not in entry.scopes:
+        if not allows(entry.scopes, scope):
             message = f"key {entry.name!r} does not have the {scope.value!r} scope"
             raise AuthFailure(403, "insufficient_scope", message)
         self._take(self._rates[entry.id], f"key:{entry.id}", f"key {entry.name!r}")

@@ -115,8 +115,10 @@ def install(app: FastAPI, keyring: KeyRing) -> None:
     app.include_router(admin_router)
 
 
-# Reading alerts and deliveries, and a CSM's ack or snooze, take an API key with the
-# read scope (shared/auth.py); channels, routes, silences and rules the admin token.
+# Reading alerts and deliveries takes an API key with the read scope, a CSM's ack or
+# snooze one with act too (shared/auth.py); channels, routes, silences and rules the
+# admin token.
+ACT = [Depends(authenticate(Scope.act))]
 alerts_router = APIRouter(
     tags=["alerts"],
     dependencies=[Depends(authenticate(Scope.read))],
@@ -154,7 +156,10 @@ async def get_alert(alert_id: str, session: DbSession) -> AlertRead:
 
 
 @alerts_router.post(
-    "/v1/alerts/{alert_id}/ack", response_model=AlertRead, summary="Acknowledge: no reminders"
+    "/v1/alerts/{alert_id}/ack",
+    response_model=AlertRead,
+    dependencies=ACT,
+    summary="Acknowledge: no reminders",
 )
 async def ack_alert(
     alert_id: str, body: AckRequest, session: DbSession, runtime: RuntimeDep
@@ -166,7 +171,10 @@ async def ack_alert(
 
 
 @alerts_router.post(
-    "/v1/alerts/{alert_id}/snooze", response_model=AlertRead, summary="No notices until a time"
+    "/v1/alerts/{alert_id}/snooze",
+    response_model=AlertRead,
+    dependencies=ACT,
+    summary="No notices until a time",
 )
 async def snooze_alert(
     alert_id: str, body: SnoozeRequest, session: DbSession, runtime: RuntimeDep

@@ -300,8 +300,9 @@ class Pages:
         )
 
     async def ack(self, request: Request, alert_id: str, person: Session) -> Response:
-        alert = await self.alerts.post(
-            person.key, f"/v1/alerts/{quote(alert_id, safe='')}/ack", {"by": person.name}
+        path = f"/v1/alerts/{quote(alert_id, safe='')}/ack"
+        alert = await self._writing(
+            self.alerts.post(person.key, path, {"by": person.name}), "acknowledge alerts"
         )
         if request.headers.get("HX-Request"):
             return self.render(request, "_alert_row.html", alert=alert, snoozes=views.SNOOZES)
@@ -313,7 +314,9 @@ class Pages:
         if duration not in views.SNOOZES:
             raise BadInput(f"snooze for one of {', '.join(views.SNOOZES)}")
         path = f"/v1/alerts/{quote(alert_id, safe='')}/snooze"
-        alert = await self.alerts.post(person.key, path, {"for": duration})
+        alert = await self._writing(
+            self.alerts.post(person.key, path, {"for": duration}), "snooze alerts"
+        )
         if request.headers.get("HX-Request"):
             return self.render(request, "_alert_row.html", alert=alert, snoozes=views.SNOOZES)
         return RedirectResponse("/alerts", status_code=303)
@@ -344,7 +347,7 @@ class Pages:
         try:
             return await call
         except NotAllowed:
-            raise NotAllowed(f"your key cannot {what}: that needs the admin scope") from None
+            raise NotAllowed(f"your key cannot {what}: that needs the act scope") from None
 
     # --- failures -----------------------------------------------------------------------
 

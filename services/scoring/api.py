@@ -64,7 +64,8 @@ AUTH_FAILURES: dict[int | str, dict[str, Any]] = {
     429: {"model": Problem, "description": "The key is over its rate; see Retry-After"},
 }
 READ = [Depends(authenticate(Scope.read))]
-AdminKey = Annotated[ApiKey | None, Depends(authenticate(Scope.admin))]
+# Overrides are a CSM's action: the act scope (admin keys keep the right they had).
+ActKey = Annotated[ApiKey | None, Depends(authenticate(Scope.act))]
 
 
 def router(scorecards: ScorecardSet, clock: Clock) -> APIRouter:
@@ -232,7 +233,7 @@ def router(scorecards: ScorecardSet, clock: Clock) -> APIRouter:
         summary="Override an account's band or tier until an expiry, with a reason",
     )
     async def post_override(
-        account_id: AccountId, body: OverrideCreate, session: DbSession, key: AdminKey
+        account_id: AccountId, body: OverrideCreate, session: DbSession, key: ActKey
     ) -> OverrideRead | JSONResponse:
         now = clock()
         if body.expires_at <= now:
@@ -269,7 +270,7 @@ def router(scorecards: ScorecardSet, clock: Clock) -> APIRouter:
     async def delete_overrides(
         account_id: AccountId,
         session: DbSession,
-        key: AdminKey,
+        key: ActKey,
         by: Annotated[str, Query(min_length=1, max_length=200, description="Who lifts it.")],
         field: Annotated[Literal["band", "tier"] | None, Query()] = None,
         reason: Annotated[str, Query(max_length=2000)] = "lifted",

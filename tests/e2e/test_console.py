@@ -58,7 +58,12 @@ async def console(
 ) -> AsyncIterator[Console]:
     keys_file, keys = make_keys_file(
         tmp_path,
-        {"kim": [Scope.read], "lee": [Scope.read, Scope.admin], "pipeline": [Scope.ingest]},
+        {
+            "kim": [Scope.read, Scope.act],
+            "lee": [Scope.read, Scope.admin],
+            "viewer": [Scope.read],
+            "pipeline": [Scope.ingest],
+        },
     )
     receiver = WebhookReceiver()
     async with serve(receiver.app()) as hook:
@@ -138,12 +143,14 @@ async def test_a_csm_finds_an_account_reads_why_and_acknowledges_its_alert(
         await row.get_by_role("button", name="Acknowledge").click()
         await expect(row.get_by_test_id("alert-state")).to_contain_text("acknowledged by Kim")
 
-        await _set_tier_override(page)
-        await expect(page.get_by_role("heading", level=1)).to_have_text("Not allowed")
-        await expect(page.get_by_role("alert")).to_contain_text("needs the admin scope")
-
         await page.get_by_role("button", name="Sign out").click()
         await expect(page.get_by_role("heading", level=1)).to_have_text("Sign in")
+
+        await _sign_in(page, console.url, console.keys["viewer"], name="Vic")
+        await page.goto(f"{console.url}/accounts/acme")
+        await _set_tier_override(page)
+        await expect(page.get_by_role("heading", level=1)).to_have_text("Not allowed")
+        await expect(page.get_by_role("alert")).to_contain_text("needs the act scope")
 
     reader = {"Authorization": f"Bearer {console.keys['kim']}"}
     async with httpx.AsyncClient(base_url=console.alerts.url, headers=reader) as client:

@@ -21,6 +21,7 @@ from shared.auth import (
     KeyRing,
     KeysFileError,
     Scope,
+    allows,
     authenticate,
     entry_yaml,
     generate_key,
@@ -269,3 +270,10 @@ def test_the_unauthenticated_rate_comes_from_the_settings(tmp_path: Path) -> Non
         ring.check(None, Scope.read, "10.0.0.9")
 
     assert (first.value.status, second.value.status) == (401, 429)
+
+
+def test_admin_keys_may_act_but_read_keys_may_not() -> None:
+    assert allows(frozenset({Scope.read, Scope.act}), Scope.act)
+    assert allows(frozenset({Scope.admin}), Scope.act)
+    assert not allows(frozenset({Scope.read}), Scope.act)
+    assert not allows(frozenset({Scope.act}), Scope.admin)

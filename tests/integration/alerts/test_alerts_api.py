@@ -52,13 +52,15 @@ async def test_the_admin_api_needs_the_admin_token(alerts_stack: StackFactory) -
     assert off.status_code == 403 and off.json()["error"] == "admin_api_off"
 
 
-async def test_alerts_and_deliveries_need_an_api_key_with_the_read_scope(
+async def test_alerts_need_the_read_scope_and_acting_on_them_the_act_scope(
     alerts_stack: StackFactory, tmp_path: Path
 ) -> None:
     keys_file, keys = make_keys_file(
-        tmp_path, {"csm-tool": [Scope.read], "pipeline": [Scope.ingest]}
+        tmp_path,
+        {"csm-tool": [Scope.read], "csm": [Scope.read, Scope.act], "pipeline": [Scope.ingest]},
     )
     reader = {"authorization": f"Bearer {keys['csm-tool']}"}
+    actor = {"authorization": f"Bearer {keys['csm']}"}
     async with alerts_stack(api_keys_file=keys_file) as stack:
         await stack.send(risky(stack))
         await wait_for(lambda: _listed(stack, reader), 30, "the alert")
@@ -66,13 +68,18 @@ async def test_alerts_and_deliveries_need_an_api_key_with_the_read_scope(
         wrong_scope = await stack.api.get("/v1/deliveries", headers={"X-API-Key": keys["pipeline"]})
         (alert,) = (await stack.api.get("/v1/alerts", headers=reader)).json()["alerts"]
         unkeyed_ack = await stack.api.post(f"/v1/alerts/{alert['id']}/ack", json={"by": "x"})
-        acked = await stack.api.post(
-            f"/v1/alerts/{alert['id']}/ack", json={"by": "dana"}, headers=reader
+        ack = f"/v1/alerts/{alert['id']}/ack"
+        read_only_ack = await stack.api.post(ack, json={"by": "x"}, headers=reader)
+        read_only_snooze = await stack.api.post(
+            f"/v1/alerts/{alert['id']}/snooze", json={"for": "1d"}, headers=reader
         )
+        acked = await stack.api.post(ack, json={"by": "dana"}, headers=actor)
 
     assert (missing.status_code, missing.json()["error"]) == (401, "missing_api_key")
     assert (wrong_scope.status_code, wrong_scope.json()["error"]) == (403, "insufficient_scope")
     assert unkeyed_ack.status_code == 401
+    assert (read_only_ack.status_code, read_only_ack.json()["error"]) == (403, "insufficient_scope")
+    assert read_only_snooze.status_code == 403
     assert acked.status_code == 200 and acked.json()["acked_by"] == "dana"
 
 
