@@ -37,12 +37,15 @@ class MigrationSet:
         return ScriptDirectory.from_config(self.config()).get_current_head()
 
 
-async def upgrade_to_head(engine: AsyncEngine, migrations: MigrationSet) -> None:
+async def upgrade_to_head(
+    engine: AsyncEngine, migrations: MigrationSet, revision: str = "head"
+) -> None:
+    """Upgrade to the newest revision (or to ``revision``: tests of a data migration)."""
     config = migrations.config()
 
     def upgrade(connection: Connection) -> None:
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        command.upgrade(config, revision)
 
     async with engine.begin() as connection:
         await connection.run_sync(upgrade)

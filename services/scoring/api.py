@@ -87,6 +87,14 @@ def router(scorecards: ScorecardSet, clock: Clock) -> APIRouter:
         stage: Annotated[list[Stage] | None, Query()] = None,
         owner: Annotated[str | None, Query(max_length=320)] = None,
         segment: Annotated[str | None, Query(max_length=200)] = None,
+        q: Annotated[
+            str | None,
+            Query(
+                min_length=1,
+                max_length=200,
+                description="A prefix of the account's id (as written) or name (any case).",
+            ),
+        ] = None,
         sort: Annotated[Literal["score", "change", "mrr"], Query()] = "score",
         order: Annotated[Literal["asc", "desc"], Query()] = "asc",
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -103,6 +111,7 @@ def router(scorecards: ScorecardSet, clock: Clock) -> APIRouter:
             stage=_values(stage),
             owner=owner,
             segment=segment,
+            search=q,
         )
         rows = await repository.list_accounts(
             session, filters, sort, order == "desc", after, limit + 1

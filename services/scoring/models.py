@@ -32,6 +32,15 @@ class Account(Base):
         Index("ix_accounts_mrr", "mrr_minor"),
         Index("ix_accounts_health_score", "health_score"),
         Index("ix_accounts_score_change", "score_change"),
+        # Prefix search (LIKE 'abc%') by id and by name, whatever the database's collation.
+        Index(
+            "ix_accounts_id_prefix", "account_id", postgresql_ops={"account_id": "text_pattern_ops"}
+        ),
+        Index(
+            "ix_accounts_search_name",
+            "search_name",
+            postgresql_ops={"search_name": "text_pattern_ops"},
+        ),
     )
 
     account_id: Mapped[str] = mapped_column(String(200), primary_key=True)
@@ -51,6 +60,8 @@ class Account(Base):
     value_score: Mapped[int | None] = mapped_column(Integer)
     stale: Mapped[bool | None] = mapped_column(Boolean)
     scored_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    search_name: Mapped[str | None] = mapped_column(String(200))
+    """The account's name, case-folded: what a search by name matches."""
 
 
 class ScoreHistory(Base):

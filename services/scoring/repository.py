@@ -65,7 +65,8 @@ _ACCOUNT_UPSERT = (
     "ON CONFLICT (account_id) DO UPDATE SET state = excluded.state, "
     "sequence = excluded.sequence, updated_at = excluded.updated_at, "
     "partition = COALESCE(excluded.partition, accounts.partition), owner = excluded.owner, "
-    f"segment = excluded.segment, mrr_minor = excluded.mrr_minor, {_KEEP_UNLESS_SCORED}"
+    "segment = excluded.segment, mrr_minor = excluded.mrr_minor, "
+    f"search_name = excluded.search_name, {_KEEP_UNLESS_SCORED}"
 )
 
 
@@ -88,8 +89,14 @@ def _account_row(write: StateWrite, now: datetime) -> dict[str, Any]:
         "owner": facts.owner_csm_email,
         "segment": facts.segment,
         "mrr_minor": facts.mrr_minor,
+        "search_name": search_name(facts.name),
         **_scored_columns(write.assessment, write.trend_7d),
     }
+
+
+def search_name(name: str | None) -> str | None:
+    """What a search by name matches: the name case-folded, as long as the column."""
+    return name.casefold()[:200] if name else None
 
 
 def _scored_columns(assessment: Assessment | None, trend_7d: int | None) -> dict[str, Any]:
@@ -334,6 +341,8 @@ class AccountFilters:
     stage: list[str] | None = None
     owner: str | None = None
     segment: str | None = None
+    search: str | None = None
+    """A prefix of the account's id (as written) or of its name (any case)."""
 
 
 SORTS: dict[str, Any] = {
@@ -394,6 +403,13 @@ def _filter_conditions(filters: AccountFilters) -> list[ColumnElement[bool]]:
         conditions.append(Account.owner == filters.owner)
     if filters.segment is not None:
         conditions.append(Account.segment == filters.segment)
+    if filters.search:
+        conditions.append(
+            or_(
+                Account.account_id.startswith(filters.search, autoescape=True),
+                Account.search_name.startswith(filters.search.casefold(), autoescape=True),
+            )
+        )
     return conditions
 
 

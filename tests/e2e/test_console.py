@@ -201,6 +201,12 @@ async def test_a_refused_key_bad_filters_and_unknown_accounts_get_a_clear_page(
         await expect(page.get_by_role("alert")).to_have_text("That key was refused.")
 
         await _sign_in(page, console.url, console.keys["kim"])
+        await page.goto(f"{console.url}/accounts")
+        await page.get_by_label("search").fill("acme c")
+        await page.get_by_role("button", name="Show").click()
+        found = page.get_by_test_id("accounts")
+        await expect(found.get_by_role("link")).to_have_text(["Acme Corp"])
+
         bad = await page.goto(f"{console.url}/accounts?tier=Z")
         assert bad is not None and bad.status == 400
         await expect(page.get_by_role("heading", level=1)).to_have_text("Bad request")

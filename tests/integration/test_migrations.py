@@ -1,4 +1,7 @@
+import json
+
 import pytest
+from sqlalchemy import text
 
 from services.alerts.app import MIGRATIONS as ALERTS
 from services.scoring.app import MIGRATIONS as SCORING
@@ -23,6 +26,32 @@ async def test_upgrade_brings_an_empty_database_to_head_and_is_repeatable(
 
     assert before is not None and "run `vitals migrate`" in before
     assert after is None
+
+
+async def test_the_search_migration_fills_each_existing_accounts_name(database: str) -> None:
+    engine = create_engine(database)
+    state = {"account_id": "a1", "traits": {"name": ["Ärzte Ohne Grenzen", "2026|e1"]}}
+    try:
+        await upgrade_to_head(engine, SCORING, "scoring_0004")
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO accounts (account_id, state, sequence, updated_at) "
+                    "VALUES ('a1', :state, 0, now()), ('a2', '{}', 0, now())"
+                ),
+                {"state": json.dumps(state)},
+            )
+        await upgrade_to_head(engine, SCORING)
+        async with engine.connect() as connection:
+            rows = (
+                await connection.execute(
+                    text("SELECT account_id, search_name FROM accounts ORDER BY 1")
+                )
+            ).all()
+    finally:
+        await engine.dispose()
+
+    assert [tuple(r) for r in rows] == [("a1", "ärzte ohne grenzen"), ("a2", None)]
 
 
 async def test_both_services_can_share_one_database(database: str) -> None:

@@ -54,6 +54,13 @@ async def test_accounts_filter_sort_and_page_and_the_portfolio_adds_up(
         smb_red = (await api.get("/v1/accounts", params={"segment": "smb", "risk": "high"})).json()
         by_owner = (await api.get("/v1/accounts", params={"owner": "kim@example.com"})).json()
         bad_cursor = await api.get("/v1/accounts", params={"cursor": "nope"})
+        searched = {
+            q: [
+                a["account_id"]
+                for a in (await api.get("/v1/accounts", params={"q": q})).json()["accounts"]
+            ]
+            for q in ("A3", "a", "%", "a_")
+        }
         portfolio = (await api.get("/v1/portfolio")).json()
         cards = (await api.get("/v1/scorecards")).json()
         one = (await api.get("/v1/accounts/a1")).json()
@@ -64,6 +71,10 @@ async def test_accounts_filter_sort_and_page_and_the_portfolio_adds_up(
     assert {a["account_id"] for a in smb_red["accounts"]} == CANCELED
     assert len(by_owner["accounts"]) == len(MRR) and by_owner["next_cursor"] is None
     assert bad_cursor.status_code == 400 and bad_cursor.json()["error"] == "bad_cursor"
+    # By name in any case ("A3" is a3's name, its id is lower case), by id prefix, and
+    # with LIKE's wildcards taken literally.
+    assert (searched["A3"], searched["%"], searched["a_"]) == (["a3"], [], [])
+    assert sorted(searched["a"]) == sorted(MRR)
     assert portfolio["accounts"] == len(MRR)
     assert portfolio["mrr_minor"] == sum(MRR.values())
     assert sum(t["revenue_share"] for t in portfolio["tiers"].values()) == pytest.approx(1)
