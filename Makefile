@@ -10,7 +10,7 @@ export PGPORT ?= 5433
 
 PEER_VENV ?= .venv-peer
 
-.PHONY: help install run test test-unit lint format schema bench bench-ingest bench-scoring bench-alerts backtest console-assets clean
+.PHONY: help install run test test-unit lint format schema bench bench-ingest bench-scoring bench-alerts bench-console backtest console-assets clean
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -52,6 +52,9 @@ format: install ## Apply ruff's fixes and formatting
 
 bench: install $(PEER_VENV)/.installed ## Ingest, scoring (vs a Quix Streams peer and the ceiling) and alerts (BENCH_SCALE=small: short run)
 	deploy/local/with-infra.sh $(BIN)/python -m bench.run
+
+bench-console: install ## The console's pages and their API calls with 1,000,000 accounts in PostgreSQL (BENCH_SCALE=small: 20,000)
+	deploy/local/with-infra.sh $(BIN)/python -m bench.console
 
 bench-ingest: install ## Ingest over HTTP only: events/s and request latency
 	BENCH_ONLY=ingest deploy/local/with-infra.sh $(BIN)/python -m bench.run

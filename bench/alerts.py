@@ -88,7 +88,7 @@ class AlertsUnderTest:
     process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> None:
-        port = measure._free_port()
+        port = measure.free_port()
         command = [sys.executable, "-m", "services", "serve", "alerts", "--port", str(port)]
         self.process = await measure.start_process(command, self.log, self.env)
         await measure.wait_ready(f"http://127.0.0.1:{port}", self.process)

@@ -221,7 +221,7 @@ class ScoringUnderTest:
     port: int = 0
 
     async def start(self) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         command = [sys.executable, "-m", "services", "serve", "scoring", "--port", str(self.port)]
         self.process = await start_process(command, self.log, self.env)
 
@@ -438,7 +438,7 @@ async def ingest_http(
     """Post ``events`` in batches from ``concurrency`` clients, as fast as answered or,
     with ``rate``, on a fixed schedule of events/s; the rate and request latencies."""
     run = uuid.uuid4().hex[:8]
-    port = _free_port()
+    port = free_port()
     database = await create_database(postgres_admin)
     try:
         env = _service_env(bootstrap, f"bench.{run}.events", "unused", "sqlite+aiosqlite://")
@@ -522,7 +522,7 @@ async def wait_ready(url: str, process: asyncio.subprocess.Process, workers: int
 SEND_ATTEMPTS = 5
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +37,13 @@ CLONE = text(
     f"""
     INSERT INTO accounts (account_id, state, health_score, band, sequence, updated_at,
         partition, tier, risk, stage, owner, segment, mrr_minor, score_change, value_score,
-        stale, scored_at)
+        stale, scored_at, search_name)
     SELECT a.account_id || '-c' || n,
         ('{{"account_id":' || to_json(a.account_id || '-c' || n)::text
             || substr(a.state::text, length({PREFIX}) + 1))::json,
         a.health_score, a.band, a.sequence, a.updated_at, a.partition, a.tier, a.risk,
         a.stage, a.owner, a.segment, a.mrr_minor, a.score_change, a.value_score, a.stale,
-        a.scored_at
+        a.scored_at, a.search_name || '-c' || n
     FROM accounts a CROSS JOIN generate_series(1, :copies) AS n
     """
 )
@@ -51,10 +53,13 @@ PREFIX_CHECK = text(
 SWEPT = "vitals_scoring_sweep_accounts_total"
 
 
-async def sweep(
-    bootstrap: str, postgres: str, accounts: int, log: Path, cap_s: float = 300
-) -> dict[str, Any]:
-    topic = f"bench.{uuid.uuid4().hex[:8]}.sweep"
+@asynccontextmanager
+async def seeded_scoring(
+    bootstrap: str, postgres: str, accounts: int, log: Path, name: str
+) -> AsyncIterator[tuple[measure.ScoringUnderTest, int]]:
+    """A scoring database with ``accounts`` accounts (the seed's, scored, then cloned),
+    and its scoring process, stopped: (it, the accounts in the database)."""
+    topic = f"bench.{uuid.uuid4().hex[:8]}.{name}"
     await measure.create_topic(bootstrap, topic, PARTITIONS)
     records = [encode(event) for event in SEED.stream()]
     await measure.load_topic(bootstrap, topic, records)
@@ -63,7 +68,13 @@ async def sweep(
         await measure.until_durable(scoring, len(records), 600)
         assert scoring.process is not None
         await measure.stop_process(scoring.process)
-        seeded = await _clone(scoring.engine, accounts)
+        yield scoring, await clone(scoring.engine, accounts)
+
+
+async def sweep(
+    bootstrap: str, postgres: str, accounts: int, log: Path, cap_s: float = 300
+) -> dict[str, Any]:
+    async with seeded_scoring(bootstrap, postgres, accounts, log, "sweep") as (scoring, seeded):
         say(f"sweep: {seeded:,} accounts in the database; starting a fresh scoring process")
         await scoring.start()
         swept, seconds = await _wait_swept(scoring, seeded, cap_s)
@@ -80,7 +91,7 @@ async def sweep(
     }
 
 
-async def _clone(engine: AsyncEngine, accounts: int) -> int:
+async def clone(engine: AsyncEngine, accounts: int) -> int:
     async with engine.begin() as connection:
         have = int(await connection.scalar(text("SELECT count(*) FROM accounts")) or 0)
         if await connection.scalar(PREFIX_CHECK):

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from fastapi import APIRouter, Depends, Query
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scoring import repository
 from services.scoring.domain import AccountState, Signals, account_facts
@@ -68,7 +71,8 @@ READ = [Depends(authenticate(Scope.read))]
 ActKey = Annotated[ApiKey | None, Depends(authenticate(Scope.act))]
 
 
-def router(scorecards: ScorecardSet, clock: Clock) -> APIRouter:
+def router(scorecards: ScorecardSet, clock: Clock, portfolio_max_age_s: float = 0) -> APIRouter:
+    portfolio = Recent[PortfolioRead](portfolio_max_age_s)
     api = APIRouter(prefix="/v1", responses=AUTH_FAILURES, route_class=GatedRoute)
 
     @api.get(
@@ -193,26 +197,7 @@ def router(scorecards: ScorecardSet, clock: Clock) -> APIRouter:
         summary="Tier and band distribution, revenue share per tier",
     )
     async def get_portfolio(session: DbSession) -> PortfolioRead:
-        figures = await repository.portfolio_figures(session)
-        total_mrr = sum(mrr for *_, mrr in figures)
-        tiers: dict[str, list[int]] = {}
-        bands: dict[str, int] = {}
-        for tier, band, count, mrr in figures:
-            sums = tiers.setdefault(tier or "unrated", [0, 0])
-            sums[0] += count
-            sums[1] += mrr
-            bands[band or "unscored"] = bands.get(band or "unscored", 0) + count
-        return PortfolioRead(
-            accounts=sum(count for _, _, count, _ in figures),
-            mrr_minor=total_mrr,
-            tiers={
-                name: TierFigures(
-                    accounts=count, mrr_minor=mrr, revenue_share=mrr / total_mrr if total_mrr else 0
-                )
-                for name, (count, mrr) in sorted(tiers.items())
-            },
-            bands=dict(sorted(bands.items())),
-        )
+        return await portfolio.get(lambda: _portfolio(session, clock()))
 
     @api.get(
         "/scorecards",
@@ -293,6 +278,58 @@ def router(scorecards: ScorecardSet, clock: Clock) -> APIRouter:
         return OverridesLifted(lifted=lifted)
 
     return api
+
+
+async def _portfolio(session: AsyncSession, now: datetime) -> PortfolioRead:
+    figures = await repository.portfolio_figures(session)
+    total_mrr = sum(mrr for *_, mrr in figures)
+    tiers: dict[str, list[int]] = {}
+    bands: dict[str, int] = {}
+    for tier, band, count, mrr in figures:
+        sums = tiers.setdefault(tier or "unrated", [0, 0])
+        sums[0] += count
+        sums[1] += mrr
+        bands[band or "unscored"] = bands.get(band or "unscored", 0) + count
+    return PortfolioRead(
+        computed_at=now,
+        accounts=sum(count for _, _, count, _ in figures),
+        mrr_minor=total_mrr,
+        tiers={
+            name: TierFigures(
+                accounts=count, mrr_minor=mrr, revenue_share=mrr / total_mrr if total_mrr else 0
+            )
+            for name, (count, mrr) in sorted(tiers.items())
+        },
+        bands=dict(sorted(bands.items())),
+    )
+
+
+T = TypeVar("T")
+
+
+class Recent(Generic[T]):
+    """The last answer, reused while younger than ``max_age_s``; one computation at a
+    time, so a burst of requests on a stale answer adds up the portfolio once."""
+
+    def __init__(self, max_age_s: float) -> None:
+        self._max_age_s = max_age_s
+        self._lock = asyncio.Lock()
+        self._value: tuple[float, T] | None = None
+
+    async def get(self, compute: Callable[[], Awaitable[T]]) -> T:
+        if (value := self._fresh()) is not None:
+            return value
+        async with self._lock:
+            if (value := self._fresh()) is not None:
+                return value
+            computed = await compute()
+            self._value = (time.monotonic(), computed)
+            return computed
+
+    def _fresh(self) -> T | None:
+        if self._value is None or time.monotonic() - self._value[0] >= self._max_age_s:
+            return None
+        return self._value[1]
 
 
 def _account_cursor(cursor: str) -> tuple[int, str]:

@@ -94,7 +94,7 @@ def create_app(settings: ScoringSettings | None = None, clock: Clock | None = No
     install_auth(app, settings.keyring())
     app.state.readiness = readiness
     app.state.sessions = sessions
-    app.include_router(router(scorecards, clock))
+    app.include_router(router(scorecards, clock, settings.scoring_portfolio_max_age_s))
     return app
 
 

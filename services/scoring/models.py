@@ -5,7 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, Index, Integer, MetaData, String, Text, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    ColumnElement,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    func,
+    literal_column,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import BIG_ID, UtcDateTime
@@ -29,9 +42,6 @@ class Account(Base):
         Index("ix_accounts_stage", "stage"),
         Index("ix_accounts_owner", "owner"),
         Index("ix_accounts_segment", "segment"),
-        Index("ix_accounts_mrr", "mrr_minor"),
-        Index("ix_accounts_health_score", "health_score"),
-        Index("ix_accounts_score_change", "score_change"),
         # Prefix search (LIKE 'abc%') by id and by name, whatever the database's collation.
         Index(
             "ix_accounts_id_prefix", "account_id", postgresql_ops={"account_id": "text_pattern_ops"}
@@ -62,6 +72,26 @@ class Account(Base):
     scored_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     search_name: Mapped[str | None] = mapped_column(String(200))
     """The account's name, case-folded: what a search by name matches."""
+
+
+# Nulls sort as the lowest value in the accounts list, so a keyset cursor sees one total
+# order on both databases; written into the SQL (not bound) so that the sort indexes,
+# on this very expression, serve the list's queries.
+SORT_NULLS_AS = -(2**62)
+SORTED_BY = {
+    "score": Account.health_score,
+    "change": Account.score_change,
+    "mrr": Account.mrr_minor,
+}
+
+
+def sort_key(sort: str) -> ColumnElement[int]:
+    """The accounts list's sort expression for ``sort``: one index each, ties by id."""
+    return func.coalesce(SORTED_BY[sort], literal_column(str(SORT_NULLS_AS)))
+
+
+for _sort in SORTED_BY:
+    Index(f"ix_accounts_by_{_sort}", sort_key(_sort), Account.account_id)
 
 
 class ScoreHistory(Base):

@@ -18,14 +18,16 @@ from sqlalchemy import (
     and_,
     cast,
     func,
+    literal,
     or_,
     select,
+    tuple_,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scoring.domain import AccountState, Assessment, Portfolio, account_facts
-from services.scoring.models import Account, AccountOverride, ScoreHistory
+from services.scoring.models import SORT_NULLS_AS, Account, AccountOverride, ScoreHistory, sort_key
 from shared.db import insert_rows
 from shared.scores import ScoreChange
 
@@ -345,19 +347,6 @@ class AccountFilters:
     """A prefix of the account's id (as written) or of its name (any case)."""
 
 
-SORTS: dict[str, Any] = {
-    "score": Account.health_score,
-    "change": Account.score_change,
-    "mrr": Account.mrr_minor,
-}
-# Nulls sort as the lowest value, so a keyset cursor sees one total order on both databases.
-NULL_AS = -(2**62)
-
-
-def _sort_key(sort: str) -> ColumnElement[int]:
-    return func.coalesce(SORTS[sort], NULL_AS)
-
-
 async def list_accounts(
     session: AsyncSession,
     filters: AccountFilters,
@@ -366,27 +355,23 @@ async def list_accounts(
     cursor: tuple[int, str] | None,
     limit: int,
 ) -> Sequence[Account]:
-    key = _sort_key(sort)
+    key = sort_key(sort)
     query = select(Account).where(*_filter_conditions(filters))
     if cursor is not None:
-        value, account_id = cursor
-        if descending:
-            query = query.where(
-                or_(key < value, and_(key == value, Account.account_id > account_id))
-            )
-        else:
-            query = query.where(
-                or_(key > value, and_(key == value, Account.account_id > account_id))
-            )
-    order = key.desc() if descending else key.asc()
-    return (await session.scalars(query.order_by(order, Account.account_id).limit(limit))).all()
+        # One row-value comparison, and ties by id in the sort's own direction: each
+        # sort is one index walked either way (ix_accounts_by_*).
+        after = tuple_(key, Account.account_id)
+        mark = tuple_(literal(cursor[0]), literal(cursor[1]))
+        query = query.where(after < mark if descending else after > mark)
+    order = (key.desc(), Account.account_id.desc()) if descending else (key, Account.account_id)
+    return (await session.scalars(query.order_by(*order).limit(limit))).all()
 
 
 def sort_value(row: Account, sort: str) -> int:
     value = getattr(
         row, {"score": "health_score", "change": "score_change", "mrr": "mrr_minor"}[sort]
     )
-    return NULL_AS if value is None else int(value)
+    return SORT_NULLS_AS if value is None else int(value)
 
 
 def _filter_conditions(filters: AccountFilters) -> list[ColumnElement[bool]]:

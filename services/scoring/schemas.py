@@ -135,6 +135,10 @@ class TierFigures(BaseModel):
 
 
 class PortfolioRead(BaseModel):
+    computed_at: datetime = Field(
+        description="When the figures were added up: at most "
+        "VITALS_SCORING_PORTFOLIO_MAX_AGE_S ago."
+    )
     accounts: int
     mrr_minor: int
     tiers: dict[str, TierFigures] = Field(description='By tier; "unrated" for none yet.')

@@ -52,6 +52,14 @@ class ScoringSettings(VitalsSettings):
     scoring_sweep_chunk: int = Field(
         500, gt=0, description="Accounts re-scored per transaction during a sweep."
     )
+    scoring_portfolio_max_age_s: float = Field(
+        15.0,
+        ge=0,
+        le=3600,
+        description="How old `GET /v1/portfolio`'s figures may be: they add up every "
+        "account (about 0.7 s at a million), so they are computed once per this many "
+        "seconds; 0: at every request.",
+    )
 
     scoring_instance_id: str | None = Field(
         None,
