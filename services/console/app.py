@@ -226,12 +226,18 @@ class Pages:
         return response
 
     async def portfolio(self, request: Request, person: Session) -> HTMLResponse:
-        figures = await self.scoring.get(person.key, "/v1/portfolio")
+        owner = request.query_params.get("owner", "").strip()[:320]
+        mine: dict[str, str | list[str]] = {"owner": owner} if owner else {}
+        figures = await self.scoring.get(person.key, "/v1/portfolio", mine)
         high = await self.scoring.get(
-            person.key, "/v1/accounts", {"risk": "high", "sort": "change", "limit": "100"}
+            person.key,
+            "/v1/accounts",
+            {"risk": "high", "sort": "change", "limit": "100", **mine},
         )
         attention = views.attention_first(high["accounts"])[:20]
-        return self.render(request, "portfolio.html", figures=figures, attention=attention)
+        return self.render(
+            request, "portfolio.html", figures=figures, attention=attention, owner=owner
+        )
 
     async def accounts(self, request: Request, person: Session) -> HTMLResponse:
         query = views.list_query(dict(request.query_params))

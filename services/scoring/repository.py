@@ -399,17 +399,19 @@ def _filter_conditions(filters: AccountFilters) -> list[ColumnElement[bool]]:
 
 
 async def portfolio_figures(
-    session: AsyncSession,
+    session: AsyncSession, owner: str | None = None
 ) -> list[tuple[str | None, str | None, int, int]]:
-    """(tier, band, accounts, summed MRR) for every tier and band combination."""
-    rows = await session.execute(
-        select(
-            Account.tier,
-            Account.band,
-            func.count(),
-            func.coalesce(func.sum(Account.mrr_minor), 0),
-        ).group_by(Account.tier, Account.band)
-    )
+    """(tier, band, accounts, summed MRR) for every tier and band combination, of every
+    account or of one owner's."""
+    query = select(
+        Account.tier,
+        Account.band,
+        func.count(),
+        func.coalesce(func.sum(Account.mrr_minor), 0),
+    ).group_by(Account.tier, Account.band)
+    if owner is not None:
+        query = query.where(Account.owner == owner)
+    rows = await session.execute(query)
     return [(tier, band, int(count), int(mrr or 0)) for tier, band, count, mrr in rows]
 
 

@@ -127,6 +127,11 @@ async def test_a_csm_finds_an_account_reads_why_and_acknowledges_its_alert(
         page = await browser.new_page()
         await _sign_in(page, console.url, console.keys["kim"])
         await expect(page.get_by_test_id("signed-in-as")).to_have_text("Kim")
+        await page.get_by_label("owner").fill("kim@example.com")
+        await page.get_by_role("button", name="Show").click()
+        await expect(page.get_by_role("heading", level=1)).to_have_text(
+            "Portfolio of kim@example.com"
+        )
 
         await page.get_by_test_id("accounts").get_by_role("link", name="Acme Corp").click()
         await expect(page.get_by_role("heading", level=1)).to_have_text("Acme Corp")

@@ -62,6 +62,8 @@ async def test_accounts_filter_sort_and_page_and_the_portfolio_adds_up(
             for q in ("A3", "a", "%", "a_")
         }
         portfolio = (await api.get("/v1/portfolio")).json()
+        kims = (await api.get("/v1/portfolio", params={"owner": "kim@example.com"})).json()
+        nobodys = (await api.get("/v1/portfolio", params={"owner": "no@example.com"})).json()
         cards = (await api.get("/v1/scorecards")).json()
         one = (await api.get("/v1/accounts/a1")).json()
         openapi = (await api.get("/openapi.json")).json()
@@ -77,6 +79,8 @@ async def test_accounts_filter_sort_and_page_and_the_portfolio_adds_up(
     assert sorted(searched["a"]) == sorted(MRR)
     assert portfolio["accounts"] == len(MRR)
     assert portfolio["mrr_minor"] == sum(MRR.values())
+    assert (kims["accounts"], kims["mrr_minor"]) == (len(MRR), sum(MRR.values()))
+    assert (nobodys["accounts"], nobodys["mrr_minor"], nobodys["tiers"]) == (0, 0, {})
     assert sum(t["revenue_share"] for t in portfolio["tiers"].values()) == pytest.approx(1)
     assert portfolio["bands"]["red"] == len(CANCELED)
     assert [c["ref"] for c in cards] == ["default@1"] and cards[0]["default"] is True
