@@ -7,7 +7,7 @@ charts, both shipped under ``static/vendor``: nothing loads from elsewhere.
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,7 +15,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import httpx
 from cryptography.fernet import Fernet
-from fastapi import Depends, FastAPI, Form, Request
+from fastapi import APIRouter, Depends, FastAPI, Form, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -27,6 +27,7 @@ from services.console import views
 from services.console.client import Api, BadInput, ConsoleError, NotAllowed, SignedOut
 from services.console.session import COOKIE, Session, Sessions
 from services.console.settings import ConsoleSettings
+from shared.recent import Recent
 
 HERE = Path(__file__).parent
 log = logging.getLogger(__name__)
@@ -70,6 +71,12 @@ def _templates() -> Jinja2Templates:
     return templates
 
 
+def _person(request: Request) -> Session:
+    """Who is signed in: put there by ``Pages.signed_in``, every page's dependency."""
+    session: Session = request.state.session
+    return session
+
+
 def _when(value: str | None) -> str:
     if not value:
         return "-"
@@ -83,6 +90,9 @@ class Pages:
     scoring: Api
     alerts: Api
     templates: Jinja2Templates
+    # Scorecards change only when scoring restarts: one read a minute, not one a page
+    # (read after the account, so the person's key has been checked first).
+    scorecards: Recent[list[dict[str, Any]]] = field(default_factory=lambda: Recent(60))
 
     def render(
         self, request: Request, name: str, status: int = 200, **context: Any
@@ -101,66 +111,30 @@ class Pages:
         return session
 
     def register(self, app: FastAPI) -> None:
-        person_dep = Annotated[Session, Depends(self.signed_in)]
         app.add_api_route("/healthz", self.healthz, methods=["GET"])
         app.add_api_route("/readyz", self.readyz, methods=["GET"])
         app.add_api_route("/metrics", self.metrics, methods=["GET"])
         app.add_api_route("/sign-in", self.sign_in_page, methods=["GET"])
         app.add_api_route("/sign-in", self.sign_in, methods=["POST"])
         app.add_api_route("/sign-out", self.sign_out, methods=["POST"])
-
-        async def portfolio(request: Request, person: person_dep) -> HTMLResponse:
-            return await self.portfolio(request, person)
-
-        async def accounts(request: Request, person: person_dep) -> HTMLResponse:
-            return await self.accounts(request, person)
-
-        async def account(request: Request, account_id: str, person: person_dep) -> HTMLResponse:
-            return await self.account(request, account_id, person)
-
-        async def inbox(request: Request, person: person_dep) -> HTMLResponse:
-            return await self.inbox(request, person)
-
-        async def ack(request: Request, alert_id: str, person: person_dep) -> Response:
-            return await self.ack(request, alert_id, person)
-
-        async def snooze(
-            request: Request,
-            alert_id: str,
-            person: person_dep,
-            duration: Annotated[str, Form(alias="for", max_length=10)],
-        ) -> Response:
-            return await self.snooze(request, alert_id, person, duration)
-
-        async def set_override(
-            account_id: str,
-            person: person_dep,
-            field: Annotated[str, Form(max_length=10)],
-            value: Annotated[str, Form(max_length=20)],
-            reason: Annotated[str, Form(max_length=2000)],
-            days: Annotated[int, Form(ge=1, le=90)],
-        ) -> Response:
-            return await self.set_override(account_id, person, field, value, reason, days)
-
-        async def lift_override(
-            account_id: str, person: person_dep, field: Annotated[str, Form(max_length=10)]
-        ) -> Response:
-            return await self.lift_override(account_id, person, field)
-
-        app.add_api_route("/", portfolio, methods=["GET"], response_class=HTMLResponse)
-        app.add_api_route("/accounts", accounts, methods=["GET"], response_class=HTMLResponse)
+        pages = APIRouter(
+            dependencies=[Depends(self.signed_in)], default_response_class=HTMLResponse
+        )
+        pages.add_api_route("/", self.portfolio, methods=["GET"])
+        pages.add_api_route("/accounts", self.accounts, methods=["GET"])
         # The actions on an account first: its id may hold "/", so the page's route,
         # which takes the rest of the path, must come after them.
-        app.add_api_route("/accounts/{account_id:path}/overrides", set_override, methods=["POST"])
-        app.add_api_route(
-            "/accounts/{account_id:path}/overrides/lift", lift_override, methods=["POST"]
+        pages.add_api_route(
+            "/accounts/{account_id:path}/overrides", self.set_override, methods=["POST"]
         )
-        app.add_api_route(
-            "/accounts/{account_id:path}", account, methods=["GET"], response_class=HTMLResponse
+        pages.add_api_route(
+            "/accounts/{account_id:path}/overrides/lift", self.lift_override, methods=["POST"]
         )
-        app.add_api_route("/alerts", inbox, methods=["GET"], response_class=HTMLResponse)
-        app.add_api_route("/alerts/{alert_id}/ack", ack, methods=["POST"])
-        app.add_api_route("/alerts/{alert_id}/snooze", snooze, methods=["POST"])
+        pages.add_api_route("/accounts/{account_id:path}", self.account, methods=["GET"])
+        pages.add_api_route("/alerts", self.inbox, methods=["GET"])
+        pages.add_api_route("/alerts/{alert_id}/ack", self.ack, methods=["POST"])
+        pages.add_api_route("/alerts/{alert_id}/snooze", self.snooze, methods=["POST"])
+        app.include_router(pages)
         app.add_exception_handler(ConsoleError, self.on_console_error)  # type: ignore[arg-type]
         app.add_exception_handler(RequestValidationError, self.on_bad_request)  # type: ignore[arg-type]
         app.add_exception_handler(StarletteHTTPException, self.on_http_error)  # type: ignore[arg-type]
@@ -200,7 +174,7 @@ class Pages:
                 request, "sign_in.html", 400, next=target, message="Give your name and your key."
             )
         try:
-            await self.scoring.get(key, "/v1/portfolio")
+            await self.scoring.get(key, "/v1/accounts", {"limit": "1"})
         except (SignedOut, NotAllowed) as exc:
             log.info("console sign-in refused for %r: %s", name, exc.message)
             text = (
@@ -225,7 +199,8 @@ class Pages:
         response.delete_cookie(COOKIE)
         return response
 
-    async def portfolio(self, request: Request, person: Session) -> HTMLResponse:
+    async def portfolio(self, request: Request) -> HTMLResponse:
+        person = _person(request)
         owner = request.query_params.get("owner", "").strip()[:320]
         mine: dict[str, str | list[str]] = {"owner": owner} if owner else {}
         figures = await self.scoring.get(person.key, "/v1/portfolio", mine)
@@ -239,7 +214,8 @@ class Pages:
             request, "portfolio.html", figures=figures, attention=attention, owner=owner
         )
 
-    async def accounts(self, request: Request, person: Session) -> HTMLResponse:
+    async def accounts(self, request: Request) -> HTMLResponse:
+        person = _person(request)
         query = views.list_query(dict(request.query_params))
         params: dict[str, str | list[str]] = {**query, "limit": "50"}
         if cursor := request.query_params.get("cursor"):
@@ -247,7 +223,8 @@ class Pages:
         page = await self.scoring.get(person.key, "/v1/accounts", params)
         return self.render(request, "accounts.html", page=page, query=query)
 
-    async def account(self, request: Request, account_id: str, person: Session) -> HTMLResponse:
+    async def account(self, request: Request, account_id: str) -> HTMLResponse:
+        person = _person(request)
         chosen = request.query_params.get("range", views.DEFAULT_RANGE)
         days = views.RANGES.get(chosen)
         if days is None:
@@ -257,7 +234,7 @@ class Pages:
         now = datetime.now(UTC)
         since = (now - timedelta(days=days)).isoformat()
         entries = await self._history(person.key, path, since)
-        cards = await self.scoring.get(person.key, "/v1/scorecards")
+        cards = await self.scorecards.get(lambda: self.scoring.get(person.key, "/v1/scorecards"))
         card = next((c for c in cards if c["ref"] == account.get("scorecard")), None)
         overrides = await self.scoring.get(person.key, f"{path}/overrides")
         found = await self.alerts.get(person.key, "/v1/alerts", {"account_id": account_id})
@@ -289,7 +266,8 @@ class Pages:
             params["cursor"] = page["next_cursor"]
         return entries
 
-    async def inbox(self, request: Request, person: Session) -> HTMLResponse:
+    async def inbox(self, request: Request) -> HTMLResponse:
+        person = _person(request)
         state = request.query_params.get("state", "open")
         if state not in ("open", "resolved"):
             raise BadInput("state must be open or resolved")
@@ -305,31 +283,44 @@ class Pages:
             request, "alerts.html", alerts=alerts, state=state, owner=owner, snoozes=views.SNOOZES
         )
 
-    async def ack(self, request: Request, alert_id: str, person: Session) -> Response:
-        path = f"/v1/alerts/{quote(alert_id, safe='')}/ack"
-        alert = await self._writing(
-            self.alerts.post(person.key, path, {"by": person.name}), "acknowledge alerts"
-        )
-        if request.headers.get("HX-Request"):
-            return self.render(request, "_alert_row.html", alert=alert, snoozes=views.SNOOZES)
-        return RedirectResponse("/alerts", status_code=303)
+    async def ack(self, request: Request, alert_id: str) -> Response:
+        person = _person(request)
+        body = {"by": person.name}
+        return await self._act_on_alert(request, alert_id, "ack", body, "acknowledge alerts")
 
     async def snooze(
-        self, request: Request, alert_id: str, person: Session, duration: str
+        self,
+        request: Request,
+        alert_id: str,
+        duration: Annotated[str, Form(alias="for", max_length=10)],
     ) -> Response:
         if duration not in views.SNOOZES:
             raise BadInput(f"snooze for one of {', '.join(views.SNOOZES)}")
-        path = f"/v1/alerts/{quote(alert_id, safe='')}/snooze"
-        alert = await self._writing(
-            self.alerts.post(person.key, path, {"for": duration}), "snooze alerts"
-        )
+        body = {"for": duration}
+        return await self._act_on_alert(request, alert_id, "snooze", body, "snooze alerts")
+
+    async def _act_on_alert(
+        self, request: Request, alert_id: str, action: str, body: dict[str, Any], what: str
+    ) -> Response:
+        """The alerts API's ``action`` on the alert; its new row for htmx, else back to
+        the inbox."""
+        path = f"/v1/alerts/{quote(alert_id, safe='')}/{action}"
+        call = self.alerts.post(_person(request).key, path, body)
+        alert = await self._writing(call, what)
         if request.headers.get("HX-Request"):
             return self.render(request, "_alert_row.html", alert=alert, snoozes=views.SNOOZES)
         return RedirectResponse("/alerts", status_code=303)
 
     async def set_override(
-        self, account_id: str, person: Session, field: str, value: str, reason: str, days: int
+        self,
+        request: Request,
+        account_id: str,
+        field: Annotated[str, Form(max_length=10)],
+        value: Annotated[str, Form(max_length=20)],
+        reason: Annotated[str, Form(max_length=2000)],
+        days: Annotated[int, Form(ge=1, le=90)],
     ) -> Response:
+        person = _person(request)
         expires = datetime.now(UTC) + timedelta(days=days)
         body = {
             "field": field,
@@ -342,7 +333,10 @@ class Pages:
         await self._writing(self.scoring.post(person.key, path, body), "set overrides")
         return RedirectResponse(f"/accounts/{quote(account_id, safe='')}", status_code=303)
 
-    async def lift_override(self, account_id: str, person: Session, field: str) -> Response:
+    async def lift_override(
+        self, request: Request, account_id: str, field: Annotated[str, Form(max_length=10)]
+    ) -> Response:
+        person = _person(request)
         path = f"/v1/accounts/{quote(account_id, safe='')}/overrides"
         params: dict[str, str | list[str]] = {"by": person.name, "field": field}
         await self._writing(self.scoring.delete(person.key, path, params), "lift overrides")

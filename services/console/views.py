@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -37,26 +38,32 @@ def money(minor: int | None, currency: str | None = None) -> str:
 def chart_series(entries: list[dict[str, Any]], now: datetime) -> dict[str, list[Any]]:
     """Health over time for the chart: epoch seconds and scores, oldest first, the last
     score held until ``now`` (a score stands until its next material change)."""
-    points = sorted(
-        (datetime.fromisoformat(e["computed_at"]).timestamp(), e["health_score"]) for e in entries
-    )
-    if points and points[-1][0] < now.timestamp():
-        points.append((now.timestamp(), points[-1][1]))
-    return {"t": [t for t, _ in points], "health": [s for _, s in points]}
+    t, (health,) = _held(entries, now, [lambda e: e["health_score"]])
+    return {"t": t, "health": health}
 
 
 def component_series(entries: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
-    """Each component's score at each material change, oldest first, held until ``now``;
-    a component absent from a change (no data then) is a gap."""
-    ordered = sorted(entries, key=lambda e: e["computed_at"])
-    names = sorted({name for e in ordered for name in e.get("components", {})})
+    """Each component's score at each material change, held until ``now`` likewise; a
+    component absent from a change (no data then) is a gap."""
+    names = sorted({name for e in entries for name in e.get("components", {})})
+    readers = [lambda e, n=name: e.get("components", {}).get(n) for name in names]
+    t, values = _held(entries, now, readers)
+    return {"t": t, "components": dict(zip(names, values, strict=True))}
+
+
+def _held(
+    entries: list[dict[str, Any]], now: datetime, readers: Sequence[Callable[[dict[str, Any]], Any]]
+) -> tuple[list[float], list[list[Any]]]:
+    """Times (epoch seconds, oldest first) and each reader's values at them, the last
+    values repeated at ``now``."""
+    ordered = sorted(entries, key=lambda e: datetime.fromisoformat(e["computed_at"]))
     t = [datetime.fromisoformat(e["computed_at"]).timestamp() for e in ordered]
-    values = {n: [e.get("components", {}).get(n) for e in ordered] for n in names}
+    values = [[read(e) for e in ordered] for read in readers]
     if t and t[-1] < now.timestamp():
         t.append(now.timestamp())
-        for series in values.values():
+        for series in values:
             series.append(series[-1])
-    return {"t": t, "components": values}
+    return t, values
 
 
 def band_zones(definition: dict[str, Any] | None) -> dict[str, int]:

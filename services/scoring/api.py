@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 from fastapi import Path as PathParam
@@ -36,6 +34,7 @@ from shared.clock import Clock
 from shared.errors import invalid_request, times_out_of_range
 from shared.events import INT64_MAX, INT64_MIN
 from shared.http import DbSession, GatedRoute, Problem, problem_response
+from shared.recent import Recent
 from shared.scores import Band, Driver, Risk, Stage, Tier
 
 # ``:id`` (shared/http.py): an account id may hold ``/`` (sent as is or as %2F). The
@@ -316,34 +315,6 @@ async def _portfolio(
         },
         bands=dict(sorted(bands.items())),
     )
-
-
-T = TypeVar("T")
-
-
-class Recent(Generic[T]):
-    """The last answer, reused while younger than ``max_age_s``; one computation at a
-    time, so a burst of requests on a stale answer adds up the portfolio once."""
-
-    def __init__(self, max_age_s: float) -> None:
-        self._max_age_s = max_age_s
-        self._lock = asyncio.Lock()
-        self._value: tuple[float, T] | None = None
-
-    async def get(self, compute: Callable[[], Awaitable[T]]) -> T:
-        if (value := self._fresh()) is not None:
-            return value
-        async with self._lock:
-            if (value := self._fresh()) is not None:
-                return value
-            computed = await compute()
-            self._value = (time.monotonic(), computed)
-            return computed
-
-    def _fresh(self) -> T | None:
-        if self._value is None or time.monotonic() - self._value[0] >= self._max_age_s:
-            return None
-        return self._value[1]
 
 
 def _account_cursor(cursor: str) -> tuple[int, str]:

@@ -285,6 +285,10 @@ class RiskCondition(Strict):
     def users_reference_days(self) -> int:
         return self.active_users_reference_days or USERS_REFERENCE_DAYS
 
+    @property
+    def users_min(self) -> int:
+        return self.active_users_min or USERS_MIN
+
 
 class RiskRule(Strict):
     risk: Literal[Risk.medium, Risk.high]

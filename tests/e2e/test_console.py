@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -103,14 +104,19 @@ async def _seed(ingest: ServiceProcess, alerts: ServiceProcess, keys: dict[str, 
     async with httpx.AsyncClient(base_url=ingest.url, headers=headers) as client:
         posted = await client.post("/v1/events", json={"events": events})
     assert posted.status_code == 202 and posted.json()["errors"] == [], posted.text
-    reader = {"Authorization": f"Bearer {keys['kim']}"}
-    async with httpx.AsyncClient(base_url=alerts.url, headers=reader) as client:
 
-        async def alerted() -> bool:
-            found = (await client.get("/v1/alerts", params={"account_id": "acme"})).json()
-            return any(a["state"] == "open" for a in found["alerts"])
+    async def alerted() -> bool:
+        return any(a["state"] == "open" for a in await _acme_alerts(alerts.url, keys["kim"]))
 
-        await wait_for(alerted, 60, "acme's alert")
+    await wait_for(alerted, 60, "acme's alert")
+
+
+async def _acme_alerts(alerts_url: str, key: str) -> list[dict[str, Any]]:
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=alerts_url, headers=headers) as client:
+        found = await client.get("/v1/alerts", params={"account_id": "acme"})
+    alerts: list[dict[str, Any]] = found.json()["alerts"]
+    return alerts
 
 
 async def _sign_in(page: Page, url: str, key: str, name: str = "Kim") -> None:
@@ -157,9 +163,7 @@ async def test_a_csm_finds_an_account_reads_why_and_acknowledges_its_alert(
         await expect(page.get_by_role("heading", level=1)).to_have_text("Not allowed")
         await expect(page.get_by_role("alert")).to_contain_text("needs the act scope")
 
-    reader = {"Authorization": f"Bearer {console.keys['kim']}"}
-    async with httpx.AsyncClient(base_url=console.alerts.url, headers=reader) as client:
-        found = (await client.get("/v1/alerts", params={"account_id": "acme"})).json()["alerts"]
+    found = await _acme_alerts(console.alerts.url, console.keys["kim"])
     assert [a["acked_by"] for a in found if a["state"] == "open"] == ["Kim"]
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 from services.scoring.domain.signals import Signals
-from services.scoring.scorecard import USERS_MIN, RiskCondition, Scorecard
+from services.scoring.scorecard import RiskCondition, Scorecard
 from shared.scores import Band, Risk
 
 ORDER = {Risk.low: 0, Risk.medium: 1, Risk.high: 2}
@@ -89,8 +89,9 @@ def _band_held(bands: list[Band], days: int, signals: Signals, facts: Facts) -> 
 def _users_lapsing(when: RiskCondition, signals: Signals) -> bool:
     """Judged now only: the users' last active days cannot say who was active before."""
     assert when.active_users_share_below is not None
-    minimum = when.active_users_min or USERS_MIN
-    share = signals.active_users_share(when.users_recent_days, when.users_reference_days, minimum)
+    share = signals.active_users_share(
+        when.users_recent_days, when.users_reference_days, when.users_min
+    )
     return share is not None and share < when.active_users_share_below
 
 

@@ -2,7 +2,7 @@
 
 import asyncio
 
-from services.scoring.api import Recent
+from shared.recent import Recent
 
 
 async def test_an_answer_is_reused_while_recent_and_computed_once_per_burst() -> None:
