@@ -132,7 +132,9 @@ class Replay:
         )
         for account_id in sorted(self.states):
             state = self.states[account_id]
-            kept = self._scored.setdefault(account_id, [_fresh() for _ in self.models])
+            kept = self._scored.get(account_id)
+            if kept is None:
+                kept = self._scored[account_id] = [_fresh() for _ in self.models]
             for index, model in enumerate(self.models):
                 _swap_in(state, kept[index])
                 card = scorecard_for(state, model.scorecards)

@@ -229,11 +229,12 @@ def _with_progress(
         TextColumn("{task.percentage:>3.0f}%  {task.fields[events]:,} events"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, transient=True) as bar:
+    # Drawn when it moves, not ten times a second from a thread that takes the GIL.
+    with Progress(*columns, transient=True, auto_refresh=False) as bar:
         task = bar.add_task("replay", total=total, events=0)
         for count, event in enumerate(events, start=1):
             if count % PROGRESS_EVERY == 0:
-                bar.update(task, completed=intake.bytes_read, events=intake.events)
+                bar.update(task, completed=intake.bytes_read, events=intake.events, refresh=True)
             yield event
 
 

@@ -13,11 +13,10 @@
 from __future__ import annotations
 
 import re
-from collections import ChainMap
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 import orjson
 from pydantic import AwareDatetime, TypeAdapter, ValidationError
@@ -47,6 +46,7 @@ CSM_SLACK_KEYS = ("owner_csm_slack", "ownerCsmSlack", "csm_slack", "csmSlack")
 CSM_EITHER_KEYS = ("owner_csm", "ownerCsm", "csm")
 
 _timestamp = TypeAdapter(AwareDatetime)
+AccountOf = Callable[[str], str | None]
 
 
 @dataclass(frozen=True)
@@ -125,17 +125,22 @@ def map_messages(
     messages: list[Any], known: Mapping[str, str], received_at: datetime, limits: Limits
 ) -> Mapped:
     """Each message to an item, in order; a ``group`` call informs later ones."""
-    # Groups of this batch shadow ``known``, which is only read: no copy of it per call.
-    accounts = ChainMap[str, str]({}, cast(dict[str, str], known))
+    # Groups of this batch shadow ``known``, which is only read: no copy of it per call
+    # (nor a ChainMap: its lookups run in Python, a few for every call).
+    grouped: dict[str, str] = {}
+
+    def account_of(user: str) -> str | None:
+        return grouped.get(user) or known.get(user)
+
     mapped = Mapped([])
     for message in messages:
-        item = _map_one(message, accounts, received_at, limits)
+        item = _map_one(message, account_of, received_at, limits)
         mapped.items.append(item)
         if not isinstance(item, Event) or not isinstance(message, dict):
             continue
         user = _user(message)
         if message.get("type") == "group" and user is not None:
-            accounts[user] = item.account_id
+            grouped[user] = item.account_id
             mapped.grouped[user] = (item.account_id, item.occurred_at)
     return mapped
 
@@ -186,9 +191,7 @@ def _held(message: Any, item: Item) -> Item:
     return Held(user, message_id, item.original)
 
 
-def _map_one(
-    message: Any, accounts: Mapping[str, str], received_at: datetime, limits: Limits
-) -> Item:
+def _map_one(message: Any, account_of: AccountOf, received_at: datetime, limits: Limits) -> Item:
     original = item_bytes(message)
     if (oversized := too_large(original, limits)) is not None:
         return oversized
@@ -206,7 +209,7 @@ def _map_one(
     except ValidationError as exc:
         text = f"timestamp or sentAt is not an ISO 8601 time with a UTC offset: {exc}"
         return Rejection(Reason.invalid_event, text, original, event_id=_id(message))
-    account = _account(message, accounts)
+    account = _account(message, account_of)
     if account is None:
         text = (
             f"no account for user {_user(message)!r}: send context.groupId or "
@@ -311,14 +314,14 @@ def _missing_identity(message: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _account(message: Mapping[str, Any], accounts: Mapping[str, str]) -> str | None:
+def _account(message: Mapping[str, Any], account_of: AccountOf) -> str | None:
     if message.get("type") == "group":
         return _text(message.get("groupId"))
     explicit = _explicit_account(message)
     if explicit is not None:
         return explicit
     user = _user(message)
-    return accounts.get(user) if user is not None else None
+    return account_of(user) if user is not None else None
 
 
 def _explicit_account(message: Mapping[str, Any]) -> str | None:

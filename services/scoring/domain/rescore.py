@@ -17,13 +17,14 @@ from services.scoring.domain.health import Health, compute_health, drivers
 from services.scoring.domain.lifecycle import stage_of
 from services.scoring.domain.risk import Facts, churn_risk
 from services.scoring.domain.signals import Signals
-from services.scoring.domain.state import AccountState
+from services.scoring.domain.state import AccountState, drop_through
 from services.scoring.domain.value import Portfolio, revenue_tier, tier_of, value_score
 from services.scoring.scorecard import Scorecard, ScorecardSet
 from shared.events import SubscriptionStatus
 from shared.scores import AccountFacts, Band, ScoreChange, Tier, Trigger
 
 DAILY_SCORES_KEPT = 40
+ONE_DAY = timedelta(days=1)
 PAYING = {SubscriptionStatus.active, SubscriptionStatus.past_due}
 
 
@@ -72,7 +73,7 @@ def rescore(
     state.trend_7d, state.trend_30d = trends[7], trends[30]
     _close_tier(state, today, assessment.tier)
     horizon = today - timedelta(days=DAILY_SCORES_KEPT)
-    state.daily_scores = {d: s for d, s in state.daily_scores.items() if d > horizon}
+    drop_through(state.daily_scores, horizon)
     state.daily_tiers = _kept(state.daily_tiers, horizon, today)
     previous = state.last
     state.current = assessment
@@ -103,7 +104,8 @@ def _assess(
     value = value_score(signals, card, portfolio)
     split = health.components.get(card.value.tiers.a_vs_b.component, health.score)
     tier = _tier(state, signals, card, portfolio, value, split)
-    return Assessment(
+    # Built from values this module computed: validating them again cost a tenth of a re-score.
+    return Assessment.model_construct(
         computed_at=signals.as_of,
         scorecard=card.ref,
         health_score=health.score,
@@ -146,9 +148,13 @@ def closing_tier(state: AccountState, today: date) -> Tier | None:
     Never a tier from earlier today: which scores were computed during a day depends
     on where event batches ended, and the tier must depend on the events only. A
     state stored before day closes were kept falls back to its last material tier."""
-    earlier = [d for d in state.daily_tiers if d < today]
+    closes = state.daily_tiers
+    yesterday = closes.get(today - ONE_DAY)  # the latest before today, on most days
+    if yesterday is not None:
+        return yesterday
+    earlier = [d for d in closes if d < today]
     if earlier:
-        return state.daily_tiers[max(earlier)]
+        return closes[max(earlier)]
     last = state.last
     if not state.daily_tiers and last is not None and last.computed_at.date() < today:
         return last.tier
@@ -165,12 +171,16 @@ def _close_tier(state: AccountState, today: date, tier: Tier | None) -> None:
 def _kept(closes: dict[date, Tier], horizon: date, today: date) -> dict[date, Tier]:
     """Closes after ``horizon``, and the latest before today in any case: it anchors
     hysteresis for the rest of today after a long pause."""
+    if not closes or min(closes) > horizon:
+        return closes
     anchor = max((d for d in closes if d < today), default=None)
     return {d: t for d, t in closes.items() if d > horizon or d == anchor}
 
 
 def _trend(daily: dict[date, int], today: date, days: int, score: int) -> int | None:
     then = today - timedelta(days=days)
+    if (exact := daily.get(then)) is not None:  # a close on that very day, as usual
+        return score - exact
     earlier = [d for d in daily if d <= then]
     return score - daily[max(earlier)] if earlier else None
 

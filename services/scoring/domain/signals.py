@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import bisect
 import functools
-import itertools
 import re
+from collections.abc import Callable, Collection
 from datetime import date, datetime, timedelta
 
 from services.scoring.domain.assessment import MeasureValue
 from services.scoring.domain.state import UNRESOLVED, AccountState, Payment
+from services.scoring.domain.usage import UsageTotals
 from services.scoring.scorecard import Measure, Scorecard
 from shared.events import SubscriptionStatus
 
@@ -41,7 +41,7 @@ class Signals:
         self.as_of = as_of
         self.today = as_of.date()
         self.card = card
-        self._index: tuple[list[date], list[int]] | None = None
+        self._compared: dict[tuple[int, int], tuple[int, float] | None] = {}
 
     def value(self, measure: Measure) -> MeasureValue:
         if measure.signal in USAGE_SIGNALS and self._not_started():
@@ -77,7 +77,11 @@ class Signals:
         return self.today - timedelta(days=days)
 
     def active_users(self, window: int) -> int:
-        return self.state.users.count(self._since(window), self.today)
+        return self._users_between(self._since(window), self.today)
+
+    @functools.cached_property
+    def _users_between(self) -> Callable[[date, date], int]:
+        return self.state.users.counter()
 
     def active_users_share(self, recent: int, reference: int, minimum: int) -> float | None:
         """Users active in the last ``recent`` days over those active in the last
@@ -125,7 +129,14 @@ class Signals:
         return round(min(NEW_USAGE_RATIO, recent / expected), 4)
 
     def usage_against_baseline(self, window: int, days_ago: int = 0) -> tuple[int, float] | None:
-        """(usage in the window, usage the baseline expects in it), or None."""
+        """(usage in the window, usage the baseline expects in it), or None; kept, for
+        measures and several risk rules ask for the same ones."""
+        key = (window, days_ago)
+        if key not in self._compared:
+            self._compared[key] = self._against_baseline(window, days_ago)
+        return self._compared[key]
+
+    def _against_baseline(self, window: int, days_ago: int) -> tuple[int, float] | None:
         baseline = self.card.baseline
         until = self.today - timedelta(days=days_ago)
         split = until - timedelta(days=window)
@@ -143,18 +154,11 @@ class Signals:
 
     def events_between(self, after: date, until: date) -> int:
         """Usage events on the days in (``after``, ``until``]."""
-        days, totals = self._usage_index()
-        return totals[bisect.bisect_right(days, until)] - totals[bisect.bisect_right(days, after)]
+        return self._usage.between(after, until)
 
-    def _usage_index(self) -> tuple[list[date], list[int]]:
-        """The usage days in order and running totals (``totals[i]``: events before day i),
-        built once: risk rules ask for many windows."""
-        if self._index is None:
-            usage = self.state.usage
-            days = sorted(usage)
-            totals = [0, *itertools.accumulate(usage[day].events for day in days)]
-            self._index = (days, totals)
-        return self._index
+    @functools.cached_property
+    def _usage(self) -> UsageTotals:  # a private attribute of the state: slow to read each time
+        return self.state.usage_totals()
 
     def usage_trend(self, window: int) -> float | None:
         if self.state.last_usage_at is None:
@@ -183,13 +187,19 @@ class Signals:
         keys = {feature_key(k) for k in self.card.key_features}
         if not keys or self.state.last_usage_at is None:
             return None
-        days, _ = self._usage_index()
-        first = bisect.bisect_right(days, self._since(window))
-        usage = self.state.usage
-        names: set[str] = set()  # the window's raw names, each matched once
-        for day in days[first : bisect.bisect_right(days, self.today)]:
-            names.update(usage[day].features)
+        after = self._since(window)
+        names: Collection[str] | None = self._usage.names_used(after, self.today)
+        if names is None:
+            names = self._names_used(after)
         return round(len(keys.intersection(map(feature_key, names))) / len(keys), 4)
+
+    def _names_used(self, after: date) -> set[str]:
+        """The raw names used in (``after``, today], from the days themselves."""
+        names: set[str] = set()
+        for day, counts in self.state.usage.items():
+            if after < day <= self.today:
+                names.update(counts.features)
+        return names
 
     def payment_unresolved_days(self) -> int:
         """Days since the first failure of the payment that is still unpaid (0: none)."""

@@ -13,9 +13,10 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 from services.scoring.domain.assessment import Assessment
+from services.scoring.domain.usage import UsageTotals
 from services.scoring.domain.users import ActiveUsers
 from services.scoring.scorecard import USAGE_KEPT_DAYS
 from shared.events import Billing, Event, EventKind, PaymentOutcome, SubscriptionStatus
@@ -113,6 +114,20 @@ class AccountState(BaseModel):
     trend_7d: int | None = None
     trend_30d: int | None = None
     sequence: int = 0
+    _usage_totals: UsageTotals | None = PrivateAttr(None)
+
+    def usage_totals(self) -> UsageTotals:
+        """Running totals of ``usage``, built on first use and kept in step by the fold."""
+        private = self.__pydantic_private__  # read directly: the attribute's lookup is slow
+        assert private is not None
+        totals: UsageTotals | None = private["_usage_totals"]
+        if totals is None:
+            totals = private["_usage_totals"] = UsageTotals(self.usage)
+        return totals
+
+    def __eq__(self, other: object) -> bool:
+        """Equal by what they hold: the running totals are derived from it."""
+        return isinstance(other, AccountState) and self.__dict__ == other.__dict__
 
     def fact(self, name: str) -> Any:
         """The value of a stamped billing fact, or None."""
@@ -127,11 +142,12 @@ class AccountState(BaseModel):
 def apply_events(state: AccountState, events: Iterable[Event], limits: Limits) -> list[Outcome]:
     """Fold events into ``state``; one outcome per event, in order."""
     outcomes = []
+    totals = state.usage_totals()
     with state.users.batch(limits) as users:
         for event in events:
             outcome = _admit(state, event, limits)
             if outcome is Outcome.applied:
-                _fold(state, event, users, limits)
+                _fold(state, event, users, totals, limits)
             outcomes.append(outcome)
     return outcomes
 
@@ -150,28 +166,34 @@ def _admit(state: AccountState, event: Event, limits: Limits) -> Outcome:
     return Outcome.applied
 
 
-def _fold(state: AccountState, event: Event, users: Any, limits: Limits) -> None:
+def _fold(
+    state: AccountState, event: Event, users: Any, totals: UsageTotals, limits: Limits
+) -> None:
     state.events_applied += 1
     day = event.occurred_at.date()
     state.first_seen = min(state.first_seen, day) if state.first_seen else day
     state.last_event_at = _later(state.last_event_at, event.occurred_at)
     if event.kind is EventKind.usage:
-        _fold_usage(state, event, day, users, limits)
+        _fold_usage(state, event, day, users, totals, limits)
     if event.billing is not None:
         _fold_billing(state.billing, event.billing, _stamp(event), day)
     if event.traits is not None:
         stamp = _stamp(event)
         for name in ("name", "owner_csm_email", "owner_csm_slack", "segment"):
             _set_newer(state.traits, name, getattr(event.traits, name), stamp)
-    _advance_watermark(state, min(event.occurred_at, event.received_at), limits)
+    _advance_watermark(state, min(event.occurred_at, event.received_at), totals, limits)
 
 
-def _fold_usage(state: AccountState, event: Event, day: date, users: Any, limits: Limits) -> None:
+def _fold_usage(
+    state: AccountState, event: Event, day: date, users: Any, totals: UsageTotals, limits: Limits
+) -> None:
     bucket = state.usage.setdefault(day, DayUsage())
     bucket.events += 1
+    totals.add(day)
     feature = event.feature or event.name
     if feature in bucket.features or len(bucket.features) < limits.features_per_day_max:
         bucket.features[feature] = bucket.features.get(feature, 0) + 1
+        totals.used((feature,), day)
     if event.user_id is not None:
         users.add(event.user_id, day)
     state.last_usage_at = _later(state.last_usage_at, event.occurred_at)
@@ -219,35 +241,48 @@ def _set_newer(target: BaseModel, name: str, value: Any, stamp: Stamp) -> None:
         setattr(target, name, (value, stamp))
 
 
-def _advance_watermark(state: AccountState, candidate: datetime, limits: Limits) -> None:
+def _advance_watermark(
+    state: AccountState, candidate: datetime, totals: UsageTotals, limits: Limits
+) -> None:
     previous = state.watermark
     if previous is not None and candidate <= previous:
         return
     state.watermark = candidate
     if previous is None or candidate.date() != previous.date():
-        _forget_old(state, candidate, limits)
+        _forget_old(state, candidate, totals, limits)
 
 
-def _forget_old(state: AccountState, watermark: datetime, limits: Limits) -> None:
+def _forget_old(
+    state: AccountState, watermark: datetime, totals: UsageTotals, limits: Limits
+) -> None:
     """Drop what no window needs and no admissible event can touch again."""
     id_horizon = (watermark - limits.lateness).date()
-    state.seen_ids = {d: ids for d, ids in state.seen_ids.items() if d >= id_horizon}
+    drop_through(state.seen_ids, id_horizon - timedelta(days=1))
     usage_horizon = watermark.date() - timedelta(days=limits.retention_days)
-    state.usage = {d: u for d, u in state.usage.items() if d > usage_horizon}
+    drop_through(state.usage, usage_horizon)
+    totals.forget_through(usage_horizon)
     state.users.forget_before(usage_horizon)
     billing_horizon = watermark.date() - timedelta(days=limits.billing_retention_days)
     billing = state.billing
-    billing.failed_by_day = {d: n for d, n in billing.failed_by_day.items() if d > billing_horizon}
+    drop_through(billing.failed_by_day, billing_horizon)
     billing.mrr_by_day = _recent(billing.mrr_by_day, billing_horizon)
     billing.seats_by_day = _recent(billing.seats_by_day, billing_horizon)
 
 
+def drop_through(by_day: dict[date, Any], horizon: date) -> None:
+    """Drop the entries at or before ``horizon``, in place: a day or none, most days."""
+    if by_day and min(by_day) <= horizon:
+        for day in [d for d in by_day if d <= horizon]:
+            del by_day[day]
+
+
 def _recent(history: dict[date, tuple[int, Stamp]], horizon: date) -> dict[date, tuple[int, Stamp]]:
     """Points after ``horizon``, and the last before it: it still says what held then."""
-    kept = {d: v for d, v in history.items() if d > horizon}
     older = [d for d in history if d <= horizon]
-    if older:
-        kept[max(older)] = history[max(older)]
+    if len(older) < 2:  # nothing to drop
+        return history
+    kept = {d: v for d, v in history.items() if d > horizon}
+    kept[max(older)] = history[max(older)]
     return kept
 
 

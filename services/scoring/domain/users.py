@@ -11,7 +11,8 @@ The union of the same days is the same whatever order users were added in.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+import bisect
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date
 from typing import TYPE_CHECKING
@@ -48,16 +49,25 @@ class ActiveUsers(BaseModel):
         estimate: float = union.get_result().get_estimate()
         return round(estimate)
 
+    def counter(self) -> Callable[[date, date], int]:
+        """``count``, for many windows at one moment: the exact days are sorted once."""
+        if self.sketches is not None:
+            return self.count
+        days = sorted(self.exact.values())
+        return lambda after, until: (
+            bisect.bisect_right(days, until) - bisect.bisect_right(days, after)
+        )
+
     @property
     def estimated(self) -> bool:
         return self.sketches is not None
 
     def forget_before(self, horizon: date) -> None:
         """Drop days at or before ``horizon``."""
-        if self.sketches is None:
-            self.exact = {u: d for u, d in self.exact.items() if d > horizon}
-        else:
+        if self.sketches is not None:
             self.sketches = {d: s for d, s in self.sketches.items() if d > horizon}
+        elif self.exact and min(self.exact.values()) <= horizon:  # on most days none is
+            self.exact = {u: d for u, d in self.exact.items() if d > horizon}
 
 
 class UserAdder:

@@ -15,6 +15,7 @@ from services.scoring.domain import (
     rescore,
 )
 from services.scoring.domain.rescore import closing_tier
+from services.scoring.domain.signals import Signals
 from services.scoring.domain.value import tier_of
 from shared.events import Event, PaymentOutcome, SubscriptionStatus
 from shared.scores import Band, Risk, Stage, Tier, Trigger
@@ -395,3 +396,22 @@ def test_driver_text_reads_like_the_issue_example() -> None:
 
     assert change is not None
     assert all(re.fullmatch(r".+ \S+ -> \S+, [+-][\d.]+ points", d.text) for d in change.drivers)
+
+
+def test_key_feature_breadth_counts_a_use_in_the_window_when_a_later_one_is_past_the_moment() -> (
+    None
+):
+    """Events stamped minutes after the moment scored (a sender's clock ahead) neither
+    count nor hide the feature's earlier use in the window."""
+    moment = NOW.replace(hour=23, minute=58)
+    tomorrow = moment + timedelta(minutes=4)
+    state = _state(
+        usage(at=NOW - timedelta(days=3), feature="report.exported"),
+        usage(at=tomorrow, feature="integration.connected"),
+        usage(at=NOW - timedelta(days=2), feature="integration.connected"),
+        usage(at=tomorrow, feature="dashboard.shared"),
+    )
+
+    breadth = Signals(state, moment, CARD).key_feature_breadth(30)
+
+    assert breadth == 0.5  # report.exported and integration.connected of v1's four

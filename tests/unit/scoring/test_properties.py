@@ -1,5 +1,6 @@
 """Properties of the scoring core that must hold for any events, not just chosen ones."""
 
+import itertools
 from datetime import timedelta
 from typing import Any
 
@@ -8,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.scoring.domain import AccountState, Limits, Outcome, apply_events, rescore
+from services.scoring.domain.usage import UsageTotals
 from shared.events import Event, PaymentOutcome, SubscriptionStatus
 from tests.support.scoring_builders import NOW, billing, day, default_card, traits, usage
 
@@ -134,6 +136,41 @@ def test_every_score_change_is_explained_by_its_drivers(
             assert explained == pytest.approx(change.health_score - (change.previous_score or 0))
             assert all(d.points != 0 for d in change.drivers)
         as_of += timedelta(minutes=minutes)
+
+
+# Usage over more than the days kept: hours from NOW in time order, each sent up to
+# nine days late (some past the lateness bound), a feature each.
+history = st.lists(
+    st.tuples(st.integers(0, 200 * 24), st.integers(0, 9 * 24), st.sampled_from(FEATURES)),
+    min_size=1,
+    max_size=150,
+)
+
+
+@RELAXED
+@given(history, st.data())
+def test_running_usage_totals_say_what_the_usage_they_follow_says(
+    points: list[tuple[int, int, str]], data: st.DataObject
+) -> None:
+    """Late events and forgetting included, the totals the fold keeps in step are the
+    totals built afresh from the state's usage, as after a restart."""
+    batch = [
+        usage(at=NOW + timedelta(hours=hour - late), feature=feature)
+        for hour, late, feature in sorted(points)
+    ]
+    state = AccountState(account_id="acme")
+    cuts = sorted(data.draw(st.sets(st.integers(1, len(batch)), max_size=5)))
+    for start, end in zip([0, *cuts], [*cuts, len(batch)], strict=True):
+        apply_events(state, batch[start:end], Limits())
+        kept, fresh = state.usage_totals(), UsageTotals(state.usage)
+
+        assert kept.days == fresh.days
+        assert _per_day(kept) == _per_day(fresh) == [state.usage[d].events for d in kept.days]
+        assert kept.last_used == fresh.last_used
+
+
+def _per_day(totals: UsageTotals) -> list[int]:
+    return [later - earlier for earlier, later in itertools.pairwise(totals.totals)]
 
 
 def _comparable(state: AccountState, leave_out: frozenset[str] = frozenset()) -> dict[str, Any]:
