@@ -203,7 +203,9 @@ def _users(rng: random.Random, account: Account, first_day: date) -> list[User]:
 Call = tuple[datetime, str, dict[str, Any]]  # (time, file, body)
 
 
-def day_calls(rng: random.Random, account: Account, day: date) -> Iterator[Call]:
+def day_calls(
+    rng: random.Random, account: Account, day: date, usage_scale: float = 1.0
+) -> Iterator[Call]:
     if day < account.started_on:
         return
     if account.churned_on is not None and day > account.churned_on:
@@ -218,7 +220,8 @@ def day_calls(rng: random.Random, account: Account, day: date) -> Iterator[Call]
             continue
         if rng.random() >= user.activity * weekday * min(1.0, multiplier):
             continue
-        for _ in range(_poisson(rng, user.rate * min(1.0, 0.5 + multiplier / 2))):
+        rate = user.rate * usage_scale * min(1.0, 0.5 + multiplier / 2)
+        for _ in range(_poisson(rng, rate)):
             feature = rng.choice(user.features)
             yield _track(rng, account, user, day, feature)
 
@@ -429,8 +432,11 @@ def _event(account: Account, at: datetime, kind: str, obj: dict[str, Any]) -> di
 # --- writing -------------------------------------------------------------------------------
 
 
-def write(out: Path, accounts: int, days: int, seed: int) -> dict[str, int]:
-    """Write the portfolio's files to ``out``; returns how many lines each got."""
+def write(
+    out: Path, accounts: int, days: int, seed: int, usage_scale: float = 1.0
+) -> dict[str, int]:
+    """Write the portfolio's files to ``out``; returns how many lines each got.
+    ``usage_scale`` multiplies every user's events per active day (1 to 3 by default)."""
     out.mkdir(parents=True, exist_ok=True)
     portfolio = build(accounts, days, seed)
     rng = random.Random(seed + 1)
@@ -439,7 +445,7 @@ def write(out: Path, accounts: int, days: int, seed: int) -> dict[str, int]:
         files: dict[str, IO[bytes]] = {"segment": segment, "stripe": stripe}
         for offset in range(days):
             day = START + timedelta(offset)
-            calls = [c for a in portfolio for c in day_calls(rng, a, day)]
+            calls = [c for a in portfolio for c in day_calls(rng, a, day, usage_scale)]
             calls.sort(key=lambda call: call[0])
             for _, name, body in calls:
                 files[name].write(orjson.dumps(body) + b"\n")
@@ -498,8 +504,14 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=1000)
     parser.add_argument("--days", type=int, default=180)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--usage-scale",
+        type=float,
+        default=1.0,
+        help="multiply each user's events per active day (the default is 1 to 3)",
+    )
     args = parser.parse_args()
-    counts = write(args.out, args.accounts, args.days, args.seed)
+    counts = write(args.out, args.accounts, args.days, args.seed, args.usage_scale)
     print(f"{args.out}: {counts['segment']:,} Segment calls, {counts['stripe']:,} Stripe events")
 
 

@@ -10,6 +10,7 @@ is counted by its reason and skipped, never fatal.
 from __future__ import annotations
 
 import heapq
+import operator
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -111,7 +112,7 @@ def stripe_events(
 
 def merged(streams: list[Iterator[Timed]]) -> Iterator[Event]:
     """Every stream's events, by event time."""
-    for _, _, event in heapq.merge(*streams, key=lambda timed: (timed[0], timed[1])):
+    for _, _, event in heapq.merge(*streams, key=operator.itemgetter(0, 1)):
         yield event
 
 
