@@ -8,6 +8,7 @@ segment rules pick (see :class:`ScorecardSet`). No I/O here except reading files
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -306,6 +307,11 @@ class ValueWeights(Strict):
     potential: float = Field(15, ge=0)
     credit: float = Field(15, ge=0)
 
+    @functools.cached_property
+    def positive(self) -> dict[str, float]:
+        """The parts that count, by name: read at every re-score, worked out once."""
+        return {name: weight for name, weight in self.model_dump().items() if weight > 0}
+
     @model_validator(mode="after")
     def _some(self) -> ValueWeights:
         if not any(self.model_dump().values()):
@@ -498,14 +504,23 @@ class Scorecard(Strict):
     def ref(self) -> str:
         return f"{self.id}@{self.version}"
 
+    # Read at every re-score: worked out once per (frozen) scorecard.
     def group_weights(self) -> dict[str, float]:
         """Weights of the groups, summing to 1."""
-        return normalised(self.overall.weights)
+        return self._group_weights
 
     def measure_weights(self, group: str) -> dict[str, float]:
-        return normalised(self.groups[group].measures)
+        return self._measure_weights[group]
 
-    @property
+    @functools.cached_property
+    def _group_weights(self) -> dict[str, float]:
+        return normalised(self.overall.weights)
+
+    @functools.cached_property
+    def _measure_weights(self) -> dict[str, dict[str, float]]:
+        return {name: normalised(group.measures) for name, group in self.groups.items()}
+
+    @functools.cached_property
     def baseline_window_days(self) -> int:
         """The recent window usage is set against its baseline in: the measure's, or 14."""
         return next(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -43,35 +44,37 @@ def dropped_within(facts: Facts, today: date, days: int) -> int:
 
 
 def _holds(when: RiskCondition, signals: Signals, facts: Facts) -> bool:
-    checks: list[bool] = []
+    """Every part given holds. ``all`` stops at the first part that fails, and the
+    parts after it are never worked out."""
+    return all(_parts(when, signals, facts))
+
+
+def _parts(when: RiskCondition, signals: Signals, facts: Facts) -> Iterator[bool]:
     if when.min_age_days is not None:
         age = signals.age_days()
-        if age is None or age < when.min_age_days:
-            return False
+        yield age is not None and age >= when.min_age_days
     held = when.for_days or 1
     if when.band is not None:
-        checks.append(_band_held(when.band, held, signals, facts))
+        yield _band_held(when.band, held, signals, facts)
     if when.usage_below_baseline is not None:
         window = when.usage_window_days or signals.card.baseline_window_days
-        checks.append(_usage_below(when.usage_below_baseline, window, held, signals))
+        yield _usage_below(when.usage_below_baseline, window, held, signals)
     if when.active_users_share_below is not None:
-        checks.append(_users_lapsing(when, signals))
+        yield _users_lapsing(when, signals)
     if when.payment_unresolved_days is not None:
-        checks.append(signals.payment_unresolved_days() >= when.payment_unresolved_days)
+        yield signals.payment_unresolved_days() >= when.payment_unresolved_days
     if when.dropped_points is not None and when.within_days is not None:
-        drop = dropped_within(facts, signals.today, when.within_days)
-        checks.append(drop >= when.dropped_points)
+        yield dropped_within(facts, signals.today, when.within_days) >= when.dropped_points
     if when.payment_failed_unresolved is not None:
-        checks.append(signals.payment_unresolved() == when.payment_failed_unresolved)
+        yield signals.payment_unresolved() == when.payment_failed_unresolved
     if when.cancellation_scheduled is not None:
-        checks.append(signals.cancellation_scheduled() == when.cancellation_scheduled)
+        yield signals.cancellation_scheduled() == when.cancellation_scheduled
     if when.silent_days is not None:
-        checks.append(signals.silent_days() >= when.silent_days)
+        yield signals.silent_days() >= when.silent_days
     if when.days_past_due is not None:
-        checks.append(signals.days_past_due() >= when.days_past_due)
+        yield signals.days_past_due() >= when.days_past_due
     if when.stale is not None:
-        checks.append(facts.stale == when.stale)
-    return all(checks)
+        yield facts.stale == when.stale
 
 
 def _band_held(bands: list[Band], days: int, signals: Signals, facts: Facts) -> bool:

@@ -79,9 +79,7 @@ def value_score(signals: Signals, card: Scorecard, portfolio: Portfolio) -> int 
     if signals.state.billing.seen:
         failed = signals.failed_payments(model.credit.window_days)
         parts["credit"] = max(0.0, 100 - failed * model.credit.points_per_failed_payment)
-    weights: dict[str, float] = {
-        k: w for k, w in model.weights.model_dump().items() if k in parts and w > 0
-    }
+    weights = {k: w for k, w in model.weights.positive.items() if k in parts}
     if not weights:
         return None
     total = sum(weights.values())
