@@ -244,6 +244,7 @@ class Pages:
             account=account,
             series=views.chart_series(entries, now),
             components=views.component_series(entries, now),
+            standing=views.standing_series(entries, now),
             zones=views.band_zones(card["definition"] if card else None),
             changes=views.changes(entries),
             overrides=overrides,

@@ -51,6 +51,25 @@ def component_series(entries: list[dict[str, Any]], now: datetime) -> dict[str, 
     return {"t": t, "components": dict(zip(names, values, strict=True))}
 
 
+RISK_LEVELS = ("low", "medium", "high")
+TIER_LEVELS = ("C", "B", "A", "S")
+
+
+def standing_series(entries: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
+    """Risk and tier over time, each as its level's index (``RISK_LEVELS``,
+    ``TIER_LEVELS``) so that a chart steps between them; None where there was none."""
+    readers = [
+        lambda e: _level(e.get("risk"), RISK_LEVELS),
+        lambda e: _level(e.get("tier"), TIER_LEVELS),
+    ]
+    t, (risk, tier) = _held(entries, now, readers)
+    return {"t": t, "risk": risk, "tier": tier, "risks": RISK_LEVELS, "tiers": TIER_LEVELS}
+
+
+def _level(value: Any, levels: tuple[str, ...]) -> int | None:
+    return levels.index(value) if value in levels else None
+
+
 def _held(
     entries: list[dict[str, Any]], now: datetime, readers: Sequence[Callable[[dict[str, Any]], Any]]
 ) -> tuple[list[float], list[list[Any]]]:

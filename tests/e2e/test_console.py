@@ -149,6 +149,9 @@ async def test_a_csm_finds_an_account_reads_why_and_acknowledges_its_alert(
         await expect(chart.locator("canvas")).to_have_count(1)
         components = page.get_by_test_id("components-chart")
         await expect(components).to_have_attribute("data-drawn", "true")
+        standing = page.get_by_test_id("standing-chart")
+        await expect(standing).to_have_attribute("data-drawn", "true")
+        await expect(standing).to_have_attribute("data-risk", "high")
 
         row = page.get_by_test_id("account-alerts").get_by_test_id("alert-row").first
         await row.get_by_role("button", name="Acknowledge").click()

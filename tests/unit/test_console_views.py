@@ -37,6 +37,11 @@ def test_money_and_chart_series() -> None:
     entries[1]["components"] = {"engagement": 90, "billing": 100}
     components = views.component_series(entries, now)
     assert components["components"] == {"billing": [100, None, None], "engagement": [90, 30, 30]}
+    entries[0] |= {"risk": "high", "tier": "A"}
+    entries[1] |= {"risk": "low", "tier": None}
+    standing = views.standing_series(entries, now)
+    assert standing["risk"] == [0, 2, 2] and standing["tier"] == [None, 2, 2]
+    assert standing["tiers"][2] == "A" and standing["t"] == series["t"]
     assert views.band_zones({"bands": {"green_at": 75, "yellow_at": 45}}) == {
         "green_at": 75,
         "yellow_at": 45,

@@ -59,7 +59,40 @@
     holder.dataset.drawn = "true";
     window.addEventListener("resize", function () { chart.setSize({ width: width(), height: 200 }); });
   }
-  function start() { draw(); drawComponents(); }
+  // Risk (left axis) and tier (right axis) as steps between their named levels.
+  function drawStanding() {
+    var holder = document.getElementById("standing-chart");
+    var source = document.getElementById("standing-data");
+    if (!holder || !source || typeof uPlot === "undefined") return;
+    var data = JSON.parse(source.textContent);
+    function named(levels) {
+      return function (u, ticks) { return ticks.map(function (v) { return levels[v] || ""; }); };
+    }
+    function every(levels) {
+      return function () { return levels.map(function (_, i) { return i; }); };
+    }
+    var stepped = uPlot.paths.stepped({ align: 1 });
+    var width = function () { return Math.max(320, holder.clientWidth || 800); };
+    var chart = new uPlot({
+      width: width(), height: 160,
+      scales: { risk: { range: [-0.3, data.risks.length - 0.7] },
+                tier: { range: [-0.3, data.tiers.length - 0.7] } },
+      series: [{},
+        { label: "risk", scale: "risk", stroke: "#c0392b", width: 2, paths: stepped, spanGaps: false,
+          value: function (u, v) { return v == null ? "-" : data.risks[v]; } },
+        { label: "tier", scale: "tier", stroke: "#1f4e79", width: 2, paths: stepped, spanGaps: false,
+          value: function (u, v) { return v == null ? "-" : data.tiers[v]; } }],
+      axes: [{},
+        { scale: "risk", values: named(data.risks), splits: every(data.risks) },
+        { scale: "tier", side: 1, values: named(data.tiers), splits: every(data.tiers), grid: { show: false } }],
+    }, [data.t, data.risk, data.tier], holder);
+    var last = data.t.length - 1;  // what the chart ends on, for readers of the page
+    holder.dataset.risk = last < 0 || data.risk[last] == null ? "" : data.risks[data.risk[last]];
+    holder.dataset.tier = last < 0 || data.tier[last] == null ? "" : data.tiers[data.tier[last]];
+    holder.dataset.drawn = "true";
+    window.addEventListener("resize", function () { chart.setSize({ width: width(), height: 160 }); });
+  }
+  function start() { draw(); drawComponents(); drawStanding(); }
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
   else start();
 })();
