@@ -10,6 +10,9 @@ export VITALS_KAFKA_BOOTSTRAP_SERVERS=${VITALS_KAFKA_BOOTSTRAP_SERVERS:-127.0.0.
 export VITALS_INGEST_DATABASE_URL=${VITALS_INGEST_DATABASE_URL:-sqlite+aiosqlite:///var/ingest.db}
 export VITALS_SCORING_DATABASE_URL=${VITALS_SCORING_DATABASE_URL:-sqlite+aiosqlite:///var/scoring.db}
 export VITALS_ALERTS_DATABASE_URL=${VITALS_ALERTS_DATABASE_URL:-sqlite+aiosqlite:///var/alerts.db}
+# The console's Backtest page shows `make backtest`'s report once there is one.
+export VITALS_CONSOLE_BACKTEST_REPORT=${VITALS_CONSOLE_BACKTEST_REPORT:-var/backtest/report.json}
+export VITALS_CONSOLE_BACKTEST_CHART=${VITALS_CONSOLE_BACKTEST_CHART:-var/backtest/report.png}
 mkdir -p var/log
 
 pids=()

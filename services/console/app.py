@@ -1,4 +1,5 @@
-"""The console's pages: sign-in, portfolio, accounts, an account's story, alerts inbox.
+"""The console's pages: sign-in, portfolio, accounts, an account's story, alerts inbox,
+and the backtest's report.
 
 Pages are rendered on the server (Jinja2) with htmx for in-page actions and uPlot for
 charts, both shipped under ``static/vendor``: nothing loads from elsewhere.
@@ -17,13 +18,21 @@ import httpx
 from cryptography.fernet import Fernet
 from fastapi import APIRouter, Depends, FastAPI, Form, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+)
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.console import views
+from services.console.backtest import read_report
 from services.console.client import Api, BadInput, ConsoleError, NotAllowed, SignedOut
 from services.console.session import COOKIE, Session, Sessions
 from services.console.settings import ConsoleSettings
@@ -132,6 +141,8 @@ class Pages:
         )
         pages.add_api_route("/accounts/{account_id:path}", self.account, methods=["GET"])
         pages.add_api_route("/alerts", self.inbox, methods=["GET"])
+        pages.add_api_route("/backtest", self.backtest, methods=["GET"])
+        pages.add_api_route("/backtest/chart.png", self.backtest_chart, methods=["GET"])
         pages.add_api_route("/alerts/{alert_id}/ack", self.ack, methods=["POST"])
         pages.add_api_route("/alerts/{alert_id}/snooze", self.snooze, methods=["POST"])
         app.include_router(pages)
@@ -283,6 +294,25 @@ class Pages:
         return self.render(
             request, "alerts.html", alerts=alerts, state=state, owner=owner, snoozes=views.SNOOZES
         )
+
+    async def backtest(self, request: Request) -> HTMLResponse:
+        person = _person(request)
+        report = await run_in_threadpool(read_report, self.settings.console_backtest_report)
+        cards = await self.scorecards.get(lambda: self.scoring.get(person.key, "/v1/scorecards"))
+        chart = self.settings.console_backtest_chart
+        return self.render(
+            request,
+            "backtest.html",
+            report=report,
+            in_use={c["ref"] for c in cards if c.get("default")},
+            chart=chart is not None and await run_in_threadpool(chart.is_file),
+        )
+
+    async def backtest_chart(self) -> Response:
+        chart = self.settings.console_backtest_chart
+        if chart is None or not await run_in_threadpool(chart.is_file):
+            raise StarletteHTTPException(404, "no backtest chart")
+        return FileResponse(chart, media_type="image/png")
 
     async def ack(self, request: Request, alert_id: str) -> Response:
         person = _person(request)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationInfo, field_validator
 
 from shared.settings import VitalsSettings
@@ -25,6 +27,15 @@ class ConsoleSettings(VitalsSettings):
     )
     console_api_timeout_s: float = Field(
         10, gt=0, le=120, description="How long a page waits for the scoring or alerts API."
+    )
+
+    console_backtest_report: Path | None = Field(
+        None,
+        description="The JSON report of `vitals backtest --report FILE` to show on the "
+        "Backtest page (make run points it at make backtest's).",
+    )
+    console_backtest_chart: Path | None = Field(
+        None, description="Its chart, `vitals backtest --chart FILE.png`, shown beside it."
     )
 
     @field_validator("console_session_key")

@@ -5,6 +5,7 @@ set an override; bad input and unknown accounts get a page, not a trace."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,8 @@ import httpx
 import pytest
 from playwright.async_api import Page, expect
 
+from bench import portfolio
+from services.backtest import run
 from shared.auth import Scope
 from tests.e2e.stack import migrate, service_env
 from tests.support.auth import make_keys_file
@@ -74,10 +77,13 @@ async def console(
         ingest, scoring, alerts = (
             ServiceProcess(n, env, tmp_path) for n in ("ingest", "scoring", "alerts")
         )
+        report, chart = await asyncio.to_thread(_backtest_report, tmp_path)
         console_env = {
             **env,
             "VITALS_CONSOLE_SCORING_URL": scoring.url,
             "VITALS_CONSOLE_ALERTS_URL": alerts.url,
+            "VITALS_CONSOLE_BACKTEST_REPORT": str(report),
+            "VITALS_CONSOLE_BACKTEST_CHART": str(chart),
         }
         console = ServiceProcess("console", console_env, tmp_path)
         services = [ingest, scoring, alerts, console]
@@ -91,6 +97,17 @@ async def console(
         finally:
             for service in services:
                 service.kill()
+
+
+def _backtest_report(tmp_path: Path) -> tuple[Path, Path]:
+    """A real report and chart: the shipped scorecards on a small generated portfolio."""
+    data = tmp_path / "portfolio"
+    portfolio.write(data, accounts=20, days=70, seed=3)
+    outputs = run.Outputs(report=tmp_path / "report.json", chart=tmp_path / "report.png")
+    inputs = run.Inputs(segment=[data / "segment.jsonl"], stripe=[data / "stripe.jsonl"])
+    run.backtest(inputs, run.load_models([]), outputs, progress=False)
+    assert outputs.report is not None and outputs.chart is not None
+    return outputs.report, outputs.chart
 
 
 async def _seed(ingest: ServiceProcess, alerts: ServiceProcess, keys: dict[str, str]) -> None:
@@ -226,3 +243,20 @@ async def test_a_refused_key_bad_filters_and_unknown_accounts_get_a_clear_page(
         assert unknown is not None and unknown.status == 404
         await expect(page.get_by_role("heading", level=1)).to_have_text("Not found")
         await expect(page.locator("body")).not_to_contain_text("Traceback")
+
+
+async def test_the_backtest_page_shows_the_report_of_the_scorecard_in_use_and_its_chart(
+    console: Console,
+) -> None:
+    async with chromium() as browser:
+        page = await browser.new_page()
+        await _sign_in(page, console.url, console.keys["viewer"], name="Vic")
+        await page.get_by_role("link", name="Backtest").click()
+
+        report = page.get_by_test_id("backtest-report")
+        await expect(report.get_by_role("row").first).to_contain_text("default@2 (in use)")
+        await expect(report).to_contain_text("flagged high >= 30 days before")
+        await expect(report).to_contain_text("alerts per CSM per week")
+        await expect(page.get_by_test_id("backtest-chart")).to_be_visible()
+        loaded = "() => document.querySelector('[data-testid=backtest-chart]').naturalWidth > 0"
+        await page.wait_for_function(loaded, timeout=10_000)  # the PNG came, and decoded
