@@ -74,6 +74,10 @@ def _templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=HERE / "templates")
     env = templates.env
     env.filters["money"] = views.money
+    env.filters["signed_money"] = views.signed_money
+    env.globals["moved"] = views.moved
+    env.globals["moved_share"] = views.moved_share
+    env.globals["names_of"] = views.names_of
     env.filters["path"] = lambda value: quote(str(value), safe="")
     env.filters["when"] = _when
     env.globals["urlencode"] = urlencode

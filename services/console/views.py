@@ -51,6 +51,26 @@ def component_series(entries: list[dict[str, Any]], now: datetime) -> dict[str, 
     return {"t": t, "components": dict(zip(names, values, strict=True))}
 
 
+def moved(now: int, then: int) -> str:
+    """A count's change for the portfolio's movement: "+3", "-2", "0"."""
+    return f"{now - then:+,}" if now != then else "0"
+
+
+def moved_share(now: float, then: float) -> str:
+    """A revenue share's change in percentage points."""
+    points = round((now - then) * 100)
+    return f"{points:+} pts" if points else "0"
+
+
+def names_of(now: dict[str, Any], then: dict[str, Any] | None) -> list[str]:
+    """The rows of a movement table: what there is now, and what there was then."""
+    return sorted({*now, *(then or {})})
+
+
+def signed_money(minor: int, currency: str | None = None) -> str:
+    return ("+" if minor > 0 else "") + money(minor, currency)
+
+
 RISK_LEVELS = ("low", "medium", "high")
 TIER_LEVELS = ("C", "B", "A", "S")
 

@@ -24,6 +24,7 @@ from services.scoring.schemas import (
     OverrideCreate,
     OverrideRead,
     OverridesLifted,
+    PortfolioDayRead,
     PortfolioRead,
     ScorecardRead,
     TierFigures,
@@ -56,6 +57,7 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": Problem, "description": "No events seen for this account"}
 }
 MAX_OVERRIDE_DAYS = 366
+MOVEMENT = timedelta(days=30)  # the portfolio's movement is over this
 AUTH_FAILURES: dict[int | str, dict[str, Any]] = {
     401: {
         "model": Problem,
@@ -295,26 +297,35 @@ async def _portfolio(
     session: AsyncSession, now: datetime, owner: str | None = None
 ) -> PortfolioRead:
     figures = await repository.portfolio_figures(session, owner)
+    kept = await repository.portfolio_day(session, (now - MOVEMENT).date(), now.date(), owner)
+    earlier = PortfolioDayRead(day=kept[0], **_summed(kept[1])) if kept is not None else None
+    return PortfolioRead(computed_at=now, earlier=earlier, **_summed(figures))
+
+
+def _summed(figures: list[repository.PortfolioFigures]) -> dict[str, Any]:
+    """Accounts and revenue by tier (with revenue share), accounts by band and by risk."""
     total_mrr = sum(mrr for *_, mrr in figures)
     tiers: dict[str, list[int]] = {}
     bands: dict[str, int] = {}
-    for tier, band, count, mrr in figures:
+    risks: dict[str, int] = {}
+    for tier, band, risk, count, mrr in figures:
         sums = tiers.setdefault(tier or "unrated", [0, 0])
         sums[0] += count
         sums[1] += mrr
         bands[band or "unscored"] = bands.get(band or "unscored", 0) + count
-    return PortfolioRead(
-        computed_at=now,
-        accounts=sum(count for _, _, count, _ in figures),
-        mrr_minor=total_mrr,
-        tiers={
+        risks[risk or "unscored"] = risks.get(risk or "unscored", 0) + count
+    return {
+        "accounts": sum(count for *_, count, _ in figures),
+        "mrr_minor": total_mrr,
+        "tiers": {
             name: TierFigures(
                 accounts=count, mrr_minor=mrr, revenue_share=mrr / total_mrr if total_mrr else 0
             )
             for name, (count, mrr) in sorted(tiers.items())
         },
-        bands=dict(sorted(bands.items())),
-    )
+        "bands": dict(sorted(bands.items())),
+        "risks": dict(sorted(risks.items())),
+    }
 
 
 def _account_cursor(cursor: str) -> tuple[int, str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     ColumnElement,
+    Date,
     Index,
     Integer,
     MetaData,
@@ -161,3 +162,16 @@ class AccountOverride(Base):
 
 
 consumer_offsets = consumer_offsets_table(Base.metadata, "scoring_consumer_offsets", fenced=True)
+
+
+class PortfolioDay(Base):
+    """The portfolio as the first sweep of a day found it, one row per owner (''
+    for accounts without one): what the console's 30-day movement compares with.
+
+    ``figures``: ``[[tier, band, risk, accounts, mrr_minor], ...]``, '' for none."""
+
+    __tablename__ = "portfolio_days"
+
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    owner: Mapped[str] = mapped_column(String(320), primary_key=True)
+    figures: Mapped[list[list[Any]]] = mapped_column(JSON)

@@ -6,7 +6,7 @@ import base64
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -17,6 +17,7 @@ from sqlalchemy import (
     Text,
     and_,
     cast,
+    delete,
     func,
     literal,
     or_,
@@ -27,7 +28,14 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scoring.domain import AccountState, Assessment, Portfolio, account_facts
-from services.scoring.models import SORT_NULLS_AS, Account, AccountOverride, ScoreHistory, sort_key
+from services.scoring.models import (
+    SORT_NULLS_AS,
+    Account,
+    AccountOverride,
+    PortfolioDay,
+    ScoreHistory,
+    sort_key,
+)
 from shared.db import insert_rows
 from shared.scores import ScoreChange
 
@@ -398,21 +406,72 @@ def _filter_conditions(filters: AccountFilters) -> list[ColumnElement[bool]]:
     return conditions
 
 
+PortfolioFigures = tuple[str | None, str | None, str | None, int, int]
+"""(tier, band, risk, accounts, summed MRR) of one combination of tier, band and risk."""
+PORTFOLIO_DAYS_KEPT = 400
+_COMBINATION = (Account.tier, Account.band, Account.risk)
+_SUMS = (func.count(), func.coalesce(func.sum(Account.mrr_minor), 0))
+
+
 async def portfolio_figures(
     session: AsyncSession, owner: str | None = None
-) -> list[tuple[str | None, str | None, int, int]]:
-    """(tier, band, accounts, summed MRR) for every tier and band combination, of every
-    account or of one owner's."""
-    query = select(
-        Account.tier,
-        Account.band,
-        func.count(),
-        func.coalesce(func.sum(Account.mrr_minor), 0),
-    ).group_by(Account.tier, Account.band)
+) -> list[PortfolioFigures]:
+    """The figures of every tier, band and risk combination, of every account or of
+    one owner's."""
+    query = select(*_COMBINATION, *_SUMS).group_by(*_COMBINATION)
     if owner is not None:
         query = query.where(Account.owner == owner)
     rows = await session.execute(query)
-    return [(tier, band, int(count), int(mrr or 0)) for tier, band, count, mrr in rows]
+    return [(tier, band, risk, int(n), int(mrr or 0)) for tier, band, risk, n, mrr in rows]
+
+
+async def record_portfolio_day(session: AsyncSession, day: date) -> bool:
+    """Keep the portfolio as it is now as ``day``'s, per owner, unless ``day`` has it
+    (every replica's sweep asks; the first one adds it up). Days past
+    ``PORTFOLIO_DAYS_KEPT`` are dropped."""
+    kept = select(PortfolioDay.day).where(PortfolioDay.day == day).limit(1)
+    if await session.scalar(kept) is not None:
+        return False
+    query = select(Account.owner, *_COMBINATION, *_SUMS).group_by(Account.owner, *_COMBINATION)
+    by_owner: dict[str, list[list[Any]]] = defaultdict(list)
+    for owner, tier, band, risk, n, mrr in await session.execute(query):
+        by_owner[owner or ""].append([tier or "", band or "", risk or "", int(n), int(mrr or 0)])
+    rows = [
+        {"day": day, "owner": owner, "figures": orjson.dumps(figures).decode()}
+        for owner, figures in by_owner.items()
+    ]
+    table = PortfolioDay.__table__
+    assert isinstance(table, Table)
+    await insert_rows(session, table, rows, "ON CONFLICT DO NOTHING")
+    horizon = day - timedelta(days=PORTFOLIO_DAYS_KEPT)
+    await session.execute(delete(PortfolioDay).where(PortfolioDay.day < horizon))
+    return True
+
+
+async def portfolio_day(
+    session: AsyncSession, on_or_before: date, before: date, owner: str | None = None
+) -> tuple[date, list[PortfolioFigures]] | None:
+    """The latest kept day on or before ``on_or_before`` (else, for a portfolio younger
+    than that, the earliest kept day before ``before``) with its figures, of every
+    account or of one owner's; None when there is none."""
+    day = await session.scalar(
+        select(func.max(PortfolioDay.day)).where(PortfolioDay.day <= on_or_before)
+    )
+    if day is None:
+        day = await session.scalar(
+            select(func.min(PortfolioDay.day)).where(PortfolioDay.day < before)
+        )
+    if day is None:
+        return None
+    query = select(PortfolioDay.figures).where(PortfolioDay.day == day)
+    if owner is not None:
+        query = query.where(PortfolioDay.owner == owner)
+    found = [
+        (tier or None, band or None, risk or None, int(n), int(mrr))
+        for figures in await session.scalars(query)
+        for tier, band, risk, n, mrr in figures
+    ]
+    return day, found
 
 
 def encode_cursor(value: int, account_id: str) -> str:

@@ -134,15 +134,28 @@ class TierFigures(BaseModel):
     revenue_share: float = Field(description="Share of the portfolio's MRR, 0-1.")
 
 
-class PortfolioRead(BaseModel):
-    computed_at: datetime = Field(
-        description="When the figures were added up: at most "
-        "VITALS_SCORING_PORTFOLIO_MAX_AGE_S ago."
-    )
+class PortfolioFigures(BaseModel):
     accounts: int
     mrr_minor: int
     tiers: dict[str, TierFigures] = Field(description='By tier; "unrated" for none yet.')
     bands: dict[str, int] = Field(description='Accounts by band; "unscored" for none yet.')
+    risks: dict[str, int] = Field(description='Accounts by risk; "unscored" for none yet.')
+
+
+class PortfolioDayRead(PortfolioFigures):
+    day: date = Field(description="The day the first sweep found these figures.")
+
+
+class PortfolioRead(PortfolioFigures):
+    computed_at: datetime = Field(
+        description="When the figures were added up: at most "
+        "VITALS_SCORING_PORTFOLIO_MAX_AGE_S ago."
+    )
+    earlier: PortfolioDayRead | None = Field(
+        None,
+        description="The same figures on the kept day 30 days ago (or the earliest kept "
+        "day, for a younger portfolio), to show how each moved; null before any is kept.",
+    )
 
 
 class ScorecardRead(BaseModel):

@@ -88,6 +88,7 @@ class Sweep:
             self._cursor = None
             self._covered = set(partitions)
             await self._scorer.refresh_portfolio(session)
+            await repository.record_portfolio_day(session, self._started_at.date())
         accounts = await repository.sweep_batch(session, partitions, self._cursor, self._chunk)
         if accounts:
             await self._scorer.process(session, work_for(accounts), Trigger.sweep)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,9 @@ from playwright.async_api import Page, expect
 
 from bench import portfolio
 from services.backtest import run
+from services.scoring import repository
 from shared.auth import Scope
+from shared.db import create_engine, session_factory
 from tests.e2e.stack import migrate, service_env
 from tests.support.auth import make_keys_file
 from tests.support.browser import chromium
@@ -93,10 +96,23 @@ async def console(
             for service in services:
                 await service.wait_ready()
             await _seed(ingest, alerts, keys)
+            await _kept_30_days_ago(database)
             yield Console(console.url, alerts, keys)
         finally:
             for service in services:
                 service.kill()
+
+
+async def _kept_30_days_ago(database: str) -> date:
+    """The portfolio kept as the day 30 days ago's, as that day's first sweep would have."""
+    day = datetime.now(UTC).date() - timedelta(days=30)
+    engine = create_engine(database)
+    try:
+        async with session_factory(engine)() as session, session.begin():
+            assert await repository.record_portfolio_day(session, day)
+    finally:
+        await engine.dispose()
+    return day
 
 
 def _backtest_report(tmp_path: Path) -> tuple[Path, Path]:
@@ -155,6 +171,9 @@ async def test_a_csm_finds_an_account_reads_why_and_acknowledges_its_alert(
         await expect(page.get_by_role("heading", level=1)).to_have_text(
             "Portfolio of kim@example.com"
         )
+        since = (datetime.now(UTC).date() - timedelta(days=30)).isoformat()
+        await expect(page.get_by_test_id("movement")).to_contain_text(f"Since {since}")
+        await expect(page.get_by_test_id("risks")).to_contain_text("high")
 
         await page.get_by_test_id("accounts").get_by_role("link", name="Acme Corp").click()
         await expect(page.get_by_role("heading", level=1)).to_have_text("Acme Corp")

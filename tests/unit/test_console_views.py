@@ -66,3 +66,12 @@ def test_a_session_opens_until_it_expires_and_never_when_altered() -> None:
     assert sessions.open(cookie) is None
     assert Sessions(Fernet.generate_key(), timedelta(hours=1)).open(cookie) is None
     assert sessions.open(None) is None and sessions.open("garbage") is None
+
+
+def test_the_portfolio_movement_in_words() -> None:
+    assert [views.moved(5, 2), views.moved(2, 5), views.moved(3, 3)] == ["+3", "-3", "0"]
+    assert views.moved(1200, 0) == "+1,200"
+    assert [views.moved_share(0.5, 0.25), views.moved_share(0.3, 0.3)] == ["+25 pts", "0"]
+    assert views.signed_money(1050, "eur") == "+10.50 EUR" and views.signed_money(-5) == "-0.05"
+    assert views.names_of({"S": 1, "A": 2}, {"B": 3, "S": 0}) == ["A", "B", "S"]
+    assert views.names_of({"low": 1}, None) == ["low"]

@@ -1,11 +1,14 @@
 """The scoring API over a running service: filters, sorts, pages, history, portfolio."""
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import httpx
 import pytest
+from sqlalchemy import select
 
 from services.scoring.app import create_app
+from services.scoring.models import PortfolioDay
+from shared.db import create_engine, session_factory
 from shared.events import Event
 from tests.support.clock import FakeClock
 from tests.support.kafka import produce
@@ -133,3 +136,45 @@ async def test_history_over_a_time_range_and_unknown_accounts(
     assert recent["entries"][-1]["components"]["engagement"] == 100
     assert len(paged["entries"]) == 1 and paged["next_cursor"] == "1"
     assert missing.status_code == 404
+
+
+async def test_the_portfolio_moves_against_the_day_its_first_sweep_kept_30_days_before(
+    kafka: str, scoring_db: str, topics: dict[str, str]
+) -> None:
+    clock = FakeClock()
+    settings = settings_for(kafka, scoring_db, topics, scoring_portfolio_max_age_s=0)
+    kims = [e for e in _events(clock) if e.account_id in ("a1", "a2")]  # 600,000 a month
+    async with serve(create_app(settings, clock)) as url, httpx.AsyncClient(base_url=url) as api:
+        await produce(kafka, topics["events_topic"], records(kims))
+        for account in ("a1", "a2"):
+            await wait_for(applied(api, account, 3), 30, f"{account}'s events")
+        first_day = (await api.get("/v1/portfolio")).json()
+        clock.advance(timedelta(days=1))  # the next day's first sweep keeps both
+        kept_on = clock.now.date()
+        await wait_for(lambda: _kept(scoring_db, kept_on), 30, "the day's portfolio kept")
+        clock.advance(timedelta(days=30))
+        newcomer = traits(account_id="a3", at=clock.now, owner_csm_email="lee@example.com")
+        await produce(kafka, topics["events_topic"], records([newcomer]))
+        await wait_for(applied(api, "a3", 1), 30, "a3's event")
+        everyone = (await api.get("/v1/portfolio")).json()
+        kim = (await api.get("/v1/portfolio", params={"owner": "kim@example.com"})).json()
+        lee = (await api.get("/v1/portfolio", params={"owner": "lee@example.com"})).json()
+
+    assert first_day["earlier"] is None  # no day kept before today yet
+    earlier = everyone["earlier"]
+    assert earlier["day"] == kept_on.isoformat()
+    assert (earlier["accounts"], earlier["mrr_minor"]) == (2, 600_000)
+    assert sum(earlier["risks"].values()) == 2 and sum(everyone["risks"].values()) == 3
+    assert everyone["accounts"] == 3
+    assert (kim["earlier"]["accounts"], kim["accounts"]) == (2, 2)
+    assert (lee["earlier"]["accounts"], lee["accounts"]) == (0, 1)
+
+
+async def _kept(database: str, day: date) -> bool:
+    engine = create_engine(database)
+    try:
+        async with session_factory(engine)() as session:
+            found = await session.scalar(select(PortfolioDay.day).where(PortfolioDay.day == day))
+    finally:
+        await engine.dispose()
+    return found is not None
