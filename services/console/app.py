@@ -6,10 +6,11 @@ charts, both shipped under ``static/vendor``: nothing loads from elsewhere.
 """
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode, urlsplit
@@ -30,15 +31,18 @@ from fastapi.templating import Jinja2Templates
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.sessions import SessionMiddleware
 
 from services.console import views
 from services.console.backtest import read_report
 from services.console.client import Api, BadInput, ConsoleError, NotAllowed, SignedOut
+from services.console.oidc import Provider, Refused
 from services.console.session import COOKIE, Session, Sessions
 from services.console.settings import ConsoleSettings
 from shared.recent import Recent
 
 HERE = Path(__file__).parent
+SIGN_IN_COOKIE = "vitals_sign_in"  # the provider sign-in's state, until it comes back
 log = logging.getLogger(__name__)
 
 
@@ -59,12 +63,24 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
 
     app = FastAPI(title="Vitals console", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    provider = None
+    if settings.console_oidc_issuer is not None:
+        provider = Provider(settings)
+        # Authlib keeps the sign-in's state and nonce here, for its ten minutes.
+        app.add_middleware(
+            SessionMiddleware,
+            secret_key=sessions.secret,
+            session_cookie=SIGN_IN_COOKIE,
+            max_age=600,
+            https_only=settings.secure_cookies(),
+        )
     pages = Pages(
         settings,
         sessions,
         Api("scoring", scoring_client),
         Api("alerts", alerts_client),
         _templates(),
+        provider,
     )
     pages.register(app)
     return app
@@ -103,6 +119,7 @@ class Pages:
     scoring: Api
     alerts: Api
     templates: Jinja2Templates
+    provider: Provider | None = None
     # Scorecards change only when scoring restarts: one read a minute, not one a page
     # (read after the account, so the person's key has been checked first).
     scorecards: Recent[list[dict[str, Any]]] = field(default_factory=lambda: Recent(60))
@@ -120,6 +137,11 @@ class Pages:
         if session is None:
             ended = COOKIE in request.cookies
             raise SignedOut("your session has ended: sign in again" if ended else "sign in first")
+        if not session.key:  # signed in through the provider: the console's own key
+            key = self.settings.console_api_key
+            if key is None:
+                raise SignedOut("sign in again")
+            session = replace(session, key=key.get_secret_value())
         request.state.session = session
         return session
 
@@ -130,6 +152,13 @@ class Pages:
         app.add_api_route("/sign-in", self.sign_in_page, methods=["GET"])
         app.add_api_route("/sign-in", self.sign_in, methods=["POST"])
         app.add_api_route("/sign-out", self.sign_out, methods=["POST"])
+        app.add_api_route("/sign-in/provider", self.provider_start, methods=["GET"])
+        app.add_api_route(
+            "/sign-in/provider/back",
+            self.provider_back,
+            methods=["GET"],
+            name="provider_back",
+        )
         pages = APIRouter(
             dependencies=[Depends(self.signed_in)], default_response_class=HTMLResponse
         )
@@ -173,7 +202,19 @@ class Pages:
     async def sign_in_page(
         self, request: Request, next: str = "/", message: str = ""
     ) -> HTMLResponse:
-        return self.render(request, "sign_in.html", next=views.safe_next(next), message=message)
+        return self._sign_in_page(request, 200, views.safe_next(next), message)
+
+    def _sign_in_page(
+        self, request: Request, status: int, target: str, message: str
+    ) -> HTMLResponse:
+        return self.render(
+            request,
+            "sign_in.html",
+            status,
+            next=target,
+            message=message,
+            provider=self.provider is not None,
+        )
 
     async def sign_in(
         self,
@@ -185,9 +226,7 @@ class Pages:
         target = views.safe_next(next)
         key, name = key.strip(), name.strip()
         if not key or not name:
-            return self.render(
-                request, "sign_in.html", 400, next=target, message="Give your name and your key."
-            )
+            return self._sign_in_page(request, 400, target, "Give your name and your key.")
         try:
             await self.scoring.get(key, "/v1/accounts", {"limit": "1"})
         except (SignedOut, NotAllowed) as exc:
@@ -197,17 +236,45 @@ class Pages:
                 if isinstance(exc, SignedOut)
                 else ("That key cannot read accounts (it needs the read scope).")
             )
-            return self.render(request, "sign_in.html", 401, next=target, message=text)
+            return self._sign_in_page(request, 401, target, text)
+        return self._signed_in_as(Session(key=key, name=name), target)
+
+    def _signed_in_as(self, session: Session, target: str) -> Response:
         response = RedirectResponse(target, status_code=303)
         response.set_cookie(
             COOKIE,
-            self.sessions.seal(Session(key=key, name=name)),
+            self.sessions.seal(session),
             max_age=int(self.sessions.lifetime.total_seconds()),
             httponly=True,
             samesite="lax",
             secure=self.settings.secure_cookies(),
         )
         return response
+
+    async def provider_start(self, request: Request, next: str = "/") -> Response:
+        if self.provider is None:
+            raise StarletteHTTPException(404, "no identity provider is set up")
+        request.session["next"] = views.safe_next(next)
+        try:
+            return await self.provider.start(request, str(request.url_for("provider_back")))
+        except httpx.HTTPError as exc:
+            log.warning("identity provider unreachable: %s", exc)
+            return self._sign_in_page(request, 503, "/", "The identity provider did not answer.")
+
+    async def provider_back(self, request: Request) -> Response:
+        if self.provider is None:
+            raise StarletteHTTPException(404, "no identity provider is set up")
+        target = views.safe_next(request.session.pop("next", "/"))
+        try:
+            person = await self.provider.finish(request)
+        except Refused as exc:
+            log.info("sign-in through the identity provider refused: %s", exc)
+            message = f"Sign-in through the identity provider failed: {exc}"
+            return self._sign_in_page(request, 401, target, message)
+        except httpx.HTTPError as exc:
+            log.warning("identity provider unreachable: %s", exc)
+            return self._sign_in_page(request, 503, target, "The identity provider did not answer.")
+        return self._signed_in_as(Session("", person.name, person.may_act), target)
 
     async def sign_out(self) -> Response:
         response = RedirectResponse("/sign-in?message=Signed+out.", status_code=303)
@@ -340,8 +407,8 @@ class Pages:
         """The alerts API's ``action`` on the alert; its new row for htmx, else back to
         the inbox."""
         path = f"/v1/alerts/{quote(alert_id, safe='')}/{action}"
-        call = self.alerts.post(_person(request).key, path, body)
-        alert = await self._writing(call, what)
+        person = _person(request)
+        alert = await self._writing(person, partial(self.alerts.post, person.key, path, body), what)
         if request.headers.get("HX-Request"):
             return self.render(request, "_alert_row.html", alert=alert, snoozes=views.SNOOZES)
         return RedirectResponse("/alerts", status_code=303)
@@ -365,7 +432,9 @@ class Pages:
             "created_by": person.name,
         }
         path = f"/v1/accounts/{quote(account_id, safe='')}/overrides"
-        await self._writing(self.scoring.post(person.key, path, body), "set overrides")
+        await self._writing(
+            person, lambda: self.scoring.post(person.key, path, body), "set overrides"
+        )
         return RedirectResponse(f"/accounts/{quote(account_id, safe='')}", status_code=303)
 
     async def lift_override(
@@ -374,13 +443,18 @@ class Pages:
         person = _person(request)
         path = f"/v1/accounts/{quote(account_id, safe='')}/overrides"
         params: dict[str, str | list[str]] = {"by": person.name, "field": field}
-        await self._writing(self.scoring.delete(person.key, path, params), "lift overrides")
+        call = partial(self.scoring.delete, person.key, path, params)
+        await self._writing(person, call, "lift overrides")
         return RedirectResponse(f"/accounts/{quote(account_id, safe='')}", status_code=303)
 
-    async def _writing(self, call: Any, what: str) -> Any:
-        """``call``, with a refusal for want of scope said in words."""
+    async def _writing(self, person: Session, call: Callable[[], Awaitable[Any]], what: str) -> Any:
+        """``call``, unless the person may not act; a refusal for want of scope in words."""
+        if not person.may_act:
+            group = self.settings.console_oidc_act_group
+            needs = f"membership of the {group} group" if group else "an API key with act"
+            raise NotAllowed(f"you cannot {what}: that needs {needs}")
         try:
-            return await call
+            return await call()
         except NotAllowed:
             raise NotAllowed(f"your key cannot {what}: that needs the act scope") from None
 

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Self
 
-from pydantic import AnyHttpUrl, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import (
+    AnyHttpUrl,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from shared.settings import VitalsSettings
 
@@ -37,6 +45,38 @@ class ConsoleSettings(VitalsSettings):
     console_backtest_chart: Path | None = Field(
         None, description="Its chart, `vitals backtest --chart FILE.png`, shown beside it."
     )
+
+    console_oidc_issuer: AnyHttpUrl | None = Field(
+        None,
+        description="Issuer URL of an OpenID Connect provider; set, people may sign in "
+        "through it as well as with an API key.",
+    )
+    console_oidc_client_id: str | None = Field(None, description="The console's client id there.")
+    console_oidc_client_secret: SecretStr | None = Field(None, description="Its client secret.")
+    console_oidc_act_group: str | None = Field(
+        None,
+        description="People whose `groups` claim holds this group may acknowledge, snooze "
+        "and override; the others read only. Unset: everyone signed in through the "
+        "provider reads only.",
+    )
+    console_api_key: SecretStr | None = Field(
+        None,
+        description="The console's own API key, used for people signed in through the "
+        "provider: the read scope, and act when an act group is set. Required with "
+        "VITALS_CONSOLE_OIDC_ISSUER.",
+    )
+
+    @model_validator(mode="after")
+    def _provider_complete(self) -> Self:
+        if self.console_oidc_issuer is not None:
+            missing = [
+                f"VITALS_{name.upper()}"
+                for name in ("console_oidc_client_id", "console_api_key")
+                if getattr(self, name) is None
+            ]
+            if missing:
+                raise ValueError(f"sign-in through a provider also needs {', '.join(missing)}")
+        return self
 
     @field_validator("console_session_key")
     @classmethod

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import oidc_provider_mock
 import pytest
 from playwright.async_api import Page, expect
 
@@ -59,6 +60,12 @@ class Console:
     keys: dict[str, str]
 
 
+PEOPLE = [  # as the identity provider knows them; alice's group lets her act
+    oidc_provider_mock.User(sub="alice", claims={"name": "Alice", "groups": ["csm", "staff"]}),
+    oidc_provider_mock.User(sub="bob", claims={"name": "Bob", "groups": ["staff"]}),
+]
+
+
 @pytest.fixture
 async def console(
     kafka: str, database: str, topics: dict[str, str], tmp_path: Path
@@ -70,37 +77,46 @@ async def console(
             "lee": [Scope.read, Scope.admin],
             "viewer": [Scope.read],
             "pipeline": [Scope.ingest],
+            "console": [Scope.read, Scope.act],  # for people the provider signs in
         },
     )
     receiver = WebhookReceiver()
-    async with serve(receiver.app()) as hook:
-        env = service_env(kafka=kafka, database=database, topics=topics, webhook_url=f"{hook}/h")
-        env["VITALS_API_KEYS_FILE"] = str(keys_file)
-        migrate(env)
-        ingest, scoring, alerts = (
-            ServiceProcess(n, env, tmp_path) for n in ("ingest", "scoring", "alerts")
-        )
-        report, chart = await asyncio.to_thread(_backtest_report, tmp_path)
-        console_env = {
-            **env,
-            "VITALS_CONSOLE_SCORING_URL": scoring.url,
-            "VITALS_CONSOLE_ALERTS_URL": alerts.url,
-            "VITALS_CONSOLE_BACKTEST_REPORT": str(report),
-            "VITALS_CONSOLE_BACKTEST_CHART": str(chart),
-        }
-        console = ServiceProcess("console", console_env, tmp_path)
-        services = [ingest, scoring, alerts, console]
-        for service in services:
-            service.start()
-        try:
+    with oidc_provider_mock.run_server_in_thread(user_claims=PEOPLE) as provider:
+        async with serve(receiver.app()) as hook:
+            env = service_env(
+                kafka=kafka, database=database, topics=topics, webhook_url=f"{hook}/h"
+            )
+            env["VITALS_API_KEYS_FILE"] = str(keys_file)
+            migrate(env)
+            ingest, scoring, alerts = (
+                ServiceProcess(n, env, tmp_path) for n in ("ingest", "scoring", "alerts")
+            )
+            report, chart = await asyncio.to_thread(_backtest_report, tmp_path)
+            console_env = {
+                **env,
+                "VITALS_CONSOLE_SCORING_URL": scoring.url,
+                "VITALS_CONSOLE_ALERTS_URL": alerts.url,
+                "VITALS_CONSOLE_BACKTEST_REPORT": str(report),
+                "VITALS_CONSOLE_BACKTEST_CHART": str(chart),
+                "VITALS_CONSOLE_OIDC_ISSUER": f"http://localhost:{provider.server_port}",
+                "VITALS_CONSOLE_OIDC_CLIENT_ID": "vitals-console",
+                "VITALS_CONSOLE_OIDC_CLIENT_SECRET": "local-secret",
+                "VITALS_CONSOLE_OIDC_ACT_GROUP": "csm",
+                "VITALS_CONSOLE_API_KEY": keys["console"],
+            }
+            console = ServiceProcess("console", console_env, tmp_path)
+            services = [ingest, scoring, alerts, console]
             for service in services:
-                await service.wait_ready()
-            await _seed(ingest, alerts, keys)
-            await _kept_30_days_ago(database)
-            yield Console(console.url, alerts, keys)
-        finally:
-            for service in services:
-                service.kill()
+                service.start()
+            try:
+                for service in services:
+                    await service.wait_ready()
+                await _seed(ingest, alerts, keys)
+                await _kept_30_days_ago(database)
+                yield Console(console.url, alerts, keys)
+            finally:
+                for service in services:
+                    service.kill()
 
 
 async def _kept_30_days_ago(database: str) -> date:
@@ -279,3 +295,35 @@ async def test_the_backtest_page_shows_the_report_of_the_scorecard_in_use_and_it
         await expect(page.get_by_test_id("backtest-chart")).to_be_visible()
         loaded = "() => document.querySelector('[data-testid=backtest-chart]').naturalWidth > 0"
         await page.wait_for_function(loaded, timeout=10_000)  # the PNG came, and decoded
+
+
+async def test_people_sign_in_through_the_identity_provider_and_its_groups_decide_who_acts(
+    console: Console,
+) -> None:
+    async with chromium() as browser:
+        page = await browser.new_page()
+        await page.goto(console.url)
+        await page.get_by_role("link", name="Sign in with your company account").click()
+        await page.get_by_role("button", name="alice").click()  # the provider's own form
+        await expect(page.get_by_test_id("signed-in-as")).to_have_text("Alice")
+        await page.goto(f"{console.url}/accounts/acme")
+        row = page.get_by_test_id("account-alerts").get_by_test_id("alert-row").first
+        await row.get_by_role("button", name="Acknowledge").click()
+        await expect(row.get_by_test_id("alert-state")).to_contain_text("acknowledged by Alice")
+        await page.get_by_role("button", name="Sign out").click()
+
+        await page.get_by_role("link", name="Sign in with your company account").click()
+        await page.get_by_role("button", name="bob").click()
+        await expect(page.get_by_test_id("signed-in-as")).to_have_text("Bob")
+        await page.goto(f"{console.url}/accounts/acme")
+        await _set_tier_override(page)
+        await expect(page.get_by_role("heading", level=1)).to_have_text("Not allowed")
+        await expect(page.get_by_role("alert")).to_contain_text("membership of the csm group")
+        await page.get_by_role("button", name="Sign out").click()
+
+        await page.get_by_role("link", name="Sign in with your company account").click()
+        await page.get_by_role("button", name="Deny").click()
+        await expect(page.get_by_role("alert")).to_contain_text("identity provider failed")
+
+    found = await _acme_alerts(console.alerts.url, console.keys["kim"])
+    assert [a["acked_by"] for a in found if a["state"] == "open"] == ["Alice"]

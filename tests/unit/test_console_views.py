@@ -3,10 +3,14 @@
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from cryptography.fernet import Fernet
+from pydantic import ValidationError
 
 from services.console import views
+from services.console.oidc import Identity, identity_of
 from services.console.session import Session, Sessions
+from services.console.settings import ConsoleSettings
 
 
 def test_attention_puts_valuable_tiers_then_the_biggest_drops_first() -> None:
@@ -75,3 +79,34 @@ def test_the_portfolio_movement_in_words() -> None:
     assert views.signed_money(1050, "eur") == "+10.50 EUR" and views.signed_money(-5) == "-0.05"
     assert views.names_of({"S": 1, "A": 2}, {"B": 3, "S": 0}) == ["A", "B", "S"]
     assert views.names_of({"low": 1}, None) == ["low"]
+
+
+def test_a_provider_names_the_person_and_its_groups_say_whether_they_may_act() -> None:
+    claims = {"sub": "u-1", "email": "alice@example.com", "name": " Alice ", "groups": ["csm"]}
+
+    assert identity_of(claims, "csm") == Identity("Alice", may_act=True)
+    assert identity_of(claims, "admins").may_act is False
+    assert identity_of(claims, None).may_act is False
+    assert identity_of({"sub": "u-2", "groups": "csm"}, "csm") == Identity("u-2", False)
+    assert identity_of({"email": "bob@example.com"}, None).name == "bob@example.com"
+
+
+def test_a_session_signed_in_through_the_provider_keeps_whether_it_may_act() -> None:
+    sessions = Sessions(Fernet.generate_key(), timedelta(hours=1))
+
+    opened = sessions.open(sessions.seal(Session(key="", name="Bob", may_act=False)))
+
+    assert opened == Session(key="", name="Bob", may_act=False)
+
+
+def test_sign_in_through_a_provider_is_refused_at_start_without_what_it_needs() -> None:
+    with pytest.raises(ValidationError) as refused:
+        ConsoleSettings(console_oidc_issuer="https://idp.example.com")
+
+    assert "VITALS_CONSOLE_OIDC_CLIENT_ID, VITALS_CONSOLE_API_KEY" in str(refused.value)
+    complete = ConsoleSettings(
+        console_oidc_issuer="https://idp.example.com",
+        console_oidc_client_id="vitals",
+        console_api_key="vk_console",
+    )
+    assert complete.console_oidc_act_group is None  # nobody acts unless a group says so
