@@ -10,7 +10,7 @@ export PGPORT ?= 5433
 
 PEER_VENV ?= .venv-peer
 
-.PHONY: help install run test test-unit lint format schema bench bench-ingest bench-scoring bench-alerts bench-console backtest console-assets clean
+.PHONY: help install run test test-unit lint format schema bench bench-ingest bench-scoring bench-alerts bench-console backtest demo screenshots console-assets clean
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -77,6 +77,12 @@ backtest: install ## Generate the labelled portfolio and backtest default@1 besi
 		--scorecard services/scoring/scorecards/previous/default-v1.yaml --scorecard services/scoring/scorecards \
 		--daily $(BACKTEST_DIR)/daily.jsonl --report $(BACKTEST_DIR)/report.json --chart $(BACKTEST_DIR)/report.png
 	@echo "report: $(BACKTEST_DIR)/report.json, chart: $(BACKTEST_DIR)/report.png"
+
+demo: install ## On a running `make run`: a portfolio with history from the generator's first day to yesterday, for the console
+	$(BIN)/python -m bench.demo
+
+screenshots: install ## On a running `make run` after `make demo`: the console's pages into docs/images, and the year chart's timing
+	$(BIN)/python -m bench.screenshots
 
 console-assets: ## Refresh the console's vendored browser assets from npm (services/console/package.json)
 	cd services/console && npm install --no-save --no-package-lock --silent

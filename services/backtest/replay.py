@@ -84,6 +84,7 @@ class AlertsReplay:
 
 
 OnScore = Callable[[int, str, date, Assessment | None, AccountState], None]
+OnChange = Callable[[int, ScoreChange], None]
 
 
 class Replay:
@@ -95,6 +96,7 @@ class Replay:
         limits: Limits,
         rules: list[Rule],
         on_score: OnScore,
+        on_change: OnChange | None = None,
     ) -> None:
         self.models = models
         self.limits = limits
@@ -105,6 +107,7 @@ class Replay:
         self._scored: dict[str, list[dict[str, Any]]] = {}
         self._pending: dict[str, list[Event]] = defaultdict(list)
         self._on_score = on_score
+        self._on_change = on_change
 
     def add(self, event: Event) -> None:
         day = event.occurred_at.date()
@@ -143,6 +146,8 @@ class Replay:
                 self._on_score(index, account_id, day, result.assessment, state)
                 if result.change is not None:
                     self.alerts[index].judge(result.change)
+                    if self._on_change is not None:
+                        self._on_change(index, result.change)
 
     def _fold(self, day: date) -> None:
         for account_id, events in self._pending.items():

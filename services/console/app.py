@@ -289,7 +289,7 @@ class Pages:
         high = await self.scoring.get(
             person.key,
             "/v1/accounts",
-            {"risk": "high", "sort": "change", "limit": "100", **mine},
+            {"risk": "high", "stage": views.SAVABLE, "sort": "change", "limit": "100", **mine},
         )
         attention = views.attention_first(high["accounts"])[:20]
         return self.render(

@@ -14,6 +14,10 @@ OVERRIDE_DAYS = (7, 30, 90)
 SNOOZES = {"4h": "4 hours", "1d": "a day", "3d": "3 days", "7d": "a week"}
 
 
+SAVABLE = ["onboarding", "adoption", "steady", "renewal_window"]
+"""Stages a CSM can still act in: a churned account needs no attention first."""
+
+
 def attention_first(accounts: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Who needs attention first: the most valuable tiers, then the biggest 7-day
     drop, then the lowest score."""

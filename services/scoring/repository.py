@@ -436,6 +436,15 @@ async def record_portfolio_day(session: AsyncSession, day: date) -> bool:
     by_owner: dict[str, list[list[Any]]] = defaultdict(list)
     for owner, tier, band, risk, n, mrr in await session.execute(query):
         by_owner[owner or ""].append([tier or "", band or "", risk or "", int(n), int(mrr or 0)])
+    await keep_portfolio_day(session, day, by_owner)
+    return True
+
+
+async def keep_portfolio_day(
+    session: AsyncSession, day: date, by_owner: dict[str, list[list[Any]]]
+) -> None:
+    """Keep ``day``'s figures, by owner ('' for none): ``[[tier, band, risk, accounts,
+    mrr_minor], ...]`` with '' for none; a day kept already stays as it was."""
     rows = [
         {"day": day, "owner": owner, "figures": orjson.dumps(figures).decode()}
         for owner, figures in by_owner.items()
@@ -445,7 +454,6 @@ async def record_portfolio_day(session: AsyncSession, day: date) -> bool:
     await insert_rows(session, table, rows, "ON CONFLICT DO NOTHING")
     horizon = day - timedelta(days=PORTFOLIO_DAYS_KEPT)
     await session.execute(delete(PortfolioDay).where(PortfolioDay.day < horizon))
-    return True
 
 
 async def portfolio_day(

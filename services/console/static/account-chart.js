@@ -22,6 +22,7 @@
         }],
       },
     };
+    var began = performance.now();
     var chart = new uPlot({
       width: Math.max(320, holder.clientWidth || 800),
       height: 260,
@@ -36,6 +37,7 @@
       axes: [{}, { values: function (u, ticks) { return ticks.map(String); } }],
     }, [data.series.t, data.series.health], holder);
     holder.dataset.points = String(data.series.t.length);
+    holder.dataset.drawMs = (performance.now() - began).toFixed(1);  // read by make screenshots
     holder.dataset.drawn = "true";
     window.addEventListener("resize", function () {
       chart.setSize({ width: Math.max(320, holder.clientWidth || 800), height: 260 });
@@ -83,7 +85,7 @@
         { label: "tier", scale: "tier", stroke: "#1f4e79", width: 2, paths: stepped, spanGaps: false,
           value: function (u, v) { return v == null ? "-" : data.tiers[v]; } }],
       axes: [{},
-        { scale: "risk", values: named(data.risks), splits: every(data.risks) },
+        { scale: "risk", values: named(data.risks), splits: every(data.risks), size: 70 },
         { scale: "tier", side: 1, values: named(data.tiers), splits: every(data.tiers), grid: { show: false } }],
     }, [data.t, data.risk, data.tier], holder);
     var last = data.t.length - 1;  // what the chart ends on, for readers of the page

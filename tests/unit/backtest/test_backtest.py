@@ -15,8 +15,12 @@ from typer.testing import CliRunner
 from bench import portfolio
 from services.backtest import run
 from services.backtest.ledger import Ledger, Trace
+from services.backtest.replay import Replay
 from services.backtest.report import Outcome, summarise
+from services.backtest.sources import Intake, Memory, merged, segment_events
 from services.cli import app
+from services.ingest.domain import Limits as IngestLimits
+from services.scoring.domain import Limits
 from services.scoring.scorecard import RevenueShare
 from services.scoring.settings import SHIPPED_SCORECARDS
 from shared.scores import Tier
@@ -168,3 +172,29 @@ def test_the_command_prints_the_report_and_refuses_what_it_cannot_read(tmp_path:
     assert "default@2" in shown.output and "1 events" in shown.output
     assert missing.exit_code == 2 and "no such input file" in missing.output
     assert nothing.exit_code == 2 and "no input given" in nothing.output
+
+
+def test_the_replay_hands_over_each_material_change_in_sequence(tmp_path: Path) -> None:
+    """What `make demo` stores: every account's changes, in order, ending where its
+    state ends."""
+    data = tmp_path / "portfolio"
+    portfolio.write(data, accounts=8, days=60, seed=4)
+    changes: dict[str, list[int]] = {}
+    replay = Replay(
+        run.load_models([]),
+        Limits(),
+        [],
+        lambda *_: None,
+        lambda _, change: changes.setdefault(change.account_id, []).append(change.sequence),
+    )
+    intake, memory = Intake(), Memory()
+    limits = IngestLimits()
+    streams = [segment_events(data / "segment.jsonl", intake, limits, memory)]
+    for event in merged(streams):
+        replay.add(event)
+    replay.finish()
+
+    assert changes and set(changes) <= set(replay.states)
+    for account, sequences in changes.items():
+        assert sequences == list(range(1, len(sequences) + 1))
+        assert replay.states[account].sequence == sequences[-1]
