@@ -18,7 +18,6 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from aiokafka.partitioner import DefaultPartitioner
 from sqlalchemy import func, select
@@ -43,11 +42,11 @@ MOVEMENT = timedelta(days=30)
 @dataclass
 class History:
     """What the replay hands over: every material change, and the portfolio on
-    ``kept_on`` by owner and (tier, band, risk): [accounts, MRR]."""
+    ``kept_on`` by (owner, segment) and (tier, band, risk): [accounts, MRR]."""
 
     kept_on: date
     changes: list[ScoreChange] = field(default_factory=list)
-    kept: dict[str, dict[tuple[str, str, str], list[int]]] = field(
+    kept: dict[tuple[str, str], dict[tuple[str, str, str], list[int]]] = field(
         default_factory=lambda: defaultdict(dict)
     )
 
@@ -63,14 +62,15 @@ class History:
         if now is not None:
             tier = now.effective_tier.value if now.effective_tier else ""
             combination = (tier, now.effective_band.value, now.risk.value)
-        sums = self.kept[state.trait("owner_csm_email") or ""].setdefault(combination, [0, 0])
+        scope = (state.trait("owner_csm_email") or "", state.trait("segment") or "")
+        sums = self.kept[scope].setdefault(combination, [0, 0])
         sums[0] += 1
         sums[1] += state.fact("mrr_minor") or 0
 
-    def kept_figures(self) -> dict[str, list[list[Any]]]:
+    def kept_figures(self) -> repository.KeptFigures:
         return {
-            owner: [[*combination, n, mrr] for combination, (n, mrr) in figures.items()]
-            for owner, figures in self.kept.items()
+            scope: [[*combination, n, mrr] for combination, (n, mrr) in figures.items()]
+            for scope, figures in self.kept.items()
         }
 
 

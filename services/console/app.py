@@ -284,16 +284,24 @@ class Pages:
     async def portfolio(self, request: Request) -> HTMLResponse:
         person = _person(request)
         owner = request.query_params.get("owner", "").strip()[:320]
-        mine: dict[str, str | list[str]] = {"owner": owner} if owner else {}
-        figures = await self.scoring.get(person.key, "/v1/portfolio", mine)
+        segment = request.query_params.get("segment", "").strip()[:200]
+        scope: dict[str, str | list[str]] = {
+            k: v for k, v in (("owner", owner), ("segment", segment)) if v
+        }
+        figures = await self.scoring.get(person.key, "/v1/portfolio", scope)
         high = await self.scoring.get(
             person.key,
             "/v1/accounts",
-            {"risk": "high", "stage": views.SAVABLE, "sort": "change", "limit": "100", **mine},
+            {"risk": "high", "stage": views.SAVABLE, "sort": "change", "limit": "100", **scope},
         )
         attention = views.attention_first(high["accounts"])[:20]
         return self.render(
-            request, "portfolio.html", figures=figures, attention=attention, owner=owner
+            request,
+            "portfolio.html",
+            figures=figures,
+            attention=attention,
+            owner=owner,
+            segment=segment,
         )
 
     async def accounts(self, request: Request) -> HTMLResponse:

@@ -207,10 +207,19 @@ def router(scorecards: ScorecardSet, clock: Clock, portfolio_max_age_s: float = 
                 description="Only this CSM's accounts (e-mail or handle), figured afresh.",
             ),
         ] = None,
+        segment: Annotated[
+            str | None,
+            Query(
+                min_length=1,
+                max_length=200,
+                description="Only this segment's accounts, figured afresh.",
+            ),
+        ] = None,
     ) -> PortfolioRead:
-        if owner is not None:  # one CSM's accounts: few rows, read by the owner index
-            return await _portfolio(session, clock(), owner)
-        return await portfolio.get(lambda: _portfolio(session, clock()))
+        scope = repository.PortfolioScope(owner, segment)
+        if not scope.everyone:  # a part: read through the owner or segment index
+            return await _portfolio(session, clock(), scope)
+        return await portfolio.get(lambda: _portfolio(session, clock(), scope))
 
     @api.get(
         "/scorecards",
@@ -294,10 +303,10 @@ def router(scorecards: ScorecardSet, clock: Clock, portfolio_max_age_s: float = 
 
 
 async def _portfolio(
-    session: AsyncSession, now: datetime, owner: str | None = None
+    session: AsyncSession, now: datetime, scope: repository.PortfolioScope
 ) -> PortfolioRead:
-    figures = await repository.portfolio_figures(session, owner)
-    kept = await repository.portfolio_day(session, (now - MOVEMENT).date(), now.date(), owner)
+    figures = await repository.portfolio_figures(session, scope)
+    kept = await repository.portfolio_day(session, (now - MOVEMENT).date(), now.date(), scope)
     earlier = PortfolioDayRead(day=kept[0], **_summed(kept[1])) if kept is not None else None
     return PortfolioRead(computed_at=now, earlier=earlier, **_summed(figures))
 

@@ -165,8 +165,8 @@ consumer_offsets = consumer_offsets_table(Base.metadata, "scoring_consumer_offse
 
 
 class PortfolioDay(Base):
-    """The portfolio as the first sweep of a day found it, one row per owner (''
-    for accounts without one): what the console's 30-day movement compares with.
+    """The portfolio as the first sweep of a day found it, one row per owner and segment
+    ('' for none): what the console's 30-day movement compares with.
 
     ``figures``: ``[[tier, band, risk, accounts, mrr_minor], ...]``, '' for none."""
 
@@ -174,4 +174,5 @@ class PortfolioDay(Base):
 
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     owner: Mapped[str] = mapped_column(String(320), primary_key=True)
+    segment: Mapped[str] = mapped_column(String(200), primary_key=True)
     figures: Mapped[list[list[Any]]] = mapped_column(JSON)

@@ -408,46 +408,61 @@ def _filter_conditions(filters: AccountFilters) -> list[ColumnElement[bool]]:
 
 PortfolioFigures = tuple[str | None, str | None, str | None, int, int]
 """(tier, band, risk, accounts, summed MRR) of one combination of tier, band and risk."""
+KeptFigures = dict[tuple[str, str], list[list[Any]]]
+"""A kept day's figures by (owner, segment), '' for none: ``[[tier, band, risk,
+accounts, mrr_minor], ...]`` with '' for none."""
 PORTFOLIO_DAYS_KEPT = 400
 _COMBINATION = (Account.tier, Account.band, Account.risk)
 _SUMS = (func.count(), func.coalesce(func.sum(Account.mrr_minor), 0))
 
 
+@dataclass(frozen=True)
+class PortfolioScope:
+    """Whose accounts: one owner's, one segment's, both, or (neither) everyone's."""
+
+    owner: str | None = None
+    segment: str | None = None
+
+    @property
+    def everyone(self) -> bool:
+        return self.owner is None and self.segment is None
+
+
 async def portfolio_figures(
-    session: AsyncSession, owner: str | None = None
+    session: AsyncSession, scope: PortfolioScope = PortfolioScope()
 ) -> list[PortfolioFigures]:
-    """The figures of every tier, band and risk combination, of every account or of
-    one owner's."""
+    """The figures of every tier, band and risk combination of the accounts in scope."""
     query = select(*_COMBINATION, *_SUMS).group_by(*_COMBINATION)
-    if owner is not None:
-        query = query.where(Account.owner == owner)
+    if scope.owner is not None:
+        query = query.where(Account.owner == scope.owner)
+    if scope.segment is not None:
+        query = query.where(Account.segment == scope.segment)
     rows = await session.execute(query)
     return [(tier, band, risk, int(n), int(mrr or 0)) for tier, band, risk, n, mrr in rows]
 
 
 async def record_portfolio_day(session: AsyncSession, day: date) -> bool:
-    """Keep the portfolio as it is now as ``day``'s, per owner, unless ``day`` has it
-    (every replica's sweep asks; the first one adds it up). Days past
-    ``PORTFOLIO_DAYS_KEPT`` are dropped."""
+    """Keep the portfolio as it is now as ``day``'s, per owner and segment, unless
+    ``day`` has it (every replica's sweep asks; the first one adds it up)."""
     kept = select(PortfolioDay.day).where(PortfolioDay.day == day).limit(1)
     if await session.scalar(kept) is not None:
         return False
-    query = select(Account.owner, *_COMBINATION, *_SUMS).group_by(Account.owner, *_COMBINATION)
-    by_owner: dict[str, list[list[Any]]] = defaultdict(list)
-    for owner, tier, band, risk, n, mrr in await session.execute(query):
-        by_owner[owner or ""].append([tier or "", band or "", risk or "", int(n), int(mrr or 0)])
-    await keep_portfolio_day(session, day, by_owner)
+    scope = (Account.owner, Account.segment)
+    query = select(*scope, *_COMBINATION, *_SUMS).group_by(*scope, *_COMBINATION)
+    figures: KeptFigures = defaultdict(list)
+    for owner, segment, tier, band, risk, n, mrr in await session.execute(query):
+        combination = [tier or "", band or "", risk or "", int(n), int(mrr or 0)]
+        figures[owner or "", segment or ""].append(combination)
+    await keep_portfolio_day(session, day, figures)
     return True
 
 
-async def keep_portfolio_day(
-    session: AsyncSession, day: date, by_owner: dict[str, list[list[Any]]]
-) -> None:
-    """Keep ``day``'s figures, by owner ('' for none): ``[[tier, band, risk, accounts,
-    mrr_minor], ...]`` with '' for none; a day kept already stays as it was."""
+async def keep_portfolio_day(session: AsyncSession, day: date, figures: KeptFigures) -> None:
+    """Keep ``day``'s figures (a day kept already stays as it was); days past
+    ``PORTFOLIO_DAYS_KEPT`` are dropped."""
     rows = [
-        {"day": day, "owner": owner, "figures": orjson.dumps(figures).decode()}
-        for owner, figures in by_owner.items()
+        {"day": day, "owner": owner, "segment": segment, "figures": orjson.dumps(found).decode()}
+        for (owner, segment), found in figures.items()
     ]
     table = PortfolioDay.__table__
     assert isinstance(table, Table)
@@ -457,11 +472,11 @@ async def keep_portfolio_day(
 
 
 async def portfolio_day(
-    session: AsyncSession, on_or_before: date, before: date, owner: str | None = None
+    session: AsyncSession, on_or_before: date, before: date, scope: PortfolioScope
 ) -> tuple[date, list[PortfolioFigures]] | None:
     """The latest kept day on or before ``on_or_before`` (else, for a portfolio younger
-    than that, the earliest kept day before ``before``) with its figures, of every
-    account or of one owner's; None when there is none."""
+    than that, the earliest kept day before ``before``) with the figures of the
+    accounts in scope then; None when there is none."""
     day = await session.scalar(
         select(func.max(PortfolioDay.day)).where(PortfolioDay.day <= on_or_before)
     )
@@ -472,8 +487,10 @@ async def portfolio_day(
     if day is None:
         return None
     query = select(PortfolioDay.figures).where(PortfolioDay.day == day)
-    if owner is not None:
-        query = query.where(PortfolioDay.owner == owner)
+    if scope.owner is not None:
+        query = query.where(PortfolioDay.owner == scope.owner)
+    if scope.segment is not None:
+        query = query.where(PortfolioDay.segment == scope.segment)
     found = [
         (tier or None, band or None, risk or None, int(n), int(mrr))
         for figures in await session.scalars(query)

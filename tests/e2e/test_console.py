@@ -183,9 +183,10 @@ async def test_a_csm_finds_an_account_reads_why_and_acknowledges_its_alert(
         await _sign_in(page, console.url, console.keys["kim"])
         await expect(page.get_by_test_id("signed-in-as")).to_have_text("Kim")
         await page.get_by_label("owner").fill("kim@example.com")
+        await page.get_by_label("segment").fill("smb")
         await page.get_by_role("button", name="Show").click()
         await expect(page.get_by_role("heading", level=1)).to_have_text(
-            "Portfolio of kim@example.com"
+            "Portfolio of kim@example.com in smb"
         )
         since = (datetime.now(UTC).date() - timedelta(days=30)).isoformat()
         await expect(page.get_by_test_id("movement")).to_contain_text(f"Since {since}")

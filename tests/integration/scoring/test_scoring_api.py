@@ -159,6 +159,9 @@ async def test_the_portfolio_moves_against_the_day_its_first_sweep_kept_30_days_
         everyone = (await api.get("/v1/portfolio")).json()
         kim = (await api.get("/v1/portfolio", params={"owner": "kim@example.com"})).json()
         lee = (await api.get("/v1/portfolio", params={"owner": "lee@example.com"})).json()
+        smb = (await api.get("/v1/portfolio", params={"segment": "smb"})).json()
+        kims_smb = {"owner": "kim@example.com", "segment": "smb"}
+        kim_smb = (await api.get("/v1/portfolio", params=kims_smb)).json()
 
     assert first_day["earlier"] is None  # no day kept before today yet
     earlier = everyone["earlier"]
@@ -168,6 +171,9 @@ async def test_the_portfolio_moves_against_the_day_its_first_sweep_kept_30_days_
     assert everyone["accounts"] == 3
     assert (kim["earlier"]["accounts"], kim["accounts"]) == (2, 2)
     assert (lee["earlier"]["accounts"], lee["accounts"]) == (0, 1)
+    # a2 (100,000 a month) is kim's one smb account, then and now
+    assert (smb["earlier"]["mrr_minor"], smb["mrr_minor"]) == (100_000, 100_000)
+    assert (kim_smb["earlier"]["accounts"], kim_smb["accounts"]) == (1, 1)
 
 
 async def _kept(database: str, day: date) -> bool:

@@ -1,5 +1,5 @@
-"""The portfolio as each day's first sweep found it, per owner: the console's 30-day
-movement compares the portfolio now with the day 30 days ago.
+"""The portfolio as each day's first sweep found it, per owner and segment: the
+console's 30-day movement compares the portfolio now with the day 30 days ago.
 
 Revision ID: scoring_0007
 Revises: scoring_0006
@@ -22,8 +22,9 @@ def upgrade() -> None:
         "portfolio_days",
         sa.Column("day", sa.Date(), nullable=False),
         sa.Column("owner", sa.String(320), nullable=False),
+        sa.Column("segment", sa.String(200), nullable=False),
         sa.Column("figures", sa.JSON(), nullable=False),
-        sa.PrimaryKeyConstraint("day", "owner"),
+        sa.PrimaryKeyConstraint("day", "owner", "segment"),
     )
 
 
