@@ -9,7 +9,7 @@ from typing import Any
 TIER_ORDER = {"S": 0, "A": 1, "B": 2, "C": 3, None: 4}
 RANGES = {"30d": 30, "90d": 90, "1y": 365}
 DEFAULT_RANGE = "90d"
-FILTERS = ("q", "tier", "band", "risk", "stage", "owner", "segment", "sort", "order")
+FILTERS = ("q", "tier", "band", "risk", "stage", "stale", "owner", "segment", "sort", "order")
 OVERRIDE_DAYS = (7, 30, 90)
 SNOOZES = {"4h": "4 hours", "1d": "a day", "3d": "3 days", "7d": "a week"}
 

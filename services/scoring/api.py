@@ -92,6 +92,10 @@ def router(scorecards: ScorecardSet, clock: Clock, portfolio_max_age_s: float = 
         stage: Annotated[list[Stage] | None, Query()] = None,
         owner: Annotated[str | None, Query(max_length=320)] = None,
         segment: Annotated[str | None, Query(max_length=200)] = None,
+        stale: Annotated[
+            bool | None,
+            Query(description="true: only accounts whose data stopped coming; false: the rest"),
+        ] = None,
         q: Annotated[
             str | None,
             Query(
@@ -116,6 +120,7 @@ def router(scorecards: ScorecardSet, clock: Clock, portfolio_max_age_s: float = 
             stage=_values(stage),
             owner=owner,
             segment=segment,
+            stale=stale,
             search=q,
         )
         rows = await repository.list_accounts(

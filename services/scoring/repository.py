@@ -351,6 +351,7 @@ class AccountFilters:
     stage: list[str] | None = None
     owner: str | None = None
     segment: str | None = None
+    stale: bool | None = None
     search: str | None = None
     """A prefix of the account's id (as written) or of its name (any case)."""
 
@@ -396,6 +397,8 @@ def _filter_conditions(filters: AccountFilters) -> list[ColumnElement[bool]]:
         conditions.append(Account.owner == filters.owner)
     if filters.segment is not None:
         conditions.append(Account.segment == filters.segment)
+    if filters.stale is not None:
+        conditions.append(Account.stale.is_(filters.stale))
     if filters.search:
         conditions.append(
             or_(

@@ -57,6 +57,10 @@ async def test_accounts_filter_sort_and_page_and_the_portfolio_adds_up(
         smb_red = (await api.get("/v1/accounts", params={"segment": "smb", "risk": "high"})).json()
         by_owner = (await api.get("/v1/accounts", params={"owner": "kim@example.com"})).json()
         bad_cursor = await api.get("/v1/accounts", params={"cursor": "nope"})
+        stale = {
+            flag: (await api.get("/v1/accounts", params={"stale": flag})).json()["accounts"]
+            for flag in ("true", "false")
+        }
         searched = {
             q: [
                 a["account_id"]
@@ -76,6 +80,7 @@ async def test_accounts_filter_sort_and_page_and_the_portfolio_adds_up(
     assert {a["account_id"] for a in smb_red["accounts"]} == CANCELED
     assert len(by_owner["accounts"]) == len(MRR) and by_owner["next_cursor"] is None
     assert bad_cursor.status_code == 400 and bad_cursor.json()["error"] == "bad_cursor"
+    assert (len(stale["true"]), len(stale["false"])) == (0, len(MRR))  # all heard from now
     # By name in any case ("A3" is a3's name, its id is lower case), by id prefix, and
     # with LIKE's wildcards taken literally.
     assert (searched["A3"], searched["%"], searched["a_"]) == (["a3"], [], [])
