@@ -14,7 +14,7 @@ from playwright.async_api import Page, expect
 
 from tests.support.browser import chromium
 
-PAGES = ("portfolio", "accounts", "account", "alerts", "backtest")
+PAGES = ("sign-in", "portfolio", "accounts", "account", "alerts", "backtest")
 # The most the account page fetches (5,000 changes, a year of a busy account), drawn
 # on the page as its health chart draws them: milliseconds until the next frame after.
 LARGEST = """async () => {
@@ -37,6 +37,7 @@ async def shoot(url: str, out: Path) -> dict[str, float]:
     async with chromium() as browser:
         page = await browser.new_page(viewport={"width": 1280, "height": 900})
         await page.goto(url)
+        await _save(page, out, "sign-in", whole=False)
         await page.get_by_label("Your name").fill("Kim")
         await page.get_by_label("Your API key").fill("demo")  # make run checks no keys
         await page.get_by_role("button", name="Sign in").click()
