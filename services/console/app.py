@@ -28,7 +28,6 @@ from fastapi.responses import (
 )
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
@@ -39,6 +38,7 @@ from services.console.client import Api, BadInput, ConsoleError, NotAllowed, Sig
 from services.console.oidc import Provider, Refused
 from services.console.session import COOKIE, Session, Sessions
 from services.console.settings import ConsoleSettings
+from shared.metrics import EXPOSITION_TYPE, exposition
 from shared.recent import Recent
 
 HERE = Path(__file__).parent
@@ -197,7 +197,7 @@ class Pages:
         return JSONResponse({"ready": ready, "checks": checks}, 200 if ready else 503)
 
     async def metrics(self) -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+        return Response(exposition(), media_type=EXPOSITION_TYPE)
 
     async def sign_in_page(
         self, request: Request, next: str = "/", message: str = ""

@@ -209,6 +209,7 @@ async def test_operational_endpoints(ingest: httpx.AsyncClient) -> None:
     metrics = (await ingest.get("/metrics")).text
     assert 'vitals_ingest_events_accepted_total{source="native"}' in metrics
     assert 'vitals_ingest_request_seconds_count{route="/v1/events"}' in metrics
+    assert "_created" not in metrics  # no extra gauge family per counter and histogram
     spec = (await ingest.get("/openapi.json")).json()
     body = spec["paths"]["/v1/events"]["post"]["requestBody"]["content"]["application/json"]
     assert {"$ref": "#/components/schemas/EventBatchIn"} in body["schema"]["oneOf"]
