@@ -16,7 +16,7 @@ import asyncio
 import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from aiokafka.partitioner import DefaultPartitioner
@@ -29,6 +29,7 @@ from services.backtest.run import load_models
 from services.backtest.sources import Intake, Memory, merged, segment_events, stripe_events
 from services.ingest.settings import IngestSettings
 from services.scoring import repository
+from services.scoring.api import MOVEMENT
 from services.scoring.domain import AccountState, Assessment
 from services.scoring.models import Account
 from services.scoring.settings import ScoringSettings
@@ -36,7 +37,6 @@ from shared.db import create_engine, session_factory
 from shared.scores import ScoreChange
 
 CHUNK = 500
-MOVEMENT = timedelta(days=30)
 
 
 @dataclass

@@ -16,6 +16,7 @@ from fastapi import Depends, FastAPI, Request, status
 from fastapi.dependencies.models import Dependant
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.convertors import Convertor, register_url_convertor
@@ -25,7 +26,7 @@ from shared.errors import Problem as Problem
 from shared.errors import install_error_handlers, invalid_request
 from shared.errors import problem_response as problem_response
 from shared.health import Readiness
-from shared.metrics import EXPOSITION_TYPE, exposition
+from shared.metrics import exposition
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 # A JSON escape of NUL: \u0000 preceded by an even number of backslashes.
@@ -147,7 +148,7 @@ def create_service_app(*, title: str, description: str, lifespan: Lifespan) -> F
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
     async def metrics() -> Response:
-        return Response(exposition(), media_type=EXPOSITION_TYPE)
+        return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
 
     return app
 

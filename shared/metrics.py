@@ -6,7 +6,6 @@ import contextlib
 
 from aiokafka import TopicPartition
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
     Counter,
     Gauge,
     Histogram,
@@ -17,11 +16,10 @@ from prometheus_client import (
 # A counter's or histogram's *_created series is one more gauge family each, which no
 # dashboard or rule reads (85 of them across the services): not exposed.
 disable_created_metrics()  # type: ignore[no-untyped-call]
-EXPOSITION_TYPE = CONTENT_TYPE_LATEST
 
 
 def exposition() -> bytes:
-    """What /metrics answers, in every service and the console."""
+    """What /metrics answers (as ``CONTENT_TYPE_LATEST``), in every service and the console."""
     return generate_latest()
 
 

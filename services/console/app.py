@@ -28,6 +28,7 @@ from fastapi.responses import (
 )
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
@@ -38,7 +39,7 @@ from services.console.client import Api, BadInput, ConsoleError, NotAllowed, Sig
 from services.console.oidc import Provider, Refused
 from services.console.session import COOKIE, Session, Sessions
 from services.console.settings import ConsoleSettings
-from shared.metrics import EXPOSITION_TYPE, exposition
+from shared.metrics import exposition
 from shared.recent import Recent
 
 HERE = Path(__file__).parent
@@ -152,13 +153,10 @@ class Pages:
         app.add_api_route("/sign-in", self.sign_in_page, methods=["GET"])
         app.add_api_route("/sign-in", self.sign_in, methods=["POST"])
         app.add_api_route("/sign-out", self.sign_out, methods=["POST"])
-        app.add_api_route("/sign-in/provider", self.provider_start, methods=["GET"])
-        app.add_api_route(
-            "/sign-in/provider/back",
-            self.provider_back,
-            methods=["GET"],
-            name="provider_back",
-        )
+        if self.provider is not None:
+            app.add_api_route("/sign-in/provider", self.provider_start, methods=["GET"])
+            back = "/sign-in/provider/back"
+            app.add_api_route(back, self.provider_back, methods=["GET"], name="provider_back")
         pages = APIRouter(
             dependencies=[Depends(self.signed_in)], default_response_class=HTMLResponse
         )
@@ -197,7 +195,7 @@ class Pages:
         return JSONResponse({"ready": ready, "checks": checks}, 200 if ready else 503)
 
     async def metrics(self) -> Response:
-        return Response(exposition(), media_type=EXPOSITION_TYPE)
+        return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
 
     async def sign_in_page(
         self, request: Request, next: str = "/", message: str = ""
@@ -252,18 +250,16 @@ class Pages:
         return response
 
     async def provider_start(self, request: Request, next: str = "/") -> Response:
-        if self.provider is None:
-            raise StarletteHTTPException(404, "no identity provider is set up")
+        """Registered only with a provider, as is ``provider_back``."""
+        assert self.provider is not None
         request.session["next"] = views.safe_next(next)
         try:
             return await self.provider.start(request, str(request.url_for("provider_back")))
         except httpx.HTTPError as exc:
-            log.warning("identity provider unreachable: %s", exc)
-            return self._sign_in_page(request, 503, "/", "The identity provider did not answer.")
+            return self._provider_unreachable(request, "/", exc)
 
     async def provider_back(self, request: Request) -> Response:
-        if self.provider is None:
-            raise StarletteHTTPException(404, "no identity provider is set up")
+        assert self.provider is not None
         target = views.safe_next(request.session.pop("next", "/"))
         try:
             person = await self.provider.finish(request)
@@ -272,9 +268,12 @@ class Pages:
             message = f"Sign-in through the identity provider failed: {exc}"
             return self._sign_in_page(request, 401, target, message)
         except httpx.HTTPError as exc:
-            log.warning("identity provider unreachable: %s", exc)
-            return self._sign_in_page(request, 503, target, "The identity provider did not answer.")
+            return self._provider_unreachable(request, target, exc)
         return self._signed_in_as(Session("", person.name, person.may_act), target)
+
+    def _provider_unreachable(self, request: Request, target: str, exc: Exception) -> Response:
+        log.warning("identity provider unreachable: %s", exc)
+        return self._sign_in_page(request, 503, target, "The identity provider did not answer.")
 
     async def sign_out(self) -> Response:
         response = RedirectResponse("/sign-in?message=Signed+out.", status_code=303)

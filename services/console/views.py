@@ -6,6 +6,8 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
+from shared.scores import Risk, Stage, Tier
+
 TIER_ORDER = {"S": 0, "A": 1, "B": 2, "C": 3, None: 4}
 RANGES = {"30d": 30, "90d": 90, "1y": 365}
 DEFAULT_RANGE = "90d"
@@ -14,7 +16,7 @@ OVERRIDE_DAYS = (7, 30, 90)
 SNOOZES = {"4h": "4 hours", "1d": "a day", "3d": "3 days", "7d": "a week"}
 
 
-SAVABLE = ["onboarding", "adoption", "steady", "renewal_window"]
+SAVABLE = [stage.value for stage in Stage if stage is not Stage.churned]
 """Stages a CSM can still act in: a churned account needs no attention first."""
 
 
@@ -75,8 +77,8 @@ def signed_money(minor: int, currency: str | None = None) -> str:
     return ("+" if minor > 0 else "") + money(minor, currency)
 
 
-RISK_LEVELS = ("low", "medium", "high")
-TIER_LEVELS = ("C", "B", "A", "S")
+RISK_LEVELS = tuple(risk.value for risk in Risk)  # low to high
+TIER_LEVELS = tuple(tier.value for tier in reversed(Tier))  # C to S
 
 
 def standing_series(entries: list[dict[str, Any]], now: datetime) -> dict[str, Any]:

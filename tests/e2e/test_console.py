@@ -304,8 +304,7 @@ async def test_people_sign_in_through_the_identity_provider_and_its_groups_decid
     async with chromium() as browser:
         page = await browser.new_page()
         await page.goto(console.url)
-        await page.get_by_role("link", name="Sign in with your company account").click()
-        await page.get_by_role("button", name="alice").click()  # the provider's own form
+        await _through_provider(page, "alice")
         await expect(page.get_by_test_id("signed-in-as")).to_have_text("Alice")
         await page.goto(f"{console.url}/accounts/acme")
         row = page.get_by_test_id("account-alerts").get_by_test_id("alert-row").first
@@ -313,8 +312,7 @@ async def test_people_sign_in_through_the_identity_provider_and_its_groups_decid
         await expect(row.get_by_test_id("alert-state")).to_contain_text("acknowledged by Alice")
         await page.get_by_role("button", name="Sign out").click()
 
-        await page.get_by_role("link", name="Sign in with your company account").click()
-        await page.get_by_role("button", name="bob").click()
+        await _through_provider(page, "bob")
         await expect(page.get_by_test_id("signed-in-as")).to_have_text("Bob")
         await page.goto(f"{console.url}/accounts/acme")
         await _set_tier_override(page)
@@ -322,9 +320,14 @@ async def test_people_sign_in_through_the_identity_provider_and_its_groups_decid
         await expect(page.get_by_role("alert")).to_contain_text("membership of the csm group")
         await page.get_by_role("button", name="Sign out").click()
 
-        await page.get_by_role("link", name="Sign in with your company account").click()
-        await page.get_by_role("button", name="Deny").click()
+        await _through_provider(page, "Deny")
         await expect(page.get_by_role("alert")).to_contain_text("identity provider failed")
 
     found = await _acme_alerts(console.alerts.url, console.keys["kim"])
     assert [a["acked_by"] for a in found if a["state"] == "open"] == ["Alice"]
+
+
+async def _through_provider(page: Page, choice: str) -> None:
+    """From the sign-in page, the provider's form: a known person's button, or Deny."""
+    await page.get_by_role("link", name="Sign in with your company account").click()
+    await page.get_by_role("button", name=choice).click()
