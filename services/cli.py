@@ -22,6 +22,7 @@ from shared.auth import Scope, entry_yaml, generate_key, parse_rate
 from shared.db import redact_url
 from shared.events import event_json_schema
 from shared.logging import configure_logging
+from shared.metrics import shared_by_workers
 from shared.migrations import MigrationSet, upgrade_database
 from shared.settings import VitalsSettings
 
@@ -73,7 +74,8 @@ def serve(
         return
     _load_settings(service)  # refuse bad settings once, before any process starts
     factory = f"services.cli:{service.value}_app"
-    uvicorn.run(factory, factory=True, workers=workers, host=host, port=port, log_config=None)
+    with shared_by_workers():
+        uvicorn.run(factory, factory=True, workers=workers, host=host, port=port, log_config=None)
 
 
 def _service_app(service: Service) -> FastAPI:

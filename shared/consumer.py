@@ -42,6 +42,7 @@ from shared.errors import describe
 from shared.faults import Restarts, is_transient
 from shared.health import Readiness
 from shared.kafka import RebalanceListener, start_with_retry
+from shared.lag import DatabasePositions, LagProbe
 from shared.offsets import (
     NOT_CONSUMED,
     check_epochs,
@@ -50,6 +51,7 @@ from shared.offsets import (
     load_offsets,
     save_offsets,
 )
+from shared.settings import VitalsSettings
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +136,16 @@ class TransactionalConsumer:
         readiness.add_probe("broker", self._broker_problem)
         readiness.add_liveness(name, self._stuck_problem)
 
+    def lag_probe(self, settings: VitalsSettings) -> LagProbe:
+        """The probe that measures this consumer's lag from its stored positions."""
+        return LagProbe(
+            settings,
+            role=self.name,
+            topics=[self.topic],
+            positions=DatabasePositions(self._sessions, self._offsets, self.group_id),
+            set_lag=metrics.lag_gauge(self.name),
+        )
+
     async def run(self) -> None:
         """Consume until cancelled, restarting after any failure with growing backoff."""
         while True:
@@ -194,7 +206,7 @@ class TransactionalConsumer:
                 positions = await self._flush_isolating(records) if records else {}
                 if self._periodic is not None and (self._periodic_pending or self._periodic.due()):
                     self._periodic_pending = await self._run_periodic(self._periodic, owned)
-            if self._record_lag(consumer) == 0:
+            if self._records_waiting(consumer) == 0:
                 self._last_progress = time.monotonic()
             await self._handler.after_commit()
             if positions:
@@ -279,17 +291,15 @@ class TransactionalConsumer:
         metrics.CONSUMER_BATCH_SECONDS.labels(self.name).observe(time.perf_counter() - started)
         return positions
 
-    def _record_lag(self, consumer: AIOKafkaConsumer) -> int:
-        """Records behind the end of every owned partition, from the stored positions;
-        sets the lag gauges and returns the total."""
+    def _records_waiting(self, consumer: AIOKafkaConsumer) -> int:
+        """Records behind the end of the owned partitions, as far as the last fetch
+        knows. The lag gauges come from :mod:`shared.lag`, which goes on measuring
+        when this loop does not."""
         total = 0
         for tp, position in self._next.items():
             highwater = consumer.highwater(tp)
-            if highwater is None:
-                continue  # nothing fetched yet: the end is not known
-            lag = max(highwater - position, 0)
-            metrics.CONSUMER_LAG.labels(self.name, tp.topic, str(tp.partition)).set(lag)
-            total += lag
+            if highwater is not None:  # None: nothing fetched yet, the end is not known
+                total += max(highwater - position, 0)
         return total
 
     def _stalled_past(self, limit_s: float) -> tuple[float, int] | None:
@@ -301,7 +311,7 @@ class TransactionalConsumer:
         idle = time.monotonic() - self._last_progress
         if idle < limit_s:
             return None
-        behind = self._record_lag(consumer)
+        behind = self._records_waiting(consumer)
         return (idle, behind) if behind else None
 
     async def _progress_problem(self) -> str | None:
@@ -386,6 +396,4 @@ class TransactionalConsumer:
             self._handler.forget()
             self._epochs = {tp: e for tp, e in self._epochs.items() if tp not in revoked}
             self._next = {tp: n for tp, n in self._next.items() if tp not in revoked}
-            for tp in revoked:
-                metrics.forget_lag(self.name, tp)
             log.info("%s revoked partitions %s", self.name, sorted(tp.partition for tp in revoked))

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 from aiokafka import TopicPartition
 from prometheus_client import (
+    CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
     disable_created_metrics,
     generate_latest,
+    multiprocess,
 )
 
 # A counter's or histogram's *_created series is one more gauge family each, which no
@@ -18,9 +24,38 @@ from prometheus_client import (
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
+# prometheus-client's own switch: set, every metric is kept in a file per process in
+# that folder, so that one worker can answer for all.
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
 def exposition() -> bytes:
-    """What /metrics answers (as ``CONTENT_TYPE_LATEST``), in every service and the console."""
-    return generate_latest()
+    """What /metrics answers (as ``CONTENT_TYPE_LATEST``), in every service and the console:
+    this process's metrics, or, under ``serve --workers N``, every worker's merged."""
+    if MULTIPROCESS_DIR not in os.environ:
+        return generate_latest()
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return generate_latest(registry)
+
+
+@contextlib.contextmanager
+def shared_by_workers() -> Iterator[None]:
+    """Worker processes started within write their metrics where each worker's /metrics
+    reads them all: the operator's ``PROMETHEUS_MULTIPROC_DIR``, emptied first (files
+    of an earlier run would add to the counts), or else a folder removed afterwards."""
+    chosen = os.environ.get(MULTIPROCESS_DIR)
+    if chosen:
+        for stale in Path(chosen).glob("*.db"):
+            stale.unlink()
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="vitals-metrics-") as folder:
+        os.environ[MULTIPROCESS_DIR] = folder
+        try:
+            yield
+        finally:
+            del os.environ[MULTIPROCESS_DIR]
 
 
 CONSUMER_RECORDS = Counter(
@@ -38,6 +73,7 @@ CONSUMER_ASSIGNED = Gauge(
     "vitals_consumer_assigned_partitions",
     "Partitions currently assigned to this consumer.",
     ["consumer"],
+    multiprocess_mode="sum",
 )
 CONSUMER_RECORDS_REJECTED = Counter(
     "vitals_consumer_records_rejected_total",
@@ -51,12 +87,18 @@ CONSUMER_RESTARTS = Counter(
 )
 CONSUMER_LAG = Gauge(
     "vitals_consumer_lag_records",
-    "Records behind the end of a partition, from the position stored with the state.",
+    "Records behind the end of a partition, from the position stored with the state "
+    "(measured every VITALS_LAG_PROBE_INTERVAL_S, also while the consumer is stopped).",
     ["consumer", "topic", "partition"],
+    # Every worker measures the same positions: the latest measurement stands.
+    multiprocess_mode="mostrecent",
 )
 
 
-def forget_lag(consumer: str, tp: TopicPartition) -> None:
-    """Drop a partition's lag series once it is no longer ours."""
-    with contextlib.suppress(KeyError):
-        CONSUMER_LAG.remove(consumer, tp.topic, str(tp.partition))
+def lag_gauge(consumer: str) -> Callable[[TopicPartition, int], None]:
+    """Sets ``consumer``'s lag on one partition (for :class:`shared.lag.LagProbe`)."""
+
+    def set_lag(tp: TopicPartition, lag: int) -> None:
+        CONSUMER_LAG.labels(consumer, tp.topic, str(tp.partition)).set(lag)
+
+    return set_lag

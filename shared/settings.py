@@ -48,6 +48,11 @@ class VitalsSettings(BaseSettings):
     startup_retry_max_s: float = Field(
         30.0, gt=0, description="Longest wait between reconnect attempts to Kafka or the database."
     )
+    lag_probe_interval_s: float = Field(
+        15.0,
+        gt=0,
+        description="How often consumer lag is measured from the broker and the stored positions.",
+    )
 
     api_keys_file: Path | None = Field(
         None,

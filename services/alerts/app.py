@@ -127,7 +127,10 @@ async def _consume(
     kafka = readiness.reporter("kafka")
     retry = settings.startup_retry_max_s
     await start_with_retry("kafka", lambda: ensure_topics(settings, topics), kafka, retry)
-    async with running(publisher.run(), "alerts-publisher", readiness):
+    async with (
+        running(publisher.run(), "alerts-publisher", readiness),
+        running(consumer.lag_probe(settings).run(), "alerts-lag", readiness),
+    ):
         await consumer.run()
 
 

@@ -46,13 +46,19 @@ SCORE_TO_DELIVERY_SECONDS = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800, 7200, 86400),
 )
 OUTBOX_PENDING = Gauge(
-    "vitals_alerts_outbox_pending", "Deliveries waiting in the outbox (pending)."
+    "vitals_alerts_outbox_pending",
+    "Deliveries waiting in the outbox (pending).",
+    multiprocess_mode="mostrecent",
 )
 OUTBOX_OLDEST_AGE_SECONDS = Gauge(
-    "vitals_alerts_outbox_oldest_age_seconds", "Age of the oldest pending delivery; 0 if none."
+    "vitals_alerts_outbox_oldest_age_seconds",
+    "Age of the oldest pending delivery; 0 if none.",
+    multiprocess_mode="mostrecent",
 )
 DELIVERIES_DEAD = Gauge(
-    "vitals_alerts_deliveries_dead", "Deliveries marked dead after their last attempt."
+    "vitals_alerts_deliveries_dead",
+    "Deliveries marked dead after their last attempt.",
+    multiprocess_mode="mostrecent",
 )
 CHANNELS_DISABLED = Counter(
     "vitals_alerts_channels_disabled_total",

@@ -52,11 +52,13 @@ CONSUMER_LAG = Gauge(
     "vitals_ingest_consumer_lag_records",
     "Records on a raw topic partition not yet consumed by ingest.",
     ["topic", "partition"],
+    multiprocess_mode="mostrecent",
 )
 RAW_INTAKE_UP = Gauge(
     "vitals_ingest_raw_intake_up",
     "1 while the raw-topic consumer runs; 0 while it restarts or after it stopped itself "
     "(see /readyz raw_intake for why).",
+    multiprocess_mode="min",  # one worker's intake down is the service's
 )
 SEGMENT_CALLS_WAITING = Counter(
     "vitals_ingest_segment_waiting_calls_total",

@@ -61,6 +61,7 @@ from shared.kafka import (
     start_with_retry,
     topic_spec,
 )
+from shared.lag import CommittedPositions, LagProbe
 from shared.retry import Backoff
 
 log = logging.getLogger(__name__)
@@ -314,10 +315,9 @@ class RawTopicConsumer:
         self._lock = asyncio.Lock()
         self._pending: dict[TopicPartition, int] = {}
         """Next offsets stored (events and dead letters acknowledged), not yet committed."""
-        self._positions: dict[TopicPartition, int] = {}
-        """Next offset to handle, per partition: what the lag is measured from."""
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
+        self._lag_task: asyncio.Task[None] | None = None
         self.failure: str | None = None
         """Why the consumer stopped by itself, if it did."""
         self.assigned: frozenset[TopicPartition] = frozenset()
@@ -327,6 +327,19 @@ class RawTopicConsumer:
         if self._config.topics:
             self._report("starting")
             self._task = asyncio.create_task(self.run(), name="ingest-raw-topics")
+            self._lag_task = asyncio.create_task(self._lag_probe().run(), name="ingest-raw-lag")
+
+    def _lag_probe(self) -> LagProbe:
+        def set_lag(tp: TopicPartition, lag: int) -> None:
+            metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
+
+        return LagProbe(
+            self._settings,
+            role="ingest-raw",
+            topics=self._config.topics,
+            positions=CommittedPositions(self._config.group_id),
+            set_lag=set_lag,
+        )
 
     def _report(self, problem: str | None) -> None:
         self._readiness.report("raw_intake", problem)
@@ -340,6 +353,10 @@ class RawTopicConsumer:
             self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
+        if self._lag_task is not None:
+            self._lag_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._lag_task
 
     async def run(self) -> None:
         """Consume until cancelled, restarting after any failure (a fault of ours must
@@ -380,7 +397,6 @@ class RawTopicConsumer:
         with contextlib.suppress(KafkaError, TimeoutError):
             await asyncio.wait_for(self._commit(consumer), COMMIT_TIMEOUT_S)
         self._pending.clear()
-        self._positions.clear()
         self._consumer = None
         self.assigned = frozenset()
         try:
@@ -396,7 +412,6 @@ class RawTopicConsumer:
                 owned = consumer.assignment()
                 records = [r for tp, rs in batch.items() if tp in owned for r in rs]
                 problem = await self._handle(consumer, records) if records else None
-            self._record_lag(consumer)
             if problem is not None:
                 delay = backoff.next_delay()
                 log.warning("raw records not stored, retrying in %.1fs: %s", delay, problem)
@@ -415,21 +430,11 @@ class RawTopicConsumer:
             for tp, offset in _first_offsets(records).items():
                 if tp in consumer.assignment():
                     consumer.seek(tp, offset)
-                    self._positions[tp] = offset
             return f"{type(exc).__name__}: {exc}"
         for record in records:
             tp = TopicPartition(record.topic, record.partition)
-            self._pending[tp] = self._positions[tp] = record.offset + 1
+            self._pending[tp] = record.offset + 1
         return None
-
-    def _record_lag(self, consumer: AIOKafkaConsumer) -> None:
-        owned = consumer.assignment()
-        self._positions = {tp: o for tp, o in self._positions.items() if tp in owned}
-        for tp, position in self._positions.items():
-            highwater = consumer.highwater(tp)
-            if highwater is not None:
-                lag = max(highwater - position, 0)
-                metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
 
     async def _submit_isolating(self, records: Sequence[RawRecord]) -> None:
         """Submit ``records``; if that fails because of one of them, submit them one at

@@ -118,4 +118,5 @@ async def _work(
     )
     await start_with_retry("kafka", lambda: ensure_topics(settings, topics), kafka, retry)
     await start_with_retry("kafka", producer.start, kafka, retry)
-    await consumer.run()
+    async with running(consumer.lag_probe(settings).run(), "scoring-lag", readiness):
+        await consumer.run()

@@ -34,12 +34,15 @@ SWEEP_SECONDS = Histogram(
 SWEEP_LAST_COMPLETED = Gauge(
     "vitals_scoring_sweep_last_completed_timestamp_seconds",
     "When the last complete sweep finished (by the service clock).",
+    multiprocess_mode="max",
 )
 OVERRIDES_LAPSED = Counter(
     "vitals_scoring_overrides_lapsed_total", "CSM overrides that reached their expiry."
 )
 STATES_CACHED = Gauge(
-    "vitals_scoring_states_cached", "Account states held in memory between batches."
+    "vitals_scoring_states_cached",
+    "Account states held in memory between batches.",
+    multiprocess_mode="sum",
 )
 STATES_LOADED = Counter(
     "vitals_scoring_states_loaded_total",

@@ -10,7 +10,12 @@ from services.scoring.settings import ScoringSettings
 from tests.support.alerts_messages import TEST_RULES
 from tests.support.scoring_builders import V1_SCORECARD
 
-FAST_RETRY = {"startup_retry_max_s": 1.0, "topic_partitions": 3, "environment": "test"}
+FAST_RETRY = {
+    "startup_retry_max_s": 1.0,
+    "topic_partitions": 3,
+    "environment": "test",
+    "lag_probe_interval_s": 0.2,
+}
 
 
 def ingest_settings(*, kafka: str, topics: dict[str, str], **overrides: Any) -> IngestSettings:

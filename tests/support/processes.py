@@ -14,11 +14,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.support.servers import free_port, wait_for
 
 
-def metric_value(text: str, name: str) -> float:
-    """An unlabelled sample's value in a ``/metrics`` text; 0 when not reported yet."""
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """The value of the sample with exactly ``labels`` in a ``/metrics`` text; 0 when not
+    reported yet."""
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.name == name and not sample.labels:
+            if sample.name == name and sample.labels == labels:
                 return float(sample.value)
     return 0.0
 
@@ -32,6 +33,7 @@ class ServiceProcess:
     env: dict[str, str]
     log_dir: Path
     name: str = ""
+    args: tuple[str, ...] = ()
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     starts: int = 0
@@ -53,7 +55,7 @@ class ServiceProcess:
         with self.log_path.open("ab") as log:
             log.write(f"--- start {self.starts}\n".encode())
             self.process = subprocess.Popen(
-                [*command, "--port", str(self.port)],
+                [*command, "--port", str(self.port), *self.args],
                 env=self.env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -200,6 +200,7 @@ async def test_each_shape_becomes_events_and_every_rejection_names_its_record(
 
     async with consuming(settings, config, sessions):
         await wait_for(lambda: committed_to_the_end(kafka, config), 60, "every record consumed")
+        await wait_for(lambda: _raw_lag_is(usage, 0), 30, "no lag left")
 
     expected = ["/x#c-1", "b-1", "g-1", "n-1", "n-2", "n-3", "t-1", "t-2"]
     assert sorted(await event_ids(kafka, settings)) == expected
@@ -309,6 +310,35 @@ async def test_a_topic_of_almost_only_rejects_stops_the_consumer_instead_of_drai
     assert up == 0
     assert len(await dead_letters(kafka, settings)) < 10
     assert not await committed_to_the_end(kafka, strict)
+
+
+async def test_the_raw_intake_lag_rises_while_it_is_stopped_and_falls_once_caught_up(
+    kafka: str, settings: IngestSettings, config: RawTopicsConfig, sessions: SessionFactory
+) -> None:
+    topic = config.topics[0]
+    strict = config.model_copy(update={"max_rejected_ratio": 0.9, "rejected_window": 10})
+    await produce(kafka, topic, [f"not json {n}".encode() for n in range(20)])
+
+    async with consuming(settings, strict, sessions) as consumer:
+        await wait_for(lambda: _failed(consumer), 30, "the consumer to stop")
+        await produce(kafka, topic, [_json(native_usage_json(event_id=f"e-{n}")) for n in range(5)])
+        await wait_for(lambda: _raw_lag_is(topic, 25), 30, "the lag to count every record")
+    everything = config.model_copy(update={"max_rejected_ratio": 1.0})
+    async with consuming(settings, everything, sessions):
+        await wait_for(lambda: _raw_lag_is(topic, 0), 60, "the lag to clear")
+
+    assert sorted(await event_ids(kafka, settings)) == [f"e-{n}" for n in range(5)]
+
+
+async def _raw_lag_is(topic: str, expected: int) -> bool:
+    lags = [
+        sample.value
+        for family in REGISTRY.collect()
+        if family.name == "vitals_ingest_consumer_lag_records"
+        for sample in family.samples
+        if sample.labels["topic"] == topic
+    ]
+    return bool(lags) and sum(lags) == expected
 
 
 async def _failed(consumer: RawTopicConsumer) -> bool:
