@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -28,7 +29,7 @@ from shared.events import Event
 from shared.health import Readiness
 from shared.kafka import ensure_topics, topic_spec
 from tests.support.events import native_usage_json
-from tests.support.ingest_apps import ingest_test_settings, migrated
+from tests.support.ingest_apps import ingest_client, ingest_test_settings, migrated
 from tests.support.servers import wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
@@ -310,6 +311,32 @@ async def test_a_topic_of_almost_only_rejects_stops_the_consumer_instead_of_drai
     assert up == 0
     assert len(await dead_letters(kafka, settings)) < 10
     assert not await committed_to_the_end(kafka, strict)
+
+
+async def test_a_stopped_raw_intake_turns_readyz_to_503_with_the_reason(
+    kafka: str, topics: dict[str, str], database: str
+) -> None:
+    strict = ingest_test_settings(
+        kafka=kafka,
+        topics=topics,
+        database=await migrated(database),
+        ingest_raw_max_rejected_ratio=0.9,
+        ingest_raw_rejected_window=10,
+    )
+    raw_topic = strict.ingest_raw_topics.split(",")[0]
+    async with ingest_client(strict) as client:
+        await produce(kafka, raw_topic, [f"not json {n}".encode() for n in range(20)])
+
+        async def not_ready() -> httpx.Response | None:
+            response = await client.get("/readyz")
+            return response if response.status_code == 503 else None
+
+        answer = await wait_for(not_ready, 30, "/readyz to turn 503")
+        metrics = (await client.get("/metrics")).text
+
+    raw_intake = answer.json()["checks"]["raw_intake"]
+    assert raw_intake.startswith("stopped: ") and "were rejected" in raw_intake, raw_intake
+    assert "vitals_ingest_raw_intake_up 0.0" in metrics
 
 
 async def test_the_raw_intake_lag_rises_while_it_is_stopped_and_falls_once_caught_up(
