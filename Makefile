@@ -10,7 +10,7 @@ export PGPORT ?= 5433
 
 PEER_VENV ?= .venv-peer
 
-.PHONY: help install run test test-unit lint format schema bench bench-ingest bench-scoring bench-alerts bench-console backtest demo screenshots console-assets clean
+.PHONY: help install run test test-unit lint format schema bench bench-ingest bench-scoring bench-alerts bench-console backtest demo screenshots console-assets clean deploy-tools check-deploy dashboards image
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -35,7 +35,7 @@ run: install ## Start local Kafka, the three services on SQLite and the console 
 
 TEST_WORKERS ?= 2
 
-test: install ## Run unit, integration and e2e tests, starting PostgreSQL and Kafka if needed
+test: install deploy-tools ## Run unit, integration, e2e and deployment tests, starting PostgreSQL and Kafka if needed
 	deploy/local/with-infra.sh $(BIN)/pytest --numprocesses $(TEST_WORKERS) tests
 
 test-unit: install ## Run the unit tests only (no servers needed)
@@ -45,6 +45,7 @@ lint: install ## ruff and mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/mypy deploy/grafana/dashboards.py deploy/check/kubernetes_schemas.py
 
 format: install ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
@@ -99,3 +100,16 @@ clean: ## Stop local servers and delete var/ (databases, broker data)
 	-deploy/local/kafka.sh stop
 	-deploy/local/postgres.sh stop
 	rm -rf var
+
+deploy-tools: ## promtool (Debian's package), helm, kubeconform and the Kubernetes schemas into .cache/ and .tools/
+	deploy/local/promtool.sh install
+	deploy/local/tools.sh install
+
+check-deploy: install deploy-tools ## The deployment kit alone: helm lint, kubeconform, promtool rules, dashboards, compose
+	deploy/check/kubernetes.sh
+	"$$(deploy/local/promtool.sh path)" check rules --lint=all --lint-fatal deploy/prometheus/rules/vitals.rules.yml
+	"$$(deploy/local/promtool.sh path)" test rules deploy/prometheus/tests/vitals.rules.test.yml
+	$(BIN)/pytest tests/deploy
+
+dashboards: install ## Regenerate the Grafana dashboards in deploy/grafana/dashboards/ from deploy/grafana/dashboards.py
+	$(BIN)/python deploy/grafana/dashboards.py --out deploy/grafana/dashboards

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+from shared.metrics import READINESS_CHECK_OK
 from shared.retry import Backoff
 
 Probe = Callable[[], Awaitable[str | None]]
@@ -60,7 +61,10 @@ class Readiness:
                 results[name] = await asyncio.wait_for(probe(), PROBE_TIMEOUT_S)
             except TimeoutError:
                 results[name] = f"no answer within {PROBE_TIMEOUT_S:g}s"
-        return {name: problem or "ok" for name, problem in results.items()}
+        checks = {name: problem or "ok" for name, problem in results.items()}
+        for name, problem in checks.items():
+            READINESS_CHECK_OK.labels(name).set(1 if problem == "ok" else 0)
+        return checks
 
 
 async def wait_until_fine(

@@ -147,7 +147,11 @@ def create_service_app(*, title: str, description: str, lifespan: Lifespan) -> F
         return JSONResponse({"ready": ready, "checks": checks}, code)
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        # Readiness as a metric too, so a rule can say which check failed and for how long.
+        readiness: Readiness | None = getattr(request.app.state, "readiness", None)
+        if readiness is not None:
+            await readiness.evaluate()
         return Response(exposition(), media_type=CONTENT_TYPE_LATEST)
 
     return app

@@ -58,6 +58,13 @@ def shared_by_workers() -> Iterator[None]:
             del os.environ[MULTIPROCESS_DIR]
 
 
+READINESS_CHECK_OK = Gauge(
+    "vitals_readiness_check_ok",
+    "1 while the named /readyz check says ok, else 0; evaluated at every /readyz and every "
+    "scrape of /metrics.",
+    ["check"],
+    multiprocess_mode="mostrecent",
+)
 CONSUMER_RECORDS = Counter(
     "vitals_consumer_records_total",
     "Records applied and flushed to the database, by consumer.",

@@ -57,7 +57,8 @@ CONSUMER_LAG = Gauge(
 RAW_INTAKE_UP = Gauge(
     "vitals_ingest_raw_intake_up",
     "1 while the raw-topic consumer runs; 0 while it restarts or after it stopped itself "
-    "(see /readyz raw_intake for why).",
+    "(see /readyz raw_intake for why). Only where the raw intake is configured.",
+    ["group"],
     multiprocess_mode="min",  # one worker's intake down is the service's
 )
 SEGMENT_CALLS_WAITING = Counter(

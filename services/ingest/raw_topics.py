@@ -343,7 +343,7 @@ class RawTopicConsumer:
 
     def _report(self, problem: str | None) -> None:
         self._readiness.report("raw_intake", problem)
-        metrics.RAW_INTAKE_UP.set(1 if problem is None else 0)
+        metrics.RAW_INTAKE_UP.labels(self._config.group_id).set(1 if problem is None else 0)
 
     async def stop(self) -> None:
         """Let the batch in flight finish and commit, then stop."""

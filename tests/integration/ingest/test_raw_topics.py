@@ -304,7 +304,7 @@ async def test_a_topic_of_almost_only_rejects_stops_the_consumer_instead_of_drai
     async with consuming(settings, strict, sessions, readiness=readiness) as consumer:
         await wait_for(lambda: _failed(consumer), 30, "the consumer to stop")
         checks = await readiness.evaluate()
-        up = REGISTRY.get_sample_value("vitals_ingest_raw_intake_up")
+        up = REGISTRY.get_sample_value("vitals_ingest_raw_intake_up", {"group": strict.group_id})
 
     assert consumer.failure is not None and "were rejected" in consumer.failure
     assert checks["raw_intake"] == f"stopped: {consumer.failure}"
@@ -336,7 +336,10 @@ async def test_a_stopped_raw_intake_turns_readyz_to_503_with_the_reason(
 
     raw_intake = answer.json()["checks"]["raw_intake"]
     assert raw_intake.startswith("stopped: ") and "were rejected" in raw_intake, raw_intake
-    assert "vitals_ingest_raw_intake_up 0.0" in metrics
+    group = strict.ingest_raw_consumer_group
+    assert f'vitals_ingest_raw_intake_up{{group="{group}"}} 0.0' in metrics
+    assert 'vitals_readiness_check_ok{check="raw_intake"} 0.0' in metrics
+    assert 'vitals_readiness_check_ok{check="publishing"} 1.0' in metrics
 
 
 async def test_the_raw_intake_lag_rises_while_it_is_stopped_and_falls_once_caught_up(

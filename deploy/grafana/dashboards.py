@@ -1,0 +1,980 @@
+"""Vitals' Grafana dashboards, generated from code with grafana-foundation-sdk.
+
+    python deploy/grafana/dashboards.py --out deploy/grafana/dashboards
+
+writes vitals-overview.json (the pipeline end to end) and one dashboard per service,
+vitals-ingest.json, vitals-scoring.json and vitals-alerts.json, each with the
+service's process CPU and memory. Import them into Grafana or provision them from that
+folder; each asks for its Prometheus data source in the `datasource` variable.
+
+The JSON is committed, and the output is deterministic (sorted keys, fixed uids and
+panel ids): edit this file, regenerate, commit both. tests/deploy/test_dashboards.py
+checks that the files are this script's output and that every query names only
+metrics the services define.
+
+Scrape jobs are vitals-ingest, vitals-scoring, vitals-alerts and vitals-console, as in
+deploy/prometheus/rules/vitals.rules.yml.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from grafana_foundation_sdk.builders import common as common_builders
+from grafana_foundation_sdk.builders import dashboard as dashboard_builders
+from grafana_foundation_sdk.builders import prometheus, stat, timeseries
+from grafana_foundation_sdk.cog import builder as cog_builder
+from grafana_foundation_sdk.cog import variants as cog_variants
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import common, units
+from grafana_foundation_sdk.models import dashboard as dashboard_models
+
+JOBS = {"ingest": "vitals-ingest", "scoring": "vitals-scoring", "alerts": "vitals-alerts"}
+RATE = "$__rate_interval"
+QUANTILES = (0.5, 0.9, 0.99)
+# scoring's VITALS_SCORING_SWEEP_INTERVAL_S default; VitalsSweepOverdue fires at twice it.
+SWEEP_INTERVAL_S = 3600.0
+DATASOURCE = dashboard_models.DataSourceRef(type_val="prometheus", uid="${datasource}")
+
+Target = tuple[str, str]
+"""A query and its legend."""
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The label matchers every query of one dashboard starts with."""
+
+    matchers: str
+
+    def __call__(self, metric: str, *more: str) -> str:
+        """``metric`` selected within the scope, with ``more`` matchers."""
+        return f"{metric}{{{', '.join((self.matchers, *more))}}}"
+
+
+# --- panels ------------------------------------------------------------------------
+
+
+def _queries(targets: Sequence[Target]) -> list[cog_builder.Builder[cog_variants.Dataquery]]:
+    return [
+        prometheus.Dataquery().expr(expr).legend_format(legend).ref_id(chr(ord("A") + number))
+        for number, (expr, legend) in enumerate(targets)
+    ]
+
+
+def graph(
+    title: str,
+    description: str,
+    unit: str,
+    targets: Sequence[Target],
+    *,
+    width: int = 12,
+    height: int = 8,
+    thresholds: Sequence[tuple[float, str]] = (),
+) -> timeseries.Panel:
+    """A time series panel; ``thresholds`` are drawn as dashed lines (value, colour)."""
+    panel = (
+        timeseries.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DATASOURCE)
+        .unit(unit)
+        .span(width)
+        .height(height)
+        .fill_opacity(10)
+        .legend(
+            common_builders.VizLegendOptions()
+            .display_mode(common.LegendDisplayMode.LIST)
+            .placement(common.LegendPlacement.BOTTOM)
+            .show_legend(True)
+        )
+        .tooltip(
+            common_builders.VizTooltipOptions()
+            .mode(common.TooltipDisplayMode.MULTI)
+            .sort(common.SortOrder.DESCENDING)
+        )
+        .targets(_queries(targets))
+    )
+    if thresholds:
+        steps = [dashboard_models.Threshold(value=None, color="green")]
+        steps += [
+            dashboard_models.Threshold(value=value, color=color) for value, color in thresholds
+        ]
+        panel = panel.thresholds(
+            dashboard_builders.ThresholdsConfig()
+            .mode(dashboard_models.ThresholdsMode.ABSOLUTE)
+            .steps(steps)
+        ).thresholds_style(
+            common_builders.GraphThresholdsStyleConfig().mode(
+                common.GraphThresholdsStyleMode.DASHED
+            )
+        )
+    return panel
+
+
+def single_stat(
+    title: str, description: str, unit: str, targets: Sequence[Target], *, width: int = 6
+) -> stat.Panel:
+    """A stat panel of the latest value of each series."""
+    return (
+        stat.Panel()
+        .title(title)
+        .description(description)
+        .datasource(DATASOURCE)
+        .unit(unit)
+        .span(width)
+        .height(4)
+        .graph_mode(common.BigValueGraphMode.AREA)
+        .color_mode(common.BigValueColorMode.VALUE)
+        .targets(_queries(targets))
+    )
+
+
+def quantiles(bucket: str, by: str, legend: str) -> list[Target]:
+    """p50, p90 and p99 of a histogram's ``bucket`` series, per ``by`` labels."""
+    group = f"{by}, le" if by else "le"
+    return [
+        (
+            f"histogram_quantile({q}, sum by ({group}) (rate({bucket}[{RATE}])))",
+            f"{legend} p{round(q * 100)}",
+        )
+        for q in QUANTILES
+    ]
+
+
+# --- panels shared by the overview and the service dashboards ---------------------
+
+
+def up_stat(scope: Scope, by: str, *, width: int = 6) -> stat.Panel:
+    return single_stat(
+        "Targets up",
+        "Scrape targets answering /metrics. A target down for 5 minutes: VitalsServiceDown.",
+        units.Short,
+        [(f"sum by ({by}) ({scope('up')})", f"{{{{{by}}}}}")],
+        width=width,
+    )
+
+
+def failing_checks(scope: Scope, *, width: int = 12) -> timeseries.Panel:
+    return graph(
+        "Failing readiness checks",
+        "The /readyz checks that fail, per process: while one does, /readyz answers 503 "
+        "and the process takes no traffic. Failing for 5 minutes: VitalsServiceNotReady.",
+        units.Short,
+        [
+            (
+                f"count by (job, instance, check) ({scope('vitals_readiness_check_ok')} == 0)",
+                "{{job}} {{instance}} {{check}}",
+            )
+        ],
+        width=width,
+    )
+
+
+def events_in(scope: Scope) -> timeseries.Panel:
+    return graph(
+        "Events in by source and outcome",
+        "Records ingest received per second, by source (native, segment, stripe, "
+        "cloudevents, kafka), and what became of them: accepted (new, acknowledged by "
+        "the broker), duplicate (event_id already published) or rejected (dead-lettered).",
+        units.OpsPerSecond,
+        [
+            (
+                f"sum by (source) (rate({scope('vitals_ingest_events_received_total')}[{RATE}]))",
+                "{{source}} received",
+            ),
+            (
+                f"sum by (source) (rate({scope('vitals_ingest_events_accepted_total')}[{RATE}]))",
+                "{{source}} accepted",
+            ),
+            (
+                f"sum by (source) (rate({scope('vitals_ingest_dedupe_hits_total')}[{RATE}]))",
+                "{{source}} duplicate",
+            ),
+            (
+                f"sum by (source) (rate({scope('vitals_ingest_events_rejected_total')}[{RATE}]))",
+                "{{source}} rejected",
+            ),
+        ],
+    )
+
+
+def rejects(scope: Scope) -> timeseries.Panel:
+    return graph(
+        "Rejects by reason",
+        "Records rejected per second by reason (each is dead-lettered), and requests "
+        "refused before any record was read (unauthenticated, rate limited, broker or "
+        "database unavailable).",
+        units.OpsPerSecond,
+        [
+            (
+                f"sum by (reason) (rate({scope('vitals_ingest_events_rejected_total')}[{RATE}]))",
+                "{{reason}}",
+            ),
+            (
+                f"sum by (reason) (rate({scope('vitals_ingest_requests_rejected_total')}[{RATE}]))",
+                "request refused: {{reason}}",
+            ),
+        ],
+    )
+
+
+def dead_letters(scope: Scope, services: Sequence[str], *, width: int = 12) -> timeseries.Panel:
+    counters = {
+        "ingest": "vitals_ingest_dead_letters_total",
+        "scoring": "vitals_scoring_dead_letters_published_total",
+        "alerts": "vitals_alerts_dead_letters_published_total",
+    }
+    return graph(
+        "Dead letters by reason",
+        "Dead letters sent to the DLQ topic per second. A jump to five times the day's "
+        "rate: VitalsDeadLetterSpike.",
+        units.OpsPerSecond,
+        [
+            (
+                f"sum by (reason) (rate({scope(counters[service])}[{RATE}]))",
+                f"{service} {{{{reason}}}}",
+            )
+            for service in services
+        ],
+        width=width,
+    )
+
+
+def consumer_lag(scope: Scope, *matchers: str, with_raw_intake: bool) -> timeseries.Panel:
+    # Every replica reports every partition of its group: max, not sum, per partition.
+    targets = [
+        (
+            "max by (consumer, topic, partition) "
+            f"({scope('vitals_consumer_lag_records', *matchers)})",
+            "{{consumer}} {{topic}}/{{partition}}",
+        )
+    ]
+    if with_raw_intake:
+        targets.append(
+            (
+                f"max by (topic, partition) ({scope('vitals_ingest_consumer_lag_records')})",
+                "ingest-raw {{topic}}/{{partition}}",
+            )
+        )
+    return graph(
+        "Consumer lag by group and partition",
+        "Records behind the end of each partition, from the positions each consumer "
+        "stores. Measured beside the consumer, so it rises while a consumer is stopped. "
+        "Growing for 15 minutes: VitalsConsumerLagGrowing.",
+        units.Short,
+        targets,
+    )
+
+
+def batch_duration(scope: Scope, *matchers: str) -> timeseries.Panel:
+    return graph(
+        "Batch duration",
+        "Time to apply and flush one batch in one database transaction, by consumer.",
+        units.Seconds,
+        quantiles(
+            scope("vitals_consumer_batch_seconds_bucket", *matchers), "consumer", "{{consumer}}"
+        ),
+    )
+
+
+def consumer_records(scope: Scope, *matchers: str) -> timeseries.Panel:
+    return graph(
+        "Records applied and dead-lettered",
+        "Records applied and flushed per second, and records whose handling failed and "
+        "were dead-lettered so that their partition moves on.",
+        units.OpsPerSecond,
+        [
+            (
+                "sum by (consumer) "
+                f"(rate({scope('vitals_consumer_records_total', *matchers)}[{RATE}]))",
+                "{{consumer}} applied",
+            ),
+            (
+                "sum by (consumer) "
+                f"(rate({scope('vitals_consumer_records_rejected_total', *matchers)}[{RATE}]))",
+                "{{consumer}} dead-lettered",
+            ),
+        ],
+    )
+
+
+def consumer_restarts(scope: Scope, *matchers: str) -> timeseries.Panel:
+    return graph(
+        "Consumer restarts",
+        "Restarts of the consume loop after a failure (broker or database away), per "
+        "replica. More than 3 in 10 minutes for 5 minutes: VitalsConsumerRestarting.",
+        units.Short,
+        [
+            (
+                "sum by (consumer, instance) "
+                f"(increase({scope('vitals_consumer_restarts_total', *matchers)}[{RATE}]))",
+                "{{consumer}} {{instance}}",
+            )
+        ],
+    )
+
+
+def scoring_events(scope: Scope) -> timeseries.Panel:
+    return graph(
+        "Events scored by outcome",
+        "Events per second folded into account state, skipped as seen before, too late "
+        "(past the lateness bound: DLQ) or unreadable (DLQ).",
+        units.OpsPerSecond,
+        [
+            (f"sum(rate({scope(metric)}[{RATE}]))", label)
+            for metric, label in (
+                ("vitals_scoring_events_applied_total", "applied"),
+                ("vitals_scoring_events_duplicate_total", "duplicate"),
+                ("vitals_scoring_events_too_late_total", "too late"),
+                ("vitals_scoring_events_unreadable_total", "unreadable"),
+            )
+        ],
+    )
+
+
+def score_changes(scope: Scope) -> timeseries.Panel:
+    return graph(
+        "Score changes per second by band",
+        "Material score changes recorded, by the band the account moved into.",
+        units.OpsPerSecond,
+        [
+            (
+                f"sum by (band) (rate({scope('vitals_scoring_score_changes_total')}[{RATE}]))",
+                "{{band}}",
+            )
+        ],
+    )
+
+
+def sweep_duration(scope: Scope) -> timeseries.Panel:
+    # A sweep finishes about once an interval per replica: averaged over two intervals
+    # so that every point covers at least one.
+    window = f"{round(2 * SWEEP_INTERVAL_S)}s"
+    return graph(
+        "Sweep duration",
+        "Wall time of one complete sweep over a replica's accounts, averaged over the "
+        "sweeps that finished in the last two sweep intervals.",
+        units.Seconds,
+        [
+            (
+                "sum by (instance) "
+                f"(increase({scope('vitals_scoring_sweep_seconds_sum')}[{window}]))"
+                " / sum by (instance) "
+                f"(increase({scope('vitals_scoring_sweep_seconds_count')}[{window}]))",
+                "{{instance}}",
+            )
+        ],
+    )
+
+
+def sweep_age(scope: Scope) -> timeseries.Panel:
+    return graph(
+        "Time since the last sweep",
+        "Time since each replica last finished a sweep; no line before its first one. "
+        "Past twice VITALS_SCORING_SWEEP_INTERVAL_S (3600 s by default): "
+        "VitalsSweepOverdue.",
+        units.Seconds,
+        [
+            (
+                "time() - max by (instance) "
+                f"({scope('vitals_scoring_sweep_last_completed_timestamp_seconds')} > 0)",
+                "{{instance}}",
+            )
+        ],
+        thresholds=[(SWEEP_INTERVAL_S * 1.5, "orange"), (SWEEP_INTERVAL_S * 2, "red")],
+    )
+
+
+def alerts_opened(scope: Scope) -> timeseries.Panel:
+    return graph(
+        "Alerts opened and resolved",
+        "Alerts opened and resolved per minute, by rule.",
+        units.OpsPerMinute,
+        [
+            (
+                f"60 * sum by (rule) (rate({scope('vitals_alerts_opened_total')}[{RATE}]))",
+                "{{rule}} opened",
+            ),
+            (
+                f"60 * sum by (rule) (rate({scope('vitals_alerts_resolved_total')}[{RATE}]))",
+                "{{rule}} resolved",
+            ),
+        ],
+    )
+
+
+def deliveries(scope: Scope) -> timeseries.Panel:
+    return graph(
+        "Deliveries by outcome",
+        "Delivery attempts per second: delivered, retry (to be attempted again), dead "
+        "(no attempt left, or refused) and gone (the receiver answered 410: channel "
+        "disabled). Dead or gone: VitalsDeliveriesDying.",
+        units.OpsPerSecond,
+        [
+            (
+                f"sum by (outcome) (rate({scope('vitals_alerts_deliveries_total')}[{RATE}]))",
+                "{{outcome}}",
+            )
+        ],
+    )
+
+
+def delivery_latency(scope: Scope) -> timeseries.Panel:
+    return graph(
+        "Delivery latency",
+        "From the score message on the topic to its notice delivered, and the time one "
+        "delivery attempt took.",
+        units.Seconds,
+        [
+            *quantiles(
+                scope("vitals_alerts_score_to_delivery_seconds_bucket"), "", "score to delivered"
+            ),
+            (
+                "histogram_quantile(0.99, sum by (le) "
+                f"(rate({scope('vitals_alerts_delivery_seconds_bucket')}[{RATE}])))",
+                "one attempt p99",
+            ),
+        ],
+    )
+
+
+def dead_deliveries(scope: Scope) -> timeseries.Panel:
+    # The outbox gauges count the database's rows: every dispatcher reports the same.
+    return graph(
+        "Dead deliveries",
+        "Deliveries marked dead, in the database: their notices are not sent unless "
+        "retried (POST /v1/deliveries/{id}/retry).",
+        units.Short,
+        [(f"max({scope('vitals_alerts_deliveries_dead')})", "dead")],
+    )
+
+
+def outbox_pending(scope: Scope) -> timeseries.Panel:
+    return graph(
+        "Outbox backlog",
+        "Deliveries waiting in the outbox (pending), in the database.",
+        units.Short,
+        [(f"max({scope('vitals_alerts_outbox_pending')})", "pending")],
+    )
+
+
+def outbox_age(scope: Scope) -> timeseries.Panel:
+    return graph(
+        "Oldest pending delivery",
+        "Age of the oldest pending delivery; 0 when none waits. Over 10 minutes for 5 "
+        "minutes: VitalsDeliveriesBackingUp.",
+        units.Seconds,
+        [(f"max({scope('vitals_alerts_outbox_oldest_age_seconds')})", "oldest pending")],
+        thresholds=[(600, "red")],
+    )
+
+
+def process_panels(scope: Scope) -> list[timeseries.Panel]:
+    # Not reported by processes serving with --workers N (prometheus-client's
+    # multiprocess mode has no process collector).
+    return [
+        graph(
+            "CPU",
+            "CPU time used per second, per process (100% is one core).",
+            units.PercentUnit,
+            [(f"rate({scope('process_cpu_seconds_total')}[{RATE}])", "{{instance}}")],
+            width=8,
+        ),
+        graph(
+            "Memory",
+            "Resident memory per process.",
+            units.BytesIEC,
+            [(scope("process_resident_memory_bytes"), "{{instance}}")],
+            width=8,
+        ),
+        graph(
+            "Open file descriptors",
+            "File descriptors open per process (sockets included), and the limit.",
+            units.Short,
+            [
+                (scope("process_open_fds"), "{{instance}}"),
+                (f"min({scope('process_max_fds')})", "limit"),
+            ],
+            width=8,
+        ),
+    ]
+
+
+# --- dashboards -------------------------------------------------------------------
+
+
+def _variable(name: str, label: str, query: str) -> dashboard_builders.QueryVariable:
+    return (
+        dashboard_builders.QueryVariable(name)
+        .label(label)
+        .datasource(DATASOURCE)
+        .query(query)
+        .refresh(dashboard_models.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(dashboard_models.VariableSort.NATURAL_ASC)
+        .multi(True)
+        .include_all(True)
+        .current(dashboard_models.VariableOption(selected=True, text="All", value="$__all"))
+    )
+
+
+def _dashboard(uid: str, title: str, description: str) -> dashboard_builders.Dashboard:
+    return (
+        dashboard_builders.Dashboard(title)
+        .uid(uid)
+        .description(description)
+        .tags(["vitals"])
+        .time("now-6h", "now")
+        .refresh("1m")
+        .tooltip(dashboard_models.DashboardCursorSync.CROSSHAIR)
+        .link(
+            dashboard_builders.DashboardLink("Vitals")
+            .type(dashboard_models.DashboardLinkType.DASHBOARDS)
+            .tags(["vitals"])
+            .as_dropdown(True)
+            .keep_time(True)
+            .include_vars(False)
+        )
+        .with_variable(
+            dashboard_builders.DatasourceVariable("datasource")
+            .label("Data source")
+            .type("prometheus")
+        )
+    )
+
+
+def _rows(
+    board: dashboard_builders.Dashboard,
+    rows: Sequence[tuple[str, Sequence[timeseries.Panel | stat.Panel]]],
+) -> dashboard_models.Dashboard:
+    for title, panels in rows:
+        board = board.with_row(dashboard_builders.Row(title))
+        for panel in panels:
+            board = board.with_panel(panel)
+    model = board.build()
+    # Fixed ids keep the output stable and links to a panel (viewPanel=N) valid.
+    for number, built in enumerate(model.panels or [], start=1):
+        built.id_val = number
+    return model
+
+
+def overview() -> dashboard_models.Dashboard:
+    scope = Scope('job=~"$job"')
+    board = _dashboard(
+        "vitals-overview",
+        "Vitals overview",
+        "The pipeline end to end: events in, consumers, scoring, alerts and deliveries.",
+    ).with_variable(_variable("job", "Service", 'label_values(up{job=~"vitals-.*"}, job)'))
+    return _rows(
+        board,
+        [
+            ("Services", [up_stat(scope, "job", width=12), failing_checks(scope)]),
+            (
+                "Intake and dead letters",
+                [events_in(scope), rejects(scope), dead_letters(scope, list(JOBS), width=24)],
+            ),
+            (
+                "Consumers",
+                [
+                    consumer_lag(scope, with_raw_intake=True),
+                    batch_duration(scope),
+                    consumer_records(scope),
+                    consumer_restarts(scope),
+                ],
+            ),
+            (
+                "Scoring",
+                [
+                    scoring_events(scope),
+                    score_changes(scope),
+                    sweep_age(scope),
+                    sweep_duration(scope),
+                ],
+            ),
+            (
+                "Alerts and deliveries",
+                [
+                    alerts_opened(scope),
+                    deliveries(scope),
+                    delivery_latency(scope),
+                    dead_deliveries(scope),
+                    outbox_pending(scope),
+                    outbox_age(scope),
+                ],
+            ),
+        ],
+    )
+
+
+def _service_dashboard(
+    service: str, description: str
+) -> tuple[Scope, dashboard_builders.Dashboard]:
+    job = JOBS[service]
+    board = _dashboard(job, f"Vitals {service}", description).with_variable(
+        _variable("instance", "Instance", f'label_values(up{{job="{job}"}}, instance)')
+    )
+    return Scope(f'job="{job}", instance=~"$instance"'), board
+
+
+def ingest() -> dashboard_models.Dashboard:
+    scope, board = _service_dashboard(
+        "ingest", "HTTP and raw-topic intake: what came in, what was refused and why."
+    )
+    return _rows(
+        board,
+        [
+            (
+                "Service",
+                [
+                    up_stat(scope, "instance"),
+                    single_stat(
+                        "Raw-topic intake",
+                        "Whether each replica's raw-topic consumer runs. Off on replicas "
+                        "without VITALS_INGEST_RAW_TOPICS; otherwise /readyz raw_intake "
+                        "says why not. Off for 5 minutes: VitalsRawIntakeStopped.",
+                        units.BoolOnOff,
+                        [(scope("vitals_ingest_raw_intake_up"), "{{instance}}")],
+                        width=18,
+                    ),
+                ],
+            ),
+            (
+                "Intake",
+                [
+                    events_in(scope),
+                    rejects(scope),
+                    graph(
+                        "Requests by route",
+                        "Intake requests answered per second, by route.",
+                        units.RequestsPerSecond,
+                        [
+                            (
+                                "sum by (route) "
+                                f"(rate({scope('vitals_ingest_request_seconds_count')}[{RATE}]))",
+                                "{{route}}",
+                            )
+                        ],
+                    ),
+                    graph(
+                        "Request latency (p99)",
+                        "Time to answer an intake request, by route.",
+                        units.Seconds,
+                        [
+                            (
+                                "histogram_quantile(0.99, sum by (route, le) "
+                                f"(rate({scope('vitals_ingest_request_seconds_bucket')}[{RATE}])))",
+                                "{{route}}",
+                            )
+                        ],
+                    ),
+                    graph(
+                        "Broker acknowledgement",
+                        "From handing records to the producer until the broker acknowledged "
+                        "all of them (acks=all).",
+                        units.Seconds,
+                        quantiles(scope("vitals_ingest_produce_seconds_bucket"), "", "produce"),
+                    ),
+                    dead_letters(scope, ["ingest"]),
+                    graph(
+                        "Segment calls waiting for their group call",
+                        "Calls held until their user's group call, released with it, or "
+                        "expired (dead-lettered as unknown_account), per second.",
+                        units.OpsPerSecond,
+                        [
+                            (
+                                "sum by (outcome) "
+                                f"(rate({scope('vitals_ingest_segment_waiting_calls_total')}[{RATE}]))",
+                                "{{outcome}}",
+                            )
+                        ],
+                    ),
+                ],
+            ),
+            (
+                "Raw-topic intake",
+                [
+                    graph(
+                        "Raw-topic lag",
+                        "Records on each raw topic partition not yet committed by the raw "
+                        "intake's group.",
+                        units.Short,
+                        [
+                            (
+                                "max by (topic, partition) "
+                                f"({scope('vitals_ingest_consumer_lag_records')})",
+                                "{{topic}}/{{partition}}",
+                            )
+                        ],
+                        width=24,
+                    ),
+                ],
+            ),
+            ("Process", process_panels(scope)),
+        ],
+    )
+
+
+def scoring() -> dashboard_models.Dashboard:
+    scope, board = _service_dashboard(
+        "scoring", "Events folded into account state, score changes, and the hourly sweep."
+    )
+    consumer = 'consumer="scoring"'
+    return _rows(
+        board,
+        [
+            (
+                "Service",
+                [
+                    up_stat(scope, "instance"),
+                    single_stat(
+                        "Assigned partitions",
+                        "Partitions of the events topic each replica owns; one without "
+                        "any scores and sweeps nothing.",
+                        units.Short,
+                        [
+                            (
+                                scope("vitals_consumer_assigned_partitions", consumer),
+                                "{{instance}}",
+                            )
+                        ],
+                        width=9,
+                    ),
+                    single_stat(
+                        "States cached",
+                        "Account states held in memory between batches "
+                        "(VITALS_SCORING_STATE_CACHE_ACCOUNTS).",
+                        units.Short,
+                        [(scope("vitals_scoring_states_cached"), "{{instance}}")],
+                        width=9,
+                    ),
+                ],
+            ),
+            (
+                "Consumer",
+                [
+                    consumer_lag(scope, consumer, with_raw_intake=False),
+                    batch_duration(scope, consumer),
+                    consumer_records(scope, consumer),
+                    consumer_restarts(scope, consumer),
+                ],
+            ),
+            (
+                "Events and scores",
+                [
+                    scoring_events(scope),
+                    score_changes(scope),
+                    graph(
+                        "Score messages published",
+                        "Score changes sent to the scores topic per second.",
+                        units.OpsPerSecond,
+                        [
+                            (
+                                "sum(rate("
+                                f"{scope('vitals_scoring_score_messages_published_total')}[{RATE}]))",
+                                "published",
+                            )
+                        ],
+                    ),
+                    dead_letters(scope, ["scoring"]),
+                ],
+            ),
+            (
+                "Sweep",
+                [
+                    sweep_age(scope),
+                    sweep_duration(scope),
+                    graph(
+                        "Accounts re-scored by the sweep",
+                        "Accounts re-scored per second by the periodic sweep, and CSM "
+                        "overrides that reached their expiry per second.",
+                        units.OpsPerSecond,
+                        [
+                            (
+                                f"sum(rate({scope('vitals_scoring_sweep_accounts_total')}[{RATE}]))",
+                                "accounts",
+                            ),
+                            (
+                                f"sum(rate({scope('vitals_scoring_overrides_lapsed_total')}[{RATE}]))",
+                                "overrides lapsed",
+                            ),
+                        ],
+                    ),
+                    graph(
+                        "States loaded from the database",
+                        "Account states read back because they were not in memory; close "
+                        "to the accounts touched means the cache is too small.",
+                        units.OpsPerSecond,
+                        [
+                            (
+                                "sum by (instance) "
+                                f"(rate({scope('vitals_scoring_states_loaded_total')}[{RATE}]))",
+                                "{{instance}}",
+                            )
+                        ],
+                    ),
+                ],
+            ),
+            ("Process", process_panels(scope)),
+        ],
+    )
+
+
+def alerts() -> dashboard_models.Dashboard:
+    scope, board = _service_dashboard(
+        "alerts", "Alert rules over score changes, and the delivery of notices from the outbox."
+    )
+    consumer = 'consumer="alerts"'
+    return _rows(
+        board,
+        [
+            ("Service", [up_stat(scope, "instance", width=24)]),
+            (
+                "Consumer",
+                [
+                    consumer_lag(scope, consumer, with_raw_intake=False),
+                    batch_duration(scope, consumer),
+                    consumer_records(scope, consumer),
+                    consumer_restarts(scope, consumer),
+                ],
+            ),
+            (
+                "Alerts",
+                [
+                    alerts_opened(scope),
+                    graph(
+                        "Alert transitions",
+                        "Alert transitions per minute (opened, escalated, reminded, "
+                        "resolved), notified or muted.",
+                        units.OpsPerMinute,
+                        [
+                            (
+                                "60 * sum by (transition) "
+                                f"(rate({scope('vitals_alerts_transitions_total')}[{RATE}]))",
+                                "{{transition}}",
+                            )
+                        ],
+                    ),
+                    graph(
+                        "Score messages skipped",
+                        "Score messages per second dropped as already applied (duplicate) "
+                        "or not valid (unreadable: DLQ); and alert transitions published "
+                        "to the alerts topic.",
+                        units.OpsPerSecond,
+                        [
+                            (
+                                "sum(rate("
+                                f"{scope('vitals_alerts_score_messages_duplicate_total')}[{RATE}]))",
+                                "duplicate",
+                            ),
+                            (
+                                "sum(rate("
+                                f"{scope('vitals_alerts_score_messages_unreadable_total')}[{RATE}]))",
+                                "unreadable",
+                            ),
+                            (
+                                f"sum(rate({scope('vitals_alerts_events_published_total')}[{RATE}]))",
+                                "transitions published",
+                            ),
+                        ],
+                    ),
+                    dead_letters(scope, ["alerts"]),
+                ],
+            ),
+            (
+                "Deliveries",
+                [
+                    graph(
+                        "Deliveries by channel and outcome",
+                        "Delivery attempts per second. Dead or gone: VitalsDeliveriesDying.",
+                        units.OpsPerSecond,
+                        [
+                            (
+                                "sum by (channel, outcome) "
+                                f"(rate({scope('vitals_alerts_deliveries_total')}[{RATE}]))",
+                                "{{channel}} {{outcome}}",
+                            )
+                        ],
+                    ),
+                    graph(
+                        "Score to delivered",
+                        "From the score message on the topic to its notice delivered, by "
+                        "channel kind.",
+                        units.Seconds,
+                        quantiles(
+                            scope("vitals_alerts_score_to_delivery_seconds_bucket"),
+                            "kind",
+                            "{{kind}}",
+                        ),
+                    ),
+                    graph(
+                        "Delivery attempt duration (p99)",
+                        "Time one delivery attempt took, by channel "
+                        "(VITALS_ALERTS_DELIVERY_TIMEOUT_S bounds a webhook call).",
+                        units.Seconds,
+                        [
+                            (
+                                "histogram_quantile(0.99, sum by (channel, le) "
+                                f"(rate({scope('vitals_alerts_delivery_seconds_bucket')}[{RATE}])))",
+                                "{{channel}}",
+                            )
+                        ],
+                    ),
+                    graph(
+                        "Channels disabled",
+                        "Channels disabled because their receiver answered 410 Gone; "
+                        "POST /v1/channels/{id}/enable once fixed.",
+                        units.Short,
+                        [
+                            (
+                                "sum by (channel) "
+                                f"(increase({scope('vitals_alerts_channels_disabled_total')}[{RATE}]))",
+                                "{{channel}}",
+                            )
+                        ],
+                    ),
+                    outbox_pending(scope),
+                    outbox_age(scope),
+                    dead_deliveries(scope),
+                ],
+            ),
+            ("Process", process_panels(scope)),
+        ],
+    )
+
+
+DASHBOARDS = {
+    "vitals-overview.json": overview,
+    "vitals-ingest.json": ingest,
+    "vitals-scoring.json": scoring,
+    "vitals-alerts.json": alerts,
+}
+
+
+def render() -> dict[str, str]:
+    """Every dashboard's file name and JSON text."""
+    return {
+        name: json.dumps(make(), cls=JSONEncoder, sort_keys=True, indent=2) + "\n"
+        for name, make in DASHBOARDS.items()
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Write Vitals' Grafana dashboards as JSON.")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).parent / "dashboards",
+        help="folder to write the dashboards into (default: %(default)s)",
+    )
+    out: Path = parser.parse_args(argv).out
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in render().items():
+        (out / name).write_text(text, encoding="utf-8")
+        print(out / name)
+
+
+if __name__ == "__main__":
+    main()
