@@ -36,6 +36,13 @@ class MigrationSet:
     def head(self) -> str | None:
         return ScriptDirectory.from_config(self.config()).get_current_head()
 
+    def knows(self, revision: str) -> bool:
+        """Whether ``revision`` is one of this release's migrations."""
+        return any(
+            script.revision == revision
+            for script in ScriptDirectory.from_config(self.config()).walk_revisions()
+        )
+
 
 async def upgrade_to_head(
     engine: AsyncEngine, migrations: MigrationSet, revision: str = "head"
@@ -74,9 +81,14 @@ async def schema_problem(engine: AsyncEngine, migrations: MigrationSet) -> str |
     except (SQLAlchemyError, OSError) as exc:
         return database_reason(exc, f"{migrations.service} database")
     head = migrations.head()
-    if revision != head:
-        return f"schema at {revision or 'nothing'}, expected {head}: run `vitals migrate`"
-    return None
+    if revision == head:
+        return None
+    if revision is not None and not migrations.knows(revision):
+        # A later release migrated first (upgrades run the migrations before they roll
+        # the pods) and migrations only add to the schema: this release keeps serving
+        # until its pods are replaced.
+        return None
+    return f"schema at {revision or 'nothing'}, expected {head}: run `vitals migrate`"
 
 
 def run_migrations_in_env(target_metadata: MetaData) -> None:

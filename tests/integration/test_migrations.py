@@ -28,6 +28,25 @@ async def test_upgrade_brings_an_empty_database_to_head_and_is_repeatable(
     assert after is None
 
 
+async def test_a_schema_behind_is_refused_and_one_a_later_release_migrated_is_served(
+    database: str,
+) -> None:
+    engine = create_engine(database)
+    try:
+        await upgrade_to_head(engine, SCORING, "scoring_0006")
+        behind = await schema_problem(engine, SCORING)
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(f"UPDATE {SCORING.version_table} SET version_num = 'scoring_9999'")
+            )
+        ahead = await schema_problem(engine, SCORING)
+    finally:
+        await engine.dispose()
+
+    assert behind == f"schema at scoring_0006, expected {SCORING.head()}: run `vitals migrate`"
+    assert ahead is None
+
+
 async def test_the_search_migration_fills_each_existing_accounts_name(database: str) -> None:
     engine = create_engine(database)
     state = {"account_id": "a1", "traits": {"name": ["Ärzte Ohne Grenzen", "2026|e1"]}}
