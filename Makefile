@@ -113,3 +113,6 @@ check-deploy: install deploy-tools ## The deployment kit alone: helm lint, kubec
 
 dashboards: install ## Regenerate the Grafana dashboards in deploy/grafana/dashboards/ from deploy/grafana/dashboards.py
 	$(BIN)/python deploy/grafana/dashboards.py --out deploy/grafana/dashboards
+
+image: ## Build the container image vitals:<version> with podman (a Debian base of its own unless IMAGE_BASE=... names one)
+	deploy/image/build.sh
