@@ -383,7 +383,11 @@ def sweep_age(scope: Scope) -> timeseries.Panel:
                 "time() - max by (instance) "
                 f"({scope('vitals_scoring_sweep_last_completed_timestamp_seconds')} > 0)",
                 "{{instance}}",
-            )
+            ),
+            (
+                f"2 * max by (instance) ({scope('vitals_scoring_sweep_interval_seconds')})",
+                "overdue from ({{instance}})",
+            ),
         ],
         thresholds=[(SWEEP_INTERVAL_S * 1.5, "orange"), (SWEEP_INTERVAL_S * 2, "red")],
     )

@@ -36,6 +36,11 @@ SWEEP_LAST_COMPLETED = Gauge(
     "When the last complete sweep finished (by the service clock).",
     multiprocess_mode="max",
 )
+SWEEP_INTERVAL = Gauge(
+    "vitals_scoring_sweep_interval_seconds",
+    "How often each replica re-scores all its accounts (VITALS_SCORING_SWEEP_INTERVAL_S).",
+    multiprocess_mode="max",
+)
 OVERRIDES_LAPSED = Counter(
     "vitals_scoring_overrides_lapsed_total", "CSM overrides that reached their expiry."
 )

@@ -37,6 +37,7 @@ class Sweep:
         clock: Clock,
     ) -> None:
         self._interval = timedelta(seconds=settings.scoring_sweep_interval_s)
+        metrics.SWEEP_INTERVAL.set(settings.scoring_sweep_interval_s)  # what overdue means
         self._chunk = settings.scoring_sweep_chunk
         self._scorer = scorer
         self._handler = handler
