@@ -24,6 +24,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticKnownError
 
 SCHEMA_VERSION = 1
 
@@ -54,6 +55,8 @@ def is_storable_id(value: str) -> bool:
 
 
 def _printable(value: str) -> str:
+    if value.isascii() and value.isprintable():  # as most are: quicker than the search
+        return value
     if CONTROL_CHARACTERS.search(value):
         raise ValueError("must not contain control characters")
     return value
@@ -64,14 +67,29 @@ def _normalised_id(value: object) -> object:
     hold no control characters. One call per id: every event has up to three."""
     if not isinstance(value, str):
         return value  # pydantic says it is not a string
-    value = _printable(value.strip())
-    return value if unicodedata.is_normalized("NFC", value) else unicodedata.normalize("NFC", value)
+    value = value.strip()
+    if not (value.isascii() and value.isprintable()):  # printable ASCII is NFC: most ids
+        value = _printable(value)
+        if not unicodedata.is_normalized("NFC", value):
+            value = unicodedata.normalize("NFC", value)
+    # The length of the normalised id, with the errors pydantic's length checks after
+    # this validator would give: those would be two more calls into Python per id.
+    if not value:
+        raise PydanticKnownError(
+            "too_short", {"field_type": "Value", "min_length": 1, "actual_length": 0}
+        )
+    if len(value) > MAX_ID_LENGTH:
+        context = {"field_type": "Value", "max_length": MAX_ID_LENGTH, "actual_length": len(value)}
+        raise PydanticKnownError("too_long", context)
+    return value
 
 
+# The length constraints come before the validator, so that pydantic checks them in
+# its core (for the schema, and for input that only becomes a string there).
 Identifier = Annotated[
     str,
-    BeforeValidator(_normalised_id),
     Field(min_length=1, max_length=MAX_ID_LENGTH, json_schema_extra=PRINTABLE_SCHEMA),
+    BeforeValidator(_normalised_id),
 ]
 """An id: Unicode NFC, no leading or trailing white space, no control characters."""
 Name = Annotated[

@@ -350,13 +350,16 @@ class Mute:
     silenced: bool = False
 
 
+UNMUTED = Mute()
+
+
 def decide(
     rule: Rule,
     finding: Finding,
     current: Alert | None,
     account_id: str,
     now: datetime,
-    mute: Mute = Mute(),
+    mute: Mute = UNMUTED,
 ) -> list[Decision]:
     """The transitions ``finding`` causes for the (account, rule) alert ``current``."""
     is_open = current is not None and current.state is AlertState.open
@@ -470,7 +473,8 @@ def evaluate(
     for rule in rules:
         current = alerts.get(rule.name)
         finding = check(rule, change, history, current, risk_absent_high_below)
-        mute = Mute(silenced(silences, labels_of(change, rule.name), now))
+        # Labels only for silences to match: most changes meet none, and a sweep makes many.
+        mute = Mute(silenced(silences, labels_of(change, rule.name), now)) if silences else UNMUTED
         decisions += decide(rule, finding, current, change.account_id, now, mute)
     keep = max((r.within for r in rules if isinstance(r, SharpHealthDrop)), default=timedelta(0))
     return Evaluation(decisions, remember_health(history, change, keep))

@@ -80,16 +80,16 @@ class Ledger:
 
 def daily_line(account_id: str, day: date, assessment: Assessment) -> bytes:
     """One line of the daily file; other tools read this exact shape."""
-    row = {
+    row = {  # orjson writes an enum as its value
         "account_id": account_id,
         "day": day.isoformat(),
         "health_score": assessment.health_score,
-        "band": assessment.band.value,
-        "risk": assessment.risk.value,
+        "band": assessment.band,
+        "risk": assessment.risk,
         "risk_reasons": assessment.risk_reasons,
         "value_score": assessment.value_score,
-        "tier": assessment.tier.value if assessment.tier else None,
-        "stage": assessment.stage.value if assessment.stage else None,
+        "tier": assessment.tier,
+        "stage": assessment.stage,
         "stale": assessment.stale,
     }
     return orjson.dumps(row) + b"\n"

@@ -4,7 +4,8 @@ re-scored at the end of each day as the sweep does, under each model side by sid
 The fold (``apply_events``), the scoring (``rescore``) and the alert rules
 (``evaluate``) are the services' own pure cores; only time comes from the events.
 What ``rescore`` keeps in a state (the last assessment, the day closes, the trends)
-depends on the scorecard, so each model keeps its own copy and swaps it in.
+depends on the scorecard, so with several models each keeps its own copy and swaps
+it in.
 """
 
 from __future__ import annotations
@@ -133,21 +134,29 @@ class Replay:
         portfolio = Portfolio.of(
             mrr for s in self.states.values() if (mrr := s.fact("mrr_minor")) is not None
         )
+        swapping = len(self.models) > 1  # a single model's scores stay in the states
         for account_id in sorted(self.states):
             state = self.states[account_id]
-            kept = self._scored.get(account_id)
-            if kept is None:
-                kept = self._scored[account_id] = [_fresh() for _ in self.models]
+            kept = self._kept(account_id) if swapping else None
             for index, model in enumerate(self.models):
-                _swap_in(state, kept[index])
+                if kept is not None:
+                    _swap_in(state, kept[index])
                 card = scorecard_for(state, model.scorecards)
                 result = rescore(state, as_of, card, portfolio=portfolio, trigger=Trigger.sweep)
-                _swap_out(state, kept[index])
+                if kept is not None:
+                    _swap_out(state, kept[index])
                 self._on_score(index, account_id, day, result.assessment, state)
                 if result.change is not None:
                     self.alerts[index].judge(result.change)
                     if self._on_change is not None:
                         self._on_change(index, result.change)
+
+    def _kept(self, account_id: str) -> list[dict[str, Any]]:
+        """What each model's ``rescore`` keeps in the account's state."""
+        kept = self._scored.get(account_id)
+        if kept is None:
+            kept = self._scored[account_id] = [_fresh() for _ in self.models]
+        return kept
 
     def _fold(self, day: date) -> None:
         for account_id, events in self._pending.items():

@@ -84,6 +84,8 @@ def segment_events(path: Path, intake: Intake, limits: Limits, memory: Memory) -
         for item in items:
             if isinstance(item, Held):
                 memory.waiting.setdefault(item.user_id, []).append((item.original, received))
+        if not accounts:  # not a group call: it releases no call that waited
+            return items
         waited = [c for user in accounts for c in memory.waiting.pop(user, [])]
         kept = [c for c in waited if c[1] >= received - memory.wait]
         if too_late := len(waited) - len(kept):  # waited longer than ingest keeps them

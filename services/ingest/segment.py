@@ -45,7 +45,8 @@ CSM_EMAIL_KEYS = ("owner_csm_email", "ownerCsmEmail", "csm_email", "csmEmail")
 CSM_SLACK_KEYS = ("owner_csm_slack", "ownerCsmSlack", "csm_slack", "csmSlack")
 CSM_EITHER_KEYS = ("owner_csm", "ownerCsm", "csm")
 
-_timestamp = TypeAdapter(AwareDatetime)
+# The adapter's validator itself: the adapter's own method adds a third to every call.
+_timestamp = TypeAdapter(AwareDatetime).validator
 AccountOf = Callable[[str], str | None]
 
 
@@ -63,11 +64,8 @@ class Mapped:
     items: list[Item]
     grouped: dict[str, tuple[str, datetime]] = field(default_factory=dict)
     """user -> (account, time of its group call): what to remember for later calls."""
-
-    @property
-    def accounts(self) -> dict[str, str]:
-        """user -> account, from the group calls mapped."""
-        return {user: account for user, (account, _) in self.grouped.items()}
+    accounts: dict[str, str] = field(default_factory=dict)
+    """user -> account, from the group calls mapped."""
 
 
 def read_body(body: bytes, call_type: str | None, limits: Limits) -> SegmentBody:
@@ -127,21 +125,21 @@ def map_messages(
     """Each message to an item, in order; a ``group`` call informs later ones."""
     # Groups of this batch shadow ``known``, which is only read: no copy of it per call
     # (nor a ChainMap: its lookups run in Python, a few for every call).
-    grouped: dict[str, str] = {}
+    mapped = Mapped([])
+    grouped = mapped.accounts
 
     def account_of(user: str) -> str | None:
         return grouped.get(user) or known.get(user)
 
-    mapped = Mapped([])
     for message in messages:
         item = _map_one(message, account_of, received_at, limits)
         mapped.items.append(item)
-        if not isinstance(item, Event) or not isinstance(message, dict):
-            continue
-        user = _user(message)
-        if message.get("type") == "group" and user is not None:
-            grouped[user] = item.account_id
-            mapped.grouped[user] = (item.account_id, item.occurred_at)
+        # An event comes only from a call that is an object, with a user.
+        if isinstance(item, Event) and message.get("type") == "group":
+            user = _user(message)
+            if user is not None:
+                grouped[user] = item.account_id
+                mapped.grouped[user] = (item.account_id, item.occurred_at)
     return mapped
 
 
@@ -198,26 +196,33 @@ def _map_one(message: Any, account_of: AccountOf, received_at: datetime, limits:
     if not isinstance(message, dict):
         return Rejection(Reason.invalid_event, "a call must be a JSON object", original)
     call_type = message.get("type")
+    message_id = _id(message)
     if call_type not in CALL_TYPES:
         text = f"call type {call_type!r} is not one of {', '.join(CALL_TYPES)}"
-        return Rejection(Reason.unsupported_type, text, original, event_id=_id(message))
-    problem = _missing_identity(message)
+        return Rejection(Reason.unsupported_type, text, original, event_id=message_id)
+    user = _user(message)  # read once: every step below needs it
+    problem = _missing_identity(message, call_type, user)
     if problem is not None:
-        return Rejection(Reason.invalid_event, problem, original, event_id=_id(message))
+        return Rejection(Reason.invalid_event, problem, original, event_id=message_id)
     try:
         occurred_at = corrected_time(message, received_at)
     except ValidationError as exc:
         text = f"timestamp or sentAt is not an ISO 8601 time with a UTC offset: {exc}"
-        return Rejection(Reason.invalid_event, text, original, event_id=_id(message))
-    account = _account(message, account_of)
+        return Rejection(Reason.invalid_event, text, original, event_id=message_id)
+    account = _account(message, call_type, user, account_of)
     if account is None:
         text = (
-            f"no account for user {_user(message)!r}: send context.groupId or "
+            f"no account for user {user!r}: send context.groupId or "
             "properties.account_id, or a group call for this user first"
         )
-        return Rejection(Reason.unknown_account, text, original, event_id=_id(message))
-    fields = _fields(message, call_type, account, occurred_at)
-    return to_event(fields, original, received_at, limits)
+        return Rejection(Reason.unknown_account, text, original, event_id=message_id)
+    common = {
+        "event_id": message_id,
+        "account_id": account,
+        "occurred_at": occurred_at,
+        "user_id": user,
+    }
+    return to_event(_fields(message, call_type, common), original, received_at, limits)
 
 
 def corrected_time(message: Mapping[str, Any], received_at: datetime) -> datetime:
@@ -225,22 +230,16 @@ def corrected_time(message: Mapping[str, Any], received_at: datetime) -> datetim
     stamp = message.get("timestamp") or message.get("originalTimestamp")
     if stamp is None:
         return received_at
-    occurred = _timestamp.validate_python(stamp)
+    occurred: datetime = _timestamp.validate_python(stamp)
     sent_at = message.get("sentAt")
     if sent_at is None:
         return occurred
-    return received_at - (_timestamp.validate_python(sent_at) - occurred)
+    sent: datetime = _timestamp.validate_python(sent_at)
+    return received_at - (sent - occurred)
 
 
-def _fields(
-    message: Mapping[str, Any], call_type: str, account: str, occurred_at: datetime
-) -> dict[str, Any]:
-    common = {
-        "event_id": _id(message),
-        "account_id": account,
-        "occurred_at": occurred_at,
-        "user_id": _user(message),
-    }
+def _fields(message: Mapping[str, Any], call_type: str, common: dict[str, Any]) -> dict[str, Any]:
+    """The event's fields: ``common`` (its ids and time) and those of its call type."""
     properties = _object(message.get("properties"))
     if call_type == "track":
         return {
@@ -304,23 +303,24 @@ def _plan_and_seats(traits: Mapping[str, Any]) -> dict[str, Any] | None:
     return present or None
 
 
-def _missing_identity(message: Mapping[str, Any]) -> str | None:
-    if _user(message) is None:
+def _missing_identity(message: Mapping[str, Any], call_type: str, user: str | None) -> str | None:
+    if user is None:
         return "a call needs a userId or an anonymousId"
-    if message.get("type") == "track" and not _text(message.get("event")):
+    if call_type == "track" and not _text(message.get("event")):
         return "a track call needs an event name"
-    if message.get("type") == "group" and not _text(message.get("groupId")):
+    if call_type == "group" and not _text(message.get("groupId")):
         return "a group call needs a groupId"
     return None
 
 
-def _account(message: Mapping[str, Any], account_of: AccountOf) -> str | None:
-    if message.get("type") == "group":
+def _account(
+    message: Mapping[str, Any], call_type: str, user: str | None, account_of: AccountOf
+) -> str | None:
+    if call_type == "group":
         return _text(message.get("groupId"))
     explicit = _explicit_account(message)
     if explicit is not None:
         return explicit
-    user = _user(message)
     return account_of(user) if user is not None else None
 
 
@@ -362,10 +362,10 @@ def _object(value: Any) -> dict[str, Any]:
 
 
 def _text(value: Any) -> str | None:
+    if isinstance(value, str):  # the usual case first: this runs several times a call
+        return value.strip() or None
     if isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
-    if isinstance(value, str) and value.strip():
-        return value.strip()
     return None
 
 

@@ -9,6 +9,7 @@ segment rules pick (see :class:`ScorecardSet`). No I/O here except reading files
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -24,6 +25,7 @@ Name = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[a-z][a-z0-
 Days = Annotated[int, Field(ge=1, le=400)]
 USAGE_KEPT_DAYS = 120  # days of usage and users an account keeps (Limits.retention_days)
 USERS_RECENT_DAYS, USERS_REFERENCE_DAYS, USERS_MIN = 21, 70, 3
+NOT_ALPHANUMERIC = re.compile(r"[\W_]+")
 
 Signal = Literal[
     "active_users_per_seat",
@@ -44,6 +46,13 @@ WINDOWED: dict[str, int] = {
     "failed_payments": 90,
     "mrr_change": 90,
 }
+
+
+@functools.lru_cache(maxsize=4096)
+def feature_key(name: str) -> str:
+    """A feature name as matched: "Report Exported", "report_exported" and
+    "report.exported" are one feature, however the product's tracking spells it."""
+    return ".".join(NOT_ALPHANUMERIC.split(name.casefold())).strip(".")
 
 
 class Strict(BaseModel):
@@ -168,8 +177,8 @@ class Measure(Strict):
             raise ValueError("seats_settle_days goes with active_users_per_seat only")
         return self
 
-    @property
-    def window(self) -> int:
+    @functools.cached_property
+    def window(self) -> int:  # read at every re-score
         return self.window_days or WINDOWED.get(self.signal, 0)
 
 
@@ -521,6 +530,11 @@ class Scorecard(Strict):
         return {name: normalised(group.measures) for name, group in self.groups.items()}
 
     @functools.cached_property
+    def key_feature_keys(self) -> frozenset[str]:
+        """The key features as matched (:func:`feature_key`)."""
+        return frozenset(feature_key(name) for name in self.key_features)
+
+    @functools.cached_property
     def baseline_window_days(self) -> int:
         """The recent window usage is set against its baseline in: the measure's, or 14."""
         return next(
@@ -563,9 +577,11 @@ class ScorecardSet:
             raise ScorecardError(f"exactly one scorecard must be the default, found {found}")
         self.default = defaults[0]
         self.all = sorted(scorecards, key=lambda card: card.id)
+        # Asked for every account at every re-score: only cards with match rules can match.
+        self._matchable = [c for c in self.all if c.assignment.specificity]
 
     def for_account(self, segment: str | None, plan: str | None) -> Scorecard:
-        matching = [c for c in self.all if c.assignment.matches(segment, plan)]
+        matching = [c for c in self._matchable if c.assignment.matches(segment, plan)]
         if not matching:
             return self.default
         return min(matching, key=_precedence)

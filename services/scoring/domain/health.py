@@ -45,9 +45,12 @@ def measure_score(measure: Measure, value: MeasureValue, judged: bool = True) ->
 
 def compute_health(signals: Signals, card: Scorecard) -> Health | None:
     """The health score, or None while no group has data."""
-    values = {name: signals.value(m) for name, m in card.measures.items()}
     judged = signals.judged()
-    scores = {name: measure_score(card.measures[name], v, judged) for name, v in values.items()}
+    values: dict[str, MeasureValue] = {}
+    scores: dict[str, float | None] = {}
+    for name, defined in card.measures.items():
+        value = values[name] = signals.value(defined)
+        scores[name] = measure_score(defined, value, judged)
     group_parts: dict[str, dict[str, float]] = {}
     for group in card.groups:
         present = {m: w for m, w in card.measure_weights(group).items() if scores[m] is not None}

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
+from services.scoring.domain.days import span
 from services.scoring.domain.signals import Signals
 from services.scoring.scorecard import Scorecard
 from shared.events import SubscriptionStatus
@@ -23,7 +22,7 @@ def stage_of(signals: Signals, card: Scorecard) -> Stage | None:
     if (
         contract
         and renewal is not None
-        and today <= renewal <= today + timedelta(rules.renewal_window_days)
+        and today <= renewal <= today + span(rules.renewal_window_days)
     ):
         return Stage.renewal_window
     start = state.fact("started_on") or state.first_seen

@@ -13,6 +13,7 @@ from datetime import date, datetime, timedelta
 from typing import Literal
 
 from services.scoring.domain.assessment import Assessment
+from services.scoring.domain.days import days_before
 from services.scoring.domain.health import Health, compute_health, drivers
 from services.scoring.domain.lifecycle import stage_of
 from services.scoring.domain.risk import Facts, churn_risk
@@ -67,24 +68,27 @@ def rescore(
     if health is None:
         return Rescored(lapsed=lapsed)
     assessment = _assess(state, signals, health, card, portfolio or Portfolio(), active)
-    today = as_of.date()
-    trends = {n: _trend(state.daily_scores, today, n, health.score) for n in (7, 30)}
+    today = signals.today
+    trends = (
+        _trend(state.daily_scores, today, 7, health.score),
+        _trend(state.daily_scores, today, 30, health.score),
+    )
     state.daily_scores[today] = health.score
-    state.trend_7d, state.trend_30d = trends[7], trends[30]
+    state.trend_7d, state.trend_30d = trends
     _close_tier(state, today, assessment.tier)
-    horizon = today - timedelta(days=DAILY_SCORES_KEPT)
+    horizon = days_before(today, DAILY_SCORES_KEPT)
     drop_through(state.daily_scores, horizon)
-    state.daily_tiers = _kept(state.daily_tiers, horizon, today)
+    _drop_old_closes(state.daily_tiers, horizon, today)
     previous = state.last
     state.current = assessment
     if previous is not None and not _material(previous, assessment):
-        return Rescored(assessment=assessment, lapsed=lapsed, trend_7d=trends[7])
+        return Rescored(assessment=assessment, lapsed=lapsed, trend_7d=trends[0])
     state.sequence += 1
     state.last = assessment
     change = _change(state, previous, assessment, health, card, trigger, trends)
     if change.drivers:
         state.drivers = change.drivers
-    return Rescored(change, assessment, lapsed, trends[7])
+    return Rescored(change, assessment, lapsed, trends[0])
 
 
 def _assess(
@@ -104,24 +108,27 @@ def _assess(
     value = value_score(signals, card, portfolio)
     split = health.components.get(card.value.tiers.a_vs_b.component, health.score)
     tier = _tier(state, signals, card, portfolio, value, split)
-    # Built from values this module computed: validating them again cost a tenth of a re-score.
-    return Assessment.model_construct(
-        computed_at=signals.as_of,
-        scorecard=card.ref,
-        health_score=health.score,
-        band=band,
-        components=health.components,
-        contributions=health.contributions,
-        measures=health.measures,
-        risk=risk,
-        risk_reasons=reasons,
-        value_score=value,
-        tier=tier,
-        stage=stage_of(signals, card),
-        stale=stale,
-        effective_band=effective_band,
-        effective_tier=Tier(chosen["tier"]) if "tier" in chosen else tier,
-        overridden=sorted(chosen),
+    # Validated, though scoring computed every value: pydantic's core does that quicker
+    # than model_construct's Python loop over the fields.
+    return Assessment.model_validate(
+        {
+            "computed_at": signals.as_of,
+            "scorecard": card.ref,
+            "health_score": health.score,
+            "band": band,
+            "components": health.components,
+            "contributions": health.contributions,
+            "measures": health.measures,
+            "risk": risk,
+            "risk_reasons": reasons,
+            "value_score": value,
+            "tier": tier,
+            "stage": stage_of(signals, card),
+            "stale": stale,
+            "effective_band": effective_band,
+            "effective_tier": Tier(chosen["tier"]) if "tier" in chosen else tier,
+            "overridden": sorted(chosen),
+        }
     )
 
 
@@ -168,17 +175,20 @@ def _close_tier(state: AccountState, today: date, tier: Tier | None) -> None:
         state.daily_tiers[today] = tier
 
 
-def _kept(closes: dict[date, Tier], horizon: date, today: date) -> dict[date, Tier]:
-    """Closes after ``horizon``, and the latest before today in any case: it anchors
-    hysteresis for the rest of today after a long pause."""
+def _drop_old_closes(closes: dict[date, Tier], horizon: date, today: date) -> None:
+    """Drop the closes at or before ``horizon``, in place, but for the latest before
+    today in any case: it anchors hysteresis for the rest of today after a long pause."""
     if not closes or min(closes) > horizon:
-        return closes
-    anchor = max((d for d in closes if d < today), default=None)
-    return {d: t for d, t in closes.items() if d > horizon or d == anchor}
+        return
+    anchor: date | None = today - ONE_DAY  # the latest before today, on most days
+    if anchor not in closes:
+        anchor = max((d for d in closes if d < today), default=None)
+    for day in [d for d in closes if d <= horizon and d != anchor]:
+        del closes[day]
 
 
 def _trend(daily: dict[date, int], today: date, days: int, score: int) -> int | None:
-    then = today - timedelta(days=days)
+    then = days_before(today, days)
     if (exact := daily.get(then)) is not None:  # a close on that very day, as usual
         return score - exact
     earlier = [d for d in daily if d <= then]
@@ -203,7 +213,7 @@ def _change(
     health: Health,
     card: Scorecard,
     trigger: Trigger,
-    trends: dict[int, int | None],
+    trends: tuple[int | None, int | None],
 ) -> ScoreChange:
     return ScoreChange(
         account_id=state.account_id,
@@ -217,8 +227,8 @@ def _change(
         trigger=trigger,
         scorecard=now.scorecard,
         drivers=drivers(previous, health, card),
-        trend_7d=trends[7],
-        trend_30d=trends[30],
+        trend_7d=trends[0],
+        trend_30d=trends[1],
         stale=now.stale,
         risk=now.risk,
         previous_risk=previous.risk if previous else None,

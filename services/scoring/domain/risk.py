@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 
+from services.scoring.domain.days import days_before
 from services.scoring.domain.signals import Signals
 from services.scoring.scorecard import RiskCondition, Scorecard
 from shared.scores import Band, Risk
@@ -38,43 +38,53 @@ def dropped_within(facts: Facts, today: date, days: int) -> int:
 
     Earlier days only: today's entry holds whichever score was computed last, and
     that depends on where event batches happened to end."""
-    since = today - timedelta(days=days)
+    since = days_before(today, days)
     recent = [s for d, s in facts.daily_scores.items() if since <= d < today]
     return max(0, max(recent, default=facts.score) - facts.score)
 
 
 def _holds(when: RiskCondition, signals: Signals, facts: Facts) -> bool:
-    """Every part given holds. ``all`` stops at the first part that fails, and the
-    parts after it are never worked out."""
-    return all(_parts(when, signals, facts))
-
-
-def _parts(when: RiskCondition, signals: Signals, facts: Facts) -> Iterator[bool]:
+    """Every part given holds. It stops at the first part that fails, and the parts
+    after it are never worked out (a loop of returns: a generator costs more)."""
     if when.min_age_days is not None:
         age = signals.age_days()
-        yield age is not None and age >= when.min_age_days
+        if age is None or age < when.min_age_days:
+            return False
     held = when.for_days or 1
-    if when.band is not None:
-        yield _band_held(when.band, held, signals, facts)
+    if when.band is not None and not _band_held(when.band, held, signals, facts):
+        return False
     if when.usage_below_baseline is not None:
         window = when.usage_window_days or signals.card.baseline_window_days
-        yield _usage_below(when.usage_below_baseline, window, held, signals)
-    if when.active_users_share_below is not None:
-        yield _users_lapsing(when, signals)
-    if when.payment_unresolved_days is not None:
-        yield signals.payment_unresolved_days() >= when.payment_unresolved_days
-    if when.dropped_points is not None and when.within_days is not None:
-        yield dropped_within(facts, signals.today, when.within_days) >= when.dropped_points
-    if when.payment_failed_unresolved is not None:
-        yield signals.payment_unresolved() == when.payment_failed_unresolved
-    if when.cancellation_scheduled is not None:
-        yield signals.cancellation_scheduled() == when.cancellation_scheduled
-    if when.silent_days is not None:
-        yield signals.silent_days() >= when.silent_days
-    if when.days_past_due is not None:
-        yield signals.days_past_due() >= when.days_past_due
-    if when.stale is not None:
-        yield facts.stale == when.stale
+        if not _usage_below(when.usage_below_baseline, window, held, signals):
+            return False
+    if when.active_users_share_below is not None and not _users_lapsing(when, signals):
+        return False
+    if (
+        when.payment_unresolved_days is not None
+        and signals.payment_unresolved_days() < when.payment_unresolved_days
+    ):
+        return False
+    if (
+        when.dropped_points is not None
+        and when.within_days is not None
+        and dropped_within(facts, signals.today, when.within_days) < when.dropped_points
+    ):
+        return False
+    if (
+        when.payment_failed_unresolved is not None
+        and signals.payment_unresolved() != when.payment_failed_unresolved
+    ):
+        return False
+    if (
+        when.cancellation_scheduled is not None
+        and signals.cancellation_scheduled() != when.cancellation_scheduled
+    ):
+        return False
+    if when.silent_days is not None and signals.silent_days() < when.silent_days:
+        return False
+    if when.days_past_due is not None and signals.days_past_due() < when.days_past_due:
+        return False
+    return when.stale is None or facts.stale == when.stale
 
 
 def _band_held(bands: list[Band], days: int, signals: Signals, facts: Facts) -> bool:
@@ -83,7 +93,7 @@ def _band_held(bands: list[Band], days: int, signals: Signals, facts: Facts) -> 
         return False
     card = signals.card
     for back in range(1, days):
-        score = facts.daily_scores.get(signals.today - timedelta(days=back))
+        score = facts.daily_scores.get(days_before(signals.today, back))
         if score is None or card.bands.of(score) not in bands:
             return False
     return True

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import functools
-import re
 from collections.abc import Callable, Collection
 from datetime import date, datetime, timedelta
 
 from services.scoring.domain.assessment import MeasureValue
+from services.scoring.domain.days import days_before, span
 from services.scoring.domain.state import UNRESOLVED, AccountState, Payment
 from services.scoring.domain.usage import UsageTotals
-from services.scoring.scorecard import Measure, Scorecard
+from services.scoring.scorecard import Measure, Scorecard, feature_key
 from shared.events import SubscriptionStatus
 
-NOT_ALPHANUMERIC = re.compile(r"[\W_]+")
+ONE_DAY = timedelta(days=1)
 NEW_USAGE_RATIO = 2.0
 USAGE_SIGNALS = frozenset(
     {
@@ -26,15 +25,11 @@ USAGE_SIGNALS = frozenset(
 )  # usage now after none before: as good as doubling
 
 
-@functools.lru_cache(maxsize=4096)
-def feature_key(name: str) -> str:
-    """A feature name as matched: "Report Exported", "report_exported" and
-    "report.exported" are one feature, however the product's tracking spells it."""
-    return ".".join(NOT_ALPHANUMERIC.split(name.casefold())).strip(".")
-
-
 class Signals:
-    """Reads the state as of ``as_of``; each method is one signal of the catalogue."""
+    """Reads the state as of ``as_of``; each method is one signal of the catalogue.
+
+    One is made for every re-score, so what several measures and risk rules read is
+    worked out once, here or on first use, in plain attributes."""
 
     def __init__(self, state: AccountState, as_of: datetime, card: Scorecard) -> None:
         self.state = state
@@ -42,12 +37,23 @@ class Signals:
         self.today = as_of.date()
         self.card = card
         self._compared: dict[tuple[int, int], tuple[int, float] | None] = {}
+        self._usage: UsageTotals | None = None
+        self._users_between: Callable[[date, date], int] | None = None
+        start = state.fact("started_on") or state.first_seen
+        self._age = (self.today - start).days if start is not None else None
+        # Onboarding with no usage yet, under a scorecard that does not judge that.
+        self._not_started = (
+            card.lifecycle.usage_unknown_while_onboarding
+            and state.last_usage_at is None
+            and not self.judged()
+        )
 
     def value(self, measure: Measure) -> MeasureValue:
-        if measure.signal in USAGE_SIGNALS and self._not_started():
+        signal = measure.signal
+        if self._not_started and signal in USAGE_SIGNALS:
             return None
         window = measure.window
-        match measure.signal:
+        match signal:
             case "active_users_per_seat":
                 return self.active_users_per_seat(window, measure.seats_settle_days)
             case "usage_trend":
@@ -68,20 +74,14 @@ class Signals:
             case "mrr_change":
                 return self.mrr_change(window)
 
-    def _not_started(self) -> bool:
-        """Onboarding with no usage yet, under a scorecard that does not judge that."""
-        unknown = self.card.lifecycle.usage_unknown_while_onboarding
-        return unknown and self.state.last_usage_at is None and not self.judged()
-
     def _since(self, days: int) -> date:
-        return self.today - timedelta(days=days)
+        return days_before(self.today, days)
 
     def active_users(self, window: int) -> int:
-        return self._users_between(self._since(window), self.today)
-
-    @functools.cached_property
-    def _users_between(self) -> Callable[[date, date], int]:
-        return self.state.users.counter()
+        between = self._users_between
+        if between is None:
+            between = self._users_between = self.state.users.counter()
+        return between(self._since(window), self.today)
 
     def active_users_share(self, recent: int, reference: int, minimum: int) -> float | None:
         """Users active in the last ``recent`` days over those active in the last
@@ -109,11 +109,6 @@ class Signals:
         """Days since the subscription started, or since the account was first seen."""
         return self._age
 
-    @functools.cached_property
-    def _age(self) -> int | None:  # read by every measure and several risk rules
-        start = self.state.fact("started_on") or self.state.first_seen
-        return (self.today - start).days if start is not None else None
-
     def judged(self) -> bool:
         """Past onboarding: old enough for silence and low usage to mean something."""
         age = self._age
@@ -138,12 +133,12 @@ class Signals:
 
     def _against_baseline(self, window: int, days_ago: int) -> tuple[int, float] | None:
         baseline = self.card.baseline
-        until = self.today - timedelta(days=days_ago)
-        split = until - timedelta(days=window)
+        until = days_before(self.today, days_ago)
+        split = days_before(until, window)
         first = self.state.first_seen
         if first is None:
             return None
-        start = max(first - timedelta(days=1), split - timedelta(days=baseline.days))
+        start = max(first - ONE_DAY, days_before(split, baseline.days))
         history = (split - start).days
         if history < baseline.min_history_days:
             return None
@@ -154,11 +149,13 @@ class Signals:
 
     def events_between(self, after: date, until: date) -> int:
         """Usage events on the days in (``after``, ``until``]."""
-        return self._usage.between(after, until)
+        return self._totals().between(after, until)
 
-    @functools.cached_property
-    def _usage(self) -> UsageTotals:  # a private attribute of the state: slow to read each time
-        return self.state.usage_totals()
+    def _totals(self) -> UsageTotals:
+        usage = self._usage  # a private attribute of the state: slow to read each time
+        if usage is None:
+            usage = self._usage = self.state.usage_totals()
+        return usage
 
     def usage_trend(self, window: int) -> float | None:
         if self.state.last_usage_at is None:
@@ -184,11 +181,11 @@ class Signals:
         return float((self.today - first).days) if first else 0.0
 
     def key_feature_breadth(self, window: int) -> float | None:
-        keys = {feature_key(k) for k in self.card.key_features}
+        keys = self.card.key_feature_keys
         if not keys or self.state.last_usage_at is None:
             return None
         after = self._since(window)
-        names: Collection[str] | None = self._usage.names_used(after, self.today)
+        names: Collection[str] | None = self._totals().names_used(after, self.today)
         if names is None:
             names = self._names_used(after)
         return round(len(keys.intersection(map(feature_key, names))) / len(keys), 4)
@@ -245,5 +242,4 @@ class Signals:
 
     def stale(self) -> bool:
         last = self.state.last_event_at
-        limit = timedelta(days=self.card.freshness.stale_after_days)
-        return last is None or self.as_of - last > limit
+        return last is None or self.as_of - last > span(self.card.freshness.stale_after_days)

@@ -8,7 +8,7 @@ so the same events in any order give the same state.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, Field, PrivateAttr
 
 from services.scoring.domain.assessment import Assessment
+from services.scoring.domain.days import days_before
 from services.scoring.domain.usage import UsageTotals
 from services.scoring.domain.users import ActiveUsers
 from services.scoring.scorecard import USAGE_KEPT_DAYS
@@ -26,6 +27,7 @@ from shared.scores import Driver, Tier
 Stamp = str
 STAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 UNRESOLVED = {PaymentOutcome.failed, PaymentOutcome.action_required}
+ONE_DAY = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -46,9 +48,13 @@ class Outcome(StrEnum):
     too_late = "too_late"
 
 
-class DayUsage(BaseModel):
+@dataclass
+class DayUsage:
+    """One day's usage. A plain dataclass, not a model (pydantic still validates and
+    writes it in the state): the fold counts into it at every usage event."""
+
     events: int = 0
-    features: dict[str, int] = Field(default_factory=dict)
+    features: dict[str, int] = field(default_factory=dict)
 
 
 class Payment(BaseModel):
@@ -142,13 +148,21 @@ class AccountState(BaseModel):
 def apply_events(state: AccountState, events: Iterable[Event], limits: Limits) -> list[Outcome]:
     """Fold events into ``state``; one outcome per event, in order."""
     outcomes = []
+    applied: list[Event] = []
     totals = state.usage_totals()
+    watermark = state.watermark  # the batch's, assigned to the state at its end
     with state.users.batch(limits) as users:
         for event in events:
-            outcome = _admit(state, event, limits)
+            day = event.occurred_at.date()
+            outcome = _admit(state, event, day, watermark, limits)
             if outcome is Outcome.applied:
-                _fold(state, event, users, totals, limits)
+                _fold(state, event, day, users, totals, limits)
+                candidate = min(event.occurred_at, event.received_at)
+                watermark = _advanced(state, watermark, candidate, totals, limits)
+                applied.append(event)
             outcomes.append(outcome)
+    if applied:
+        _count(state, applied, watermark)
     return outcomes
 
 
@@ -156,23 +170,28 @@ def apply_event(state: AccountState, event: Event, limits: Limits | None = None)
     return apply_events(state, [event], limits or Limits())[0]
 
 
-def _admit(state: AccountState, event: Event, limits: Limits) -> Outcome:
-    if state.watermark is not None and event.occurred_at < state.watermark - limits.lateness:
+def _admit(
+    state: AccountState, event: Event, day: date, watermark: datetime | None, limits: Limits
+) -> Outcome:
+    if watermark is not None and event.occurred_at < watermark - limits.lateness:
         return Outcome.too_late
-    ids = state.seen_ids.setdefault(event.occurred_at.date(), set())
-    if event.event_id in ids:
+    ids = state.seen_ids.get(day)
+    if ids is None:
+        ids = state.seen_ids[day] = set()
+    elif event.event_id in ids:
         return Outcome.duplicate
     ids.add(event.event_id)
     return Outcome.applied
 
 
+# The fold assigns a state's fields only when they change, and the counters, the latest
+# times and the watermark once a batch (``_count``): an assignment to a pydantic model
+# runs Python code.
 def _fold(
-    state: AccountState, event: Event, users: Any, totals: UsageTotals, limits: Limits
+    state: AccountState, event: Event, day: date, users: Any, totals: UsageTotals, limits: Limits
 ) -> None:
-    state.events_applied += 1
-    day = event.occurred_at.date()
-    state.first_seen = min(state.first_seen, day) if state.first_seen else day
-    state.last_event_at = _later(state.last_event_at, event.occurred_at)
+    if state.first_seen is None or day < state.first_seen:
+        state.first_seen = day
     if event.kind is EventKind.usage:
         _fold_usage(state, event, day, users, totals, limits)
     if event.billing is not None:
@@ -181,22 +200,38 @@ def _fold(
         stamp = _stamp(event)
         for name in ("name", "owner_csm_email", "owner_csm_slack", "segment"):
             _set_newer(state.traits, name, getattr(event.traits, name), stamp)
-    _advance_watermark(state, min(event.occurred_at, event.received_at), totals, limits)
 
 
 def _fold_usage(
     state: AccountState, event: Event, day: date, users: Any, totals: UsageTotals, limits: Limits
 ) -> None:
-    bucket = state.usage.setdefault(day, DayUsage())
+    bucket = state.usage.get(day)
+    if bucket is None:
+        bucket = state.usage[day] = DayUsage()
     bucket.events += 1
     totals.add(day)
     feature = event.feature or event.name
-    if feature in bucket.features or len(bucket.features) < limits.features_per_day_max:
-        bucket.features[feature] = bucket.features.get(feature, 0) + 1
+    features = bucket.features
+    if feature in features or len(features) < limits.features_per_day_max:
+        features[feature] = features.get(feature, 0) + 1
         totals.used((feature,), day)
     if event.user_id is not None:
         users.add(event.user_id, day)
-    state.last_usage_at = _later(state.last_usage_at, event.occurred_at)
+
+
+def _count(state: AccountState, applied: list[Event], watermark: datetime | None) -> None:
+    """The events applied in a batch: their number, the latest of their times, and the
+    watermark they moved."""
+    if watermark is not state.watermark:
+        state.watermark = watermark
+    state.events_applied += len(applied)
+    latest = max(event.occurred_at for event in applied)
+    if state.last_event_at is None or latest > state.last_event_at:
+        state.last_event_at = latest
+    used = [event.occurred_at for event in applied if event.kind is EventKind.usage]
+    latest_use = max(used, default=None)
+    if latest_use is not None and (state.last_usage_at is None or latest_use > state.last_usage_at):
+        state.last_usage_at = latest_use
 
 
 def _fold_billing(billing: BillingState, fact: Billing, stamp: Stamp, day: date) -> None:
@@ -241,15 +276,20 @@ def _set_newer(target: BaseModel, name: str, value: Any, stamp: Stamp) -> None:
         setattr(target, name, (value, stamp))
 
 
-def _advance_watermark(
-    state: AccountState, candidate: datetime, totals: UsageTotals, limits: Limits
-) -> None:
-    previous = state.watermark
-    if previous is not None and candidate <= previous:
-        return
-    state.watermark = candidate
-    if previous is None or candidate.date() != previous.date():
+def _advanced(
+    state: AccountState,
+    watermark: datetime | None,
+    candidate: datetime,
+    totals: UsageTotals,
+    limits: Limits,
+) -> datetime:
+    """The watermark once ``candidate`` is seen; on a new day, what it leaves behind is
+    forgotten."""
+    if watermark is not None and candidate <= watermark:
+        return watermark
+    if watermark is None or candidate.date() != watermark.date():
         _forget_old(state, candidate, totals, limits)
+    return candidate
 
 
 def _forget_old(
@@ -257,16 +297,19 @@ def _forget_old(
 ) -> None:
     """Drop what no window needs and no admissible event can touch again."""
     id_horizon = (watermark - limits.lateness).date()
-    drop_through(state.seen_ids, id_horizon - timedelta(days=1))
-    usage_horizon = watermark.date() - timedelta(days=limits.retention_days)
-    drop_through(state.usage, usage_horizon)
-    totals.forget_through(usage_horizon)
+    drop_through(state.seen_ids, id_horizon - ONE_DAY)
+    today = watermark.date()
+    usage_horizon = days_before(today, limits.retention_days)
+    for day in totals.forget_through(usage_horizon):  # the totals' days are the usage's
+        del state.usage[day]
     state.users.forget_before(usage_horizon)
-    billing_horizon = watermark.date() - timedelta(days=limits.billing_retention_days)
+    billing_horizon = days_before(today, limits.billing_retention_days)
     billing = state.billing
     drop_through(billing.failed_by_day, billing_horizon)
-    billing.mrr_by_day = _recent(billing.mrr_by_day, billing_horizon)
-    billing.seats_by_day = _recent(billing.seats_by_day, billing_horizon)
+    if (mrr := _recent(billing.mrr_by_day, billing_horizon)) is not billing.mrr_by_day:
+        billing.mrr_by_day = mrr
+    if (seats := _recent(billing.seats_by_day, billing_horizon)) is not billing.seats_by_day:
+        billing.seats_by_day = seats
 
 
 def drop_through(by_day: dict[date, Any], horizon: date) -> None:
@@ -288,7 +331,3 @@ def _recent(history: dict[date, tuple[int, Stamp]], horizon: date) -> dict[date,
 
 def _stamp(event: Event) -> Stamp:
     return f"{event.occurred_at.strftime(STAMP_FORMAT)}|{event.event_id}"
-
-
-def _later(current: datetime | None, candidate: datetime) -> datetime:
-    return candidate if current is None or candidate > current else current

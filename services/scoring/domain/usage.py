@@ -59,13 +59,17 @@ class UsageTotals:
             if seen is None or seen < day:
                 last[name] = day
 
-    def forget_through(self, horizon: date) -> None:
-        """Drop the days at or before ``horizon``, as the state does."""
+    def forget_through(self, horizon: date) -> list[date]:
+        """Drop the days at or before ``horizon``, as the state does; return them."""
         cut = bisect.bisect_right(self.days, horizon)
+        dropped = self.days[:cut]
         if cut:
             del self.days[:cut]
             del self.totals[:cut]
-        self.last_used = {name: day for name, day in self.last_used.items() if day > horizon}
+        last = self.last_used
+        if last and min(last.values()) <= horizon:  # on most days no name is that old
+            self.last_used = {name: day for name, day in last.items() if day > horizon}
+        return dropped
 
     def between(self, after: date, until: date) -> int:
         """Events on the days in (``after``, ``until``]."""

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import base64
 import bisect
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import date
 from typing import TYPE_CHECKING
 
@@ -31,12 +30,9 @@ class ActiveUsers(BaseModel):
     )
     lg_k: int = 12
 
-    @contextmanager
-    def batch(self, limits: Limits) -> Iterator[UserAdder]:
-        """Add many users; sketches are decoded once and written back at the end."""
-        adder = UserAdder(self)
-        yield adder
-        adder.close(limits)
+    def batch(self, limits: Limits) -> UserAdder:
+        """Add many users (``with``); sketches are decoded once and written back at the end."""
+        return UserAdder(self, limits)
 
     def count(self, after: date, until: date) -> int:
         """Distinct users active on a day in (``after``, ``until``]."""
@@ -71,9 +67,19 @@ class ActiveUsers(BaseModel):
 
 
 class UserAdder:
-    def __init__(self, users: ActiveUsers) -> None:
+    """A context manager, not a generator one: the fold opens one for every batch."""
+
+    def __init__(self, users: ActiveUsers, limits: Limits) -> None:
         self._users = users
+        self._limits = limits
         self._open: dict[date, datasketches.hll_sketch] = {}
+
+    def __enter__(self) -> UserAdder:
+        return self
+
+    def __exit__(self, failed: type[BaseException] | None, *_: object) -> None:
+        if failed is None:  # a failed batch is not closed: its sketches are not written back
+            self.close(self._limits)
 
     def add(self, user_id: str, day: date) -> None:
         users = self._users

@@ -126,6 +126,24 @@ def test_a_small_generated_portfolio_end_to_end(tmp_path: Path) -> None:
     assert (tmp_path / "c.png").read_bytes().startswith(b"\x89PNG")
 
 
+def test_models_side_by_side_score_as_each_alone(tmp_path: Path) -> None:
+    """Several models swap what ``rescore`` keeps in the states; a single one does not."""
+    data = tmp_path / "portfolio"
+    portfolio.write(data, accounts=8, days=60, seed=3)
+    inputs = run.Inputs(segment=[data / "segment.jsonl"], stripe=[data / "stripe.jsonl"])
+
+    def daily(models: list[Path], name: str) -> Path:
+        out = tmp_path / name / "daily.jsonl"
+        run.backtest(inputs, run.load_models(models), run.Outputs(out), progress=False)
+        return out
+
+    together = daily([V1, SHIPPED_SCORECARDS], "together")
+    for model, alone in (("default@1", daily([V1], "v1")), ("default@2", daily([], "v2"))):
+        side_by_side = together.with_name(f"daily.{model}.jsonl")
+        assert alone.read_bytes()
+        assert side_by_side.read_bytes() == alone.read_bytes()
+
+
 def test_bad_lines_are_counted_by_reason_and_skipped(tmp_path: Path) -> None:
     events = tmp_path / "events.jsonl"
     good = native_usage_json(account_id="acme")

@@ -14,7 +14,7 @@ from services.ingest import segment
 from services.ingest.domain import Limits as IngestLimits
 from services.ingest.stripe_billing import StripeAccounts, read_stripe_event, stripe_intake
 from services.scoring.domain import AccountState, Portfolio, rescore
-from services.scoring.domain.signals import feature_key
+from services.scoring.scorecard import feature_key
 from services.scoring.settings import SHIPPED_SCORECARDS
 from shared.events import Event, PaymentOutcome, SubscriptionStatus
 from shared.scores import Stage, Tier

@@ -1,16 +1,20 @@
 """Properties of the scoring core that must hold for any events, not just chosen ones."""
 
 import itertools
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.scoring.domain import AccountState, Limits, Outcome, apply_events, rescore
+from services.scoring.domain.days import days_before
+from services.scoring.domain.rescore import _drop_old_closes
 from services.scoring.domain.usage import UsageTotals
 from shared.events import Event, PaymentOutcome, SubscriptionStatus
+from shared.scores import Tier
 from tests.support.scoring_builders import NOW, billing, day, default_card, traits, usage
 
 CARD = default_card()
@@ -81,6 +85,34 @@ def test_reordering_events_within_the_lateness_bound_changes_nothing(
     assert _comparable(in_order) == _comparable(reordered)
     as_of = NOW + timedelta(hours=1)
     assert rescore(in_order, as_of, CARD) == rescore(reordered, as_of, CARD)
+
+
+@RELAXED
+@given(events, limits)
+def test_one_batch_folds_as_its_events_one_at_a_time(batch: list[Event], limit: Limits) -> None:
+    """The fold assigns the counters and the latest times once a batch."""
+    one_by_one = AccountState(account_id="acme")
+    outcomes = [apply_events(one_by_one, [event], limit)[0] for event in batch]
+    at_once = AccountState(account_id="acme")
+
+    assert apply_events(at_once, batch, limit) == outcomes
+    assert _comparable(at_once) == _comparable(one_by_one)
+    assert at_once.events_applied == outcomes.count(Outcome.applied)
+
+
+@RELAXED
+@given(events, limits)
+def test_a_state_reads_back_as_it_was_written(batch: list[Event], limit: Limits) -> None:
+    """As the database keeps it: the days' usage (plain dataclasses) included."""
+    state = _applied(batch, limit)
+    rescore(state, NOW + timedelta(hours=1), CARD)
+    written = state.model_dump_json()
+
+    read = AccountState.model_validate_json(written)
+
+    assert read == state
+    for counts in orjson.loads(written)["usage"].values():
+        assert set(counts) == {"events", "features"}
 
 
 @RELAXED
@@ -189,3 +221,32 @@ def _shifted(event: Event, by: timedelta) -> Event:
     return event.model_copy(
         update={"occurred_at": event.occurred_at + by, "received_at": event.received_at + by}
     )
+
+
+@RELAXED
+@given(
+    st.dictionaries(st.integers(-60, 0).map(day), st.sampled_from(Tier), max_size=50),
+    st.integers(-50, 0).map(day),
+)
+def test_old_day_closes_are_dropped_as_they_were_kept(
+    closes: dict[date, Tier], horizon: date
+) -> None:
+    """Dropped in place, and yesterday taken for the anchor when it closed: the closes
+    kept are those after the horizon, and the latest before today in any case."""
+    today = day(0)
+    anchor = max((d for d in closes if d < today), default=None)
+    kept = {d: t for d, t in closes.items() if d > horizon or d == anchor}
+
+    _drop_old_closes(closes, horizon, today)
+
+    assert closes == kept
+
+
+@RELAXED
+@given(st.dates(), st.integers(-400, 400))
+def test_days_before_is_date_arithmetic(on: date, days: int) -> None:
+    try:
+        expected = on - timedelta(days=days)
+    except OverflowError:
+        return
+    assert days_before(on, days) == days_before(on, days) == expected
