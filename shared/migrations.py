@@ -3,6 +3,7 @@ its own version table, so services can share a database without clashing."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,14 +35,18 @@ class MigrationSet:
         return config
 
     def head(self) -> str | None:
-        return ScriptDirectory.from_config(self.config()).get_current_head()
+        return self._scripts[0]
 
     def knows(self, revision: str) -> bool:
         """Whether ``revision`` is one of this release's migrations."""
-        return any(
-            script.revision == revision
-            for script in ScriptDirectory.from_config(self.config()).walk_revisions()
-        )
+        return revision in self._scripts[1]
+
+    @functools.cached_property
+    def _scripts(self) -> tuple[str | None, frozenset[str]]:
+        """The head and every revision, read from the folder once: readiness asks at
+        every /readyz and scrape, and the folder does not change while the process runs."""
+        scripts = ScriptDirectory.from_config(self.config())
+        return scripts.get_current_head(), frozenset(s.revision for s in scripts.walk_revisions())
 
 
 async def upgrade_to_head(

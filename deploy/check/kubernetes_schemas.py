@@ -29,30 +29,33 @@ SHARED_DEFINITIONS = "/api/_definitions.json#/$defs/"
 OWN_DEFINITIONS = "#/$defs/"
 
 
+def objects(node: Any) -> Iterator[dict[str, Any]]:
+    """Every mapping in ``node``, each before what it holds (which may change meanwhile)."""
+    if isinstance(node, dict):
+        yield node
+        children: list[Any] = list(node.values())
+    elif isinstance(node, list):
+        children = node
+    else:
+        return
+    for child in children:
+        yield from objects(child)
+
+
 def definition_refs(node: Any) -> Iterator[str]:
     """Names of the definitions node refers to, shared or already local."""
-    if isinstance(node, dict):
-        ref = node.get("$ref")
+    for mapping in objects(node):
+        ref = mapping.get("$ref")
         if isinstance(ref, str) and "#/$defs/" in ref:
             yield ref.split("#/$defs/", 1)[1]
-        for value in node.values():
-            yield from definition_refs(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from definition_refs(value)
 
 
 def localised(node: Any) -> Any:
-    if isinstance(node, dict):
-        node.pop("$id", None)
-        ref = node.get("$ref")
+    for mapping in objects(node):
+        mapping.pop("$id", None)
+        ref = mapping.get("$ref")
         if isinstance(ref, str) and ref.startswith(SHARED_DEFINITIONS):
-            node["$ref"] = OWN_DEFINITIONS + ref[len(SHARED_DEFINITIONS) :]
-        for value in node.values():
-            localised(value)
-    elif isinstance(node, list):
-        for value in node:
-            localised(value)
+            mapping["$ref"] = OWN_DEFINITIONS + ref[len(SHARED_DEFINITIONS) :]
     return node
 
 
@@ -70,18 +73,13 @@ def self_contained(schema: dict[str, Any], definitions: dict[str, Any]) -> Any:
 
 def closed(node: Any) -> Any:
     """Every object schema with properties refuses others, unless it keeps unknown fields."""
-    if isinstance(node, dict):
+    for mapping in objects(node):
         if (
-            "properties" in node
-            and "additionalProperties" not in node
-            and not node.get("x-kubernetes-preserve-unknown-fields")
+            "properties" in mapping
+            and "additionalProperties" not in mapping
+            and not mapping.get("x-kubernetes-preserve-unknown-fields")
         ):
-            node["additionalProperties"] = False
-        for value in node.values():
-            closed(value)
-    elif isinstance(node, list):
-        for value in node:
-            closed(value)
+            mapping["additionalProperties"] = False
     return node
 
 

@@ -244,7 +244,11 @@ def dead_letters(scope: Scope, services: Sequence[str], *, width: int = 12) -> t
     )
 
 
-def consumer_lag(scope: Scope, *matchers: str, with_raw_intake: bool) -> timeseries.Panel:
+# The raw-topic intake's series among the consumers' lag.
+RAW_LAG = 'consumer="ingest-raw"'
+
+
+def consumer_lag(scope: Scope, *matchers: str) -> timeseries.Panel:
     # Every replica reports every partition of its group: max, not sum, per partition.
     targets = [
         (
@@ -253,13 +257,6 @@ def consumer_lag(scope: Scope, *matchers: str, with_raw_intake: bool) -> timeser
             "{{consumer}} {{topic}}/{{partition}}",
         )
     ]
-    if with_raw_intake:
-        targets.append(
-            (
-                f"max by (topic, partition) ({scope('vitals_ingest_consumer_lag_records')})",
-                "ingest-raw {{topic}}/{{partition}}",
-            )
-        )
     return graph(
         "Consumer lag by group and partition",
         "Records behind the end of each partition, from the positions each consumer "
@@ -583,7 +580,7 @@ def overview() -> dashboard_models.Dashboard:
             (
                 "Consumers",
                 [
-                    consumer_lag(scope, with_raw_intake=True),
+                    consumer_lag(scope),
                     batch_duration(scope),
                     consumer_records(scope),
                     consumer_restarts(scope),
@@ -708,7 +705,7 @@ def ingest() -> dashboard_models.Dashboard:
                         [
                             (
                                 "max by (topic, partition) "
-                                f"({scope('vitals_ingest_consumer_lag_records')})",
+                                f"({scope('vitals_consumer_lag_records', RAW_LAG)})",
                                 "{{topic}}/{{partition}}",
                             )
                         ],
@@ -759,7 +756,7 @@ def scoring() -> dashboard_models.Dashboard:
             (
                 "Consumer",
                 [
-                    consumer_lag(scope, consumer, with_raw_intake=False),
+                    consumer_lag(scope, consumer),
                     batch_duration(scope, consumer),
                     consumer_records(scope, consumer),
                     consumer_restarts(scope, consumer),
@@ -838,7 +835,7 @@ def alerts() -> dashboard_models.Dashboard:
             (
                 "Consumer",
                 [
-                    consumer_lag(scope, consumer, with_raw_intake=False),
+                    consumer_lag(scope, consumer),
                     batch_duration(scope, consumer),
                     consumer_records(scope, consumer),
                     consumer_restarts(scope, consumer),

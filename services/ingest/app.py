@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -62,9 +62,10 @@ def create_app(settings: IngestSettings | None = None, clock: Clock = utc_now) -
     dedupe = DatabaseDeduplicator(sessions, window, settings.dedupe_lease(), clock)
     intake = Intake(publisher, dedupe, processor_name("ingest"), clock)
     segment_users = SegmentUsers(sessions, clock)
+    raw_config = _raw_topics_config(settings)
     raw_topics = RawTopicConsumer(
         settings,
-        _raw_topics_config(settings),
+        raw_config,
         intake,
         SegmentUsers(sessions, clock),
         clock,
@@ -78,10 +79,14 @@ def create_app(settings: IngestSettings | None = None, clock: Clock = utc_now) -
         prune = _prune_every(dedupe, settings.ingest_dedupe_prune_interval_s)
         check_s = min(WAITING_CHECK_S, settings.ingest_segment_wait_s / 2)
         expire = _expire_waiting_every(segment_users, intake, check_s)
-        async with (
-            running(prune, "ingest-prune", readiness),
-            running(expire, "ingest-segment-waiting", readiness),
-        ):
+        async with AsyncExitStack() as background:
+            await background.enter_async_context(running(prune, "ingest-prune", readiness))
+            await background.enter_async_context(
+                running(expire, "ingest-segment-waiting", readiness)
+            )
+            if raw_config.topics:
+                lag = raw_topics.lag_probe().run()
+                await background.enter_async_context(running(lag, "ingest-raw-lag", readiness))
             yield
         await raw_topics.stop()
         await publisher.stop()

@@ -48,12 +48,6 @@ PRODUCE_SECONDS = Histogram(
     "Time from handing records to the producer until the broker acknowledged all of them.",
     buckets=LATENCY_BUCKETS,
 )
-CONSUMER_LAG = Gauge(
-    "vitals_ingest_consumer_lag_records",
-    "Records on a raw topic partition not yet consumed by ingest.",
-    ["topic", "partition"],
-    multiprocess_mode="mostrecent",
-)
 RAW_INTAKE_UP = Gauge(
     "vitals_ingest_raw_intake_up",
     "1 while the raw-topic consumer runs; 0 while it restarts or after it stopped itself "

@@ -62,6 +62,7 @@ from shared.kafka import (
     topic_spec,
 )
 from shared.lag import CommittedPositions, LagProbe
+from shared.metrics import lag_gauge
 from shared.retry import Backoff
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,8 @@ CHANNEL = "kafka"
 WAITED_ORIGIN = Origin("kafka: a Segment call that waited for its group call")
 DEFAULT_TOPICS = ("vitals.usage.raw", "vitals.billing.raw")
 DEFAULT_GROUP = "vitals-ingest-raw"
+# Its name among the consumers: Kafka client ids, the lag series' `consumer` label.
+RAW_CONSUMER = "ingest-raw"
 COMMIT_TIMEOUT_S = 10.0
 
 
@@ -258,8 +261,7 @@ def map_segment(
         except Exception as exc:  # a poison record must not block its partition
             result.items.append([unreadable(record.record, exc)])
             continue
-        for user, (account, _) in mapped.grouped.items():
-            accounts[user] = account
+        accounts.update(mapped.accounts)
         result.grouped.update(mapped.grouped)
         given = [segment_message_id(call) for call in calls]
         result.items.append(with_record_ids(items, given, record.record, batch=record.batch))
@@ -317,7 +319,6 @@ class RawTopicConsumer:
         """Next offsets stored (events and dead letters acknowledged), not yet committed."""
         self._consumer: AIOKafkaConsumer | None = None
         self._task: asyncio.Task[None] | None = None
-        self._lag_task: asyncio.Task[None] | None = None
         self.failure: str | None = None
         """Why the consumer stopped by itself, if it did."""
         self.assigned: frozenset[TopicPartition] = frozenset()
@@ -327,18 +328,15 @@ class RawTopicConsumer:
         if self._config.topics:
             self._report("starting")
             self._task = asyncio.create_task(self.run(), name="ingest-raw-topics")
-            self._lag_task = asyncio.create_task(self._lag_probe().run(), name="ingest-raw-lag")
 
-    def _lag_probe(self) -> LagProbe:
-        def set_lag(tp: TopicPartition, lag: int) -> None:
-            metrics.CONSUMER_LAG.labels(tp.topic, str(tp.partition)).set(lag)
-
+    def lag_probe(self) -> LagProbe:
+        """The probe that measures the raw intake's lag from its group's committed offsets."""
         return LagProbe(
             self._settings,
-            role="ingest-raw",
+            role=RAW_CONSUMER,
             topics=self._config.topics,
             positions=CommittedPositions(self._config.group_id),
-            set_lag=set_lag,
+            set_lag=lag_gauge(RAW_CONSUMER),
         )
 
     def _report(self, problem: str | None) -> None:
@@ -353,16 +351,12 @@ class RawTopicConsumer:
             self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
-        if self._lag_task is not None:
-            self._lag_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._lag_task
 
     async def run(self) -> None:
         """Consume until cancelled, restarting after any failure (a fault of ours must
         not end intake for good: what was not committed comes again after the restart)."""
         while True:
-            consumer = make_consumer(self._settings, "ingest-raw", self._config.group_id)
+            consumer = make_consumer(self._settings, RAW_CONSUMER, self._config.group_id)
             self._consumer = consumer
             delay = 0.0
             try:

@@ -435,11 +435,8 @@ async def portfolio_figures(
     session: AsyncSession, scope: PortfolioScope = PortfolioScope()
 ) -> list[PortfolioFigures]:
     """The figures of every tier, band and risk combination of the accounts in scope."""
-    query = select(*_COMBINATION, *_SUMS).group_by(*_COMBINATION)
-    if scope.owner is not None:
-        query = query.where(Account.owner == scope.owner)
-    if scope.segment is not None:
-        query = query.where(Account.segment == scope.segment)
+    in_scope = _filter_conditions(AccountFilters(owner=scope.owner, segment=scope.segment))
+    query = select(*_COMBINATION, *_SUMS).where(*in_scope).group_by(*_COMBINATION)
     rows = await session.execute(query)
     return [(tier, band, risk, int(n), int(mrr or 0)) for tier, band, risk, n, mrr in rows]
 

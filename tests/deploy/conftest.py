@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 
 import pytest
 
 from tests.deploy.promql import ROOT
+from tests.support.infra import missing_tool
 
 
 @pytest.fixture(scope="session")
 def promtool() -> str:
-    """The promtool binary. Missing, the test fails under CI and is skipped elsewhere."""
+    """The promtool binary."""
     found = subprocess.run(
         [str(ROOT / "deploy" / "local" / "promtool.sh"), "path"],
         capture_output=True,
@@ -20,8 +20,5 @@ def promtool() -> str:
         check=False,
     )
     if found.returncode != 0:
-        message = "promtool is not installed; run: deploy/local/promtool.sh install"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+        missing_tool("promtool is not installed; run: deploy/local/promtool.sh install")
     return found.stdout.strip()

@@ -21,8 +21,8 @@ from sqlalchemy.engine import make_url
 
 from services.cli import DEFAULT_PORTS, SETTINGS, WITH_DATABASE, Service
 from shared.settings import VitalsSettings
+from tests.deploy.promql import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_DIR = ROOT / "deploy" / "compose"
 COMPOSE_FILE = COMPOSE_DIR / "docker-compose.yml"
 ENV_EXAMPLE = COMPOSE_DIR / ".env.example"

@@ -5,8 +5,7 @@ migrate`, the default command until its HEALTHCHECK passes, the console's static
 
 Building needs root (debootstrap, podman's storage, namespaces) and takes about 4-5
 minutes from nothing (the Debian base 2-3, the image 1.5-2), 1.5-2 with the base made.
-Under CI a missing requirement fails the build tests; elsewhere they are skipped.
-VITALS_TEST_IMAGE_BUILD=0 skips them on purpose.
+A missing requirement (root, podman, the namespace tools) fails the build tests.
 """
 
 from __future__ import annotations
@@ -29,8 +28,9 @@ from typing import Any, ClassVar
 import pytest
 
 from services.cli import DEFAULT_PORTS, Service
+from tests.deploy.promql import ROOT
+from tests.support.infra import missing_tool
 
-ROOT = Path(__file__).resolve().parents[2]
 IMAGE_DIR = ROOT / "deploy" / "image"
 BUILD = IMAGE_DIR / "build.sh"
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
@@ -184,12 +184,6 @@ def test_healthcheck_passes_without_a_server_to_check(tmp_path: Path) -> None:
 # --- the built image -------------------------------------------------------------------
 
 
-def _unavailable(message: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
-
-
 def _podman(*args: str) -> str:
     done = subprocess.run(["podman", *args], capture_output=True, text=True, check=False)
     assert done.returncode == 0, f"podman {shlex.join(args)}: {done.stderr}"
@@ -199,10 +193,8 @@ def _podman(*args: str) -> str:
 @pytest.fixture(scope="module")
 def image(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The image, built by deploy/image/build.sh (with its Debian base when missing)."""
-    if os.environ.get("VITALS_TEST_IMAGE_BUILD") == "0":
-        pytest.skip("VITALS_TEST_IMAGE_BUILD=0: the image is not built")
     if os.geteuid() != 0:
-        _unavailable("building the image needs root: debootstrap, podman's storage, namespaces")
+        missing_tool("building the image needs root: debootstrap, podman's storage, namespaces")
     log = tmp_path_factory.mktemp("image") / "build.log"
     with log.open("w") as output:
         done = subprocess.run(
@@ -315,7 +307,7 @@ def test_image_runs_its_default_command_until_healthy(
     console, whose static files are package data."""
     for tool in ("unshare", "chroot", "ip"):
         if shutil.which(tool) is None:
-            _unavailable(f"{tool} is not installed (util-linux, coreutils, iproute2)")
+            missing_tool(f"{tool} is not installed (util-linux, coreutils, iproute2)")
     config = inspected["Config"]
     command = shlex.join([*config["Entrypoint"], *config["Cmd"]])
     check = shlex.join(inspected["Healthcheck"]["Test"][1:])

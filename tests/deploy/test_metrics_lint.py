@@ -15,20 +15,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.deploy.exposition import APPS
 from tests.deploy.promql import ROOT
-from tests.e2e.stack import migrate, service_env
+from tests.e2e.stack import UNPAID_PAST_GRACE, migrate, service_env
 from tests.support.events import native_usage_json
 from tests.support.processes import ServiceProcess
 from tests.support.servers import WebhookReceiver, serve, wait_for
-
-# Unpaid for more than the shipped scorecard's grace: high risk, so an alert is opened
-# and delivered, and the alerts service's delivery series get samples.
-UNPAID = {
-    "account_id": "acme",
-    "kind": "billing",
-    "name": "invoice.payment_failed",
-    "occurred_at": "2026-11-10T10:00:00Z",
-    "billing": {"payment": "failed", "subscription_status": "past_due", "seats": 20},
-}
 
 
 def _lint(promtool: str, exposition: bytes) -> str:
@@ -95,7 +85,7 @@ async def running_services(
             for service in services.values():
                 await service.wait_ready()
             async with httpx.AsyncClient(base_url=services["ingest"].url) as client:
-                events = [UNPAID, native_usage_json(account_id="calm")]
+                events = [UNPAID_PAST_GRACE, native_usage_json(account_id="calm")]
                 posted = await client.post("/v1/events", json={"events": events})
             assert posted.status_code == 202, posted.text
 

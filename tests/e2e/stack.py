@@ -6,6 +6,16 @@ import os
 import subprocess
 import sys
 
+# Unpaid for more than the shipped scorecard's grace of seven days: high risk, so an
+# alert is opened and delivered.
+UNPAID_PAST_GRACE = {
+    "account_id": "acme",
+    "kind": "billing",
+    "name": "invoice.payment_failed",
+    "occurred_at": "2026-11-10T10:00:00Z",
+    "billing": {"payment": "failed", "subscription_status": "past_due", "seats": 20},
+}
+
 
 def service_env(
     *, kafka: str, database: str, topics: dict[str, str], webhook_url: str

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.stack import migrate, service_env
+from tests.e2e.stack import UNPAID_PAST_GRACE, migrate, service_env
 from tests.support.events import native_usage_json
 from tests.support.processes import ServiceProcess
 from tests.support.scoring_service import stored_positions
@@ -58,18 +58,9 @@ async def _account(stack: Stack, account_id: str) -> dict[str, object] | None:
 
 
 async def test_an_event_posted_over_http_is_scored_and_alerted(stack: Stack) -> None:
-    # Unpaid for more than the shipped scorecard's grace of seven days: high risk.
-    unpaid = {
-        "account_id": "acme",
-        "kind": "billing",
-        "name": "invoice.payment_failed",
-        "occurred_at": "2026-11-10T10:00:00Z",
-        "billing": {"payment": "failed", "subscription_status": "past_due", "seats": 20},
-    }
     async with httpx.AsyncClient(base_url=stack.ingest.url) as ingest:
-        posted = await ingest.post(
-            "/v1/events", json={"events": [unpaid, native_usage_json(account_id="healthy")]}
-        )
+        events = [UNPAID_PAST_GRACE, native_usage_json(account_id="healthy")]
+        posted = await ingest.post("/v1/events", json={"events": events})
     assert posted.status_code == 202
 
     async def scored() -> dict[str, object] | None:

@@ -10,21 +10,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import httpx
 import pytest
 from fastapi import FastAPI
-from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy.engine import make_url
 
 from services.alerts.app import MIGRATIONS as ALERTS_MIGRATIONS
 from services.alerts.app import create_app as create_alerts
 from services.scoring.app import create_app as create_scoring
-from shared.db import create_engine
-from shared.migrations import upgrade_to_head
 from tests.support.apps import alerts_settings
 from tests.support.clock import FakeClock
 from tests.support.events import score_change
+from tests.support.infra import migrated_to
 from tests.support.kafka import produce
+from tests.support.processes import metric_total
 from tests.support.scoring_builders import usage
 from tests.support.scoring_service import records, settings_for
-from tests.support.servers import TcpRelay, serve, wait_for
+from tests.support.servers import relayed, serve, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
@@ -52,9 +50,7 @@ async def test_alerts_lag_rises_while_its_consumer_is_stopped_and_falls_once_cau
     kafka: str, database: str, topics: dict[str, str]
 ) -> None:
     scores = topics["scores_topic"]
-    engine = create_engine(database)
-    await upgrade_to_head(engine, ALERTS_MIGRATIONS)
-    await engine.dispose()
+    await migrated_to(database, ALERTS_MIGRATIONS)
     async with relayed(database) as (relay, through_relay):
         settings = alerts_settings(kafka=kafka, database=through_relay, topics=topics)
         async with served(create_alerts(settings, FakeClock())) as metrics:
@@ -75,14 +71,7 @@ class Metrics:
     async def lag(self, consumer: str, topic: str) -> float | None:
         """The consumer's lag summed over the topic's partitions; None until measured."""
         text = (await self._client.get("/metrics")).text
-        values = [
-            sample.value
-            for family in text_string_to_metric_families(text)
-            if family.name == "vitals_consumer_lag_records"
-            for sample in family.samples
-            if sample.labels["consumer"] == consumer and sample.labels["topic"] == topic
-        ]
-        return sum(values) if values else None
+        return metric_total(text, "vitals_consumer_lag_records", consumer=consumer, topic=topic)
 
     def lag_is(self, consumer: str, topic: str, expected: int) -> Callable[[], Awaitable[bool]]:
         async def condition() -> bool:
@@ -95,15 +84,3 @@ class Metrics:
 async def served(app: FastAPI) -> AsyncIterator[Metrics]:
     async with serve(app) as base, httpx.AsyncClient(base_url=base) as client:
         yield Metrics(client)
-
-
-@contextlib.asynccontextmanager
-async def relayed(database: str) -> AsyncIterator[tuple[TcpRelay, str]]:
-    """A relay in front of ``database`` and the URL through it."""
-    url = make_url(database)
-    relay = TcpRelay(url.host or "127.0.0.1", url.port or 5432)
-    await relay.start()
-    try:
-        yield relay, url.set(port=relay.port).render_as_string(hide_password=False)
-    finally:
-        await relay.stop()

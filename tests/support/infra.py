@@ -31,6 +31,12 @@ def require(what: str, host: str, port: int, how: str) -> None:
         pytest.fail(message, pytrace=False)
 
 
+def missing_tool(message: str) -> None:
+    """A tool a test needs is not installed: the test fails, naming how to install it.
+    Never a skip, as for the servers above."""
+    pytest.fail(message, pytrace=False)
+
+
 def require_kafka() -> str:
     host, _, port = KAFKA_BOOTSTRAP.split(",")[0].rpartition(":")
     require("Kafka", host, int(port), "deploy/local/kafka.sh start (or make test)")

@@ -24,6 +24,18 @@ def metric_value(text: str, name: str, **labels: str) -> float:
     return 0.0
 
 
+def metric_total(text: str, name: str, **labels: str) -> float | None:
+    """The sum of the samples of ``name`` that carry ``labels`` (among others) in a
+    ``/metrics`` text; None when there is none yet."""
+    values = [
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    ]
+    return sum(values) if values else None
+
+
 @dataclass
 class ServiceProcess:
     """``python -m services serve SERVICE`` on its own port, logging to ``log_dir/NAME.log``

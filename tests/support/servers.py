@@ -14,6 +14,7 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request, Response
+from sqlalchemy.engine import make_url
 
 
 def _ephemeral_low() -> int:
@@ -142,3 +143,16 @@ async def _pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> Non
         pass
     finally:
         sink.close()
+
+
+@contextlib.asynccontextmanager
+async def relayed(database: str) -> AsyncIterator[tuple[TcpRelay, str]]:
+    """A relay in front of ``database``, started, and the URL through it: stop the relay
+    to cut the database off, start it again to bring it back."""
+    url = make_url(database)
+    relay = TcpRelay(url.host or "127.0.0.1", url.port or 5432)
+    await relay.start()
+    try:
+        yield relay, url.set(port=relay.port).render_as_string(hide_password=False)
+    finally:
+        await relay.stop()

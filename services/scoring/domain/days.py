@@ -7,6 +7,8 @@ from __future__ import annotations
 import functools
 from datetime import date, timedelta
 
+ONE_DAY = timedelta(days=1)
+
 
 @functools.lru_cache(maxsize=1024)
 def days_before(day: date, days: int) -> date:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Literal
 
 from services.scoring.domain.assessment import Assessment
-from services.scoring.domain.days import days_before
+from services.scoring.domain.days import ONE_DAY, days_before
 from services.scoring.domain.health import Health, compute_health, drivers
 from services.scoring.domain.lifecycle import stage_of
 from services.scoring.domain.risk import Facts, churn_risk
@@ -25,7 +25,6 @@ from shared.events import SubscriptionStatus
 from shared.scores import AccountFacts, Band, ScoreChange, Tier, Trigger
 
 DAILY_SCORES_KEPT = 40
-ONE_DAY = timedelta(days=1)
 PAYING = {SubscriptionStatus.active, SubscriptionStatus.past_due}
 
 

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Collection
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 from services.scoring.domain.assessment import MeasureValue
-from services.scoring.domain.days import days_before, span
+from services.scoring.domain.days import ONE_DAY, days_before, span
 from services.scoring.domain.state import UNRESOLVED, AccountState, Payment
 from services.scoring.domain.usage import UsageTotals
 from services.scoring.scorecard import Measure, Scorecard, feature_key
 from shared.events import SubscriptionStatus
 
-ONE_DAY = timedelta(days=1)
 NEW_USAGE_RATIO = 2.0
 USAGE_SIGNALS = frozenset(
     {

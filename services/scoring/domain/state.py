@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, Field, PrivateAttr
 
 from services.scoring.domain.assessment import Assessment
-from services.scoring.domain.days import days_before
+from services.scoring.domain.days import ONE_DAY, days_before
 from services.scoring.domain.usage import UsageTotals
 from services.scoring.domain.users import ActiveUsers
 from services.scoring.scorecard import USAGE_KEPT_DAYS
@@ -27,7 +27,6 @@ from shared.scores import Driver, Tier
 Stamp = str
 STAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 UNRESOLVED = {PaymentOutcome.failed, PaymentOutcome.action_required}
-ONE_DAY = timedelta(days=1)
 
 
 @dataclass(frozen=True)

@@ -20,16 +20,19 @@ from prometheus_client import REGISTRY
 from services.ingest.dedupe import DatabaseDeduplicator
 from services.ingest.intake import Intake
 from services.ingest.publisher import EventPublisher
-from services.ingest.raw_topics import RawTopicConsumer, RawTopicsConfig
+from services.ingest.raw_topics import RAW_CONSUMER, RawTopicConsumer, RawTopicsConfig
 from services.ingest.segment_users import SegmentUsers
 from services.ingest.settings import IngestSettings
+from shared.background import running
 from shared.db import SessionFactory, create_engine, session_factory
 from shared.dlq import DeadLetter
 from shared.events import Event
 from shared.health import Readiness
 from shared.kafka import ensure_topics, topic_spec
+from shared.metrics import exposition
 from tests.support.events import native_usage_json
 from tests.support.ingest_apps import ingest_client, ingest_test_settings, migrated
+from tests.support.processes import metric_total
 from tests.support.servers import wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
@@ -79,7 +82,8 @@ async def consuming(
         publisher.start()
     consumer.start()
     try:
-        yield consumer
+        async with running(consumer.lag_probe().run(), "ingest-raw-lag"):
+            yield consumer
     finally:
         await consumer.stop()
         await publisher.stop()
@@ -217,7 +221,8 @@ async def test_each_shape_becomes_events_and_every_rejection_names_its_record(
     assert letters[sent[2].offset].original() == poison
     assert orjson.loads(letters[sent[5].offset].original()) == cloud_events[1]
     lag = REGISTRY.get_sample_value(
-        "vitals_ingest_consumer_lag_records", {"topic": usage, "partition": str(sent[0].partition)}
+        "vitals_consumer_lag_records",
+        {"consumer": RAW_CONSUMER, "topic": usage, "partition": str(sent[0].partition)},
     )
     assert lag == 0
 
@@ -361,14 +366,9 @@ async def test_the_raw_intake_lag_rises_while_it_is_stopped_and_falls_once_caugh
 
 
 async def _raw_lag_is(topic: str, expected: int) -> bool:
-    lags = [
-        sample.value
-        for family in REGISTRY.collect()
-        if family.name == "vitals_ingest_consumer_lag_records"
-        for sample in family.samples
-        if sample.labels["topic"] == topic
-    ]
-    return bool(lags) and sum(lags) == expected
+    text = exposition().decode()
+    lag = metric_total(text, "vitals_consumer_lag_records", consumer=RAW_CONSUMER, topic=topic)
+    return lag == expected
 
 
 async def _failed(consumer: RawTopicConsumer) -> bool:

@@ -7,14 +7,13 @@ import logging
 
 import httpx
 import pytest
-from sqlalchemy.engine import make_url
 
 from services.scoring.app import create_app
 from tests.support.clock import FakeClock
 from tests.support.kafka import produce
 from tests.support.scoring_builders import usage
 from tests.support.scoring_service import applied, records, settings_for
-from tests.support.servers import TcpRelay, serve, wait_for
+from tests.support.servers import relayed, serve, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
@@ -25,34 +24,31 @@ async def test_a_database_outage_backs_off_logs_one_error_and_loses_nothing(
     kafka: str, scoring_db: str, topics: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, "shared.consumer")
-    url = make_url(scoring_db)
-    relay = TcpRelay(url.host or "127.0.0.1", url.port or 5432)
-    await relay.start()
-    relayed = url.set(port=relay.port).render_as_string(hide_password=False)
-    settings = settings_for(kafka, relayed, topics, startup_retry_max_s=8.0)
-    async with (
-        serve(create_app(settings, FakeClock())) as base,
-        httpx.AsyncClient(base_url=base) as api,
-    ):
-        await produce(kafka, topics["events_topic"], records([usage(event_id="before")]))
-        await wait_for(applied(api, "acme", 1), 30, "the first event")
-        await relay.stop()
-        await produce(kafka, topics["events_topic"], records([usage(event_id="during")]))
+    async with relayed(scoring_db) as (relay, through_relay):
+        settings = settings_for(kafka, through_relay, topics, startup_retry_max_s=8.0)
+        async with (
+            serve(create_app(settings, FakeClock())) as base,
+            httpx.AsyncClient(base_url=base) as api,
+        ):
+            await produce(kafka, topics["events_topic"], records([usage(event_id="before")]))
+            await wait_for(applied(api, "acme", 1), 30, "the first event")
+            await relay.stop()
+            await produce(kafka, topics["events_topic"], records([usage(event_id="during")]))
 
-        def delays() -> list[float]:
-            return [
-                float(r.getMessage().rsplit(" ", 1)[1].rstrip("s"))
-                for r in caplog.records
-                if "consumer restarting in" in r.getMessage()
-            ]
+            def delays() -> list[float]:
+                return [
+                    float(r.getMessage().rsplit(" ", 1)[1].rstrip("s"))
+                    for r in caplog.records
+                    if "consumer restarting in" in r.getMessage()
+                ]
 
-        async def restarted() -> list[float]:
-            return delays() if len(delays()) >= RESTARTS else []
+            async def restarted() -> list[float]:
+                return delays() if len(delays()) >= RESTARTS else []
 
-        backed_off = await wait_for(restarted, 90, f"{RESTARTS} restarts")
-        not_ready = (await api.get("/readyz")).json()["checks"]["consumer"]
-        await relay.start()
-        await wait_for(applied(api, "acme", 2), 60, "the event sent during the outage")
+            backed_off = await wait_for(restarted, 90, f"{RESTARTS} restarts")
+            not_ready = (await api.get("/readyz")).json()["checks"]["consumer"]
+            await relay.start()
+            await wait_for(applied(api, "acme", 2), 60, "the event sent during the outage")
 
     errors = [
         r for r in caplog.records if r.levelno >= logging.ERROR and r.name == "shared.consumer"
