@@ -180,7 +180,7 @@ def check_health_drop(
         return Finding(False, summary="No earlier score to compare with")
     peak_at, peak = max(earlier, key=lambda point: (point[1], point[0]))
     drop = peak - change.health_score
-    if drop >= rule.points:
+    if drop >= rule.points and change.band in rule.bands:
         days = _days(change.computed_at - peak_at)
         summary = f"Health fell {drop} points in {days}: {peak} -> {change.health_score}"
         details = {

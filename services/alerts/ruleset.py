@@ -63,6 +63,12 @@ class SharpHealthDrop(RuleBase):
         5, ge=0, description="Resolved once the drop is below points - hysteresis_points."
     )
     top_drivers: int = Field(3, ge=0, le=20)
+    bands: list[Band] = Field(
+        default_factory=lambda: list(Band),
+        min_length=1,
+        description="Opens only when the drop ends in one of these bands: a score that "
+        "fell but is still green needs no one's attention.",
+    )
 
     @model_validator(mode="after")
     def _window_and_margin(self) -> SharpHealthDrop:

@@ -165,6 +165,12 @@ class Measure(Strict):
         description="active_users_per_seat: seats bought in the last N days count only "
         "from then on, so an expansion is not read as falling engagement.",
     )
+    min_history_days: Days | None = Field(
+        None,
+        description="No value until the account has been seen for this many days: a "
+        "window only part-covered by history understates usage (a new account, or every "
+        "account when Vitals goes live without a backfill).",
+    )
 
     @model_validator(mode="after")
     def _fits_signal(self) -> Measure:

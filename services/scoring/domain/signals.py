@@ -40,6 +40,8 @@ class Signals:
         self._users_between: Callable[[date, date], int] | None = None
         start = state.fact("started_on") or state.first_seen
         self._age = (self.today - start).days if start is not None else None
+        first = state.first_seen
+        self._seen_days = (self.today - first).days + 1 if first is not None else 0
         # Onboarding with no usage yet, under a scorecard that does not judge that.
         self._not_started = (
             card.lifecycle.usage_unknown_while_onboarding
@@ -51,6 +53,8 @@ class Signals:
         signal = measure.signal
         if self._not_started and signal in USAGE_SIGNALS:
             return None
+        if measure.min_history_days is not None and self._seen_days < measure.min_history_days:
+            return None
         window = measure.window
         match signal:
             case "active_users_per_seat":
@@ -60,7 +64,10 @@ class Signals:
             case "usage_vs_baseline":
                 return self.usage_vs_baseline(window)
             case "days_since_last_usage":
-                return self.days_since_last_usage()
+                since = self.days_since_last_usage()
+                if since is None and self.card.lifecycle.usage_unknown_while_onboarding:
+                    return self.silent_days()  # no usage seen: silent since first seen
+                return since
             case "key_feature_breadth":
                 return self.key_feature_breadth(window)
             case "subscription_status":

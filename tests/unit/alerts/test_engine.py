@@ -261,6 +261,22 @@ def test_a_slow_decline_is_not_a_sharp_drop() -> None:
     assert [d for change in [start, *decline] for d in run.feed(change)] == []
 
 
+def test_a_sharp_drop_opens_only_when_it_ends_in_one_of_the_rules_bands() -> None:
+    run = Run(rule("sharp_health_drop", bands=["yellow", "red"]))
+    start = enriched_change(health_score=98)
+    steps = [
+        start,
+        later(start, 2 * DAY, health_score=72),  # 26 points down, still green: fine
+        later(start, 3 * DAY, health_score=71),
+        later(start, 4 * DAY, health_score=66),  # yellow now
+    ]
+
+    results = [run.feed(change) for change in steps]
+
+    assert [kinds(r) for r in results] == [[], [], [], [("opened", True)]]
+    assert results[3][0].summary == "Health fell 32 points in 4d: 98 -> 66"
+
+
 def test_history_keeps_only_the_window() -> None:
     start = enriched_change(health_score=80)
     history: HealthHistory = [(T0 - 10 * DAY, 90), (T0 - 2 * DAY, 85)]

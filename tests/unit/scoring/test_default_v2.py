@@ -19,7 +19,7 @@ from services.scoring.settings import SHIPPED_SCORECARDS
 from shared.events import Event, PaymentOutcome, SubscriptionStatus
 from shared.scores import Stage, Tier
 from tests.support.replays import START, replay, steady_usage
-from tests.support.scoring_builders import billing, default_card
+from tests.support.scoring_builders import billing, default_card, traits, usage
 
 AT = datetime(2026, 1, 5, 10, tzinfo=UTC)
 
@@ -93,6 +93,20 @@ def test_a_new_account_with_no_usage_yet_is_not_judged_until_onboarding_ends() -
     assert days.high_days(after=None) and min(days.high_days()) >= _day(30)
     assert days.on(_day(29)).risk.value == "low"
     assert "no usage for 14 days" in days.on(_day(31)).risk_reasons
+
+
+def test_an_old_account_seen_first_without_usage_counts_its_silence_from_then() -> None:
+    # Vitals going live: the subscription is a year old, no usage has been seen yet.
+    subscribed = billing(
+        at=_at(0), subscription_status="active", seats=10, subscription_started_on=_day(-365)
+    )
+
+    days = replay([subscribed], _day(25))
+
+    assert days.on(_day(0)).band.value == "green"  # one day of silence is not churn
+    assert days.on(_day(6)).risk.value == "low"
+    assert "no usage for 14 days" in days.on(_day(14)).risk_reasons
+    assert days.on(_day(22)).health_score < days.on(_day(0)).health_score
 
 
 # --- dunning ----------------------------------------------------------------------------------
@@ -254,3 +268,23 @@ def test_tiers_follow_revenue_contribution_and_need_revenue() -> None:
     assert tier_of(3_000) in (Tier.A, Tier.B)
     assert tier_of(200) is Tier.C
     assert tier_of(None) is None
+
+
+def test_tiers_wait_for_a_whole_engagement_window_of_history() -> None:
+    # Going live without a backfill: eight users each active every tenth day. Their
+    # first days' active users per seat would read 0.1-0.3 and call the account B.
+    revenue = [
+        billing(account_id=account, at=_at(0), mrr_minor=mrr, currency="USD", seats=10)
+        for account, mrr in (("big", 850_000), ("acme", 110_000), ("small", 40_000))
+    ]
+    owner = traits(at=_at(0), owner_csm_email="csm@example.com")
+    use = [
+        usage(at=_at(offset), user_id=f"u{offset % 10}", event_id=f"e{offset}")
+        for offset in range(60)
+        if offset % 10 < 8
+    ]
+
+    days = replay([*revenue, owner, *use], _day(59))
+
+    assert {days.on(_day(d)).tier for d in range(60)} == {Tier.A}
+    assert [n for n in days.notices if n[1:] == ("csm@example.com", "tier_changed")] == []
