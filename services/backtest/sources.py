@@ -154,17 +154,23 @@ def _items(line: bytes, intake: Intake, mapped: Mapper) -> list[Item]:
 
 def _received(call: Any) -> datetime:
     """When Segment received the call (exports keep ``receivedAt``), else its own times."""
-    for key in ("receivedAt", "sentAt", "timestamp", "originalTimestamp"):
-        if (found := _time(call, key)) is not None:
-            return found
+    if isinstance(call, dict):  # the keys looked up inline: most calls have only one
+        for key in ("receivedAt", "sentAt", "timestamp", "originalTimestamp"):
+            if isinstance(value := call.get(key), str) and (found := _utc(value)) is not None:
+                return found
     return FAR_PAST
 
 
 def _time(document: Any, key: str) -> datetime | None:
     if not isinstance(document, dict) or not isinstance(value := document.get(key), str):
         return None
+    return _utc(value)
+
+
+def _utc(text: str) -> datetime | None:
+    """``text`` as a time in UTC, or None if it is not an ISO 8601 time with an offset."""
     try:
-        parsed = datetime.fromisoformat(value)
+        parsed = datetime.fromisoformat(text)
     except ValueError:
         return None
     return parsed.astimezone(UTC) if parsed.tzinfo is not None else None

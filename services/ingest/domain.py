@@ -110,6 +110,10 @@ def too_large(original: bytes, limits: Limits) -> Rejection | None:
 # Set by Vitals on the stored event, never by a sender.
 STORED_ONLY = frozenset({"received_at", "schema_version"})
 
+# The model's validator itself, as ``Event.model_validate`` calls it: that method's
+# keyword arguments cost about half a microsecond on every event.
+_validate_event = Event.__pydantic_validator__.validate_python
+
 
 def check_count(count: int, body: bytes, limits: Limits) -> None:
     if count > limits.max_events:
@@ -128,7 +132,7 @@ def to_event(
 
     One validation, as the stored event with Vitals' own fields set: a sender may not
     set those, so fields that name one are validated as input first, for its error."""
-    if not STORED_ONLY.isdisjoint(fields):
+    if not fields.keys().isdisjoint(STORED_ONLY):  # two lookups, not one per field
         try:
             EventIn.model_validate(fields)
         except ValidationError as exc:
@@ -137,7 +141,7 @@ def to_event(
     if event_id is None:
         event_id = default_event_id or str(uuid.uuid4())
     try:  # an id derived from the source (a CloudEvent's, a Stripe event's) is checked here
-        event = Event.model_validate({**fields, "event_id": event_id, "received_at": received_at})
+        event: Event = _validate_event({**fields, "event_id": event_id, "received_at": received_at})
     except ValidationError as exc:
         return invalid(exc, original, fields)
     return check_time(event, original, received_at, limits)

@@ -150,6 +150,8 @@ def settled(
     held to wait for the user's ``group`` call, or mapped at once when the same batch
     has that call (an ``identify`` before the ``group`` at sign-up)."""
     held = [_held(m, item) for m, item in zip(messages, mapped.items, strict=True)]
+    if not mapped.accounts:  # no group call in the batch: nothing held can go yet
+        return held
     return map_held(held, mapped.accounts, received_at, limits)
 
 

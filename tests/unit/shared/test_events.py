@@ -3,9 +3,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from shared.events import Billing, Event, event_json_schema
+from shared.events import AccountTraits, Billing, Event, event_json_schema
 from tests.support.events import billing_event, usage_event
 
 SCHEMA_FILE = Path(__file__).parents[3] / "docs" / "event-schema.json"
@@ -89,6 +89,32 @@ def test_printable_text_is_checked_for_every_control_character() -> None:
             assert control, hex(code)
         else:
             assert not control, hex(code)
+
+
+@pytest.mark.parametrize(
+    ("model", "given"),
+    [
+        (Event, {"name": "a\x00b"}),
+        (Event, {"feature": "a\x85b"}),
+        (Billing, {"plan": "\x7f"}),
+        (AccountTraits, {"owner_csm_slack": "@csm\n"}),
+    ],
+)
+def test_texts_with_control_characters_are_refused_with_a_value_error(
+    model: type[BaseModel], given: dict[str, object]
+) -> None:
+    """Checked by pydantic-core itself, in the words of the Python validator it replaced."""
+    document = {**_fields(), **given} if model is Event else given
+    with pytest.raises(ValidationError) as refused:
+        model.model_validate(document)
+    [(field, text)] = given.items()
+    [error] = refused.value.errors()
+    assert (error["type"], error["loc"], error["msg"], error["input"]) == (
+        "value_error",
+        (field,),
+        "Value error, must not contain control characters",
+        text,
+    )
 
 
 def _fields() -> dict[str, object]:
