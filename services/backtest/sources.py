@@ -168,9 +168,10 @@ def _time(document: Any, key: str) -> datetime | None:
 
 
 def _utc(text: str) -> datetime | None:
-    """``text`` as a time in UTC, or None if it is not an ISO 8601 time with an offset."""
+    """``text`` as a time in UTC, or None if it is not an ISO 8601 time with an offset,
+    or is one that UTC cannot hold (the last day of year 9999, behind UTC)."""
     try:
         parsed = datetime.fromisoformat(text)
-    except ValueError:
+        return parsed.astimezone(UTC) if parsed.tzinfo is not None else None
+    except (ValueError, OverflowError):
         return None
-    return parsed.astimezone(UTC) if parsed.tzinfo is not None else None

@@ -172,6 +172,10 @@ def test_page_and_screen_count_as_usage() -> None:
         ({"type": "group", "userId": "u"}, Reason.invalid_event),
         (_track(type="alias"), Reason.unsupported_type),
         (_track(timestamp="yesterday", context={"groupId": "a"}), Reason.invalid_event),
+        (
+            _track(timestamp="0001-01-01T00:00:00Z", sentAt="9999-01-01T00:00:00Z", groupId="a"),
+            Reason.invalid_event,
+        ),
         (_track(properties={"account_id": "a", "blob": "x" * 3000}), Reason.event_too_large),
         (
             _track(timestamp=(NOW + timedelta(hours=1)).isoformat(), groupId="a"),
@@ -185,6 +189,7 @@ def test_page_and_screen_count_as_usage() -> None:
         "group-without-id",
         "alias",
         "bad-time",
+        "time-corrected-out-of-range",
         "too-large",
         "future",
         "not-object",
