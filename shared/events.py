@@ -21,11 +21,10 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    GetCoreSchemaHandler,
     field_validator,
     model_validator,
 )
-from pydantic_core import CoreSchema, PydanticKnownError, core_schema
+from pydantic_core import PydanticKnownError
 
 SCHEMA_VERSION = 1
 
@@ -55,32 +54,12 @@ def is_storable_id(value: str) -> bool:
     return 0 < len(value) <= MAX_ID_LENGTH and not CONTROL_CHARACTERS.search(value)
 
 
-NOT_PRINTABLE = "must not contain control characters"
-
-
 def _printable(value: str) -> str:
     if value.isascii() and value.isprintable():  # as most are: quicker than the search
         return value
     if CONTROL_CHARACTERS.search(value):
-        raise ValueError(NOT_PRINTABLE)
+        raise ValueError("must not contain control characters")
     return value
-
-
-class _Printable:
-    """No control characters in a text, checked by pydantic-core itself: a validator
-    in Python costs a call from the core for every value, and every event has names.
-    Refused with the error ``_printable`` gives, after the text's other checks."""
-
-    _SCHEMA = core_schema.custom_error_schema(
-        core_schema.str_schema(pattern=PRINTABLE_SCHEMA["pattern"]),
-        custom_error_type="value_error",
-        custom_error_context={"error": NOT_PRINTABLE},
-    )
-
-    def __get_pydantic_core_schema__(
-        self, source: type[Any], handler: GetCoreSchemaHandler
-    ) -> CoreSchema:
-        return core_schema.chain_schema([handler(source), self._SCHEMA])
 
 
 def _normalised_id(value: object) -> object:
@@ -116,10 +95,14 @@ Identifier = Annotated[
 Name = Annotated[
     str,
     Field(min_length=1, max_length=200, json_schema_extra=PRINTABLE_SCHEMA),
-    _Printable(),
+    AfterValidator(_printable),
 ]
-Text200 = Annotated[str, Field(max_length=200, json_schema_extra=PRINTABLE_SCHEMA), _Printable()]
-Text500 = Annotated[str, Field(max_length=500, json_schema_extra=PRINTABLE_SCHEMA), _Printable()]
+Text200 = Annotated[
+    str, Field(max_length=200, json_schema_extra=PRINTABLE_SCHEMA), AfterValidator(_printable)
+]
+Text500 = Annotated[
+    str, Field(max_length=500, json_schema_extra=PRINTABLE_SCHEMA), AfterValidator(_printable)
+]
 
 
 def _to_utc(value: datetime) -> datetime:
