@@ -192,6 +192,10 @@ def check_health_drop(
         return Finding(True, "drop", summary, details)
     if drop < rule.points - rule.hysteresis_points:
         return Finding(False, summary=f"Health steady at {change.health_score}")
+    if change.band not in rule.bands:  # an open drop closes once the band needs no one
+        return Finding(
+            False, summary=f"Health back to {change.band.value} at {change.health_score}"
+        )
     return Finding(None)
 
 

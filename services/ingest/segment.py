@@ -211,7 +211,7 @@ def _map_one(message: Any, account_of: AccountOf, received_at: datetime, limits:
     except ValidationError as exc:
         text = f"timestamp or sentAt is not an ISO 8601 time with a UTC offset: {exc}"
         return Rejection(Reason.invalid_event, text, original, event_id=message_id)
-    except OverflowError:  # sentAt years after timestamp: corrected, before year 1
+    except OverflowError:  # sentAt years from timestamp: the corrected time is out of range
         text = "timestamp corrected by sentAt is outside the range of dates"
         return Rejection(Reason.invalid_event, text, original, event_id=message_id)
     account = _account(message, call_type, user, account_of)

@@ -165,12 +165,6 @@ class Measure(Strict):
         description="active_users_per_seat: seats bought in the last N days count only "
         "from then on, so an expansion is not read as falling engagement.",
     )
-    min_history_days: Days | None = Field(
-        None,
-        description="No value until the account has been seen for this many days: a "
-        "window only part-covered by history understates usage (a new account, or every "
-        "account when Vitals goes live without a backfill).",
-    )
 
     @model_validator(mode="after")
     def _fits_signal(self) -> Measure:
@@ -366,6 +360,12 @@ class Penalties(Strict):
 class TierSplit(Strict):
     component: Name = Field("engagement", description="Component that tells A from B.")
     at_least: Points = 60
+    min_history_days: Days | None = Field(
+        None,
+        description="No A or B until the account has been seen for this many days "
+        "(the component's window): from a window that history only part-covers, "
+        "engagement reads low, and the tier would move once it filled.",
+    )
 
 
 class RevenueShare(Strict):
@@ -421,7 +421,8 @@ class Lifecycle(Strict):
     usage_unknown_while_onboarding: bool = Field(
         False,
         description="Before its first usage, an onboarding account has no usage data (not "
-        "zero usage): no usage yet is not churn.",
+        "zero usage): no usage yet is not churn. Past onboarding, its days since last "
+        "usage count from when it was first seen: the silence Vitals has seen.",
     )
     renewal_min_term_months: int = Field(
         0,

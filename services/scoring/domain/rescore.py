@@ -26,6 +26,7 @@ from shared.scores import AccountFacts, Band, ScoreChange, Tier, Trigger
 
 DAILY_SCORES_KEPT = 40
 PAYING = {SubscriptionStatus.active, SubscriptionStatus.past_due}
+AB = (Tier.A, Tier.B)
 
 
 @dataclass(frozen=True)
@@ -141,11 +142,19 @@ def _tier(
 ) -> Tier | None:
     tiers = card.value.tiers
     previous = closing_tier(state, signals.today)
+    tier: Tier | None
     if tiers.by == "value_score":
-        return tier_of(value, split, previous, tiers) if value is not None else None
-    mrr = state.fact("mrr_minor")
-    share_above = portfolio.revenue_share_above(mrr) if mrr is not None else None
-    return revenue_tier(share_above, split, previous, tiers) if share_above is not None else None
+        tier = tier_of(value, split, previous, tiers) if value is not None else None
+    else:
+        mrr = state.fact("mrr_minor")
+        share_above = portfolio.revenue_share_above(mrr) if mrr is not None else None
+        tier = (
+            revenue_tier(share_above, split, previous, tiers) if share_above is not None else None
+        )
+    undecided = tiers.a_vs_b.min_history_days
+    if tier in AB and undecided is not None and signals.seen_days() < undecided:
+        return None  # A or B, but which cannot be told yet
+    return tier
 
 
 def closing_tier(state: AccountState, today: date) -> Tier | None:

@@ -53,8 +53,6 @@ class Signals:
         signal = measure.signal
         if self._not_started and signal in USAGE_SIGNALS:
             return None
-        if measure.min_history_days is not None and self._seen_days < measure.min_history_days:
-            return None
         window = measure.window
         match signal:
             case "active_users_per_seat":
@@ -110,6 +108,10 @@ class Signals:
     def seats_at(self, day: date) -> int | None:
         points = [(d, v) for d, (v, _) in self.state.billing.seats_by_day.items() if d <= day]
         return max(points)[1] if points else None
+
+    def seen_days(self) -> int:
+        """Days the account has been seen on, counting its first (0: never)."""
+        return self._seen_days
 
     def age_days(self) -> int | None:
         """Days since the subscription started, or since the account was first seen."""
@@ -184,7 +186,7 @@ class Signals:
         if since is not None:
             return since
         first = self.state.first_seen
-        return float((self.today - first).days) if first else 0.0
+        return float(max(0, (self.today - first).days)) if first else 0.0
 
     def key_feature_breadth(self, window: int) -> float | None:
         keys = self.card.key_feature_keys

@@ -277,6 +277,21 @@ def test_a_sharp_drop_opens_only_when_it_ends_in_one_of_the_rules_bands() -> Non
     assert results[3][0].summary == "Health fell 32 points in 4d: 98 -> 66"
 
 
+def test_an_open_drop_resolves_once_health_is_back_in_a_band_outside_the_rules() -> None:
+    run = Run(rule("sharp_health_drop", bands=["yellow", "red"]))
+    start = enriched_change(health_score=98)
+    run.feed(start)
+    opened = run.feed(later(start, 3 * DAY, health_score=66))
+    back = later(start, 5 * DAY, health_score=78)  # still 20 down, but green
+
+    assert kinds(opened) == [("opened", True)]
+    (resolved,) = run.feed(back)
+    assert (resolved.transition, resolved.summary) == (
+        Transition.resolved,
+        "Health back to green at 78",
+    )
+
+
 def test_history_keeps_only_the_window() -> None:
     start = enriched_change(health_score=80)
     history: HealthHistory = [(T0 - 10 * DAY, 90), (T0 - 2 * DAY, 85)]

@@ -103,8 +103,9 @@ def test_an_old_account_seen_first_without_usage_counts_its_silence_from_then() 
 
     days = replay([subscribed], _day(25))
 
-    assert days.on(_day(0)).band.value == "green"  # one day of silence is not churn
-    assert days.on(_day(6)).risk.value == "low"
+    first = days.on(_day(0))  # one day of silence is not churn
+    assert first.measures["days_since_last_usage"] == 0.0 and first.band.value != "red"
+    assert days.on(_day(6)).risk.value != "high"
     assert "no usage for 14 days" in days.on(_day(14)).risk_reasons
     assert days.on(_day(22)).health_score < days.on(_day(0)).health_score
 
@@ -251,7 +252,7 @@ def test_tiers_follow_revenue_contribution_and_need_revenue() -> None:
     portfolio = Portfolio.of(mrrs)
     card = default_card()
 
-    def tier_of(mrr: int | None) -> Tier | None:
+    def tier_of(mrr: int | None, seen_days: int = 40) -> Tier | None:
         state = AccountState(account_id="a")
         facts: dict[str, Any] = {"subscription_status": "active", "seats": 5}
         if mrr is not None:
@@ -259,6 +260,7 @@ def test_tiers_follow_revenue_contribution_and_need_revenue() -> None:
         from services.scoring.domain import apply_event
 
         apply_event(state, billing(at=AT, **facts))
+        state.first_seen = AT.date() - timedelta(days=seen_days - 1)
         result = rescore(state, AT, card, portfolio=portfolio)
         assert result.assessment is not None
         return result.assessment.tier
@@ -266,25 +268,34 @@ def test_tiers_follow_revenue_contribution_and_need_revenue() -> None:
     assert card.ref == "default@2" and SHIPPED_SCORECARDS.is_dir()
     assert tier_of(200_000) is Tier.S and tier_of(100_000) is Tier.S
     assert tier_of(3_000) in (Tier.A, Tier.B)
-    assert tier_of(200) is Tier.C
+    assert tier_of(3_000, seen_days=29) is None  # engagement not judged yet: A or B?
+    assert tier_of(200) is Tier.C and tier_of(200, seen_days=1) is Tier.C
     assert tier_of(None) is None
 
 
-def test_tiers_wait_for_a_whole_engagement_window_of_history() -> None:
-    # Going live without a backfill: eight users each active every tenth day. Their
-    # first days' active users per seat would read 0.1-0.3 and call the account B.
+def test_a_and_b_wait_for_a_whole_engagement_window_and_then_send_nothing() -> None:
+    # Going live without a backfill: users each active every tenth day. In its first
+    # days, users per seat over 30 days reads a third of the truth or less.
     revenue = [
         billing(account_id=account, at=_at(0), mrr_minor=mrr, currency="USD", seats=10)
-        for account, mrr in (("big", 850_000), ("acme", 110_000), ("small", 40_000))
+        for account, mrr in (("big", 850_000), ("acme", 110_000), ("low", 110_000))
+    ] + [billing(account_id="small", at=_at(0), mrr_minor=40_000, currency="USD")]
+    owners = [
+        traits(account_id=account, at=_at(0), owner_csm_email=f"{account}@example.com")
+        for account in ("acme", "low")
     ]
-    owner = traits(at=_at(0), owner_csm_email="csm@example.com")
     use = [
-        usage(at=_at(offset), user_id=f"u{offset % 10}", event_id=f"e{offset}")
-        for offset in range(60)
-        if offset % 10 < 8
+        usage(account_id=account, at=_at(day), user_id=f"u{day % 10}", event_id=f"{account}{day}")
+        for account, users in (("acme", 8), ("low", 3))
+        for day in range(60)
+        if day % 10 < users
     ]
 
-    days = replay([*revenue, owner, *use], _day(59))
+    engaged = replay([*revenue, *owners, *use], _day(59))
+    lapsing = replay([*revenue, *owners, *use], _day(59), account_id="low")
 
-    assert {days.on(_day(d)).tier for d in range(60)} == {Tier.A}
-    assert [n for n in days.notices if n[1:] == ("csm@example.com", "tier_changed")] == []
+    assert {engaged.on(_day(d)).tier for d in range(29)} == {None}  # seen for 29 days
+    assert {engaged.on(_day(d)).tier for d in range(29, 60)} == {Tier.A}
+    assert {lapsing.on(_day(d)).tier for d in range(29)} == {None}
+    assert {lapsing.on(_day(d)).tier for d in range(29, 60)} == {Tier.B}
+    assert [n for n in engaged.notices if n[2] in ("tier_changed", "sharp_health_drop")] == []

@@ -19,7 +19,15 @@ from services.scoring.domain.signals import Signals
 from services.scoring.domain.value import tier_of
 from shared.events import Event, PaymentOutcome, SubscriptionStatus
 from shared.scores import Band, Risk, Stage, Tier, Trigger
-from tests.support.scoring_builders import NOW, billing, day, traits, usage, v1_card
+from tests.support.scoring_builders import (
+    NOW,
+    billing,
+    day,
+    default_scorecards,
+    traits,
+    usage,
+    v1_card,
+)
 
 CARD = v1_card()  # the behaviours below are version 1's; version 2 has its own tests
 WEEK = timedelta(days=7)
@@ -415,3 +423,14 @@ def test_key_feature_breadth_counts_a_use_in_the_window_when_a_later_one_is_past
     breadth = Signals(state, moment, CARD).key_feature_breadth(30)
 
     assert breadth == 0.5  # report.exported and integration.connected of v1's four
+
+
+def test_silence_counts_from_first_seen_and_is_never_negative() -> None:
+    state = AccountState(account_id="acme")
+    apply_event(state, billing(at=NOW, subscription_status="active"))
+    card = default_scorecards().default
+
+    state.first_seen = NOW.date() + timedelta(days=1)  # an event stamped a little ahead
+    assert Signals(state, NOW, card).silent_days() == 0.0
+    state.first_seen = NOW.date() - timedelta(days=9)
+    assert Signals(state, NOW, card).silent_days() == 9.0
