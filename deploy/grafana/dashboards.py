@@ -54,6 +54,10 @@ class Scope:
         """``metric`` selected within the scope, with ``more`` matchers."""
         return f"{metric}{{{', '.join((self.matchers, *more))}}}"
 
+    def rate(self, metric: str, *more: str) -> str:
+        """The per-second rate of the counter ``metric`` within the scope."""
+        return f"rate({self(metric, *more)}[{RATE}])"
+
 
 # --- panels ------------------------------------------------------------------------
 
@@ -183,19 +187,19 @@ def events_in(scope: Scope) -> timeseries.Panel:
         units.OpsPerSecond,
         [
             (
-                f"sum by (source) (rate({scope('vitals_ingest_events_received_total')}[{RATE}]))",
+                f"sum by (source) ({scope.rate('vitals_ingest_events_received_total')})",
                 "{{source}} received",
             ),
             (
-                f"sum by (source) (rate({scope('vitals_ingest_events_accepted_total')}[{RATE}]))",
+                f"sum by (source) ({scope.rate('vitals_ingest_events_accepted_total')})",
                 "{{source}} accepted",
             ),
             (
-                f"sum by (source) (rate({scope('vitals_ingest_dedupe_hits_total')}[{RATE}]))",
+                f"sum by (source) ({scope.rate('vitals_ingest_dedupe_hits_total')})",
                 "{{source}} duplicate",
             ),
             (
-                f"sum by (source) (rate({scope('vitals_ingest_events_rejected_total')}[{RATE}]))",
+                f"sum by (source) ({scope.rate('vitals_ingest_events_rejected_total')})",
                 "{{source}} rejected",
             ),
         ],
@@ -211,11 +215,11 @@ def rejects(scope: Scope) -> timeseries.Panel:
         units.OpsPerSecond,
         [
             (
-                f"sum by (reason) (rate({scope('vitals_ingest_events_rejected_total')}[{RATE}]))",
+                f"sum by (reason) ({scope.rate('vitals_ingest_events_rejected_total')})",
                 "{{reason}}",
             ),
             (
-                f"sum by (reason) (rate({scope('vitals_ingest_requests_rejected_total')}[{RATE}]))",
+                f"sum by (reason) ({scope.rate('vitals_ingest_requests_rejected_total')})",
                 "request refused: {{reason}}",
             ),
         ],
@@ -235,7 +239,7 @@ def dead_letters(scope: Scope, services: Sequence[str], *, width: int = 12) -> t
         units.OpsPerSecond,
         [
             (
-                f"sum by (reason) (rate({scope(counters[service])}[{RATE}]))",
+                f"sum by (reason) ({scope.rate(counters[service])})",
                 f"{service} {{{{reason}}}}",
             )
             for service in services
@@ -286,13 +290,12 @@ def consumer_records(scope: Scope, *matchers: str) -> timeseries.Panel:
         units.OpsPerSecond,
         [
             (
-                "sum by (consumer) "
-                f"(rate({scope('vitals_consumer_records_total', *matchers)}[{RATE}]))",
+                f"sum by (consumer) ({scope.rate('vitals_consumer_records_total', *matchers)})",
                 "{{consumer}} applied",
             ),
             (
                 "sum by (consumer) "
-                f"(rate({scope('vitals_consumer_records_rejected_total', *matchers)}[{RATE}]))",
+                f"({scope.rate('vitals_consumer_records_rejected_total', *matchers)})",
                 "{{consumer}} dead-lettered",
             ),
         ],
@@ -322,7 +325,7 @@ def scoring_events(scope: Scope) -> timeseries.Panel:
         "(past the lateness bound: DLQ) or unreadable (DLQ).",
         units.OpsPerSecond,
         [
-            (f"sum(rate({scope(metric)}[{RATE}]))", label)
+            (f"sum({scope.rate(metric)})", label)
             for metric, label in (
                 ("vitals_scoring_events_applied_total", "applied"),
                 ("vitals_scoring_events_duplicate_total", "duplicate"),
@@ -340,7 +343,7 @@ def score_changes(scope: Scope) -> timeseries.Panel:
         units.OpsPerSecond,
         [
             (
-                f"sum by (band) (rate({scope('vitals_scoring_score_changes_total')}[{RATE}]))",
+                f"sum by (band) ({scope.rate('vitals_scoring_score_changes_total')})",
                 "{{band}}",
             )
         ],
@@ -397,11 +400,11 @@ def alerts_opened(scope: Scope) -> timeseries.Panel:
         units.OpsPerMinute,
         [
             (
-                f"60 * sum by (rule) (rate({scope('vitals_alerts_opened_total')}[{RATE}]))",
+                f"60 * sum by (rule) ({scope.rate('vitals_alerts_opened_total')})",
                 "{{rule}} opened",
             ),
             (
-                f"60 * sum by (rule) (rate({scope('vitals_alerts_resolved_total')}[{RATE}]))",
+                f"60 * sum by (rule) ({scope.rate('vitals_alerts_resolved_total')})",
                 "{{rule}} resolved",
             ),
         ],
@@ -417,7 +420,7 @@ def deliveries(scope: Scope) -> timeseries.Panel:
         units.OpsPerSecond,
         [
             (
-                f"sum by (outcome) (rate({scope('vitals_alerts_deliveries_total')}[{RATE}]))",
+                f"sum by (outcome) ({scope.rate('vitals_alerts_deliveries_total')})",
                 "{{outcome}}",
             )
         ],
@@ -436,7 +439,7 @@ def delivery_latency(scope: Scope) -> timeseries.Panel:
             ),
             (
                 "histogram_quantile(0.99, sum by (le) "
-                f"(rate({scope('vitals_alerts_delivery_seconds_bucket')}[{RATE}])))",
+                f"({scope.rate('vitals_alerts_delivery_seconds_bucket')}))",
                 "one attempt p99",
             ),
         ],
@@ -482,7 +485,7 @@ def process_panels(scope: Scope) -> list[timeseries.Panel]:
             "CPU",
             "CPU time used per second, per process (100% is one core).",
             units.PercentUnit,
-            [(f"rate({scope('process_cpu_seconds_total')}[{RATE}])", "{{instance}}")],
+            [(f"{scope.rate('process_cpu_seconds_total')}", "{{instance}}")],
             width=8,
         ),
         graph(
@@ -654,7 +657,7 @@ def ingest() -> dashboard_models.Dashboard:
                         [
                             (
                                 "sum by (route) "
-                                f"(rate({scope('vitals_ingest_request_seconds_count')}[{RATE}]))",
+                                f"({scope.rate('vitals_ingest_request_seconds_count')})",
                                 "{{route}}",
                             )
                         ],
@@ -666,7 +669,7 @@ def ingest() -> dashboard_models.Dashboard:
                         [
                             (
                                 "histogram_quantile(0.99, sum by (route, le) "
-                                f"(rate({scope('vitals_ingest_request_seconds_bucket')}[{RATE}])))",
+                                f"({scope.rate('vitals_ingest_request_seconds_bucket')}))",
                                 "{{route}}",
                             )
                         ],
@@ -687,7 +690,7 @@ def ingest() -> dashboard_models.Dashboard:
                         [
                             (
                                 "sum by (outcome) "
-                                f"(rate({scope('vitals_ingest_segment_waiting_calls_total')}[{RATE}]))",
+                                f"({scope.rate('vitals_ingest_segment_waiting_calls_total')})",
                                 "{{outcome}}",
                             )
                         ],
@@ -773,8 +776,7 @@ def scoring() -> dashboard_models.Dashboard:
                         units.OpsPerSecond,
                         [
                             (
-                                "sum(rate("
-                                f"{scope('vitals_scoring_score_messages_published_total')}[{RATE}]))",
+                                f"sum({scope.rate('vitals_scoring_score_messages_published_total')})",
                                 "published",
                             )
                         ],
@@ -794,11 +796,11 @@ def scoring() -> dashboard_models.Dashboard:
                         units.OpsPerSecond,
                         [
                             (
-                                f"sum(rate({scope('vitals_scoring_sweep_accounts_total')}[{RATE}]))",
+                                f"sum({scope.rate('vitals_scoring_sweep_accounts_total')})",
                                 "accounts",
                             ),
                             (
-                                f"sum(rate({scope('vitals_scoring_overrides_lapsed_total')}[{RATE}]))",
+                                f"sum({scope.rate('vitals_scoring_overrides_lapsed_total')})",
                                 "overrides lapsed",
                             ),
                         ],
@@ -811,7 +813,7 @@ def scoring() -> dashboard_models.Dashboard:
                         [
                             (
                                 "sum by (instance) "
-                                f"(rate({scope('vitals_scoring_states_loaded_total')}[{RATE}]))",
+                                f"({scope.rate('vitals_scoring_states_loaded_total')})",
                                 "{{instance}}",
                             )
                         ],
@@ -853,7 +855,7 @@ def alerts() -> dashboard_models.Dashboard:
                         [
                             (
                                 "60 * sum by (transition) "
-                                f"(rate({scope('vitals_alerts_transitions_total')}[{RATE}]))",
+                                f"({scope.rate('vitals_alerts_transitions_total')})",
                                 "{{transition}}",
                             )
                         ],
@@ -866,17 +868,15 @@ def alerts() -> dashboard_models.Dashboard:
                         units.OpsPerSecond,
                         [
                             (
-                                "sum(rate("
-                                f"{scope('vitals_alerts_score_messages_duplicate_total')}[{RATE}]))",
+                                f"sum({scope.rate('vitals_alerts_score_messages_duplicate_total')})",
                                 "duplicate",
                             ),
                             (
-                                "sum(rate("
-                                f"{scope('vitals_alerts_score_messages_unreadable_total')}[{RATE}]))",
+                                f"sum({scope.rate('vitals_alerts_score_messages_unreadable_total')})",
                                 "unreadable",
                             ),
                             (
-                                f"sum(rate({scope('vitals_alerts_events_published_total')}[{RATE}]))",
+                                f"sum({scope.rate('vitals_alerts_events_published_total')})",
                                 "transitions published",
                             ),
                         ],
@@ -894,7 +894,7 @@ def alerts() -> dashboard_models.Dashboard:
                         [
                             (
                                 "sum by (channel, outcome) "
-                                f"(rate({scope('vitals_alerts_deliveries_total')}[{RATE}]))",
+                                f"({scope.rate('vitals_alerts_deliveries_total')})",
                                 "{{channel}} {{outcome}}",
                             )
                         ],
@@ -918,7 +918,7 @@ def alerts() -> dashboard_models.Dashboard:
                         [
                             (
                                 "histogram_quantile(0.99, sum by (channel, le) "
-                                f"(rate({scope('vitals_alerts_delivery_seconds_bucket')}[{RATE}])))",
+                                f"({scope.rate('vitals_alerts_delivery_seconds_bucket')}))",
                                 "{{channel}}",
                             )
                         ],

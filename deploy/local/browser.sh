@@ -8,13 +8,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 find_chromium() {
-  for candidate in "${VITALS_TEST_CHROMIUM:-}" /usr/bin/chromium /usr/bin/chromium-browser; do
-    if [ -n "$candidate" ] && [ -x "$candidate" ]; then
-      CHROMIUM=$candidate
-      return 0
-    fi
-  done
-  return 1
+  CHROMIUM=$(first_executable "${VITALS_TEST_CHROMIUM:-}" /usr/bin/chromium /usr/bin/chromium-browser)
 }
 
 install() {

@@ -105,3 +105,16 @@ apt_install() {
   apt-get update -qq || die "apt-get update failed"
   apt-get install -y -qq -o Dpkg::Use-Pty=0 "$1" >/dev/null || die "apt-get install $1 failed"
 }
+
+# first_executable CANDIDATE...: print the first candidate that is an executable file
+# (empty candidates, e.g. an unset override variable, are skipped)
+first_executable() {
+  local candidate
+  for candidate in "$@"; do
+    if [ -n "$candidate" ] && [ -x "$candidate" ]; then
+      printf '%s\n' "$candidate"
+      return 0
+    fi
+  done
+  return 1
+}

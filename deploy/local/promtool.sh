@@ -19,14 +19,7 @@ TOOL_DIR=$CACHE_DIR/promtool
 TOOL=$TOOL_DIR/promtool
 
 find_promtool() {
-  local candidate
-  for candidate in "${VITALS_PROMTOOL:-}" "$TOOL" "$(command -v promtool || true)"; do
-    if [ -n "$candidate" ] && [ -x "$candidate" ]; then
-      PROMTOOL=$candidate
-      return 0
-    fi
-  done
-  return 1
+  PROMTOOL=$(first_executable "${VITALS_PROMTOOL:-}" "$TOOL" "$(command -v promtool || true)")
 }
 
 # download_deb DIR: fetch the prometheus .deb of this machine's architecture into DIR

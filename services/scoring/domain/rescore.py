@@ -26,7 +26,6 @@ from shared.scores import AccountFacts, Band, ScoreChange, Tier, Trigger
 
 DAILY_SCORES_KEPT = 40
 PAYING = {SubscriptionStatus.active, SubscriptionStatus.past_due}
-AB = (Tier.A, Tier.B)
 
 
 @dataclass(frozen=True)
@@ -106,8 +105,7 @@ def _assess(
     facts = Facts(effective_band, health.score, state.daily_scores, stale)
     risk, reasons = churn_risk(signals, facts, card)
     value = value_score(signals, card, portfolio)
-    split = health.components.get(card.value.tiers.a_vs_b.component, health.score)
-    tier = _tier(state, signals, card, portfolio, value, split)
+    tier = _tier(state, signals, card, portfolio, value, _split(health, signals, card))
     # Validated, though scoring computed every value: pydantic's core does that quicker
     # than model_construct's Python loop over the fields.
     return Assessment.model_validate(
@@ -138,23 +136,24 @@ def _tier(
     card: Scorecard,
     portfolio: Portfolio,
     value: int | None,
-    split: int,
+    split: int | None,
 ) -> Tier | None:
     tiers = card.value.tiers
     previous = closing_tier(state, signals.today)
-    tier: Tier | None
     if tiers.by == "value_score":
-        tier = tier_of(value, split, previous, tiers) if value is not None else None
-    else:
-        mrr = state.fact("mrr_minor")
-        share_above = portfolio.revenue_share_above(mrr) if mrr is not None else None
-        tier = (
-            revenue_tier(share_above, split, previous, tiers) if share_above is not None else None
-        )
-    undecided = tiers.a_vs_b.min_history_days
-    if tier in AB and undecided is not None and signals.seen_days() < undecided:
-        return None  # A or B, but which cannot be told yet
-    return tier
+        return tier_of(value, split, previous, tiers) if value is not None else None
+    mrr = state.fact("mrr_minor")
+    share_above = portfolio.revenue_share_above(mrr) if mrr is not None else None
+    return revenue_tier(share_above, split, previous, tiers) if share_above is not None else None
+
+
+def _split(health: Health, signals: Signals, card: Scorecard) -> int | None:
+    """The score that tells A from B; None until the account has been seen for as long
+    as the scorecard asks (its component's window): a part-covered window reads low."""
+    split = card.value.tiers.a_vs_b
+    if split.min_history_days is not None and signals.seen_days() < split.min_history_days:
+        return None
+    return health.components.get(split.component, health.score)
 
 
 def closing_tier(state: AccountState, today: date) -> Tier | None:

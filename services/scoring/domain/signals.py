@@ -185,8 +185,7 @@ class Signals:
         since = self.days_since_last_usage()
         if since is not None:
             return since
-        first = self.state.first_seen
-        return float(max(0, (self.today - first).days)) if first else 0.0
+        return float(max(0, self._seen_days - 1))  # 0 for a first seen today, or later
 
     def key_feature_breadth(self, window: int) -> float | None:
         keys = self.card.key_feature_keys

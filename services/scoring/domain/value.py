@@ -97,7 +97,9 @@ def _penalties(signals: Signals, card: Scorecard) -> float:
     return points
 
 
-def tier_of(value: int, split_score: int | None, previous: Tier | None, tiers: Tiers) -> Tier:
+def tier_of(
+    value: int, split_score: int | None, previous: Tier | None, tiers: Tiers
+) -> Tier | None:
     """The tier, staying put unless ``value`` is past a boundary by the hysteresis."""
     level = _level(value, _level_of(previous), tiers)
     if level == "S":
@@ -107,9 +109,9 @@ def tier_of(value: int, split_score: int | None, previous: Tier | None, tiers: T
     return _a_or_b(split_score, previous, tiers)
 
 
-def _a_or_b(split_score: int | None, previous: Tier | None, tiers: Tiers) -> Tier:
+def _a_or_b(split_score: int | None, previous: Tier | None, tiers: Tiers) -> Tier | None:
     if split_score is None:
-        return previous if previous in (Tier.A, Tier.B) else Tier.B
+        return None  # A or B, but which cannot be told yet
     at_least = tiers.a_vs_b.at_least
     if previous is Tier.A:
         at_least -= tiers.hysteresis
@@ -120,7 +122,7 @@ def _a_or_b(split_score: int | None, previous: Tier | None, tiers: Tiers) -> Tie
 
 def revenue_tier(
     share_above: float, split_score: int | None, previous: Tier | None, tiers: Tiers
-) -> Tier:
+) -> Tier | None:
     """The tier by revenue contribution: S for the accounts that, from the top, bring
     the first ``s_until`` of revenue; C for the tail after ``c_from``; A or B between,
     by engagement. Moving across a boundary takes ``hysteresis`` of revenue share."""
