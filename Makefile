@@ -10,16 +10,16 @@ export PGPORT ?= 5433
 
 PEER_VENV ?= .venv-peer
 
-.PHONY: help install run test test-unit lint format schema bench bench-ingest bench-scoring bench-alerts bench-console backtest demo screenshots console-assets clean deploy-tools check-deploy dashboards image
+.PHONY: help install run test test-unit lint format schema bench bench-ingest bench-scoring bench-alerts bench-console backtest demo screenshots console-assets clean deploy-tools check-deploy dashboards image wheel
 
 help: ## Show the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 install: $(VENV)/.installed ## Create the virtualenv and install Vitals with pinned dependencies
 
-$(VENV)/.installed: pyproject.toml constraints.txt
+$(VENV)/.installed: pyproject.toml setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --upgrade pip 'setuptools>=77'
 	$(BIN)/pip install --quiet --constraint constraints.txt --editable '.[dev,bench,backtest]'
 	@touch $@
 
@@ -40,6 +40,12 @@ test: install deploy-tools ## Run unit, integration, e2e and deployment tests, s
 
 test-unit: install ## Run the unit tests only (no servers needed)
 	$(BIN)/pytest tests/unit
+
+# setuptools' build/ may hold an earlier build's modules: start from nothing.
+wheel: install ## Build dist/vitals-*.whl with the hot path compiled by mypyc, as the image has it (needs gcc)
+	rm -rf build
+	VITALS_COMPILE=1 $(BIN)/pip wheel --quiet --no-build-isolation --no-deps --wheel-dir dist .
+	@ls dist/vitals-*.whl
 
 lint: install ## ruff and mypy
 	$(BIN)/ruff check .

@@ -112,7 +112,7 @@ def users_to_look_up(messages: list[Any]) -> set[str]:
     """Users whose account only a stored ``group`` call can tell."""
     users: set[str] = set()
     for message in messages:
-        if isinstance(message, dict) and message.get("type") in (*USAGE_TYPES, "identify"):
+        if isinstance(message, dict) and message.get("type") in HELD_TYPES:
             user = _user(message)
             if user is not None and _explicit_account(message) is None:
                 users.add(user)

@@ -44,6 +44,14 @@ COMPILER_GLOBS = (
     *("clang", "clang-*", "cpp", "cpp-*", "make", "as", "ld", "ld.bfd", "ld.gold", "ld.lld"),
 )
 BUILD_TIMEOUT_S = 900
+# What setup.py compiles with mypyc when the image is built.
+COMPILED = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["vitals"]["compiled"]
+SHOW_COMPILED = (
+    "import importlib, sys\n"
+    "files = [importlib.import_module(m).__file__ for m in sys.argv[1:]]\n"
+    "print('compiled:', *(f.endswith('.so') for f in files))"
+)
+COMPILED_MODULES = [path.removesuffix(".py").replace("/", ".") for path in COMPILED]
 # A mount, pid and network namespace of its own, as a container has; everything in them
 # dies with the command.
 NAMESPACES = ("unshare", "--mount", "--pid", "--net", "--fork", "--kill-child")
@@ -291,6 +299,9 @@ def test_image_files(image_root: Path) -> None:
     assert found == []
     assert not list((image_root / "usr").glob("**/include/python3*/Python.h"))
     assert not list(packaged.glob("pip*")) and not (image_root / VENV / "bin" / "pip").exists()
+    assert not list(packaged.glob("mypy*")) and not list(packaged.glob("setuptools*"))
+    for path in COMPILED:
+        assert list(packaged.glob(path.replace(".py", ".cpython-*.so"))), f"{path} is not compiled"
 
     home = image_root / "var/lib/vitals"
     assert (home.stat().st_uid, home.stat().st_gid) == (UID, UID)
@@ -331,6 +342,7 @@ stop
 until_healthy vitals serve console --host 0.0.0.0
 python3 -I -c 'import urllib.request as u; print("static:", u.urlopen("http://127.0.0.1:{console}/static/vendor/htmx.min.js").status)'
 stop
+python3 -I -c {shlex.quote(SHOW_COMPILED)} {" ".join(COMPILED_MODULES)}
 """
     outside = f"""
 root=$1
@@ -356,3 +368,5 @@ exec chroot --userspec={config["User"]} "$root" \\
     assert f"healthy: {command}" in output
     assert "healthy: vitals serve console --host 0.0.0.0" in output
     assert "static: 200" in output
+    # The compiled modules load as the service user, with no compiler or mypy around.
+    assert f"compiled: {' '.join(['True'] * len(COMPILED_MODULES))}" in output

@@ -13,7 +13,7 @@ import bisect
 import itertools
 from collections.abc import Iterable, Mapping
 from datetime import date
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class DayCounts(Protocol):
@@ -34,6 +34,10 @@ class UsageTotals:
         self.last_used: dict[str, date] = {}
         for day in self.days:
             self.used(usage[day].features, day)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Compiled (mypyc), the class has no __dict__ for copy and pickle to read.
+        return _restored, (self.days, self.totals, self.last_used)
 
     def add(self, day: date) -> None:
         """One more event on ``day``: O(1) in time order, O(days after it) when late."""
@@ -87,3 +91,9 @@ class UsageTotals:
             if day > after:
                 names.append(name)
         return names
+
+
+def _restored(days: list[date], totals: list[int], last_used: dict[str, date]) -> UsageTotals:
+    restored = UsageTotals({})
+    restored.days, restored.totals, restored.last_used = days, totals, last_used
+    return restored

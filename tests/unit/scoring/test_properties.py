@@ -1,6 +1,8 @@
 """Properties of the scoring core that must hold for any events, not just chosen ones."""
 
+import copy
 import itertools
+import pickle
 from datetime import date, timedelta
 from typing import Any
 
@@ -250,3 +252,22 @@ def test_days_before_is_date_arithmetic(on: date, days: int) -> None:
     except OverflowError:
         return
     assert days_before(on, days) == days_before(on, days) == expected
+
+
+def test_usage_totals_copy_and_pickle_as_data() -> None:
+    """A deep copy of a state (and a pickle of its totals) works compiled too, where the
+    class has no __dict__; the copy's totals are its own."""
+    state = AccountState(account_id="acme")
+    apply_events(
+        state, [usage(at=NOW, feature=FEATURES[0]), usage(at=NOW - timedelta(days=3))], Limits()
+    )
+    totals = state.usage_totals()
+    for copied in (copy.deepcopy(totals), pickle.loads(pickle.dumps(totals))):
+        assert (copied.days, copied.totals, copied.last_used) == (
+            totals.days,
+            totals.totals,
+            totals.last_used,
+        )
+    copied = copy.deepcopy(totals)
+    copied.add(day(2))
+    assert copied.totals != totals.totals

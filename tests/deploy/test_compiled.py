@@ -1,0 +1,145 @@
+"""The compiled build (setup.py with VITALS_COMPILE=1), as the image installs it: the
+modules pyproject.toml's ``[tool.vitals] compiled`` lists are C extensions made by
+mypyc, the unit tests pass against them, and a backtest writes byte for byte the daily
+file the interpreted modules write.
+
+The wheel is built from a copy of the checkout, and its extension modules are laid over
+a second copy, which the tests run in: nothing compiled lands in the checkout, where it
+would shadow later edits. Building needs a C compiler and Python's headers and takes
+about a minute; a missing compiler fails the tests.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tomllib
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.deploy.promql import ROOT
+from tests.support.infra import missing_tool
+
+COMPILED: list[str] = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["vitals"][
+    "compiled"
+]
+BUILD_TIMEOUT_S = 600
+EXTENSION = sysconfig.get_config_var("EXT_SUFFIX")
+SMALL_PORTFOLIO = ("--accounts", "60", "--days", "120", "--seed", "5")
+PIP_WHEEL = (sys.executable, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps")
+# Each module's file, as the interpreter found it.
+SHOW_FILES = (
+    "import importlib, sys\nfor m in sys.argv[1:]: print(importlib.import_module(m).__file__)"
+)
+
+
+def _checkout_files() -> list[str]:
+    """The checkout's files as they are now: tracked, and new ones git does not ignore."""
+    listed = subprocess.run(
+        ["git", "-C", str(ROOT), "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    return [name for name in listed.split("\0") if name and (ROOT / name).is_file()]
+
+
+def _copy_checkout(target: Path) -> Path:
+    for name in _checkout_files():
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, target / name)
+    return target
+
+
+def _run(command: list[str], cwd: Path, timeout: float, **env: str) -> str:
+    done = subprocess.run(
+        command,
+        cwd=cwd,
+        # A pytest run inside this one must not take this worker's settings for its own.
+        env={**{k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}, **env},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, f"{' '.join(command)} failed:\n{output[-4000:]}"
+    return output
+
+
+@pytest.fixture(scope="module")
+def compiled_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the checkout with the compiled wheel's extension modules beside its sources."""
+    if not any(shutil.which(compiler) for compiler in ("cc", "gcc")):
+        missing_tool("the compiled build needs a C compiler: apt-get install gcc")
+    work = tmp_path_factory.mktemp("compiled")
+    source = _copy_checkout(work / "source")
+    wheels = work / "wheels"
+    _run(
+        [*PIP_WHEEL, "--wheel-dir", str(wheels), "."],
+        cwd=source,
+        timeout=BUILD_TIMEOUT_S,
+        VITALS_COMPILE="1",
+    )
+    (wheel,) = wheels.glob("vitals-*.whl")
+    tree = _copy_checkout(work / "tree")
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(tree, [name for name in archive.namelist() if name.endswith(".so")])
+    return tree
+
+
+def _module(path: str) -> str:
+    return path.removesuffix(".py").replace("/", ".")
+
+
+@pytest.mark.timeout(BUILD_TIMEOUT_S + 60)
+def test_the_listed_modules_are_compiled(compiled_tree: Path) -> None:
+    modules = map(_module, COMPILED)
+    loaded = _run([sys.executable, "-c", SHOW_FILES, *modules], cwd=compiled_tree, timeout=60)
+    assert loaded.split() == [
+        str(compiled_tree / path.removesuffix(".py")) + EXTENSION for path in COMPILED
+    ]
+
+
+@pytest.mark.timeout(BUILD_TIMEOUT_S + 300)
+def test_the_unit_tests_pass_against_the_compiled_modules(compiled_tree: Path) -> None:
+    # The first entry of sys.path under `python -m` is the working directory: the tree.
+    output = _run(
+        [sys.executable, "-m", "pytest", "tests/unit", "-q", "-p", "no:cacheprovider", "-x"],
+        cwd=compiled_tree,
+        timeout=300,
+    )
+    assert " passed" in output and " failed" not in output
+
+
+@pytest.mark.timeout(BUILD_TIMEOUT_S + 300)
+def test_a_backtest_writes_the_same_daily_file_compiled(
+    compiled_tree: Path, tmp_path: Path
+) -> None:
+    portfolio = tmp_path / "portfolio"
+    _run(
+        [sys.executable, "-m", "bench.portfolio", "--out", str(portfolio), *SMALL_PORTFOLIO],
+        cwd=ROOT,
+        timeout=120,
+    )
+    backtest = "import sys\nfrom services.cli import app\nsys.argv[0] = 'vitals'\napp()"
+    inputs = [
+        *("--segment", str(portfolio / "segment.jsonl")),
+        *("--stripe", str(portfolio / "stripe.jsonl")),
+        *("--outcomes", str(portfolio / "outcomes.csv")),
+    ]
+    daily: dict[str, bytes] = {}
+    for name, tree in (("interpreted", ROOT), ("compiled", compiled_tree)):
+        out = tmp_path / f"{name}.jsonl"
+        _run(
+            [sys.executable, "-c", backtest, "backtest", *inputs, "--daily", str(out)],
+            cwd=tree,
+            timeout=120,
+        )
+        daily[name] = out.read_bytes()
+    assert daily["interpreted"].count(b"\n") > 1000
+    assert daily["compiled"] == daily["interpreted"]
