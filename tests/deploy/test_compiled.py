@@ -1,12 +1,14 @@
 """The compiled build (setup.py with VITALS_COMPILE=1), as the image installs it: the
 modules pyproject.toml's ``[tool.vitals] compiled`` lists are C extensions made by
-mypyc, the unit tests pass against them, and a backtest writes byte for byte the daily
-file the interpreted modules write.
+mypyc; the unit tests, and the integration tests of the services that call them, pass
+against them; and a backtest writes byte for byte the daily file the interpreted
+modules write.
 
 The wheel is built from a copy of the checkout, and its extension modules are laid over
 a second copy, which the tests run in: nothing compiled lands in the checkout, where it
 would shadow later edits. Building needs a C compiler and Python's headers and takes
-about a minute; a missing compiler fails the tests.
+about a minute; a missing compiler fails the tests, as missing Kafka or PostgreSQL
+fails the integration tests.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.deploy.promql import ROOT
-from tests.support.infra import missing_tool
+from tests.support.infra import missing_tool, require_kafka, require_postgres
 
 COMPILED: list[str] = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["vitals"][
     "compiled"
@@ -105,13 +107,34 @@ def test_the_listed_modules_are_compiled(compiled_tree: Path) -> None:
     ]
 
 
-@pytest.mark.timeout(BUILD_TIMEOUT_S + 300)
-def test_the_unit_tests_pass_against_the_compiled_modules(compiled_tree: Path) -> None:
-    # The first entry of sys.path under `python -m` is the working directory: the tree.
+# The unit tests, and the integration tests of the services whose pure core is compiled:
+# the consumer, the sweep and the repositories hand it what they read from Kafka and
+# PostgreSQL, where a compiled module checks the types a plain one would let through.
+NESTED_PYTEST = ("-q", "-p", "no:cacheprovider", "--numprocesses", "2", "-x")
+COMPILED_SUITES = {
+    "unit": ["tests/unit"],
+    "integration": [
+        "tests/integration/scoring",
+        "tests/integration/alerts",
+        "tests/integration/ingest",
+        "tests/integration/test_backtest_kafka.py",
+    ],
+}
+
+
+@pytest.mark.timeout(BUILD_TIMEOUT_S + 600)
+@pytest.mark.parametrize("suite", COMPILED_SUITES)
+def test_the_tests_pass_against_the_compiled_modules(compiled_tree: Path, suite: str) -> None:
+    if suite == "integration":
+        require_kafka()
+        require_postgres()
+    # The first entry of sys.path under `python -m` is the working directory, the tree;
+    # PYTHONPATH gives the processes the tests start the same modules.
     output = _run(
-        [sys.executable, "-m", "pytest", "tests/unit", "-q", "-p", "no:cacheprovider", "-x"],
+        [sys.executable, "-m", "pytest", *COMPILED_SUITES[suite], *NESTED_PYTEST],
         cwd=compiled_tree,
-        timeout=300,
+        timeout=600,
+        PYTHONPATH=str(compiled_tree),
     )
     assert " passed" in output and " failed" not in output
 
