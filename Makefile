@@ -19,7 +19,8 @@ install: $(VENV)/.installed ## Create the virtualenv and install Vitals with pin
 
 $(VENV)/.installed: pyproject.toml setup.py constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip 'setuptools>=77'
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet --constraint constraints.txt setuptools
 	$(BIN)/pip install --quiet --constraint constraints.txt --editable '.[dev,bench,backtest]'
 	@touch $@
 
@@ -41,9 +42,8 @@ test: install deploy-tools ## Run unit, integration, e2e and deployment tests, s
 test-unit: install ## Run the unit tests only (no servers needed)
 	$(BIN)/pytest tests/unit
 
-# setuptools' build/ may hold an earlier build's modules: start from nothing.
 wheel: install ## Build dist/vitals-*.whl with the hot path compiled by mypyc, as the image has it (needs gcc)
-	rm -rf build
+	rm -f dist/vitals-*.whl
 	VITALS_COMPILE=1 $(BIN)/pip wheel --quiet --no-build-isolation --no-deps --wheel-dir dist .
 	@ls dist/vitals-*.whl
 

@@ -12,9 +12,9 @@ LOCAL_BASE=localhost/vitals-base:bookworm
 IMAGE_NAME=${IMAGE_NAME:-vitals}
 IMAGE_BASE=${IMAGE_BASE:-$LOCAL_BASE}
 REBUILD_BASE=${REBUILD_BASE:-0}
-# RUN steps in a chroot rather than an OCI container: they only run pip, and the OCI
-# runtime cannot create containers on some hosts (cgroup v1 or hybrid hierarchies,
-# nested containers).
+# RUN steps in a chroot rather than an OCI container: they only run pip, apt and a
+# compiler, and the OCI runtime cannot create containers on some hosts (cgroup v1 or
+# hybrid hierarchies, nested containers).
 export BUILDAH_ISOLATION=${BUILDAH_ISOLATION:-chroot}
 # A CA bundle for pip inside the build (a TLS-intercepting proxy); passed as a build
 # secret, so it is in no layer.
