@@ -37,7 +37,7 @@ class BuildCompiled(build_ext):
     """Refuses compiled modules beside the sources (``build_ext --inplace``)."""
 
     def run(self) -> None:
-        if self.extensions and (self.inplace or getattr(self, "editable_mode", False)):
+        if self.inplace:
             raise SystemExit(REFUSED)
         super().run()
 
@@ -45,7 +45,7 @@ class BuildCompiled(build_ext):
 def compiling() -> bool:
     if os.environ.get("VITALS_COMPILE", "0") != "1":
         return False
-    if {"editable_wheel", "develop"} & set(sys.argv):
+    if {"editable_wheel", "develop"} & set(sys.argv):  # an editable install builds in place
         raise SystemExit(REFUSED)
     return not set(sys.argv) & METADATA_COMMANDS
 
@@ -66,4 +66,4 @@ if compiling():
         options={"build": {"build_base": COMPILED_BUILD}},
     )
 else:
-    setup(cmdclass={"build_ext": BuildCompiled})
+    setup()

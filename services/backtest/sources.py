@@ -154,24 +154,19 @@ def _items(line: bytes, intake: Intake, mapped: Mapper) -> list[Item]:
 
 def _received(call: Any) -> datetime:
     """When Segment received the call (exports keep ``receivedAt``), else its own times."""
-    if isinstance(call, dict):  # the keys looked up inline: most calls have only one
-        for key in ("receivedAt", "sentAt", "timestamp", "originalTimestamp"):
-            if isinstance(value := call.get(key), str) and (found := _utc(value)) is not None:
-                return found
+    for key in ("receivedAt", "sentAt", "timestamp", "originalTimestamp"):
+        if (found := _time(call, key)) is not None:
+            return found
     return FAR_PAST
 
 
 def _time(document: Any, key: str) -> datetime | None:
+    """``document[key]`` as a time in UTC, or None if it is not an ISO 8601 time with an
+    offset, or is one that UTC cannot hold (the last day of year 9999, behind UTC)."""
     if not isinstance(document, dict) or not isinstance(value := document.get(key), str):
         return None
-    return _utc(value)
-
-
-def _utc(text: str) -> datetime | None:
-    """``text`` as a time in UTC, or None if it is not an ISO 8601 time with an offset,
-    or is one that UTC cannot hold (the last day of year 9999, behind UTC)."""
     try:
-        parsed = datetime.fromisoformat(text)
+        parsed = datetime.fromisoformat(value)
         return parsed.astimezone(UTC) if parsed.tzinfo is not None else None
     except (ValueError, OverflowError):
         return None

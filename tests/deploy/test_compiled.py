@@ -4,9 +4,9 @@ mypyc; the unit tests, and the integration tests of the services that call them,
 against them; and a backtest writes byte for byte the daily file the interpreted
 modules write.
 
-The wheel is built from a copy of the checkout, and its extension modules are laid over
-a second copy, which the tests run in: nothing compiled lands in the checkout, where it
-would shadow later edits. Building needs a C compiler and Python's headers and takes
+The wheel is built in a copy of the checkout, and its extension modules are laid over
+the copy's sources, where the tests run: nothing compiled lands in the checkout, where
+it would shadow later edits. Building needs a C compiler and Python's headers and takes
 about a minute; a missing compiler fails the tests, as missing Kafka or PostgreSQL
 fails the integration tests.
 """
@@ -19,28 +19,19 @@ import os
 import shutil
 import subprocess
 import sys
-import sysconfig
-import tomllib
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.deploy.compiled_modules import COMPILED, MODULES, SHOW_FILES, extension_files
 from tests.deploy.promql import ROOT
 from tests.support.infra import missing_tool, require_kafka, require_postgres
 
-COMPILED: list[str] = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["vitals"][
-    "compiled"
-]
 BUILD_TIMEOUT_S = 600
-EXTENSION = sysconfig.get_config_var("EXT_SUFFIX")
 SMALL_PORTFOLIO = ("--accounts", "60", "--days", "120", "--seed", "5")
 PIP_WHEEL = (sys.executable, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps")
-# Each module's file, as the interpreter found it.
-SHOW_FILES = (
-    "import importlib, sys\nfor m in sys.argv[1:]: print(importlib.import_module(m).__file__)"
-)
 
 
 def _checkout_files() -> list[str]:
@@ -94,34 +85,28 @@ def compiled_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _build(work: Path) -> None:
-    source = _copy_checkout(work / "source")
+    """The wheel built in a copy of the checkout, its extension modules then laid over
+    the copy's sources; setup.py's own build directory goes."""
+    tree = _copy_checkout(work / "tree")
     wheels = work / "wheels"
     _run(
         [*PIP_WHEEL, "--wheel-dir", str(wheels), "."],
-        cwd=source,
+        cwd=tree,
         timeout=BUILD_TIMEOUT_S,
         VITALS_COMPILE="1",
     )
+    shutil.rmtree(tree / "build")
     (wheel,) = wheels.glob("vitals-*.whl")
-    tree = _copy_checkout(work / "tree")
     with zipfile.ZipFile(wheel) as archive:
         archive.extractall(tree, [name for name in archive.namelist() if name.endswith(".so")])
 
 
-def _module(path: str) -> str:
-    return path.removesuffix(".py").replace("/", ".")
-
-
 @pytest.mark.timeout(BUILD_TIMEOUT_S + 60)
 def test_the_listed_modules_are_compiled(compiled_tree: Path) -> None:
-    modules = map(_module, COMPILED)
-    loaded = _run([sys.executable, "-c", SHOW_FILES, *modules], cwd=compiled_tree, timeout=60)
-    assert loaded.split() == [
-        str(compiled_tree / path.removesuffix(".py")) + EXTENSION for path in COMPILED
-    ]
+    loaded = _run([sys.executable, "-c", SHOW_FILES, *MODULES], cwd=compiled_tree, timeout=60)
+    assert loaded.split() == extension_files(compiled_tree)
     # The checkout itself, the other side of the comparisons below, runs them interpreted.
-    modules = map(_module, COMPILED)
-    loaded = _run([sys.executable, "-c", SHOW_FILES, *modules], cwd=ROOT, timeout=60)
+    loaded = _run([sys.executable, "-c", SHOW_FILES, *MODULES], cwd=ROOT, timeout=60)
     assert loaded.split() == [str(ROOT / path) for path in COMPILED]
 
 

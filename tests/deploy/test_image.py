@@ -28,6 +28,7 @@ from typing import Any, ClassVar
 import pytest
 
 from services.cli import DEFAULT_PORTS, Service
+from tests.deploy.compiled_modules import MODULES, SHOW_FILES, extension_files
 from tests.deploy.promql import ROOT
 from tests.support.infra import missing_tool
 
@@ -44,14 +45,6 @@ COMPILER_GLOBS = (
     *("clang", "clang-*", "cpp", "cpp-*", "make", "as", "ld", "ld.bfd", "ld.gold", "ld.lld"),
 )
 BUILD_TIMEOUT_S = 900
-# What setup.py compiles with mypyc when the image is built.
-COMPILED = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["vitals"]["compiled"]
-SHOW_COMPILED = (
-    "import importlib, sys\n"
-    "files = [importlib.import_module(m).__file__ for m in sys.argv[1:]]\n"
-    "print('compiled:', *(f.endswith('.so') for f in files))"
-)
-COMPILED_MODULES = [path.removesuffix(".py").replace("/", ".") for path in COMPILED]
 # A mount, pid and network namespace of its own, as a container has; everything in them
 # dies with the command.
 NAMESPACES = ("unshare", "--mount", "--pid", "--net", "--fork", "--kill-child")
@@ -300,8 +293,8 @@ def test_image_files(image_root: Path) -> None:
     assert not list((image_root / "usr").glob("**/include/python3*/Python.h"))
     assert not list(packaged.glob("pip*")) and not (image_root / VENV / "bin" / "pip").exists()
     assert not list(packaged.glob("mypy*")) and not list(packaged.glob("setuptools*"))
-    for path in COMPILED:
-        assert list(packaged.glob(path.replace(".py", ".cpython-*.so"))), f"{path} is not compiled"
+    for compiled in extension_files(packaged):
+        assert Path(compiled).is_file(), f"{compiled} is not in the image"
 
     home = image_root / "var/lib/vitals"
     assert (home.stat().st_uid, home.stat().st_gid) == (UID, UID)
@@ -342,7 +335,7 @@ stop
 until_healthy vitals serve console --host 0.0.0.0
 python3 -I -c 'import urllib.request as u; print("static:", u.urlopen("http://127.0.0.1:{console}/static/vendor/htmx.min.js").status)'
 stop
-python3 -I -c {shlex.quote(SHOW_COMPILED)} {" ".join(COMPILED_MODULES)}
+python3 -I -c {shlex.quote(SHOW_FILES)} {" ".join(MODULES)}
 """
     outside = f"""
 root=$1
@@ -369,4 +362,5 @@ exec chroot --userspec={config["User"]} "$root" \\
     assert "healthy: vitals serve console --host 0.0.0.0" in output
     assert "static: 200" in output
     # The compiled modules load as the service user, with no compiler or mypy around.
-    assert f"compiled: {' '.join(['True'] * len(COMPILED_MODULES))}" in output
+    loaded = output.splitlines()
+    assert all(compiled in loaded for compiled in extension_files(Path("/") / SITE_PACKAGES))

@@ -62,10 +62,9 @@ class Signals:
             case "usage_vs_baseline":
                 return self.usage_vs_baseline(window)
             case "days_since_last_usage":
-                since = self.days_since_last_usage()
-                if since is None and self.card.lifecycle.usage_unknown_while_onboarding:
+                if self.card.lifecycle.usage_unknown_while_onboarding:
                     return self.silent_days()  # no usage seen: silent since first seen
-                return since
+                return self.days_since_last_usage()
             case "key_feature_breadth":
                 return self.key_feature_breadth(window)
             case "subscription_status":
