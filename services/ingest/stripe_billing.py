@@ -77,9 +77,14 @@ class StripeAccounts:
     mapping: Mapping[str, str] = field(default_factory=dict)
 
 
+class TimeOutOfRange(ValueError):
+    """A Unix time that no UTC date holds (year 10000 and on, or before year 1)."""
+
+
 @dataclass(frozen=True)
 class StripeEvent:
-    """A webhook body read as a Stripe event: its id, type, time and ``data.object``."""
+    """A webhook body read as a Stripe event: its id, type, time and ``data.object``.
+    ``unreadable`` says why the event cannot be used when its ``created`` cannot be."""
 
     id: str
     type: Any
@@ -87,6 +92,7 @@ class StripeEvent:
     object: dict[str, Any]
     livemode: bool | None
     body: bytes
+    unreadable: str | None = None
 
 
 @dataclass(frozen=True)
@@ -103,13 +109,18 @@ def read_stripe_event(body: bytes) -> StripeEvent:
     if not isinstance(event, dict) or not _text(event.get("id")):
         message = "a Stripe event must be a JSON object with an id"
         raise BodyRejected(Rejection(Reason.invalid_body, message, body))
+    try:
+        created, unreadable = _time(event.get("created"), "created"), None
+    except TimeOutOfRange as exc:
+        created, unreadable = None, str(exc)
     return StripeEvent(
         id=str(event["id"]).strip(),
         type=event.get("type"),
-        created=_time(event.get("created")),
+        created=created,
         object=_object(_object(event.get("data")).get("object")),
         livemode=_bool(event.get("livemode")),
         body=body,
+        unreadable=unreadable,
     )
 
 
@@ -136,6 +147,9 @@ def stripe_intake(
     """One Stripe event through the whole mapping, the same for the webhook and the
     backtest: a ``customer.*`` event only teaches its customer's account; any other
     event is mapped, and teaches the link its object carries when that is news."""
+    if event.unreadable is not None:
+        rejection = Rejection(Reason.invalid_event, event.unreadable, event.body, event_id=event.id)
+        return StripeIntake([rejection])
     said = customer_account(event, accounts)
     if said is not None:
         return StripeIntake([], said)
@@ -193,7 +207,10 @@ def map_stripe_event(
     if not event.object:
         message = "the Stripe event has no data.object"
         return [Rejection(Reason.invalid_event, message, body, event_id=event.id)]
-    billing = BILLING[_family(event_type)](event.object, event_type)
+    try:
+        billing = BILLING[_family(event_type)](event.object, event_type)
+    except TimeOutOfRange as exc:
+        return [Rejection(Reason.invalid_event, str(exc), body, event_id=event.id)]
     dropped = _amounts_without_currency(billing)
     account, resolved_by = resolve_account(event.object, accounts, known_account)
     fields = {
@@ -275,9 +292,9 @@ def _subscription(sub: Mapping[str, Any], event_type: str) -> dict[str, Any]:
         "currency": currency,
         "seats": _seats(licensed, sub) if complete else None,
         "plan": _plan(licensed, sub),
-        "renewal_date": _date(_period_end(sub, items)),
+        "renewal_date": _date(_period_end(sub, items), "current_period_end"),
         "term_months": _term_months(licensed),
-        "subscription_started_on": _date(sub.get("start_date")),
+        "subscription_started_on": _date(sub.get("start_date"), "start_date"),
         "cancel_at_period_end": _cancellation_scheduled(sub),
     }
 
@@ -288,7 +305,7 @@ def _invoice(invoice: Mapping[str, Any], event_type: str) -> dict[str, Any]:
     due = None
     if outcome is not PaymentOutcome.paid:
         finalized = _object(invoice.get("status_transitions")).get("finalized_at")
-        due = _date(invoice.get("due_date") or finalized or invoice.get("created"))
+        due = _date(invoice.get("due_date") or finalized or invoice.get("created"), "due_date")
     return _payment(amount, invoice.get("currency"), outcome) | {"invoice_due_on": due}
 
 
@@ -428,13 +445,19 @@ def _id_of(value: Any) -> str | None:
     return _text(value.get("id")) if isinstance(value, dict) else _text(value)
 
 
-def _time(value: Any) -> datetime | None:
+def _time(value: Any, name: str) -> datetime | None:
+    """``value`` as a Unix time; raises ``TimeOutOfRange`` naming field ``name``."""
     seconds = _int(value)
-    return datetime.fromtimestamp(seconds, UTC) if seconds is not None else None
+    if seconds is None:
+        return None
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise TimeOutOfRange(f"{name} {seconds} is outside the range of dates") from None
 
 
-def _date(value: Any) -> date | None:
-    moment = _time(value)
+def _date(value: Any, name: str) -> date | None:
+    moment = _time(value, name)
     return moment.date() if moment is not None else None
 
 

@@ -196,3 +196,48 @@ async def test_a_failed_payment_without_a_currency_still_lands_and_its_amount_is
     dead = DeadLetter.from_bytes(letter.value)
     assert (dead.reason, dead.event_id, dead.account_id) == ("invalid_event", "evt_nc", "globex")
     assert "amount_minor 12000" in dead.message
+
+
+YEAR_10000 = 253_402_300_800  # 10000-01-01T00:00:00Z: no UTC date holds it
+
+
+@pytest.mark.parametrize(
+    ("event_type", "obj", "created", "field"),
+    [
+        ("customer.subscription.updated", subscription(), YEAR_10000, "created"),
+        (
+            "customer.subscription.updated",
+            subscription(current_period_end=YEAR_10000),
+            CREATED,
+            "current_period_end",
+        ),
+        (
+            "customer.subscription.created",
+            subscription(start_date=YEAR_10000),
+            CREATED,
+            "start_date",
+        ),
+        ("invoice.payment_failed", invoice(due_date=YEAR_10000), CREATED, "due_date"),
+        ("customer.updated", {"id": "cus_1", "metadata": {}}, YEAR_10000, "created"),
+    ],
+)
+async def test_a_time_no_date_holds_is_refused_for_its_event_and_dead_lettered_never_a_500(
+    settings: IngestSettings,
+    kafka: str,
+    topics: dict[str, str],
+    event_type: str,
+    obj: dict[str, object],
+    created: int,
+    field: str,
+) -> None:
+    body = stripe_event(event_type, obj, event_id="evt_far", created=created)
+    async with ingest_client(settings) as client:
+        answer = await _post(client, body)
+
+    assert answer.status_code == 200, answer.text
+    assert (answer.json()["accepted"], answer.json()["rejected"]) == (0, 1)
+    (letter,) = await consume(kafka, f"{topics['events_topic']}.dlq", 1)
+    dead = DeadLetter.from_bytes(letter.value)
+    assert (dead.reason, dead.event_id) == ("invalid_event", "evt_far")
+    assert f"{field} {YEAR_10000} is outside the range of dates" in dead.message
+    assert dead.original() == body
