@@ -25,13 +25,14 @@ from sqlalchemy import func, select
 from bench import portfolio
 from services.alerts.ruleset import DEFAULT_RULES_FILE, load_rules
 from services.backtest.replay import Replay
-from services.backtest.run import load_models
+from services.backtest.run import load_models, production_judge
 from services.backtest.sources import Intake, Memory, merged, segment_events, stripe_events
 from services.ingest.settings import IngestSettings
 from services.scoring import repository
 from services.scoring.api import MOVEMENT
 from services.scoring.domain import AccountState, Assessment
 from services.scoring.models import Account
+from services.scoring.service import StateWrite
 from services.scoring.settings import ScoringSettings
 from shared.db import create_engine, session_factory
 from shared.scores import ScoreChange
@@ -81,7 +82,8 @@ def replayed(accounts: int, seed: int, out: Path) -> tuple[Replay, History]:
     ingest, scoring = IngestSettings(), ScoringSettings()
     history = History(kept_on=today - MOVEMENT)
     rules = load_rules(DEFAULT_RULES_FILE).enabled
-    replay = Replay(load_models([]), scoring.limits(), rules, history.on_score, history.on_change)
+    judge = production_judge(rules)
+    replay = Replay(load_models([]), scoring.limits(), judge, history.on_score, history.on_change)
     intake, memory, limits = Intake(), Memory(), ingest.limits()
     streams = [
         segment_events(out / "segment.jsonl", intake, limits, memory),
@@ -106,7 +108,7 @@ async def store(replay: Replay, history: History) -> None:
             if await session.scalar(select(func.count()).where(Account.account_id.in_(ids))):
                 raise SystemExit("the demo accounts are there already ('make clean' removes them)")
             writes = [
-                repository.StateWrite(
+                StateWrite(
                     state,
                     state.current,
                     state.trend_7d,

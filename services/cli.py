@@ -24,6 +24,7 @@ from shared.events import event_json_schema
 from shared.logging import configure_logging
 from shared.metrics import shared_by_workers
 from shared.migrations import MigrationSet, upgrade_database
+from shared.serving import ServerOptions, ServerOptionsError, server_options
 from shared.settings import VitalsSettings
 
 if TYPE_CHECKING:
@@ -69,17 +70,40 @@ def serve(
 ) -> None:
     """Run one service (its API and its Kafka worker) until interrupted."""
     port = port or DEFAULT_PORTS[service]
+    # Bad settings are refused once, before any process starts. The server options
+    # (which proxies may name the client) come from the settings, for every worker.
+    settings = _load_settings(service)
+    options = _server_options(service, settings)
     if workers == 1:
-        uvicorn.run(_service_app(service), host=host, port=port, log_config=None)
+        app = _app_for(service, settings)
+        uvicorn.run(app, host=host, port=port, log_config=None, **options)
         return
-    _load_settings(service)  # refuse bad settings once, before any process starts
     factory = f"services.cli:{service.value}_app"
     with shared_by_workers():
-        uvicorn.run(factory, factory=True, workers=workers, host=host, port=port, log_config=None)
+        uvicorn.run(
+            factory,
+            factory=True,
+            workers=workers,
+            host=host,
+            port=port,
+            log_config=None,
+            **options,
+        )
+
+
+def _server_options(service: Service, settings: VitalsSettings) -> ServerOptions:
+    try:
+        return server_options(settings)
+    except ServerOptionsError as exc:
+        typer.echo(f"[{service.value}] {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 def _service_app(service: Service) -> FastAPI:
-    settings = _load_settings(service)
+    return _app_for(service, _load_settings(service))
+
+
+def _app_for(service: Service, settings: VitalsSettings) -> FastAPI:
     configure_logging(settings.log_level, service.value)
     if isinstance(settings, IngestSettings):
         from services.ingest.app import create_app as create_ingest
@@ -183,6 +207,8 @@ def _shown(name: str, value: object) -> str:
         word in name for word in ("secret", "password", "token", "webhook_url")
     ):
         return "****"
+    if isinstance(value, list):  # as the variable is written: comma-separated
+        return ",".join(str(item) for item in value)
     return str(value)
 
 

@@ -13,13 +13,13 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaProducer
 from prometheus_client import Counter
 from sqlalchemy import (
     JSON,
     Index,
     String,
     Table,
+    func,
     inspect,
     select,
     text,
@@ -28,9 +28,9 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
-from shared.db import BIG_ID, SessionFactory, UtcDateTime, upsert
+from shared.db import BIG_ID, UtcDateTime, upsert
 from shared.dlq import DeadLetter
-from shared.kafka import send_all
+from shared.outbox import Backlog, OutboxRecord, OutboxRelay, Refusals, Relaying
 
 UNPUBLISHED = text("published_at IS NULL")
 
@@ -85,34 +85,66 @@ async def add(
     await session.execute(upsert(session, table).values(rows).on_conflict_do_nothing())
 
 
-async def publish_pending(
-    sessions: SessionFactory,
-    model: type[DeadLetterOutboxColumns],
-    producer: AIOKafkaProducer,
-    topic: str,
-    now: datetime,
-    limit: int,
-    published: Counter,
-) -> bool:
-    """Send up to ``limit`` unsent dead letters, oldest first, counting each in
-    ``published`` by reason; True when there may be more. Rows are locked until sent,
-    one sender at a time."""
-    async with sessions() as session, session.begin():
-        pending: Sequence[DeadLetterOutboxColumns] = (
-            await session.scalars(
-                select(model)
-                .where(model.published_at.is_(None))
-                .order_by(model.id)
-                .limit(limit)
-                .with_for_update()
+class DeadLetterTable:
+    """A dead-letter outbox table as ``shared.outbox.OutboxRelay`` sends it, oldest first;
+    each record is labelled with its reason."""
+
+    def __init__(self, model: type[DeadLetterOutboxColumns]) -> None:
+        self._model = model
+
+    async def claim(self, session: AsyncSession, limit: int) -> Sequence[OutboxRecord]:
+        model = self._model
+        pending = await session.scalars(
+            select(model)
+            .where(model.published_at.is_(None))
+            .order_by(model.id)
+            .limit(limit)
+            .with_for_update()
+        )
+        return [
+            OutboxRecord(row.id, row.key.encode(), orjson.dumps(row.message), row.reason)
+            for row in pending
+        ]
+
+    async def mark_sent(
+        self, session: AsyncSession, row_ids: list[int | str], now: datetime
+    ) -> None:
+        model = self._model
+        await session.execute(update(model).where(model.id.in_(row_ids)).values(published_at=now))
+
+    async def backlog(self, session: AsyncSession) -> Backlog:
+        model = self._model
+        rows, oldest = (
+            await session.execute(
+                select(func.count(), func.min(model.created_at)).where(model.published_at.is_(None))
             )
-        ).all()
-        if not pending:
-            return False
-        records = [(row.key.encode(), orjson.dumps(row.message)) for row in pending]
-        await send_all(producer, topic, records)
-        ids = [row.id for row in pending]
-        await session.execute(update(model).where(model.id.in_(ids)).values(published_at=now))
-    for row in pending:
-        published.labels(row.reason).inc()
-    return len(pending) == limit
+        ).one()
+        return Backlog(rows, oldest)
+
+
+def refusals(model: type[DeadLetterOutboxColumns], processor: str) -> Refusals:
+    """Records an outbox relay cannot publish, dead-lettered into ``model``."""
+
+    async def stage(session: AsyncSession, letters: Sequence[DeadLetter], now: datetime) -> None:
+        await add(session, model, letters, now)
+
+    return Refusals(stage, processor)
+
+
+def relay(
+    name: str,
+    model: type[DeadLetterOutboxColumns],
+    topic: str,
+    relaying: Relaying,
+    published: Counter,
+) -> OutboxRelay:
+    """The relay of a dead-letter outbox: each letter sent counted in ``published`` by
+    reason. A letter the broker refuses is logged and counted, not dead-lettered again."""
+
+    def counted(sent: Sequence[OutboxRecord]) -> None:
+        for record in sent:
+            published.labels(record.label).inc()
+
+    return OutboxRelay(
+        name, DeadLetterTable(model), topic, relaying, refusals=None, counted=counted
+    )

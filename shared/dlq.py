@@ -26,6 +26,8 @@ from shared.events import CONTROL_CHARACTERS, UtcDatetime
 log = logging.getLogger(__name__)
 
 MAX_ORIGINAL_BYTES = 64 * 1024
+MAX_MESSAGE_CHARS = 4000
+MAX_SOURCE_CHARS = 300
 T = TypeVar("T")
 
 
@@ -41,17 +43,27 @@ class DeadLetter(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     schema_version: Literal[1] = 1
-    reason: str = Field(description="Machine-readable, e.g. invalid_event, too_late.")
-    message: str = Field(description="What is wrong, for people.")
-    source: str = Field(description='"http:/v1/track" or "kafka:topic/partition@offset".')
-    topic: str | None = None
+    reason: str = Field(
+        max_length=64, description="Machine-readable, e.g. invalid_event, too_late."
+    )
+    message: str = Field(max_length=MAX_MESSAGE_CHARS, description="What is wrong, for people.")
+    source: str = Field(
+        max_length=MAX_SOURCE_CHARS,
+        description='"http:/v1/track" or "kafka:topic/partition@offset".',
+    )
+    topic: str | None = Field(None, max_length=249)
     partition: int | None = None
     offset: int | None = None
     rejected_at: UtcDatetime
-    processor: str = Field(description="Service and version that rejected it, e.g. ingest@0.1.0")
-    account_id: str | None = None
-    event_id: str | None = None
-    original_b64: str = Field(description="The original bytes, base64, maybe truncated.")
+    processor: str = Field(
+        max_length=100, description="Service and version that rejected it, e.g. ingest@0.1.0"
+    )
+    account_id: str | None = Field(None, max_length=300)
+    event_id: str | None = Field(None, max_length=300)
+    original_b64: str = Field(
+        max_length=4 * -(-MAX_ORIGINAL_BYTES // 3),
+        description="The original bytes, base64, maybe truncated.",
+    )
     original_size: int = Field(ge=0, description="Size of the original in bytes.")
     truncated: bool
 
@@ -74,8 +86,8 @@ class DeadLetter(BaseModel):
         kept = original[:MAX_ORIGINAL_BYTES]
         return cls(
             reason=reason,
-            message=message,
-            source=source,
+            message=_bounded(message, MAX_MESSAGE_CHARS),
+            source=_bounded(source, MAX_SOURCE_CHARS),
             topic=topic,
             partition=partition,
             offset=offset,
@@ -129,6 +141,11 @@ class DeadLetter(BaseModel):
     @classmethod
     def from_bytes(cls, raw: bytes) -> DeadLetter:
         return cls.model_validate_json(raw)
+
+
+def _bounded(text: str, most: int) -> str:
+    """A text a dead letter can always carry: one that is too long ends with an ellipsis."""
+    return text if len(text) <= most else text[: most - 1] + "\u2026"
 
 
 def _storable(text: str | None) -> str | None:

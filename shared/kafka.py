@@ -15,7 +15,15 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidTimestampError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    UnsupportedForMessageFormatError,
+)
 
 from shared.retry import Backoff
 from shared.settings import VitalsSettings
@@ -29,6 +37,18 @@ TOPIC_VISIBLE_TIMEOUT_S = 30.0
 
 class BrokerUnavailable(Exception):
     """The broker did not acknowledge in time: nothing may be assumed stored."""
+
+
+RECORD_FAULTS: tuple[type[KafkaError], ...] = (
+    MessageSizeTooLargeError,
+    RecordTooLargeError,
+    RecordListTooLargeError,
+    CorruptRecordException,
+    InvalidTimestampError,
+    UnsupportedForMessageFormatError,
+)
+"""Errors that refuse a record as such: sending it again can never succeed, while the
+records beside it can. Anything else a producer raises is taken for an outage."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +139,58 @@ async def send_all(
         await asyncio.wait_for(asyncio.gather(*futures), timeout_s)
     except (KafkaError, TimeoutError) as exc:
         raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc
+
+
+async def send_each(
+    producer: AIOKafkaProducer,
+    topic: str,
+    records: list[tuple[bytes, bytes]],
+    timeout_s: float = PUBLISH_TIMEOUT_S,
+) -> list[KafkaError | None]:
+    """Send (key, value) records; for each, None once the broker acknowledged it, or the
+    record fault (``RECORD_FAULTS``) that refused it. Any other failure raises
+    ``BrokerUnavailable``: nothing may be assumed stored.
+
+    The broker answers per partition batch, so a fault it returns may belong to one
+    record of several: those it names are sent again one at a time to find which."""
+    faults: list[KafkaError | None] = [None] * len(records)
+    sent = await _send_batch(producer, topic, records, timeout_s, faults)
+    refused = [i for i in sent if faults[i] is not None]
+    if len(refused) > 1:
+        for i in refused:
+            alone: list[KafkaError | None] = [None]
+            await _send_batch(producer, topic, [records[i]], timeout_s, alone)
+            faults[i] = alone[0]
+    return faults
+
+
+async def _send_batch(
+    producer: AIOKafkaProducer,
+    topic: str,
+    records: list[tuple[bytes, bytes]],
+    timeout_s: float,
+    faults: list[KafkaError | None],
+) -> list[int]:
+    """Send ``records``, writing each one's refusal into ``faults``; returns the indexes
+    that reached the broker (those the producer itself refused never do)."""
+    futures: dict[int, asyncio.Future[Any]] = {}
+    try:
+        for i, (key, value) in enumerate(records):
+            try:
+                futures[i] = await producer.send(topic, value=value, key=key)
+            except RECORD_FAULTS as exc:
+                faults[i] = exc
+        results = await asyncio.wait_for(
+            asyncio.gather(*futures.values(), return_exceptions=True), timeout_s
+        )
+    except (KafkaError, TimeoutError) as exc:
+        raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc
+    for i, result in zip(futures, results, strict=True):
+        if isinstance(result, RECORD_FAULTS):
+            faults[i] = result
+        elif isinstance(result, BaseException):
+            raise BrokerUnavailable(f"{type(result).__name__}: {result}") from result
+    return list(futures)
 
 
 def make_consumer(

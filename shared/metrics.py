@@ -65,6 +65,23 @@ READINESS_CHECK_OK = Gauge(
     ["check"],
     multiprocess_mode="mostrecent",
 )
+PUBLISHER_PENDING_ROWS = Gauge(
+    "vitals_publisher_pending_rows",
+    "Rows waiting in an outbox to be published to their topic, by outbox (read every 5 s).",
+    ["outbox"],
+    multiprocess_mode="mostrecent",
+)
+PUBLISHER_OLDEST_AGE_SECONDS = Gauge(
+    "vitals_publisher_oldest_pending_age_seconds",
+    "How long the oldest row of an outbox has waited to be published; 0 if none.",
+    ["outbox"],
+    multiprocess_mode="mostrecent",
+)
+PUBLISHER_RECORDS_REFUSED = Counter(
+    "vitals_publisher_records_refused_total",
+    "Records the broker refused as such (too large, invalid): dead-lettered, not retried.",
+    ["outbox"],
+)
 CONSUMER_RECORDS = Counter(
     "vitals_consumer_records_total",
     "Records applied and flushed to the database, by consumer.",

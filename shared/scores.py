@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field
@@ -65,16 +65,24 @@ class Trigger(StrEnum):
     rescore = "rescore"
 
 
+MAX_LIST_ITEMS = 50
+"""Most drivers, risk reasons and components a score change holds: a scorecard has at
+most this many measures, groups and risk rules, so a valid one always fits."""
+MAX_DRIVERS = 2 * MAX_LIST_ITEMS + 1
+"""A driver per measure of the scorecard before and of the one now, and the score cap."""
+ComponentName = Annotated[str, Field(min_length=1, max_length=100)]
+
+
 class Driver(BaseModel):
     """One reason the score moved: a component, its measure before and after, the points."""
 
     model_config = ConfigDict(frozen=True)
 
-    component: str
+    component: ComponentName
     measure_before: float | None = None
     measure_after: float | None = None
     points: float = Field(description="Effect on the health score, in points (signed).")
-    text: str = Field(
+    text: Text500 = Field(
         description='For people, e.g. "active users / seats 0.62 -> 0.31, -9 points".'
     )
 
@@ -90,7 +98,7 @@ class AccountFacts(BaseModel):
     owner_csm_email: Text500 | None = None
     owner_csm_slack: Text200 | None = None
     mrr_minor: MinorUnits | None = None
-    currency: str | None = None
+    currency: str | None = Field(None, max_length=3)
     seats: int | None = Field(None, ge=0, le=MAX_SEATS)
     renewal_date: Day | None = None
     last_usage_at: datetime | None = None
@@ -107,19 +115,21 @@ class ScoreChange(BaseModel):
     band: Band = Field(description="Effective band: a CSM override when one is active.")
     previous_score: int | None = None
     previous_band: Band | None = None
-    components: dict[str, int] = Field(description="Component scores, 0-100 each.")
+    components: dict[ComponentName, int] = Field(
+        max_length=MAX_LIST_ITEMS, description="Component scores, 0-100 each."
+    )
     computed_at: UtcDatetime
 
     # Set by the full scoring model; absent from older messages.
     trigger: Trigger | None = None
-    scorecard: str | None = Field(None, description="Scorecard id@version that computed this.")
-    drivers: list[Driver] = Field(default_factory=list)
+    scorecard: Text200 | None = Field(None, description="Scorecard id@version that computed this.")
+    drivers: list[Driver] = Field(default_factory=list, max_length=MAX_DRIVERS)
     trend_7d: int | None = Field(None, description="Score now minus 7 days ago.")
     trend_30d: int | None = Field(None, description="Score now minus 30 days ago.")
     stale: bool = Field(False, description="Inputs older than the freshness limit.")
     risk: Risk | None = None
     previous_risk: Risk | None = None
-    risk_reasons: list[str] = Field(default_factory=list)
+    risk_reasons: list[Text500] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
     tier: Tier | None = Field(None, description="Effective tier: a CSM override when active.")
     previous_tier: Tier | None = None
     value_score: int | None = Field(None, ge=0, le=100)

@@ -7,11 +7,12 @@ service subclasses :class:`VitalsSettings` and adds its own fields.
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.auth import UNAUTHENTICATED_RATE, KeyRing, KeysFileError, load_keys_file, parse_rate
 
@@ -53,6 +54,14 @@ class VitalsSettings(BaseSettings):
         gt=0,
         description="How often consumer lag is measured from the broker and the stored positions.",
     )
+    publisher_stuck_after_s: float = Field(
+        120.0,
+        gt=0,
+        description=(
+            "An outbox whose oldest row waits longer than this to reach its topic is named "
+            "as a stuck publisher on /readyz."
+        ),
+    )
 
     api_keys_file: Path | None = Field(
         None,
@@ -68,6 +77,15 @@ class VitalsSettings(BaseSettings):
         UNAUTHENTICATED_RATE,
         description="Requests without a valid key allowed per client address (then 429).",
     )
+    trusted_proxies: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(
+        default_factory=list,
+        description=(
+            "Addresses or CIDR networks of the proxies in front of the service (the "
+            "ingress), comma-separated: only a connection from one of them may name the "
+            "client in X-Forwarded-For and the scheme in X-Forwarded-Proto. Empty: no one "
+            "may, and a client's address is the connection's."
+        ),
+    )
 
     @field_validator("api_keys_file")
     @classmethod
@@ -80,6 +98,37 @@ class VitalsSettings(BaseSettings):
             except KeysFileError as exc:
                 raise ValueError(str(exc)) from None
         return path
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _proxies_are_addresses_or_networks(cls, value: object) -> object:
+        # Comma-separated in the environment, a list in code. Each entry is checked here:
+        # uvicorn would take a misspelt one for a name no client has, and trust no one
+        # without a word.
+        entries = value.split(",") if isinstance(value, str) else value
+        if not isinstance(entries, list | tuple):
+            return value
+        networks: list[IPv4Network | IPv6Network] = []
+        for entry in entries:
+            text = str(entry).strip()
+            if not text:
+                continue
+            if text == "*":
+                raise ValueError(
+                    "'*' would let every client choose its own address: name the proxies' "
+                    "addresses or networks, e.g. 10.0.0.0/8"
+                )
+            try:
+                networks.append(ip_network(text))
+            except ValueError:
+                try:
+                    meant = ip_network(text, strict=False)
+                except ValueError:
+                    raise ValueError(
+                        f"{text!r} is not an IP address or a CIDR network such as 10.0.0.0/8"
+                    ) from None
+                raise ValueError(f"{text!r} has host bits set: the network is {meant}") from None
+        return networks
 
     @field_validator("api_rate_limit", "api_unauthenticated_rate_limit")
     @classmethod

@@ -477,6 +477,39 @@ def outbox_age(scope: Scope) -> timeseries.Panel:
     )
 
 
+def publisher_backlog(scope: Scope) -> timeseries.Panel:
+    return graph(
+        "Publisher backlog",
+        "Rows waiting in each outbox to reach their topic (score changes, alert events, "
+        "dead letters), and records the broker refused as such per second (dead-lettered "
+        "as unpublishable, not retried).",
+        units.Short,
+        [
+            (f"max by (outbox) ({scope('vitals_publisher_pending_rows')})", "{{outbox}}"),
+            (
+                f"sum by (outbox) ({scope.rate('vitals_publisher_records_refused_total')})",
+                "{{outbox}} refused/s",
+            ),
+        ],
+    )
+
+
+def publisher_age(scope: Scope) -> timeseries.Panel:
+    return graph(
+        "Oldest unpublished row",
+        "How long the oldest row of each outbox has waited to reach its topic; 0 when none "
+        "waits. Over 5 minutes for 5 minutes: VitalsPublisherStuck.",
+        units.Seconds,
+        [
+            (
+                f"max by (outbox) ({scope('vitals_publisher_oldest_pending_age_seconds')})",
+                "{{outbox}}",
+            )
+        ],
+        thresholds=[(300, "red")],
+    )
+
+
 def process_panels(scope: Scope) -> list[timeseries.Panel]:
     # Not reported by processes serving with --workers N (prometheus-client's
     # multiprocess mode has no process collector).
@@ -587,6 +620,8 @@ def overview() -> dashboard_models.Dashboard:
                     batch_duration(scope),
                     consumer_records(scope),
                     consumer_restarts(scope),
+                    publisher_backlog(scope),
+                    publisher_age(scope),
                 ],
             ),
             (
@@ -782,6 +817,8 @@ def scoring() -> dashboard_models.Dashboard:
                         ],
                     ),
                     dead_letters(scope, ["scoring"]),
+                    publisher_backlog(scope),
+                    publisher_age(scope),
                 ],
             ),
             (
@@ -882,6 +919,8 @@ def alerts() -> dashboard_models.Dashboard:
                         ],
                     ),
                     dead_letters(scope, ["alerts"]),
+                    publisher_backlog(scope),
+                    publisher_age(scope),
                 ],
             ),
             (

@@ -17,7 +17,7 @@ from services.alerts.configuration import FileConfig, load_files, sync_file_chan
 from services.alerts.consumer import AlertsHandler
 from services.alerts.dispatcher import Dispatcher
 from services.alerts.models import consumer_offsets
-from services.alerts.publisher import EventPublisher
+from services.alerts.publisher import AlertsPublisher
 from services.alerts.senders import Senders
 from services.alerts.settings import AlertsSettings
 from shared.background import running
@@ -44,7 +44,7 @@ def create_app(settings: AlertsSettings | None = None, clock: Clock = utc_now) -
     readiness.add_probe("database", lambda: schema_problem(engine, MIGRATIONS))
     wake_dispatcher = asyncio.Event()
     dispatcher = Dispatcher(settings, files, sessions, clock, wake_dispatcher)
-    publisher = EventPublisher(settings, sessions, clock)
+    publisher = AlertsPublisher(settings, sessions, clock, readiness)
     senders = Senders(files.policy, settings.alerts_delivery_timeout_s)
 
     @asynccontextmanager
@@ -89,7 +89,7 @@ async def _work(
     sessions: SessionFactory,
     readiness: Readiness,
     dispatcher: Dispatcher,
-    publisher: EventPublisher,
+    publisher: AlertsPublisher,
     consumer: TransactionalConsumer,
     clock: Clock,
 ) -> None:
@@ -116,7 +116,7 @@ async def _work(
 async def _consume(
     settings: AlertsSettings,
     readiness: Readiness,
-    publisher: EventPublisher,
+    publisher: AlertsPublisher,
     consumer: TransactionalConsumer,
 ) -> None:
     topics = [

@@ -111,7 +111,7 @@ class AccountCursor(Base):
     __tablename__ = "alert_account_cursors"
 
     account_id: Mapped[str] = mapped_column(String(200), primary_key=True)
-    last_sequence: Mapped[int] = mapped_column(Integer)
+    last_sequence: Mapped[int] = mapped_column(BigInteger)
     health_history: Mapped[list[list[Any]]] = mapped_column(JSON, default=list)
 
 

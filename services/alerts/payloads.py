@@ -11,13 +11,15 @@ import html
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.alerts.engine import Decision
-from shared.scores import AccountFacts, ScoreChange
+from shared.events import INT64_MAX, Identifier
+from shared.scores import MAX_LIST_ITEMS, AccountFacts, ComponentName, ScoreChange
 
 ADAPTIVE_CARD = "application/vnd.microsoft.card.adaptive"
 SLACK_HEADER_MAX = 150
@@ -30,33 +32,48 @@ PREFIX = {
 }
 
 
+MAX_SUMMARY_CHARS = 32_000
+"""Room for a churn-risk summary quoting every risk reason a score change may hold."""
+MAX_DETAILS_BYTES = 64 * 1024
+Short = Annotated[str, Field(max_length=100)]
+
+
 class AlertEvent(BaseModel):
-    """One alert transition, as stored in the outbox and sent to machines."""
+    """One alert transition, as stored in the outbox and sent to machines. Bounded in
+    every field, so that it always fits a Kafka record and a receiver's request."""
 
     model_config = ConfigDict(frozen=True)
 
     type: Literal["alert.opened", "alert.escalated", "alert.reminded", "alert.resolved"]
-    alert_id: str
-    rule: str
-    episode: int
-    notification: int
+    alert_id: Short
+    rule: Short
+    episode: int = Field(ge=0, le=INT64_MAX)
+    notification: int = Field(ge=0, le=INT64_MAX)
     state: Literal["open", "resolved"]
-    severity: str
-    account_id: str
+    severity: Short
+    account_id: Identifier
     account: AccountFacts
-    tier: str | None
-    previous_tier: str | None
-    risk: str | None
+    tier: Short | None
+    previous_tier: Short | None
+    risk: Short | None
     health_score: int
     previous_score: int | None
-    band: str
-    components: dict[str, int]
-    summary: str
+    band: Short
+    components: dict[ComponentName, int] = Field(max_length=MAX_LIST_ITEMS)
+    summary: str = Field(max_length=MAX_SUMMARY_CHARS)
     details: dict[str, Any]
-    sequence: int
+    sequence: int = Field(ge=1, le=INT64_MAX)
     computed_at: datetime
     occurred_at: datetime
-    link: str | None = None
+    link: str | None = Field(None, max_length=2048)
+
+    @field_validator("details")
+    @classmethod
+    def _details_bounded(cls, details: dict[str, Any]) -> dict[str, Any]:
+        size = len(orjson.dumps(details, default=str))
+        if size > MAX_DETAILS_BYTES:
+            raise ValueError(f"details take {size} bytes as JSON, over {MAX_DETAILS_BYTES}")
+        return details
 
 
 def alert_event(

@@ -1,8 +1,9 @@
-"""Publishes alert transitions from the outbox table to ``vitals.alerts`` after commit.
+"""Publishes alert transitions to ``vitals.alerts`` and dead letters to the DLQ topic,
+from their outbox tables, after the batch that wrote them committed.
 
-At least once: a row is marked published only after the broker acknowledged it; a
-crash in between sends it again with the same ``event_id``, which consumers dedupe on.
-Rows are claimed with SKIP LOCKED, so replicas never publish the same row at once.
+Both go through ``shared.outbox.OutboxRelay`` (at least once, record faults
+dead-lettered, backlog watched); each relay is driven on its own, so an outage or a
+backlog of one never holds back the other.
 """
 
 from __future__ import annotations
@@ -10,10 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
-from datetime import datetime
 
-import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from sqlalchemy.exc import SQLAlchemyError
@@ -22,10 +20,14 @@ from services.alerts import metrics, repository
 from services.alerts.models import AlertsDeadLetter
 from services.alerts.settings import AlertsSettings
 from shared import dead_letter_outbox
+from shared.clock import Clock
 from shared.db import SessionFactory
+from shared.dlq import processor_name
 from shared.errors import describe
 from shared.faults import OutageLog
-from shared.kafka import BrokerUnavailable, make_producer, send_all, start_with_retry
+from shared.health import Readiness
+from shared.kafka import BrokerUnavailable, make_producer, start_with_retry
+from shared.outbox import OutboxRelay, Relaying
 
 log = logging.getLogger(__name__)
 
@@ -33,16 +35,34 @@ BATCH = 500
 IDLE_INTERVAL_S = 5.0
 
 
-class EventPublisher:
+class AlertsPublisher:
     def __init__(
-        self, settings: AlertsSettings, sessions: SessionFactory, clock: Callable[[], datetime]
+        self,
+        settings: AlertsSettings,
+        sessions: SessionFactory,
+        clock: Clock,
+        readiness: Readiness | None = None,
     ) -> None:
         self._settings = settings
-        self._sessions = sessions
-        self._clock = clock
         self._wake = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
         self._outage = OutageLog(log, "publishing alert events and dead letters")
+        relaying = Relaying(sessions, clock, BATCH, readiness, settings.publisher_stuck_after_s)
+        self.events = OutboxRelay(
+            "alert_events",
+            repository.AlertEventsOutbox(),
+            settings.alerts_topic,
+            relaying,
+            refusals=dead_letter_outbox.refusals(AlertsDeadLetter, processor_name("alerts")),
+            counted=lambda sent: metrics.EVENTS_PUBLISHED.inc(len(sent)),
+        )
+        self.dead_letters = dead_letter_outbox.relay(
+            "alerts_dead_letters",
+            AlertsDeadLetter,
+            settings.dlq_topic,
+            relaying,
+            metrics.DEAD_LETTERS_PUBLISHED,
+        )
 
     def poke(self) -> None:
         self._wake.set()
@@ -56,14 +76,7 @@ class EventPublisher:
         try:
             while True:
                 self._wake.clear()  # before looking, so a poke during the round is kept
-                try:
-                    events_pending = await self.publish_pending()
-                    more = await self.publish_dead_letters() or events_pending
-                except (BrokerUnavailable, KafkaError, SQLAlchemyError, OSError) as exc:
-                    self._outage.failed(describe(exc), IDLE_INTERVAL_S)
-                    more = False
-                else:
-                    self._outage.recovered()
+                more = await self.publish_round()
                 if not more:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), IDLE_INTERVAL_S)
@@ -71,37 +84,21 @@ class EventPublisher:
             self._producer = None
             await producer.stop()
 
-    async def publish_dead_letters(self) -> bool:
-        """Send one batch of dead letters to the DLQ topic; ``True`` when there may be more."""
+    async def publish_round(self) -> bool:
+        """One batch from each outbox; True when either may have more."""
         producer = self._producer
         if producer is None:
             return False
-        return await dead_letter_outbox.publish_pending(
-            self._sessions,
-            AlertsDeadLetter,
-            producer,
-            self._settings.dlq_topic,
-            self._clock(),
-            BATCH,
-            metrics.DEAD_LETTERS_PUBLISHED,
-        )
-
-    async def publish_pending(self) -> bool:
-        """Publish one batch; ``True`` when there may be more."""
-        producer = self._producer
-        if producer is None:
+        more = False
+        failed: list[str] = []
+        for relay in (self.events, self.dead_letters):
+            try:
+                more = await relay.send_batch(producer) or more
+            except (BrokerUnavailable, KafkaError, SQLAlchemyError, OSError) as exc:
+                failed.append(f"{relay.name}: {describe(exc)}")
+            await relay.observe_due()
+        if failed:
+            self._outage.failed("; ".join(failed), IDLE_INTERVAL_S)
             return False
-        async with self._sessions() as session, session.begin():
-            rows = await repository.unpublished_events(session, BATCH)
-            if not rows:
-                return False
-            records = [
-                (row.account_id.encode(), orjson.dumps({"event_id": row.id, **row.event}))
-                for row in rows
-            ]
-            await send_all(producer, self._settings.alerts_topic, records)
-            now = self._clock()
-            for row in rows:
-                row.published_at = now
-        metrics.EVENTS_PUBLISHED.inc(len(rows))
-        return len(rows) == BATCH
+        self._outage.recovered()
+        return more

@@ -7,7 +7,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, or_, select
+import orjson
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.alerts.models import (
@@ -19,6 +20,7 @@ from services.alerts.models import (
     Delivery,
     Silence,
 )
+from shared.outbox import Backlog, OutboxRecord
 
 
 async def load_cursors(
@@ -152,12 +154,37 @@ async def outbox_backlog(session: AsyncSession) -> tuple[int, datetime | None, i
     return int(count), oldest, int(dead or 0)
 
 
-async def unpublished_events(session: AsyncSession, limit: int) -> Sequence[AlertEventRow]:
-    rows = await session.scalars(
-        select(AlertEventRow)
-        .where(AlertEventRow.published_at.is_(None))
-        .order_by(AlertEventRow.created_at, AlertEventRow.ordinal, AlertEventRow.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    return rows.all()
+class AlertEventsOutbox:
+    """The outbox of ``vitals.alerts`` (``shared.outbox.OutboxTable``): transitions in
+    the order they were decided; replicas skip each other's locked rows."""
+
+    async def claim(self, session: AsyncSession, limit: int) -> list[OutboxRecord]:
+        rows = await session.scalars(
+            select(AlertEventRow)
+            .where(AlertEventRow.published_at.is_(None))
+            .order_by(AlertEventRow.created_at, AlertEventRow.ordinal, AlertEventRow.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        return [
+            OutboxRecord(
+                row.id, row.account_id.encode(), orjson.dumps({"event_id": row.id, **row.event})
+            )
+            for row in rows
+        ]
+
+    async def mark_sent(
+        self, session: AsyncSession, row_ids: list[int | str], now: datetime
+    ) -> None:
+        await session.execute(
+            update(AlertEventRow)
+            .where(AlertEventRow.id.in_([str(i) for i in row_ids]))
+            .values(published_at=now)
+            .execution_options(synchronize_session=False)
+        )
+
+    async def backlog(self, session: AsyncSession) -> Backlog:
+        unsent = AlertEventRow.published_at.is_(None)
+        query = select(func.count(), func.min(AlertEventRow.created_at)).where(unsent)
+        rows, oldest = (await session.execute(query)).one()
+        return Backlog(rows, oldest)

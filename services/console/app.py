@@ -33,7 +33,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
-from services.console import views
+from services.console import security, views
 from services.console.backtest import read_report
 from services.console.client import Api, BadInput, ConsoleError, NotAllowed, SignedOut
 from services.console.oidc import Provider, Refused
@@ -43,6 +43,10 @@ from shared.metrics import exposition
 from shared.recent import Recent
 
 HERE = Path(__file__).parent
+KEY_IN_URL = (
+    "API keys never go in a URL: URLs end up in logs, proxies and browser histories. "
+    "Sign in with your key on the sign-in page, and have this key replaced."
+)
 SIGN_IN_COOKIE = "vitals_sign_in"  # the provider sign-in's state, until it comes back
 log = logging.getLogger(__name__)
 
@@ -84,6 +88,9 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
         provider,
     )
     pages.register(app)
+    app.add_middleware(security.KeyInUrlRefusal, refusal=pages.key_in_url)
+    app.add_middleware(security.SecurityHeaders)  # the outermost: on every answer
+    security.redact_logs()
     return app
 
 
@@ -136,12 +143,13 @@ class Pages:
     def signed_in(self, request: Request) -> Session:
         session = self.sessions.open(request.cookies.get(COOKIE))
         if session is None:
-            ended = COOKIE in request.cookies
-            raise SignedOut("your session has ended: sign in again" if ended else "sign in first")
+            if COOKIE in request.cookies:
+                raise SignedOut("the session has ended", "session_ended")
+            raise SignedOut("not signed in", "sign_in_first")
         if not session.key:  # signed in through the provider: the console's own key
             key = self.settings.console_api_key
             if key is None:
-                raise SignedOut("sign in again")
+                raise SignedOut("the console has no key of its own now", "session_ended")
             session = replace(session, key=key.get_secret_value())
         request.state.session = session
         return session
@@ -200,7 +208,9 @@ class Pages:
     async def sign_in_page(
         self, request: Request, next: str = "/", message: str = ""
     ) -> HTMLResponse:
-        return self._sign_in_page(request, 200, views.safe_next(next), message)
+        """``message`` is a code of ``views.SIGN_IN_MESSAGES``, never text to show."""
+        text = views.SIGN_IN_MESSAGES.get(message, "")
+        return self._sign_in_page(request, 200, views.safe_next(next), text)
 
     def _sign_in_page(
         self, request: Request, status: int, target: str, message: str
@@ -265,7 +275,8 @@ class Pages:
             person = await self.provider.finish(request)
         except Refused as exc:
             log.info("sign-in through the identity provider refused: %s", exc)
-            message = f"Sign-in through the identity provider failed: {exc}"
+            # Its reason in our words: the provider's description comes in the URL.
+            message = views.provider_refusal(exc.error)
             return self._sign_in_page(request, 401, target, message)
         except httpx.HTTPError as exc:
             return self._provider_unreachable(request, target, exc)
@@ -276,7 +287,7 @@ class Pages:
         return self._sign_in_page(request, 503, target, "The identity provider did not answer.")
 
     async def sign_out(self) -> Response:
-        response = RedirectResponse("/sign-in?message=Signed+out.", status_code=303)
+        response = RedirectResponse("/sign-in?message=signed_out", status_code=303)
         response.delete_cookie(COOKIE)
         return response
 
@@ -482,7 +493,7 @@ class Pages:
         if isinstance(exc, SignedOut):
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
             query = urlencode(
-                {"next": target if request.method == "GET" else "/", "message": exc.message}
+                {"next": target if request.method == "GET" else "/", "message": exc.code}
             )
             response = RedirectResponse(f"/sign-in?{query}", status_code=303)
             response.delete_cookie(COOKIE)
@@ -503,6 +514,12 @@ class Pages:
 
     async def on_unexpected(self, request: Request, exc: Exception) -> Response:
         log.exception("console page failed: %s %s", request.method, request.url.path)
-        return self.render(
+        response = self.render(
             request, "error.html", 500, title="Error", message="Something went wrong; it is logged."
         )
+        response.headers.update(security.HEADERS)  # answered outside SecurityHeaders
+        return response
+
+    def key_in_url(self, request: Request) -> Response:
+        """The answer to a request with an API key in its URL (``KeyInUrlRefusal``)."""
+        return self.render(request, "error.html", 400, title="Refused", message=KEY_IN_URL)

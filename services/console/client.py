@@ -26,6 +26,10 @@ class ConsoleError(Exception):
 class SignedOut(ConsoleError):
     status = 401
 
+    def __init__(self, message: str, code: str = "key_refused") -> None:
+        super().__init__(message)
+        self.code = code  # what the sign-in page then says: a code of SIGN_IN_MESSAGES
+
 
 class NotAllowed(ConsoleError):
     status = 403

@@ -130,6 +130,34 @@ def list_query(params: dict[str, str]) -> dict[str, str]:
     return {name: params[name] for name in FILTERS if params.get(name)}
 
 
+SIGN_IN_MESSAGES = {
+    "signed_out": "Signed out.",
+    "sign_in_first": "Sign in first.",
+    "session_ended": "Your session has ended: sign in again.",
+    "key_refused": "Your key was refused (revoked, replaced or expired): sign in again.",
+}
+"""What the sign-in page may say after a redirect, by the code in its ``?message=``:
+never words from the URL, which anyone can write into a link and send."""
+
+PROVIDER_REFUSALS = {
+    "access_denied": "access was denied",
+    "mismatching_state": "the sign-in took too long or began elsewhere; try again",
+    "login_required": "you are not signed in there",
+    "consent_required": "the console needs your consent there",
+    "interaction_required": "it needs you to do something there first",
+    "temporarily_unavailable": "it is busy; try again",
+    "server_error": "it failed",
+}
+"""Errors of the OAuth 2.0 and OpenID Connect specifications, in words."""
+
+
+def provider_refusal(error: object) -> str:
+    """Why sign-in through the provider failed, from its error code alone: the code
+    and its description come in the URL, which anyone can write."""
+    reason = PROVIDER_REFUSALS.get(error) if isinstance(error, str) else None
+    return "Sign-in through the identity provider failed" + (f": {reason}." if reason else ".")
+
+
 def safe_next(target: str | None) -> str:
     """Where to go after signing in: a path of this console only, never another site."""
     if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:

@@ -58,7 +58,7 @@ def create_app(settings: ScoringSettings | None = None, clock: Clock | None = No
         # aiokafka clients belong to the running loop, so they are made here.
         producer = make_producer(settings, "scoring")
         scorer = AccountScorer(settings, scorecards, clock)
-        handler = ScoringHandler(settings, sessions, producer, scorer, clock)
+        handler = ScoringHandler(settings, sessions, producer, scorer, clock, readiness)
         consumer = TransactionalConsumer(
             name="scoring",
             topic=settings.events_topic,

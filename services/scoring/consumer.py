@@ -7,170 +7,87 @@ then sends what is not on its topic yet.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Literal
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scoring import metrics, repository
-from services.scoring.domain import (
-    AccountState,
-    Outcome,
-    Override,
-    Portfolio,
-    apply_events,
-    rescore,
-    scorecard_for,
-)
-from services.scoring.models import AccountOverride, DeadLetterOutbox
+from services.scoring.domain import AccountState
+from services.scoring.models import DeadLetterOutbox
 from services.scoring.scorecard import ScorecardSet
+from services.scoring.service import AccountWork, Scoring
 from services.scoring.settings import ScoringSettings
-from services.scoring.state_cache import StateCache
+from services.scoring.store import Kept, PostgresScoringStore
 from shared import dead_letter_outbox
 from shared.clock import Clock
 from shared.consumer import Records
 from shared.db import SessionFactory
 from shared.dlq import DeadLetter, decode_record, processor_name
 from shared.events import Event
-from shared.kafka import send_all
-from shared.scores import ScoreChange, Trigger
+from shared.health import Readiness
+from shared.outbox import OutboxRelay, Relaying
+from shared.scores import Trigger
 
 log = logging.getLogger(__name__)
 
 PUBLISH_BATCH = 2_000
 IDLE_OUTBOX_CHECK_S = 5.0
-YIELD_EVERY = 50
-
-
-@dataclass
-class AccountWork:
-    events: list[tuple[Event, ConsumerRecord]] = field(default_factory=list)
-    partition: int | None = None
 
 
 class AccountScorer:
-    """Loads accounts, folds events in, scores them and stages every write in the session."""
+    """Runs ``service.Scoring`` in the batch's session: records its metrics and stages
+    a dead letter for every event too late to fold."""
 
     def __init__(self, settings: ScoringSettings, scorecards: ScorecardSet, clock: Clock) -> None:
         self._settings = settings
-        self._limits = settings.limits()
-        self._scorecards = scorecards
+        self._scoring = Scoring(scorecards, settings.limits())
         self._clock = clock
         self._processor = processor_name("scoring")
-        self._cache = StateCache(settings.scoring_state_cache_accounts)
-        self.portfolio: Portfolio | None = None
+        self._kept = Kept(settings.scoring_state_cache_accounts)
 
     async def refresh_portfolio(self, session: AsyncSession) -> None:
-        self.portfolio = await repository.portfolio(session)
+        await PostgresScoringStore(session, self._kept).refresh_portfolio()
 
     async def process(
-        self, session: AsyncSession, work: dict[str, AccountWork], trigger: Trigger
+        self,
+        session: AsyncSession,
+        work: Mapping[str, AccountWork[ConsumerRecord]],
+        trigger: Trigger,
     ) -> int:
         """Apply and score every account in ``work``; returns how many score changes."""
-        if self.portfolio is None:
-            await self.refresh_portfolio(session)
-        states = await self._states(session, work)
-        overrides = await repository.unsettled_overrides(session, work)
         now = self._clock()
-        writes: list[repository.StateWrite] = []
-        changes: list[ScoreChange] = []
-        lapsed: list[str] = []
-        letters: list[DeadLetter] = []
-        for done, account_id in enumerate(sorted(work), start=1):
-            if done % YIELD_EVERY == 0:
-                await asyncio.sleep(0)  # let heartbeats and API requests run
-            events = work[account_id].events
-            state = states.get(account_id)
-            if state is None:
-                if not events:
-                    continue
-                state = AccountState(account_id=account_id)
-            applied = self._apply(state, events, now, letters)
-            mine = overrides.get(account_id, [])
-            if events and not applied and not any(o.pending for o in mine):
-                continue  # only repeats or late events: nothing changed, the sweep ages it
-            result = rescore(
-                state,
-                now,
-                scorecard_for(state, self._scorecards),
-                portfolio=self.portfolio,
-                overrides=[_domain_override(o) for o in mine if _in_force(o)],
-                trigger=Trigger.override if any(o.pending for o in mine) else trigger,
-            )
-            partition = work[account_id].partition
-            write = repository.StateWrite(state, result.assessment, result.trend_7d, partition)
-            writes.append(write)
-            lapsed.extend(result.lapsed)
-            if result.change is not None:
-                changes.append(result.change)
-                metrics.SCORE_CHANGES.labels(result.change.band.value).inc()
-        await repository.save_states(session, writes, now)
-        await repository.add_history(session, changes)
-        for write in writes:
-            self._cache.put(write.state)  # a new account's state is known from now on
-        metrics.STATES_CACHED.set(len(self._cache))
+        store = PostgresScoringStore(session, self._kept)
+        processed = await self._scoring.process(store, work, now, trigger)
+        folded, scored = processed.folded, processed.scored
+        metrics.EVENTS_APPLIED.inc(sum(folded.applied.values()))
+        metrics.EVENTS_DUPLICATE.inc(folded.duplicates)
+        metrics.EVENTS_TOO_LATE.inc(len(folded.late))
+        for change in scored.changes:
+            metrics.SCORE_CHANGES.labels(change.band.value).inc()
+        metrics.OVERRIDES_LAPSED.inc(len(scored.lapsed))
+        letters = [
+            self._too_late(event, record, state, now) for event, record, state in folded.late
+        ]
         await dead_letter_outbox.add(session, DeadLetterOutbox, letters, now)
-        if overrides:
-            await repository.settle_overrides(session, overrides, lapsed, now)
-            metrics.OVERRIDES_LAPSED.inc(len(lapsed))
-        return len(changes)
-
-    async def _states(
-        self, session: AsyncSession, account_ids: Iterable[str]
-    ) -> dict[str, AccountState]:
-        """The states of those accounts that exist: from memory, else from the database."""
-        states: dict[str, AccountState] = {}
-        missing: list[str] = []
-        for account_id in account_ids:
-            state = self._cache.get(account_id)
-            if state is None:
-                missing.append(account_id)
-            else:
-                states[account_id] = state
-        if missing:
-            loaded = await repository.load_states(session, missing)
-            metrics.STATES_LOADED.inc(len(loaded))
-            for state in loaded.values():
-                self._cache.put(state)
-            states.update(loaded)
-        return states
+        return len(scored.changes)
 
     def forget(self) -> None:
-        """Drop every state held in memory: see ``state_cache``."""
-        self._cache.clear()
-        metrics.STATES_CACHED.set(0)
+        self._kept.forget()
 
-    def _apply(
-        self,
-        state: AccountState,
-        events: list[tuple[Event, ConsumerRecord]],
-        now: datetime,
-        letters: list[DeadLetter],
-    ) -> int:
-        """Fold ``events`` in, adding late ones to ``letters``; returns how many applied."""
-        if not events:
-            return 0
-        outcomes = apply_events(state, (event for event, _ in events), self._limits)
-        applied = sum(1 for o in outcomes if o is Outcome.applied)
-        metrics.EVENTS_APPLIED.inc(applied)
-        metrics.EVENTS_DUPLICATE.inc(sum(1 for o in outcomes if o is Outcome.duplicate))
-        for (event, record), outcome in zip(events, outcomes, strict=True):
-            if outcome is Outcome.too_late:
-                metrics.EVENTS_TOO_LATE.inc()
-                message = (
-                    f"occurred_at {event.occurred_at.isoformat()} is more than "
-                    f"{self._settings.scoring_lateness_days:g} days behind the account's "
-                    f"latest event time {state.watermark.isoformat() if state.watermark else ''}"
-                )
-                letters.append(self.dead_letter(record, "too_late", message, now, event))
-        return applied
+    def _too_late(
+        self, event: Event, record: ConsumerRecord, state: AccountState, now: datetime
+    ) -> DeadLetter:
+        message = (
+            f"occurred_at {event.occurred_at.isoformat()} is more than "
+            f"{self._settings.scoring_lateness_days:g} days behind the account's "
+            f"latest event time {state.watermark.isoformat() if state.watermark else ''}"
+        )
+        return self.dead_letter(record, "too_late", message, now, event)
 
     def dead_letter(
         self,
@@ -191,15 +108,6 @@ class AccountScorer:
         )
 
 
-def _in_force(row: AccountOverride) -> bool:
-    return row.lifted_at is None and row.lapsed_at is None
-
-
-def _domain_override(row: AccountOverride) -> Override:
-    field_name: Literal["band", "tier"] = "band" if row.field == "band" else "tier"
-    return Override(id=row.id, field=field_name, value=row.value, expires_at=row.expires_at)
-
-
 class ScoringHandler:
     def __init__(
         self,
@@ -208,6 +116,7 @@ class ScoringHandler:
         producer: AIOKafkaProducer,
         scorer: AccountScorer,
         clock: Clock,
+        readiness: Readiness | None = None,
     ) -> None:
         self._settings = settings
         self._sessions = sessions
@@ -216,9 +125,10 @@ class ScoringHandler:
         self._clock = clock
         self._outbox_dirty = True
         self._outbox_checked = 0.0
+        self._relays = _relays(settings, sessions, clock, readiness)
 
     async def apply(self, session: AsyncSession, records: Records) -> None:
-        work: dict[str, AccountWork] = defaultdict(AccountWork)
+        work: dict[str, AccountWork[ConsumerRecord]] = defaultdict(AccountWork)
         now = self._clock()
         unreadable: list[DeadLetter] = []
         for record in records:
@@ -254,40 +164,40 @@ class ScoringHandler:
         if not (self._outbox_dirty or idle_check_due):
             return
         self._outbox_checked = time.monotonic()
-        while await self._publish_scores():
-            pass
-        while await self._publish_dead_letters():
-            pass
-        self._outbox_dirty = False
+        try:
+            for relay in self._relays:
+                await relay.drain(self._producer)
+            self._outbox_dirty = False
+        finally:
+            for relay in self._relays:
+                await relay.observe_due()
 
-    async def _publish_scores(self) -> bool:
-        async with self._sessions() as session, session.begin():
-            pending = await repository.unpublished_changes(session, PUBLISH_BATCH)
-            if not pending:
-                return False
-            records = [(key, message) for _, key, message in pending]
-            await send_all(self._producer, self._settings.scores_topic, records)
-            ids = [row_id for row_id, _, _ in pending]
-            await repository.mark_published(session, ids, self._clock())
-        metrics.SCORES_PUBLISHED.inc(len(pending))
-        return len(pending) == PUBLISH_BATCH
 
-    async def _publish_dead_letters(self) -> bool:
-        return await dead_letter_outbox.publish_pending(
-            self._sessions,
-            DeadLetterOutbox,
-            self._producer,
-            self._settings.dlq_topic,
-            self._clock(),
-            PUBLISH_BATCH,
-            metrics.DEAD_LETTERS_PUBLISHED,
-        )
+def _relays(
+    settings: ScoringSettings,
+    sessions: SessionFactory,
+    clock: Clock,
+    readiness: Readiness | None,
+) -> tuple[OutboxRelay, OutboxRelay]:
+    """Score changes, then dead letters (a dead letter may come of a refused change)."""
+    relaying = Relaying(sessions, clock, PUBLISH_BATCH, readiness, settings.publisher_stuck_after_s)
+    scores = OutboxRelay(
+        "scores",
+        repository.ScoresOutbox(),
+        settings.scores_topic,
+        relaying,
+        refusals=dead_letter_outbox.refusals(DeadLetterOutbox, processor_name("scoring")),
+        counted=lambda sent: metrics.SCORES_PUBLISHED.inc(len(sent)),
+    )
+    letters = dead_letter_outbox.relay(
+        "scoring_dead_letters",
+        DeadLetterOutbox,
+        settings.dlq_topic,
+        relaying,
+        metrics.DEAD_LETTERS_PUBLISHED,
+    )
+    return scores, letters
 
 
 def _decode(record: ConsumerRecord) -> Event | str:
     return decode_record(record, Event.from_bytes, "event", metrics.EVENTS_UNREADABLE)
-
-
-def work_for(account_ids: Iterable[str]) -> dict[str, AccountWork]:
-    """Work without events: score these accounts at the current time."""
-    return {account_id: AccountWork() for account_id in account_ids}

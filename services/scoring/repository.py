@@ -36,7 +36,9 @@ from services.scoring.models import (
     ScoreHistory,
     sort_key,
 )
+from services.scoring.service import StateWrite
 from shared.db import insert_rows
+from shared.outbox import Backlog, OutboxRecord
 from shared.scores import ScoreChange
 
 
@@ -52,16 +54,6 @@ async def load_states(session: AsyncSession, account_ids: Iterable[str]) -> dict
         select(Account.account_id, as_text).where(Account.account_id.in_(sorted(set(account_ids))))
     )
     return {account_id: AccountState.model_validate_json(text) for account_id, text in rows}
-
-
-@dataclass(frozen=True)
-class StateWrite:
-    """An account's state after a batch, and what it was scored (``None``: not scored)."""
-
-    state: AccountState
-    assessment: Assessment | None
-    trend_7d: int | None
-    partition: int | None
 
 
 # Columns of an account that was not scored keep their values; so does the partition
@@ -151,31 +143,43 @@ async def add_history(session: AsyncSession, changes: Sequence[ScoreChange]) -> 
     await insert_rows(session, table, rows)
 
 
-async def unpublished_changes(session: AsyncSession, limit: int) -> list[tuple[int, bytes, bytes]]:
-    """The oldest unsent changes as (id, key, message), locked until the caller commits.
+class ScoresOutbox:
+    """The score history as the outbox of ``vitals.scores`` (``shared.outbox.OutboxTable``).
 
     Every replica publishes from this one outbox. The lock, taken in id order, makes
     a second replica wait for the first one's send and commit, then skip what it
     sent: an account's changes reach the topic in sequence order, so the compacted
     topic keeps its latest score. Messages are read as the JSON text they were
     stored as, and sent as is."""
-    rows = await session.execute(
-        select(ScoreHistory.id, ScoreHistory.account_id, cast(ScoreHistory.message, Text))
-        .where(ScoreHistory.published_at.is_(None))
-        .order_by(ScoreHistory.id)
-        .limit(limit)
-        .with_for_update()
-    )
-    return [(row_id, account_id.encode(), message.encode()) for row_id, account_id, message in rows]
 
+    async def claim(self, session: AsyncSession, limit: int) -> list[OutboxRecord]:
+        rows = await session.execute(
+            select(ScoreHistory.id, ScoreHistory.account_id, cast(ScoreHistory.message, Text))
+            .where(ScoreHistory.published_at.is_(None))
+            .order_by(ScoreHistory.id)
+            .limit(limit)
+            .with_for_update()
+        )
+        return [
+            OutboxRecord(row_id, account.encode(), message.encode())
+            for row_id, account, message in rows
+        ]
 
-async def mark_published(session: AsyncSession, ids: list[int], now: datetime) -> None:
-    await session.execute(
-        update(ScoreHistory)
-        .where(ScoreHistory.id.in_(ids))
-        .values(published_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    async def mark_sent(
+        self, session: AsyncSession, row_ids: list[int | str], now: datetime
+    ) -> None:
+        await session.execute(
+            update(ScoreHistory)
+            .where(ScoreHistory.id.in_(row_ids))
+            .values(published_at=now)
+            .execution_options(synchronize_session=False)
+        )
+
+    async def backlog(self, session: AsyncSession) -> Backlog:
+        unsent = ScoreHistory.published_at.is_(None)
+        query = select(func.count(), func.min(ScoreHistory.computed_at)).where(unsent)
+        rows, oldest = (await session.execute(query)).one()
+        return Backlog(rows, oldest)
 
 
 # Overrides

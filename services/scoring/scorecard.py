@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from shared.scores import Band, Risk
+from shared.scores import MAX_LIST_ITEMS, Band, Risk
 
 Weight = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 Points = Annotated[float, Field(ge=0, le=100, allow_inf_nan=False)]
@@ -307,7 +307,7 @@ class RiskRule(Strict):
 
 
 class ChurnRisk(Strict):
-    rules: list[RiskRule] = Field(default_factory=list)
+    rules: list[RiskRule] = Field(default_factory=list, max_length=MAX_LIST_ITEMS)
 
 
 class ValueWeights(Strict):
@@ -491,8 +491,9 @@ class Scorecard(Strict):
     description: str = ""
     assignment: Assignment = Field(default_factory=Assignment)
     key_features: list[str] = Field(default_factory=list)
-    measures: dict[Name, Measure] = Field(min_length=1)
-    groups: dict[Name, Group] = Field(min_length=1)
+    # Bounded so that every score change fits its contract (shared.scores).
+    measures: dict[Name, Measure] = Field(min_length=1, max_length=MAX_LIST_ITEMS)
+    groups: dict[Name, Group] = Field(min_length=1, max_length=MAX_LIST_ITEMS)
     overall: Overall
     bands: Bands = Field(default_factory=Bands)
     churn_risk: ChurnRisk = Field(default_factory=ChurnRisk)

@@ -19,7 +19,8 @@ from aiokafka import TopicPartition
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scoring import metrics, repository
-from services.scoring.consumer import AccountScorer, ScoringHandler, work_for
+from services.scoring.consumer import AccountScorer, ScoringHandler
+from services.scoring.service import work_for
 from services.scoring.settings import ScoringSettings
 from shared.clock import Clock
 from shared.scores import Trigger

@@ -62,6 +62,7 @@ SET_BY_THE_CHART = {
     "VITALS_TOPIC_PARTITIONS",
     "VITALS_TOPIC_REPLICATION_FACTOR",
     "VITALS_API_KEYS_FILE",
+    "VITALS_TRUSTED_PROXIES",
     "VITALS_INGEST_DATABASE_URL",
     "VITALS_INGEST_RAW_TOPICS",
     "VITALS_INGEST_STRIPE_WEBHOOK_SECRETS",
@@ -466,6 +467,34 @@ def resolved(name: str, value: Any, mounted: dict[str, Path]) -> str:
     return text
 
 
+@pytest.mark.parametrize(
+    ("values", "expected"), [("default", ""), ("all-on", "10.0.0.0/8,fd00:10::/64")]
+)
+def test_every_service_with_an_api_trusts_the_proxies_in_trusted_proxies_alone(
+    values: str, expected: str, default_manifests: list[Manifest], all_on_manifests: list[Manifest]
+) -> None:
+    """VITALS_TRUSTED_PROXIES, never uvicorn's FORWARDED_ALLOW_IPS, on every container
+    serving HTTP; the services refuse an entry that is no address or network (see
+    test_each_service_accepts_its_rendered_settings)."""
+    manifests = default_manifests if values == "default" else all_on_manifests
+    trusted = {}
+    for workload, container in containers(manifests):
+        variables = environment(container, manifests)
+        assert "FORWARDED_ALLOW_IPS" not in variables, workload["metadata"]["name"]
+        if "ports" in container:
+            trusted[workload["metadata"]["name"]] = variables.get("VITALS_TRUSTED_PROXIES")
+    assert trusted == {
+        name: expected
+        for name in (
+            "vitals-ingest",
+            "vitals-scoring",
+            "vitals-alerts-consume",
+            "vitals-alerts-dispatch",
+            "vitals-console",
+        )
+    }
+
+
 def test_files_given_as_values_reach_the_services_as_given(
     all_on_manifests: list[Manifest], tmp_path: Path
 ) -> None:
@@ -568,6 +597,9 @@ def test_a_changed_setting_rolls_only_the_pods_that_read_it(tools: ChartTools) -
         (["--set", "ingest.extraEnv[0].name=VITALS_LOG_LEVEL"], "extraEnv"),
         (["--set", "podSecurityContext.runAsNonRoot=false"], "runAsNonRoot"),
         (["--set", "console.oidc.issuer=https://login.example.com"], "clientId"),
+        (["--set", "ingest.forwardedAllowIps=10.0.0.0/8"], "set trustedProxies: [10.0.0.0/8]"),
+        (["--set", "trustedProxies={*}"], "trustedProxies"),
+        (["--set", "alerts.consume.extraEnv[0].name=FORWARDED_ALLOW_IPS"], "extraEnv"),
     ],
 )
 def test_the_chart_refuses_values_it_cannot_deploy(

@@ -1,7 +1,8 @@
 """The console in a real browser, over the real services on Kafka and PostgreSQL:
 sign in, find an account from the portfolio, read its chart and drivers, acknowledge
 and snooze alerts, set and lift an override; a refused key; a read-only key cannot
-set an override; bad input and unknown accounts get a page, not a trace."""
+set an override; bad input and unknown accounts get a page, not a trace; a key in a URL
+is refused and not logged. No page reports a Content Security Policy violation."""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from shared.auth import Scope
 from shared.db import create_engine, session_factory
 from tests.e2e.stack import migrate, service_env
 from tests.support.auth import make_keys_file
-from tests.support.browser import chromium
+from tests.support.browser import chromium, csp_checked
 from tests.support.events import native_usage_json
 from tests.support.processes import ServiceProcess
 from tests.support.servers import WebhookReceiver, serve, wait_for
@@ -58,6 +59,7 @@ class Console:
     url: str
     alerts: ServiceProcess
     keys: dict[str, str]
+    log: Path  # the console process's
 
 
 PEOPLE = [  # as the identity provider knows them; alice's group lets her act
@@ -113,7 +115,7 @@ async def console(
                     await service.wait_ready()
                 await _seed(ingest, alerts, keys)
                 await _kept_30_days_ago(database)
-                yield Console(console.url, alerts, keys)
+                yield Console(console.url, alerts, keys, console.log_path)
             finally:
                 for service in services:
                     service.kill()
@@ -178,8 +180,7 @@ async def _sign_in(page: Page, url: str, key: str, name: str = "Kim") -> None:
 async def test_a_csm_finds_an_account_reads_why_and_acknowledges_its_alert(
     console: Console,
 ) -> None:
-    async with chromium() as browser:
-        page = await browser.new_page()
+    async with chromium() as browser, csp_checked(browser, console.url) as page:
         await _sign_in(page, console.url, console.keys["kim"])
         await expect(page.get_by_test_id("signed-in-as")).to_have_text("Kim")
         await page.get_by_label("owner").fill("kim@example.com")
@@ -212,6 +213,7 @@ async def test_a_csm_finds_an_account_reads_why_and_acknowledges_its_alert(
 
         await page.get_by_role("button", name="Sign out").click()
         await expect(page.get_by_role("heading", level=1)).to_have_text("Sign in")
+        await expect(page.get_by_role("alert")).to_have_text("Signed out.")
 
         await _sign_in(page, console.url, console.keys["viewer"], name="Vic")
         await page.goto(f"{console.url}/accounts/acme")
@@ -234,8 +236,7 @@ async def _set_tier_override(page: Page, tier: str = "C") -> None:
 async def test_an_admin_sets_and_lifts_an_override_and_a_csm_snoozes_an_alert(
     console: Console,
 ) -> None:
-    async with chromium() as browser:
-        page = await browser.new_page()
+    async with chromium() as browser, csp_checked(browser, console.url) as page:
         await _sign_in(page, console.url, console.keys["lee"], name="Lee")
         await page.goto(f"{console.url}/accounts/acme")
         computed = await page.get_by_test_id("tier").inner_text()
@@ -257,15 +258,18 @@ async def test_an_admin_sets_and_lifts_an_override_and_a_csm_snoozes_an_alert(
         await expect(row.get_by_test_id("alert-state")).to_contain_text("snoozed until")
 
 
-async def test_a_refused_key_bad_filters_and_unknown_accounts_get_a_clear_page(
+async def test_a_refused_key_a_key_in_a_url_bad_filters_and_unknown_accounts_get_a_clear_page(
     console: Console,
 ) -> None:
-    async with chromium() as browser:
-        page = await browser.new_page()
+    key = console.keys["kim"]
+    async with chromium() as browser, csp_checked(browser, console.url) as page:
         await _sign_in(page, console.url, "vk_not_a_real_key")
         await expect(page.get_by_role("alert")).to_have_text("That key was refused.")
 
-        await _sign_in(page, console.url, console.keys["kim"])
+        await _sign_in(page, console.url, key)
+        in_url = await page.goto(f"{console.url}/accounts/{key}")
+        assert in_url is not None and in_url.status == 400
+        await expect(page.get_by_role("alert")).to_contain_text("API keys never go in a URL")
         await page.goto(f"{console.url}/accounts")
         await page.get_by_label("search").fill("acme c")
         await page.get_by_role("button", name="Show").click()
@@ -280,12 +284,17 @@ async def test_a_refused_key_bad_filters_and_unknown_accounts_get_a_clear_page(
         await expect(page.get_by_role("heading", level=1)).to_have_text("Not found")
         await expect(page.locator("body")).not_to_contain_text("Traceback")
 
+    async def logged_redacted() -> bool:
+        return "GET /accounts/(redacted) HTTP/1.1" in console.log.read_text()
+
+    await wait_for(logged_redacted, 10, "the refused request's access log line, redacted")
+    assert key not in console.log.read_text()
+
 
 async def test_the_backtest_page_shows_the_report_of_the_scorecard_in_use_and_its_chart(
     console: Console,
 ) -> None:
-    async with chromium() as browser:
-        page = await browser.new_page()
+    async with chromium() as browser, csp_checked(browser, console.url) as page:
         await _sign_in(page, console.url, console.keys["viewer"], name="Vic")
         await page.get_by_role("link", name="Backtest").click()
 
@@ -301,8 +310,7 @@ async def test_the_backtest_page_shows_the_report_of_the_scorecard_in_use_and_it
 async def test_people_sign_in_through_the_identity_provider_and_its_groups_decide_who_acts(
     console: Console,
 ) -> None:
-    async with chromium() as browser:
-        page = await browser.new_page()
+    async with chromium() as browser, csp_checked(browser, console.url) as page:
         await page.goto(console.url)
         await _through_provider(page, "alice")
         await expect(page.get_by_test_id("signed-in-as")).to_have_text("Alice")
@@ -321,7 +329,9 @@ async def test_people_sign_in_through_the_identity_provider_and_its_groups_decid
         await page.get_by_role("button", name="Sign out").click()
 
         await _through_provider(page, "Deny")
-        await expect(page.get_by_role("alert")).to_contain_text("identity provider failed")
+        await expect(page.get_by_role("alert")).to_have_text(
+            "Sign-in through the identity provider failed: access was denied."
+        )
 
     found = await _acme_alerts(console.alerts.url, console.keys["kim"])
     assert [a["acked_by"] for a in found if a["state"] == "open"] == ["Alice"]

@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from fastapi import FastAPI, Request, Response
 
-from tests.support.servers import free_port, wait_for
+from tests.support.servers import free_port, server_config, wait_for
 
 
 @dataclass(frozen=True)
@@ -86,8 +86,7 @@ class HttpReceiver:
 @contextlib.asynccontextmanager
 async def serve_on(app: FastAPI, port: int) -> AsyncIterator[str]:
     """Like ``serve``, on a given port: a receiver can go away and come back there."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="off")
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(server_config(app, port, lifespan="off"))
     task = asyncio.create_task(server.serve())
     try:
         await wait_for(lambda: _started(server, task), 30, "the receiver to start")

@@ -10,11 +10,14 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 from fastapi import FastAPI, Request, Response
 from sqlalchemy.engine import make_url
+
+from shared.serving import server_options
+from shared.settings import VitalsSettings
 
 
 def _ephemeral_low() -> int:
@@ -54,12 +57,40 @@ async def wait_for(
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}; last: {last!r}")
 
 
+# Every setting's default, none read from the environment: the settings of an app that
+# is no Vitals service (a receiver), which trust no proxy.
+DEFAULT_SETTINGS = VitalsSettings.model_construct()
+
+
+def server_config(
+    app: FastAPI,
+    port: int,
+    *,
+    settings: VitalsSettings | None = None,
+    lifespan: Literal["on", "off"] = "on",
+) -> uvicorn.Config:
+    """uvicorn's configuration for ``app`` on a loopback ``port``, with the server options
+    `vitals serve` gives uvicorn (``shared.serving``) for ``settings``: given, else the
+    ones the app keeps as ``app.state.settings``, else the defaults."""
+    kept = getattr(app.state, "settings", None)
+    if settings is None:
+        settings = kept if isinstance(kept, VitalsSettings) else DEFAULT_SETTINGS
+    return uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_config=None,
+        lifespan=lifespan,
+        **server_options(settings),
+    )
+
+
 @contextlib.asynccontextmanager
-async def serve(app: FastAPI) -> AsyncIterator[str]:
-    """Run ``app`` (with its lifespan) on a free loopback port; yields its base URL."""
+async def serve(app: FastAPI, settings: VitalsSettings | None = None) -> AsyncIterator[str]:
+    """Run ``app`` (with its lifespan) on a free loopback port; yields its base URL.
+    uvicorn trusts the proxies of ``settings`` (see ``server_config``)."""
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(server_config(app, port, settings=settings))
     task = asyncio.create_task(server.serve())
     try:
         await wait_for(_started(server, task), 30, "the app to start")

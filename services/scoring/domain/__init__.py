@@ -3,6 +3,7 @@
 from services.scoring.domain.assessment import Assessment
 from services.scoring.domain.health import Health, compute_health, drivers
 from services.scoring.domain.rescore import (
+    RESCORED_FIELDS,
     Override,
     Rescored,
     account_facts,
@@ -14,6 +15,7 @@ from services.scoring.domain.state import AccountState, Limits, Outcome, apply_e
 from services.scoring.domain.value import Portfolio
 
 __all__ = [
+    "RESCORED_FIELDS",
     "AccountState",
     "Assessment",
     "Health",

@@ -25,6 +25,18 @@ from shared.events import SubscriptionStatus
 from shared.scores import AccountFacts, Band, ScoreChange, Tier, Trigger
 
 DAILY_SCORES_KEPT = 40
+RESCORED_FIELDS = (
+    "last",
+    "current",
+    "daily_scores",
+    "daily_tiers",
+    "drivers",
+    "trend_7d",
+    "trend_30d",
+    "sequence",
+)
+"""The fields of an account's state that ``rescore`` writes: what one scorecard made
+of the account. Everything else is what its events said."""
 PAYING = {SubscriptionStatus.active, SubscriptionStatus.past_due}
 
 

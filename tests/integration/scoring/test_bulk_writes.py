@@ -13,6 +13,7 @@ from services.scoring import repository
 from services.scoring.app import MIGRATIONS
 from services.scoring.domain import AccountState, Limits, apply_events, rescore
 from services.scoring.models import Account
+from services.scoring.service import StateWrite
 from shared.db import ROWS_PER_STATEMENT, create_engine, session_factory
 from shared.migrations import upgrade_to_head
 from tests.support.infra import create_database, drop_database
@@ -35,7 +36,7 @@ async def migrated(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
         await drop_database(request.getfixturevalue("postgres_admin"), url)
 
 
-def _scored(account_id: str) -> repository.StateWrite:
+def _scored(account_id: str) -> StateWrite:
     state = AccountState(account_id=account_id)
     events = [
         billing(account_id=account_id, seats=2, mrr_minor=5_000),
@@ -43,7 +44,7 @@ def _scored(account_id: str) -> repository.StateWrite:
     ]
     apply_events(state, events, Limits())
     result = rescore(state, NOW, default_card())
-    return repository.StateWrite(state, result.assessment, result.trend_7d, partition=3)
+    return StateWrite(state, result.assessment, result.trend_7d, partition=3)
 
 
 async def test_more_rows_than_one_statement_takes_and_a_write_that_knows_less_keeps_columns(
@@ -52,7 +53,7 @@ async def test_more_rows_than_one_statement_takes_and_a_write_that_knows_less_ke
     engine = create_engine(migrated)
     sessions = session_factory(engine)
     many = _copies(_scored("acct-00000"), ROWS_PER_STATEMENT + 5)
-    unscored = repository.StateWrite(many[0].state, None, None, partition=None)
+    unscored = StateWrite(many[0].state, None, None, partition=None)
     try:
         async with sessions() as session, session.begin():
             await repository.save_states(session, many, NOW)
@@ -105,10 +106,10 @@ async def test_a_write_cancelled_mid_statement_returns_and_writes_nothing(scorin
     assert count == 0
 
 
-def _copies(write: repository.StateWrite, count: int) -> list[repository.StateWrite]:
+def _copies(write: StateWrite, count: int) -> list[StateWrite]:
     """``count`` accounts acct-00000... with the state and score of ``write``."""
     return [
-        repository.StateWrite(
+        StateWrite(
             write.state.model_copy(update={"account_id": f"acct-{n:05d}"}),
             write.assessment,
             write.trend_7d,

@@ -172,11 +172,14 @@ A setting's value as a string: whole numbers without an exponent, maps and lists
 
 {{/*
 ConfigMap data: the settings every service reads, then the extra ones (dict "root" $
-"settings" (list map...) "kafka" bool "withoutApiKeys" bool). Later maps win.
+"settings" (list map...) "kafka" bool "withoutApiKeys" bool). Later maps win. Every
+service it is made for serves an API, so each gets the proxies it may believe
+X-Forwarded-For from (none unless trustedProxies names them).
 */}}
 {{- define "vitals.settingsData" -}}
 {{- $root := .root }}
 {{- $data := dict "VITALS_ENVIRONMENT" $root.Values.environment "VITALS_LOG_LEVEL" $root.Values.logLevel }}
+{{- $_ := set $data "VITALS_TRUSTED_PROXIES" (join "," $root.Values.trustedProxies) }}
 {{- if not .withoutApiKeys }}
 {{- $_ := set $data "VITALS_API_KEYS_FILE" (printf "%s/api-keys.yaml" $root.Values.apiKeysMountPath) }}
 {{- end }}

@@ -1,0 +1,190 @@
+"""The outbox relay's failure policy, on an in-memory table and producer: a record the
+broker refuses is dead-lettered and the rest go on; an outage marks nothing; the
+backlog is exported and a stuck one named on readiness."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError, RecordTooLargeError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.db import SessionFactory
+from shared.dlq import DeadLetter
+from shared.health import Readiness
+from shared.kafka import BrokerUnavailable, send_each
+from shared.metrics import PUBLISHER_OLDEST_AGE_SECONDS, PUBLISHER_PENDING_ROWS
+from shared.outbox import Backlog, OutboxRecord, OutboxRelay, Refusals, Relaying
+
+NOW = datetime(2026, 12, 7, 12, tzinfo=UTC)
+LIMIT = 100  # the fake producer's largest request
+POISON = b"poison"  # refused by the fake broker, with every record of its batch
+
+
+class FakeProducer:
+    """Refuses a value over ``LIMIT`` when sent, as aiokafka does; acknowledges batches
+    (what was sent since the last acknowledgement) on the next loop turn, refusing a
+    whole batch that holds ``POISON`` as a broker answers per partition batch."""
+
+    def __init__(self, outage: bool = False) -> None:
+        self.outage = outage
+        self.delivered: list[bytes] = []
+        self._batch: list[tuple[bytes, asyncio.Future[None]]] = []
+
+    async def send(self, topic: str, value: bytes, key: bytes) -> asyncio.Future[None]:
+        if len(value) > LIMIT:
+            raise MessageSizeTooLargeError(f"{len(value)} bytes")
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if not self._batch:
+            asyncio.get_running_loop().call_soon(self._acknowledge)
+        self._batch.append((value, future))
+        return future
+
+    def _acknowledge(self) -> None:
+        batch, self._batch = self._batch, []
+        poisoned = any(value == POISON for value, _ in batch)
+        for value, future in batch:
+            if self.outage:
+                future.set_exception(KafkaConnectionError("broker gone"))
+            elif poisoned:
+                future.set_exception(RecordTooLargeError("batch refused"))
+            else:
+                self.delivered.append(value)
+                future.set_result(None)
+
+
+class MemoryTable:
+    def __init__(self, values: Sequence[bytes]) -> None:
+        self.rows = {i: v for i, v in enumerate(values, start=1)}
+        self.sent: set[int | str] = set()
+        self.created_at = NOW - timedelta(minutes=10)
+
+    async def claim(self, session: AsyncSession, limit: int) -> list[OutboxRecord]:
+        waiting = [i for i in sorted(self.rows) if i not in self.sent][:limit]
+        return [OutboxRecord(i, f"acct-{i}".encode(), self.rows[i]) for i in waiting]
+
+    async def mark_sent(
+        self, session: AsyncSession, row_ids: list[int | str], now: datetime
+    ) -> None:
+        self.sent.update(row_ids)
+
+    async def backlog(self, session: AsyncSession) -> Backlog:
+        waiting = len(self.rows) - len(self.sent)
+        return Backlog(waiting, self.created_at if waiting else None)
+
+
+class FakeSession:
+    @contextlib.asynccontextmanager
+    async def begin(self) -> AsyncIterator[None]:
+        yield
+
+
+def _sessions() -> SessionFactory:
+    @contextlib.asynccontextmanager
+    async def session() -> AsyncIterator[FakeSession]:
+        yield FakeSession()
+
+    return cast(SessionFactory, session)
+
+
+def _relay(
+    table: MemoryTable, letters: list[DeadLetter], readiness: Readiness | None = None
+) -> OutboxRelay:
+    async def stage(_: AsyncSession, staged: Sequence[DeadLetter], __: datetime) -> None:
+        letters.extend(staged)
+
+    relaying = Relaying(_sessions(), lambda: NOW, batch=3, readiness=readiness, stuck_after_s=60)
+    return OutboxRelay(
+        "things",
+        table,
+        "vitals.things",
+        relaying,
+        refusals=Refusals(stage, "test@1"),
+        counted=lambda _: None,
+    )
+
+
+def _producer(fake: FakeProducer) -> AIOKafkaProducer:
+    return cast(AIOKafkaProducer, fake)
+
+
+async def test_a_record_too_large_to_send_is_dead_lettered_and_the_rest_are_published() -> None:
+    table = MemoryTable([b"a", b"x" * (LIMIT + 1), b"c", b"d"])
+    letters: list[DeadLetter] = []
+    producer = FakeProducer()
+
+    await _relay(table, letters).drain(_producer(producer))
+
+    assert producer.delivered == [b"a", b"c", b"d"]
+    assert table.sent == {1, 2, 3, 4}
+    (letter,) = letters
+    assert (letter.reason, letter.source, letter.account_id) == (
+        "unpublishable",
+        "outbox:things/2",
+        "acct-2",
+    )
+    assert "MessageSizeTooLargeError" in letter.message
+    assert letter.original() == b"x" * (LIMIT + 1)
+
+
+async def test_a_batch_the_broker_refuses_is_retried_one_by_one_to_blame_one_record() -> None:
+    table = MemoryTable([b"a", POISON, b"c"])
+    letters: list[DeadLetter] = []
+    producer = FakeProducer()
+
+    await _relay(table, letters).drain(_producer(producer))
+
+    assert producer.delivered == [b"a", b"c"]
+    assert [letter.source for letter in letters] == ["outbox:things/2"]
+    assert table.sent == {1, 2, 3}
+
+
+async def test_an_outage_marks_nothing_sent_and_dead_letters_nothing() -> None:
+    table = MemoryTable([b"a", b"b"])
+    letters: list[DeadLetter] = []
+
+    with pytest.raises(BrokerUnavailable, match="KafkaConnectionError"):
+        await _relay(table, letters).drain(_producer(FakeProducer(outage=True)))
+
+    assert (table.sent, letters) == (set(), [])
+
+
+async def test_send_each_names_the_fault_of_each_record_and_none_for_the_acknowledged() -> None:
+    records = [(b"k", b"a"), (b"k", b"x" * (LIMIT + 1)), (b"k", POISON), (b"k", b"d")]
+
+    faults = await send_each(_producer(FakeProducer()), "t", records)
+
+    assert [type(f).__name__ if f else None for f in faults] == [
+        None,
+        "MessageSizeTooLargeError",
+        "RecordTooLargeError",
+        None,
+    ]
+
+
+async def test_the_backlog_is_exported_and_a_stuck_one_named_until_it_drains() -> None:
+    table = MemoryTable([b"a", b"b"])
+    readiness = Readiness()
+    relay = _relay(table, [], readiness)
+
+    stuck = await relay.observe()
+    checks_stuck = await readiness.evaluate()
+    await relay.drain(_producer(FakeProducer()))
+    drained = await relay.observe()
+
+    assert (stuck.rows, drained.rows) == (2, 0)
+    assert checks_stuck[relay.check] == ("2 rows waiting for vitals.things, the oldest for 600s")
+    assert (await readiness.evaluate())[relay.check] == "ok"
+    assert _gauge(PUBLISHER_PENDING_ROWS) == 0
+    assert _gauge(PUBLISHER_OLDEST_AGE_SECONDS) == 0
+
+
+def _gauge(gauge: Any) -> float:
+    value: float = gauge.labels("things")._value.get()
+    return value
