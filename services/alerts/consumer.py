@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,6 +24,7 @@ from services.alerts.channels import OWNER, Channel, EmailChannel
 from services.alerts.configuration import FileConfig, Setup
 from services.alerts.models import AccountCursor, Alert, AlertEventRow, AlertsDeadLetter, Delivery
 from services.alerts.models import Silence as SilenceRow
+from services.alerts.service import AccountMemory, Judge
 from services.alerts.settings import AlertsSettings
 from shared import dead_letter_outbox
 from shared.clock import Clock
@@ -98,34 +100,16 @@ class AlertsHandler:
         if not decoded:
             return
         setup = await configuration.load_setup(session, self._files)
-        accounts = {change.account_id for change, _ in decoded}
-        cursors = await repository.load_cursors(session, accounts)
-        latest = await repository.latest_alerts(session, accounts)
-        silences = [_silence(s) for s in await repository.active_silences(session, now)]
-        for change, record in decoded:
-            cursor = cursors.get(change.account_id)
-            if cursor is not None and change.sequence <= cursor.last_sequence:
-                metrics.SCORES_DUPLICATE.inc()
-                continue
-            if cursor is None:
-                cursor = AccountCursor(account_id=change.account_id, health_history=[])
-                cursors[change.account_id] = cursor
-                session.add(cursor)
-            cursor.last_sequence = change.sequence
-            rows = latest[change.account_id]
-            current = {rule: _engine_alert(row) for rule, row in rows.items()}
-            result = engine.evaluate(
-                setup.rules,
-                change,
-                _history(cursor.health_history),
-                current,
-                silences,
-                now,
-                self._settings.alerts_health_threshold,
-            )
-            cursor.health_history = [[at.isoformat(), score] for at, score in result.history]
+        store = SessionAlertsStore(session)
+        judge = Judge(setup.rules, self._settings.alerts_health_threshold)
+        judgement, memory = await judge.judge(store, decoded, now)
+        metrics.SCORES_DUPLICATE.inc(judgement.duplicates)
+        store.keep(memory)
+        for verdict in judgement.verdicts:
+            change, record = verdict.change, verdict.context
+            rows = store.rows[change.account_id]
             message_at = datetime.fromtimestamp(record.timestamp / 1000, UTC)
-            for index, decision in enumerate(result.decisions):
+            for index, decision in enumerate(verdict.decisions):
                 order = engine.ordinal(change.sequence, index)
                 await self._record(
                     session, outbox, setup, rows, decision, change, now, message_at, order
@@ -206,6 +190,42 @@ class AlertsHandler:
             self._counts.opened.append((rule, tier))
         elif decision.transition is engine.Transition.resolved:
             self._counts.resolved.append((rule, tier))
+
+
+class SessionAlertsStore:
+    """Alerts' storage in the batch's transaction (``service.AlertsStore``). Keeps the
+    rows it read, so that what the judgement changed is written back to them."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+        self._cursors: dict[str, AccountCursor] = {}
+        self.rows: dict[str, dict[str, Alert]] = defaultdict(dict)
+        """Per account, the newest alert row of each rule (new episodes are added)."""
+
+    async def accounts(self, account_ids: set[str]) -> dict[str, AccountMemory]:
+        self._cursors = await repository.load_cursors(self._session, account_ids)
+        self.rows.update(await repository.latest_alerts(self._session, account_ids))
+        return {
+            account_id: AccountMemory(
+                cursor.last_sequence,
+                _history(cursor.health_history),
+                {rule: _engine_alert(row) for rule, row in self.rows[account_id].items()},
+            )
+            for account_id, cursor in self._cursors.items()
+        }
+
+    async def silences(self, now: datetime) -> list[engine.Silence]:
+        return [_silence(s) for s in await repository.active_silences(self._session, now)]
+
+    def keep(self, memory: dict[str, AccountMemory]) -> None:
+        """Write every account's sequence and health history back to its cursor."""
+        for account_id, account in memory.items():
+            cursor = self._cursors.get(account_id)
+            if cursor is None:
+                cursor = AccountCursor(account_id=account_id)
+                self._session.add(cursor)
+            cursor.last_sequence = account.last_sequence
+            cursor.health_history = [[at.isoformat(), score] for at, score in account.history]
 
 
 def _delivery(

@@ -1,11 +1,12 @@
 """The replay: events folded into account states day by day, and every account
 re-scored at the end of each day as the sweep does, under each model side by side.
 
-The fold (``apply_events``), the scoring (``rescore``) and the alert rules
-(``evaluate``) are the services' own pure cores; only time comes from the events.
-What ``rescore`` keeps in a state (the last assessment, the day closes, the trends)
-depends on the scorecard, so with several models each keeps its own copy and swaps
-it in.
+Folding, scoring (with the CSM overrides in force) and judging score changes go
+through the services' own application layers (``services.scoring.service``,
+``services.alerts.service``) on stores in memory; only time comes from the events.
+What scoring keeps in a state (``RESCORED_FIELDS``: the last assessment, the day
+closes, the trends) depends on the scorecard, so with several models each keeps its
+own copy and swaps it in; the events are folded once.
 """
 
 from __future__ import annotations
@@ -16,37 +17,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from services.alerts.engine import Alert, HealthHistory, evaluate
-from services.alerts.ruleset import Rule
-from services.scoring.domain import (
-    AccountState,
-    Assessment,
-    Limits,
-    Portfolio,
-    apply_events,
-    rescore,
-    scorecard_for,
-)
+from services.alerts.service import Judge, MemoryAlertsStore
+from services.scoring.domain import RESCORED_FIELDS, AccountState, Assessment, Limits, Portfolio
 from services.scoring.scorecard import ScorecardSet
+from services.scoring.service import MemoryScoringStore, Scoring
 from shared.events import Event, SubscriptionStatus
 from shared.scores import ScoreChange, Trigger
-
-# What rescore keeps in a state; each model has its own.
-SCORED = (
-    "last",
-    "current",
-    "daily_scores",
-    "daily_tiers",
-    "drivers",
-    "trend_7d",
-    "trend_30d",
-    "sequence",
-)
 
 
 def _fresh() -> dict[str, Any]:
     state = AccountState(account_id="-")
-    return {name: getattr(state, name) for name in SCORED}
+    return {name: getattr(state, name) for name in RESCORED_FIELDS}
 
 
 @dataclass
@@ -59,29 +40,24 @@ class Model:
 
 @dataclass
 class AlertsReplay:
-    """The alert rules run on one model's score changes, as the alerts service would."""
+    """One model's score changes judged as the alerts service judges them
+    (``services.alerts.service.Judge``), with its memory and silences in memory; a
+    notice is counted for each decision that notifies."""
 
-    rules: list[Rule]
-    history: dict[str, HealthHistory] = field(default_factory=dict)
-    alerts: dict[str, dict[str, Alert]] = field(default_factory=lambda: defaultdict(dict))
+    judge: Judge
+    store: MemoryAlertsStore = field(default_factory=MemoryAlertsStore)
     notices: list[tuple[date, str, str]] = field(default_factory=list)  # (day, owner, rule)
 
-    def judge(self, change: ScoreChange) -> None:
-        account = change.account_id
-        result = evaluate(
-            self.rules,
-            change,
-            self.history.get(account, []),
-            self.alerts[account],
-            [],
-            change.computed_at,
-        )
-        self.history[account] = result.history
-        owner = change.account.owner_csm_email or change.account.owner_csm_slack or "unassigned"
-        for decision in result.decisions:
-            self.alerts[account][decision.alert.rule] = decision.alert
-            if decision.notify:
-                self.notices.append((change.computed_at.date(), owner, decision.alert.rule))
+    def judge_day(self, changes: list[ScoreChange], now: datetime) -> None:
+        """Every change of a day's close, in order, at that close."""
+        batch = [(change, None) for change in changes]
+        judgement = self.judge.judge_loaded(self.store.memory, self.store.active(now), batch, now)
+        for verdict in judgement.verdicts:
+            facts = verdict.change.account
+            owner = facts.owner_csm_email or facts.owner_csm_slack or "unassigned"
+            for decision in verdict.decisions:
+                if decision.notify:
+                    self.notices.append((now.date(), owner, decision.alert.rule))
 
 
 OnScore = Callable[[int, str, date, Assessment | None, AccountState], None]
@@ -95,14 +71,15 @@ class Replay:
         self,
         models: list[Model],
         limits: Limits,
-        rules: list[Rule],
+        judge: Judge,
         on_score: OnScore,
         on_change: OnChange | None = None,
     ) -> None:
         self.models = models
-        self.limits = limits
-        self.alerts = [AlertsReplay(rules) for _ in models]
-        self.states: dict[str, AccountState] = {}
+        self.scorings = [Scoring(model.scorecards, limits) for model in models]
+        self.alerts = [AlertsReplay(judge) for _ in models]
+        self.store = MemoryScoringStore()
+        self.states = self.store.states_by_id
         self.cancelled_on: dict[str, date] = {}
         self.day: date | None = None
         self._scored: dict[str, list[dict[str, Any]]] = {}
@@ -134,22 +111,29 @@ class Replay:
         portfolio = Portfolio.of(
             mrr for s in self.states.values() if (mrr := s.fact("mrr_minor")) is not None
         )
+        overrides = self.store.unsettled(self.states)
         swapping = len(self.models) > 1  # a single model's scores stay in the states
+        changes: list[list[ScoreChange]] = [[] for _ in self.models]
+        lapsed: set[str] = set()
         for account_id in sorted(self.states):
             state = self.states[account_id]
+            mine = overrides.get(account_id, [])
             kept = self._kept(account_id) if swapping else None
-            for index, model in enumerate(self.models):
+            for index, scoring in enumerate(self.scorings):
                 if kept is not None:
                     _swap_in(state, kept[index])
-                card = scorecard_for(state, model.scorecards)
-                result = rescore(state, as_of, card, portfolio=portfolio, trigger=Trigger.sweep)
+                result = scoring.score_account(state, as_of, Trigger.sweep, mine, portfolio)
                 if kept is not None:
                     _swap_out(state, kept[index])
+                lapsed.update(result.lapsed)
                 self._on_score(index, account_id, day, result.assessment, state)
                 if result.change is not None:
-                    self.alerts[index].judge(result.change)
+                    changes[index].append(result.change)
                     if self._on_change is not None:
                         self._on_change(index, result.change)
+        self.store.settle(overrides, lapsed)
+        for alerts, made in zip(self.alerts, changes, strict=True):
+            alerts.judge_day(made, as_of)
 
     def _kept(self, account_id: str) -> list[dict[str, Any]]:
         """What each model's ``rescore`` keeps in the account's state."""
@@ -159,12 +143,10 @@ class Replay:
         return kept
 
     def _fold(self, day: date) -> None:
-        for account_id, events in self._pending.items():
-            state = self.states.get(account_id)
-            if state is None:
-                state = self.states[account_id] = AccountState(account_id=account_id)
-            apply_events(state, events, self.limits)
-            if account_id not in self.cancelled_on and _cancelled(state):
+        events = {a: [(e, None) for e in mine] for a, mine in self._pending.items()}
+        self.scorings[0].fold(self.states, events)  # the models' limits are the same
+        for account_id in events:
+            if account_id not in self.cancelled_on and _cancelled(self.states[account_id]):
                 self.cancelled_on[account_id] = day
         self._pending.clear()
 
@@ -179,5 +161,5 @@ def _swap_in(state: AccountState, kept: dict[str, Any]) -> None:
 
 def _swap_out(state: AccountState, kept: dict[str, Any]) -> None:
     values = vars(state)
-    for name in SCORED:
+    for name in RESCORED_FIELDS:
         kept[name] = values[name]

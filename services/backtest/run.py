@@ -19,7 +19,9 @@ from typing import IO, Any
 import orjson
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from services.alerts.ruleset import DEFAULT_RULES_FILE, load_rules
+from services.alerts.ruleset import DEFAULT_RULES_FILE, Rule, load_rules
+from services.alerts.service import Judge
+from services.alerts.settings import AlertsSettings
 from services.backtest.kafka_source import topic_events
 from services.backtest.ledger import Ledger
 from services.backtest.replay import Model, Replay
@@ -137,6 +139,11 @@ def _collecting_rarely() -> Iterator[None]:
         gc.set_threshold(*thresholds)
 
 
+def production_judge(rules: list[Rule]) -> Judge:
+    """``rules`` judged with the alerts service's own settings (its health threshold)."""
+    return Judge(rules, AlertsSettings().alerts_health_threshold)
+
+
 def backtest(
     inputs: Inputs,
     models: list[Model],
@@ -151,6 +158,7 @@ def backtest(
         raise BacktestError(f"no such input file: {missing}" if missing else "no input given")
     rules = load_rules(rules_file).enabled
     ingest, scoring = IngestSettings(), ScoringSettings()
+    judge = production_judge(rules)
     intake = Intake()
     with ExitStack() as files:
         daily = _daily_files(outputs.daily, models)
@@ -163,7 +171,7 @@ def backtest(
         ) -> None:
             ledgers[index].record(account, day, assessment, state)
 
-        replay = Replay(models, scoring.limits(), rules, on_score)
+        replay = Replay(models, scoring.limits(), judge, on_score)
         memory = Memory(wait=timedelta(seconds=ingest.ingest_segment_wait_s))
         streams = _streams(inputs, intake, ingest, memory, files)
         started = time.perf_counter()

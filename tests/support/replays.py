@@ -9,6 +9,7 @@ from pathlib import Path
 
 from services.alerts.ruleset import DEFAULT_RULES_FILE, load_rules
 from services.backtest.replay import Model, Replay
+from services.backtest.run import production_judge
 from services.scoring.domain import AccountState, Assessment, Limits
 from services.scoring.scorecard import load_scorecards
 from services.scoring.settings import SHIPPED_SCORECARDS
@@ -56,7 +57,8 @@ def replay(
         if account == account_id:
             days.scores[day] = assessment
 
-    run = Replay([Model(cards.default.ref, cards)], Limits(), load_rules(rules).enabled, on_score)
+    judge = production_judge(load_rules(rules).enabled)
+    run = Replay([Model(cards.default.ref, cards)], Limits(), judge, on_score)
     for event in sorted(events, key=lambda e: e.occurred_at):
         run.add(event)
     run.finish(until)

@@ -201,7 +201,7 @@ def test_the_replay_hands_over_each_material_change_in_sequence(tmp_path: Path) 
     replay = Replay(
         run.load_models([]),
         Limits(),
-        [],
+        run.production_judge([]),
         lambda *_: None,
         lambda _, change: changes.setdefault(change.account_id, []).append(change.sequence),
     )
