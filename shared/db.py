@@ -1,4 +1,4 @@
-"""Async database plumbing: engines, sessions, a readiness probe and upserts.
+"""Async database plumbing: engines, sessions and upserts.
 
 PostgreSQL (asyncpg) in production; SQLite (aiosqlite) for a first local run.
 """
@@ -28,15 +28,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
-
-from shared.errors import database_reason
 
 SessionFactory = async_sessionmaker[AsyncSession]
 BIG_ID = BigInteger().with_variant(Integer, "sqlite")
@@ -83,16 +80,6 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
 
 def session_factory(engine: AsyncEngine) -> SessionFactory:
     return async_sessionmaker(engine, expire_on_commit=False)
-
-
-async def probe_database(engine: AsyncEngine) -> str | None:
-    """``None`` when the database answers, else a reason that quotes no driver message."""
-    try:
-        async with engine.connect() as connection:
-            await connection.execute(text("SELECT 1"))
-    except (SQLAlchemyError, OSError) as exc:
-        return database_reason(exc, f"database {redact_url(str(engine.url))}")
-    return None
 
 
 def is_postgresql(session: AsyncSession) -> bool:

@@ -182,5 +182,5 @@ def decode_record(
 
 
 def dead_letter_records(letters: Iterable[DeadLetter]) -> list[tuple[bytes, bytes]]:
-    """(key, value) records of ``letters`` for ``shared.kafka.send_all`` to the DLQ topic."""
+    """(key, value) records of ``letters`` to send to the DLQ topic."""
     return [(letter.key(), letter.to_bytes()) for letter in letters]

@@ -127,20 +127,6 @@ def make_producer(settings: VitalsSettings, role: str) -> AIOKafkaProducer:
     )
 
 
-async def send_all(
-    producer: AIOKafkaProducer,
-    topic: str,
-    records: Iterable[tuple[bytes, bytes]],
-    timeout_s: float = PUBLISH_TIMEOUT_S,
-) -> None:
-    """Send (key, value) records and wait until the broker acknowledged all of them."""
-    try:
-        futures = [await producer.send(topic, value=value, key=key) for key, value in records]
-        await asyncio.wait_for(asyncio.gather(*futures), timeout_s)
-    except (KafkaError, TimeoutError) as exc:
-        raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc
-
-
 async def send_each(
     producer: AIOKafkaProducer,
     topic: str,

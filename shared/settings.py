@@ -11,7 +11,7 @@ from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.auth import UNAUTHENTICATED_RATE, KeyRing, KeysFileError, load_keys_file, parse_rate
@@ -154,11 +154,3 @@ class VitalsSettings(BaseSettings):
             if not sep or not host or not port.isdigit():
                 raise ValueError(f"{server!r} is not host:port")
         return value
-
-
-def masked(secret: SecretStr | str | None) -> str:
-    """Show that a secret is set without showing it."""
-    if secret is None:
-        return "(unset)"
-    value = secret.get_secret_value() if isinstance(secret, SecretStr) else secret
-    return "(unset)" if not value else "****"

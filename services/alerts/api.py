@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.alerts import configuration, repository
 from services.alerts.channels import Channel, channel_document, masked, parse_channel
 from services.alerts.configuration import FileConfig
+from services.alerts.engine import AlertState
 from services.alerts.models import Alert, ChannelRow, Delivery, Silence
 from services.alerts.payloads import sample_event
 from services.alerts.routing import parse_routes
@@ -23,7 +24,6 @@ from services.alerts.schemas import (
     AckRequest,
     AlertList,
     AlertRead,
-    AlertState,
     ChannelList,
     ChannelRead,
     ChannelTestResult,

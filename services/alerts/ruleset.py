@@ -137,10 +137,6 @@ class RuleSet(BaseModel):
     def enabled(self) -> list[Rule]:
         return [rule for rule in self.rules if rule.enabled]
 
-    def longest_drop_window(self) -> timedelta:
-        windows = [r.within for r in self.enabled if isinstance(r, SharpHealthDrop)]
-        return max(windows, default=timedelta(0))
-
 
 def parse_rules(document: Any, source: str = "rules") -> RuleSet:
     try:

@@ -3,18 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from services.alerts.durations import Duration
+from services.alerts.engine import AlertState
 from shared.scores import Tier
-
-
-class AlertState(StrEnum):
-    open = "open"
-    resolved = "resolved"
 
 
 class AlertRead(BaseModel):

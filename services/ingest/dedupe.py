@@ -44,19 +44,6 @@ class Deduplicator(Protocol):
         """Publishing failed: forget these claims."""
 
 
-class NoDeduplication:
-    """Every id is new: for a first step, or where the topic's consumer dedupes."""
-
-    async def claim(self, event_ids: Sequence[str]) -> Claim:
-        return Claim(frozenset(event_ids))
-
-    async def confirm(self, event_ids: Collection[str]) -> None:
-        return None
-
-    async def release(self, event_ids: Collection[str]) -> None:
-        return None
-
-
 class DatabaseDeduplicator:
     """Seen ids in the ingest database, shared by every replica, kept ``window``.
 

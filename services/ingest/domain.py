@@ -75,7 +75,6 @@ class Parsed:
 
     items: list[Item]
     batch: bool = True
-    extra: dict[str, Any] = field(default_factory=dict)
     released: list[Item] = field(default_factory=list)
     """Items of earlier requests that this one lets through (Segment calls that waited
     for their user's group call): published with it, not part of its answer."""
