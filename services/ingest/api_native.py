@@ -13,7 +13,7 @@ from services.ingest.access import require_ingest_key
 from services.ingest.body import JSON, media_type
 from services.ingest.domain import Parsed, Rejection
 from services.ingest.http_intake import HttpIntake, Received, Refused, item_error
-from services.ingest.intake import Outcome
+from services.ingest.intake import Submitted
 from services.ingest.native import parse_native
 from services.ingest.openapi import BodyModels
 from services.ingest.schemas import (
@@ -121,7 +121,7 @@ def add_native_routes(app: FastAPI, http: HttpIntake) -> BodyModels:
 
 
 def accepted_body(received: Received) -> IngestAccepted:
-    outcome: Outcome = received.outcome
+    outcome: Submitted = received.outcome
     return IngestAccepted(
         accepted=len(outcome.accepted),
         duplicates=len(outcome.duplicates),

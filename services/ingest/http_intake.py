@@ -20,7 +20,7 @@ from services.ingest.body import read_limited, require_media_type
 from services.ingest.database import DatabaseUnavailable
 from services.ingest.dedupe import InFlight
 from services.ingest.domain import BodyRejected, Parsed, Rejection
-from services.ingest.intake import Intake, Origin, Outcome
+from services.ingest.intake import Intake, Origin, Submitted
 from services.ingest.reasons import Reason
 from services.ingest.schemas import ItemError
 from shared.clock import Clock
@@ -71,7 +71,7 @@ class RequestRefused(Exception):
 @dataclass(frozen=True)
 class Received:
     parsed: Parsed
-    outcome: Outcome
+    outcome: Submitted
 
 
 class HttpIntake:

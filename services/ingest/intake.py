@@ -45,7 +45,7 @@ class Origin:
 
 
 @dataclass
-class Outcome:
+class Submitted:
     """What became of each item, by its index in the request."""
 
     accepted: dict[int, str] = field(default_factory=dict)
@@ -53,9 +53,9 @@ class Outcome:
     rejected: dict[int, Rejection] = field(default_factory=dict)
     held: dict[int, Held] = field(default_factory=dict)
 
-    def within(self, count: int) -> Outcome:
+    def within(self, count: int) -> Submitted:
         """The outcome of the first ``count`` items only (a request's own)."""
-        return Outcome(
+        return Submitted(
             {i: v for i, v in self.accepted.items() if i < count},
             {i: v for i, v in self.duplicates.items() if i < count},
             {i: v for i, v in self.rejected.items() if i < count},
@@ -125,7 +125,7 @@ class Intake:
         self._clock = clock
         self._settling: set[asyncio.Task[None]] = set()
 
-    async def submit(self, items: Sequence[tuple[Item, Origin]], channel: str) -> Outcome:
+    async def submit(self, items: Sequence[tuple[Item, Origin]], channel: str) -> Submitted:
         """Publish the new events and dead-letter the rejections; raise when not stored.
 
         Raises ``BrokerUnavailable`` or ``DatabaseUnavailable`` (nothing may be assumed
@@ -152,7 +152,7 @@ class Intake:
             await self._dedupe.release(claim.new)
             raise
         await self._dedupe.confirm(claim.new)
-        outcome = Outcome(
+        outcome = Submitted(
             accepted={i: e.event_id for i, e in fresh.items()},
             duplicates={
                 **{i: e.event_id for i, e in split.unique.items() if i not in fresh},
@@ -187,7 +187,7 @@ class Intake:
         await self._dedupe.release(set(claimed) - stored)
 
 
-def _count(outcome: Outcome, channel: str, reasons: Sequence[object]) -> None:
+def _count(outcome: Submitted, channel: str, reasons: Sequence[object]) -> None:
     metrics.EVENTS_ACCEPTED.labels(channel).inc(len(outcome.accepted))
     if outcome.duplicates:
         metrics.DEDUPE_HITS.labels(channel).inc(len(outcome.duplicates))

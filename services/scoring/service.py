@@ -24,9 +24,9 @@ from typing import Generic, Protocol, TypeVar
 
 from services.scoring.domain import (
     AccountState,
+    ApplyResult,
     Assessment,
     Limits,
-    Outcome,
     Override,
     Portfolio,
     Rescored,
@@ -130,10 +130,10 @@ class Scoring:
             if state is None:
                 state = states[account_id] = AccountState(account_id=account_id)
             outcomes = apply_events(state, (event for event, _ in mine), self.limits)
-            folded.applied[account_id] = outcomes.count(Outcome.applied)
-            folded.duplicates += outcomes.count(Outcome.duplicate)
+            folded.applied[account_id] = outcomes.count(ApplyResult.applied)
+            folded.duplicates += outcomes.count(ApplyResult.duplicate)
             for (event, context), outcome in zip(mine, outcomes, strict=True):
-                if outcome is Outcome.too_late:
+                if outcome is ApplyResult.too_late:
                     folded.late.append((event, context, state))
         return folded
 

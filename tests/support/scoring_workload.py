@@ -114,7 +114,7 @@ def _account_events(rng: random.Random, account_id: str) -> list[Event]:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class DatabaseSnapshot:
     accounts: dict[str, dict[str, Any]]
     positions: int
     dead_letters: dict[str, int]
@@ -122,7 +122,7 @@ class Outcome:
     unpublished: int
 
 
-async def outcome(database: str) -> Outcome:
+async def snapshot(database: str) -> DatabaseSnapshot:
     """What a scoring database holds: each account's end state (without the path fields)
     and API columns, the stored positions, dead letters by reason, history sequences."""
     engine = create_engine(database)
@@ -148,7 +148,7 @@ async def outcome(database: str) -> Outcome:
             )
     finally:
         await engine.dispose()
-    return Outcome(
+    return DatabaseSnapshot(
         accounts,
         int(positions or 0),
         {reason: int(count) for reason, count in letters},

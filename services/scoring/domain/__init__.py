@@ -11,16 +11,22 @@ from services.scoring.domain.rescore import (
     scorecard_for,
 )
 from services.scoring.domain.signals import Signals
-from services.scoring.domain.state import AccountState, Limits, Outcome, apply_event, apply_events
+from services.scoring.domain.state import (
+    AccountState,
+    ApplyResult,
+    Limits,
+    apply_event,
+    apply_events,
+)
 from services.scoring.domain.value import Portfolio
 
 __all__ = [
     "RESCORED_FIELDS",
     "AccountState",
+    "ApplyResult",
     "Assessment",
     "Health",
     "Limits",
-    "Outcome",
     "Override",
     "Portfolio",
     "Rescored",

@@ -41,7 +41,7 @@ class Limits:
     features_per_day_max: int = 200
 
 
-class Outcome(StrEnum):
+class ApplyResult(StrEnum):
     applied = "applied"
     duplicate = "duplicate"
     too_late = "too_late"
@@ -144,7 +144,7 @@ class AccountState(BaseModel):
         return stamped[0] if stamped is not None else None
 
 
-def apply_events(state: AccountState, events: Iterable[Event], limits: Limits) -> list[Outcome]:
+def apply_events(state: AccountState, events: Iterable[Event], limits: Limits) -> list[ApplyResult]:
     """Fold events into ``state``; one outcome per event, in order."""
     outcomes = []
     applied: list[Event] = []
@@ -154,7 +154,7 @@ def apply_events(state: AccountState, events: Iterable[Event], limits: Limits) -
         for event in events:
             day = event.occurred_at.date()
             outcome = _admit(state, event, day, watermark, limits)
-            if outcome is Outcome.applied:
+            if outcome is ApplyResult.applied:
                 _fold(state, event, day, users, totals, limits)
                 candidate = min(event.occurred_at, event.received_at)
                 watermark = _advanced(state, watermark, candidate, totals, limits)
@@ -165,22 +165,22 @@ def apply_events(state: AccountState, events: Iterable[Event], limits: Limits) -
     return outcomes
 
 
-def apply_event(state: AccountState, event: Event, limits: Limits | None = None) -> Outcome:
+def apply_event(state: AccountState, event: Event, limits: Limits | None = None) -> ApplyResult:
     return apply_events(state, [event], limits or Limits())[0]
 
 
 def _admit(
     state: AccountState, event: Event, day: date, watermark: datetime | None, limits: Limits
-) -> Outcome:
+) -> ApplyResult:
     if watermark is not None and event.occurred_at < watermark - limits.lateness:
-        return Outcome.too_late
+        return ApplyResult.too_late
     ids = state.seen_ids.get(day)
     if ids is None:
         ids = state.seen_ids[day] = set()
     elif event.event_id in ids:
-        return Outcome.duplicate
+        return ApplyResult.duplicate
     ids.add(event.event_id)
-    return Outcome.applied
+    return ApplyResult.applied
 
 
 # The fold assigns a state's fields only when they change, and the counters, the latest

@@ -39,7 +39,7 @@ from tests.support.scoring_processes import (
     scoring_replica,
     stop_all,
 )
-from tests.support.scoring_workload import Outcome, outcome, workload
+from tests.support.scoring_workload import DatabaseSnapshot, snapshot, workload
 from tests.support.servers import wait_for
 
 SEED = 20261122
@@ -122,7 +122,7 @@ async def test_replicas_killed_ten_times_end_exactly_where_a_clean_run_ends(
         try:
             got = await wait_for(_same_end(killed_db, expected), 30, "the killed run to settle")
         except AssertionError:
-            got = await outcome(killed_db)  # the assertions below say how it differs
+            got = await snapshot(killed_db)  # the assertions below say how it differs
         scores_topic = f"{topics['scores_topic']}.killed"
         on_topic = await latest_sequences(kafka, scores_topic, PARTITIONS)
     finally:
@@ -165,22 +165,24 @@ async def _send(producer: AIOKafkaProducer, topic: str, records: list[tuple[byte
 
 def _consumed(database: str, total: int) -> Callable[[], Awaitable[bool]]:
     async def condition() -> bool:
-        return (await outcome(database)).positions == total
+        return (await snapshot(database)).positions == total
 
     return condition
 
 
-def _same_end(database: str, expected: Outcome) -> Callable[[], Awaitable[Outcome | None]]:
-    async def condition() -> Outcome | None:
-        found = await outcome(database)
+def _same_end(
+    database: str, expected: DatabaseSnapshot
+) -> Callable[[], Awaitable[DatabaseSnapshot | None]]:
+    async def condition() -> DatabaseSnapshot | None:
+        found = await snapshot(database)
         return found if found.accounts == expected.accounts else None
 
     return condition
 
 
-def _published(database: str) -> Callable[[], Awaitable[Outcome | None]]:
-    async def condition() -> Outcome | None:
-        found = await outcome(database)
+def _published(database: str) -> Callable[[], Awaitable[DatabaseSnapshot | None]]:
+    async def condition() -> DatabaseSnapshot | None:
+        found = await snapshot(database)
         return found if found.unpublished == 0 else None
 
     return condition
@@ -193,7 +195,7 @@ async def _next_day(replicas: list[ServiceProcess], databases: tuple[str, ...], 
     of every account once both runs consumed the same events fixes it."""
     for database in databases:
         await wait_for(_consumed(database, sent), 60, "both runs to catch up with the day")
-    await _settle(replicas, len((await outcome(databases[0])).accounts))
+    await _settle(replicas, len((await snapshot(databases[0])).accounts))
     stop_all(replicas)
     for replica in replicas:
         replica.env = {**replica.env, "VITALS_SCORING_FIXED_CLOCK": NOW.isoformat()}

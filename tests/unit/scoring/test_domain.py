@@ -6,8 +6,8 @@ import pytest
 
 from services.scoring.domain import (
     AccountState,
+    ApplyResult,
     Limits,
-    Outcome,
     Override,
     Portfolio,
     apply_event,
@@ -86,8 +86,8 @@ def test_an_event_seen_before_is_applied_once() -> None:
     state = _state()
     event = usage()
 
-    assert apply_event(state, event) is Outcome.applied
-    assert apply_event(state, event) is Outcome.duplicate
+    assert apply_event(state, event) is ApplyResult.applied
+    assert apply_event(state, event) is ApplyResult.duplicate
     assert state.events_applied == 1
     assert state.usage[NOW.date()].events == 1
 
@@ -98,14 +98,14 @@ def test_events_older_than_the_lateness_bound_are_too_late() -> None:
     late = apply_event(state, usage(at=NOW - timedelta(days=7, seconds=1)))
     just_in = apply_event(state, usage(at=NOW - timedelta(days=7)))
 
-    assert (late, just_in) == (Outcome.too_late, Outcome.applied)
+    assert (late, just_in) == (ApplyResult.too_late, ApplyResult.applied)
     assert state.events_applied == 2
 
 
 def test_a_future_dated_event_cannot_push_the_watermark_past_its_receipt() -> None:
     state = _state(usage(at=NOW + timedelta(days=30), received_at=NOW))
 
-    assert apply_event(state, usage(at=NOW - timedelta(days=6))) is Outcome.applied
+    assert apply_event(state, usage(at=NOW - timedelta(days=6))) is ApplyResult.applied
     assert state.watermark == NOW
 
 
@@ -116,7 +116,7 @@ def test_remembered_ids_stop_at_the_lateness_bound_and_dedupe_stays_exact() -> N
     apply_event(state, usage(at=NOW + timedelta(days=8)))
 
     assert NOW.date() not in state.seen_ids
-    assert apply_event(state, old) is Outcome.too_late
+    assert apply_event(state, old) is ApplyResult.too_late
 
 
 def test_billing_facts_are_the_latest_by_event_time_not_by_arrival() -> None:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from services.scoring.domain import AccountState, Limits, Outcome, apply_events, rescore
+from services.scoring.domain import AccountState, ApplyResult, Limits, apply_events, rescore
 from services.scoring.domain.days import days_before
 from services.scoring.domain.rescore import _drop_old_closes
 from services.scoring.domain.usage import UsageTotals
@@ -99,7 +99,7 @@ def test_one_batch_folds_as_its_events_one_at_a_time(batch: list[Event], limit: 
 
     assert apply_events(at_once, batch, limit) == outcomes
     assert _comparable(at_once) == _comparable(one_by_one)
-    assert at_once.events_applied == outcomes.count(Outcome.applied)
+    assert at_once.events_applied == outcomes.count(ApplyResult.applied)
 
 
 @RELAXED
@@ -128,7 +128,7 @@ def test_re_applying_applied_events_changes_nothing(
 
     outcomes = apply_events(state, again, limit)
 
-    assert set(outcomes) == {Outcome.duplicate}
+    assert set(outcomes) == {ApplyResult.duplicate}
     assert state == before
 
 
