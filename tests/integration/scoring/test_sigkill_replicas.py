@@ -51,7 +51,12 @@ BATCH = 25  # small transactions: many points to be killed between and inside
 FIRST_DAY_SLICES = 5  # scored the day before NOW; the rest on NOW's day
 DROPPED = "health dropped 15 points or more within 7 days"
 
-pytestmark = pytest.mark.timeout(240)
+# How long three replicas may take to work through the load after ten kills. It is a
+# bound, not a target (speed is the benchmarks' business): on a machine busy with other
+# work, 60 s was seen to run out while nothing was wrong.
+CATCH_UP_S = 180
+
+pytestmark = pytest.mark.timeout(600)
 
 
 async def _migrated(postgres_admin: str) -> str:
@@ -114,7 +119,9 @@ async def test_replicas_killed_ten_times_end_exactly_where_a_clean_run_ends(
                 sent = sum(len(s) for s in slices[:FIRST_DAY_SLICES])
                 await _next_day(replicas, (clean_db, killed_db), sent)
         for database in (killed_db, clean_db):
-            await wait_for(_consumed(database, len(load.records)), 60, "both runs to catch up")
+            await wait_for(
+                _consumed(database, len(load.records)), CATCH_UP_S, "both runs to catch up"
+            )
         await _settle(replicas, ACCOUNTS)
         await wait_for(_published(killed_db), 30, "score changes of the killed run published")
         expected = await wait_for(_published(clean_db), 30, "the clean run's changes published")
@@ -194,7 +201,7 @@ async def _next_day(replicas: list[ServiceProcess], databases: tuple[str, ...], 
     A day's close is its last score, computed with the portfolio known then: a sweep
     of every account once both runs consumed the same events fixes it."""
     for database in databases:
-        await wait_for(_consumed(database, sent), 60, "both runs to catch up with the day")
+        await wait_for(_consumed(database, sent), CATCH_UP_S, "both runs to catch up with the day")
     await _settle(replicas, len((await snapshot(databases[0])).accounts))
     stop_all(replicas)
     for replica in replicas:
