@@ -26,9 +26,9 @@ from services.ingest.native import native_item
 from services.ingest.stripe_billing import (
     StripeAccounts,
     customer_of,
+    map_stripe,
     needs_known_account,
     read_stripe_event,
-    stripe_intake,
 )
 from shared.events import Event
 
@@ -103,7 +103,7 @@ def stripe_events(
         customer = customer_of(event) if needs_known_account(event) else None
         known = memory.stripe_customers.get(customer) if customer else None
         received = event.created or FAR_PAST
-        result = stripe_intake(event, accounts, known, received, limits)
+        result = map_stripe(event, accounts, known, received, limits)
         learned = result.learned
         if learned is not None and learned.account_id is not None:
             memory.stripe_customers[learned.customer_id] = learned.account_id

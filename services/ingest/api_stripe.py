@@ -25,9 +25,9 @@ from services.ingest.stripe_billing import (
     CUSTOMER_TYPES,
     EVENT_TYPES,
     customer_of,
+    map_stripe,
     needs_known_account,
     read_stripe_event,
-    stripe_intake,
 )
 from services.ingest.stripe_customers import StripeCustomers
 from services.ingest.stripe_signature import InvalidSignature, verify_stripe_signature
@@ -95,10 +95,10 @@ def add_stripe_routes(app: FastAPI, http: HttpIntake, customers: StripeCustomers
             known = None
             if needs_known_account(event):
                 known = await customers.account(customer_of(event))
-            intake = stripe_intake(event, accounts, known, received_at, limits)
-            if intake.learned is not None:
-                await customers.remember(intake.learned)
-            return Parsed(intake.items, batch=False)
+            mapped = map_stripe(event, accounts, known, received_at, limits)
+            if mapped.learned is not None:
+                await customers.remember(mapped.learned)
+            return Parsed(mapped.items, batch=False)
 
         received = await http.receive(
             request, channel=CHANNEL, media_types=(JSON,), parse=parse, sender_known_in_parse=True

@@ -125,7 +125,7 @@ def read_stripe_event(body: bytes) -> StripeEvent:
 
 
 @dataclass(frozen=True)
-class StripeIntake:
+class StripeMapped:
     """What one Stripe event gives: items to publish, and a customer link to remember."""
 
     items: list[Item]
@@ -133,30 +133,30 @@ class StripeIntake:
 
 
 def needs_known_account(event: StripeEvent) -> bool:
-    """Whether ``stripe_intake`` wants the customer's stored account (not for ``customer.*``)."""
+    """Whether ``map_stripe`` wants the customer's stored account (not for ``customer.*``)."""
     return event.type not in CUSTOMER_TYPES
 
 
-def stripe_intake(
+def map_stripe(
     event: StripeEvent,
     accounts: StripeAccounts,
     known_account: str | None,
     received_at: datetime,
     limits: Limits,
-) -> StripeIntake:
+) -> StripeMapped:
     """One Stripe event through the whole mapping, the same for the webhook and the
     backtest: a ``customer.*`` event only teaches its customer's account; any other
     event is mapped, and teaches the link its object carries when that is news."""
     if event.unreadable is not None:
         rejection = Rejection(Reason.invalid_event, event.unreadable, event.body, event_id=event.id)
-        return StripeIntake([rejection])
+        return StripeMapped([rejection])
     said = customer_account(event, accounts)
     if said is not None:
-        return StripeIntake([], said)
+        return StripeMapped([], said)
     link = customer_link(event, accounts)
     learned = link if link is not None and link.account_id != known_account else None
     items = map_stripe_event(event, accounts, known_account, received_at, limits)
-    return StripeIntake(items, learned)
+    return StripeMapped(items, learned)
 
 
 def customer_account(event: StripeEvent, accounts: StripeAccounts) -> CustomerAccount | None:

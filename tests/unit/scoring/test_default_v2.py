@@ -12,7 +12,7 @@ import orjson
 
 from services.ingest import segment
 from services.ingest.domain import Limits as IngestLimits
-from services.ingest.stripe_billing import StripeAccounts, read_stripe_event, stripe_intake
+from services.ingest.stripe_billing import StripeAccounts, map_stripe, read_stripe_event
 from services.scoring.domain import AccountState, Portfolio, rescore
 from services.scoring.scorecard import feature_key
 from services.scoring.settings import SHIPPED_SCORECARDS
@@ -40,7 +40,7 @@ def _segment(*calls: dict[str, Any]) -> list[Event]:
 def _stripe(event_type: str, obj: dict[str, Any], at: datetime) -> list[Event]:
     body = {"id": f"evt_{event_type}_{at:%j}", "type": event_type, "created": int(at.timestamp())}
     event = read_stripe_event(orjson.dumps(body | {"data": {"object": obj}}))
-    intake = stripe_intake(event, StripeAccounts(), None, at + timedelta(days=1), IngestLimits())
+    intake = map_stripe(event, StripeAccounts(), None, at + timedelta(days=1), IngestLimits())
     return [item for item in intake.items if isinstance(item, Event)]
 
 
