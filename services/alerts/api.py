@@ -342,8 +342,8 @@ async def put_channel(
 
 async def _check_reachable(channel: Channel, runtime: RuntimeDep) -> None:
     try:
-        configuration.check_target(channel, runtime.files.policy)
-        host = configuration.target_host(channel)
+        channel.check_target(runtime.files.policy)
+        host = channel.host_and_port()
         if host is not None:
             await runtime.files.policy.resolve(*host)
     except TargetRefused as exc:
@@ -395,7 +395,7 @@ async def test_channel(
         raise ApiError(404, "not_found", f"no channel {channel_id!r}")
     channel = parse_channel(row.document, f"channel {row.id}")
     event = sample_event(runtime.clock())
-    recipients = configuration.test_recipients(channel)
+    recipients = channel.test_recipients()
     try:
         await runtime.senders.send(channel, str(uuid.uuid4()), event, recipients)
     except SendFailed as exc:

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import os
 import re
-import ssl
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -29,9 +28,11 @@ from pydantic import (
     model_validator,
 )
 
+from services.alerts.certificates import pem_certificates, read_certificates
 from services.alerts.routing import ChannelId, RoutingTree, parse_routes
 from services.alerts.ruleset import ConfigError, describe_errors
 from services.alerts.sealing import SecretBox, transform
+from services.alerts.ssrf import TargetPolicy
 
 OWNER = "owner"
 ENV_REFERENCE = re.compile(r"\$\{([A-Z0-9_]+)\}")
@@ -40,6 +41,9 @@ MAX_PEM_CHARS = 65536
 
 
 class ChannelBase(BaseModel):
+    """What every channel kind has; a kind says what differs by overriding the methods
+    below (never by callers asking which kind a channel is)."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     id: ChannelId
@@ -49,26 +53,74 @@ class ChannelBase(BaseModel):
     )
     digest_hour_utc: int = Field(9, ge=0, le=23, description="Hour the daily digest is sent.")
 
+    parallel: ClassVar[int] = 8
+    """Notices of different alerts sent to it at once, from one replica."""
 
-class SlackChannel(ChannelBase):
-    kind: Literal["slack"]
+    def check_target(self, policy: TargetPolicy) -> None:
+        """Raise TargetRefused for a target that is not allowed (addresses are checked
+        again on connect), ConfigError for a certificate file outside its directory."""
+        raise NotImplementedError
+
+    def host_and_port(self) -> tuple[str, int] | None:
+        """The host and port it connects to."""
+        raise NotImplementedError
+
+    def paced_per_second(self) -> float | None:
+        """Messages per second a receiver accepts at most, when it says so."""
+        return None
+
+    def recipients(self, owner_email: str | None) -> list[str] | None:
+        """Who a notice goes to, for a channel that addresses people; else None."""
+        return None
+
+    def test_recipients(self) -> list[str]:
+        """Who gets a test notice: the fixed addresses (the owner is unknown in a test)."""
+        return []
+
+
+class PostsToUrl(ChannelBase):
+    """A channel that posts notices to a URL, ``endpoint``."""
+
+    def endpoint(self) -> SecretStr:
+        raise NotImplementedError
+
+    def check_target(self, policy: TargetPolicy) -> None:
+        policy.check_url(self.endpoint().get_secret_value())
+
+    def host_and_port(self) -> tuple[str, int] | None:
+        parts = urlsplit(self.endpoint().get_secret_value())
+        if parts.hostname is None:
+            return None
+        return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+
+
+class HttpChannel(PostsToUrl):
+    """A chat tool's incoming webhook."""
+
     webhook_url: SecretStr
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _url(cls, value: SecretStr) -> SecretStr:
+        return _http_url(value)
+
+    def endpoint(self) -> SecretStr:
+        return self.webhook_url
+
+
+class SlackChannel(HttpChannel):
+    kind: Literal["slack"]
     per_second: float = Field(1.0, gt=0, le=10, description="Messages per second at most.")
 
-    @field_validator("webhook_url")
-    @classmethod
-    def _url(cls, value: SecretStr) -> SecretStr:
-        return _http_url(value)
+    # One at a time: Slack answers 429 to bursts on one webhook.
+    parallel: ClassVar[int] = 1
+
+    def paced_per_second(self) -> float:
+        return self.per_second
 
 
-class TeamsChannel(ChannelBase):
+class TeamsChannel(HttpChannel):
     kind: Literal["teams"]
-    webhook_url: SecretStr
-
-    @field_validator("webhook_url")
-    @classmethod
-    def _url(cls, value: SecretStr) -> SecretStr:
-        return _http_url(value)
 
 
 class EmailChannel(ChannelBase):
@@ -120,8 +172,23 @@ class EmailChannel(ChannelBase):
             raise ValueError("give ca_file or ca_pem, not both")
         return self
 
+    def check_target(self, policy: TargetPolicy) -> None:
+        policy.check_smtp_host(self.host)
+        if self.ca_file is not None:
+            read_certificates(self.ca_file, policy.certificates_dir)
 
-class WebhookChannel(ChannelBase):
+    def host_and_port(self) -> tuple[str, int]:
+        return self.host, self.port
+
+    def recipients(self, owner_email: str | None) -> list[str]:
+        found = (owner_email if to == OWNER else to for to in self.to)
+        return list(dict.fromkeys(to for to in found if to))
+
+    def test_recipients(self) -> list[str]:
+        return [to for to in self.to if to != OWNER] or [self.sender]
+
+
+class WebhookChannel(PostsToUrl):
     kind: Literal["webhook"]
     url: SecretStr
     secret: SecretStr | None = Field(
@@ -132,6 +199,9 @@ class WebhookChannel(ChannelBase):
     @classmethod
     def _url(cls, value: SecretStr) -> SecretStr:
         return _http_url(value)
+
+    def endpoint(self) -> SecretStr:
+        return self.url
 
 
 Channel = Annotated[
@@ -146,17 +216,6 @@ class ChannelsFile(BaseModel):
     version: Literal[1] = 1
     channels: list[Channel] = Field(default_factory=list)
     route: dict[str, Any] | None = None
-
-
-def pem_certificates(text: str) -> str:
-    """``text`` if it holds PEM certificates (checked in memory); the error never quotes it."""
-    if "-----BEGIN CERTIFICATE-----" not in text:
-        raise ValueError("not PEM certificates (-----BEGIN CERTIFICATE----- ...)")
-    try:
-        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=text)
-    except (ssl.SSLError, ValueError):
-        raise ValueError("not valid PEM certificates") from None
-    return text
 
 
 def _http_url(value: SecretStr) -> SecretStr:

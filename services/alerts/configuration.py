@@ -13,7 +13,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 from sqlalchemy import delete
@@ -21,11 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import flag_modified
 
 from services.alerts import repository, sealing
-from services.alerts.certificates import read_certificates
 from services.alerts.channels import (
-    OWNER,
     Channel,
-    EmailChannel,
     WebhookChannel,
     channel_document,
     parse_channel,
@@ -82,7 +78,7 @@ def load_files(settings: AlertsSettings) -> FileConfig:
     )
     for channel in channels:
         try:
-            check_target(channel, policy)
+            channel.check_target(policy)
         except TargetRefused as exc:
             raise ConfigError(f"channel {channel.id}: target refused: {exc}") from None
         except ConfigError as exc:
@@ -96,36 +92,6 @@ def secret_box(settings: AlertsSettings) -> sealing.SecretBox:
         return sealing.box_for(key.get_secret_value() if key else None, settings.environment)
     except (sealing.SecretsKeyError, OSError) as exc:
         raise ConfigError(f"secrets key: {exc}") from None
-
-
-def check_target(channel: Channel, policy: TargetPolicy) -> None:
-    """Raise TargetRefused for a URL that is not allowed (addresses are checked again on
-    connect), ConfigError for a certificate file outside the certificates directory."""
-    if isinstance(channel, EmailChannel):
-        policy.check_smtp_host(channel.host)
-        if channel.ca_file is not None:
-            read_certificates(channel.ca_file, policy.certificates_dir)
-        return
-    url = channel.url if isinstance(channel, WebhookChannel) else channel.webhook_url
-    policy.check_url(url.get_secret_value())
-
-
-def target_host(channel: Channel) -> tuple[str, int] | None:
-    """The host and port a channel connects to."""
-    if isinstance(channel, EmailChannel):
-        return channel.host, channel.port
-    url = channel.url if isinstance(channel, WebhookChannel) else channel.webhook_url
-    parts = urlsplit(url.get_secret_value())
-    if parts.hostname is None:
-        return None
-    return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
-
-
-def test_recipients(channel: Channel) -> list[str]:
-    """Who gets a test notice: the fixed addresses (the owner is unknown in a test)."""
-    if not isinstance(channel, EmailChannel):
-        return []
-    return [to for to in channel.to if to != OWNER] or [channel.sender]
 
 
 async def sync_file_channels(session: AsyncSession, files: FileConfig, now: datetime) -> None:

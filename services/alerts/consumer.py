@@ -20,7 +20,7 @@ from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.alerts import configuration, engine, metrics, payloads, repository
-from services.alerts.channels import OWNER, Channel, EmailChannel
+from services.alerts.channels import Channel
 from services.alerts.configuration import FileConfig, Setup
 from services.alerts.models import AccountCursor, Alert, AlertEventRow, AlertsDeadLetter, Delivery
 from services.alerts.models import Silence as SilenceRow
@@ -238,8 +238,8 @@ def _delivery(
     message_at: datetime,
 ) -> dict[str, Any]:
     """The outbox row of one notice to one channel (every column, for a multi-row insert)."""
-    recipients = _recipients(channel, event)
-    unsendable = isinstance(channel, EmailChannel) and not recipients
+    recipients = channel.recipients(event.account.owner_csm_email)
+    unsendable = recipients == []  # a channel for people, and no one to send to
     return {
         "id": engine.notice_id(alert.id, alert.notifications, channel.id),
         "alert_id": alert.id,
@@ -256,14 +256,6 @@ def _delivery(
         "dead_at": now if unsendable else None,
         "last_error": "no recipient: the account has no owner CSM e-mail" if unsendable else None,
     }
-
-
-def _recipients(channel: Channel, event: payloads.AlertEvent) -> list[str] | None:
-    if not isinstance(channel, EmailChannel):
-        return None
-    owner = event.account.owner_csm_email
-    found = [owner if to == OWNER else to for to in channel.to]
-    return list(dict.fromkeys(to for to in found if to))
 
 
 def _copy_state(

@@ -25,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.alerts import configuration, domain, engine, metrics, repository
-from services.alerts.channels import OWNER, Channel, EmailChannel, SlackChannel
+from services.alerts.channels import Channel, ChannelBase
 from services.alerts.configuration import FileConfig, Setup
 from services.alerts.models import Alert, ChannelRow, Delivery
 from services.alerts.payloads import AlertEvent
@@ -39,7 +39,6 @@ from shared.faults import OutageLog
 log = logging.getLogger(__name__)
 
 CLAIM_BATCH = 20
-PARALLEL_PER_CHANNEL = 8
 DIGEST_CHECK_INTERVAL_S = 1.0
 GAUGE_INTERVAL_S = 2.0
 
@@ -131,8 +130,7 @@ class Dispatcher:
         for row in rows:
             # Digests of one day share an alert_id, yet each owner's stands alone.
             chains.setdefault(row.id if row.kind == "digest" else row.alert_id, []).append(row)
-        parallel = 1 if isinstance(channel, SlackChannel) else PARALLEL_PER_CHANNEL
-        slots = asyncio.Semaphore(parallel)
+        slots = asyncio.Semaphore(channel.parallel if channel is not None else ChannelBase.parallel)
 
         async def serve_chain(chain: list[Delivery]) -> None:
             async with slots:
@@ -245,11 +243,12 @@ class Dispatcher:
 
     async def _pace(self, channel: Channel) -> None:
         """About ``per_second`` messages per second to one Slack webhook, from this replica."""
-        if not isinstance(channel, SlackChannel):
+        per_second = channel.paced_per_second()
+        if per_second is None:
             return
         now = time.monotonic()
         slot = max(now, self._slots.get(channel.id, 0.0))
-        self._slots[channel.id] = slot + 1 / channel.per_second
+        self._slots[channel.id] = slot + 1 / per_second
         if slot > now:
             await asyncio.sleep(slot - now)
 
@@ -295,7 +294,7 @@ class Dispatcher:
                 AlertEvent.model_validate(a.last_event).model_dump(mode="json") for a in owned
             ]
             payload = {"type": DIGEST, "owner": owner, "day": day.isoformat(), "alerts": events}
-            recipients = _digest_recipients(channel, owned[0].owner_email)
+            recipients = channel.recipients(owned[0].owner_email)
             statement = upsert(session, cast(Table, Delivery.__table__)).values(
                 id=engine.digest_id(channel.id, day.isoformat(), owner),
                 alert_id=f"digest-{day}",
@@ -335,10 +334,3 @@ def _labels(alert: Alert) -> engine.Labels:
         owner_email=alert.owner_email,
         owner_slack=alert.owner_slack,
     )
-
-
-def _digest_recipients(channel: Channel, owner_email: str | None) -> list[str] | None:
-    if not isinstance(channel, EmailChannel):
-        return None
-    found = (owner_email if to == OWNER else to for to in channel.to)
-    return list(dict.fromkeys(to for to in found if to))

@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from functools import singledispatch
 from typing import Any
 
 from services.alerts.ruleset import (
@@ -19,6 +20,7 @@ from services.alerts.ruleset import (
     ChurnRiskRaised,
     RenewalAtRisk,
     Rule,
+    RuleBase,
     SharpHealthDrop,
     TierChanged,
 )
@@ -134,16 +136,49 @@ def check(
     """
     if change.stage is Stage.churned:
         return Finding(False, summary="Account cancelled", quiet=True)
-    if change.stage is Stage.onboarding and isinstance(rule, SharpHealthDrop | AccountSilent):
+    if change.stage is Stage.onboarding and not rule.judged_in_onboarding:
         return Finding(None)  # too new to judge: scores move as usage starts
-    if isinstance(rule, ChurnRiskRaised):
-        return check_churn_risk(rule, change, risk_absent_high_below)
-    if isinstance(rule, SharpHealthDrop):
-        return check_health_drop(rule, change, history)
-    if isinstance(rule, TierChanged):
-        return check_tier_change(rule, change, current)
-    if isinstance(rule, AccountSilent):
-        return check_silence(rule, change)
+    return check_kind(rule, change, Seen(history, current, risk_absent_high_below))
+
+
+@dataclass(frozen=True)
+class Seen:
+    """What a rule may need besides the change: the account's recent health, the rule's
+    newest alert, and the health under which a change without a risk is high risk."""
+
+    history: HealthHistory
+    current: Alert | None
+    risk_absent_high_below: int
+
+
+# Each kind of rule's condition, found by the rule's class.
+@singledispatch
+def check_kind(rule: RuleBase, change: ScoreChange, seen: Seen) -> Finding:
+    raise NotImplementedError(f"no condition for rule kind {type(rule).__name__}")
+
+
+@check_kind.register
+def _churn_risk(rule: ChurnRiskRaised, change: ScoreChange, seen: Seen) -> Finding:
+    return check_churn_risk(rule, change, seen.risk_absent_high_below)
+
+
+@check_kind.register
+def _health_drop(rule: SharpHealthDrop, change: ScoreChange, seen: Seen) -> Finding:
+    return check_health_drop(rule, change, seen.history)
+
+
+@check_kind.register
+def _tier_change(rule: TierChanged, change: ScoreChange, seen: Seen) -> Finding:
+    return check_tier_change(rule, change, seen.current)
+
+
+@check_kind.register
+def _silence(rule: AccountSilent, change: ScoreChange, seen: Seen) -> Finding:
+    return check_silence(rule, change)
+
+
+@check_kind.register
+def _renewal(rule: RenewalAtRisk, change: ScoreChange, seen: Seen) -> Finding:
     return check_renewal(rule, change)
 
 
@@ -480,5 +515,5 @@ def evaluate(
         # Labels only for silences to match: most changes meet none, and a sweep makes many.
         mute = Mute(silenced(silences, labels_of(change, rule.name), now)) if silences else UNMUTED
         decisions += decide(rule, finding, current, change.account_id, now, mute)
-    keep = max((r.within for r in rules if isinstance(r, SharpHealthDrop)), default=timedelta(0))
+    keep = max((r.health_window() for r in rules), default=timedelta(0))
     return Evaluation(decisions, remember_health(history, change, keep))

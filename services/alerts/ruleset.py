@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -39,6 +39,13 @@ class RuleBase(BaseModel):
     )
     notify_resolved: bool = Field(True, description="Send a notice when the condition clears.")
 
+    judged_in_onboarding: ClassVar[bool] = True
+    """False for rules that read how usage moves: it only starts moving then."""
+
+    def health_window(self) -> timedelta:
+        """How far back the engine must remember an account's health for this rule."""
+        return timedelta(0)
+
 
 class ChurnRiskRaised(RuleBase):
     kind: Literal["churn_risk_raised"]
@@ -57,6 +64,7 @@ class ChurnRiskRaised(RuleBase):
 
 class SharpHealthDrop(RuleBase):
     kind: Literal["sharp_health_drop"]
+    judged_in_onboarding: ClassVar[bool] = False
     points: int = Field(15, gt=0, le=100, description="Drop that opens the alert.")
     within: Duration = Field(timedelta(days=7), description="Window the drop is measured over.")
     hysteresis_points: int = Field(
@@ -69,6 +77,9 @@ class SharpHealthDrop(RuleBase):
         description="Opens only when the drop ends in one of these bands: a score that "
         "fell but is still green needs no one's attention.",
     )
+
+    def health_window(self) -> timedelta:
+        return self.within
 
     @model_validator(mode="after")
     def _window_and_margin(self) -> SharpHealthDrop:
@@ -91,6 +102,7 @@ class TierChanged(RuleBase):
 
 class AccountSilent(RuleBase):
     kind: Literal["account_silent"]
+    judged_in_onboarding: ClassVar[bool] = False
     days: int = Field(14, ge=1, le=365, description="Days without usage of a paying account.")
     hysteresis_days: int = Field(
         0, ge=0, description="Resolved once silent for fewer than days - hysteresis_days."

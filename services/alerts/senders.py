@@ -13,6 +13,7 @@ that speaks the channel's protocol (HTTP status, SMTP reply code) are told.
 
 from __future__ import annotations
 
+import functools
 import logging
 import ssl
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ from standardwebhooks import Webhook
 from services.alerts.certificates import CertificateRefused, read_certificates
 from services.alerts.channels import (
     Channel,
+    ChannelBase,
     EmailChannel,
     SlackChannel,
     TeamsChannel,
@@ -106,21 +108,34 @@ class Senders:
     ) -> None:
         """Send, or raise :class:`SendFailed`."""
         try:
-            if isinstance(channel, WebhookChannel):
-                await self._webhook(channel, notice_id, payload)
-            elif isinstance(channel, SlackChannel):
-                url = channel.webhook_url.get_secret_value()
-                await self._post(channel, url, _json(slack_payload(message_of(payload))), {})
-            elif isinstance(channel, TeamsChannel):
-                url = channel.webhook_url.get_secret_value()
-                await self._post(channel, url, _json(teams_payload(message_of(payload))), {})
-            else:
-                await self._email(channel, notice_id, payload, recipients)
+            await self._send(channel, notice_id, payload, recipients)
         except TargetRefused as exc:
             raise unreachable(channel, exc, permanent=True) from exc
 
+    # How each kind of channel is sent to, found by the channel's class.
+    @functools.singledispatchmethod
+    async def _send(
+        self, channel: ChannelBase, notice_id: str, payload: dict[str, Any], to: list[str]
+    ) -> None:
+        raise NotImplementedError(f"no sender for {type(channel).__name__}")
+
+    @_send.register
+    async def _slack(
+        self, channel: SlackChannel, notice_id: str, payload: dict[str, Any], to: list[str]
+    ) -> None:
+        body = _json(slack_payload(message_of(payload)))
+        await self._post(channel, channel.webhook_url.get_secret_value(), body, {})
+
+    @_send.register
+    async def _teams(
+        self, channel: TeamsChannel, notice_id: str, payload: dict[str, Any], to: list[str]
+    ) -> None:
+        body = _json(teams_payload(message_of(payload)))
+        await self._post(channel, channel.webhook_url.get_secret_value(), body, {})
+
+    @_send.register
     async def _webhook(
-        self, channel: WebhookChannel, notice_id: str, payload: dict[str, Any]
+        self, channel: WebhookChannel, notice_id: str, payload: dict[str, Any], to: list[str]
     ) -> None:
         body = _json(payload)
         # Receivers check the timestamp against their own clock: it is always real time.
@@ -153,6 +168,7 @@ class Senders:
             retry_after_s=retry_after(response.headers.get("retry-after")),
         )
 
+    @_send.register
     async def _email(
         self, channel: EmailChannel, notice_id: str, payload: dict[str, Any], to: list[str]
     ) -> None:

@@ -14,8 +14,9 @@ from standardwebhooks import Webhook
 
 from services.alerts import engine, payloads
 from services.alerts.app import MIGRATIONS
+from services.alerts.channels import ChannelBase
 from services.alerts.configuration import FileConfig, load_files, sync_file_channels
-from services.alerts.dispatcher import CLAIM_BATCH, PARALLEL_PER_CHANNEL, Dispatcher
+from services.alerts.dispatcher import CLAIM_BATCH, Dispatcher
 from services.alerts.models import ChannelRow, Delivery
 from services.alerts.senders import UNREACHABLE
 from shared.db import SessionFactory, create_engine, session_factory
@@ -146,14 +147,14 @@ async def test_a_receiver_that_cannot_be_reached_is_probed_not_hammered(
 
     tried = [row for row in first if row.attempts == 1]
     held = [row for row in first if row.attempts == 0]
-    assert 1 <= len(tried) <= PARALLEL_PER_CHANNEL and len(tried) + len(held) == CLAIM_BATCH
+    assert 1 <= len(tried) <= ChannelBase.parallel and len(tried) + len(held) == CLAIM_BATCH
     assert channel is not None and channel.paused_until is not None
     assert channel.paused_until <= start + timedelta(seconds=60)
     # Attempts run in parallel: a later failure may push the pause past what the rows
     # held before it were given, never the other way round.
     assert all(start < row.next_attempt_at <= channel.paused_until for row in held)
     assert all(row.status == "pending" and row.last_error == UNREACHABLE for row in tried)
-    assert sum(row.attempts for row in second) <= 2 * PARALLEL_PER_CHANNEL
+    assert sum(row.attempts for row in second) <= 2 * ChannelBase.parallel
 
 
 async def test_a_slack_webhook_is_paced_to_its_per_second(
