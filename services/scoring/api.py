@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -72,239 +73,259 @@ READ = [Depends(authenticate(Scope.read))]
 ActKey = Annotated[ApiKey | None, Depends(authenticate(Scope.act))]
 
 
-def router(scorecards: ScorecardSet, clock: Clock, portfolio_max_age_s: float = 0) -> APIRouter:
-    portfolio = Recent[PortfolioRead](portfolio_max_age_s)
-    api = APIRouter(prefix="/v1", responses=AUTH_FAILURES, route_class=GatedRoute)
+@dataclass(frozen=True)
+class ScoringContext:
+    """What the routes read besides the database; kept on ``app.state.scoring``."""
 
-    @api.get(
-        "/accounts",
-        dependencies=READ,
-        response_model=AccountPage,
-        responses={400: {"model": Problem, "description": "A bad cursor"}},
-        tags=["accounts"],
-        summary="Accounts, filtered and sorted, a page at a time",
-    )
-    async def list_accounts(
-        session: DbSession,
-        tier: Annotated[list[Tier] | None, Query()] = None,
-        band: Annotated[list[Band] | None, Query()] = None,
-        risk: Annotated[list[Risk] | None, Query()] = None,
-        stage: Annotated[list[Stage] | None, Query()] = None,
-        owner: Annotated[str | None, Query(max_length=320)] = None,
-        segment: Annotated[str | None, Query(max_length=200)] = None,
-        stale: Annotated[
-            bool | None,
-            Query(description="true: only accounts whose data stopped coming; false: the rest"),
-        ] = None,
-        q: Annotated[
-            str | None,
-            Query(
-                min_length=1,
-                max_length=200,
-                description="A prefix of the account's id (as written) or name (any case).",
-            ),
-        ] = None,
-        sort: Annotated[Literal["score", "change", "mrr"], Query()] = "score",
-        order: Annotated[Literal["asc", "desc"], Query()] = "asc",
-        limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        cursor: Annotated[str | None, Query(max_length=1000)] = None,
-    ) -> AccountPage | JSONResponse:
-        try:
-            after = _account_cursor(cursor) if cursor else None
-        except ValueError as exc:
-            return problem_response(400, "bad_cursor", str(exc))
-        filters = repository.AccountFilters(
-            tier=_values(tier),
-            band=_values(band),
-            risk=_values(risk),
-            stage=_values(stage),
-            owner=owner,
-            segment=segment,
-            stale=stale,
-            search=q,
-        )
-        rows = await repository.list_accounts(
-            session, filters, sort, order == "desc", after, limit + 1
-        )
-        page, more = rows[:limit], len(rows) > limit
-        next_cursor = None
-        if more:
-            last = page[-1]
-            next_cursor = repository.encode_cursor(
-                repository.sort_value(last, sort), last.account_id
-            )
-        return AccountPage(accounts=[_summary(r) for r in page], next_cursor=next_cursor)
+    scorecards: ScorecardSet
+    clock: Clock
+    portfolio: Recent[PortfolioRead]
 
-    @api.get(
-        f"{ACCOUNT}/overrides",
-        dependencies=READ,
-        response_model=list[OverrideRead],
-        responses=NOT_FOUND,
-        tags=["overrides"],
-        summary="The override audit of one account: every override, active, lifted or lapsed",
+
+def _context(request: Request) -> ScoringContext:
+    context: ScoringContext = request.app.state.scoring
+    return context
+
+
+Context = Annotated[ScoringContext, Depends(_context)]
+router = APIRouter(prefix="/v1", responses=AUTH_FAILURES, route_class=GatedRoute)
+
+
+@router.get(
+    "/accounts",
+    dependencies=READ,
+    response_model=AccountPage,
+    responses={400: {"model": Problem, "description": "A bad cursor"}},
+    tags=["accounts"],
+    summary="Accounts, filtered and sorted, a page at a time",
+)
+async def list_accounts(
+    session: DbSession,
+    tier: Annotated[list[Tier] | None, Query()] = None,
+    band: Annotated[list[Band] | None, Query()] = None,
+    risk: Annotated[list[Risk] | None, Query()] = None,
+    stage: Annotated[list[Stage] | None, Query()] = None,
+    owner: Annotated[str | None, Query(max_length=320)] = None,
+    segment: Annotated[str | None, Query(max_length=200)] = None,
+    stale: Annotated[
+        bool | None,
+        Query(description="true: only accounts whose data stopped coming; false: the rest"),
+    ] = None,
+    q: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=200,
+            description="A prefix of the account's id (as written) or name (any case).",
+        ),
+    ] = None,
+    sort: Annotated[Literal["score", "change", "mrr"], Query()] = "score",
+    order: Annotated[Literal["asc", "desc"], Query()] = "asc",
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=1000)] = None,
+) -> AccountPage | JSONResponse:
+    try:
+        after = _account_cursor(cursor) if cursor else None
+    except ValueError as exc:
+        return problem_response(400, "bad_cursor", str(exc))
+    filters = repository.AccountFilters(
+        tier=_values(tier),
+        band=_values(band),
+        risk=_values(risk),
+        stage=_values(stage),
+        owner=owner,
+        segment=segment,
+        stale=stale,
+        search=q,
     )
-    async def get_overrides(
-        account_id: AccountId, session: DbSession
-    ) -> list[OverrideRead] | JSONResponse:
-        now = clock()
+    rows = await repository.list_accounts(session, filters, sort, order == "desc", after, limit + 1)
+    page, more = rows[:limit], len(rows) > limit
+    next_cursor = None
+    if more:
+        last = page[-1]
+        next_cursor = repository.encode_cursor(repository.sort_value(last, sort), last.account_id)
+    return AccountPage(accounts=[_summary(r) for r in page], next_cursor=next_cursor)
+
+
+@router.get(
+    f"{ACCOUNT}/overrides",
+    dependencies=READ,
+    response_model=list[OverrideRead],
+    responses=NOT_FOUND,
+    tags=["overrides"],
+    summary="The override audit of one account: every override, active, lifted or lapsed",
+)
+async def get_overrides(
+    account_id: AccountId, session: DbSession, scoring: Context
+) -> list[OverrideRead] | JSONResponse:
+    now = scoring.clock()
+    if await repository.get_account(session, account_id) is None:
+        return _not_found(account_id)
+    rows = await repository.overrides_of(session, account_id, now, include_inactive=True)
+    return [_override(row, now) for row in rows]
+
+
+@router.get(
+    f"{ACCOUNT}/history",
+    dependencies=READ,
+    response_model=HistoryPage,
+    responses={**NOT_FOUND, 400: {"model": Problem, "description": "A bad cursor"}},
+    tags=["accounts"],
+    summary="Material score changes of one account over a time range",
+)
+async def get_history(
+    account_id: AccountId,
+    session: DbSession,
+    since: Annotated[datetime | None, Query(description="From, inclusive.")] = None,
+    until: Annotated[datetime | None, Query(description="Until, exclusive.")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(pattern=r"^\d{1,12}$")] = None,
+) -> HistoryPage | JSONResponse:
+    if problems := times_out_of_range("query", since=since, until=until):
+        return invalid_request(problems)
+    after = int(cursor) if cursor else None
+    if after is not None and after > MAX_SEQUENCE:
+        return problem_response(400, "bad_cursor", "not a cursor of this history")
+    if await repository.get_account(session, account_id) is None:
+        return _not_found(account_id)
+    rows = await repository.history(session, account_id, since, until, after, limit + 1)
+    page = rows[:limit]
+    next_cursor = str(page[-1].sequence) if len(rows) > limit else None
+    return HistoryPage(entries=[_history(r) for r in page], next_cursor=next_cursor)
+
+
+@router.get(
+    ACCOUNT,
+    dependencies=READ,
+    response_model=AccountRead,
+    responses=NOT_FOUND,
+    tags=["accounts"],
+    summary="Current score of one account, with components, drivers, tier, stage",
+)
+async def get_account(
+    account_id: AccountId, session: DbSession, scoring: Context
+) -> AccountRead | JSONResponse:
+    row = await repository.get_account(session, account_id)
+    if row is None:
+        return _not_found(account_id)
+    overrides = await repository.overrides_of(session, account_id, scoring.clock())
+    return _account(row, overrides, scoring.scorecards, scoring.clock())
+
+
+@router.get(
+    "/portfolio",
+    dependencies=READ,
+    response_model=PortfolioRead,
+    tags=["portfolio"],
+    summary="Tier and band distribution, revenue share per tier",
+)
+async def get_portfolio(
+    session: DbSession,
+    scoring: Context,
+    owner: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=320,
+            description="Only this CSM's accounts (e-mail or handle), figured afresh.",
+        ),
+    ] = None,
+    segment: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=200,
+            description="Only this segment's accounts, figured afresh.",
+        ),
+    ] = None,
+) -> PortfolioRead:
+    scope = repository.PortfolioScope(owner, segment)
+    if not scope.everyone:  # a part: read through the owner or segment index
+        return await _portfolio(session, scoring.clock(), scope)
+    return await scoring.portfolio.get(lambda: _portfolio(session, scoring.clock(), scope))
+
+
+@router.get(
+    "/scorecards",
+    dependencies=READ,
+    response_model=list[ScorecardRead],
+    tags=["scorecards"],
+    summary="The loaded scorecards and how accounts are assigned to them",
+)
+async def get_scorecards(scoring: Context) -> list[ScorecardRead]:
+    scorecards = scoring.scorecards
+    return [
+        ScorecardRead(
+            ref=card.ref,
+            id=card.id,
+            version=card.version,
+            default=card is scorecards.default,
+            definition=card.model_dump(mode="json"),
+        )
+        for card in scorecards.all
+    ]
+
+
+@router.post(
+    f"{ACCOUNT}/overrides",
+    response_model=OverrideRead,
+    status_code=201,
+    responses={**NOT_FOUND, 422: {"model": Problem, "description": "A bad override"}},
+    tags=["overrides"],
+    summary="Override an account's band or tier until an expiry, with a reason",
+)
+async def post_override(
+    account_id: AccountId, body: OverrideCreate, session: DbSession, key: ActKey, scoring: Context
+) -> OverrideRead | JSONResponse:
+    now = scoring.clock()
+    if body.expires_at <= now:
+        return problem_response(422, "invalid_override", "expires_at must be in the future")
+    if body.expires_at > now + timedelta(days=MAX_OVERRIDE_DAYS):
+        return problem_response(
+            422, "invalid_override", f"expires_at must be within {MAX_OVERRIDE_DAYS} days"
+        )
+    async with session.begin():
         if await repository.get_account(session, account_id) is None:
             return _not_found(account_id)
-        rows = await repository.overrides_of(session, account_id, now, include_inactive=True)
-        return [_override(row, now) for row in rows]
+        override = AccountOverride(
+            id=str(uuid.uuid4()),
+            account_id=account_id,
+            field=body.field,
+            value=body.value,
+            reason=body.reason,
+            created_by=body.created_by,
+            created_with_key=key.name if key else None,
+            created_at=now,
+            expires_at=body.expires_at,
+            pending=True,
+        )
+        await repository.add_override(session, override)
+    return _override(override, now)
 
-    @api.get(
-        f"{ACCOUNT}/history",
-        dependencies=READ,
-        response_model=HistoryPage,
-        responses={**NOT_FOUND, 400: {"model": Problem, "description": "A bad cursor"}},
-        tags=["accounts"],
-        summary="Material score changes of one account over a time range",
-    )
-    async def get_history(
-        account_id: AccountId,
-        session: DbSession,
-        since: Annotated[datetime | None, Query(description="From, inclusive.")] = None,
-        until: Annotated[datetime | None, Query(description="Until, exclusive.")] = None,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        cursor: Annotated[str | None, Query(pattern=r"^\d{1,12}$")] = None,
-    ) -> HistoryPage | JSONResponse:
-        if problems := times_out_of_range("query", since=since, until=until):
-            return invalid_request(problems)
-        after = int(cursor) if cursor else None
-        if after is not None and after > MAX_SEQUENCE:
-            return problem_response(400, "bad_cursor", "not a cursor of this history")
-        if await repository.get_account(session, account_id) is None:
-            return _not_found(account_id)
-        rows = await repository.history(session, account_id, since, until, after, limit + 1)
-        page = rows[:limit]
-        next_cursor = str(page[-1].sequence) if len(rows) > limit else None
-        return HistoryPage(entries=[_history(r) for r in page], next_cursor=next_cursor)
 
-    @api.get(
-        ACCOUNT,
-        dependencies=READ,
-        response_model=AccountRead,
-        responses=NOT_FOUND,
-        tags=["accounts"],
-        summary="Current score of one account, with components, drivers, tier, stage",
-    )
-    async def get_account(account_id: AccountId, session: DbSession) -> AccountRead | JSONResponse:
-        row = await repository.get_account(session, account_id)
-        if row is None:
-            return _not_found(account_id)
-        overrides = await repository.overrides_of(session, account_id, clock())
-        return _account(row, overrides, scorecards, clock())
-
-    @api.get(
-        "/portfolio",
-        dependencies=READ,
-        response_model=PortfolioRead,
-        tags=["portfolio"],
-        summary="Tier and band distribution, revenue share per tier",
-    )
-    async def get_portfolio(
-        session: DbSession,
-        owner: Annotated[
-            str | None,
-            Query(
-                min_length=1,
-                max_length=320,
-                description="Only this CSM's accounts (e-mail or handle), figured afresh.",
-            ),
-        ] = None,
-        segment: Annotated[
-            str | None,
-            Query(
-                min_length=1,
-                max_length=200,
-                description="Only this segment's accounts, figured afresh.",
-            ),
-        ] = None,
-    ) -> PortfolioRead:
-        scope = repository.PortfolioScope(owner, segment)
-        if not scope.everyone:  # a part: read through the owner or segment index
-            return await _portfolio(session, clock(), scope)
-        return await portfolio.get(lambda: _portfolio(session, clock(), scope))
-
-    @api.get(
-        "/scorecards",
-        dependencies=READ,
-        response_model=list[ScorecardRead],
-        tags=["scorecards"],
-        summary="The loaded scorecards and how accounts are assigned to them",
-    )
-    async def get_scorecards() -> list[ScorecardRead]:
-        return [
-            ScorecardRead(
-                ref=card.ref,
-                id=card.id,
-                version=card.version,
-                default=card is scorecards.default,
-                definition=card.model_dump(mode="json"),
-            )
-            for card in scorecards.all
-        ]
-
-    @api.post(
-        f"{ACCOUNT}/overrides",
-        response_model=OverrideRead,
-        status_code=201,
-        responses={**NOT_FOUND, 422: {"model": Problem, "description": "A bad override"}},
-        tags=["overrides"],
-        summary="Override an account's band or tier until an expiry, with a reason",
-    )
-    async def post_override(
-        account_id: AccountId, body: OverrideCreate, session: DbSession, key: ActKey
-    ) -> OverrideRead | JSONResponse:
-        now = clock()
-        if body.expires_at <= now:
-            return problem_response(422, "invalid_override", "expires_at must be in the future")
-        if body.expires_at > now + timedelta(days=MAX_OVERRIDE_DAYS):
-            return problem_response(
-                422, "invalid_override", f"expires_at must be within {MAX_OVERRIDE_DAYS} days"
-            )
-        async with session.begin():
-            if await repository.get_account(session, account_id) is None:
-                return _not_found(account_id)
-            override = AccountOverride(
-                id=str(uuid.uuid4()),
-                account_id=account_id,
-                field=body.field,
-                value=body.value,
-                reason=body.reason,
-                created_by=body.created_by,
-                created_with_key=key.name if key else None,
-                created_at=now,
-                expires_at=body.expires_at,
-                pending=True,
-            )
-            await repository.add_override(session, override)
-        return _override(override, now)
-
-    @api.delete(
-        f"{ACCOUNT}/overrides",
-        response_model=OverridesLifted,
-        responses={404: {"model": Problem, "description": "No active override to lift"}},
-        tags=["overrides"],
-        summary="Lift an account's active overrides (of one field, or all)",
-    )
-    async def delete_overrides(
-        account_id: AccountId,
-        session: DbSession,
-        key: ActKey,
-        by: Annotated[str, Query(min_length=1, max_length=200, description="Who lifts it.")],
-        field: Annotated[Literal["band", "tier"] | None, Query()] = None,
-        reason: Annotated[str, Query(max_length=2000)] = "lifted",
-    ) -> OverridesLifted | JSONResponse:
-        async with session.begin():
-            lifted = await repository.lift_overrides(
-                session, account_id, field, by, reason, clock(), key.name if key else None
-            )
-        if not lifted:
-            return problem_response(404, "not_found", f"no active override on {account_id!r}")
-        return OverridesLifted(lifted=lifted)
-
-    return api
+@router.delete(
+    f"{ACCOUNT}/overrides",
+    response_model=OverridesLifted,
+    responses={404: {"model": Problem, "description": "No active override to lift"}},
+    tags=["overrides"],
+    summary="Lift an account's active overrides (of one field, or all)",
+)
+async def delete_overrides(
+    account_id: AccountId,
+    session: DbSession,
+    key: ActKey,
+    scoring: Context,
+    by: Annotated[str, Query(min_length=1, max_length=200, description="Who lifts it.")],
+    field: Annotated[Literal["band", "tier"] | None, Query()] = None,
+    reason: Annotated[str, Query(max_length=2000)] = "lifted",
+) -> OverridesLifted | JSONResponse:
+    async with session.begin():
+        lifted = await repository.lift_overrides(
+            session, account_id, field, by, reason, scoring.clock(), key.name if key else None
+        )
+    if not lifted:
+        return problem_response(404, "not_found", f"no active override on {account_id!r}")
+    return OverridesLifted(lifted=lifted)
 
 
 async def _portfolio(

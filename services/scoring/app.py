@@ -11,9 +11,10 @@ from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from services.scoring.api import router
+from services.scoring.api import ScoringContext, router
 from services.scoring.consumer import AccountScorer, ScoringHandler
 from services.scoring.models import consumer_offsets
+from services.scoring.schemas import PortfolioRead
 from services.scoring.scorecard import load_scorecards
 from services.scoring.settings import ScoringSettings
 from services.scoring.sweep import Sweep
@@ -26,6 +27,7 @@ from shared.health import Readiness, wait_until_fine
 from shared.http import create_service_app
 from shared.kafka import ensure_topics, make_consumer, make_producer, start_with_retry, topic_spec
 from shared.migrations import MigrationSet, schema_problem
+from shared.recent import Recent
 
 MIGRATIONS = MigrationSet("scoring", Path(__file__).parent / "migrations")
 # Collect garbage less often than Python's default (700, 10, 10). The states kept in
@@ -94,7 +96,9 @@ def create_app(settings: ScoringSettings | None = None, clock: Clock | None = No
     install_auth(app, settings.keyring())
     app.state.readiness = readiness
     app.state.sessions = sessions
-    app.include_router(router(scorecards, clock, settings.scoring_portfolio_max_age_s))
+    portfolio = Recent[PortfolioRead](settings.scoring_portfolio_max_age_s)
+    app.state.scoring = ScoringContext(scorecards, clock, portfolio)
+    app.include_router(router)
     return app
 
 
