@@ -5,17 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request, status
+from fastapi import APIRouter, Depends, Request, status
 from fastapi.responses import JSONResponse
 
 from services.ingest import cloud_events
 from services.ingest.access import require_ingest_key
 from services.ingest.body import JSON, media_type
-from services.ingest.domain import Parsed, Rejection
-from services.ingest.http_intake import HttpIntake, Received, Refused, item_error
+from services.ingest.domain import Limits, Parsed, Rejection
+from services.ingest.http_intake import Parser, Received, Refused, item_error
 from services.ingest.intake import Submitted
 from services.ingest.native import parse_native
 from services.ingest.openapi import BodyModels
+from services.ingest.routes import Context
 from services.ingest.schemas import (
     CloudEventBatchIn,
     CloudEventIn,
@@ -23,7 +24,6 @@ from services.ingest.schemas import (
     EventIn,
     IngestAccepted,
 )
-from services.ingest.settings import IngestSettings
 from shared.auth import ApiKey
 from shared.http import Problem, problem_response
 
@@ -67,57 +67,55 @@ above). `data` is a native event; from the envelope come `event_id` (`source#id`
 """
 
 
-def add_native_routes(app: FastAPI, http: HttpIntake) -> BodyModels:
-    settings: IngestSettings = app.state.settings
-    limits = settings.limits()
+router = APIRouter()
+BODIES: BodyModels = {
+    "/v1/events": {
+        JSON: [EventIn, EventBatchIn],
+        cloud_events.STRUCTURED: [CloudEventIn],
+        cloud_events.BATCH: [CloudEventBatchIn],
+    }
+}
+MEDIA_TYPES = (JSON, cloud_events.STRUCTURED, cloud_events.BATCH)
 
-    async def parse_json(body: bytes, received_at: datetime) -> Parsed:
+
+@router.post(
+    "/v1/events",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=IngestAccepted,
+    responses=ERRORS,
+    tags=["events"],
+    summary="Post one event or a batch",
+    description=DESCRIPTION,
+)
+async def post_events(
+    request: Request,
+    _key: Annotated[ApiKey | None, Depends(require_ingest_key)],
+    ingest: Context,
+) -> IngestAccepted | JSONResponse:
+    kind = media_type(request)
+    received = await ingest.http.receive(
+        request,
+        channel=CHANNELS.get(kind, "native"),
+        media_types=MEDIA_TYPES,
+        parse=_parser(kind, ingest.limits),
+    )
+    if isinstance(received, Refused):
+        return refused_response(received)
+    if not received.parsed.batch and received.outcome.rejected:
+        return _single_rejected(received.outcome.rejected[0])
+    return accepted_body(received)
+
+
+def _parser(kind: str, limits: Limits) -> Parser:
+    """How a body of media type ``kind`` is read (native JSON when not a CloudEvent)."""
+
+    async def parse(body: bytes, received_at: datetime) -> Parsed:
+        if kind == cloud_events.STRUCTURED or kind == cloud_events.BATCH:
+            batch = kind == cloud_events.BATCH
+            return cloud_events.parse_cloudevents(body, received_at, limits, batch=batch)
         return parse_native(body, received_at, limits)
 
-    async def parse_structured(body: bytes, received_at: datetime) -> Parsed:
-        return cloud_events.parse_cloudevents(body, received_at, limits, batch=False)
-
-    async def parse_batch(body: bytes, received_at: datetime) -> Parsed:
-        return cloud_events.parse_cloudevents(body, received_at, limits, batch=True)
-
-    parsers = {
-        JSON: parse_json,
-        cloud_events.STRUCTURED: parse_structured,
-        cloud_events.BATCH: parse_batch,
-    }
-
-    @app.post(
-        "/v1/events",
-        status_code=status.HTTP_202_ACCEPTED,
-        response_model=IngestAccepted,
-        responses=ERRORS,
-        tags=["events"],
-        summary="Post one event or a batch",
-        description=DESCRIPTION,
-    )
-    async def post_events(
-        request: Request, _key: Annotated[ApiKey | None, Depends(require_ingest_key)]
-    ) -> IngestAccepted | JSONResponse:
-        kind = media_type(request)
-        received = await http.receive(
-            request,
-            channel=CHANNELS.get(kind, "native"),
-            media_types=tuple(parsers),
-            parse=parsers.get(kind, parse_json),
-        )
-        if isinstance(received, Refused):
-            return refused_response(received)
-        if not received.parsed.batch and received.outcome.rejected:
-            return _single_rejected(received.outcome.rejected[0])
-        return accepted_body(received)
-
-    return {
-        "/v1/events": {
-            JSON: [EventIn, EventBatchIn],
-            cloud_events.STRUCTURED: [CloudEventIn],
-            cloud_events.BATCH: [CloudEventBatchIn],
-        }
-    }
+    return parse
 
 
 def accepted_body(received: Received) -> IngestAccepted:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -14,12 +14,11 @@ from services.ingest import segment
 from services.ingest.access import refused, segment_sender
 from services.ingest.body import JSON
 from services.ingest.domain import Held, Parsed
-from services.ingest.http_intake import HttpIntake, Received, Refused, item_error
+from services.ingest.http_intake import Parser, Received, Refused, item_error
 from services.ingest.openapi import BodyModels
 from services.ingest.reasons import Reason
+from services.ingest.routes import Context, IngestContext
 from services.ingest.schemas import ItemError
-from services.ingest.segment_users import SegmentUsers
-from services.ingest.settings import IngestSettings
 from shared.auth import AuthFailure
 
 CHANNEL = "segment"
@@ -78,27 +77,19 @@ class SegmentAccepted(BaseModel):
     errors: list[ItemError] = Field(default_factory=list)
 
 
-def add_segment_routes(app: FastAPI, http: HttpIntake, users: SegmentUsers) -> BodyModels:
-    settings: IngestSettings = app.state.settings
-    for call_type in (*segment.CALL_TYPES, None):
-        _add_route(app, http, users, settings, call_type)
-    return {
-        **{f"/v1/{t}": {JSON: [SegmentCall]} for t in segment.CALL_TYPES},
-        "/v1/batch": {JSON: [SegmentBatch]},
-    }
+router = APIRouter()
+BODIES: BodyModels = {
+    **{f"/v1/{t}": {JSON: [SegmentCall]} for t in segment.CALL_TYPES},
+    "/v1/batch": {JSON: [SegmentBatch]},
+}
 
 
-def _add_route(
-    app: FastAPI,
-    http: HttpIntake,
-    users: SegmentUsers,
-    settings: IngestSettings,
-    call_type: str | None,
-) -> None:
-    limits = settings.limits()
-    max_bytes = segment.BATCH_MAX_BYTES if call_type is None else limits.max_event_bytes
-
-    wait = timedelta(seconds=settings.ingest_segment_wait_s)
+def _parser(call_type: str | None, ingest: IngestContext) -> Parser:
+    """Segment's protocol for one request: map the calls with the users' accounts known
+    so far, remember new group calls, hold calls whose user has none yet, and release
+    the held calls of users it grouped."""
+    limits, users = ingest.limits, ingest.users
+    wait = timedelta(seconds=ingest.settings.ingest_segment_wait_s)
 
     async def parse(body: bytes, received_at: datetime) -> Parsed:
         read = segment.read_body(body, call_type, limits)
@@ -115,17 +106,25 @@ def _add_route(
             after_stored=lambda: users.forget(released.message_ids),
         )
 
-    async def post_call(request: Request) -> SegmentAccepted | JSONResponse:
+    return parse
+
+
+def _route(call_type: str | None) -> None:
+    """``POST /v1/<call type>``, or ``/v1/batch`` for None."""
+
+    async def post_call(request: Request, ingest: Context) -> SegmentAccepted | JSONResponse:
+        http = ingest.http
+        most = segment.BATCH_MAX_BYTES if call_type is None else ingest.limits.max_event_bytes
         try:
-            body = await segment_sender(request, lambda: http.read(request, (JSON,), max_bytes))
+            body = await segment_sender(request, lambda: http.read(request, (JSON,), most))
         except AuthFailure as failure:
             return segment_error(refused(failure))
         received = await http.receive(
             request,
             channel=CHANNEL,
             media_types=(JSON,),
-            parse=parse,
-            max_bytes=max_bytes,
+            parse=_parser(call_type, ingest),
+            max_bytes=most,
             redact=segment.redact_write_key,
             statuses=SEGMENT_STATUSES,
             body=body,
@@ -134,9 +133,8 @@ def _add_route(
             return segment_error(received)
         return _accepted(received)
 
-    path = f"/v1/{call_type or 'batch'}"
-    app.post(
-        path,
+    router.post(
+        f"/v1/{call_type or 'batch'}",
         response_model=SegmentAccepted,
         tags=["segment"],
         summary=f"Segment {call_type or 'batch'} call",
@@ -156,6 +154,10 @@ def _add_route(
             }.items()
         },
     )(post_call)
+
+
+for _call_type in (*segment.CALL_TYPES, None):
+    _route(_call_type)
 
 
 def _accepted(received: Received) -> SegmentAccepted:

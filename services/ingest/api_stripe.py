@@ -10,17 +10,17 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from services.ingest.api_native import refused_response
 from services.ingest.body import JSON
 from services.ingest.domain import Parsed
-from services.ingest.http_intake import HttpIntake, Refused, RequestRefused, item_error
+from services.ingest.http_intake import Parser, Refused, RequestRefused, item_error
 from services.ingest.openapi import BodyModels
+from services.ingest.routes import Context, IngestContext
 from services.ingest.schemas import ItemError
-from services.ingest.settings import IngestSettings
 from services.ingest.stripe_billing import (
     CUSTOMER_TYPES,
     EVENT_TYPES,
@@ -29,7 +29,6 @@ from services.ingest.stripe_billing import (
     needs_known_account,
     read_stripe_event,
 )
-from services.ingest.stripe_customers import StripeCustomers
 from services.ingest.stripe_signature import InvalidSignature, verify_stripe_signature
 from shared.http import Problem
 
@@ -62,58 +61,64 @@ class StripeReceived(BaseModel):
     errors: list[ItemError] = Field(default_factory=list)
 
 
-def add_stripe_routes(app: FastAPI, http: HttpIntake, customers: StripeCustomers) -> BodyModels:
-    settings: IngestSettings = app.state.settings
-    limits = settings.limits()
-    accounts = settings.stripe_accounts()
-    tolerance_s = settings.ingest_stripe_tolerance_s
-    secrets = settings.stripe_secrets()
+router = APIRouter()
+BODIES: BodyModels = {PATH: {JSON: [StripeEventIn]}}
 
-    @app.post(
-        PATH,
-        response_model=StripeReceived,
-        tags=["stripe"],
-        summary="Stripe webhook endpoint",
-        description=(
-            "Point a Stripe webhook endpoint here. Authenticated by `Stripe-Signature` "
-            "(no API key). 200 once the broker acknowledged; events that cannot be "
-            "mapped are listed in `errors` and dead-lettered."
-        ),
-        responses={
-            400: {"model": Problem, "description": "Bad signature, or not a Stripe event"},
-            413: {"model": Problem, "description": "Body too large"},
-            415: {"model": Problem, "description": "Not application/json"},
-            503: {"model": Problem, "description": "Broker down or no secret configured"},
-        },
+
+@router.post(
+    PATH,
+    response_model=StripeReceived,
+    tags=["stripe"],
+    summary="Stripe webhook endpoint",
+    description=(
+        "Point a Stripe webhook endpoint here. Authenticated by `Stripe-Signature` "
+        "(no API key). 200 once the broker acknowledged; events that cannot be "
+        "mapped are listed in `errors` and dead-lettered."
+    ),
+    responses={
+        400: {"model": Problem, "description": "Bad signature, or not a Stripe event"},
+        413: {"model": Problem, "description": "Body too large"},
+        415: {"model": Problem, "description": "Not application/json"},
+        503: {"model": Problem, "description": "Broker down or no secret configured"},
+    },
+)
+async def stripe_webhook(request: Request, ingest: Context) -> StripeReceived | JSONResponse:
+    received = await ingest.http.receive(
+        request,
+        channel=CHANNEL,
+        media_types=(JSON,),
+        parse=_parser(request.headers.get("stripe-signature"), ingest),
+        sender_known_in_parse=True,
     )
-    async def stripe_webhook(request: Request) -> StripeReceived | JSONResponse:
-        header = request.headers.get("stripe-signature")
+    if isinstance(received, Refused):
+        return refused_response(received)
+    outcome = received.outcome
+    return StripeReceived(
+        accepted=len(outcome.accepted),
+        duplicates=len(outcome.duplicates),
+        rejected=len(outcome.rejected),
+        errors=[item_error(i, r) for i, r in sorted(outcome.rejected.items())],
+    )
 
-        async def parse(body: bytes, received_at: datetime) -> Parsed:
-            _verify(body, header, secrets, tolerance_s)
-            event = read_stripe_event(body)
-            known = None
-            if needs_known_account(event):
-                known = await customers.account(customer_of(event))
-            mapped = map_stripe(event, accounts, known, received_at, limits)
-            if mapped.learned is not None:
-                await customers.remember(mapped.learned)
-            return Parsed(mapped.items, batch=False)
 
-        received = await http.receive(
-            request, channel=CHANNEL, media_types=(JSON,), parse=parse, sender_known_in_parse=True
-        )
-        if isinstance(received, Refused):
-            return refused_response(received)
-        outcome = received.outcome
-        return StripeReceived(
-            accepted=len(outcome.accepted),
-            duplicates=len(outcome.duplicates),
-            rejected=len(outcome.rejected),
-            errors=[item_error(i, r) for i, r in sorted(outcome.rejected.items())],
-        )
+def _parser(header: str | None, ingest: IngestContext) -> Parser:
+    """Verify the signature, then map the event with the customer's known account."""
+    settings, customers = ingest.settings, ingest.customers
 
-    return {PATH: {JSON: [StripeEventIn]}}
+    async def parse(body: bytes, received_at: datetime) -> Parsed:
+        secrets = settings.stripe_secrets()
+        _verify(body, header, secrets, settings.ingest_stripe_tolerance_s)
+        event = read_stripe_event(body)
+        known = None
+        if needs_known_account(event):
+            known = await customers.account(customer_of(event))
+        accounts = settings.stripe_accounts()
+        mapped = map_stripe(event, accounts, known, received_at, ingest.limits)
+        if mapped.learned is not None:
+            await customers.remember(mapped.learned)
+        return Parsed(mapped.items, batch=False)
+
+    return parse
 
 
 def _verify(body: bytes, header: str | None, secrets: list[str], tolerance_s: float) -> None:

@@ -13,10 +13,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from services.ingest import metrics
-from services.ingest.api_native import add_native_routes
-from services.ingest.api_segment import add_segment_routes
-from services.ingest.api_stripe import add_stripe_routes
+from services.ingest import api_native, api_segment, api_stripe, metrics
 from services.ingest.database import DatabaseUnavailable
 from services.ingest.dedupe import DatabaseDeduplicator, InFlight
 from services.ingest.domain import Rejection
@@ -27,6 +24,7 @@ from services.ingest.publisher import EventPublisher
 from services.ingest.raw_topics import RawTopicConsumer, RawTopicsConfig
 from services.ingest.reasons import Reason
 from services.ingest.repository import WaitingCall
+from services.ingest.routes import IngestContext
 from services.ingest.segment_users import SegmentUsers
 from services.ingest.settings import IngestSettings
 from services.ingest.stripe_customers import StripeCustomers
@@ -107,11 +105,12 @@ def create_app(settings: IngestSettings | None = None, clock: Clock = utc_now) -
     install_auth(app, settings.keyring())
     app.add_middleware(RequestTimer)
     http = HttpIntake(intake, settings.ingest_max_body_bytes, clock)
-    bodies = add_native_routes(app, http)
-    bodies |= add_segment_routes(app, http, segment_users)
-    keyed = frozenset(bodies)  # every intake route so far; Stripe signs instead
-    bodies |= add_stripe_routes(app, http, StripeCustomers(sessions, clock))
-    document_request_bodies(app, bodies, keyed)
+    customers = StripeCustomers(sessions, clock)
+    app.state.ingest = IngestContext(settings, settings.limits(), http, segment_users, customers)
+    for routes in (api_native.router, api_segment.router, api_stripe.router):
+        app.include_router(routes)
+    keyed = frozenset(api_native.BODIES | api_segment.BODIES)  # Stripe signs instead
+    document_request_bodies(app, api_native.BODIES | api_segment.BODIES | api_stripe.BODIES, keyed)
     return app
 
 
