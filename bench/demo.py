@@ -66,7 +66,7 @@ class History:
         scope = (state.trait("owner_csm_email") or "", state.trait("segment") or "")
         sums = self.kept[scope].setdefault(combination, [0, 0])
         sums[0] += 1
-        sums[1] += state.fact("mrr_minor") or 0
+        sums[1] += state.mrr_minor or 0
 
     def kept_figures(self) -> repository.KeptFigures:
         return {

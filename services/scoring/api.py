@@ -445,7 +445,7 @@ def _account(
         active_users_estimated=state.users.estimated,
         mrr_minor=facts.mrr_minor,
         currency=facts.currency,
-        subscription_status=str(state.fact("status")) if state.fact("status") else None,
+        subscription_status=str(state.status) if state.status else None,
         renewal_date=facts.renewal_date,
         last_usage_at=state.last_usage_at,
         last_event_at=state.last_event_at,

@@ -222,7 +222,7 @@ class MemoryScoringStore:
 
     async def portfolio(self) -> Portfolio:
         return Portfolio.of(
-            mrr for s in self.states_by_id.values() if (mrr := s.fact("mrr_minor")) is not None
+            mrr for s in self.states_by_id.values() if (mrr := s.mrr_minor) is not None
         )
 
     async def save(self, scored: Scored, overridden: Collection[str], now: datetime) -> None:

@@ -80,7 +80,7 @@ def _known(score: float | None) -> float:
 
 
 def _cap(card: Scorecard, signals: Signals) -> float | None:
-    status = signals.state.fact("status")
+    status = signals.state.status
     limits = [c.max_score for c in card.overall.caps if str(status) in c.subscription_status]
     return min(limits) if limits else None
 

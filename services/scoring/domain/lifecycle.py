@@ -12,12 +12,12 @@ from shared.scores import Stage
 def stage_of(signals: Signals, card: Scorecard) -> Stage | None:
     """Churned, else renewal window, else by age: onboarding, adoption, steady."""
     state, today, rules = signals.state, signals.today, card.lifecycle
-    renewal = state.fact("renewal_date")
-    if state.fact("status") is SubscriptionStatus.canceled:
+    renewal = state.renewal_date
+    if state.status is SubscriptionStatus.canceled:
         return Stage.churned
-    if state.fact("cancel_at_period_end") and renewal is not None and renewal < today:
+    if state.cancel_at_period_end and renewal is not None and renewal < today:
         return Stage.churned
-    term = state.fact("term_months")
+    term = state.term_months
     contract = term is None or term >= rules.renewal_min_term_months
     if (
         contract
@@ -25,7 +25,7 @@ def stage_of(signals: Signals, card: Scorecard) -> Stage | None:
         and today <= renewal <= today + span(rules.renewal_window_days)
     ):
         return Stage.renewal_window
-    start = state.fact("started_on") or state.first_seen
+    start = state.started_on or state.first_seen
     if start is None:
         return None
     age = (today - start).days

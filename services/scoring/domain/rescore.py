@@ -59,7 +59,7 @@ class Rescored:
 
 
 def scorecard_for(state: AccountState, scorecards: ScorecardSet) -> Scorecard:
-    return scorecards.for_account(state.trait("segment"), state.fact("plan"))
+    return scorecards.for_account(state.trait("segment"), state.plan)
 
 
 def rescore(
@@ -154,7 +154,7 @@ def _tier(
     previous = closing_tier(state, signals.today)
     if tiers.by == "value_score":
         return tier_of(value, split, previous, tiers) if value is not None else None
-    mrr = state.fact("mrr_minor")
+    mrr = state.mrr_minor
     share_above = portfolio.revenue_share_above(mrr) if mrr is not None else None
     return revenue_tier(share_above, split, previous, tiers) if share_above is not None else None
 
@@ -264,18 +264,18 @@ def _change(
 
 
 def account_facts(state: AccountState) -> AccountFacts:
-    status = state.fact("status")
-    mrr = state.fact("mrr_minor")
+    status = state.status
+    mrr = state.mrr_minor
     return AccountFacts(
         name=state.trait("name"),
         segment=state.trait("segment"),
-        plan=state.fact("plan"),
+        plan=state.plan,
         owner_csm_email=state.trait("owner_csm_email"),
         owner_csm_slack=state.trait("owner_csm_slack"),
         mrr_minor=mrr,
-        currency=state.fact("currency"),
-        seats=state.fact("seats"),
-        renewal_date=state.fact("renewal_date"),
+        currency=state.currency,
+        seats=state.seats,
+        renewal_date=state.renewal_date,
         last_usage_at=state.last_usage_at,
         paying=(status in PAYING and mrr != 0) if status is not None else None,
     )

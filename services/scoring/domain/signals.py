@@ -38,7 +38,7 @@ class Signals:
         self._compared: dict[tuple[int, int], tuple[int, float] | None] = {}
         self._usage: UsageTotals | None = None
         self._users_between: Callable[[date, date], int] | None = None
-        start = state.fact("started_on") or state.first_seen
+        start = state.started_on or state.first_seen
         self._age = (self.today - start).days if start is not None else None
         first = state.first_seen
         self._seen_days = (self.today - first).days + 1 if first is not None else 0
@@ -68,7 +68,7 @@ class Signals:
             case "key_feature_breadth":
                 return self.key_feature_breadth(window)
             case "subscription_status":
-                status = self.state.fact("status")
+                status = self.state.status
                 return str(status) if status is not None else None
             case "days_past_due":
                 return float(self.days_past_due()) if self.state.billing.seen else None
@@ -96,7 +96,7 @@ class Signals:
         return min(1.0, self.active_users(recent) / known)
 
     def active_users_per_seat(self, window: int, settle_days: int | None = None) -> float | None:
-        seats: int | None = self.state.fact("seats")
+        seats: int | None = self.state.seats
         if settle_days is not None and seats:
             before = self.seats_at(self._since(settle_days))
             seats = min(seats, before) if before else seats
@@ -211,16 +211,17 @@ class Signals:
         billing = self.state.billing
         paid = billing.paid_on
         failures = [d for d in billing.failed_by_day if paid is None or d > paid]
-        payment: Payment = self.state.fact("payment")
+        payment = self.state.payment
+        assert payment is not None  # payment_unresolved said so
         first = min(failures, default=payment.on)
         return max(0, (self.today - min(first, payment.on)).days)
 
     def payment_unresolved(self) -> bool:
-        payment = self.state.fact("payment")
+        payment = self.state.payment
         return payment is not None and payment.outcome in UNRESOLVED
 
     def days_past_due(self) -> int:
-        payment: Payment | None = self.state.fact("payment")
+        payment: Payment | None = self.state.payment
         if payment is None or payment.outcome not in UNRESOLVED:
             return 0
         return max(0, (self.today - (payment.due_on or payment.on)).days)
@@ -236,15 +237,15 @@ class Signals:
         return max(points)[1] if points else None
 
     def mrr_change(self, window: int) -> float | None:
-        now: int | None = self.state.fact("mrr_minor")
+        now: int | None = self.state.mrr_minor
         then = self.mrr_at(self._since(window))
         if now is None or not then:
             return None
         return round((now - then) / then, 4)
 
     def cancellation_scheduled(self) -> bool:
-        scheduled = bool(self.state.fact("cancel_at_period_end"))
-        return scheduled and self.state.fact("status") is not SubscriptionStatus.canceled
+        scheduled = bool(self.state.cancel_at_period_end)
+        return scheduled and self.state.status is not SubscriptionStatus.canceled
 
     def stale(self) -> bool:
         last = self.state.last_event_at

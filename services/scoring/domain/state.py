@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field, PrivateAttr
 
@@ -135,13 +135,62 @@ class AccountState(BaseModel):
         return isinstance(other, AccountState) and self.__dict__ == other.__dict__
 
     def fact(self, name: str) -> Any:
-        """The value of a stamped billing fact, or None."""
+        """The value of a stamped billing fact, or None (by name: the typed properties
+        below read the same facts)."""
         stamped = getattr(self.billing, name)
         return stamped[0] if stamped is not None else None
+
+    # The last known billing facts, each as its value (None: not known yet).
+    @property
+    def mrr_minor(self) -> int | None:
+        return _value(self.billing.mrr_minor)
+
+    @property
+    def currency(self) -> str | None:
+        return _value(self.billing.currency)
+
+    @property
+    def seats(self) -> int | None:
+        return _value(self.billing.seats)
+
+    @property
+    def plan(self) -> str | None:
+        return _value(self.billing.plan)
+
+    @property
+    def status(self) -> SubscriptionStatus | None:
+        return _value(self.billing.status)
+
+    @property
+    def started_on(self) -> date | None:
+        return _value(self.billing.started_on)
+
+    @property
+    def renewal_date(self) -> date | None:
+        return _value(self.billing.renewal_date)
+
+    @property
+    def term_months(self) -> int | None:
+        return _value(self.billing.term_months)
+
+    @property
+    def cancel_at_period_end(self) -> bool | None:
+        return _value(self.billing.cancel_at_period_end)
+
+    @property
+    def payment(self) -> Payment | None:
+        return _value(self.billing.payment)
 
     def trait(self, name: str) -> str | None:
         stamped: tuple[str, Stamp] | None = getattr(self.traits, name)
         return stamped[0] if stamped is not None else None
+
+
+V = TypeVar("V")
+
+
+def _value(stamped: tuple[V, Stamp] | None) -> V | None:
+    return stamped[0] if stamped is not None else None
 
 
 def apply_events(state: AccountState, events: Iterable[Event], limits: Limits) -> list[ApplyResult]:

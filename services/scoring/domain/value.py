@@ -65,7 +65,7 @@ class Portfolio:
 def value_score(signals: Signals, card: Scorecard, portfolio: Portfolio) -> int | None:
     model = card.value
     parts: dict[str, float] = {}
-    mrr = signals.state.fact("mrr_minor")
+    mrr = signals.state.mrr_minor
     rank = portfolio.revenue_rank(mrr) if mrr is not None else None
     if rank is not None:
         parts["revenue_rank"] = rank

@@ -125,8 +125,8 @@ def test_billing_facts_are_the_latest_by_event_time_not_by_arrival() -> None:
 
     state = _state(newer, older)
 
-    assert state.fact("seats") == 20
-    assert state.fact("status") is SubscriptionStatus.active
+    assert state.seats == 20
+    assert state.status is SubscriptionStatus.active
 
 
 def test_past_the_exact_limit_active_users_come_from_a_sketch_within_its_error() -> None:
