@@ -269,6 +269,16 @@ def backtest(
     rules: Annotated[
         Path | None, typer.Option(help="Alert rules YAML; default: the shipped rules.")
     ] = None,
+    overrides: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--overrides", help="YAML or JSON of CSM band/tier overrides, each with set_at."
+        ),
+    ] = None,
+    silences: Annotated[
+        list[Path] | None,
+        typer.Option("--silences", help="YAML or JSON of alert silences, each with starts_at."),
+    ] = None,
     daily: Annotated[
         Path | None, typer.Option(help="Write one JSON line per account per day.")
     ] = None,
@@ -292,6 +302,11 @@ def backtest(
         inputs.kafka = _topic_range(kafka_topic, since, until)
         models = run.load_models(scorecard or [])
         known = run.read_outcomes(outcomes) if outcomes else None
+        actions = None
+        if overrides or silences:
+            from services.backtest.actions import load_actions
+
+            actions = load_actions(overrides or [], silences or [])
         result = run.backtest(
             inputs,
             models,
@@ -299,6 +314,7 @@ def backtest(
             known,
             rules or DEFAULT_RULES_FILE,
             progress=progress,
+            actions=actions,
         )
     except (run.BacktestError, ScorecardError, ConfigError, KafkaSourceError) as exc:
         typer.echo(f"backtest: {exc}", err=True)

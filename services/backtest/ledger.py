@@ -67,8 +67,8 @@ class Ledger:
         risk = RISK_CODES[assessment.risk] if assessment else NO_RISK
         trace.health.append(health)
         trace.risk.append(risk)
-        trace.tier = assessment.tier if assessment else None
-        trace.mrr_minor = state.fact("mrr_minor")
+        trace.tier = assessment.effective_tier if assessment else None
+        trace.mrr_minor = state.mrr_minor
         trace.owner = state.trait("owner_csm_email") or state.trait("owner_csm_slack")
         if self.daily is not None and assessment is not None:
             self.daily.write(daily_line(account_id, day, assessment))
@@ -79,16 +79,17 @@ class Ledger:
 
 
 def daily_line(account_id: str, day: date, assessment: Assessment) -> bytes:
-    """One line of the daily file; other tools read this exact shape."""
+    """One line of the daily file; other tools read this exact shape. Band and tier are
+    the effective ones (a CSM's override in force, else computed), as the API shows."""
     row = {  # orjson writes an enum as its value
         "account_id": account_id,
         "day": day.isoformat(),
         "health_score": assessment.health_score,
-        "band": assessment.band,
+        "band": assessment.effective_band,
         "risk": assessment.risk,
         "risk_reasons": assessment.risk_reasons,
         "value_score": assessment.value_score,
-        "tier": assessment.tier,
+        "tier": assessment.effective_tier,
         "stage": assessment.stage,
         "stale": assessment.stale,
     }

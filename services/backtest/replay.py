@@ -4,6 +4,10 @@ re-scored at the end of each day as the sweep does, under each model side by sid
 Folding, scoring (with the CSM overrides in force) and judging score changes go
 through the services' own application layers (``services.scoring.service``,
 ``services.alerts.service``) on stores in memory; only time comes from the events.
+CSMs' overrides and silences, when given, are put in those stores as the services
+keep them: an override set (or lifted) is pending from the first day close at or
+after that time, as the live sweep applies it within a second; a silence is in each
+model's alerts store from the start, and the engine mutes only inside its window.
 What scoring keeps in a state (``RESCORED_FIELDS``: the last assessment, the day
 closes, the trends) depends on the scorecard, so with several models each keeps its
 own copy and swaps it in; the events are folded once.
@@ -12,15 +16,23 @@ own copy and swaps it in; the events are folded once.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from services.alerts.engine import Silence
 from services.alerts.service import Judge, MemoryAlertsStore
-from services.scoring.domain import RESCORED_FIELDS, AccountState, Assessment, Limits, Portfolio
+from services.scoring.domain import (
+    RESCORED_FIELDS,
+    AccountState,
+    Assessment,
+    Limits,
+    Override,
+    Portfolio,
+)
 from services.scoring.scorecard import ScorecardSet
-from services.scoring.service import MemoryScoringStore, Scoring
+from services.scoring.service import MemoryScoringStore, Scoring, StoredOverride
 from shared.events import Event, SubscriptionStatus
 from shared.scores import ScoreChange, Trigger
 
@@ -36,6 +48,16 @@ class Model:
 
     name: str
     scorecards: ScorecardSet
+
+
+@dataclass(frozen=True)
+class CsmOverride:
+    """An override a CSM set on an account at ``set_at`` (lifted at ``lifted_at``, if)."""
+
+    account_id: str
+    override: Override
+    set_at: datetime
+    lifted_at: datetime | None = None
 
 
 @dataclass
@@ -74,11 +96,21 @@ class Replay:
         judge: Judge,
         on_score: OnScore,
         on_change: OnChange | None = None,
+        overrides: Sequence[CsmOverride] = (),
+        silences: Sequence[Silence] = (),
     ) -> None:
         self.models = models
         self.scorings = [Scoring(model.scorecards, limits) for model in models]
-        self.alerts = [AlertsReplay(judge) for _ in models]
+        self.alerts = [
+            AlertsReplay(judge, MemoryAlertsStore(silence_list=list(silences))) for _ in models
+        ]
         self.store = MemoryScoringStore()
+        # Latest first, so that each close pops what is due (ties in the order given).
+        self._to_set = sorted(overrides, key=lambda o: o.set_at)[::-1]
+        lifts = [(o.lifted_at, o) for o in overrides if o.lifted_at is not None]
+        self._to_lift = sorted(lifts, key=lambda lift: lift[0])[::-1]
+        self.refused: list[CsmOverride] = []
+        """Overrides on an account not seen by their first close (the API answers 404)."""
         self.states = self.store.states_by_id
         self.cancelled_on: dict[str, date] = {}
         self.day: date | None = None
@@ -105,11 +137,17 @@ class Replay:
             self.day += timedelta(days=1)
             self._close(self.day)
 
+    def overrides_never_set(self) -> int:
+        """Overrides whose time came after the last close."""
+        return len(self._to_set)
+
     def _close(self, day: date) -> None:
         self._fold(day)
         as_of = datetime.combine(day, time.max, UTC)
+        if self._to_set or self._to_lift:
+            self._take_overrides(as_of)
         portfolio = Portfolio.of(
-            mrr for s in self.states.values() if (mrr := s.fact("mrr_minor")) is not None
+            mrr for s in self.states.values() if (mrr := s.mrr_minor) is not None
         )
         overrides = self.store.unsettled(self.states)
         swapping = len(self.models) > 1  # a single model's scores stay in the states
@@ -135,6 +173,27 @@ class Replay:
         for alerts, made in zip(self.alerts, changes, strict=True):
             alerts.judge_day(made, as_of)
 
+    def _take_overrides(self, as_of: datetime) -> None:
+        """Overrides set or lifted by ``as_of`` become pending, as the API stores them;
+        scoring takes them at this close and ``settle`` marks them applied (or lapsed)."""
+        kept = self.store.overrides_by_account
+        while self._to_set and self._to_set[-1].set_at <= as_of:
+            action = self._to_set.pop()
+            if action.account_id in self.states:
+                pending = StoredOverride(action.override, in_force=True, pending=True)
+                kept.setdefault(action.account_id, []).append(pending)
+            else:
+                self.refused.append(action)
+        while self._to_lift and self._to_lift[-1][0] <= as_of:
+            _, action = self._to_lift.pop()
+            if mine := kept.get(action.account_id):
+                kept[action.account_id] = [
+                    StoredOverride(o.override, in_force=False, pending=True)
+                    if o.override.id == action.override.id and o.in_force
+                    else o
+                    for o in mine
+                ]
+
     def _kept(self, account_id: str) -> list[dict[str, Any]]:
         """What each model's ``rescore`` keeps in the account's state."""
         kept = self._scored.get(account_id)
@@ -152,7 +211,7 @@ class Replay:
 
 
 def _cancelled(state: AccountState) -> bool:
-    return state.fact("status") is SubscriptionStatus.canceled
+    return state.status is SubscriptionStatus.canceled
 
 
 def _swap_in(state: AccountState, kept: dict[str, Any]) -> None:

@@ -19,12 +19,13 @@ from typing import IO, Any
 import orjson
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+from services.alerts.engine import Silence
 from services.alerts.ruleset import DEFAULT_RULES_FILE, Rule, load_rules
 from services.alerts.service import Judge
 from services.alerts.settings import AlertsSettings
 from services.backtest.kafka_source import topic_events
 from services.backtest.ledger import Ledger
-from services.backtest.replay import Model, Replay
+from services.backtest.replay import CsmOverride, Model, OnChange, Replay
 from services.backtest.report import Outcome, summarise
 from services.backtest.sources import (
     Intake,
@@ -69,6 +70,15 @@ class Inputs:
 
 
 @dataclass
+class Actions:
+    """What CSMs did over the history (``services.backtest.actions`` reads them): band
+    and tier overrides, set and perhaps lifted, and alert silences."""
+
+    overrides: list[CsmOverride] = field(default_factory=list)
+    silences: list[Silence] = field(default_factory=list)
+
+
+@dataclass
 class Outputs:
     daily: Path | None = None
     report: Path | None = None
@@ -81,6 +91,8 @@ class Result:
     intake: Intake
     seconds: float
     daily_files: list[Path]
+    notices: list[list[tuple[date, str, str]]] = field(default_factory=list)
+    """Per model, the alert notices sent: (day, owner CSM, rule)."""
 
     @property
     def events_per_minute(self) -> float:
@@ -152,7 +164,11 @@ def backtest(
     rules_file: Path = DEFAULT_RULES_FILE,
     truth: RevenueShare | None = None,
     progress: bool = True,
+    actions: Actions | None = None,
+    on_change: OnChange | None = None,
 ) -> Result:
+    """Replay ``inputs`` under each model, with the CSMs' ``actions``; ``on_change`` is
+    called with each model's index and every material score change it made."""
     missing = [str(p) for p in inputs.all() if not p.is_file()]
     if missing or not (inputs.all() or inputs.kafka):
         raise BacktestError(f"no such input file: {missing}" if missing else "no input given")
@@ -171,7 +187,16 @@ def backtest(
         ) -> None:
             ledgers[index].record(account, day, assessment, state)
 
-        replay = Replay(models, scoring.limits(), judge, on_score)
+        given = actions or Actions()
+        replay = Replay(
+            models,
+            scoring.limits(),
+            judge,
+            on_score,
+            on_change,
+            overrides=given.overrides,
+            silences=given.silences,
+        )
         memory = Memory(wait=timedelta(seconds=ingest.ingest_segment_wait_s))
         streams = _streams(inputs, intake, ingest, memory, files)
         started = time.perf_counter()
@@ -182,12 +207,17 @@ def backtest(
         seconds = time.perf_counter() - started
     if never := memory.never_grouped():
         intake.rejected["unknown_account"] += never
+    if refused := len(replay.refused):
+        intake.rejected["override_unknown_account"] += refused
+    if late := replay.overrides_never_set():
+        intake.rejected["override_after_last_day"] += late
     known = outcomes if outcomes is not None else _cancellations(replay)
     reports = [
         summarise(ledger, known, alerts.notices, truth or RevenueShare())
         for ledger, alerts in zip(ledgers, replay.alerts, strict=True)
     ]
-    result = Result(reports, intake, seconds, daily)
+    notices = [alerts.notices for alerts in replay.alerts]
+    result = Result(reports, intake, seconds, daily, notices)
     _write_outputs(result, outputs)
     return result
 

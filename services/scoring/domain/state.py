@@ -134,12 +134,6 @@ class AccountState(BaseModel):
         """Equal by what they hold: the running totals are derived from it."""
         return isinstance(other, AccountState) and self.__dict__ == other.__dict__
 
-    def fact(self, name: str) -> Any:
-        """The value of a stamped billing fact, or None (by name: the typed properties
-        below read the same facts)."""
-        stamped = getattr(self.billing, name)
-        return stamped[0] if stamped is not None else None
-
     # The last known billing facts, each as its value (None: not known yet).
     @property
     def mrr_minor(self) -> int | None:
