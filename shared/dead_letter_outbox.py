@@ -139,7 +139,8 @@ def relay(
     published: Counter,
 ) -> OutboxRelay:
     """The relay of a dead-letter outbox: each letter sent counted in ``published`` by
-    reason. A letter the broker refuses is logged and counted, not dead-lettered again."""
+    reason. A letter too large to send (none is: dead letters are
+    bounded) would be logged and counted, not dead-lettered again."""
 
     def counted(sent: Sequence[OutboxRecord]) -> None:
         for record in sent:

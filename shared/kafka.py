@@ -15,15 +15,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import (
-    CorruptRecordException,
-    InvalidTimestampError,
-    KafkaError,
-    MessageSizeTooLargeError,
-    RecordListTooLargeError,
-    RecordTooLargeError,
-    UnsupportedForMessageFormatError,
-)
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from shared.retry import Backoff
 from shared.settings import VitalsSettings
@@ -39,16 +31,13 @@ class BrokerUnavailable(Exception):
     """The broker did not acknowledge in time: nothing may be assumed stored."""
 
 
-RECORD_FAULTS: tuple[type[KafkaError], ...] = (
-    MessageSizeTooLargeError,
-    RecordTooLargeError,
-    RecordListTooLargeError,
-    CorruptRecordException,
-    InvalidTimestampError,
-    UnsupportedForMessageFormatError,
-)
-"""Errors that refuse a record as such: sending it again can never succeed, while the
-records beside it can. Anything else a producer raises is taken for an outage."""
+RECORD_FAULT = MessageSizeTooLargeError
+"""What the producer refuses a record for, before anything is sent: larger than a
+request may be (``max_request_size``). Sending it again can never succeed, while the
+records beside it can. Anything else, above all what the broker answers, is taken for
+an outage: the broker answers per batch of a partition, and a refused batch leaves the
+idempotent producer's sequence with a gap, so nothing of it may be blamed on one
+record."""
 
 
 @dataclass(frozen=True)
@@ -134,49 +123,20 @@ async def send_each(
     timeout_s: float = PUBLISH_TIMEOUT_S,
 ) -> list[KafkaError | None]:
     """Send (key, value) records; for each, None once the broker acknowledged it, or the
-    record fault (``RECORD_FAULTS``) that refused it. Any other failure raises
-    ``BrokerUnavailable``: nothing may be assumed stored.
-
-    The broker answers per partition batch, so a fault it returns may belong to one
-    record of several: those it names are sent again one at a time to find which."""
+    ``RECORD_FAULT`` the producer refused it for. Any other failure raises
+    ``BrokerUnavailable``: nothing may be assumed stored."""
     faults: list[KafkaError | None] = [None] * len(records)
-    sent = await _send_batch(producer, topic, records, timeout_s, faults)
-    refused = [i for i in sent if faults[i] is not None]
-    if len(refused) > 1:
-        for i in refused:
-            alone: list[KafkaError | None] = [None]
-            await _send_batch(producer, topic, [records[i]], timeout_s, alone)
-            faults[i] = alone[0]
-    return faults
-
-
-async def _send_batch(
-    producer: AIOKafkaProducer,
-    topic: str,
-    records: list[tuple[bytes, bytes]],
-    timeout_s: float,
-    faults: list[KafkaError | None],
-) -> list[int]:
-    """Send ``records``, writing each one's refusal into ``faults``; returns the indexes
-    that reached the broker (those the producer itself refused never do)."""
-    futures: dict[int, asyncio.Future[Any]] = {}
+    futures: list[asyncio.Future[Any]] = []
     try:
         for i, (key, value) in enumerate(records):
             try:
-                futures[i] = await producer.send(topic, value=value, key=key)
-            except RECORD_FAULTS as exc:
+                futures.append(await producer.send(topic, value=value, key=key))
+            except RECORD_FAULT as exc:
                 faults[i] = exc
-        results = await asyncio.wait_for(
-            asyncio.gather(*futures.values(), return_exceptions=True), timeout_s
-        )
+        await asyncio.wait_for(asyncio.gather(*futures), timeout_s)
     except (KafkaError, TimeoutError) as exc:
         raise BrokerUnavailable(f"{type(exc).__name__}: {exc}") from exc
-    for i, result in zip(futures, results, strict=True):
-        if isinstance(result, RECORD_FAULTS):
-            faults[i] = result
-        elif isinstance(result, BaseException):
-            raise BrokerUnavailable(f"{type(result).__name__}: {result}") from result
-    return list(futures)
+    return faults
 
 
 def make_consumer(

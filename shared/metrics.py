@@ -67,7 +67,8 @@ READINESS_CHECK_OK = Gauge(
 )
 PUBLISHER_PENDING_ROWS = Gauge(
     "vitals_publisher_pending_rows",
-    "Rows waiting in an outbox to be published to their topic, by outbox (read every 5 s).",
+    "Rows waiting in an outbox to be published to their topic, by outbox (read at every "
+    "/readyz and scrape).",
     ["outbox"],
     multiprocess_mode="mostrecent",
 )
@@ -79,7 +80,7 @@ PUBLISHER_OLDEST_AGE_SECONDS = Gauge(
 )
 PUBLISHER_RECORDS_REFUSED = Counter(
     "vitals_publisher_records_refused_total",
-    "Records the broker refused as such (too large, invalid): dead-lettered, not retried.",
+    "Records too large to send: dead-lettered, not retried.",
     ["outbox"],
 )
 CONSUMER_RECORDS = Counter(

@@ -5,19 +5,23 @@ go through it.
 At least once: rows are locked while sent and marked sent only once the broker
 acknowledged them; a crash in between sends them again, and consumers dedupe.
 
-A record the broker refuses as such (too large, invalid: ``RECORD_FAULTS``) is a
-fault of that record, not an outage: it is dead-lettered with the reason, marked
-sent, and the rows after it go on. Anything else is an outage: nothing is marked,
-and the caller retries the batch later.
+A record the producer refuses as such (larger than a request may be:
+``shared.kafka.RECORD_FAULT``) is a fault of that record, not an outage: it is
+dead-lettered with the reason, marked sent, and the rows after it go on. Anything
+else, what the broker answers included, is an outage: nothing is marked, and the
+caller retries the batch later (a record the broker keeps refusing, for a topic whose
+``max.message.bytes`` is below the producer's request size, holds its outbox up until
+the topic is fixed: see VitalsPublisherStuck in the runbook).
 
-Each relay also watches its backlog (rows waiting, age of the oldest): exported as
-metrics, and named on ``/readyz`` once the oldest row waits past ``stuck_after_s``.
+Each relay's backlog (rows waiting, age of the oldest) is a probe of ``/readyz``,
+read afresh at every ``/readyz`` and every scrape of ``/metrics`` whether or not the
+relay runs: exported as metrics, and named once the oldest row waits past
+``stuck_after_s``.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,7 +37,7 @@ from shared.db import SessionFactory
 from shared.dlq import DeadLetter
 from shared.errors import describe
 from shared.health import Readiness
-from shared.kafka import send_each
+from shared.kafka import BrokerUnavailable, send_each
 from shared.metrics import (
     PUBLISHER_OLDEST_AGE_SECONDS,
     PUBLISHER_PENDING_ROWS,
@@ -42,7 +46,6 @@ from shared.metrics import (
 
 log = logging.getLogger(__name__)
 
-OBSERVE_INTERVAL_S = 5.0
 STUCK_AFTER_S = 120.0
 
 
@@ -125,12 +128,8 @@ class OutboxRelay:
         self._stuck_after_s = relaying.stuck_after_s
         self._refusals = refusals
         self._counted = counted
-        self._observed = -OBSERVE_INTERVAL_S
-
-    async def drain(self, producer: AIOKafkaProducer) -> None:
-        """Send batches until none is left (raises ``BrokerUnavailable`` on an outage)."""
-        while await self.send_batch(producer):
-            pass
+        if relaying.readiness is not None:
+            relaying.readiness.add_probe(self.check, self.backlog_problem)
 
     async def send_batch(self, producer: AIOKafkaProducer) -> bool:
         """Send one batch; True when there may be more."""
@@ -148,29 +147,23 @@ class OutboxRelay:
         self._counted(sent)
         return len(records) == self._batch
 
-    async def observe_due(self) -> Backlog | None:
-        """``observe``, at most once every ``OBSERVE_INTERVAL_S``; None when not due, or
-        when the database cannot tell (its probe on /readyz says so)."""
-        if time.monotonic() - self._observed < OBSERVE_INTERVAL_S:
-            return None
+    async def backlog_problem(self) -> str | None:
+        """The probe: read the backlog, export it, and say whether it is stuck."""
         try:
-            return await self.observe()
+            backlog = await self.observe()
         except (SQLAlchemyError, OSError) as exc:
-            log.debug("%s backlog not read: %s", self.name, describe(exc))
+            return f"backlog not read: {describe(exc)}"
+        age = backlog.age_s(self._clock())
+        if age <= self._stuck_after_s:
             return None
+        return f"{backlog.rows} rows waiting for {self._topic}, the oldest for {age:.0f}s"
 
     async def observe(self) -> Backlog:
-        """Read the backlog, export it and report a stuck publisher to readiness."""
-        self._observed = time.monotonic()
+        """Read the backlog and export it as metrics."""
         async with self._sessions() as session:
             backlog = await self._table.backlog(session)
-        age = backlog.age_s(self._clock())
         PUBLISHER_PENDING_ROWS.labels(self.name).set(backlog.rows)
-        PUBLISHER_OLDEST_AGE_SECONDS.labels(self.name).set(age)
-        if self._readiness is not None:
-            stuck = age > self._stuck_after_s
-            problem = f"{backlog.rows} rows waiting for {self._topic}, the oldest for {age:.0f}s"
-            self._readiness.report(self.check, problem if stuck else None)
+        PUBLISHER_OLDEST_AGE_SECONDS.labels(self.name).set(backlog.age_s(self._clock()))
         return backlog
 
     async def _refuse(
@@ -183,9 +176,8 @@ class OutboxRelay:
         for record, fault in refused:
             PUBLISHER_RECORDS_REFUSED.labels(self.name).inc()
             why = f"{type(fault).__name__}: {fault}"
-            log.error(
-                "%s row %s refused by the broker, dead-lettered: %s", self.name, record.row_id, why
-            )
+            kept = "dead-lettered" if self._refusals is not None else "dropped"
+            log.error("%s row %s cannot be published, %s: %s", self.name, record.row_id, kept, why)
             if self._refusals is not None:
                 letters.append(self._dead_letter(record, why, now, self._refusals.processor))
         if self._refusals is not None:
@@ -197,10 +189,28 @@ class OutboxRelay:
         return DeadLetter.of(
             record.value,
             reason="unpublishable",
-            message=f"the broker refused this record for {self._topic}: {why}",
+            message=f"this record cannot be published to {self._topic}: {why}",
             source=f"outbox:{self.name}/{record.row_id}",
             rejected_at=now,
             processor=processor,
             topic=self._topic,
             account_id=record.key.decode(errors="replace"),
         )
+
+
+async def drain_all(relays: Sequence[OutboxRelay], producer: AIOKafkaProducer) -> None:
+    """A batch from each relay in turn until all are empty, so neither a backlog nor an
+    outage of one holds another back; then raises the first outage, if any."""
+    pending = list(relays)
+    failures: list[BrokerUnavailable] = []
+    while pending:
+        for relay in list(pending):
+            try:
+                more = await relay.send_batch(producer)
+            except BrokerUnavailable as exc:
+                failures.append(exc)
+                more = False
+            if not more:
+                pending.remove(relay)
+    if failures:
+        raise failures[0]

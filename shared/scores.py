@@ -18,7 +18,6 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.events import (
-    INT64_MAX,
     MAX_SEATS,
     Day,
     Identifier,
@@ -65,6 +64,8 @@ class Trigger(StrEnum):
     rescore = "rescore"
 
 
+MAX_SEQUENCE = 2**53 - 1
+"""Alerts orders an account's decisions as sequence x 1024 in a 64-bit column."""
 MAX_LIST_ITEMS = 50
 """Most drivers, risk reasons and components a score change holds: a scorecard has at
 most this many measures, groups and risk rules, so a valid one always fits."""
@@ -110,7 +111,11 @@ class ScoreChange(BaseModel):
 
     schema_version: Literal[1] = 1
     account_id: Identifier
-    sequence: int = Field(ge=1, le=INT64_MAX)
+    sequence: int = Field(
+        ge=1,
+        le=MAX_SEQUENCE,
+        description="Grows by one per change of the account; up to 2^53 - 1.",
+    )
     health_score: int = Field(ge=0, le=100)
     band: Band = Field(description="Effective band: a CSM override when one is active.")
     previous_score: int | None = None

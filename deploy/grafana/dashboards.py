@@ -481,7 +481,7 @@ def publisher_backlog(scope: Scope) -> timeseries.Panel:
     return graph(
         "Publisher backlog",
         "Rows waiting in each outbox to reach their topic (score changes, alert events, "
-        "dead letters), and records the broker refused as such per second (dead-lettered "
+        "dead letters), and records too large to send per second (dead-lettered "
         "as unpublishable, not retried).",
         units.Short,
         [

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.alerts.engine import Decision
 from shared.events import INT64_MAX, Identifier
-from shared.scores import MAX_LIST_ITEMS, AccountFacts, ComponentName, ScoreChange
+from shared.scores import MAX_LIST_ITEMS, MAX_SEQUENCE, AccountFacts, ComponentName, ScoreChange
 
 ADAPTIVE_CARD = "application/vnd.microsoft.card.adaptive"
 SLACK_HEADER_MAX = 150
@@ -34,7 +34,8 @@ PREFIX = {
 
 MAX_SUMMARY_CHARS = 32_000
 """Room for a churn-risk summary quoting every risk reason a score change may hold."""
-MAX_DETAILS_BYTES = 64 * 1024
+MAX_DETAILS_BYTES = 256 * 1024
+"""Room for every risk reason a score change may hold, at four bytes a character."""
 Short = Annotated[str, Field(max_length=100)]
 
 
@@ -62,10 +63,11 @@ class AlertEvent(BaseModel):
     components: dict[ComponentName, int] = Field(max_length=MAX_LIST_ITEMS)
     summary: str = Field(max_length=MAX_SUMMARY_CHARS)
     details: dict[str, Any]
-    sequence: int = Field(ge=1, le=INT64_MAX)
+    sequence: int = Field(ge=1, le=MAX_SEQUENCE)
     computed_at: datetime
     occurred_at: datetime
-    link: str | None = Field(None, max_length=2048)
+    link: str | None = Field(None, max_length=8192)
+    """The operator's template with an id percent-encoded (up to three times its length)."""
 
     @field_validator("details")
     @classmethod

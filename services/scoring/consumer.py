@@ -30,7 +30,7 @@ from shared.db import SessionFactory
 from shared.dlq import DeadLetter, decode_record, processor_name
 from shared.events import Event
 from shared.health import Readiness
-from shared.outbox import OutboxRelay, Relaying
+from shared.outbox import OutboxRelay, Relaying, drain_all
 from shared.scores import Trigger
 
 log = logging.getLogger(__name__)
@@ -118,8 +118,6 @@ class ScoringHandler:
         clock: Clock,
         readiness: Readiness | None = None,
     ) -> None:
-        self._settings = settings
-        self._sessions = sessions
         self._producer = producer
         self._scorer = scorer
         self._clock = clock
@@ -164,13 +162,8 @@ class ScoringHandler:
         if not (self._outbox_dirty or idle_check_due):
             return
         self._outbox_checked = time.monotonic()
-        try:
-            for relay in self._relays:
-                await relay.drain(self._producer)
-            self._outbox_dirty = False
-        finally:
-            for relay in self._relays:
-                await relay.observe_due()
+        await drain_all(self._relays, self._producer)
+        self._outbox_dirty = False
 
 
 def _relays(

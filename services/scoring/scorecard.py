@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from shared.events import Text200
 from shared.scores import MAX_LIST_ITEMS, Band, Risk
 
 Weight = Annotated[float, Field(gt=0, allow_inf_nan=False)]
@@ -150,7 +151,7 @@ Threshold = Annotated[
 
 class Measure(Strict):
     signal: Signal
-    label: str = Field(
+    label: Text200 = Field(
         min_length=1, max_length=100, description="For drivers, e.g. 'active users / seats'."
     )
     window_days: Days | None = Field(None, description="Window of windowed signals.")
@@ -183,14 +184,14 @@ class Measure(Strict):
 
 
 class Group(Strict):
-    label: str = Field(min_length=1, max_length=100)
+    label: Text200 = Field(min_length=1, max_length=100)
     measures: dict[Name, Weight] = Field(min_length=1, description="Measure name -> weight.")
 
 
 class Cap(Strict):
     """An upper bound on the health score while a hard fact holds."""
 
-    reason: str = Field(min_length=1, max_length=200)
+    reason: Text200 = Field(min_length=1)
     max_score: Points
     subscription_status: list[str] = Field(min_length=1)
 
@@ -302,7 +303,8 @@ class RiskCondition(Strict):
 
 class RiskRule(Strict):
     risk: Literal[Risk.medium, Risk.high]
-    reason: str = Field(min_length=1, max_length=200)
+    # Printable, as the score changes that quote it must be (shared/scores.py).
+    reason: Text200 = Field(min_length=1)
     when: RiskCondition
 
 

@@ -224,3 +224,23 @@ def test_an_account_is_scored_by_the_scorecard_its_segment_picks(tmp_path: Path)
 
     assert scorecard_for(state, cards).ref == "smb@3"
     assert scorecard_for(other, cards).ref == "default@2"
+
+
+@pytest.mark.parametrize(
+    ("where", "change"),
+    [
+        ("churn_risk.rules.0.reason", lambda d: d["churn_risk"]["rules"][0]),
+        ("measures", lambda d: next(iter(d["measures"].values()))),
+    ],
+)
+def test_texts_a_score_change_quotes_are_refused_with_control_characters(
+    where: str, change: Any
+) -> None:
+    """A folded YAML scalar ends with a newline: refused at load, never when scoring."""
+    data = _default_data()
+    part = change(data)
+    key = "reason" if "reason" in part else "label"
+    part[key] = part[key] + "\n"
+
+    with pytest.raises(ScorecardError, match=f"{where.split('.')[0]}.*must not contain control"):
+        parse_scorecard(data, "here.yaml")

@@ -85,14 +85,18 @@ def test_an_alert_event_beyond_its_bounds_is_refused_when_built() -> None:
 
     with pytest.raises(ValidationError, match="summary"):
         alert_event(_decision("s" * (MAX_SUMMARY_CHARS + 1), {}), change, later, None)
-    with pytest.raises(ValidationError, match="over 65536"):
+    with pytest.raises(ValidationError, match="over 262144"):
         alert_event(_decision("s", {"blob": "b" * MAX_DETAILS_BYTES}), change, later, None)
 
 
-def test_a_churn_summary_quoting_every_reason_a_change_may_hold_fits() -> None:
-    summary = "Churn risk low -> high: " + "; ".join(["r" * 500] * MAX_LIST_ITEMS)
+def test_a_churn_alert_quoting_every_reason_a_change_may_hold_is_built() -> None:
+    reasons = ["\u4e00" * 500] * MAX_LIST_ITEMS  # the widest: three bytes a character
+    change = enriched_change(risk_reasons=reasons)
+    summary = "Churn risk low -> high: " + "; ".join(reasons)
 
-    assert len(summary) <= MAX_SUMMARY_CHARS
+    event = alert_event(_decision(summary, {"risk_reasons": reasons}), change, T0, None)
+
+    assert len(event.model_dump_json()) < ONE_MB
 
 
 def test_a_dead_letter_is_always_built_its_long_texts_cut_with_an_ellipsis() -> None:

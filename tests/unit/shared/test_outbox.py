@@ -1,6 +1,7 @@
 """The outbox relay's failure policy, on an in-memory table and producer: a record the
-broker refuses is dead-lettered and the rest go on; an outage marks nothing; the
-backlog is exported and a stuck one named on readiness."""
+producer refuses as too large is dead-lettered and the rest go on; whatever the broker
+refuses, and an outage, mark nothing; the backlog is exported and a stuck one named on
+readiness; one relay's outage or backlog holds no other back."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any, cast
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError, RecordTooLargeError
+from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import SessionFactory
@@ -20,11 +21,12 @@ from shared.dlq import DeadLetter
 from shared.health import Readiness
 from shared.kafka import BrokerUnavailable, send_each
 from shared.metrics import PUBLISHER_OLDEST_AGE_SECONDS, PUBLISHER_PENDING_ROWS
-from shared.outbox import Backlog, OutboxRecord, OutboxRelay, Refusals, Relaying
+from shared.outbox import Backlog, OutboxRecord, OutboxRelay, Refusals, Relaying, drain_all
 
 NOW = datetime(2026, 12, 7, 12, tzinfo=UTC)
 LIMIT = 100  # the fake producer's largest request
 POISON = b"poison"  # refused by the fake broker, with every record of its batch
+TOPIC_DOWN = "vitals.down"  # a topic the fake broker answers nothing for
 
 
 class FakeProducer:
@@ -41,6 +43,9 @@ class FakeProducer:
         if len(value) > LIMIT:
             raise MessageSizeTooLargeError(f"{len(value)} bytes")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if topic == TOPIC_DOWN:
+            future.set_exception(KafkaConnectionError("broker gone"))
+            return future
         if not self._batch:
             asyncio.get_running_loop().call_soon(self._acknowledge)
         self._batch.append((value, future))
@@ -53,7 +58,7 @@ class FakeProducer:
             if self.outage:
                 future.set_exception(KafkaConnectionError("broker gone"))
             elif poisoned:
-                future.set_exception(RecordTooLargeError("batch refused"))
+                future.set_exception(MessageSizeTooLargeError("batch over max.message.bytes"))
             else:
                 self.delivered.append(value)
                 future.set_result(None)
@@ -94,16 +99,20 @@ def _sessions() -> SessionFactory:
 
 
 def _relay(
-    table: MemoryTable, letters: list[DeadLetter], readiness: Readiness | None = None
+    table: MemoryTable,
+    letters: list[DeadLetter],
+    readiness: Readiness | None = None,
+    topic: str = "vitals.things",
+    name: str = "things",
 ) -> OutboxRelay:
     async def stage(_: AsyncSession, staged: Sequence[DeadLetter], __: datetime) -> None:
         letters.extend(staged)
 
     relaying = Relaying(_sessions(), lambda: NOW, batch=3, readiness=readiness, stuck_after_s=60)
     return OutboxRelay(
-        "things",
+        name,
         table,
-        "vitals.things",
+        topic,
         relaying,
         refusals=Refusals(stage, "test@1"),
         counted=lambda _: None,
@@ -119,7 +128,7 @@ async def test_a_record_too_large_to_send_is_dead_lettered_and_the_rest_are_publ
     letters: list[DeadLetter] = []
     producer = FakeProducer()
 
-    await _relay(table, letters).drain(_producer(producer))
+    await drain_all([_relay(table, letters)], _producer(producer))
 
     assert producer.delivered == [b"a", b"c", b"d"]
     assert table.sent == {1, 2, 3, 4}
@@ -133,16 +142,16 @@ async def test_a_record_too_large_to_send_is_dead_lettered_and_the_rest_are_publ
     assert letter.original() == b"x" * (LIMIT + 1)
 
 
-async def test_a_batch_the_broker_refuses_is_retried_one_by_one_to_blame_one_record() -> None:
+async def test_a_batch_the_broker_refuses_is_an_outage_blamed_on_no_record() -> None:
+    """The broker answers per batch, and a refused batch leaves the idempotent
+    producer's sequence with a gap: no record of it can be blamed."""
     table = MemoryTable([b"a", POISON, b"c"])
     letters: list[DeadLetter] = []
-    producer = FakeProducer()
 
-    await _relay(table, letters).drain(_producer(producer))
+    with pytest.raises(BrokerUnavailable, match="MessageSizeTooLargeError"):
+        await drain_all([_relay(table, letters)], _producer(FakeProducer()))
 
-    assert producer.delivered == [b"a", b"c"]
-    assert [letter.source for letter in letters] == ["outbox:things/2"]
-    assert table.sent == {1, 2, 3}
+    assert (table.sent, letters) == (set(), [])
 
 
 async def test_an_outage_marks_nothing_sent_and_dead_letters_nothing() -> None:
@@ -150,22 +159,33 @@ async def test_an_outage_marks_nothing_sent_and_dead_letters_nothing() -> None:
     letters: list[DeadLetter] = []
 
     with pytest.raises(BrokerUnavailable, match="KafkaConnectionError"):
-        await _relay(table, letters).drain(_producer(FakeProducer(outage=True)))
+        await drain_all([_relay(table, letters)], _producer(FakeProducer(outage=True)))
 
     assert (table.sent, letters) == (set(), [])
 
 
-async def test_send_each_names_the_fault_of_each_record_and_none_for_the_acknowledged() -> None:
-    records = [(b"k", b"a"), (b"k", b"x" * (LIMIT + 1)), (b"k", POISON), (b"k", b"d")]
+async def test_send_each_names_the_record_the_producer_refused_and_none_for_the_rest() -> None:
+    records = [(b"k", b"a"), (b"k", b"x" * (LIMIT + 1)), (b"k", b"d")]
 
     faults = await send_each(_producer(FakeProducer()), "t", records)
 
     assert [type(f).__name__ if f else None for f in faults] == [
         None,
         "MessageSizeTooLargeError",
-        "RecordTooLargeError",
         None,
     ]
+
+
+async def test_an_outage_of_one_relay_holds_no_other_back_and_is_raised_after() -> None:
+    down, up = MemoryTable([b"a"]), MemoryTable([b"b", b"c", b"d", b"e"])
+    relays = [_relay(down, [], topic=TOPIC_DOWN, name="down"), _relay(up, [], name="up")]
+    producer = FakeProducer()
+
+    with pytest.raises(BrokerUnavailable, match="KafkaConnectionError"):
+        await drain_all(relays, _producer(producer))
+
+    assert (down.sent, up.sent) == (set(), {1, 2, 3, 4})
+    assert producer.delivered == [b"b", b"c", b"d", b"e"]
 
 
 async def test_the_backlog_is_exported_and_a_stuck_one_named_until_it_drains() -> None:
@@ -173,14 +193,13 @@ async def test_the_backlog_is_exported_and_a_stuck_one_named_until_it_drains() -
     readiness = Readiness()
     relay = _relay(table, [], readiness)
 
-    stuck = await relay.observe()
-    checks_stuck = await readiness.evaluate()
-    await relay.drain(_producer(FakeProducer()))
-    drained = await relay.observe()
+    checks_stuck = await readiness.evaluate()  # the relay's probe reads the backlog
+    stuck_gauge = _gauge(PUBLISHER_PENDING_ROWS)
+    await drain_all([relay], _producer(FakeProducer()))
 
-    assert (stuck.rows, drained.rows) == (2, 0)
+    assert stuck_gauge == 2
     assert checks_stuck[relay.check] == ("2 rows waiting for vitals.things, the oldest for 600s")
-    assert (await readiness.evaluate())[relay.check] == "ok"
+    assert (await readiness.evaluate())[relay.check] == "ok"  # read again: drained
     assert _gauge(PUBLISHER_PENDING_ROWS) == 0
     assert _gauge(PUBLISHER_OLDEST_AGE_SECONDS) == 0
 
