@@ -24,14 +24,14 @@ LEVEL_OF_TIER = {Tier.S: "S", Tier.A: "A or B", Tier.B: "A or B", Tier.C: "C"}
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Churn:
     churned_on: date
     kind: str | None = None
 
 
 def summarise(
     ledger: Ledger,
-    outcomes: dict[str, Outcome],
+    outcomes: dict[str, Churn],
     notices: list[tuple[date, str, str]],
     truth: RevenueShare,
 ) -> dict[str, Any]:
@@ -57,7 +57,7 @@ def summarise(
     }
 
 
-def _churned(ledger: Ledger, outcomes: dict[str, Outcome]) -> dict[str, Outcome]:
+def _churned(ledger: Ledger, outcomes: dict[str, Churn]) -> dict[str, Churn]:
     """Cancellations a model could have seen coming: a month into the replay or later."""
     assert ledger.start is not None and ledger.last is not None
     earliest = ledger.start + timedelta(days=SETTLING_DAYS)
@@ -69,7 +69,7 @@ def _churned(ledger: Ledger, outcomes: dict[str, Outcome]) -> dict[str, Outcome]
 
 
 def _early_warning(
-    ledger: Ledger, churned: dict[str, Outcome], retained: dict[str, Trace]
+    ledger: Ledger, churned: dict[str, Churn], retained: dict[str, Trace]
 ) -> dict[str, Any]:
     leads: list[int | None] = []
     for account, outcome in churned.items():
@@ -118,7 +118,7 @@ def _bucket_name(low: int, high: int) -> str:
 
 
 def _auc(
-    ledger: Ledger, churned: dict[str, Outcome], retained: dict[str, Trace], ahead: int
+    ledger: Ledger, churned: dict[str, Churn], retained: dict[str, Trace], ahead: int
 ) -> float | None:
     """The chance that an account about to cancel has lower health ``ahead`` days
     before than a retained account on the same day (ties count half)."""

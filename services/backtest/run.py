@@ -26,7 +26,7 @@ from services.alerts.settings import AlertsSettings
 from services.backtest.kafka_source import topic_events
 from services.backtest.ledger import Ledger
 from services.backtest.replay import CsmOverride, Model, OnChange, Replay
-from services.backtest.report import Outcome, summarise
+from services.backtest.report import Churn, summarise
 from services.backtest.sources import (
     Intake,
     Memory,
@@ -124,14 +124,14 @@ def load_models(paths: list[Path]) -> list[Model]:
     return models
 
 
-def read_outcomes(path: Path) -> dict[str, Outcome]:
+def read_outcomes(path: Path) -> dict[str, Churn]:
     """``account_id,churned_on[,kind]`` with a header line."""
-    found: dict[str, Outcome] = {}
+    found: dict[str, Churn] = {}
     with path.open(newline="", encoding="utf-8") as file:
         for number, row in enumerate(csv.DictReader(file), start=2):
             try:
                 churned_on = date.fromisoformat(row["churned_on"])
-                found[row["account_id"]] = Outcome(churned_on, row.get("kind") or None)
+                found[row["account_id"]] = Churn(churned_on, row.get("kind") or None)
             except (KeyError, TypeError, ValueError):
                 raise BacktestError(
                     f"{path}:{number}: expected account_id,churned_on (YYYY-MM-DD)[,kind]"
@@ -160,7 +160,7 @@ def backtest(
     inputs: Inputs,
     models: list[Model],
     outputs: Outputs,
-    outcomes: dict[str, Outcome] | None = None,
+    outcomes: dict[str, Churn] | None = None,
     rules_file: Path = DEFAULT_RULES_FILE,
     truth: RevenueShare | None = None,
     progress: bool = True,
@@ -239,9 +239,9 @@ def _streams(
     ]
 
 
-def _cancellations(replay: Replay) -> dict[str, Outcome]:
+def _cancellations(replay: Replay) -> dict[str, Churn]:
     """Outcomes from the billing events: the day each subscription was cancelled."""
-    return {account: Outcome(day) for account, day in replay.cancelled_on.items()}
+    return {account: Churn(day) for account, day in replay.cancelled_on.items()}
 
 
 def _daily_files(path: Path | None, models: list[Model]) -> list[Path]:

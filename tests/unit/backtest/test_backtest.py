@@ -16,7 +16,7 @@ from bench import portfolio
 from services.backtest import run
 from services.backtest.ledger import Ledger, Trace
 from services.backtest.replay import Replay
-from services.backtest.report import Outcome, summarise
+from services.backtest.report import Churn, summarise
 from services.backtest.sources import Intake, Memory, merged, segment_events
 from services.cli import app
 from services.ingest.domain import Limits as IngestLimits
@@ -68,8 +68,8 @@ def test_the_report_on_a_hand_checked_portfolio() -> None:
         "calm": _trace([60] * 60, "l" * 60, 1000, owner="csm@x"),
     }
     outcomes = {
-        "early": Outcome(START + timedelta(days=59), "decline"),
-        "warned": Outcome(START + timedelta(days=40), "decline"),
+        "early": Churn(START + timedelta(days=59), "decline"),
+        "warned": Churn(START + timedelta(days=40), "decline"),
     }
     notices = [(START, "csm@x", "churn_risk_raised"), (START, "csm@x", "tier_changed")]
 
