@@ -8,7 +8,7 @@ read again after a crash or a rebalance is dead-lettered once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +19,6 @@ from sqlalchemy import (
     Index,
     String,
     Table,
-    func,
     inspect,
     select,
     text,
@@ -29,8 +28,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Mapped, declared_attr, mapped_column
 
 from shared.db import BIG_ID, UtcDateTime, upsert
-from shared.dlq import DeadLetter
-from shared.outbox import Backlog, OutboxRecord, OutboxRelay, Refusals, Relaying
+from shared.dlq import DeadLetter, processor_name
+from shared.outbox import (
+    Backlog,
+    OutboxRecord,
+    OutboxRelay,
+    OutboxTable,
+    Refusals,
+    Relaying,
+    backlog_of,
+)
 
 UNPUBLISHED = text("published_at IS NULL")
 
@@ -113,13 +120,7 @@ class DeadLetterTable:
         await session.execute(update(model).where(model.id.in_(row_ids)).values(published_at=now))
 
     async def backlog(self, session: AsyncSession) -> Backlog:
-        model = self._model
-        rows, oldest = (
-            await session.execute(
-                select(func.count(), func.min(model.created_at)).where(model.published_at.is_(None))
-            )
-        ).one()
-        return Backlog(rows, oldest)
+        return await backlog_of(session, self._model.published_at.is_(None), self._model.created_at)
 
 
 def refusals(model: type[DeadLetterOutboxColumns], processor: str) -> Refusals:
@@ -149,3 +150,26 @@ def relay(
     return OutboxRelay(
         name, DeadLetterTable(model), topic, relaying, refusals=None, counted=counted
     )
+
+
+def relays(
+    service: str,
+    outbox: tuple[str, OutboxTable, str, Callable[[Sequence[OutboxRecord]], None]],
+    model: type[DeadLetterOutboxColumns],
+    dlq_topic: str,
+    published: Counter,
+    relaying: Relaying,
+) -> tuple[OutboxRelay, OutboxRelay]:
+    """A service's topic outbox (name, table, topic, what counts a sent record), whose
+    records too large to send become dead letters in ``model``, then the relay of
+    ``model`` itself (``<service>_dead_letters``)."""
+    name, table, topic, counted = outbox
+    main = OutboxRelay(
+        name,
+        table,
+        topic,
+        relaying,
+        refusals=refusals(model, processor_name(service)),
+        counted=counted,
+    )
+    return main, relay(f"{service}_dead_letters", model, dlq_topic, relaying, published)

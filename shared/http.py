@@ -164,3 +164,13 @@ async def _db_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 DbSession = Annotated[AsyncSession, Depends(_db_session)]
 """A session from ``app.state.sessions`` for one request."""
+
+
+def app_state(name: str) -> Any:
+    """A dependency giving ``request.app.state.<name>``: what ``create_app`` kept there
+    for the routes. Use as ``Annotated[Kept, app_state("kept")]``."""
+
+    def kept(request: Request) -> Any:
+        return getattr(request.app.state, name)
+
+    return Depends(kept)

@@ -29,8 +29,10 @@ from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import QueryableAttribute
 
 from shared.clock import Clock
 from shared.db import SessionFactory
@@ -66,6 +68,15 @@ class Backlog:
 
     def age_s(self, now: datetime) -> float:
         return max((now - self.oldest_at).total_seconds(), 0.0) if self.oldest_at else 0.0
+
+
+async def backlog_of(
+    session: AsyncSession, unsent: ColumnElement[bool], since: QueryableAttribute[datetime]
+) -> Backlog:
+    """The backlog of an outbox table: its ``unsent`` rows, the oldest by ``since``."""
+    query = select(func.count(), func.min(since)).where(unsent)
+    rows, oldest = (await session.execute(query)).one()
+    return Backlog(rows, oldest)
 
 
 class OutboxTable(Protocol):

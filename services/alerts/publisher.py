@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -22,12 +23,11 @@ from services.alerts.settings import AlertsSettings
 from shared import dead_letter_outbox
 from shared.clock import Clock
 from shared.db import SessionFactory
-from shared.dlq import processor_name
 from shared.errors import describe
 from shared.faults import OutageLog
 from shared.health import Readiness
 from shared.kafka import BrokerUnavailable, make_producer, start_with_retry
-from shared.outbox import OutboxRelay, Relaying
+from shared.outbox import OutboxRecord, Relaying
 
 log = logging.getLogger(__name__)
 
@@ -47,21 +47,13 @@ class AlertsPublisher:
         self._wake = asyncio.Event()
         self._producer: AIOKafkaProducer | None = None
         self._outage = OutageLog(log, "publishing alert events and dead letters")
-        relaying = Relaying(sessions, clock, BATCH, readiness, settings.publisher_stuck_after_s)
-        self.events = OutboxRelay(
-            "alert_events",
-            repository.AlertEventsOutbox(),
-            settings.alerts_topic,
-            relaying,
-            refusals=dead_letter_outbox.refusals(AlertsDeadLetter, processor_name("alerts")),
-            counted=lambda sent: metrics.EVENTS_PUBLISHED.inc(len(sent)),
-        )
-        self.dead_letters = dead_letter_outbox.relay(
-            "alerts_dead_letters",
+        self.events, self.dead_letters = dead_letter_outbox.relays(
+            "alerts",
+            ("alert_events", repository.AlertEventsOutbox(), settings.alerts_topic, _count),
             AlertsDeadLetter,
             settings.dlq_topic,
-            relaying,
             metrics.DEAD_LETTERS_PUBLISHED,
+            Relaying(sessions, clock, BATCH, readiness, settings.publisher_stuck_after_s),
         )
 
     def poke(self) -> None:
@@ -101,3 +93,7 @@ class AlertsPublisher:
         else:
             self._outage.recovered()
         return more  # the other goes on at full speed while one fails
+
+
+def _count(sent: Sequence[OutboxRecord]) -> None:
+    metrics.EVENTS_PUBLISHED.inc(len(sent))

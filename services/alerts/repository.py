@@ -20,7 +20,7 @@ from services.alerts.models import (
     Delivery,
     Silence,
 )
-from shared.outbox import Backlog, OutboxRecord
+from shared.outbox import Backlog, OutboxRecord, backlog_of
 
 
 async def load_cursors(
@@ -184,7 +184,6 @@ class AlertEventsOutbox:
         )
 
     async def backlog(self, session: AsyncSession) -> Backlog:
-        unsent = AlertEventRow.published_at.is_(None)
-        query = select(func.count(), func.min(AlertEventRow.created_at)).where(unsent)
-        rows, oldest = (await session.execute(query)).one()
-        return Backlog(rows, oldest)
+        return await backlog_of(
+            session, AlertEventRow.published_at.is_(None), AlertEventRow.created_at
+        )

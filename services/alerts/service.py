@@ -4,8 +4,8 @@
 ``judge`` drops a change at or below its account's last sequence, runs every rule
 (``engine.evaluate``) with the account's health history, its newest alert per rule
 and the silences in force, and remembers what the next change needs. Storage sits
-behind :class:`AlertsStore`: PostgreSQL in the service (the consumer's batch
-transaction), memory in the backtest. What a verdict then produces (alert rows,
+behind :class:`AlertsStore` in the service (the consumer's batch transaction); the
+backtest hands ``judge_loaded`` what it keeps in memory. What a verdict then produces (alert rows,
 deliveries, events; or a count of notices) is the caller's.
 """
 
@@ -116,17 +116,12 @@ class Judge:
 
 @dataclass
 class MemoryAlertsStore:
-    """Alerts' storage in memory (the backtest): every account's memory, and silences.
-    ``judge_loaded`` updates ``memory`` in place; ``active`` gives what is in force."""
+    """Alerts' storage in memory (the backtest), for ``Judge.judge_loaded``: every
+    account's memory, updated in place, and the silences."""
 
     memory: dict[str, AccountMemory] = field(default_factory=dict)
     silence_list: list[engine.Silence] = field(default_factory=list)
 
-    async def accounts(self, account_ids: set[str]) -> dict[str, AccountMemory]:
-        return {a: self.memory[a] for a in account_ids if a in self.memory}
-
-    async def silences(self, now: datetime) -> list[engine.Silence]:
-        return self.active(now)
-
     def active(self, now: datetime) -> list[engine.Silence]:
+        """The silences in force at ``now`` or later (as ``AlertsStore.silences``)."""
         return [s for s in self.silence_list if s.ends_at > now]

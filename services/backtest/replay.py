@@ -29,7 +29,6 @@ from services.scoring.domain import (
     Assessment,
     Limits,
     Override,
-    Portfolio,
 )
 from services.scoring.scorecard import ScorecardSet
 from services.scoring.service import MemoryScoringStore, Scoring, StoredOverride
@@ -146,9 +145,7 @@ class Replay:
         as_of = datetime.combine(day, time.max, UTC)
         if self._to_set or self._to_lift:
             self._take_overrides(as_of)
-        portfolio = Portfolio.of(
-            mrr for s in self.states.values() if (mrr := s.mrr_minor) is not None
-        )
+        portfolio = self.store.portfolio()
         overrides = self.store.unsettled(self.states)
         swapping = len(self.models) > 1  # a single model's scores stay in the states
         changes: list[list[ScoreChange]] = [[] for _ in self.models]

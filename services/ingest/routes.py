@@ -6,13 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
-
 from services.ingest.domain import Limits
 from services.ingest.http_intake import HttpIntake
 from services.ingest.segment_users import SegmentUsers
 from services.ingest.settings import IngestSettings
 from services.ingest.stripe_customers import StripeCustomers
+from shared.http import app_state
 
 
 @dataclass(frozen=True)
@@ -24,9 +23,4 @@ class IngestContext:
     customers: StripeCustomers
 
 
-def _context(request: Request) -> IngestContext:
-    context: IngestContext = request.app.state.ingest
-    return context
-
-
-Context = Annotated[IngestContext, Depends(_context)]
+Context = Annotated[IngestContext, app_state("ingest")]

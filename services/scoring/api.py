@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -35,7 +35,7 @@ from shared.auth import ApiKey, Scope, authenticate
 from shared.clock import Clock
 from shared.errors import invalid_request, times_out_of_range
 from shared.events import INT64_MAX, INT64_MIN
-from shared.http import DbSession, GatedRoute, Problem, problem_response
+from shared.http import DbSession, GatedRoute, Problem, app_state, problem_response
 from shared.recent import Recent
 from shared.scores import Band, Driver, Risk, Stage, Tier
 
@@ -82,12 +82,7 @@ class ScoringContext:
     portfolio: Recent[PortfolioRead]
 
 
-def _context(request: Request) -> ScoringContext:
-    context: ScoringContext = request.app.state.scoring
-    return context
-
-
-Context = Annotated[ScoringContext, Depends(_context)]
+Context = Annotated[ScoringContext, app_state("scoring")]
 router = APIRouter(prefix="/v1", responses=AUTH_FAILURES, route_class=GatedRoute)
 
 

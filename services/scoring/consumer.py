@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from aiokafka import AIOKafkaProducer, ConsumerRecord
@@ -30,7 +30,7 @@ from shared.db import SessionFactory
 from shared.dlq import DeadLetter, decode_record, processor_name
 from shared.events import Event
 from shared.health import Readiness
-from shared.outbox import OutboxRelay, Relaying, drain_all
+from shared.outbox import OutboxRecord, OutboxRelay, Relaying, drain_all
 from shared.scores import Trigger
 
 log = logging.getLogger(__name__)
@@ -173,23 +173,18 @@ def _relays(
     readiness: Readiness | None,
 ) -> tuple[OutboxRelay, OutboxRelay]:
     """Score changes, then dead letters (a dead letter may come of a refused change)."""
-    relaying = Relaying(sessions, clock, PUBLISH_BATCH, readiness, settings.publisher_stuck_after_s)
-    scores = OutboxRelay(
-        "scores",
-        repository.ScoresOutbox(),
-        settings.scores_topic,
-        relaying,
-        refusals=dead_letter_outbox.refusals(DeadLetterOutbox, processor_name("scoring")),
-        counted=lambda sent: metrics.SCORES_PUBLISHED.inc(len(sent)),
-    )
-    letters = dead_letter_outbox.relay(
-        "scoring_dead_letters",
+    return dead_letter_outbox.relays(
+        "scoring",
+        ("scores", repository.ScoresOutbox(), settings.scores_topic, _count_scores),
         DeadLetterOutbox,
         settings.dlq_topic,
-        relaying,
         metrics.DEAD_LETTERS_PUBLISHED,
+        Relaying(sessions, clock, PUBLISH_BATCH, readiness, settings.publisher_stuck_after_s),
     )
-    return scores, letters
+
+
+def _count_scores(sent: Sequence[OutboxRecord]) -> None:
+    metrics.SCORES_PUBLISHED.inc(len(sent))
 
 
 def _decode(record: ConsumerRecord) -> Event | str:

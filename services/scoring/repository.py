@@ -38,7 +38,7 @@ from services.scoring.models import (
 )
 from services.scoring.service import StateWrite
 from shared.db import insert_rows
-from shared.outbox import Backlog, OutboxRecord
+from shared.outbox import Backlog, OutboxRecord, backlog_of
 from shared.scores import ScoreChange
 
 
@@ -176,10 +176,9 @@ class ScoresOutbox:
         )
 
     async def backlog(self, session: AsyncSession) -> Backlog:
-        unsent = ScoreHistory.published_at.is_(None)
-        query = select(func.count(), func.min(ScoreHistory.computed_at)).where(unsent)
-        rows, oldest = (await session.execute(query)).one()
-        return Backlog(rows, oldest)
+        return await backlog_of(
+            session, ScoreHistory.published_at.is_(None), ScoreHistory.computed_at
+        )
 
 
 # Overrides

@@ -6,11 +6,11 @@ shared by the consumer, the sweep and ``vitals backtest``.
 - ``process``: both for a unit of work, through a :class:`ScoringStore`; what the
   consumer does with a batch and the sweep with a chunk of accounts.
 
-Storage sits behind :class:`ScoringStore`: PostgreSQL in the service
-(``services.scoring.store``), memory in the backtest (:class:`MemoryScoringStore`).
-The backtest folds a day's events and scores every account at the day's end, under
-each model it compares; ``process`` skips an account whose events changed nothing
-(the sweep ages it), the backtest's daily close scores it anyway.
+``process`` stores through :class:`ScoringStore`, PostgreSQL in the service
+(``services.scoring.store``). The backtest calls ``fold`` and ``score_account``
+itself on :class:`MemoryScoringStore`: it folds a day's events once and scores every
+account at the day's end under each model it compares, also an account whose events
+changed nothing, which ``process`` leaves to the sweep.
 """
 
 from __future__ import annotations
@@ -205,33 +205,22 @@ def _add(scored: Scored, state: AccountState, result: Rescored, partition: int |
 
 @dataclass
 class MemoryScoringStore:
-    """Scoring's storage in memory (the backtest): states, overrides and the changes
-    made; overrides settle as the service's do."""
+    """Scoring's storage in memory (the backtest): the states, folded and scored in
+    place by ``Scoring.fold`` and ``score_account``, and overrides that settle as the
+    service's do."""
 
     states_by_id: dict[str, AccountState] = field(default_factory=dict)
     overrides_by_account: dict[str, list[StoredOverride]] = field(
         default_factory=lambda: defaultdict(list)
     )
-    changes: list[ScoreChange] = field(default_factory=list)
 
-    async def states(self, account_ids: Collection[str]) -> dict[str, AccountState]:
-        return {a: self.states_by_id[a] for a in account_ids if a in self.states_by_id}
-
-    async def overrides(self, account_ids: Collection[str]) -> dict[str, list[StoredOverride]]:
-        return self.unsettled(account_ids)
-
-    async def portfolio(self) -> Portfolio:
+    def portfolio(self) -> Portfolio:
         return Portfolio.of(
             mrr for s in self.states_by_id.values() if (mrr := s.mrr_minor) is not None
         )
 
-    async def save(self, scored: Scored, overridden: Collection[str], now: datetime) -> None:
-        for write in scored.writes:
-            self.states_by_id[write.state.account_id] = write.state
-        self.changes.extend(scored.changes)
-        self.settle(overridden, scored.lapsed)
-
     def unsettled(self, account_ids: Collection[str]) -> dict[str, list[StoredOverride]]:
+        """Per account, its overrides in force or pending (as ``ScoringStore.overrides``)."""
         mine = ((a, self.overrides_by_account.get(a)) for a in account_ids)
         return {a: [o for o in found if o.in_force or o.pending] for a, found in mine if found}
 

@@ -6,6 +6,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from services.alerts.engine import Alert, AlertState, Decision, Transition
 from shared.scores import AccountFacts, Band, Driver, Risk, ScoreChange, Stage, Tier, Trigger
 from tests.support.events import T0
 
@@ -107,3 +108,24 @@ def later(change: ScoreChange, delta: timedelta, **fields: Any) -> ScoreChange:
     if "health_score" in fields and "band" not in fields:
         values["band"] = band_of(fields["health_score"])
     return change.model_copy(update=values)
+
+
+def opened(
+    summary: str,
+    details: dict[str, object],
+    *,
+    account_id: str = "acme",
+    episode: int = 1,
+) -> Decision:
+    """The decision that opens a churn-risk alert, with its first notice."""
+    alert = Alert(
+        id="a-1",
+        account_id=account_id,
+        rule="churn_risk_raised",
+        episode=episode,
+        state=AlertState.open,
+        severity="high",
+        opened_at=T0,
+        notifications=1,
+    )
+    return Decision(Transition.opened, alert, True, summary, details)

@@ -1,6 +1,5 @@
 from datetime import timedelta
 
-from services.alerts.engine import Alert, AlertState, Decision, Transition
 from services.alerts.payloads import (
     AlertEvent,
     alert_event,
@@ -11,7 +10,7 @@ from services.alerts.payloads import (
     teams_payload,
 )
 from shared.scores import Risk, Tier
-from tests.support.alerts_messages import driver, enriched_change
+from tests.support.alerts_messages import driver, enriched_change, opened
 from tests.support.events import T0
 
 LINK = "https://app.example.com/accounts/{account_id}"
@@ -27,21 +26,11 @@ def event(**fields: object) -> AlertEvent:
         previous_tier=Tier.S,
         drivers=[driver("engagement", -21, "active users / seats 0.62 -> 0.31, -21 points")],
     )
-    alert = Alert(
-        id="a-1",
-        account_id="acme/eu",
-        rule="churn_risk_raised",
-        episode=2,
-        state=AlertState.open,
-        severity="high",
-        opened_at=T0,
-        notifications=1,
-    )
     details: dict[str, object] = {
         "drivers": [{"text": "active users / seats 0.62 -> 0.31, -21 points"}],
         "risk_reasons": ["usage <down> 50% & more"],
     }
-    decision = Decision(Transition.opened, alert, True, "Churn risk low -> high", details)
+    decision = opened("Churn risk low -> high", details, account_id="acme/eu", episode=2)
     built = alert_event(decision, change, T0 + timedelta(minutes=1), LINK)
     return built.model_copy(update=fields)
 

@@ -10,11 +10,10 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from services.alerts.engine import Alert, AlertState, Decision, Transition
 from services.alerts.payloads import MAX_DETAILS_BYTES, MAX_SUMMARY_CHARS, alert_event
 from shared.dlq import MAX_MESSAGE_CHARS, MAX_ORIGINAL_BYTES, DeadLetter
 from shared.scores import MAX_DRIVERS, MAX_LIST_ITEMS, ScoreChange
-from tests.support.alerts_messages import driver, enriched_change
+from tests.support.alerts_messages import driver, enriched_change, opened
 from tests.support.events import T0, score_change
 
 ONE_MB = 1024 * 1024
@@ -65,28 +64,14 @@ def test_the_largest_score_change_within_bounds_fits_a_kafka_record() -> None:
     assert len(ScoreChange.from_bytes(largest).to_bytes()) < ONE_MB
 
 
-def _decision(summary: str, details: dict[str, object]) -> Decision:
-    alert = Alert(
-        id="a-1",
-        account_id="acme",
-        rule="churn_risk_raised",
-        episode=1,
-        state=AlertState.open,
-        severity="high",
-        opened_at=T0,
-        notifications=1,
-    )
-    return Decision(Transition.opened, alert, True, summary, details)
-
-
 def test_an_alert_event_beyond_its_bounds_is_refused_when_built() -> None:
     change = enriched_change(drivers=[driver("engagement", -3, "active users down")])
     later = T0 + timedelta(minutes=1)
 
     with pytest.raises(ValidationError, match="summary"):
-        alert_event(_decision("s" * (MAX_SUMMARY_CHARS + 1), {}), change, later, None)
+        alert_event(opened("s" * (MAX_SUMMARY_CHARS + 1), {}), change, later, None)
     with pytest.raises(ValidationError, match="over 262144"):
-        alert_event(_decision("s", {"blob": "b" * MAX_DETAILS_BYTES}), change, later, None)
+        alert_event(opened("s", {"blob": "b" * MAX_DETAILS_BYTES}), change, later, None)
 
 
 def test_a_churn_alert_quoting_every_reason_a_change_may_hold_is_built() -> None:
@@ -94,7 +79,7 @@ def test_a_churn_alert_quoting_every_reason_a_change_may_hold_is_built() -> None
     change = enriched_change(risk_reasons=reasons)
     summary = "Churn risk low -> high: " + "; ".join(reasons)
 
-    event = alert_event(_decision(summary, {"risk_reasons": reasons}), change, T0, None)
+    event = alert_event(opened(summary, {"risk_reasons": reasons}), change, T0, None)
 
     assert len(event.model_dump_json()) < ONE_MB
 
