@@ -5,13 +5,13 @@ go through it.
 At least once: rows are locked while sent and marked sent only once the broker
 acknowledged them; a crash in between sends them again, and consumers dedupe.
 
-A record the producer refuses as such (larger than a request may be:
-``shared.kafka.RECORD_FAULT``) is a fault of that record, not an outage: it is
-dead-lettered with the reason, marked sent, and the rows after it go on. Anything
-else, what the broker answers included, is an outage: nothing is marked, and the
-caller retries the batch later (a record the broker keeps refusing, for a topic whose
-``max.message.bytes`` is below the producer's request size, holds its outbox up until
-the topic is fixed: see VitalsPublisherStuck in the runbook).
+A record refused as such before it is sent (larger than a request may be, or than its
+topic's ``max.message.bytes``: ``shared.kafka.RECORD_FAULT``) is a fault of that record,
+not an outage: it is dead-lettered with the reason, marked sent, and the rows after it
+go on. Anything else, what the broker answers included, is an outage: nothing is
+marked, the topic's limit is read again, and the caller retries the batch later. So a
+limit an operator lowers under a waiting record costs one refused batch, after which
+the record is dead-lettered by the check before sending.
 
 Each relay's backlog (rows waiting, age of the oldest) is a probe of ``/readyz``,
 read afresh at every ``/readyz`` and every scrape of ``/metrics`` whether or not the
@@ -39,7 +39,7 @@ from shared.db import SessionFactory
 from shared.dlq import DeadLetter
 from shared.errors import describe
 from shared.health import Readiness
-from shared.kafka import BrokerUnavailable, send_each
+from shared.kafka import BrokerUnavailable, TopicLimits, send_each
 from shared.metrics import (
     PUBLISHER_OLDEST_AGE_SECONDS,
     PUBLISHER_PENDING_ROWS,
@@ -111,6 +111,7 @@ class Relaying:
     sessions: SessionFactory
     clock: Clock
     batch: int
+    limits: TopicLimits
     readiness: Readiness | None = None
     stuck_after_s: float = STUCK_AFTER_S
 
@@ -135,6 +136,7 @@ class OutboxRelay:
         self._sessions = relaying.sessions
         self._clock = relaying.clock
         self._batch = relaying.batch
+        self._limits = relaying.limits
         self._readiness = relaying.readiness
         self._stuck_after_s = relaying.stuck_after_s
         self._refusals = refusals
@@ -148,7 +150,7 @@ class OutboxRelay:
             records = await self._table.claim(session, self._batch)
             if not records:
                 return False
-            faults = await send_each(producer, self._topic, [(r.key, r.value) for r in records])
+            faults = await self._send(producer, records)
             now = self._clock()
             refused = [(r, f) for r, f in zip(records, faults, strict=True) if f is not None]
             if refused:
@@ -157,6 +159,17 @@ class OutboxRelay:
         sent = [r for r, f in zip(records, faults, strict=True) if f is None]
         self._counted(sent)
         return len(records) == self._batch
+
+    async def _send(
+        self, producer: AIOKafkaProducer, records: Sequence[OutboxRecord]
+    ) -> list[KafkaError | None]:
+        limit = await self._limits.of(self._topic)
+        pairs = [(r.key, r.value) for r in records]
+        try:
+            return await send_each(producer, self._topic, pairs, limit)
+        except BrokerUnavailable:
+            self._limits.forget(self._topic)  # perhaps lowered under a waiting record
+            raise
 
     async def backlog_problem(self) -> str | None:
         """The probe: read the backlog, export it, and say whether it is stuck."""

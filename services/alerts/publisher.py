@@ -26,7 +26,7 @@ from shared.db import SessionFactory
 from shared.errors import describe
 from shared.faults import OutageLog
 from shared.health import Readiness
-from shared.kafka import BrokerUnavailable, make_producer, start_with_retry
+from shared.kafka import BrokerUnavailable, TopicLimits, make_producer, start_with_retry
 from shared.outbox import OutboxRecord, Relaying
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,14 @@ class AlertsPublisher:
             AlertsDeadLetter,
             settings.dlq_topic,
             metrics.DEAD_LETTERS_PUBLISHED,
-            Relaying(sessions, clock, BATCH, readiness, settings.publisher_stuck_after_s),
+            Relaying(
+                sessions,
+                clock,
+                BATCH,
+                TopicLimits.from_broker(settings),
+                readiness,
+                settings.publisher_stuck_after_s,
+            ),
         )
 
     def poke(self) -> None:

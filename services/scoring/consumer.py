@@ -30,6 +30,7 @@ from shared.db import SessionFactory
 from shared.dlq import DeadLetter, decode_record, processor_name
 from shared.events import Event
 from shared.health import Readiness
+from shared.kafka import TopicLimits
 from shared.outbox import OutboxRecord, OutboxRelay, Relaying, drain_all
 from shared.scores import Trigger
 
@@ -179,7 +180,14 @@ def _relays(
         DeadLetterOutbox,
         settings.dlq_topic,
         metrics.DEAD_LETTERS_PUBLISHED,
-        Relaying(sessions, clock, PUBLISH_BATCH, readiness, settings.publisher_stuck_after_s),
+        Relaying(
+            sessions,
+            clock,
+            PUBLISH_BATCH,
+            TopicLimits.from_broker(settings),
+            readiness,
+            settings.publisher_stuck_after_s,
+        ),
     )
 
 

@@ -1,6 +1,7 @@
 """One record alerts cannot publish never stops the others: an oversized score change is
-dead-lettered on arrival, an outbox row the broker refuses is dead-lettered by the
-relay, and the backlog is watched on /metrics and /readyz (real Kafka, PostgreSQL)."""
+dead-lettered on arrival, an outbox row too large for the producer or for its topic is
+dead-lettered by the relay (a topic limit lowered while running included), and the
+backlog is watched on /metrics and /readyz (real Kafka, PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,6 +31,8 @@ pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
 TWO_MB = 2 * 1024 * 1024
 BIG_TOPIC_BYTES = 4 * 1024 * 1024
+SMALL_TOPIC_BYTES = 4096  # under an event quoting twenty 400-character risk reasons
+WIDE_REASONS = [f"{i:02d}" + "r" * 398 for i in range(20)]  # valid: 50 of 500 may be
 PENDING = 'vitals_publisher_pending_rows{outbox="alert_events"}'
 
 
@@ -37,11 +41,25 @@ def _dlq(topics: dict[str, str]) -> str:
 
 
 async def _topic_for_big_records(kafka: str, name: str) -> None:
+    await _create_topic(kafka, name, BIG_TOPIC_BYTES)
+
+
+async def _create_topic(kafka: str, name: str, max_message_bytes: int) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
     await admin.start()
     try:
-        config = {"max.message.bytes": str(BIG_TOPIC_BYTES)}
+        config = {"max.message.bytes": str(max_message_bytes)}
         await admin.create_topics([NewTopic(name, 1, 1, topic_configs=config)])
+    finally:
+        await admin.close()
+
+
+async def _lower_limit(kafka: str, name: str, max_message_bytes: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
+    await admin.start()
+    try:
+        config = {"max.message.bytes": str(max_message_bytes)}
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, config)])
     finally:
         await admin.close()
 
@@ -55,7 +73,7 @@ async def _produce_big(kafka: str, topic: str, key: bytes, value: bytes) -> None
         await producer.stop()
 
 
-def _high_risk(account_id: str, stack: AlertsStack, reason: str) -> bytes:
+def _high_risk(account_id: str, stack: AlertsStack, *reasons: str) -> bytes:
     change = enriched_change(
         account_id=account_id,
         computed_at=stack.clock.now,
@@ -65,7 +83,7 @@ def _high_risk(account_id: str, stack: AlertsStack, reason: str) -> bytes:
         risk_reasons=["usage halved"],
     )
     document = orjson.loads(change.to_bytes())
-    document["risk_reasons"] = [reason]
+    document["risk_reasons"] = list(reasons)
     return orjson.dumps(document)
 
 
@@ -132,6 +150,56 @@ async def test_an_outbox_row_the_broker_refuses_is_dead_lettered_and_the_backlog
     assert "MessageSizeTooLargeError" in dead.message
     assert dead.truncated and dead.original_size > TWO_MB
     assert refused == written  # the held row, and any the relay took before it was held
+
+
+async def test_an_event_larger_than_its_topic_takes_is_dead_lettered_and_the_next_goes_out(
+    alerts_stack: StackFactory, kafka: str, topics: dict[str, str]
+) -> None:
+    """What the broker would refuse for the topic's max.message.bytes is found before
+    sending, so it is blamed on its record, not taken for an outage."""
+    alerts_topic = f"{topics['scores_topic']}.alerts"
+    await _create_topic(kafka, alerts_topic, SMALL_TOPIC_BYTES)
+    async with alerts_stack(dlq_topic=_dlq(topics)) as stack:
+        await _produce_big(
+            kafka, topics["scores_topic"], b"wide", _high_risk("wide", stack, *WIDE_REASONS)
+        )
+        await _produce_big(
+            kafka, topics["scores_topic"], b"normal", _high_risk("normal", stack, "usage halved")
+        )
+        (published,) = await consume(kafka, alerts_topic, 1, timeout_s=10)
+        letters = await consume(kafka, _dlq(topics), 1, timeout_s=10)
+
+    assert orjson.loads(published.value)["account_id"] == "normal"
+    (dead,) = [DeadLetter.from_bytes(r.value) for r in letters]
+    assert (dead.reason, dead.account_id) == ("unpublishable", "wide")
+    assert f"takes at most {SMALL_TOPIC_BYTES} (max.message.bytes)" in dead.message
+
+
+async def test_a_topic_limit_lowered_while_running_is_learnt_and_stops_nothing(
+    alerts_stack: StackFactory, kafka: str, topics: dict[str, str]
+) -> None:
+    """The relay knew the topic's old limit; the broker refuses the batch once (an outage,
+    nothing marked), the limit is read again, and the record is dead-lettered."""
+    alerts_topic = f"{topics['scores_topic']}.alerts"
+    async with alerts_stack(dlq_topic=_dlq(topics)) as stack:
+        await _produce_big(
+            kafka, topics["scores_topic"], b"first", _high_risk("first", stack, "usage halved")
+        )
+        await consume(kafka, alerts_topic, 1, timeout_s=10)  # the old limit is known
+        await _lower_limit(kafka, alerts_topic, SMALL_TOPIC_BYTES)
+        await _produce_big(
+            kafka, topics["scores_topic"], b"wide", _high_risk("wide", stack, *WIDE_REASONS)
+        )
+        await _produce_big(
+            kafka, topics["scores_topic"], b"after", _high_risk("after", stack, "usage halved")
+        )
+        published = await consume(kafka, alerts_topic, 2, timeout_s=30)
+        letters = await consume(kafka, _dlq(topics), 1, timeout_s=10)
+
+    assert [orjson.loads(r.value)["account_id"] for r in published] == ["first", "after"]
+    (dead,) = [DeadLetter.from_bytes(r.value) for r in letters]
+    assert (dead.reason, dead.account_id) == ("unpublishable", "wide")
+    assert "(max.message.bytes)" in dead.message
 
 
 @asynccontextmanager

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.db import SessionFactory
 from shared.dlq import DeadLetter
 from shared.health import Readiness
-from shared.kafka import BrokerUnavailable, send_each
+from shared.kafka import BrokerUnavailable, TopicLimits, send_each
 from shared.metrics import PUBLISHER_OLDEST_AGE_SECONDS, PUBLISHER_PENDING_ROWS
 from shared.outbox import Backlog, OutboxRecord, OutboxRelay, Refusals, Relaying, drain_all
 
@@ -27,6 +27,7 @@ NOW = datetime(2026, 12, 7, 12, tzinfo=UTC)
 LIMIT = 100  # the fake producer's largest request
 POISON = b"poison"  # refused by the fake broker, with every record of its batch
 TOPIC_DOWN = "vitals.down"  # a topic the fake broker answers nothing for
+TOPIC_LIMIT = 1_000_000  # what the fake broker's topics take, unless a test says less
 
 
 class FakeProducer:
@@ -37,6 +38,7 @@ class FakeProducer:
     def __init__(self, outage: bool = False) -> None:
         self.outage = outage
         self.delivered: list[bytes] = []
+        self.batch_sizes: list[int] = []
         self._batch: list[tuple[bytes, asyncio.Future[None]]] = []
 
     async def send(self, topic: str, value: bytes, key: bytes) -> asyncio.Future[None]:
@@ -53,6 +55,7 @@ class FakeProducer:
 
     def _acknowledge(self) -> None:
         batch, self._batch = self._batch, []
+        self.batch_sizes.append(len(batch))
         poisoned = any(value == POISON for value, _ in batch)
         for value, future in batch:
             if self.outage:
@@ -98,17 +101,35 @@ def _sessions() -> SessionFactory:
     return cast(SessionFactory, session)
 
 
+def _limits(*limits: int) -> TopicLimits:
+    """Topic limits the broker answers in turn, the last one from then on."""
+    answers = list(limits or (TOPIC_LIMIT,))
+
+    async def read(_: str) -> int:
+        return answers.pop(0) if len(answers) > 1 else answers[0]
+
+    return TopicLimits(read)
+
+
 def _relay(
     table: MemoryTable,
     letters: list[DeadLetter],
     readiness: Readiness | None = None,
     topic: str = "vitals.things",
     name: str = "things",
+    limits: TopicLimits | None = None,
 ) -> OutboxRelay:
     async def stage(_: AsyncSession, staged: Sequence[DeadLetter], __: datetime) -> None:
         letters.extend(staged)
 
-    relaying = Relaying(_sessions(), lambda: NOW, batch=3, readiness=readiness, stuck_after_s=60)
+    relaying = Relaying(
+        _sessions(),
+        lambda: NOW,
+        batch=3,
+        limits=limits or _limits(),
+        readiness=readiness,
+        stuck_after_s=60,
+    )
     return OutboxRelay(
         name,
         table,
@@ -154,6 +175,61 @@ async def test_a_batch_the_broker_refuses_is_an_outage_blamed_on_no_record() -> 
     assert (table.sent, letters) == (set(), [])
 
 
+async def test_a_record_larger_than_its_topic_takes_is_dead_lettered_before_sending() -> None:
+    """The broker's own size check, made before sending where it can name the record."""
+    table = MemoryTable([b"a", b"x" * 80, b"c"])
+    letters: list[DeadLetter] = []
+    producer = FakeProducer()
+
+    await drain_all([_relay(table, letters, limits=_limits(150))], _producer(producer))
+
+    assert producer.delivered == [b"a", b"c"]
+    assert table.sent == {1, 2, 3}
+    (letter,) = letters
+    assert letter.source == "outbox:things/2"
+    assert "takes at most 150 (max.message.bytes)" in letter.message
+
+
+async def test_a_limit_lowered_under_a_waiting_record_costs_one_refused_batch() -> None:
+    """The broker refuses the batch (an outage: nothing marked); the limit is read again,
+    and the next attempt dead-letters the record that no longer fits."""
+    table = MemoryTable([b"a", POISON, b"c"])
+    letters: list[DeadLetter] = []
+    relay = _relay(table, letters, limits=_limits(TOPIC_LIMIT, len(POISON) + 104))
+    producer = FakeProducer()
+
+    with pytest.raises(BrokerUnavailable, match="MessageSizeTooLargeError"):
+        await drain_all([relay], _producer(producer))
+    assert table.sent == set()
+    await drain_all([relay], _producer(producer))
+
+    assert producer.delivered == [b"a", b"c"]
+    assert table.sent == {1, 2, 3}
+    assert [letter.source for letter in letters] == ["outbox:things/2"]
+
+
+async def test_to_a_topic_taking_less_than_a_producer_batch_records_go_one_at_a_time() -> None:
+    table = MemoryTable([b"a", b"b", b"c"])
+    producer = FakeProducer()
+
+    await drain_all([_relay(table, [], limits=_limits(1_000))], _producer(producer))
+
+    assert producer.delivered == [b"a", b"b", b"c"]
+    assert producer.batch_sizes == [1, 1, 1]
+
+
+async def test_a_limit_the_broker_does_not_answer_is_an_outage() -> None:
+    async def unreachable(_: str) -> int:
+        raise KafkaConnectionError("broker gone")
+
+    table = MemoryTable([b"a"])
+    relay = _relay(table, [], limits=TopicLimits(unreachable))
+
+    with pytest.raises(BrokerUnavailable, match="max.message.bytes of vitals.things not read"):
+        await drain_all([relay], _producer(FakeProducer()))
+    assert table.sent == set()
+
+
 async def test_an_outage_marks_nothing_sent_and_dead_letters_nothing() -> None:
     table = MemoryTable([b"a", b"b"])
     letters: list[DeadLetter] = []
@@ -167,7 +243,7 @@ async def test_an_outage_marks_nothing_sent_and_dead_letters_nothing() -> None:
 async def test_send_each_names_the_record_the_producer_refused_and_none_for_the_rest() -> None:
     records = [(b"k", b"a"), (b"k", b"x" * (LIMIT + 1)), (b"k", b"d")]
 
-    faults = await send_each(_producer(FakeProducer()), "t", records)
+    faults = await send_each(_producer(FakeProducer()), "t", records, TOPIC_LIMIT)
 
     assert [type(f).__name__ if f else None for f in faults] == [
         None,
