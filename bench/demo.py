@@ -23,7 +23,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from sqlalchemy import func, select
 
 from bench import portfolio
-from services.alerts.ruleset import DEFAULT_RULES_FILE, load_rules
+from services.alerts.rules.ruleset import DEFAULT_RULES_FILE, load_rules
 from services.backtest.replay import Replay
 from services.backtest.run import load_models, production_judge
 from services.backtest.sources import Intake, Memory, merged, segment_events, stripe_events

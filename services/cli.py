@@ -292,7 +292,8 @@ def backtest(
     would have warned of the accounts that cancelled (docs/backtest.md)."""
     from rich.console import Console
 
-    from services.alerts.ruleset import DEFAULT_RULES_FILE, ConfigError
+    from services.alerts.documents import ConfigError
+    from services.alerts.rules.ruleset import DEFAULT_RULES_FILE
     from services.backtest import run, show
     from services.backtest.kafka_source import KafkaSourceError
     from services.scoring.scorecard import ScorecardError

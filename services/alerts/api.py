@@ -13,13 +13,16 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.alerts import configuration, repository
-from services.alerts.channels import Channel, channel_document, masked, parse_channel
 from services.alerts.configuration import FileConfig
-from services.alerts.engine import AlertState
+from services.alerts.delivery.channels import Channel, channel_document, masked, parse_channel
+from services.alerts.delivery.payloads import sample_event
+from services.alerts.delivery.routing import parse_routes
+from services.alerts.delivery.senders import Senders, SendFailed
+from services.alerts.delivery.ssrf import TargetRefused
+from services.alerts.documents import ConfigError
 from services.alerts.models import Alert, ChannelRow, Delivery, Silence
-from services.alerts.payloads import sample_event
-from services.alerts.routing import parse_routes
-from services.alerts.ruleset import ConfigError, parse_rules
+from services.alerts.rules.engine import AlertState
+from services.alerts.rules.ruleset import parse_rules
 from services.alerts.schemas import (
     AckRequest,
     AlertList,
@@ -36,9 +39,7 @@ from services.alerts.schemas import (
     SilenceRead,
     SnoozeRequest,
 )
-from services.alerts.senders import Senders, SendFailed
 from services.alerts.settings import AlertsSettings
-from services.alerts.ssrf import TargetRefused
 from shared.auth import KeyRing, Scope, authenticate, client_address, gate, install_auth
 from shared.clock import Clock
 from shared.errors import invalid_request, times_out_of_range

@@ -15,10 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from services.alerts import api
 from services.alerts.configuration import FileConfig, load_files, sync_file_channels
 from services.alerts.consumer import AlertsHandler
-from services.alerts.dispatcher import Dispatcher
+from services.alerts.delivery.dispatcher import Dispatcher
+from services.alerts.delivery.senders import Senders
 from services.alerts.models import consumer_offsets
 from services.alerts.publisher import AlertsPublisher
-from services.alerts.senders import Senders
 from services.alerts.settings import AlertsSettings
 from shared.background import running
 from shared.clock import Clock, utc_now

@@ -5,7 +5,7 @@ bad file stops the service with an error naming the field. Channels are kept in 
 database so every replica and the admin API see the same set: file channels are
 written there at start-up (``source`` file/env), API channels have ``source`` api.
 A routing tree or rule set saved through the API overrides the file's. Channel
-secrets are encrypted in the database with the key of the settings (sealing.py).
+secrets are encrypted in the database with the key of the settings (delivery/sealing.py).
 """
 
 from __future__ import annotations
@@ -19,19 +19,22 @@ from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import flag_modified
 
-from services.alerts import repository, sealing
-from services.alerts.channels import (
+from services.alerts import repository
+from services.alerts.delivery import sealing
+from services.alerts.delivery.channels import (
     Channel,
     WebhookChannel,
     channel_document,
     parse_channel,
     parse_channels_file,
 )
+from services.alerts.delivery.routing import RoutingTree, parse_routes
+from services.alerts.delivery.ssrf import TargetPolicy, TargetRefused
+from services.alerts.documents import ConfigError, load_yaml
 from services.alerts.models import ChannelRow, ConfigDocument
-from services.alerts.routing import RoutingTree, parse_routes
-from services.alerts.ruleset import ConfigError, Rule, RuleSet, load_rules, load_yaml, parse_rules
+from services.alerts.rules.kinds import Rule
+from services.alerts.rules.ruleset import RuleSet, load_rules, parse_rules
 from services.alerts.settings import AlertsSettings
-from services.alerts.ssrf import TargetPolicy, TargetRefused
 
 ENV_CHANNEL = "webhook"
 ROUTES_KEY = "routes"

@@ -19,11 +19,13 @@ from aiokafka import ConsumerRecord
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.alerts import configuration, engine, metrics, payloads, repository
-from services.alerts.channels import Channel
+from services.alerts import configuration, metrics, repository
 from services.alerts.configuration import FileConfig, Setup
+from services.alerts.delivery import payloads
+from services.alerts.delivery.channels import Channel
 from services.alerts.models import AccountCursor, Alert, AlertEventRow, AlertsDeadLetter, Delivery
 from services.alerts.models import Silence as SilenceRow
+from services.alerts.rules import engine
 from services.alerts.service import AccountMemory, Judge
 from services.alerts.settings import AlertsSettings
 from shared import dead_letter_outbox

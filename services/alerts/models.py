@@ -20,8 +20,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from services.alerts import sealing
-from services.alerts.channels import open_document, seal_document
+from services.alerts.delivery import sealing
+from services.alerts.delivery.channels import open_document, seal_document
 from shared.db import UtcDateTime
 from shared.dead_letter_outbox import DeadLetterOutboxColumns
 from shared.offsets import consumer_offsets_table

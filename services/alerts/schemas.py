@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 from services.alerts.durations import Duration
-from services.alerts.engine import AlertState
+from services.alerts.rules.engine import AlertState
 from shared.scores import Tier
 
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, Protocol, TypeVar
 
-from services.alerts import engine
-from services.alerts.ruleset import Rule
+from services.alerts.rules import engine
+from services.alerts.rules.kinds import Rule
 from shared.scores import ScoreChange
 
 T = TypeVar("T")

@@ -6,8 +6,8 @@ from typing import Literal
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import SettingsConfigDict
 
-from services.alerts.ruleset import DEFAULT_RULES_FILE
-from services.alerts.sealing import check_keys
+from services.alerts.delivery.sealing import check_keys
+from services.alerts.rules.ruleset import DEFAULT_RULES_FILE
 from shared.settings import VitalsSettings
 
 PLACEHOLDER_SECRETS = {"changethis", "changeme", "secret", "admin", "password", "token"}

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from services.alerts.engine import Silence
+from services.alerts.rules.engine import Silence
 from services.alerts.schemas import SilenceCreate
 from services.backtest.replay import CsmOverride
 from services.backtest.run import Actions, BacktestError

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from services.alerts.engine import Silence
+from services.alerts.rules.engine import Silence
 from services.alerts.service import Judge, MemoryAlertsStore
 from services.scoring.domain import (
     RESCORED_FIELDS,

@@ -19,8 +19,9 @@ from typing import IO, Any
 import orjson
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-from services.alerts.engine import Silence
-from services.alerts.ruleset import DEFAULT_RULES_FILE, Rule, load_rules
+from services.alerts.rules.engine import Silence
+from services.alerts.rules.kinds import Rule
+from services.alerts.rules.ruleset import DEFAULT_RULES_FILE, load_rules
 from services.alerts.service import Judge
 from services.alerts.settings import AlertsSettings
 from services.backtest.kafka_source import topic_events

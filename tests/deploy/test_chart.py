@@ -21,8 +21,8 @@ import yaml
 from cryptography.fernet import Fernet
 from pydantic_settings import BaseSettings
 
-from services.alerts.channels import parse_channels_file
-from services.alerts.ruleset import parse_rules
+from services.alerts.delivery.channels import parse_channels_file
+from services.alerts.rules.ruleset import parse_rules
 from services.alerts.settings import AlertsSettings
 from services.console.settings import ConsoleSettings
 from services.ingest.settings import IngestSettings

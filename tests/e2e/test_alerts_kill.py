@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import func, select
 from standardwebhooks import Webhook
 
-from services.alerts.dispatcher import CLAIM_BATCH
-from services.alerts.engine import alert_id, notice_id
+from services.alerts.delivery.dispatcher import CLAIM_BATCH
 from services.alerts.models import Alert, AlertEventRow, Delivery
+from services.alerts.rules.engine import alert_id, notice_id
 from shared.db import create_engine, session_factory
 from shared.scores import Risk, ScoreChange
 from tests.e2e.stack import migrate, service_env

@@ -6,7 +6,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from services.alerts.engine import Alert, AlertState, Decision, Transition
+from services.alerts.rules.engine import Alert, AlertState, Decision, Transition
 from shared.scores import AccountFacts, Band, Driver, Risk, ScoreChange, Stage, Tier, Trigger
 from tests.support.events import T0
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
-from services.alerts.ruleset import DEFAULT_RULES_FILE, load_rules
+from services.alerts.rules.ruleset import DEFAULT_RULES_FILE, load_rules
 from services.backtest.replay import Model, Replay
 from services.backtest.run import production_judge
 from services.scoring.domain import AccountState, Assessment, Limits

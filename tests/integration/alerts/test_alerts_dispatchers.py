@@ -12,13 +12,14 @@ import pytest
 from sqlalchemy import select
 from standardwebhooks import Webhook
 
-from services.alerts import engine, payloads
 from services.alerts.app import MIGRATIONS
-from services.alerts.channels import ChannelBase
 from services.alerts.configuration import FileConfig, load_files, sync_file_channels
-from services.alerts.dispatcher import CLAIM_BATCH, Dispatcher
+from services.alerts.delivery import payloads
+from services.alerts.delivery.channels import ChannelBase
+from services.alerts.delivery.dispatcher import CLAIM_BATCH, Dispatcher
+from services.alerts.delivery.senders import UNREACHABLE
 from services.alerts.models import ChannelRow, Delivery
-from services.alerts.senders import UNREACHABLE
+from services.alerts.rules import engine
 from shared.db import SessionFactory, create_engine, session_factory
 from shared.migrations import upgrade_to_head
 from shared.scores import Risk

@@ -15,12 +15,12 @@ from cryptography.fernet import Fernet
 from sqlalchemy import Connection, text
 from standardwebhooks import Webhook
 
-from services.alerts import sealing
 from services.alerts.app import MIGRATIONS
-from services.alerts.channels import open_document
 from services.alerts.configuration import load_files, sync_file_channels
+from services.alerts.delivery import sealing
+from services.alerts.delivery.channels import open_document
+from services.alerts.delivery.sealing import SecretBox, SecretsKeyError
 from services.alerts.models import ChannelRow
-from services.alerts.sealing import SecretBox, SecretsKeyError
 from services.alerts.settings import AlertsSettings
 from shared.db import create_engine, session_factory
 from shared.migrations import upgrade_to_head

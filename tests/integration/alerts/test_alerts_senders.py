@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 
 import pytest
 
-from services.alerts.channels import parse_channel
-from services.alerts.payloads import sample_event
-from services.alerts.senders import UNREACHABLE, Senders, SendFailed
-from services.alerts.ssrf import TargetPolicy
+from services.alerts.delivery.channels import parse_channel
+from services.alerts.delivery.payloads import sample_event
+from services.alerts.delivery.senders import UNREACHABLE, Senders, SendFailed
+from services.alerts.delivery.ssrf import TargetPolicy
 from tests.support.alerts_receivers import Answer, HttpReceiver, smtp_server
 from tests.support.servers import serve
 

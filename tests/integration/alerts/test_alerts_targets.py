@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from services.alerts.channels import Channel, parse_channel
 from services.alerts.configuration import load_files
-from services.alerts.payloads import sample_event
-from services.alerts.ruleset import ConfigError
-from services.alerts.senders import UNREACHABLE, Senders, SendFailed
+from services.alerts.delivery.channels import Channel, parse_channel
+from services.alerts.delivery.payloads import sample_event
+from services.alerts.delivery.senders import UNREACHABLE, Senders, SendFailed
+from services.alerts.documents import ConfigError
 from services.alerts.settings import AlertsSettings
 from tests.integration.alerts.conftest import ADMIN, StackFactory
 from tests.support.alerts_receivers import (
@@ -94,7 +94,7 @@ def test_a_channels_file_cannot_use_the_shorthands_host_on_another_port(tmp_path
 async def test_the_channel_test_tells_only_http_answers_never_what_listens_where(
     alerts_stack: StackFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="services.alerts.senders")
+    caplog.set_level(logging.WARNING, logger="services.alerts.delivery.senders")
     receiver = HttpReceiver()
     receiver.answer("/unavailable", Answer(503))
     closed_port = free_port()

@@ -4,9 +4,14 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from services.alerts.channels import EmailChannel, masked, parse_channel, parse_channels_file
 from services.alerts.configuration import load_files
-from services.alerts.ruleset import ConfigError
+from services.alerts.delivery.channels import (
+    EmailChannel,
+    masked,
+    parse_channel,
+    parse_channels_file,
+)
+from services.alerts.documents import ConfigError
 from services.alerts.settings import AlertsSettings
 from tests.support.alerts_receivers import self_signed_tls
 

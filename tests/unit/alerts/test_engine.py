@@ -3,7 +3,7 @@ from datetime import date, datetime, timedelta
 
 import pytest
 
-from services.alerts.engine import (
+from services.alerts.rules.engine import (
     Alert,
     AlertState,
     Decision,
@@ -18,7 +18,8 @@ from services.alerts.engine import (
     remember_health,
     silenced,
 )
-from services.alerts.ruleset import Rule, load_rules, parse_rules
+from services.alerts.rules.kinds import Rule
+from services.alerts.rules.ruleset import load_rules, parse_rules
 from shared.scores import Risk, ScoreChange, Stage, Tier, Trigger
 from tests.support.alerts_messages import TEST_RULES, driver, enriched_change, facts, later
 from tests.support.events import T0

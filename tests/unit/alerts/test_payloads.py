@@ -1,6 +1,6 @@
 from datetime import timedelta
 
-from services.alerts.payloads import (
+from services.alerts.delivery.payloads import (
     AlertEvent,
     alert_event,
     digest_message,

@@ -1,8 +1,8 @@
 import pytest
 
-from services.alerts.engine import Labels
-from services.alerts.routing import parse_routes
-from services.alerts.ruleset import ConfigError
+from services.alerts.delivery.routing import parse_routes
+from services.alerts.documents import ConfigError
+from services.alerts.rules.engine import Labels
 
 CHANNELS = {"cs-all", "strategic", "owner-mail", "growth", "risk-desk"}
 TREE = {

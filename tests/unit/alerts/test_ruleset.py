@@ -4,14 +4,10 @@ from pathlib import Path
 
 import pytest
 
+from services.alerts.documents import ConfigError
 from services.alerts.durations import parse_duration
-from services.alerts.ruleset import (
-    ChurnRiskRaised,
-    ConfigError,
-    SharpHealthDrop,
-    load_rules,
-    parse_rules,
-)
+from services.alerts.rules.kinds import ChurnRiskRaised, SharpHealthDrop
+from services.alerts.rules.ruleset import load_rules, parse_rules
 from shared.scores import Risk
 
 

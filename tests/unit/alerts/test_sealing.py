@@ -5,8 +5,8 @@ import pytest
 from cryptography.fernet import Fernet
 from pydantic import ValidationError
 
-from services.alerts.channels import open_document, seal_document
-from services.alerts.sealing import SecretBox, SecretsKeyError, box_for, development_key
+from services.alerts.delivery.channels import open_document, seal_document
+from services.alerts.delivery.sealing import SecretBox, SecretsKeyError, box_for, development_key
 from services.alerts.settings import AlertsSettings
 
 OLD, NEW = Fernet.generate_key().decode(), Fernet.generate_key().decode()

@@ -4,7 +4,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.responses import RedirectResponse, Response
 
-from services.alerts.ssrf import TargetPolicy, TargetRefused, guarded_client, refusal
+from services.alerts.delivery.ssrf import TargetPolicy, TargetRefused, guarded_client, refusal
 from tests.support.servers import serve
 
 DEFAULT = TargetPolicy.build(allow_http=False, allow=[])

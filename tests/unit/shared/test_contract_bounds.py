@@ -10,7 +10,7 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
-from services.alerts.payloads import MAX_DETAILS_BYTES, MAX_SUMMARY_CHARS, alert_event
+from services.alerts.delivery.payloads import MAX_DETAILS_BYTES, MAX_SUMMARY_CHARS, alert_event
 from shared.dlq import MAX_MESSAGE_CHARS, MAX_ORIGINAL_BYTES, DeadLetter
 from shared.scores import MAX_DRIVERS, MAX_LIST_ITEMS, ScoreChange
 from tests.support.alerts_messages import driver, enriched_change, opened

@@ -16,8 +16,8 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
-from services.alerts.channels import open_document, seal_document
-from services.alerts.sealing import SecretBox, box_for
+from services.alerts.delivery.channels import open_document, seal_document
+from services.alerts.delivery.sealing import SecretBox, box_for
 
 revision: str = "alerts_0004"
 down_revision: str | None = "alerts_0003"

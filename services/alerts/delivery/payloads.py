@@ -17,7 +17,7 @@ from urllib.parse import quote
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from services.alerts.engine import Decision
+from services.alerts.rules.engine import Decision
 from shared.events import INT64_MAX, Identifier
 from shared.scores import MAX_LIST_ITEMS, MAX_SEQUENCE, AccountFacts, ComponentName, ScoreChange
 

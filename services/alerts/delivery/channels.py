@@ -28,11 +28,11 @@ from pydantic import (
     model_validator,
 )
 
-from services.alerts.certificates import pem_certificates, read_certificates
-from services.alerts.routing import ChannelId, RoutingTree, parse_routes
-from services.alerts.ruleset import ConfigError, describe_errors
-from services.alerts.sealing import SecretBox, transform
-from services.alerts.ssrf import TargetPolicy
+from services.alerts.delivery.certificates import pem_certificates, read_certificates
+from services.alerts.delivery.routing import ChannelId, RoutingTree, parse_routes
+from services.alerts.delivery.sealing import SecretBox, transform
+from services.alerts.delivery.ssrf import TargetPolicy
+from services.alerts.documents import ConfigError, describe_errors
 
 OWNER = "owner"
 ENV_REFERENCE = re.compile(r"\$\{([A-Z0-9_]+)\}")

@@ -12,7 +12,7 @@ import os
 import ssl
 from pathlib import Path
 
-from services.alerts.ruleset import ConfigError
+from services.alerts.documents import ConfigError
 
 MAX_BYTES = 1 << 20
 

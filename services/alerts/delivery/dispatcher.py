@@ -24,12 +24,14 @@ from sqlalchemy import Table
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.alerts import configuration, domain, engine, metrics, repository
-from services.alerts.channels import Channel, ChannelBase
+from services.alerts import configuration, metrics, repository
 from services.alerts.configuration import FileConfig, Setup
+from services.alerts.delivery import schedule
+from services.alerts.delivery.channels import Channel, ChannelBase
+from services.alerts.delivery.payloads import AlertEvent
+from services.alerts.delivery.senders import DIGEST, Senders, SendFailed
 from services.alerts.models import Alert, ChannelRow, Delivery
-from services.alerts.payloads import AlertEvent
-from services.alerts.senders import DIGEST, Senders, SendFailed
+from services.alerts.rules import engine
 from services.alerts.settings import AlertsSettings
 from shared.clock import Clock
 from shared.db import SessionFactory, upsert
@@ -199,7 +201,7 @@ class Dispatcher:
             return
         delay = None
         if not exc.permanent:
-            delay = domain.retry_delay(
+            delay = schedule.retry_delay(
                 row.attempts,
                 self._settings.alerts_delivery_max_attempts,
                 exc.retry_after_s,
@@ -263,7 +265,7 @@ class Dispatcher:
                 (channel, day)
                 for channel in setup.channels.values()
                 if channel.mode == "digest" and channel.enabled
-                if (day := domain.digest_day(now, channel.digest_hour_utc)) is not None
+                if (day := schedule.digest_day(now, channel.digest_hour_utc)) is not None
                 if (channel.id, day) not in self._digested
             ]
             if not due:

@@ -12,8 +12,8 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from services.alerts.engine import Labels
-from services.alerts.ruleset import ConfigError, describe_errors
+from services.alerts.documents import ConfigError, describe_errors
+from services.alerts.rules.engine import Labels
 from shared.scores import Risk, Tier
 
 ChannelId = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_.-]{0,99}$")]

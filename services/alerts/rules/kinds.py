@@ -1,31 +1,23 @@
-"""Alert rules as data: the YAML rules file and the pydantic models that validate it.
+"""The kinds of alert rule, found by their ``kind`` (the registry is :data:`Rule`).
 
 Each rule has a unique ``name`` (the alert key together with the account) and a
 ``kind`` saying which condition it checks; several rules may share a kind with
-different thresholds. Errors name the rule and the field, e.g.
-``rules[1] (sharp_health_drop).points: Input should be greater than 0``.
+different thresholds. A kind's condition is ``engine.check_kind``, found by its class.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.alerts.durations import Duration
 from shared.scores import Band, Risk
 
-DEFAULT_RULES_FILE = Path(__file__).parent / "rules" / "default.yaml"
 RISK_ORDER = (Risk.low, Risk.medium, Risk.high)
 Direction = Literal["up", "down"]
 RuleName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,99}$")]
-
-
-class ConfigError(ValueError):
-    """A configuration document is invalid; the message names every bad field."""
 
 
 class RuleBase(BaseModel):
@@ -129,66 +121,3 @@ Rule = Annotated[
     ChurnRiskRaised | SharpHealthDrop | TierChanged | AccountSilent | RenewalAtRisk,
     Field(discriminator="kind"),
 ]
-
-
-class RuleSet(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    version: Literal[1] = 1
-    rules: list[Rule] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _unique_names(self) -> RuleSet:
-        names = [rule.name for rule in self.rules]
-        doubled = sorted({name for name in names if names.count(name) > 1})
-        if doubled:
-            raise ValueError(f"rule names must be unique; repeated: {', '.join(doubled)}")
-        return self
-
-    @property
-    def enabled(self) -> list[Rule]:
-        return [rule for rule in self.rules if rule.enabled]
-
-
-def parse_rules(document: Any, source: str = "rules") -> RuleSet:
-    try:
-        return RuleSet.model_validate(document)
-    except ValidationError as exc:
-        raise ConfigError(describe_errors(exc, document, source)) from None
-
-
-def load_rules(path: Path = DEFAULT_RULES_FILE) -> RuleSet:
-    return parse_rules(load_yaml(path), str(path))
-
-
-def load_yaml(path: Path) -> Any:
-    try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-
-
-def describe_errors(exc: ValidationError, document: Any, source: str) -> str:
-    """One line per error, naming the field the way it is written in the file."""
-    lines = [f"{source} is invalid:"]
-    for error in exc.errors(include_url=False):
-        lines.append(f"  {field_path(error['loc'], document)}: {error['msg']}")
-    return "\n".join(lines)
-
-
-def field_path(loc: tuple[int | str, ...], document: Any) -> str:
-    """``("rules", 1, "sharp_health_drop", "points")`` -> ``rules[1] (name).points``."""
-    text, node = "", document
-    for part in loc:
-        if isinstance(part, int):
-            node = node[part] if isinstance(node, list) and part < len(node) else None
-            name = (node.get("name") or node.get("id")) if isinstance(node, dict) else None
-            text += f"[{part}]" + (f" ({name})" if isinstance(name, str) else "")
-        elif isinstance(node, dict) and "kind" in node and part == node.get("kind"):
-            continue  # the union tag pydantic adds is not a field of the file
-        else:
-            node = node.get(part) if isinstance(node, dict) else None
-            text += f".{part}" if text else str(part)
-    return text or "(document)"

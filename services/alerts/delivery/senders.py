@@ -26,8 +26,8 @@ import httpx
 import orjson
 from standardwebhooks import Webhook
 
-from services.alerts.certificates import CertificateRefused, read_certificates
-from services.alerts.channels import (
+from services.alerts.delivery.certificates import CertificateRefused, read_certificates
+from services.alerts.delivery.channels import (
     Channel,
     ChannelBase,
     EmailChannel,
@@ -35,7 +35,7 @@ from services.alerts.channels import (
     TeamsChannel,
     WebhookChannel,
 )
-from services.alerts.payloads import (
+from services.alerts.delivery.payloads import (
     AlertEvent,
     Message,
     digest_message,
@@ -44,7 +44,12 @@ from services.alerts.payloads import (
     slack_payload,
     teams_payload,
 )
-from services.alerts.ssrf import TargetPolicy, TargetRefused, connect_checked, guarded_client
+from services.alerts.delivery.ssrf import (
+    TargetPolicy,
+    TargetRefused,
+    connect_checked,
+    guarded_client,
+)
 
 log = logging.getLogger(__name__)
 # httpx logs every request's full URL at INFO, and a Slack or Teams URL is the secret.

@@ -14,7 +14,7 @@ from enum import StrEnum
 from functools import singledispatch
 from typing import Any
 
-from services.alerts.ruleset import (
+from services.alerts.rules.kinds import (
     RISK_ORDER,
     AccountSilent,
     ChurnRiskRaised,

@@ -2,7 +2,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from services.alerts.domain import RETRY_SCHEDULE, digest_day, retry_delay
+from services.alerts.delivery.schedule import RETRY_SCHEDULE, digest_day, retry_delay
 from services.alerts.settings import AlertsSettings
 
 
