@@ -9,7 +9,7 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from services.scoring.api import ScoringContext, router
 from services.scoring.consumer import AccountScorer, ScoringHandler
@@ -21,7 +21,8 @@ from services.scoring.sweep import Sweep
 from shared.auth import install_auth
 from shared.background import running
 from shared.clock import Clock, utc_now
-from shared.consumer import TransactionalConsumer
+from shared.commit import DatabaseOffsets
+from shared.consumer import Consumer
 from shared.db import create_engine, session_factory
 from shared.health import Readiness, wait_until_fine
 from shared.http import create_service_app
@@ -61,9 +62,9 @@ def create_app(settings: ScoringSettings | None = None, clock: Clock | None = No
         producer = make_producer(settings, "scoring")
         scorer = AccountScorer(settings, scorecards, clock)
         handler = ScoringHandler(settings, sessions, producer, scorer, clock, readiness)
-        consumer = TransactionalConsumer(
+        consumer = Consumer(
             name="scoring",
-            topic=settings.events_topic,
+            topics=[settings.events_topic],
             group_id=settings.scoring_consumer_group,
             make_consumer=lambda: make_consumer(
                 settings,
@@ -71,8 +72,7 @@ def create_app(settings: ScoringSettings | None = None, clock: Clock | None = No
                 settings.scoring_consumer_group,
                 **settings.kafka_membership(),
             ),
-            sessions=sessions,
-            offsets_table=consumer_offsets,
+            commit=DatabaseOffsets(sessions, consumer_offsets, settings.scoring_consumer_group),
             handler=handler,
             readiness=readiness,
             max_records=settings.scoring_batch_max_records,
@@ -107,7 +107,7 @@ async def _work(
     engine: AsyncEngine,
     readiness: Readiness,
     producer: AIOKafkaProducer,
-    consumer: TransactionalConsumer,
+    consumer: Consumer[AsyncSession],
 ) -> None:
     """Wait for the schema, create the topics, connect, then consume until cancelled."""
     retry = settings.startup_retry_max_s

@@ -14,7 +14,8 @@ from sqlalchemy import Column, Integer, MetaData, Table, Text, func, insert, sel
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from shared.background import running
-from shared.consumer import Records, TransactionalConsumer
+from shared.commit import DatabaseOffsets
+from shared.consumer import Consumer, Records
 from shared.db import create_engine, session_factory
 from shared.health import Readiness
 from shared.kafka import ensure_topics, make_consumer, topic_spec
@@ -99,15 +100,14 @@ def _consumer(
     handler: TextHandler,
     readiness: Readiness,
     broker_silent_after_s: float = 30.0,
-) -> TransactionalConsumer:
+) -> Consumer[AsyncSession]:
     settings = _settings(kafka)
-    return TransactionalConsumer(
+    return Consumer(
         name="poison-test",
-        topic=topic,
+        topics=[topic],
         group_id=GROUP,
         make_consumer=lambda: make_consumer(settings, "poison-test", GROUP),
-        sessions=session_factory(engine),
-        offsets_table=offsets,
+        commit=DatabaseOffsets(session_factory(engine), offsets, GROUP),
         handler=handler,
         readiness=readiness,
         max_records=500,

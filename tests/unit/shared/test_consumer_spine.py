@@ -18,7 +18,8 @@ from sqlalchemy import Column, Integer, LargeBinary, MetaData, String, Table, fu
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from shared.consumer import Records, TransactionalConsumer
+from shared.commit import DatabaseOffsets
+from shared.consumer import Consumer, Records
 from shared.db import SessionFactory, create_engine, session_factory
 from shared.health import Readiness
 from shared.metrics import CONSUMER_RESTARTS
@@ -90,18 +91,17 @@ async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
 
 def _spine(
     broker: MemoryBroker, sessions: SessionFactory, handler: Handler, max_records: int = 500
-) -> TransactionalConsumer:
+) -> Consumer[AsyncSession]:
     def make() -> AIOKafkaConsumer:
         consumer: Any = broker.consumer(GROUP)
         return consumer  # the part of AIOKafkaConsumer the spine uses
 
-    return TransactionalConsumer(
+    return Consumer(
         name="spine",
-        topic=TOPIC,
+        topics=[TOPIC],
         group_id=GROUP,
         make_consumer=make,
-        sessions=sessions,
-        offsets_table=offsets,
+        commit=DatabaseOffsets(sessions, offsets, GROUP),
         handler=handler,
         readiness=Readiness("kafka", "consumer"),
         max_records=max_records,
@@ -110,7 +110,7 @@ def _spine(
 
 
 @contextlib.asynccontextmanager
-async def _running(*spines: TransactionalConsumer) -> AsyncIterator[list[asyncio.Task[None]]]:
+async def _running(*spines: Consumer[AsyncSession]) -> AsyncIterator[list[asyncio.Task[None]]]:
     tasks = [asyncio.create_task(s.run()) for s in spines]
     try:
         yield tasks
@@ -177,8 +177,8 @@ async def _has_all(engine: AsyncEngine, count: int) -> bool:
     return await _count(engine, effects) >= count
 
 
-async def _split(first: TransactionalConsumer, second: TransactionalConsumer) -> bool:
-    return bool(first._epochs) and bool(second._epochs)
+async def _split(first: Consumer[AsyncSession], second: Consumer[AsyncSession]) -> bool:
+    return bool(first.assigned) and bool(second.assigned)
 
 
 async def test_a_consumer_fenced_by_a_newer_epoch_rolls_back_and_starts_over(
@@ -243,6 +243,6 @@ async def test_after_a_database_outage_the_consumer_restarts_from_the_stored_pos
     assert await _count(engine, rejected) == 0  # an outage blames no record
 
 
-async def _restarting(spine: TransactionalConsumer) -> bool:
+async def _restarting(spine: Consumer[AsyncSession]) -> bool:
     checks = await spine._readiness.evaluate()
     return checks["consumer"] != "ok"
