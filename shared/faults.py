@@ -25,10 +25,17 @@ from shared.retry import Backoff
 
 REMINDER_INTERVAL_S = 60.0
 
+
+class Transient(Exception):
+    """A failure of what a service depends on, raised by its own code (e.g. ingest's
+    deduplication store away): passes by itself, like the library errors below."""
+
+
 # Besides a database that cannot be used now (``shared.errors``, which the HTTP answers
 # use too): ProgrammingError, whose usual cause is a schema that migrations have not
 # brought up yet, which no record can be blamed for.
 _TRANSIENT = (
+    Transient,
     KafkaError,
     BrokerUnavailable,
     Fenced,
