@@ -20,10 +20,10 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from services.ingest import segment
 from services.ingest.domain import BodyRejected, Held, Item, Limits, Rejection
-from services.ingest.native import native_item
-from services.ingest.stripe_billing import (
+from services.ingest.sources.native.mapping import native_item
+from services.ingest.sources.segment import mapping as segment
+from services.ingest.sources.stripe.mapping import (
     StripeAccounts,
     customer_of,
     map_stripe,

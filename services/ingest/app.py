@@ -13,7 +13,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from services.ingest import api_native, api_segment, api_stripe, metrics
+from services.ingest import metrics
 from services.ingest.database import DatabaseUnavailable
 from services.ingest.dedupe import DatabaseDeduplicator, InFlight
 from services.ingest.domain import Rejection
@@ -23,11 +23,14 @@ from services.ingest.openapi import document_request_bodies
 from services.ingest.publisher import EventPublisher
 from services.ingest.raw_topics import RawTopicConsumer, RawTopicsConfig
 from services.ingest.reasons import Reason
-from services.ingest.repository import WaitingCall
 from services.ingest.routes import IngestContext
-from services.ingest.segment_users import SegmentUsers
 from services.ingest.settings import IngestSettings
-from services.ingest.stripe_customers import StripeCustomers
+from services.ingest.sources.native import api as native_api
+from services.ingest.sources.segment import api as segment_api
+from services.ingest.sources.segment.repository import WaitingCall
+from services.ingest.sources.segment.store import SegmentUsers
+from services.ingest.sources.stripe import api as stripe_api
+from services.ingest.sources.stripe.customers import StripeCustomers
 from shared.auth import install_auth
 from shared.background import running
 from shared.clock import Clock, utc_now
@@ -107,10 +110,10 @@ def create_app(settings: IngestSettings | None = None, clock: Clock = utc_now) -
     http = HttpIntake(intake, settings.ingest_max_body_bytes, clock)
     customers = StripeCustomers(sessions, clock)
     app.state.ingest = IngestContext(settings, settings.limits(), http, segment_users, customers)
-    for routes in (api_native.router, api_segment.router, api_stripe.router):
+    for routes in (native_api.router, segment_api.router, stripe_api.router):
         app.include_router(routes)
-    keyed = frozenset(api_native.BODIES | api_segment.BODIES)  # Stripe signs instead
-    document_request_bodies(app, api_native.BODIES | api_segment.BODIES | api_stripe.BODIES, keyed)
+    keyed = frozenset(native_api.BODIES | segment_api.BODIES)  # Stripe signs instead
+    document_request_bodies(app, native_api.BODIES | segment_api.BODIES | stripe_api.BODIES, keyed)
     return app
 
 

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import Request
+from fastapi.responses import JSONResponse
 
 from services.ingest import metrics
 from services.ingest.body import read_limited, require_media_type
@@ -26,6 +27,7 @@ from services.ingest.schemas import ItemError
 from shared.clock import Clock
 from shared.errors import database_reason, describe
 from shared.faults import OutageLog
+from shared.http import problem_response
 from shared.kafka import BrokerUnavailable
 
 log = logging.getLogger(__name__)
@@ -192,6 +194,13 @@ async def _after_stored(parsed: Parsed) -> None:
         await parsed.after_stored()
     except DatabaseUnavailable as exc:
         log.warning("released Segment calls not forgotten yet: %s", describe(exc))
+
+
+def refused_response(refused: Refused) -> JSONResponse:
+    """A refusal as a Problem (the native and Stripe routes' error shape)."""
+    return problem_response(
+        refused.status, refused.error, refused.message, refused.details, refused.headers
+    )
 
 
 def item_error(index: int, rejection: Rejection) -> ItemError:

@@ -38,16 +38,17 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from services.ingest import metrics, segment
-from services.ingest.cloud_events import parse_cloudevents
+from services.ingest import metrics
 from services.ingest.database import DatabaseUnavailable
 from services.ingest.dedupe import InFlight
 from services.ingest.domain import BodyRejected, Held, Item, Limits, Rejection, load_json
 from services.ingest.intake import Intake, Origin
-from services.ingest.native import parse_native
 from services.ingest.reasons import Reason
-from services.ingest.segment_users import Released, SegmentUsers
 from services.ingest.settings import IngestSettings
+from services.ingest.sources.cloudevents.mapping import parse_cloudevents
+from services.ingest.sources.native.mapping import parse_native
+from services.ingest.sources.segment import mapping as segment
+from services.ingest.sources.segment.store import Released, SegmentUsers
 from shared.clock import Clock, utc_now
 from shared.errors import describe
 from shared.events import MAX_ID_LENGTH, Event

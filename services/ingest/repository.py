@@ -1,21 +1,16 @@
-"""Queries on the ingest tables. Callers own the session and the transaction."""
+"""Queries on the table of seen event ids (deduplication). Callers own the session and
+the transaction; each source's own tables have their queries in its folder."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import CursorResult, TextClause, delete, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.ingest.models import (
-    seen_events,
-    segment_user_accounts,
-    segment_waiting_calls,
-    stripe_customer_accounts,
-)
+from services.ingest.models import seen_events
 from shared.db import upsert
 
 # On PostgreSQL the ids travel as one array parameter: a constant statement that is
@@ -150,116 +145,3 @@ async def prune_expired(session: AsyncSession, now: datetime, limit: int) -> int
     expired = select(table.c.event_id).where(table.c.expires_at <= now).limit(limit)
     result = await session.execute(delete(table).where(table.c.event_id.in_(expired)))
     return int(getattr(result, "rowcount", 0) or 0)
-
-
-async def accounts_of_users(session: AsyncSession, user_ids: Collection[str]) -> dict[str, str]:
-    if not user_ids:
-        return {}
-    table = segment_user_accounts
-    result = await session.execute(
-        select(table.c.user_id, table.c.account_id).where(table.c.user_id.in_(list(user_ids)))
-    )
-    return {user: account for user, account in result.all()}
-
-
-async def save_user_accounts(
-    session: AsyncSession, grouped: Mapping[str, tuple[str, datetime]], now: datetime
-) -> None:
-    """Keep, per user, the account of its latest ``group`` call (by event time)."""
-    table = segment_user_accounts
-    for user_id in sorted(grouped):
-        account_id, grouped_at = grouped[user_id]
-        statement = upsert(session, table).values(
-            user_id=user_id, account_id=account_id, grouped_at=grouped_at, updated_at=now
-        )
-        await session.execute(
-            statement.on_conflict_do_update(
-                index_elements=["user_id"],
-                set_={"account_id": account_id, "grouped_at": grouped_at, "updated_at": now},
-                where=table.c.grouped_at <= grouped_at,
-            )
-        )
-
-
-@dataclass(frozen=True)
-class WaitingCall:
-    message_id: str
-    user_id: str
-    call: bytes
-    received_at: datetime
-
-
-async def hold_calls(
-    session: AsyncSession, calls: Sequence[WaitingCall], expires_at: datetime
-) -> None:
-    """Keep ``calls`` until their users' group calls; a call kept already stays as is."""
-    table = segment_waiting_calls
-    for call in sorted(calls, key=lambda c: c.message_id):
-        statement = upsert(session, table).values(
-            message_id=call.message_id,
-            user_id=call.user_id,
-            call=call.call,
-            received_at=call.received_at,
-            expires_at=expires_at,
-        )
-        await session.execute(statement.on_conflict_do_nothing(index_elements=["message_id"]))
-
-
-async def waiting_calls(
-    session: AsyncSession, user_ids: Collection[str], limit: int
-) -> list[WaitingCall]:
-    """The calls kept for ``user_ids``, oldest first."""
-    if not user_ids:
-        return []
-    table = segment_waiting_calls
-    result = await session.execute(
-        select(table.c.message_id, table.c.user_id, table.c.call, table.c.received_at)
-        .where(table.c.user_id.in_(sorted(user_ids)))
-        .order_by(table.c.received_at, table.c.message_id)
-        .limit(limit)
-    )
-    return [WaitingCall(*row) for row in result.all()]
-
-
-async def expired_calls(session: AsyncSession, now: datetime, limit: int) -> list[WaitingCall]:
-    table = segment_waiting_calls
-    result = await session.execute(
-        select(table.c.message_id, table.c.user_id, table.c.call, table.c.received_at)
-        .where(table.c.expires_at <= now)
-        .order_by(table.c.expires_at, table.c.message_id)
-        .limit(limit)
-    )
-    return [WaitingCall(*row) for row in result.all()]
-
-
-async def forget_calls(session: AsyncSession, message_ids: Collection[str]) -> None:
-    if message_ids:
-        table = segment_waiting_calls
-        await session.execute(delete(table).where(table.c.message_id.in_(sorted(message_ids))))
-
-
-async def account_of_customer(session: AsyncSession, customer_id: str) -> str | None:
-    table = stripe_customer_accounts
-    result = await session.execute(
-        select(table.c.account_id).where(table.c.customer_id == customer_id)
-    )
-    return result.scalar_one_or_none()
-
-
-async def save_customer_account(
-    session: AsyncSession,
-    customer_id: str,
-    account_id: str | None,
-    as_of: datetime,
-    now: datetime,
-) -> None:
-    """Keep what the latest ``customer.*`` event (by Stripe's time) said; Stripe does
-    not promise delivery in order."""
-    table = stripe_customer_accounts
-    values = {"account_id": account_id, "as_of": as_of, "updated_at": now}
-    statement = upsert(session, table).values(customer_id=customer_id, **values)
-    await session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["customer_id"], set_=values, where=table.c.as_of <= as_of
-        )
-    )

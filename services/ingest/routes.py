@@ -8,9 +8,9 @@ from typing import Annotated
 
 from services.ingest.domain import Limits
 from services.ingest.http_intake import HttpIntake
-from services.ingest.segment_users import SegmentUsers
 from services.ingest.settings import IngestSettings
-from services.ingest.stripe_customers import StripeCustomers
+from services.ingest.sources.segment.store import SegmentUsers
+from services.ingest.sources.stripe.customers import StripeCustomers
 from shared.http import app_state
 
 

@@ -5,7 +5,7 @@ from datetime import timedelta
 from pydantic import Field, SecretStr
 
 from services.ingest.domain import Limits
-from services.ingest.stripe_billing import StripeAccounts
+from services.ingest.sources.stripe.mapping import StripeAccounts
 from shared.settings import VitalsSettings
 
 

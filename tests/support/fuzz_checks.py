@@ -18,7 +18,7 @@ import schemathesis
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from services.ingest.api_segment import SegmentError
+from services.ingest.sources.segment.api import SegmentError
 from shared.errors import Problem
 
 # Operations that answer errors in a shape of their own, documented as such.

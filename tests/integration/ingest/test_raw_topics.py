@@ -21,8 +21,8 @@ from services.ingest.dedupe import DatabaseDeduplicator
 from services.ingest.intake import Intake
 from services.ingest.publisher import EventPublisher
 from services.ingest.raw_topics import RAW_CONSUMER, RawTopicConsumer, RawTopicsConfig
-from services.ingest.segment_users import SegmentUsers
 from services.ingest.settings import IngestSettings
+from services.ingest.sources.segment.store import SegmentUsers
 from shared.background import running
 from shared.db import SessionFactory, create_engine, session_factory
 from shared.dlq import DeadLetter

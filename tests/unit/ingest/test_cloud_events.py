@@ -5,9 +5,13 @@ from typing import Any
 import orjson
 import pytest
 
-from services.ingest.cloud_events import cloud_event_id, cloud_event_item, parse_cloudevents
 from services.ingest.domain import BodyRejected, Item, Limits, Rejection
 from services.ingest.reasons import Reason
+from services.ingest.sources.cloudevents.mapping import (
+    cloud_event_id,
+    cloud_event_item,
+    parse_cloudevents,
+)
 from shared.events import Event, EventKind
 
 NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)

@@ -5,8 +5,8 @@ import orjson
 import pytest
 
 from services.ingest.domain import BodyRejected, Item, Limits, Rejection
-from services.ingest.native import parse_native
 from services.ingest.reasons import Reason
+from services.ingest.sources.native.mapping import parse_native
 from shared.events import Event
 from tests.support.events import native_usage_json
 

@@ -4,7 +4,6 @@ from typing import Any
 import orjson
 import pytest
 
-from services.ingest import segment
 from services.ingest.domain import Item, Limits, Rejection
 from services.ingest.raw_topics import (
     Decoded,
@@ -19,6 +18,7 @@ from services.ingest.raw_topics import (
     shape_of,
 )
 from services.ingest.reasons import Reason
+from services.ingest.sources.segment import mapping as segment
 from shared.events import Event
 
 NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)

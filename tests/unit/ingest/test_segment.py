@@ -6,7 +6,7 @@ import pytest
 
 from services.ingest.domain import BodyRejected, Held, Item, Limits, Rejection
 from services.ingest.reasons import Reason
-from services.ingest.segment import (
+from services.ingest.sources.segment.mapping import (
     account_traits,
     corrected_time,
     map_messages,

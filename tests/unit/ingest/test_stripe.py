@@ -8,7 +8,7 @@ import pytest
 
 from services.ingest.domain import BodyRejected, Item, Limits, Rejection
 from services.ingest.reasons import Reason
-from services.ingest.stripe_billing import (
+from services.ingest.sources.stripe.mapping import (
     CustomerAccount,
     StripeAccounts,
     customer_account,
@@ -18,7 +18,7 @@ from services.ingest.stripe_billing import (
     read_stripe_event,
     resolve_account,
 )
-from services.ingest.stripe_signature import InvalidSignature, verify_stripe_signature
+from services.ingest.sources.stripe.signature import InvalidSignature, verify_stripe_signature
 from shared.events import Billing, Event, EventKind, PaymentOutcome, SubscriptionStatus
 from tests.support.ingest_apps import (
     CREATED,

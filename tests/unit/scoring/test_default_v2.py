@@ -10,9 +10,9 @@ from typing import Any
 
 import orjson
 
-from services.ingest import segment
 from services.ingest.domain import Limits as IngestLimits
-from services.ingest.stripe_billing import StripeAccounts, map_stripe, read_stripe_event
+from services.ingest.sources.segment import mapping as segment
+from services.ingest.sources.stripe.mapping import StripeAccounts, map_stripe, read_stripe_event
 from services.scoring.domain import AccountState, Portfolio, rescore
 from services.scoring.scorecard import feature_key
 from services.scoring.settings import SHIPPED_SCORECARDS

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from services.ingest.domain import BodyRejected, Limits
-from services.ingest.native import parse_native
+from services.ingest.sources.native.mapping import parse_native
 from services.scoring.domain import AccountState, apply_events
 from services.scoring.settings import ScoringSettings
 from shared.events import Event

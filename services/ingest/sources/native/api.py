@@ -8,13 +8,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request, status
 from fastapi.responses import JSONResponse
 
-from services.ingest import cloud_events
 from services.ingest.access import require_ingest_key
 from services.ingest.body import JSON, media_type
 from services.ingest.domain import Limits, Parsed, Rejection
-from services.ingest.http_intake import Parser, Received, Refused, item_error
+from services.ingest.http_intake import Parser, Received, Refused, item_error, refused_response
 from services.ingest.intake import Submitted
-from services.ingest.native import parse_native
 from services.ingest.openapi import BodyModels
 from services.ingest.routes import Context
 from services.ingest.schemas import (
@@ -24,6 +22,8 @@ from services.ingest.schemas import (
     EventIn,
     IngestAccepted,
 )
+from services.ingest.sources.cloudevents import mapping as cloud_events
+from services.ingest.sources.native.mapping import parse_native
 from shared.auth import ApiKey
 from shared.http import Problem, problem_response
 
@@ -126,12 +126,6 @@ def accepted_body(received: Received) -> IngestAccepted:
         rejected=len(outcome.rejected),
         event_ids=[outcome.accepted[i] for i in sorted(outcome.accepted)],
         errors=[item_error(i, r) for i, r in sorted(outcome.rejected.items())],
-    )
-
-
-def refused_response(refused: Refused) -> JSONResponse:
-    return problem_response(
-        refused.status, refused.error, refused.message, refused.details, refused.headers
     )
 
 

@@ -10,7 +10,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.ingest import segment
 from services.ingest.access import refused, segment_sender
 from services.ingest.body import JSON
 from services.ingest.domain import Held, Parsed
@@ -19,6 +18,7 @@ from services.ingest.openapi import BodyModels
 from services.ingest.reasons import Reason
 from services.ingest.routes import Context, IngestContext
 from services.ingest.schemas import ItemError
+from services.ingest.sources.segment import mapping as segment
 from shared.auth import AuthFailure
 
 CHANNEL = "segment"

@@ -7,10 +7,12 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from services.ingest import metrics, repository, segment
+from services.ingest import metrics
 from services.ingest.database import transaction
 from services.ingest.domain import Held, Item, Limits
-from services.ingest.repository import WaitingCall
+from services.ingest.sources.segment import mapping as segment
+from services.ingest.sources.segment import repository
+from services.ingest.sources.segment.repository import WaitingCall
 from shared.clock import Clock
 from shared.db import SessionFactory
 from shared.events import is_storable_id

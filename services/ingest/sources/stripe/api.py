@@ -14,14 +14,19 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from services.ingest.api_native import refused_response
 from services.ingest.body import JSON
 from services.ingest.domain import Parsed
-from services.ingest.http_intake import Parser, Refused, RequestRefused, item_error
+from services.ingest.http_intake import (
+    Parser,
+    Refused,
+    RequestRefused,
+    item_error,
+    refused_response,
+)
 from services.ingest.openapi import BodyModels
 from services.ingest.routes import Context, IngestContext
 from services.ingest.schemas import ItemError
-from services.ingest.stripe_billing import (
+from services.ingest.sources.stripe.mapping import (
     CUSTOMER_TYPES,
     EVENT_TYPES,
     customer_of,
@@ -29,7 +34,7 @@ from services.ingest.stripe_billing import (
     needs_known_account,
     read_stripe_event,
 )
-from services.ingest.stripe_signature import InvalidSignature, verify_stripe_signature
+from services.ingest.sources.stripe.signature import InvalidSignature, verify_stripe_signature
 from shared.http import Problem
 
 log = logging.getLogger(__name__)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from services.ingest import repository
 from services.ingest.database import transaction
-from services.ingest.stripe_billing import CustomerAccount
+from services.ingest.sources.stripe import repository
+from services.ingest.sources.stripe.mapping import CustomerAccount
 from shared.clock import Clock
 from shared.db import SessionFactory
 from shared.events import is_storable_id

@@ -1,0 +1,1 @@
+"""One folder per input shape: its mapping, its HTTP routes and what it stores."""

@@ -1,0 +1,1 @@
+"""Stripe webhook events as billing events, and each customer's account."""
