@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.alerts import configuration, repository
-from services.alerts.configuration import FileConfig
+from services.alerts.configuration import SetupCache
 from services.alerts.delivery.channels import Channel, channel_document, masked, parse_channel
 from services.alerts.delivery.payloads import sample_event
 from services.alerts.delivery.routing import parse_routes
@@ -70,7 +70,7 @@ class ApiError(Exception):
 @dataclass(frozen=True)
 class Runtime:
     settings: AlertsSettings
-    files: FileConfig
+    setup_cache: SetupCache
     senders: Senders
     clock: Clock
 
@@ -326,7 +326,8 @@ async def put_channel(
     channel = parse_channel({**body, "id": channel_id}, "channel")
     await _check_reachable(channel, runtime)
     async with session.begin():
-        row = await session.get(ChannelRow, channel_id, with_for_update=True)
+        await repository.raise_config_revision(session)
+        row = await repository.channel_row(session, channel_id, lock=True)
         if row is not None and row.source != "api":
             raise ApiError(
                 409,
@@ -343,10 +344,11 @@ async def put_channel(
 
 async def _check_reachable(channel: Channel, runtime: RuntimeDep) -> None:
     try:
-        channel.check_target(runtime.files.policy)
+        policy = runtime.setup_cache.files.policy
+        channel.check_target(policy)
         host = channel.host_and_port()
         if host is not None:
-            await runtime.files.policy.resolve(*host)
+            await policy.resolve(*host)
     except TargetRefused as exc:
         raise ApiError(
             422, "target_refused", f"channel {channel.id}: target refused: {exc}"
@@ -358,7 +360,8 @@ async def _check_reachable(channel: Channel, runtime: RuntimeDep) -> None:
 @admin_router.delete("/v1/channels/{channel_id}", status_code=204, summary="Remove a channel")
 async def delete_channel(channel_id: str, session: DbSession) -> Response:
     async with session.begin():
-        row = await session.get(ChannelRow, channel_id)
+        await repository.raise_config_revision(session)
+        row = await repository.channel_row(session, channel_id)
         if row is None:
             raise ApiError(404, "not_found", f"no channel {channel_id!r}")
         if row.source != "api":
@@ -376,7 +379,8 @@ async def delete_channel(channel_id: str, session: DbSession) -> Response:
 )
 async def enable_channel(channel_id: str, session: DbSession, runtime: RuntimeDep) -> ChannelRead:
     async with session.begin():
-        row = await session.get(ChannelRow, channel_id)
+        await repository.raise_config_revision(session)
+        row = await repository.channel_row(session, channel_id)
         if row is None:
             raise ApiError(404, "not_found", f"no channel {channel_id!r}")
         row.disabled_reason, row.updated_at = None, runtime.clock()
@@ -391,7 +395,7 @@ async def enable_channel(channel_id: str, session: DbSession, runtime: RuntimeDe
 async def test_channel(
     channel_id: str, session: DbSession, runtime: RuntimeDep
 ) -> ChannelTestResult:
-    row = await session.get(ChannelRow, channel_id)
+    row = await repository.channel_row(session, channel_id)
     if row is None:
         raise ApiError(404, "not_found", f"no channel {channel_id!r}")
     channel = parse_channel(row.document, f"channel {row.id}")
@@ -409,7 +413,7 @@ async def test_channel(
 
 @admin_router.get("/v1/routes", response_model=RoutesRead, summary="The routing tree in force")
 async def get_routes(session: DbSession, runtime: RuntimeDep) -> RoutesRead:
-    setup = await configuration.load_setup(session, runtime.files)
+    setup = await runtime.setup_cache.current(session)
     document = setup.route.model_dump(mode="json", by_alias=True, exclude_defaults=True)
     return RoutesRead(source=setup.route_source, route=document)
 
@@ -417,10 +421,11 @@ async def get_routes(session: DbSession, runtime: RuntimeDep) -> RoutesRead:
 @admin_router.put("/v1/routes", response_model=RoutesRead, summary="Replace the routing tree")
 async def put_routes(body: dict[str, Any], session: DbSession, runtime: RuntimeDep) -> RoutesRead:
     async with session.begin():
+        await repository.raise_config_revision(session)
         channels = {row.id for row in await repository.channel_rows(session)}
         tree = parse_routes(body, channels, "route")
         document = tree.model_dump(mode="json", by_alias=True, exclude_defaults=True)
-        await configuration.save_document(
+        await repository.save_config_document(
             session, configuration.ROUTES_KEY, document, runtime.clock()
         )
     return RoutesRead(source="api", route=document)
@@ -429,13 +434,14 @@ async def put_routes(body: dict[str, Any], session: DbSession, runtime: RuntimeD
 @admin_router.delete("/v1/routes", status_code=204, summary="Back to the file's routing tree")
 async def delete_routes(session: DbSession) -> Response:
     async with session.begin():
-        await configuration.delete_document(session, configuration.ROUTES_KEY)
+        await repository.raise_config_revision(session)
+        await repository.delete_config_document(session, configuration.ROUTES_KEY)
     return Response(status_code=204)
 
 
 @admin_router.get("/v1/rules", response_model=RulesRead, summary="The alert rules in force")
 async def get_rules(session: DbSession, runtime: RuntimeDep) -> RulesRead:
-    setup = await configuration.load_setup(session, runtime.files)
+    setup = await runtime.setup_cache.current(session)
     rules = [rule.model_dump(mode="json") for rule in setup.rules]
     return RulesRead(source=setup.rules_source, rules=rules)
 
@@ -445,7 +451,8 @@ async def put_rules(body: dict[str, Any], session: DbSession, runtime: RuntimeDe
     rules = parse_rules(body, "rules")
     document = rules.model_dump(mode="json")
     async with session.begin():
-        await configuration.save_document(
+        await repository.raise_config_revision(session)
+        await repository.save_config_document(
             session, configuration.RULES_KEY, document, runtime.clock()
         )
     return RulesRead(source="api", rules=document["rules"])
@@ -454,5 +461,6 @@ async def put_rules(body: dict[str, Any], session: DbSession, runtime: RuntimeDe
 @admin_router.delete("/v1/rules", status_code=204, summary="Back to the rules file")
 async def delete_rules(session: DbSession) -> Response:
     async with session.begin():
-        await configuration.delete_document(session, configuration.RULES_KEY)
+        await repository.raise_config_revision(session)
+        await repository.delete_config_document(session, configuration.RULES_KEY)
     return Response(status_code=204)

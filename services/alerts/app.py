@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from services.alerts import api
-from services.alerts.configuration import FileConfig, load_files, sync_file_channels
+from services.alerts.configuration import FileConfig, SetupCache, load_files, sync_file_channels
 from services.alerts.consumer import AlertsHandler
 from services.alerts.delivery.dispatcher import Dispatcher
 from services.alerts.delivery.senders import Senders
@@ -37,13 +37,14 @@ def create_app(settings: AlertsSettings | None = None, clock: Clock = utc_now) -
     """The app; raises ConfigError, naming the field, when a rules or channels file is bad."""
     settings = settings or AlertsSettings()
     files = load_files(settings)
+    setup_cache = SetupCache(files)
     engine = create_engine(settings.alerts_database_url)
     sessions = session_factory(engine)
     consumes = settings.alerts_role in ("all", "consume")
     readiness = Readiness("kafka", "consumer") if consumes else Readiness("dispatcher")
     readiness.add_probe("database", lambda: schema_problem(engine, MIGRATIONS))
     wake_dispatcher = asyncio.Event()
-    dispatcher = Dispatcher(settings, files, sessions, clock, wake_dispatcher)
+    dispatcher = Dispatcher(settings, setup_cache, sessions, clock, wake_dispatcher)
     publisher = AlertsPublisher(settings, sessions, clock, readiness)
     senders = Senders(files.policy, settings.alerts_delivery_timeout_s)
 
@@ -57,7 +58,7 @@ def create_app(settings: AlertsSettings | None = None, clock: Clock = utc_now) -
             make_consumer=lambda: make_consumer(settings, "alerts", settings.alerts_consumer_group),
             sessions=sessions,
             offsets_table=consumer_offsets,
-            handler=AlertsHandler(settings, files, clock, wake_dispatcher, publisher.poke),
+            handler=AlertsHandler(settings, setup_cache, clock, wake_dispatcher, publisher.poke),
             readiness=readiness,
             retry_max_s=settings.startup_retry_max_s,
         )
@@ -77,7 +78,7 @@ def create_app(settings: AlertsSettings | None = None, clock: Clock = utc_now) -
     )
     app.state.readiness = readiness
     app.state.sessions = sessions
-    app.state.runtime = api.Runtime(settings, files, senders, clock)
+    app.state.runtime = api.Runtime(settings, setup_cache, senders, clock)
     api.install(app, settings.keyring())
     return app
 

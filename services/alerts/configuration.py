@@ -6,16 +6,19 @@ database so every replica and the admin API see the same set: file channels are
 written there at start-up (``source`` file/env), API channels have ``source`` api.
 A routing tree or rule set saved through the API overrides the file's. Channel
 secrets are encrypted in the database with the key of the settings (delivery/sealing.py).
+
+Every change to channels, routes or rules raises the configuration revision in its own
+transaction (``repository.raise_config_revision``); a :class:`SetupCache` reads that
+one number each batch and parses the setup again only when it moved, so each replica
+sees another's change at its next batch.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from pydantic import SecretStr
-from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import flag_modified
 
@@ -31,7 +34,7 @@ from services.alerts.delivery.channels import (
 from services.alerts.delivery.routing import RoutingTree, parse_routes
 from services.alerts.delivery.ssrf import TargetPolicy, TargetRefused
 from services.alerts.documents import ConfigError, load_yaml
-from services.alerts.models import ChannelRow, ConfigDocument
+from services.alerts.models import ChannelRow
 from services.alerts.rules.kinds import Rule
 from services.alerts.rules.ruleset import RuleSet, load_rules, parse_rules
 from services.alerts.settings import AlertsSettings
@@ -100,6 +103,7 @@ def secret_box(settings: AlertsSettings) -> sealing.SecretBox:
 async def sync_file_channels(session: AsyncSession, files: FileConfig, now: datetime) -> None:
     """Make the database's file and env channels exactly those of the files; while keys
     are rotated, store every channel's secrets again with the first key."""
+    await repository.raise_config_revision(session)
     rows = {row.id: row for row in await repository.channel_rows(session, lock=True)}
     if sealing.in_use().rotating:
         for row in rows.values():
@@ -133,7 +137,29 @@ class Setup:
     rules_source: str
 
 
+class SetupCache:
+    """The setup in force, shared by a replica's consumer, dispatcher and API, parsed
+    again only when the configuration revision moved."""
+
+    def __init__(self, files: FileConfig) -> None:
+        self.files = files
+        self._parsed: tuple[int, Setup] | None = None
+
+    async def current(self, session: AsyncSession) -> Setup:
+        # The revision is read first, so what is parsed after it is at least that new:
+        # a change committed in between only makes the next batch parse once more.
+        revision = await repository.config_revision(session)
+        if self._parsed is not None and self._parsed[0] == revision:
+            return self._parsed[1]
+        setup = await load_setup(session, self.files)
+        # Revisions only grow: a round that read an older one keeps a newer setup kept.
+        if self._parsed is None or self._parsed[0] < revision:
+            self._parsed = (revision, setup)
+        return setup
+
+
 async def load_setup(session: AsyncSession, files: FileConfig) -> Setup:
+    """Channels, routes and rules parsed from the database and the files."""
     channels: dict[str, Channel] = {}
     sources: dict[str, str] = {}
     disabled: dict[str, str] = {}
@@ -167,17 +193,3 @@ async def _route(
     if files.route is not None and files.route.referenced() <= channel_ids:
         return files.route, "file"
     return RoutingTree(receivers=sorted(channel_ids)), "default"
-
-
-async def save_document(
-    session: AsyncSession, key: str, document: dict[str, Any], now: datetime
-) -> None:
-    row = await repository.config_document(session, key)
-    if row is None:
-        session.add(ConfigDocument(key=key, document=document, updated_at=now))
-    else:
-        row.document, row.updated_at = document, now
-
-
-async def delete_document(session: AsyncSession, key: str) -> None:
-    await session.execute(delete(ConfigDocument).where(ConfigDocument.key == key))

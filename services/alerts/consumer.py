@@ -19,8 +19,8 @@ from aiokafka import ConsumerRecord
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.alerts import configuration, metrics, repository
-from services.alerts.configuration import FileConfig, Setup
+from services.alerts import metrics, repository
+from services.alerts.configuration import Setup, SetupCache
 from services.alerts.delivery import payloads
 from services.alerts.delivery.channels import Channel
 from services.alerts.models import AccountCursor, Alert, AlertEventRow, AlertsDeadLetter, Delivery
@@ -73,13 +73,13 @@ class AlertsHandler:
     def __init__(
         self,
         settings: AlertsSettings,
-        files: FileConfig,
+        setup_cache: SetupCache,
         clock: Clock,
         wake_dispatcher: asyncio.Event,
         publish: Callable[[], object] | None = None,
     ) -> None:
         self._settings = settings
-        self._files = files
+        self._setup_cache = setup_cache
         self._clock = clock
         self._wake_dispatcher = wake_dispatcher
         self._publish = publish
@@ -101,7 +101,7 @@ class AlertsHandler:
         await dead_letter_outbox.add(session, AlertsDeadLetter, unreadable, now)
         if not decoded:
             return
-        setup = await configuration.load_setup(session, self._files)
+        setup = await self._setup_cache.current(session)
         store = SessionAlertsStore(session)
         judge = Judge(setup.rules, self._settings.alerts_health_threshold)
         judgement, memory = await judge.judge(store, decoded, now)

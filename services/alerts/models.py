@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    CheckConstraint,
     Index,
     Integer,
     MetaData,
@@ -161,6 +162,17 @@ class ChannelRow(Base):
     disabled_reason: Mapped[str | None] = mapped_column(Text)
     paused_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+
+class ConfigRevision(Base):
+    """One row: raised in the transaction of every change to channels, routes or rules,
+    so that each replica parses them again once they changed, and only then."""
+
+    __tablename__ = "alert_config_revision"
+    __table_args__ = (CheckConstraint("id = 1", name="ck_alert_config_revision_one_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    revision: Mapped[int] = mapped_column(BigInteger)
 
 
 class ConfigDocument(Base):

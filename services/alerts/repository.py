@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import orjson
-from sqlalchemy import func, or_, select, update
+from pydantic import JsonValue
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.alerts.models import (
@@ -17,6 +18,7 @@ from services.alerts.models import (
     AlertEventRow,
     ChannelRow,
     ConfigDocument,
+    ConfigRevision,
     Delivery,
     Silence,
 )
@@ -78,8 +80,47 @@ async def channel_rows(session: AsyncSession, *, lock: bool = False) -> Sequence
     return (await session.scalars(query)).all()
 
 
+async def channel_row(
+    session: AsyncSession, channel_id: str, *, lock: bool = False
+) -> ChannelRow | None:
+    """One channel; ``lock``: held until the commit, so no other change is overwritten."""
+    return await session.get(ChannelRow, channel_id, with_for_update=lock)
+
+
 async def config_document(session: AsyncSession, key: str) -> ConfigDocument | None:
     return await session.get(ConfigDocument, key)
+
+
+async def save_config_document(
+    session: AsyncSession, key: str, document: dict[str, JsonValue], now: datetime
+) -> None:
+    row = await config_document(session, key)
+    if row is None:
+        session.add(ConfigDocument(key=key, document=document, updated_at=now))
+    else:
+        row.document, row.updated_at = document, now
+
+
+async def delete_config_document(session: AsyncSession, key: str) -> None:
+    await session.execute(delete(ConfigDocument).where(ConfigDocument.key == key))
+
+
+async def config_revision(session: AsyncSession) -> int:
+    """The revision of channels, routes and rules: the one read a batch makes when
+    nothing changed."""
+    return (await session.scalars(select(ConfigRevision.revision))).one()
+
+
+async def raise_config_revision(session: AsyncSession) -> None:
+    """The first statement of every transaction that changes channels, routes or rules:
+    each replica parses them again at its next batch. The row stays locked until the
+    commit, so two such transactions take turns and never wait on each other's
+    channel rows."""
+    await session.execute(
+        update(ConfigRevision)
+        .values(revision=ConfigRevision.revision + 1)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def due_deliveries(session: AsyncSession, now: datetime, limit: int) -> Sequence[Delivery]:

@@ -24,13 +24,13 @@ from sqlalchemy import Table
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.alerts import configuration, metrics, repository
-from services.alerts.configuration import FileConfig, Setup
+from services.alerts import metrics, repository
+from services.alerts.configuration import Setup, SetupCache
 from services.alerts.delivery import schedule
 from services.alerts.delivery.channels import Channel, ChannelBase
 from services.alerts.delivery.payloads import AlertEvent
 from services.alerts.delivery.senders import DIGEST, Senders, SendFailed
-from services.alerts.models import Alert, ChannelRow, Delivery
+from services.alerts.models import Alert, Delivery
 from services.alerts.rules import engine
 from services.alerts.settings import AlertsSettings
 from shared.clock import Clock
@@ -56,19 +56,19 @@ class Dispatcher:
     def __init__(
         self,
         settings: AlertsSettings,
-        files: FileConfig,
+        setup_cache: SetupCache,
         sessions: SessionFactory,
         clock: Clock,
         wake: asyncio.Event,
         jitter: random.Random | None = None,
     ) -> None:
         self._settings = settings
-        self._files = files
+        self._setup_cache = setup_cache
         self._sessions = sessions
         self._clock = clock
         self._wake = wake
         self._jitter = jitter or random.Random()
-        self._senders = Senders(files.policy, settings.alerts_delivery_timeout_s)
+        self._senders = Senders(setup_cache.files.policy, settings.alerts_delivery_timeout_s)
         self._slots: dict[str, float] = {}
         self._digested: set[tuple[str, date]] = set()
         self._outage = OutageLog(log, "dispatcher's database")
@@ -109,15 +109,15 @@ class Dispatcher:
             due = await repository.due_deliveries(session, self._clock(), CLAIM_BATCH)
             if not due:
                 return False
-            setup = await configuration.load_setup(session, self._files)
+            setup = await self._setup_cache.current(session)
             by_channel: dict[str, list[Delivery]] = {}
             for delivery in due:
                 by_channel.setdefault(delivery.channel, []).append(delivery)
             outcomes = await asyncio.gather(
                 *(self._serve(setup, cid, rows) for cid, rows in by_channel.items())
             )
-            for (channel_id, rows), outcome in zip(by_channel.items(), outcomes, strict=True):
-                await self._settle(session, channel_id, rows, outcome)
+            for channel_id, outcome in zip(by_channel, outcomes, strict=True):
+                await self._settle(session, channel_id, outcome)
         return len(due) == CLAIM_BATCH
 
     async def _serve(self, setup: Setup, channel_id: str, rows: list[Delivery]) -> ChannelOutcome:
@@ -230,18 +230,26 @@ class Dispatcher:
         metrics.DELIVERIES.labels(row.channel, outcome).inc()
 
     async def _settle(
-        self, session: AsyncSession, channel_id: str, rows: list[Delivery], outcome: ChannelOutcome
+        self, session: AsyncSession, channel_id: str, outcome: ChannelOutcome
     ) -> None:
+        """Store what the receiver told of its channel: gone (disabled), or wait until."""
         if outcome.gone is not None:
-            row = await session.get(ChannelRow, channel_id)
-            if row is not None:
-                row.disabled_reason, row.updated_at = outcome.gone, self._clock()
             metrics.CHANNELS_DISABLED.labels(channel_id).inc()
             log.error("channel %s disabled: %s", channel_id, outcome.gone)
-        if outcome.pause_until is not None:
-            row = await session.get(ChannelRow, channel_id)
-            if row is not None and (row.paused_until or outcome.pause_until) <= outcome.pause_until:
-                row.paused_until = outcome.pause_until
+        pause = outcome.pause_until
+        if outcome.gone is None and pause is None:
+            return
+        row = await repository.channel_row(session, channel_id)
+        if row is None:
+            return
+        later = pause is not None and (row.paused_until is None or row.paused_until < pause)
+        if outcome.gone is None and not later:
+            return  # paused until then already: no change for the replicas to parse
+        await repository.raise_config_revision(session)
+        if outcome.gone is not None:
+            row.disabled_reason, row.updated_at = outcome.gone, self._clock()
+        if later:
+            row.paused_until = pause
 
     async def _pace(self, channel: Channel) -> None:
         """About ``per_second`` messages per second to one Slack webhook, from this replica."""
@@ -260,7 +268,7 @@ class Dispatcher:
         """Queue today's digest of each digest channel once its hour has come."""
         now = self._clock()
         async with self._sessions() as session, session.begin():
-            setup = await configuration.load_setup(session, self._files)
+            setup = await self._setup_cache.current(session)
             due = [
                 (channel, day)
                 for channel in setup.channels.values()

@@ -15,7 +15,7 @@ import yaml
 from sqlalchemy import select
 
 from services.alerts.app import MIGRATIONS, create_app
-from services.alerts.models import Delivery
+from services.alerts.models import AccountCursor, Delivery
 from shared.db import create_engine, session_factory
 from shared.migrations import upgrade_to_head
 from shared.scores import ScoreChange
@@ -63,6 +63,19 @@ class AlertsStack:
 
         found: list[Delivery] = await wait_for(condition, timeout_s, what)
         return found
+
+    async def applied(self, sequences: dict[str, int]) -> bool:
+        """Whether the service has applied each account's messages up to its sequence."""
+        engine = create_engine(self.database)
+        try:
+            async with session_factory(engine)() as session:
+                rows = await session.scalars(
+                    select(AccountCursor).where(AccountCursor.account_id.in_(sequences))
+                )
+                applied = {row.account_id: row.last_sequence for row in rows}
+        finally:
+            await engine.dispose()
+        return applied == sequences
 
     async def alerts(self, **params: str) -> list[dict[str, Any]]:
         response = await self.api.get("/v1/alerts", params=params)

@@ -13,7 +13,12 @@ from sqlalchemy import select
 from standardwebhooks import Webhook
 
 from services.alerts.app import MIGRATIONS
-from services.alerts.configuration import FileConfig, load_files, sync_file_channels
+from services.alerts.configuration import (
+    FileConfig,
+    SetupCache,
+    load_files,
+    sync_file_channels,
+)
 from services.alerts.delivery import payloads
 from services.alerts.delivery.channels import ChannelBase
 from services.alerts.delivery.dispatcher import CLAIM_BATCH, Dispatcher
@@ -99,7 +104,11 @@ async def test_two_dispatchers_on_one_outbox_never_send_a_row_twice(
         ids = await _queue(sessions, files, clock, "webhook", ROWS)
         replicas = [
             Dispatcher(
-                settings, files, session_factory(create_engine(database)), c, asyncio.Event()
+                settings,
+                SetupCache(files),
+                session_factory(create_engine(database)),
+                c,
+                asyncio.Event(),
             )
             for c in (clock, other_clock)
         ]
@@ -133,7 +142,7 @@ async def test_a_receiver_that_cannot_be_reached_is_probed_not_hammered(
     files, clock = load_files(settings), FakeClock()
     start = clock.now
     await _queue(sessions, files, clock, "webhook", CLAIM_BATCH)
-    dispatcher = Dispatcher(settings, files, sessions, clock, asyncio.Event())
+    dispatcher = Dispatcher(settings, SetupCache(files), sessions, clock, asyncio.Event())
     try:
         await dispatcher.dispatch_due()
         async with sessions() as session:
@@ -182,7 +191,7 @@ async def test_a_slack_webhook_is_paced_to_its_per_second(
             await sync_file_channels(session, files, clock.now)
             for n in range(5):
                 session.add(_pending(f"slack-{n}", "cs", clock, _event(n)))
-        dispatcher = Dispatcher(settings, files, sessions, clock, asyncio.Event())
+        dispatcher = Dispatcher(settings, SetupCache(files), sessions, clock, asyncio.Event())
         try:
             await _drain(dispatcher, sessions)
         finally:
@@ -227,7 +236,7 @@ async def test_after_a_failed_notice_the_next_of_that_alert_waits_for_it(
                 row = _pending(f"notice-{n}", "webhook", clock, {"type": f"alert.{transition}"})
                 row.alert_id, row.ordinal = "one-alert", n
                 session.add(row)
-        dispatcher = Dispatcher(settings, files, sessions, clock, asyncio.Event())
+        dispatcher = Dispatcher(settings, SetupCache(files), sessions, clock, asyncio.Event())
         try:
             await dispatcher.dispatch_due()
             sent_before_retry = [r.json()["type"] for r in receiver.requests]
@@ -271,7 +280,7 @@ async def test_a_target_refused_at_connect_time_is_dead_at_once(
         async with sessions() as session, session.begin():
             await sync_file_channels(session, files, clock.now)
             session.add(_pending("to-localhost", "hook", clock, {"type": "alert.opened"}))
-        dispatcher = Dispatcher(settings, files, sessions, clock, asyncio.Event())
+        dispatcher = Dispatcher(settings, SetupCache(files), sessions, clock, asyncio.Event())
         try:
             await dispatcher.dispatch_due()
         finally:
@@ -301,7 +310,7 @@ async def test_one_owners_failed_digest_does_not_hold_back_anothers(
                 row = _pending(f"digest-{owner}", "webhook", clock, {"owner": owner})
                 row.alert_id, row.kind, row.ordinal = "digest-2026-11-22", "digest", n
                 session.add(row)
-        dispatcher = Dispatcher(settings, files, sessions, clock, asyncio.Event())
+        dispatcher = Dispatcher(settings, SetupCache(files), sessions, clock, asyncio.Event())
         try:
             await dispatcher.dispatch_due()
         finally:

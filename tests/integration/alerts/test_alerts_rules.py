@@ -4,11 +4,8 @@ PostgreSQL to a real signed-webhook receiver."""
 from datetime import date, timedelta
 
 import pytest
-from sqlalchemy import select
 from standardwebhooks import Webhook
 
-from services.alerts.models import AccountCursor
-from shared.db import create_engine, session_factory
 from shared.scores import Risk, ScoreChange, Stage, Tier
 from tests.integration.alerts.conftest import AlertsStack, StackFactory
 from tests.support.alerts_messages import driver, enriched_change, facts, later
@@ -127,25 +124,11 @@ async def test_every_other_default_rule_fires_for_its_account(alerts_stack: Stac
     }
 
 
-async def _applied(stack: AlertsStack, sequences: dict[str, int]) -> bool:
-    """Whether the service has applied each account's messages up to its sequence."""
-    engine = create_engine(stack.database)
-    try:
-        async with session_factory(engine)() as session:
-            rows = await session.scalars(
-                select(AccountCursor).where(AccountCursor.account_id.in_(sequences))
-            )
-            applied = {row.account_id: row.last_sequence for row in rows}
-    finally:
-        await engine.dispose()
-    return applied == sequences
-
-
 async def _phase(stack: AlertsStack, *changes: ScoreChange) -> None:
     """Send ``changes`` and wait until all are applied, before the clock moves on."""
     await stack.send(*changes)
     last = {c.account_id: c.sequence for c in changes}
-    await wait_for(lambda: _applied(stack, last), 30, f"messages applied: {last}")
+    await wait_for(lambda: stack.applied(last), 30, f"messages applied: {last}")
 
 
 async def test_every_other_rule_dedupes_reminds_after_its_cooldown_and_resolves(
