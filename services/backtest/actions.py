@@ -10,9 +10,9 @@ moment: when an override was set (and lifted), when a silence starts.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import yaml
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -121,7 +121,7 @@ def load_silences(path: Path) -> list[Silence]:
     ]
 
 
-def _read(path: Path) -> Any:
+def _read(path: Path) -> object:
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -130,7 +130,7 @@ def _read(path: Path) -> Any:
         raise BacktestError(f"{path}: not valid YAML or JSON: {exc}") from None
 
 
-def _parse(model: type[M], document: Any, path: Path, key: str) -> M:
+def _parse(model: type[M], document: object, path: Path, key: str) -> M:
     try:
         return model.model_validate(document)
     except ValidationError as exc:
@@ -139,7 +139,7 @@ def _parse(model: type[M], document: Any, path: Path, key: str) -> M:
         raise BacktestError(f"{path} is invalid:\n{lines}") from None
 
 
-def _problem(loc: tuple[int | str, ...], message: str, document: Any, key: str) -> str:
+def _problem(loc: tuple[int | str, ...], message: str, document: object, key: str) -> str:
     """``overrides[2] (account acme).value: ...``: the entry by its place and account."""
     if len(loc) < 2 or loc[0] != key or not isinstance(loc[1], int):
         where = ".".join(str(part) for part in loc) or f"the file (a list under {key}:)"
@@ -152,7 +152,7 @@ def _problem(loc: tuple[int | str, ...], message: str, document: Any, key: str) 
     return f"{where}{'.' + field if field else ''}: {message}"
 
 
-def _utc(**times: Any) -> None:
+def _utc(**times: datetime | None) -> None:
     """Times past year 9999 (or before year 1) in UTC are refused, as the APIs do."""
     if problems := times_out_of_range("entry", **times):
         names = ", ".join(str(p["loc"][-1]) for p in problems)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+
+from services.backtest.report import Report
 
 TARGETS = {"flagged 30d before": 0.9, "retained ever high": 0.1, "health AUC": 0.9}
 
 
-def draw(reports: list[dict[str, Any]], path: Path) -> None:
+def draw(reports: list[Report], path: Path) -> None:
     import matplotlib  # an optional dependency (vitals[backtest]): imported when drawing
 
     matplotlib.use("Agg")
@@ -22,7 +23,8 @@ def draw(reports: list[dict[str, Any]], path: Path) -> None:
         positions = [i + n * width for i in range(len(names))]
         bars = shares.bar(positions, [values[k] or 0 for k in names], width, label=report["model"])
         shares.bar_label(bars, fmt="%.2f", fontsize=8)
-        histogram = report.get("churned", {}).get("all", {}).get("lead_histogram", {})
+        early = report.get("churned", {}).get("all")
+        histogram = early["lead_histogram"] if early else {}
         lead_positions = [i + n * width for i in range(len(histogram))]
         leads.bar(lead_positions, list(histogram.values()), width, label=report["model"])
         leads.set_xticks([i + width * (len(reports) - 1) / 2 for i in range(len(histogram))])
@@ -42,11 +44,12 @@ def draw(reports: list[dict[str, Any]], path: Path) -> None:
     plt.close(figure)
 
 
-def _headline(report: dict[str, Any]) -> dict[str, float | None]:
+def _headline(report: Report) -> dict[str, float | None]:
     churned = report.get("churned", {})
-    declined = churned.get("decline") or churned.get("all", {})
+    declined = churned.get("decline") or churned.get("all")
+    retained = report.get("retained")
     return {
-        "flagged 30d before": declined.get("flagged_high_30d_before"),
-        "retained ever high": report.get("retained", {}).get("ever_high_after_first_30_days"),
-        "health AUC": declined.get("health_auc_30d_before"),
+        "flagged 30d before": declined["flagged_high_30d_before"] if declined else None,
+        "retained ever high": retained["ever_high_after_first_30_days"] if retained else None,
+        "health AUC": declined["health_auc_30d_before"] if declined else None,
     }

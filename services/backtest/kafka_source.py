@@ -12,7 +12,6 @@ import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -87,7 +86,7 @@ async def _partition(
 
 
 def _read(
-    records: list[ConsumerRecord[Any, Any]], end: int, until_ms: int, intake: Intake
+    records: list[ConsumerRecord[bytes, bytes]], end: int, until_ms: int, intake: Intake
 ) -> tuple[list[Timed], bool]:
     """The events of ``records`` up to the end or ``until``; and whether that was reached."""
     timed: list[Timed] = []

@@ -19,7 +19,6 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
 
 from services.alerts.rules.engine import Silence
 from services.alerts.service import Judge, MemoryAlertsStore
@@ -36,7 +35,7 @@ from shared.events import Event, SubscriptionStatus
 from shared.scores import ScoreChange, Trigger
 
 
-def _fresh() -> dict[str, Any]:
+def _fresh() -> dict[str, object]:
     state = AccountState(account_id="-")
     return {name: getattr(state, name) for name in RESCORED_FIELDS}
 
@@ -113,7 +112,7 @@ class Replay:
         self.states = self.store.states_by_id
         self.cancelled_on: dict[str, date] = {}
         self.day: date | None = None
-        self._scored: dict[str, list[dict[str, Any]]] = {}
+        self._scored: dict[str, list[dict[str, object]]] = {}
         self._pending: dict[str, list[Event]] = defaultdict(list)
         self._on_score = on_score
         self._on_change = on_change
@@ -191,7 +190,7 @@ class Replay:
                     for o in mine
                 ]
 
-    def _kept(self, account_id: str) -> list[dict[str, Any]]:
+    def _kept(self, account_id: str) -> list[dict[str, object]]:
         """What each model's ``rescore`` keeps in the account's state."""
         kept = self._scored.get(account_id)
         if kept is None:
@@ -211,11 +210,11 @@ def _cancelled(state: AccountState) -> bool:
     return state.status is SubscriptionStatus.canceled
 
 
-def _swap_in(state: AccountState, kept: dict[str, Any]) -> None:
+def _swap_in(state: AccountState, kept: dict[str, object]) -> None:
     vars(state).update(kept)  # plain attributes: no validation on the hot path
 
 
-def _swap_out(state: AccountState, kept: dict[str, Any]) -> None:
+def _swap_out(state: AccountState, kept: dict[str, object]) -> None:
     values = vars(state)
     for name in RESCORED_FIELDS:
         kept[name] = values[name]

@@ -10,7 +10,7 @@ import statistics
 from collections import Counter
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
+from typing import NotRequired, TypedDict
 
 from services.backtest.ledger import NONE, Ledger, Trace
 from services.scoring.domain import Portfolio
@@ -29,12 +29,62 @@ class Churn:
     kind: str | None = None
 
 
+class EarlyWarning(TypedDict):
+    """How early a model warned of the cancellations of one kind (or all)."""
+
+    accounts: int
+    flagged_high_30d_before: float | None
+    flagged_high_14d_before: float | None
+    never_flagged_high: float | None
+    lead_days: dict[str, float | None]
+    lead_histogram: dict[str, int]
+    health_auc_30d_before: float | None
+
+
+class FalseAlarms(TypedDict):
+    accounts: int
+    ever_high_after_first_30_days: float | None
+    ever_high: float | None
+
+
+class HighDays(TypedDict):
+    count: int
+    share: float | None
+
+
+class AlertLoad(TypedDict):
+    notices: int
+    csms: int
+    weeks: float
+    per_csm_per_week: float
+    busiest_csm_week: int
+    by_rule: dict[str, int]
+
+
+TierShare = dict[str, float | None]
+"""``accounts`` and ``revenue_share`` of a tier; ``share`` of ``match_revenue_truth``."""
+
+
+class Report(TypedDict):
+    """One model's report, as ``--report`` writes it; a ledger of no days has only
+    its name and zeros."""
+
+    model: str
+    days: int
+    accounts: int
+    churned: NotRequired[dict[str, EarlyWarning]]
+    retained: NotRequired[FalseAlarms]
+    high_risk_account_days: NotRequired[HighDays]
+    alerts: NotRequired[AlertLoad]
+    tiers: NotRequired[dict[str, TierShare]]
+
+
 def summarise(
     ledger: Ledger,
     outcomes: dict[str, Churn],
     notices: list[tuple[date, str, str]],
     truth: RevenueShare,
-) -> dict[str, Any]:
+) -> Report:
     if ledger.start is None or ledger.last is None:
         return {"model": ledger.name, "days": 0, "accounts": 0}
     churned = _churned(ledger, outcomes)
@@ -70,7 +120,7 @@ def _churned(ledger: Ledger, outcomes: dict[str, Churn]) -> dict[str, Churn]:
 
 def _early_warning(
     ledger: Ledger, churned: dict[str, Churn], retained: dict[str, Trace]
-) -> dict[str, Any]:
+) -> EarlyWarning:
     leads: list[int | None] = []
     for account, outcome in churned.items():
         leads.append(_lead(ledger.traces[account], ledger.day_index(outcome.churned_on)))
@@ -139,7 +189,7 @@ def _auc(
     return round(wins / pairs, 4) if pairs else None
 
 
-def _false_alarms(retained: dict[str, Trace]) -> dict[str, Any]:
+def _false_alarms(retained: dict[str, Trace]) -> FalseAlarms:
     flagged = sum(1 for t in retained.values() if HIGH in t.risk[SETTLING_DAYS:])
     return {
         "accounts": len(retained),
@@ -148,13 +198,13 @@ def _false_alarms(retained: dict[str, Trace]) -> dict[str, Any]:
     }
 
 
-def _high_days(ledger: Ledger) -> dict[str, Any]:
+def _high_days(ledger: Ledger) -> HighDays:
     high = sum(t.risk.count(HIGH) for t in ledger.traces.values())
     days = sum(len(t.risk) for t in ledger.traces.values())
     return {"count": high, "share": _share(high, days)}
 
 
-def _alerts(ledger: Ledger, notices: list[tuple[date, str, str]]) -> dict[str, Any]:
+def _alerts(ledger: Ledger, notices: list[tuple[date, str, str]]) -> AlertLoad:
     assert ledger.start is not None and ledger.last is not None
     csms = {t.owner or "unassigned" for t in ledger.traces.values()}
     weeks = ((ledger.last - ledger.start).days + 1) / 7
@@ -169,10 +219,10 @@ def _alerts(ledger: Ledger, notices: list[tuple[date, str, str]]) -> dict[str, A
     }
 
 
-def _tiers(ledger: Ledger, truth: RevenueShare) -> dict[str, Any]:
+def _tiers(ledger: Ledger, truth: RevenueShare) -> dict[str, TierShare]:
     traces = ledger.traces.values()
     total = sum(t.mrr_minor or 0 for t in traces)
-    found: dict[str, dict[str, Any]] = {}
+    found: dict[str, TierShare] = {}
     for name in ("S", "A", "B", "C", "none"):
         members = [t for t in traces if (t.tier.value if t.tier else "none") == name]
         revenue = sum(t.mrr_minor or 0 for t in members)

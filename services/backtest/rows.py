@@ -4,17 +4,21 @@ One label and one cell per model for each row, from the report's JSON."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+
+from services.backtest.report import Report
+
+Read = Callable[[Report], object]
 
 
-def report_rows(reports: list[dict[str, Any]]) -> list[tuple[str, list[str]]]:
+def report_rows(reports: list[Report]) -> list[tuple[str, list[str]]]:
     """(label, one cell per report) for each row, in the order they are read."""
     return [(label, [_cell(read(r)) for r in reports]) for label, read in _rows(reports)]
 
 
-def _rows(reports: list[dict[str, Any]]) -> list[tuple[str, Any]]:
+def _rows(reports: list[Report]) -> list[tuple[str, Read]]:
     kinds = sorted({k for r in reports for k in r.get("churned", {})}, key=lambda k: k != "all")
-    rows: list[tuple[str, Any]] = [
+    rows: list[tuple[str, Read]] = [
         ("accounts", lambda r: r.get("accounts")),
         ("days", lambda r: r.get("days")),
     ]
@@ -39,37 +43,38 @@ def _rows(reports: list[dict[str, Any]]) -> list[tuple[str, Any]]:
     return rows
 
 
-def _at(*path: str) -> Any:
-    def read(report: dict[str, Any]) -> Any:
-        value: Any = report
-        for key in path:
-            value = value.get(key) if isinstance(value, dict) else None
-        return value
+def _at(*path: str) -> Read:
+    return lambda report: _dig(report, *path)
+
+
+def _dig(value: object, *path: str) -> object:
+    """The value at ``path`` in nested JSON objects; None where one is missing."""
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def _leads(kind: str) -> Read:
+    def read(report: Report) -> str:
+        leads = _dig(report, "churned", kind, "lead_days")
+        return " / ".join(_cell(_dig(leads, p)) for p in ("p25", "p50", "p75"))
 
     return read
 
 
-def _leads(kind: str) -> Any:
-    def read(report: dict[str, Any]) -> str:
-        leads = _at("churned", kind, "lead_days")(report) or {}
-        return " / ".join(_cell(leads.get(p)) for p in ("p25", "p50", "p75"))
-
-    return read
-
-
-def _tier_counts(report: dict[str, Any]) -> str:
+def _tier_counts(report: Report) -> str:
     tiers = report.get("tiers", {})
     return " / ".join(
         str(tiers.get(t, {}).get("accounts", 0)) for t in ("S", "A", "B", "C", "none")
     )
 
 
-def _tier_revenue(report: dict[str, Any]) -> str:
+def _tier_revenue(report: Report) -> str:
     tiers = report.get("tiers", {})
     return " / ".join(_cell(tiers.get(t, {}).get("revenue_share")) for t in ("S", "A", "B", "C"))
 
 
-def _cell(value: Any) -> str:
+def _cell(value: object) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):

@@ -14,7 +14,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TypeVar
 
 import orjson
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -27,7 +27,7 @@ from services.alerts.settings import AlertsSettings
 from services.backtest.kafka_source import topic_events
 from services.backtest.ledger import Ledger
 from services.backtest.replay import CsmOverride, Model, OnChange, Replay
-from services.backtest.report import Churn, summarise
+from services.backtest.report import Churn, Report, summarise
 from services.backtest.sources import (
     Intake,
     Memory,
@@ -44,6 +44,8 @@ from services.scoring.settings import SHIPPED_SCORECARDS, ScoringSettings
 
 PROGRESS_EVERY = 20_000
 GC_THRESHOLDS = (100_000, 50, 1_000)  # allocations before a young collection; older ones
+
+T = TypeVar("T")
 
 
 class BacktestError(ValueError):
@@ -88,7 +90,7 @@ class Outputs:
 
 @dataclass
 class Result:
-    reports: list[dict[str, Any]]
+    reports: list[Report]
     intake: Intake
     seconds: float
     daily_files: list[Path]
@@ -99,7 +101,7 @@ class Result:
     def events_per_minute(self) -> float:
         return self.intake.events / self.seconds * 60 if self.seconds else 0.0
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self) -> dict[str, object]:
         return {
             "input": {
                 "lines": self.intake.lines,
@@ -255,9 +257,7 @@ def _daily_files(path: Path | None, models: list[Model]) -> list[Path]:
     return [path.with_name(f"{path.stem}.{m.name}{path.suffix}") for m in models]
 
 
-def _with_progress(
-    events: Iterator[Any], intake: Intake, inputs: Inputs, shown: bool
-) -> Iterator[Any]:
+def _with_progress(events: Iterator[T], intake: Intake, inputs: Inputs, shown: bool) -> Iterator[T]:
     if not shown:
         yield from events
         return
