@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypedDict
 
 from fastapi import APIRouter, Depends, Query
 from fastapi import Path as PathParam
@@ -71,6 +71,16 @@ AUTH_FAILURES: dict[int | str, dict[str, Any]] = {
 READ = [Depends(authenticate(Scope.read))]
 # Overrides are a CSM's action: the act scope (admin keys keep the right they had).
 ActKey = Annotated[ApiKey | None, Depends(authenticate(Scope.act))]
+
+
+class SummedFigures(TypedDict):
+    """The fields of ``PortfolioFigures``, as ``_summed`` adds them up."""
+
+    accounts: int
+    mrr_minor: int
+    tiers: dict[str, TierFigures]
+    bands: dict[str, int]
+    risks: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -332,7 +342,7 @@ async def _portfolio(
     return PortfolioRead(computed_at=now, earlier=earlier, **_summed(figures))
 
 
-def _summed(figures: list[repository.PortfolioFigures]) -> dict[str, Any]:
+def _summed(figures: list[repository.PortfolioFigures]) -> SummedFigures:
     """Accounts and revenue by tier (with revenue share), accounts by band and by risk."""
     total_mrr = sum(mrr for *_, mrr in figures)
     tiers: dict[str, list[int]] = {}

@@ -175,4 +175,4 @@ class PortfolioDay(Base):
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     owner: Mapped[str] = mapped_column(String(320), primary_key=True)
     segment: Mapped[str] = mapped_column(String(200), primary_key=True)
-    figures: Mapped[list[list[Any]]] = mapped_column(JSON)
+    figures: Mapped[list[list[str | int]]] = mapped_column(JSON)

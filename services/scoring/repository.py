@@ -8,7 +8,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
-from typing import Any
 
 import orjson
 from sqlalchemy import (
@@ -79,7 +78,7 @@ async def save_states(session: AsyncSession, writes: Sequence[StateWrite], now: 
     await insert_rows(session, table, [_account_row(w, now) for w in writes], _ACCOUNT_UPSERT)
 
 
-def _account_row(write: StateWrite, now: datetime) -> dict[str, Any]:
+def _account_row(write: StateWrite, now: datetime) -> dict[str, object]:
     state = write.state
     facts = account_facts(state)
     return {
@@ -101,7 +100,7 @@ def search_name(name: str | None) -> str | None:
     return name.casefold()[:200] if name else None
 
 
-def _scored_columns(assessment: Assessment | None, trend_7d: int | None) -> dict[str, Any]:
+def _scored_columns(assessment: Assessment | None, trend_7d: int | None) -> dict[str, object]:
     if assessment is None:  # all NULL: the upsert keeps the stored ones
         return dict.fromkeys((*_SCORED, "scored_at"))
     return {
@@ -414,7 +413,7 @@ def _filter_conditions(filters: AccountFilters) -> list[ColumnElement[bool]]:
 
 PortfolioFigures = tuple[str | None, str | None, str | None, int, int]
 """(tier, band, risk, accounts, summed MRR) of one combination of tier, band and risk."""
-KeptFigures = dict[tuple[str, str], list[list[Any]]]
+KeptFigures = dict[tuple[str, str], list[list[str | int]]]
 """A kept day's figures by (owner, segment), '' for none: ``[[tier, band, risk,
 accounts, mrr_minor], ...]`` with '' for none."""
 PORTFOLIO_DAYS_KEPT = 400
@@ -454,7 +453,7 @@ async def record_portfolio_day(session: AsyncSession, day: date) -> bool:
     query = select(*scope, *_COMBINATION, *_SUMS).group_by(*scope, *_COMBINATION)
     figures: KeptFigures = defaultdict(list)
     for owner, segment, tier, band, risk, n, mrr in await session.execute(query):
-        combination = [tier or "", band or "", risk or "", int(n), int(mrr or 0)]
+        combination: list[str | int] = [tier or "", band or "", risk or "", int(n), int(mrr or 0)]
         figures[owner or "", segment or ""].append(combination)
     await keep_portfolio_day(session, day, figures)
     return True
@@ -495,11 +494,15 @@ async def portfolio_day(
     if scope.segment is not None:
         query = query.where(PortfolioDay.segment == scope.segment)
     found = [
-        (tier or None, band or None, risk or None, int(n), int(mrr))
-        for figures in await session.scalars(query)
-        for tier, band, risk, n, mrr in figures
+        _kept(combination) for figures in await session.scalars(query) for combination in figures
     ]
     return day, found
+
+
+def _kept(combination: list[str | int]) -> PortfolioFigures:
+    """A kept combination's figures, '' read back as None."""
+    tier, band, risk, n, mrr = combination
+    return (str(tier) or None, str(band) or None, str(risk) or None, int(n), int(mrr))
 
 
 def encode_cursor(value: int, account_id: str) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, Field, model_validator
 
@@ -163,4 +163,4 @@ class ScorecardRead(BaseModel):
     id: str
     version: int
     default: bool
-    definition: dict[str, Any]
+    definition: dict[str, object]

@@ -12,7 +12,7 @@ import functools
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -601,7 +601,7 @@ def _precedence(card: Scorecard) -> tuple[int, int, str]:
     return (-card.assignment.priority, -card.assignment.specificity, card.id)
 
 
-def parse_scorecard(data: Any, source: str) -> Scorecard:
+def parse_scorecard(data: object, source: str) -> Scorecard:
     try:
         return Scorecard.model_validate(data)
     except ValidationError as exc:

@@ -11,14 +11,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from pydantic import BaseModel, Field, PrivateAttr
 
 from services.scoring.domain.assessment import Assessment
 from services.scoring.domain.days import ONE_DAY, days_before
 from services.scoring.domain.usage import UsageTotals
-from services.scoring.domain.users import ActiveUsers
+from services.scoring.domain.users import ActiveUsers, UserAdder
 from services.scoring.scorecard import USAGE_KEPT_DAYS
 from shared.events import Billing, Event, EventKind, PaymentOutcome, SubscriptionStatus
 from shared.scores import Driver, Tier
@@ -230,7 +230,12 @@ def _admit(
 # times and the watermark once a batch (``_count``): an assignment to a pydantic model
 # runs Python code.
 def _fold(
-    state: AccountState, event: Event, day: date, users: Any, totals: UsageTotals, limits: Limits
+    state: AccountState,
+    event: Event,
+    day: date,
+    users: UserAdder,
+    totals: UsageTotals,
+    limits: Limits,
 ) -> None:
     if state.first_seen is None or day < state.first_seen:
         state.first_seen = day
@@ -245,7 +250,12 @@ def _fold(
 
 
 def _fold_usage(
-    state: AccountState, event: Event, day: date, users: Any, totals: UsageTotals, limits: Limits
+    state: AccountState,
+    event: Event,
+    day: date,
+    users: UserAdder,
+    totals: UsageTotals,
+    limits: Limits,
 ) -> None:
     bucket = state.usage.get(day)
     if bucket is None:
@@ -310,7 +320,7 @@ def _set_day(
             history[day] = (value, stamp)
 
 
-def _set_newer(target: BaseModel, name: str, value: Any, stamp: Stamp) -> None:
+def _set_newer(target: BaseModel, name: str, value: object, stamp: Stamp) -> None:
     if value is None:
         return
     current = getattr(target, name)
@@ -354,7 +364,7 @@ def _forget_old(
         billing.seats_by_day = seats
 
 
-def drop_through(by_day: dict[date, Any], horizon: date) -> None:
+def drop_through(by_day: dict[date, V], horizon: date) -> None:
     """Drop the entries at or before ``horizon``, in place: a day or none, most days."""
     if by_day and min(by_day) <= horizon:
         for day in [d for d in by_day if d <= horizon]:

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import date
-from typing import Any, Protocol
+from typing import Protocol
+
+# What a pickle of ``UsageTotals`` holds: its days, totals and features' last days.
+_Parts = tuple[list[date], list[int], dict[str, date]]
 
 
 class DayCounts(Protocol):
@@ -35,7 +38,7 @@ class UsageTotals:
         for day in self.days:
             self.used(usage[day].features, day)
 
-    def __reduce__(self) -> tuple[Any, ...]:
+    def __reduce__(self) -> tuple[Callable[..., UsageTotals], _Parts]:
         # Compiled (mypyc), the class has no __dict__ for copy and pickle to read.
         return _restored, (self.days, self.totals, self.last_used)
 
