@@ -299,7 +299,7 @@ def client_address(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-Gate = Callable[[Request], Awaitable[Any]]
+Gate = Callable[[Request], Awaitable[object]]
 _GATES: set[Gate] = set()
 _GATES_PASSED = "vitals.gates_passed"
 

@@ -5,10 +5,10 @@ PostgreSQL (asyncpg) in production; SQLite (aiosqlite) for a first local run.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, TypeVar
 
 import orjson
 from sqlalchemy import (
@@ -28,25 +28,35 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import ConnectionPoolEntry
 
 SessionFactory = async_sessionmaker[AsyncSession]
+T = TypeVar("T")
 BIG_ID = BigInteger().with_variant(Integer, "sqlite")
 """A 64-bit autoincrementing key; SQLite autoincrements only its INTEGER primary keys."""
 
 
-def _json_text(value: Any) -> str:
+def _json_text(value: object) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+class JsonCodec(TypedDict):
+    """How an engine writes and reads its JSON columns (``create_async_engine``'s)."""
+
+    json_serializer: Callable[[object], str]
+    json_deserializer: Callable[[str], object]
 
 
 # orjson instead of the standard library for JSON columns: scoring's account states
 # are large, and the standard codec took a sixth of the consumer's time.
-JSON_CODEC: dict[str, Any] = {"json_serializer": _json_text, "json_deserializer": orjson.loads}
+JSON_CODEC: JsonCodec = {"json_serializer": _json_text, "json_deserializer": orjson.loads}
 
 
 def create_engine(url: str, *, pool_size: int = 5, pre_ping: bool = True) -> AsyncEngine:
@@ -68,7 +78,7 @@ def create_engine(url: str, *, pool_size: int = 5, pre_ping: bool = True) -> Asy
     return engine
 
 
-def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
+def _tune_sqlite(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
     # WAL lets the API read while the consumer writes; the busy timeout makes
     # concurrent writers in one process wait instead of failing.
     cursor = dbapi_connection.cursor()
@@ -98,7 +108,7 @@ SQLITE_MAX_VARIABLES = 30_000
 
 
 async def insert_rows(
-    session: AsyncSession, table: Table, rows: Sequence[dict[str, Any]], on_conflict: str = ""
+    session: AsyncSession, table: Table, rows: Sequence[Mapping[str, object]], on_conflict: str = ""
 ) -> None:
     """Insert ``rows`` (every row with the same keys) in a few statements.
 
@@ -122,7 +132,7 @@ async def insert_rows(
         await session.execute(*_values_insert(table, columns, chunk, on_conflict))
 
 
-def _unnest_insert(table: Table, columns: list[Column[Any]], on_conflict: str) -> str:
+def _unnest_insert(table: Table, columns: list[Column[object]], on_conflict: str) -> str:
     dialect = postgresql.dialect()  # type: ignore[no-untyped-call]
     arrays = ", ".join(f"CAST(:{c.name} AS {_array_element(c, dialect)}[])" for c in columns)
     names = ", ".join(c.name for c in columns)
@@ -133,13 +143,16 @@ def _unnest_insert(table: Table, columns: list[Column[Any]], on_conflict: str) -
     )
 
 
-def _array_element(column: Column[Any], dialect: Dialect) -> str:
+def _array_element(column: Column[object], dialect: Dialect) -> str:
     return "text" if _is_json(column) else column.type.compile(dialect=dialect)
 
 
 def _values_insert(
-    table: Table, columns: list[Column[Any]], rows: Sequence[dict[str, Any]], on_conflict: str
-) -> tuple[TextClause, dict[str, Any]]:
+    table: Table,
+    columns: list[Column[object]],
+    rows: Sequence[Mapping[str, object]],
+    on_conflict: str,
+) -> tuple[TextClause, dict[str, object]]:
     names = ", ".join(c.name for c in columns)
     tuples = ", ".join(
         "(" + ", ".join(f":{c.name}_{n}" for c in columns) + ")" for n in range(len(rows))
@@ -156,11 +169,11 @@ def _values_insert(
     return statement, values
 
 
-def _is_json(column: Column[Any]) -> bool:
+def _is_json(column: Column[object]) -> bool:
     return isinstance(column.type, JSON)
 
 
-def _chunks(rows: Sequence[dict[str, Any]], size: int) -> Iterator[Sequence[dict[str, Any]]]:
+def _chunks(rows: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(rows), size):
         yield rows[start : start + size]
 

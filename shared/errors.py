@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from http import HTTPStatus
-from typing import Any
+from typing import Any, TypedDict
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -41,28 +42,36 @@ class Problem(BaseModel):
 
     error: str
     message: str
-    details: list[dict[str, Any]] | None = None
+    details: list[dict[str, object]] | None = None
+
+
+class FieldProblem(TypedDict):
+    """What is wrong with one parameter or body field, as ``invalid_request`` says it."""
+
+    loc: list[str]
+    message: str
+    type: str
 
 
 def problem_response(
     status_code: int,
     error: str,
     message: str,
-    details: list[dict[str, Any]] | None = None,
+    details: Sequence[Mapping[str, object]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     body = Problem(error=error, message=message, details=details)
     return JSONResponse(body.model_dump(exclude_none=True), status_code, headers=headers)
 
 
-def invalid_request(details: list[dict[str, Any]]) -> JSONResponse:
+def invalid_request(details: Sequence[Mapping[str, object]]) -> JSONResponse:
     """422: what is wrong with each named parameter or body field."""
     fields = ", ".join(_where(detail["loc"]) for detail in details[:5])
     message = f"invalid request: {fields}" if fields else "invalid request"
     return problem_response(422, "invalid_request", message, details)
 
 
-def validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
+def validation_details(exc: RequestValidationError) -> list[FieldProblem]:
     """Where and what, without echoing the input (it may be large, or a secret)."""
     return [
         {
@@ -168,8 +177,9 @@ def _phrase(status_code: int) -> str:
         return "Error"
 
 
-def _where(loc: list[str]) -> str:
-    return ".".join(loc) or "?"
+def _where(loc: object) -> str:
+    parts = loc if isinstance(loc, list) else []
+    return ".".join(parts) or "?"
 
 
 def _document_problems(schema: dict[str, Any]) -> None:
@@ -190,10 +200,10 @@ def _document_problems(schema: dict[str, Any]) -> None:
         components.pop(unused, None)
 
 
-def times_out_of_range(location: str, **times: datetime | None) -> list[dict[str, Any]]:
+def times_out_of_range(location: str, **times: datetime | None) -> list[FieldProblem]:
     """What ``invalid_request`` says of times that have no UTC form (past year 9999 or
     before year 1 once their offset is applied), which a database cannot store."""
-    problems = []
+    problems: list[FieldProblem] = []
     for name, value in times.items():
         try:
             if value is not None:

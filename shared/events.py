@@ -127,7 +127,7 @@ Day = Annotated[date, AfterValidator(_in_date_range)]
 MinorUnits = Annotated[int, Field(ge=-MAX_MINOR_UNITS, le=MAX_MINOR_UNITS)]
 
 
-def json_problem(value: Any, max_depth: int, *, int64: bool = True) -> str | None:
+def json_problem(value: object, max_depth: int, *, int64: bool = True) -> str | None:
     """Why parsed JSON cannot travel in an event, or None: nested deeper than
     ``max_depth`` (objects and arrays, counted from 1), or (``int64``) an integer
     outside 64 bits. Walks level by level, so input never drives recursion, and JSON
@@ -247,14 +247,14 @@ class EventFields(BaseModel):
     quantity: float | None = Field(None, ge=0, le=MAX_QUANTITY, allow_inf_nan=False)
     billing: Billing | None = None
     traits: AccountTraits | None = None
-    properties: dict[str, Any] = Field(
+    properties: dict[str, object] = Field(
         default_factory=dict,
         description=f"Free-form JSON, nested at most {MAX_PROPERTIES_DEPTH} levels.",
     )
 
     @field_validator("properties")
     @classmethod
-    def _properties_fit(cls, value: dict[str, Any]) -> dict[str, Any]:
+    def _properties_fit(cls, value: dict[str, object]) -> dict[str, object]:
         if value and (problem := json_problem(value, MAX_PROPERTIES_DEPTH)) is not None:
             raise ValueError(problem)
         return value
@@ -283,7 +283,7 @@ class Event(EventFields):
         return cls.model_validate_json(raw)
 
 
-def event_json_schema() -> dict[str, Any]:
+def event_json_schema() -> dict[str, object]:
     schema = Event.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = f"urn:vitals:event:v{SCHEMA_VERSION}"

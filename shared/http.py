@@ -22,8 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.convertors import Convertor, register_url_convertor
 
 from shared.auth import QueryKeyRefusal, is_gate, redact_access_log
+from shared.errors import FieldProblem, install_error_handlers, invalid_request
 from shared.errors import Problem as Problem
-from shared.errors import install_error_handlers, invalid_request
 from shared.errors import problem_response as problem_response
 from shared.health import Readiness
 from shared.metrics import exposition
@@ -90,7 +90,7 @@ def _dependants(dependant: Dependant) -> Iterator[Dependant]:
         yield from _dependants(sub)
 
 
-def _nul_characters(request: Request, query: frozenset[str]) -> list[dict[str, Any]]:
+def _nul_characters(request: Request, query: frozenset[str]) -> list[FieldProblem]:
     """NUL characters in the path parameters, and in the query parameters the route
     reads (others are ignored, like the rest of a request the route has no use for)."""
     found = [["path", name] for name, value in request.path_params.items() if "\0" in str(value)]
@@ -104,7 +104,7 @@ def _nul_characters(request: Request, query: frozenset[str]) -> list[dict[str, A
     ]
 
 
-async def _nul_in_body(request: Request) -> list[dict[str, Any]]:
+async def _nul_in_body(request: Request) -> list[FieldProblem]:
     if JSON_NUL.search(await request.body()) is None:
         return []
     return [{"loc": ["body"], "message": "must not contain NUL characters", "type": "nul"}]
@@ -166,11 +166,11 @@ DbSession = Annotated[AsyncSession, Depends(_db_session)]
 """A session from ``app.state.sessions`` for one request."""
 
 
-def app_state(name: str) -> Any:
+def app_state(name: str) -> object:
     """A dependency giving ``request.app.state.<name>``: what ``create_app`` kept there
     for the routes. Use as ``Annotated[Kept, app_state("kept")]``."""
 
-    def kept(request: Request) -> Any:
+    def kept(request: Request) -> object:
         return getattr(request.app.state, name)
 
     return Depends(kept)
