@@ -10,7 +10,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from services.alerts import api
 from services.alerts.configuration import FileConfig, SetupCache, load_files, sync_file_channels
@@ -22,7 +22,8 @@ from services.alerts.publisher import AlertsPublisher
 from services.alerts.settings import AlertsSettings
 from shared.background import running
 from shared.clock import Clock, utc_now
-from shared.consumer import TransactionalConsumer
+from shared.commit import DatabaseOffsets
+from shared.consumer import Consumer
 from shared.db import SessionFactory, create_engine, session_factory
 from shared.health import Readiness, wait_until_fine
 from shared.http import create_service_app
@@ -51,13 +52,12 @@ def create_app(settings: AlertsSettings | None = None, clock: Clock = utc_now) -
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # aiokafka clients belong to the running loop, so they are made here.
-        consumer = TransactionalConsumer(
+        consumer = Consumer(
             name="alerts",
-            topic=settings.scores_topic,
+            topics=[settings.scores_topic],
             group_id=settings.alerts_consumer_group,
             make_consumer=lambda: make_consumer(settings, "alerts", settings.alerts_consumer_group),
-            sessions=sessions,
-            offsets_table=consumer_offsets,
+            commit=DatabaseOffsets(sessions, consumer_offsets, settings.alerts_consumer_group),
             handler=AlertsHandler(settings, setup_cache, clock, wake_dispatcher, publisher.poke),
             readiness=readiness,
             retry_max_s=settings.startup_retry_max_s,
@@ -91,7 +91,7 @@ async def _work(
     readiness: Readiness,
     dispatcher: Dispatcher,
     publisher: AlertsPublisher,
-    consumer: TransactionalConsumer,
+    consumer: Consumer[AsyncSession],
     clock: Clock,
 ) -> None:
     """Wait for the schema, store the file channels, then dispatch, publish and consume
@@ -118,7 +118,7 @@ async def _consume(
     settings: AlertsSettings,
     readiness: Readiness,
     publisher: AlertsPublisher,
-    consumer: TransactionalConsumer,
+    consumer: Consumer[AsyncSession],
 ) -> None:
     topics = [
         topic_spec(settings, settings.scores_topic, compacted=True),
