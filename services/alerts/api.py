@@ -6,7 +6,7 @@ from __future__ import annotations
 import hmac
 import uuid
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, status
 from fastapi.responses import JSONResponse, Response
@@ -19,7 +19,7 @@ from services.alerts.delivery.payloads import sample_event
 from services.alerts.delivery.routing import parse_routes
 from services.alerts.delivery.senders import Senders, SendFailed
 from services.alerts.delivery.ssrf import TargetRefused
-from services.alerts.documents import ConfigError
+from services.alerts.documents import ConfigError, JsonObject
 from services.alerts.models import Alert, ChannelRow, Delivery, Silence
 from services.alerts.rules.engine import AlertState
 from services.alerts.rules.ruleset import parse_rules
@@ -46,7 +46,7 @@ from shared.errors import invalid_request, times_out_of_range
 from shared.http import DbSession, GatedRoute, Problem, problem_response
 from shared.scores import Tier
 
-ERRORS: dict[int | str, dict[str, Any]] = {
+ERRORS: dict[int | str, dict[str, object]] = {
     401: {"model": Problem, "description": "No or a wrong API key (admin API: admin token)"},
     403: {"model": Problem, "description": "A key without the read scope, or admin API off"},
     404: {"model": Problem, "description": "No such item"},
@@ -321,7 +321,7 @@ async def list_channels(session: DbSession) -> ChannelList:
     "/v1/channels/{channel_id}", response_model=ChannelRead, summary="Create or replace a channel"
 )
 async def put_channel(
-    channel_id: str, body: dict[str, Any], session: DbSession, runtime: RuntimeDep
+    channel_id: str, body: JsonObject, session: DbSession, runtime: RuntimeDep
 ) -> ChannelRead:
     channel = parse_channel({**body, "id": channel_id}, "channel")
     await _check_reachable(channel, runtime)
@@ -419,7 +419,7 @@ async def get_routes(session: DbSession, runtime: RuntimeDep) -> RoutesRead:
 
 
 @admin_router.put("/v1/routes", response_model=RoutesRead, summary="Replace the routing tree")
-async def put_routes(body: dict[str, Any], session: DbSession, runtime: RuntimeDep) -> RoutesRead:
+async def put_routes(body: JsonObject, session: DbSession, runtime: RuntimeDep) -> RoutesRead:
     async with session.begin():
         await repository.raise_config_revision(session)
         channels = {row.id for row in await repository.channel_rows(session)}
@@ -447,7 +447,7 @@ async def get_rules(session: DbSession, runtime: RuntimeDep) -> RulesRead:
 
 
 @admin_router.put("/v1/rules", response_model=RulesRead, summary="Replace the alert rules")
-async def put_rules(body: dict[str, Any], session: DbSession, runtime: RuntimeDep) -> RulesRead:
+async def put_rules(body: JsonObject, session: DbSession, runtime: RuntimeDep) -> RulesRead:
     rules = parse_rules(body, "rules")
     document = rules.model_dump(mode="json")
     async with session.begin():

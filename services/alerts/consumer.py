@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TypedDict
 
 from aiokafka import ConsumerRecord
 from sqlalchemy import insert
@@ -23,6 +23,7 @@ from services.alerts import metrics, repository
 from services.alerts.configuration import Setup, SetupCache
 from services.alerts.delivery import payloads
 from services.alerts.delivery.channels import Channel
+from services.alerts.documents import JsonObject
 from services.alerts.models import AccountCursor, Alert, AlertEventRow, AlertsDeadLetter, Delivery
 from services.alerts.models import Silence as SilenceRow
 from services.alerts.rules import engine
@@ -54,12 +55,42 @@ class Counts:
             metrics.ALERT_TRANSITIONS.labels(*labels).inc()
 
 
+class EventRow(TypedDict):
+    """A row of ``alert_events_outbox``: every column, for a multi-row insert."""
+
+    id: str
+    account_id: str
+    event: JsonObject
+    created_at: datetime
+    ordinal: int
+
+
+class DeliveryRow(TypedDict):
+    """A row of ``alert_deliveries``: every column, for a multi-row insert."""
+
+    id: str
+    alert_id: str
+    channel: str
+    kind: str
+    transition: str
+    recipients: list[str] | None
+    payload: JsonObject
+    status: str
+    attempts: int
+    next_attempt_at: datetime
+    created_at: datetime
+    message_at: datetime
+    dead_at: datetime | None
+    last_error: str | None
+    ordinal: int
+
+
 @dataclass
 class Outbox:
     """A batch's new alert events and deliveries: insert-only rows, written at once."""
 
-    events: list[dict[str, Any]] = field(default_factory=list)
-    deliveries: list[dict[str, Any]] = field(default_factory=list)
+    events: list[EventRow] = field(default_factory=list)
+    deliveries: list[DeliveryRow] = field(default_factory=list)
 
     async def write(self, session: AsyncSession) -> None:
         # One multi-row INSERT each instead of the ORM's per-object unit of work.
@@ -178,12 +209,12 @@ class AlertsHandler:
         )
         self._count(decision, change)
         if decision.notify:
+            notice = Notice(state, decision, event, dumped, order)
             for channel_id in setup.route.receivers_for(engine.labels_of(change, state.rule)):
                 channel = setup.channels.get(channel_id)
                 if channel is None or channel.mode != "immediate" or not channel.enabled:
                     continue
-                delivery = _delivery(channel, state, decision, event, dumped, now, message_at)
-                outbox.deliveries.append({**delivery, "ordinal": order})
+                outbox.deliveries.append(_delivery(channel, notice, now, message_at))
 
     def _count(self, decision: engine.Decision, change: ScoreChange) -> None:
         rule, tier = decision.alert.rule, change.tier.value if change.tier else "none"
@@ -230,26 +261,30 @@ class SessionAlertsStore:
             cursor.health_history = [[at.isoformat(), score] for at, score in account.history]
 
 
-def _delivery(
-    channel: Channel,
-    alert: engine.Alert,
-    decision: engine.Decision,
-    event: payloads.AlertEvent,
-    payload: dict[str, Any],
-    now: datetime,
-    message_at: datetime,
-) -> dict[str, Any]:
-    """The outbox row of one notice to one channel (every column, for a multi-row insert)."""
-    recipients = channel.recipients(event.account.owner_csm_email)
+@dataclass(frozen=True)
+class Notice:
+    """One decision to tell, the same for every channel it goes to."""
+
+    alert: engine.Alert
+    decision: engine.Decision
+    event: payloads.AlertEvent
+    payload: JsonObject
+    ordinal: int
+
+
+def _delivery(channel: Channel, notice: Notice, now: datetime, message_at: datetime) -> DeliveryRow:
+    """The outbox row of one notice to one channel."""
+    alert = notice.alert
+    recipients = channel.recipients(notice.event.account.owner_csm_email)
     unsendable = recipients == []  # a channel for people, and no one to send to
     return {
         "id": engine.notice_id(alert.id, alert.notifications, channel.id),
         "alert_id": alert.id,
         "channel": channel.id,
         "kind": "notice",
-        "transition": decision.transition.value,
+        "transition": notice.decision.transition.value,
         "recipients": recipients,
-        "payload": payload,
+        "payload": notice.payload,
         "status": "dead" if unsendable else "pending",
         "attempts": 0,
         "next_attempt_at": now,
@@ -257,6 +292,7 @@ def _delivery(
         "message_at": message_at,
         "dead_at": now if unsendable else None,
         "last_error": "no recipient: the account has no owner CSM e-mail" if unsendable else None,
+        "ordinal": notice.ordinal,
     }
 
 
@@ -303,7 +339,7 @@ def _silence(row: SilenceRow) -> engine.Silence:
     )
 
 
-def _history(stored: list[list[object]] | None) -> engine.HealthHistory:
+def _history(stored: list[list[str | int]] | None) -> engine.HealthHistory:
     return [(datetime.fromisoformat(str(at)), int(str(score))) for at, score in stored or []]
 
 

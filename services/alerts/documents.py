@@ -1,12 +1,14 @@
-"""Configuration documents (YAML files, admin API bodies): reading them, and errors that
-name each bad field the way it is written in the document."""
+"""JSON documents (configuration files, admin API bodies, payloads): their type, reading
+them, and errors that name each bad field the way it is written in the document."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import yaml
-from pydantic import ValidationError
+from pydantic import JsonValue, ValidationError
+
+JsonObject = dict[str, JsonValue]
 
 
 class ConfigError(ValueError):

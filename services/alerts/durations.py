@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BeforeValidator, PlainSerializer
 
@@ -12,7 +12,7 @@ UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"
 PATTERN = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 
 
-def parse_duration(value: Any) -> Any:
+def parse_duration(value: object) -> object:
     """``"24h"`` -> ``timedelta(hours=24)``; anything else is left to pydantic."""
     if isinstance(value, str) and (match := PATTERN.match(value)):
         amount, unit = match.groups()

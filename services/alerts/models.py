@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -23,6 +22,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.alerts.delivery import sealing
 from services.alerts.delivery.channels import open_document, seal_document
+from services.alerts.documents import JsonObject
 from shared.db import UtcDateTime
 from shared.dead_letter_outbox import DeadLetterOutboxColumns
 from shared.offsets import consumer_offsets_table
@@ -63,8 +63,8 @@ class Alert(Base):
     owner_email: Mapped[str | None] = mapped_column(String(320))
     owner_slack: Mapped[str | None] = mapped_column(String(200))
     summary: Mapped[str] = mapped_column(Text)
-    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    last_event: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    details: Mapped[JsonObject | None] = mapped_column(JSON)
+    last_event: Mapped[JsonObject | None] = mapped_column(JSON)
     opened_at: Mapped[datetime] = mapped_column(UtcDateTime())
     resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     last_notified_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
@@ -93,7 +93,7 @@ class Delivery(Base):
     kind: Mapped[str | None] = mapped_column(String(16))
     transition: Mapped[str | None] = mapped_column(String(16))
     recipients: Mapped[list[str] | None] = mapped_column(JSON)
-    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    payload: Mapped[JsonObject] = mapped_column(JSON)
     status: Mapped[str] = mapped_column(String(16))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime())
@@ -113,7 +113,8 @@ class AccountCursor(Base):
 
     account_id: Mapped[str] = mapped_column(String(200), primary_key=True)
     last_sequence: Mapped[int] = mapped_column(BigInteger)
-    health_history: Mapped[list[list[Any]]] = mapped_column(JSON, default=list)
+    # [[computed_at as ISO 8601, health score], ...]
+    health_history: Mapped[list[list[str | int]]] = mapped_column(JSON, default=list)
 
 
 class Silence(Base):
@@ -132,21 +133,17 @@ class Silence(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
-class SealedDocument(TypeDecorator[dict[str, Any]]):
+class SealedDocument(TypeDecorator[JsonObject]):
     """A channel document as JSON, its secret fields encrypted with the key in use:
     every statement stores them encrypted, every row read gives them back plain."""
 
     impl = JSON
     cache_ok = True
 
-    def process_bind_param(
-        self, value: dict[str, Any] | None, dialect: Dialect
-    ) -> dict[str, Any] | None:
+    def process_bind_param(self, value: JsonObject | None, dialect: Dialect) -> JsonObject | None:
         return None if value is None else seal_document(value, sealing.in_use())
 
-    def process_result_value(
-        self, value: dict[str, Any] | None, dialect: Dialect
-    ) -> dict[str, Any] | None:
+    def process_result_value(self, value: JsonObject | None, dialect: Dialect) -> JsonObject | None:
         return None if value is None else open_document(value, sealing.in_use())
 
 
@@ -158,7 +155,7 @@ class ChannelRow(Base):
 
     id: Mapped[str] = mapped_column(String(100), primary_key=True)
     source: Mapped[str] = mapped_column(String(8))
-    document: Mapped[dict[str, Any]] = mapped_column(SealedDocument())
+    document: Mapped[JsonObject] = mapped_column(SealedDocument())
     disabled_reason: Mapped[str | None] = mapped_column(Text)
     paused_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
@@ -181,7 +178,7 @@ class ConfigDocument(Base):
     __tablename__ = "alert_config"
 
     key: Mapped[str] = mapped_column(String(50), primary_key=True)
-    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    document: Mapped[JsonObject] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
@@ -193,7 +190,7 @@ class AlertEventRow(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     account_id: Mapped[str] = mapped_column(String(200))
-    event: Mapped[dict[str, Any]] = mapped_column(JSON)
+    event: Mapped[JsonObject] = mapped_column(JSON)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
     published_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     ordinal: Mapped[int | None] = mapped_column(BigInteger)

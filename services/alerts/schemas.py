@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
+from services.alerts.documents import JsonObject
 from services.alerts.durations import Duration
 from services.alerts.rules.engine import AlertState
 from shared.scores import Tier
@@ -29,7 +30,7 @@ class AlertRead(BaseModel):
     owner_email: str | None
     owner_slack: str | None
     summary: str
-    details: dict[str, Any] | None
+    details: JsonObject | None
     opened_at: datetime
     resolved_at: datetime | None
     last_notified_at: datetime | None
@@ -112,7 +113,7 @@ class ChannelRead(BaseModel):
     source: Literal["file", "env", "api"]
     enabled: bool
     disabled_reason: str | None
-    config: dict[str, Any] = Field(description="The definition, secrets masked.")
+    config: JsonObject = Field(description="The definition, secrets masked.")
 
 
 class ChannelList(BaseModel):
@@ -126,12 +127,12 @@ class ChannelTestResult(BaseModel):
 
 class RoutesRead(BaseModel):
     source: Literal["api", "file", "default"]
-    route: dict[str, Any]
+    route: JsonObject
 
 
 class RulesRead(BaseModel):
     source: Literal["api", "file"]
-    rules: list[dict[str, Any]]
+    rules: list[JsonObject]
 
 
 class DeliveryRead(BaseModel):

@@ -6,6 +6,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from services.alerts.documents import JsonObject
 from services.alerts.rules.engine import Alert, AlertState, Decision, Transition
 from shared.scores import AccountFacts, Band, Driver, Risk, ScoreChange, Stage, Tier, Trigger
 from tests.support.events import T0
@@ -112,7 +113,7 @@ def later(change: ScoreChange, delta: timedelta, **fields: Any) -> ScoreChange:
 
 def opened(
     summary: str,
-    details: dict[str, object],
+    details: JsonObject,
     *,
     account_id: str = "acme",
     episode: int = 1,

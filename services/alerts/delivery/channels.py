@@ -14,13 +14,14 @@ import re
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    JsonValue,
     SecretStr,
     TypeAdapter,
     ValidationError,
@@ -32,7 +33,7 @@ from services.alerts.delivery.certificates import pem_certificates, read_certifi
 from services.alerts.delivery.routing import ChannelId, RoutingTree, parse_routes
 from services.alerts.delivery.sealing import SecretBox, transform
 from services.alerts.delivery.ssrf import TargetPolicy
-from services.alerts.documents import ConfigError, describe_errors
+from services.alerts.documents import ConfigError, JsonObject, describe_errors
 
 OWNER = "owner"
 ENV_REFERENCE = re.compile(r"\$\{([A-Z0-9_]+)\}")
@@ -215,7 +216,7 @@ class ChannelsFile(BaseModel):
 
     version: Literal[1] = 1
     channels: list[Channel] = Field(default_factory=list)
-    route: dict[str, Any] | None = None
+    route: dict[str, object] | None = None  # a routing tree: parse_routes checks it
 
 
 def _http_url(value: SecretStr) -> SecretStr:
@@ -225,7 +226,7 @@ def _http_url(value: SecretStr) -> SecretStr:
     return value
 
 
-def parse_channel(document: Any, source: str = "channel") -> Channel:
+def parse_channel(document: object, source: str = "channel") -> Channel:
     try:
         return CHANNEL.validate_python(document)
     except ValidationError as exc:
@@ -233,7 +234,7 @@ def parse_channel(document: Any, source: str = "channel") -> Channel:
 
 
 def parse_channels_file(
-    document: Any, source: str, environ: dict[str, str] | None = None
+    document: object, source: str, environ: dict[str, str] | None = None
 ) -> tuple[list[Channel], RoutingTree | None]:
     """Channels and routes of a channels file, ``${VAR}`` references filled from ``environ``."""
     expanded = expand_env(document, os.environ if environ is None else environ, source)
@@ -249,7 +250,7 @@ def parse_channels_file(
     return list(parsed.channels), route
 
 
-def expand_env(node: Any, environ: dict[str, str] | os._Environ[str], source: str) -> Any:
+def expand_env(node: object, environ: dict[str, str] | os._Environ[str], source: str) -> object:
     """Secrets stay out of the file: ``${SLACK_CS_URL}`` is read from the environment."""
     if isinstance(node, str):
 
@@ -267,9 +268,9 @@ def expand_env(node: Any, environ: dict[str, str] | os._Environ[str], source: st
     return node
 
 
-def masked(channel: Channel) -> dict[str, Any]:
+def masked(channel: Channel) -> JsonObject:
     """The channel as the API shows it: URLs reduced to scheme and host, secrets hidden."""
-    shown = channel.model_dump(mode="json")
+    shown: JsonObject = channel.model_dump(mode="json")
     for name, value in channel:
         if isinstance(value, SecretStr):
             shown[name] = masked_url(value) if name.endswith("url") else MASK
@@ -298,19 +299,23 @@ SECRET_FIELDS: dict[str, frozenset[str]] = {
 _ALL = frozenset().union(*SECRET_FIELDS.values())
 
 
-def seal_document(document: Mapping[str, Any], box: SecretBox) -> dict[str, Any]:
+def seal_document(document: Mapping[str, JsonValue], box: SecretBox) -> JsonObject:
     """A stored channel document with its secret fields encrypted."""
-    return transform(document, SECRET_FIELDS.get(document.get("kind", ""), _ALL), box.seal)
+    return transform(document, _secret_fields(document), box.seal)
 
 
-def open_document(document: Mapping[str, Any], box: SecretBox) -> dict[str, Any]:
+def open_document(document: Mapping[str, JsonValue], box: SecretBox) -> JsonObject:
     """A stored channel document with its secret fields decrypted."""
-    return transform(document, SECRET_FIELDS.get(document.get("kind", ""), _ALL), box.open)
+    return transform(document, _secret_fields(document), box.open)
 
 
-def channel_document(channel: Channel) -> dict[str, Any]:
+def _secret_fields(document: Mapping[str, JsonValue]) -> frozenset[str]:
+    return SECRET_FIELDS.get(str(document.get("kind")), _ALL)
+
+
+def channel_document(channel: Channel) -> JsonObject:
     """The channel with its secrets, for storage only (never for answers or logs)."""
-    document = channel.model_dump(mode="json")
+    document: JsonObject = channel.model_dump(mode="json")
     for name, value in channel:
         if isinstance(value, SecretStr):
             document[name] = value.get_secret_value()

@@ -28,8 +28,8 @@ from services.alerts import metrics, repository
 from services.alerts.configuration import Setup, SetupCache
 from services.alerts.delivery import schedule
 from services.alerts.delivery.channels import Channel, ChannelBase
-from services.alerts.delivery.payloads import AlertEvent
-from services.alerts.delivery.senders import DIGEST, Senders, SendFailed
+from services.alerts.delivery.payloads import AlertEvent, Digest
+from services.alerts.delivery.senders import Senders, SendFailed
 from services.alerts.models import Alert, Delivery
 from services.alerts.rules import engine
 from services.alerts.settings import AlertsSettings
@@ -300,10 +300,8 @@ class Dispatcher:
                 owner = alert.owner_email or alert.owner_slack or "(no owner)"
                 groups.setdefault(owner, []).append(alert)
         for owner, owned in groups.items():
-            events = [
-                AlertEvent.model_validate(a.last_event).model_dump(mode="json") for a in owned
-            ]
-            payload = {"type": DIGEST, "owner": owner, "day": day.isoformat(), "alerts": events}
+            events = [AlertEvent.model_validate(a.last_event) for a in owned]
+            digest = Digest(owner=owner, day=day.isoformat(), alerts=events)
             recipients = channel.recipients(owned[0].owner_email)
             statement = upsert(session, cast(Table, Delivery.__table__)).values(
                 id=engine.digest_id(channel.id, day.isoformat(), owner),
@@ -312,7 +310,7 @@ class Dispatcher:
                 kind="digest",
                 transition="digest",
                 recipients=recipients,
-                payload=payload,
+                payload=digest.model_dump(mode="json"),
                 status="dead" if recipients == [] else "pending",
                 attempts=0,
                 next_attempt_at=now,

@@ -11,17 +11,19 @@ import html
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
-from typing import Annotated, Any, Literal
+from typing import Annotated, Final, Literal
 from urllib.parse import quote
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, field_validator
 
+from services.alerts.documents import JsonObject
 from services.alerts.rules.engine import Decision
 from shared.events import INT64_MAX, Identifier
 from shared.scores import MAX_LIST_ITEMS, MAX_SEQUENCE, AccountFacts, ComponentName, ScoreChange
 
 ADAPTIVE_CARD = "application/vnd.microsoft.card.adaptive"
+DIGEST: Final = "alert.digest"
 SLACK_HEADER_MAX = 150
 SLACK_TEXT_MAX = 3000
 PREFIX = {
@@ -62,7 +64,7 @@ class AlertEvent(BaseModel):
     band: Short
     components: dict[ComponentName, int] = Field(max_length=MAX_LIST_ITEMS)
     summary: str = Field(max_length=MAX_SUMMARY_CHARS)
-    details: dict[str, Any]
+    details: JsonObject
     sequence: int = Field(ge=1, le=MAX_SEQUENCE)
     computed_at: datetime
     occurred_at: datetime
@@ -71,11 +73,22 @@ class AlertEvent(BaseModel):
 
     @field_validator("details")
     @classmethod
-    def _details_bounded(cls, details: dict[str, Any]) -> dict[str, Any]:
+    def _details_bounded(cls, details: JsonObject) -> JsonObject:
         size = len(orjson.dumps(details, default=str))
         if size > MAX_DETAILS_BYTES:
             raise ValueError(f"details take {size} bytes as JSON, over {MAX_DETAILS_BYTES}")
         return details
+
+
+class Digest(BaseModel):
+    """One day's open alerts of one owner, as stored in the outbox and sent to machines."""
+
+    model_config = ConfigDict(frozen=True)
+
+    type: Literal["alert.digest"] = DIGEST
+    owner: str
+    day: str
+    alerts: list[AlertEvent]
 
 
 def alert_event(
@@ -108,7 +121,7 @@ def alert_event(
     )
 
 
-def sample_event(now: datetime) -> dict[str, Any]:
+def sample_event(now: datetime) -> JsonObject:
     """A made-up notice for ``POST /v1/channels/{id}/test``."""
     event = AlertEvent(
         type="alert.opened",
@@ -181,11 +194,21 @@ def notice_message(event: AlertEvent) -> Message:
         facts.append(("Owner", owner))
     if event.account.mrr_minor is not None:
         facts.append(("MRR", _money(event.account.mrr_minor, event.account.currency)))
-    reasons = [str(d["text"]) for d in event.details.get("drivers", [])]
-    reasons += [r for r in event.details.get("risk_reasons", []) if r not in reasons]
+    reasons = [str(driver["text"]) for driver in _objects(event.details.get("drivers"))]
+    reasons += [r for r in _texts(event.details.get("risk_reasons")) if r not in reasons]
     title = f"{PREFIX[event.type.removeprefix('alert.')]}{_rule_title(event.rule)}: {account}"
     footer = f"Vitals alert {event.alert_id} ({event.rule}, episode {event.episode})"
     return Message(title, event.summary, facts, reasons, event.link, footer)
+
+
+def _objects(value: JsonValue) -> list[JsonObject]:
+    """The objects of a list in an event's details (absent: none)."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def _texts(value: JsonValue) -> list[str]:
+    """The texts of a list in an event's details (absent: none)."""
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
 
 
 def digest_message(owner: str, events: list[AlertEvent], day: str) -> Message:
@@ -220,13 +243,15 @@ def _money(minor: int, currency: str | None) -> str:
 # --- Slack ----------------------------------------------------------------------------
 
 
-def slack_payload(message: Message) -> dict[str, Any]:
+def slack_payload(message: Message) -> JsonObject:
     """A Block Kit message for an incoming webhook, with ``text`` as the fallback."""
-    blocks: list[dict[str, Any]] = [
+    blocks: list[JsonValue] = [
         {"type": "header", "text": _plain(_cut(message.title, SLACK_HEADER_MAX))},
         {"type": "section", "text": _mrkdwn(_cut(_escape(message.summary), SLACK_TEXT_MAX))},
     ]
-    fields = [_mrkdwn(f"*{_escape(name)}*\n{_escape(value)}") for name, value in message.facts]
+    fields: list[JsonValue] = [
+        _mrkdwn(f"*{_escape(name)}*\n{_escape(value)}") for name, value in message.facts
+    ]
     for start in range(0, len(fields), 10):  # Slack allows 10 fields per section
         blocks.append({"type": "section", "fields": fields[start : start + 10]})
     if message.reasons:
@@ -235,17 +260,17 @@ def slack_payload(message: Message) -> dict[str, Any]:
             {"type": "section", "text": _mrkdwn(_cut(f"*Why*\n{reasons}", SLACK_TEXT_MAX))}
         )
     if message.link:
-        button = {"type": "button", "text": _plain("Open account"), "url": message.link}
+        button: JsonObject = {"type": "button", "text": _plain("Open account"), "url": message.link}
         blocks.append({"type": "actions", "elements": [button]})
     blocks.append({"type": "context", "elements": [_mrkdwn(_escape(message.footer))]})
     return {"text": _cut(message.text, SLACK_TEXT_MAX), "blocks": blocks}
 
 
-def _plain(text: str) -> dict[str, Any]:
+def _plain(text: str) -> JsonObject:
     return {"type": "plain_text", "text": text, "emoji": True}
 
 
-def _mrkdwn(text: str) -> dict[str, str]:
+def _mrkdwn(text: str) -> JsonObject:
     return {"type": "mrkdwn", "text": text}
 
 
@@ -261,9 +286,9 @@ def _cut(text: str, limit: int) -> str:
 # --- Microsoft Teams --------------------------------------------------------------------
 
 
-def teams_payload(message: Message) -> dict[str, Any]:
+def teams_payload(message: Message) -> JsonObject:
     """An Adaptive Card 1.4 attachment, as a Teams Workflows webhook expects it."""
-    body: list[dict[str, Any]] = [
+    body: list[JsonValue] = [
         {
             "type": "TextBlock",
             "text": message.title,
@@ -286,7 +311,7 @@ def teams_payload(message: Message) -> dict[str, Any]:
             "wrap": True,
         }
     )
-    card: dict[str, Any] = {
+    card: JsonObject = {
         "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
         "type": "AdaptiveCard",
         "version": "1.4",
@@ -294,7 +319,7 @@ def teams_payload(message: Message) -> dict[str, Any]:
     }
     if message.link:
         card["actions"] = [{"type": "Action.OpenUrl", "title": "Open account", "url": message.link}]
-    attachment = {"contentType": ADAPTIVE_CARD, "contentUrl": None, "content": card}
+    attachment: JsonObject = {"contentType": ADAPTIVE_CARD, "contentUrl": None, "content": card}
     return {"type": "message", "attachments": [attachment]}
 
 

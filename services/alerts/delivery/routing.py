@@ -8,7 +8,8 @@ child matches, the route's own ``receivers`` get the alert.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Sequence
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -43,7 +44,7 @@ class Match(BaseModel):
         return all(checks)
 
 
-def _among(allowed: list[Any] | None, value: str | None) -> bool:
+def _among(allowed: Sequence[str] | None, value: str | None) -> bool:
     if allowed is None:
         return True
     folded = {str(a).casefold() for a in allowed}
@@ -97,7 +98,7 @@ def _walk(own: list[str], children: list[Route], labels: Labels) -> list[str]:
     return taken if matched else list(own)
 
 
-def parse_routes(document: Any, channels: set[str], source: str = "route") -> RoutingTree:
+def parse_routes(document: object, channels: set[str], source: str = "route") -> RoutingTree:
     """A validated tree whose receivers all exist among ``channels``."""
     try:
         tree = RoutingTree.model_validate(document or {})

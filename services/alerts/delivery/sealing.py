@@ -14,9 +14,11 @@ import contextlib
 import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from pydantic import JsonValue
+
+from services.alerts.documents import JsonObject
 
 SEALED = "fernet:"
 DEVELOPMENT_KEY_FILE = Path("var/alerts-secrets.key")
@@ -130,8 +132,8 @@ def using(box: SecretBox) -> Iterator[None]:
 
 
 def transform(
-    document: Mapping[str, Any], secret_fields: frozenset[str], change: Callable[[str], str]
-) -> dict[str, Any]:
+    document: Mapping[str, JsonValue], secret_fields: frozenset[str], change: Callable[[str], str]
+) -> JsonObject:
     """``document`` with ``change`` applied to its secret fields that hold text."""
     return {
         name: change(value) if name in secret_fields and isinstance(value, str) else value

@@ -19,7 +19,6 @@ import ssl
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
-from typing import Any
 
 import aiosmtplib
 import httpx
@@ -36,7 +35,9 @@ from services.alerts.delivery.channels import (
     WebhookChannel,
 )
 from services.alerts.delivery.payloads import (
+    DIGEST,
     AlertEvent,
+    Digest,
     Message,
     digest_message,
     email_message,
@@ -50,13 +51,13 @@ from services.alerts.delivery.ssrf import (
     connect_checked,
     guarded_client,
 )
+from services.alerts.documents import JsonObject
 
 log = logging.getLogger(__name__)
 # httpx logs every request's full URL at INFO, and a Slack or Teams URL is the secret.
 logging.getLogger("httpx").setLevel(logging.WARNING)
 
 USER_AGENT = "Vitals-Alerts/0.2"
-DIGEST = "alert.digest"
 RETRY_AFTER_MAX_S = 24 * 3600.0
 UNREACHABLE = "the receiver could not be reached (the service log has the detail)"
 # SMTP replies only a server that took the greeting and EHLO can give.
@@ -91,11 +92,11 @@ def unreachable(channel: Channel, detail: Exception, *, permanent: bool = False)
     return SendFailed(UNREACHABLE, permanent=permanent, unreachable=True)
 
 
-def message_of(payload: dict[str, Any]) -> Message:
+def message_of(payload: JsonObject) -> Message:
     """The notice or digest stored in an outbox row, for people."""
     if payload.get("type") == DIGEST:
-        events = [AlertEvent.model_validate(e) for e in payload["alerts"]]
-        return digest_message(payload["owner"], events, payload["day"])
+        digest = Digest.model_validate(payload)
+        return digest_message(digest.owner, digest.alerts, digest.day)
     return notice_message(AlertEvent.model_validate(payload))
 
 
@@ -109,7 +110,7 @@ class Senders:
         await self._http.aclose()
 
     async def send(
-        self, channel: Channel, notice_id: str, payload: dict[str, Any], recipients: list[str]
+        self, channel: Channel, notice_id: str, payload: JsonObject, recipients: list[str]
     ) -> None:
         """Send, or raise :class:`SendFailed`."""
         try:
@@ -120,27 +121,27 @@ class Senders:
     # How each kind of channel is sent to, found by the channel's class.
     @functools.singledispatchmethod
     async def _send(
-        self, channel: ChannelBase, notice_id: str, payload: dict[str, Any], to: list[str]
+        self, channel: ChannelBase, notice_id: str, payload: JsonObject, to: list[str]
     ) -> None:
         raise NotImplementedError(f"no sender for {type(channel).__name__}")
 
     @_send.register
     async def _slack(
-        self, channel: SlackChannel, notice_id: str, payload: dict[str, Any], to: list[str]
+        self, channel: SlackChannel, notice_id: str, payload: JsonObject, to: list[str]
     ) -> None:
         body = _json(slack_payload(message_of(payload)))
         await self._post(channel, channel.webhook_url.get_secret_value(), body, {})
 
     @_send.register
     async def _teams(
-        self, channel: TeamsChannel, notice_id: str, payload: dict[str, Any], to: list[str]
+        self, channel: TeamsChannel, notice_id: str, payload: JsonObject, to: list[str]
     ) -> None:
         body = _json(teams_payload(message_of(payload)))
         await self._post(channel, channel.webhook_url.get_secret_value(), body, {})
 
     @_send.register
     async def _webhook(
-        self, channel: WebhookChannel, notice_id: str, payload: dict[str, Any], to: list[str]
+        self, channel: WebhookChannel, notice_id: str, payload: JsonObject, to: list[str]
     ) -> None:
         body = _json(payload)
         # Receivers check the timestamp against their own clock: it is always real time.
@@ -175,7 +176,7 @@ class Senders:
 
     @_send.register
     async def _email(
-        self, channel: EmailChannel, notice_id: str, payload: dict[str, Any], to: list[str]
+        self, channel: EmailChannel, notice_id: str, payload: JsonObject, to: list[str]
     ) -> None:
         if not to:
             raise SendFailed("no recipient: the account has no owner CSM e-mail", permanent=True)
@@ -241,7 +242,7 @@ def retry_after(value: str | None) -> float | None:
     return min(max(seconds, 0.0), RETRY_AFTER_MAX_S)
 
 
-def _json(payload: dict[str, Any]) -> bytes:
+def _json(payload: JsonObject) -> bytes:
     return orjson.dumps(payload)
 
 

@@ -12,8 +12,10 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import singledispatch
-from typing import Any
 
+from pydantic import JsonValue
+
+from services.alerts.documents import JsonObject
 from services.alerts.rules.kinds import (
     RISK_ORDER,
     AccountSilent,
@@ -72,7 +74,7 @@ class Finding:
     firing: bool | None
     severity: str = ""
     summary: str = ""
-    details: dict[str, Any] = field(default_factory=dict)
+    details: JsonObject = field(default_factory=dict)
     fresh: bool = False
     quiet: bool = False  # clears without a resolved notice: the alert became moot
 
@@ -83,7 +85,7 @@ class Decision:
     alert: Alert
     notify: bool
     summary: str
-    details: dict[str, Any]
+    details: JsonObject
 
 
 HealthHistory = list[tuple[datetime, int]]
@@ -194,10 +196,10 @@ def check_churn_risk(
         moved = f"{change.previous_risk.value} -> " if change.previous_risk else ""
         because = "; ".join(reasons) or "no reason given"
         summary = f"Churn risk {moved}{risk.value}: {because}"
-        details = {
+        details: JsonObject = {
             "risk": risk.value,
             "previous_risk": change.previous_risk.value if change.previous_risk else None,
-            "risk_reasons": reasons,
+            "risk_reasons": list(reasons),
             "drivers": top_drivers(change, rule.top_drivers),
         }
         return Finding(True, risk.value, summary, details)
@@ -218,7 +220,7 @@ def check_health_drop(
     if drop >= rule.points and change.band in rule.bands:
         days = _days(change.computed_at - peak_at)
         summary = f"Health fell {drop} points in {days}: {peak} -> {change.health_score}"
-        details = {
+        details: JsonObject = {
             "drop": drop,
             "from_score": peak,
             "from_at": peak_at.isoformat(),
@@ -243,7 +245,7 @@ def check_tier_change(rule: TierChanged, change: ScoreChange, current: Alert | N
         if direction in rule.directions:
             value = _value_change(change)
             summary = f"Tier {before.value} -> {tier.value} ({direction}){value}"
-            details = {
+            details: JsonObject = {
                 "tier": tier.value,
                 "previous_tier": before.value,
                 "direction": direction,
@@ -266,7 +268,10 @@ def check_silence(rule: AccountSilent, change: ScoreChange) -> Finding:
     if silent >= timedelta(days=rule.days):
         last = f"{facts.last_usage_at:%Y-%m-%d}"
         summary = f"Paying account silent for {silent.days} days (last usage {last})"
-        details = {"silent_days": silent.days, "last_usage_at": facts.last_usage_at.isoformat()}
+        details: JsonObject = {
+            "silent_days": silent.days,
+            "last_usage_at": facts.last_usage_at.isoformat(),
+        }
         return Finding(True, "silent", summary, details)
     if silent < timedelta(days=rule.days - rule.hysteresis_days):
         return Finding(False, summary=f"Usage again (last {facts.last_usage_at:%Y-%m-%d})")
@@ -288,14 +293,14 @@ def check_renewal(rule: RenewalAtRisk, change: ScoreChange) -> Finding:
             f"Renewal in {days_left} days ({renewal}) with health "
             f"{change.health_score} ({change.band.value})"
         )
-        details = {"renewal_date": renewal.isoformat(), "days_left": days_left}
+        details: JsonObject = {"renewal_date": renewal.isoformat(), "days_left": days_left}
         return Finding(True, change.band.value, summary, details)
     if change.health_score >= rule.resolve_at_health:
         return Finding(False, summary=f"Health back at {change.health_score} before renewal")
     return Finding(None)
 
 
-def top_drivers(change: ScoreChange, count: int) -> list[dict[str, Any]]:
+def top_drivers(change: ScoreChange, count: int) -> list[JsonValue]:
     """The drivers that moved the score most, losses first."""
     ranked = sorted(change.drivers, key=lambda d: (d.points, d.component))[:count]
     return [{"component": d.component, "points": d.points, "text": d.text} for d in ranked]

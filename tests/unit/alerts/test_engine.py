@@ -2,6 +2,7 @@ from dataclasses import replace
 from datetime import date, datetime, timedelta
 
 import pytest
+from pydantic import JsonValue, TypeAdapter
 
 from services.alerts.rules.engine import (
     Alert,
@@ -64,6 +65,14 @@ def kinds(decisions: list[Decision]) -> list[tuple[str, bool]]:
     return [(d.transition.value, d.notify) for d in decisions]
 
 
+DRIVERS = TypeAdapter(list[dict[str, JsonValue]])
+
+
+def drivers_of(decision: Decision) -> list[dict[str, JsonValue]]:
+    """The drivers a decision's details name; fails unless they are a list of objects."""
+    return DRIVERS.validate_python(decision.details["drivers"])
+
+
 # --- churn risk -----------------------------------------------------------------------
 
 
@@ -77,7 +86,7 @@ def test_risk_raised_to_medium_opens_with_its_top_drivers() -> None:
 
     assert (decision.transition, decision.notify) == (Transition.opened, True)
     assert decision.summary == "Churn risk low -> medium: usage down 40%"
-    assert [d["component"] for d in decision.details["drivers"]] == ["engagement", "recency"]
+    assert [d["component"] for d in drivers_of(decision)] == ["engagement", "recency"]
     assert decision.alert.id == alert_id("acme", "churn_risk_raised", 1)
     assert (decision.alert.severity, decision.alert.notifications) == ("medium", 1)
 
@@ -251,7 +260,7 @@ def test_a_sharp_drop_within_the_window_opens_and_recovery_resolves() -> None:
     assert [kinds(r) for r in results] == [[], [], [("opened", True)], [], [("resolved", True)]]
     opened = results[2][0]
     assert opened.summary == "Health fell 16 points in 4d: 80 -> 64"
-    assert opened.details["drivers"][0]["component"] == "engagement"
+    assert drivers_of(opened)[0]["component"] == "engagement"
 
 
 def test_a_slow_decline_is_not_a_sharp_drop() -> None:

@@ -1,4 +1,5 @@
 from datetime import timedelta
+from typing import Any
 
 from services.alerts.delivery.payloads import (
     AlertEvent,
@@ -9,6 +10,7 @@ from services.alerts.delivery.payloads import (
     slack_payload,
     teams_payload,
 )
+from services.alerts.documents import JsonObject
 from shared.scores import Risk, Tier
 from tests.support.alerts_messages import driver, enriched_change, opened
 from tests.support.events import T0
@@ -26,7 +28,7 @@ def event(**fields: object) -> AlertEvent:
         previous_tier=Tier.S,
         drivers=[driver("engagement", -21, "active users / seats 0.62 -> 0.31, -21 points")],
     )
-    details: dict[str, object] = {
+    details: JsonObject = {
         "drivers": [{"text": "active users / seats 0.62 -> 0.31, -21 points"}],
         "risk_reasons": ["usage <down> 50% & more"],
     }
@@ -108,7 +110,8 @@ def test_slack_gets_block_kit_with_a_text_fallback() -> None:
 
 
 def test_teams_gets_an_adaptive_card_1_4_attachment() -> None:
-    payload = teams_payload(notice_message(event(type="alert.resolved", link=None)))
+    # Read as a receiver reads JSON: any shape, checked by the assertions.
+    payload: dict[str, Any] = teams_payload(notice_message(event(type="alert.resolved", link=None)))
 
     (attachment,) = payload["attachments"]
     card = attachment["content"]

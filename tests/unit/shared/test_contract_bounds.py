@@ -79,7 +79,7 @@ def test_a_churn_alert_quoting_every_reason_a_change_may_hold_is_built() -> None
     change = enriched_change(risk_reasons=reasons)
     summary = "Churn risk low -> high: " + "; ".join(reasons)
 
-    event = alert_event(opened(summary, {"risk_reasons": reasons}), change, T0, None)
+    event = alert_event(opened(summary, {"risk_reasons": list(reasons)}), change, T0, None)
 
     assert len(event.model_dump_json()) < ONE_MB
 

@@ -11,13 +11,13 @@ Create Date: 2026-11-28
 
 import os
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
 
 from services.alerts.delivery.channels import open_document, seal_document
 from services.alerts.delivery.sealing import SecretBox, box_for
+from services.alerts.documents import JsonObject
 
 revision: str = "alerts_0004"
 down_revision: str | None = "alerts_0003"
@@ -35,7 +35,7 @@ def downgrade() -> None:
     _rewrite(open_document)
 
 
-def _rewrite(change: Callable[[dict[str, Any], SecretBox], dict[str, Any]]) -> None:
+def _rewrite(change: Callable[[JsonObject, SecretBox], JsonObject]) -> None:
     connection = op.get_bind()
     rows = connection.execute(sa.select(CHANNELS.c.id, CHANNELS.c.document)).all()
     if not rows:
