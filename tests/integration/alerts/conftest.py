@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from services.alerts.app import MIGRATIONS, create_app
 from services.alerts.models import AccountCursor, Delivery
-from shared.db import create_engine, session_factory
+from shared.db import SessionFactory, create_engine, session_factory
 from shared.migrations import upgrade_to_head
 from shared.scores import ScoreChange
 from tests.support.apps import alerts_settings
@@ -85,6 +85,15 @@ class AlertsStack:
 
 
 StackFactory = Callable[..., contextlib.AbstractAsyncContextManager[AlertsStack]]
+
+
+@pytest.fixture
+async def sessions(database: str) -> AsyncIterator[SessionFactory]:
+    """Sessions on the test's database, migrated to head."""
+    engine = create_engine(database)
+    await upgrade_to_head(engine, MIGRATIONS)
+    yield session_factory(engine)
+    await engine.dispose()
 
 
 @pytest.fixture

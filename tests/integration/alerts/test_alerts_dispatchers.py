@@ -4,7 +4,6 @@ a Slack webhook is paced to its ``per_second``."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -12,7 +11,6 @@ import pytest
 from sqlalchemy import select
 from standardwebhooks import Webhook
 
-from services.alerts.app import MIGRATIONS
 from services.alerts.configuration import (
     FileConfig,
     SetupCache,
@@ -26,7 +24,6 @@ from services.alerts.delivery.senders import UNREACHABLE
 from services.alerts.models import ChannelRow, Delivery
 from services.alerts.rules import engine
 from shared.db import SessionFactory, create_engine, session_factory
-from shared.migrations import upgrade_to_head
 from shared.scores import Risk
 from tests.support.alerts_messages import enriched_change
 from tests.support.alerts_receivers import Answer, HttpReceiver
@@ -38,14 +35,6 @@ pytestmark = [pytest.mark.postgres]
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 ROWS = 6 * CLAIM_BATCH
-
-
-@pytest.fixture
-async def sessions(database: str) -> AsyncIterator[SessionFactory]:
-    engine = create_engine(database)
-    await upgrade_to_head(engine, MIGRATIONS)
-    yield session_factory(engine)
-    await engine.dispose()
 
 
 async def _queue(

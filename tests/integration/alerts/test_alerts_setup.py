@@ -2,18 +2,15 @@
 made through the API (on any replica) sees it, even a second change in the same clock
 instant, and nothing is parsed again while nothing changes."""
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.alerts import configuration, repository
-from services.alerts.app import MIGRATIONS
 from services.alerts.configuration import FileConfig, Setup, SetupCache, load_files
 from services.alerts.settings import AlertsSettings
-from shared.db import SessionFactory, create_engine, session_factory
-from shared.migrations import upgrade_to_head
+from shared.db import SessionFactory
 from shared.scores import Risk, ScoreChange
 from tests.integration.alerts.conftest import ADMIN, AlertsStack, StackFactory
 from tests.support.alerts_messages import enriched_change, facts
@@ -128,14 +125,6 @@ async def test_batches_parse_nothing_again_until_a_change(
 
     assert 1 <= after_first == quiet
     assert changed > quiet and parses[-1].rules == []
-
-
-@pytest.fixture
-async def sessions(database: str) -> AsyncIterator[SessionFactory]:
-    engine = create_engine(database)
-    await upgrade_to_head(engine, MIGRATIONS)
-    yield session_factory(engine)
-    await engine.dispose()
 
 
 async def _current(cache: SetupCache, sessions: SessionFactory) -> Setup:
