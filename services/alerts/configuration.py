@@ -152,7 +152,7 @@ class SetupCache:
         if self._parsed is not None and self._parsed[0] == revision:
             return self._parsed[1]
         setup = await load_setup(session, self.files)
-        # Revisions only grow: a round that read an older one keeps a newer setup kept.
+        # Revisions only grow: a round that read an older one leaves a newer setup in place.
         if self._parsed is None or self._parsed[0] < revision:
             self._parsed = (revision, setup)
         return setup
