@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import orjson
 
@@ -24,7 +23,7 @@ HOW = (
 class BacktestReport:
     models: list[str] = field(default_factory=list)
     rows: list[tuple[str, list[str]]] = field(default_factory=list)
-    input: dict[str, Any] = field(default_factory=dict)
+    input: dict[str, object] = field(default_factory=dict)  # the report's, as written
     written_at: datetime | None = None
     problem: str | None = None
 

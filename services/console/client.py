@@ -1,18 +1,53 @@
 """The scoring and alerts APIs as the console reads them, with the person's own key.
 
-Every failure becomes one of a few errors the pages know how to show: the key was
-refused (sign in again), not allowed (the key's scopes), not found, bad input (the
-API's own words), or the service unavailable. Nothing is retried: a person is
-waiting, and reloading the page is the retry.
+Every answer is read into the API's own response model (``services/scoring/schemas.py``,
+``services/alerts/schemas.py``), so pages read attributes the APIs publish. Every
+failure becomes one of a few errors the pages know how to show: the key was refused
+(sign in again), not allowed (the key's scopes), not found, bad input (the API's own
+words), the service unavailable, or an answer that is not the API's model (the console
+and the service disagree: logged here, where it is found). Nothing is retried: a person
+is waiting, and reloading the page is the retry.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from datetime import datetime
+from typing import TypeVar
+from urllib.parse import quote
 
 import httpx
+from pydantic import TypeAdapter, ValidationError
 
+from services.alerts.schemas import AlertList, AlertRead
+from services.scoring.schemas import (
+    AccountPage,
+    AccountRead,
+    HistoryPage,
+    OverrideRead,
+    OverridesLifted,
+    PortfolioRead,
+    ScorecardRead,
+)
+
+T = TypeVar("T")
 Params = dict[str, str | list[str]]
+Body = dict[str, str]
+"""A JSON request body: every field the console sends is a string."""
+
+log = logging.getLogger(__name__)
+
+ACCOUNT_PAGE = TypeAdapter(AccountPage)
+ACCOUNT = TypeAdapter(AccountRead)
+HISTORY_PAGE = TypeAdapter(HistoryPage)
+OVERRIDES = TypeAdapter(list[OverrideRead])
+OVERRIDE = TypeAdapter(OverrideRead)
+LIFTED = TypeAdapter(OverridesLifted)
+PORTFOLIO = TypeAdapter(PortfolioRead)
+SCORECARDS = TypeAdapter(list[ScorecardRead])
+ALERTS = TypeAdapter(AlertList)
+ALERT = TypeAdapter(AlertRead)
+MOST_PROBLEMS = 5  # of an answer that does not validate, in its log line
 
 
 class ConsoleError(Exception):
@@ -47,6 +82,20 @@ class Unavailable(ConsoleError):
     status = 503
 
 
+class BadAnswer(ConsoleError):
+    """A service answered with something that is not its API's model (not JSON, a field
+    missing or of another type): the console and the service disagree, most likely by
+    version. A fault to fix, not to retry; its page stays a 500, as any console fault."""
+
+    status = 500
+
+    def __init__(self, service: str) -> None:
+        super().__init__(
+            f"The {service} service answered in a shape this console cannot read: the two "
+            "may be at different versions. It is logged."
+        )
+
+
 class Api:
     """One service's API; ``key`` is the signed-in person's."""
 
@@ -62,25 +111,133 @@ class Api:
             return f"no answer ({type(exc).__name__})"
         return "ok" if response.status_code == 200 else f"answered {response.status_code}"
 
-    async def get(self, key: str, path: str, params: Params | None = None) -> Any:
-        return await self._call(key, "GET", path, params=params)
-
-    async def post(self, key: str, path: str, body: dict[str, Any]) -> Any:
-        return await self._call(key, "POST", path, json=body)
-
-    async def delete(self, key: str, path: str, params: Params) -> Any:
-        return await self._call(key, "DELETE", path, params=params)
-
-    async def _call(self, key: str, method: str, path: str, **kwargs: Any) -> Any:
+    async def _call(
+        self,
+        key: str,
+        method: str,
+        path: str,
+        answer: TypeAdapter[T],
+        *,
+        params: Params | None = None,
+        body: Body | None = None,
+    ) -> T:
+        """The answer to ``method path``, read as ``answer``; raises a ``ConsoleError``."""
         headers = {"Authorization": f"Bearer {key}"}
         try:
-            response = await self._client.request(method, path, headers=headers, **kwargs)
+            response = await self._client.request(
+                method, path, headers=headers, params=params, json=body
+            )
         except httpx.HTTPError as exc:
             problem = f"the {self.name} service did not answer ({type(exc).__name__})"
             raise Unavailable(problem) from None
-        if response.status_code < 300:
-            return response.json()
-        raise _error(self.name, response)
+        if response.status_code >= 300:
+            raise _error(self.name, response)
+        try:
+            return answer.validate_json(response.content)
+        except ValidationError as exc:
+            log.error(
+                "the %s service's answer to %s %s is not its %s: %s",
+                self.name,
+                method,
+                path,
+                exc.title,
+                _problems(exc),
+            )
+            raise BadAnswer(self.name) from None
+
+
+class ScoringApi(Api):
+    """The scoring API: accounts, their history and overrides, portfolio, scorecards."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        super().__init__("scoring", client)
+
+    async def accounts(self, key: str, params: Params) -> AccountPage:
+        return await self._call(key, "GET", "/v1/accounts", ACCOUNT_PAGE, params=params)
+
+    async def account(self, key: str, account_id: str) -> AccountRead:
+        return await self._call(key, "GET", _account(account_id), ACCOUNT)
+
+    async def history(self, key: str, account_id: str, params: Params) -> HistoryPage:
+        path = f"{_account(account_id)}/history"
+        return await self._call(key, "GET", path, HISTORY_PAGE, params=params)
+
+    async def overrides(self, key: str, account_id: str) -> list[OverrideRead]:
+        return await self._call(key, "GET", f"{_account(account_id)}/overrides", OVERRIDES)
+
+    async def portfolio(self, key: str, scope: Params) -> PortfolioRead:
+        return await self._call(key, "GET", "/v1/portfolio", PORTFOLIO, params=scope)
+
+    async def scorecards(self, key: str) -> list[ScorecardRead]:
+        return await self._call(key, "GET", "/v1/scorecards", SCORECARDS)
+
+    async def set_override(
+        self,
+        key: str,
+        account_id: str,
+        *,
+        field: str,
+        value: str,
+        reason: str,
+        expires_at: datetime,
+        created_by: str,
+    ) -> OverrideRead:
+        """As given: the API checks it, and its refusal is shown in its own words."""
+        body = {
+            "field": field,
+            "value": value,
+            "reason": reason,
+            "expires_at": expires_at.isoformat(),
+            "created_by": created_by,
+        }
+        path = f"{_account(account_id)}/overrides"
+        return await self._call(key, "POST", path, OVERRIDE, body=body)
+
+    async def lift_overrides(
+        self, key: str, account_id: str, *, by: str, field: str
+    ) -> OverridesLifted:
+        path = f"{_account(account_id)}/overrides"
+        params: Params = {"by": by, "field": field}
+        return await self._call(key, "DELETE", path, LIFTED, params=params)
+
+
+class AlertsApi(Api):
+    """The alerts API: alerts, and a CSM's acknowledgement and snooze of one."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        super().__init__("alerts", client)
+
+    async def alerts(self, key: str, params: Params) -> AlertList:
+        return await self._call(key, "GET", "/v1/alerts", ALERTS, params=params)
+
+    async def ack(self, key: str, alert_id: str, *, by: str) -> AlertRead:
+        path = f"{_alert(alert_id)}/ack"
+        return await self._call(key, "POST", path, ALERT, body={"by": by})
+
+    async def snooze(self, key: str, alert_id: str, *, duration: str) -> AlertRead:
+        """Snoozed for ``duration``, as the API writes one (``4h``, ``1d``)."""
+        path = f"{_alert(alert_id)}/snooze"
+        return await self._call(key, "POST", path, ALERT, body={"for": duration})
+
+
+def _account(account_id: str) -> str:
+    return f"/v1/accounts/{quote(account_id, safe='')}"
+
+
+def _alert(alert_id: str) -> str:
+    return f"/v1/alerts/{quote(alert_id, safe='')}"
+
+
+def _problems(exc: ValidationError) -> str:
+    """Where the answer differs from the model and how, without its values (an answer
+    may hold what a log should not)."""
+    errors = exc.errors(include_url=False, include_input=False, include_context=False)
+    said = [
+        f"{'.'.join(str(part) for part in error['loc']) or '(the whole answer)'}: {error['msg']}"
+        for error in errors[:MOST_PROBLEMS]
+    ]
+    more = len(errors) - MOST_PROBLEMS
+    return "; ".join(said) + (f"; and {more} more" if more > 0 else "")
 
 
 def _error(service: str, response: httpx.Response) -> ConsoleError:
@@ -100,7 +257,7 @@ def _error(service: str, response: httpx.Response) -> ConsoleError:
 def _detail(response: httpx.Response) -> str | None:
     """A Problem's ``message`` (every Vitals API error is one), or None."""
     try:
-        body = response.json()
+        body: object = response.json()
     except ValueError:
         return None
     message = body.get("message") if isinstance(body, dict) else None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Protocol, cast
 
 from authlib.integrations.starlette_client import OAuth, OAuthError
 from authlib.jose.errors import JoseError
@@ -30,7 +30,17 @@ class Identity:
     may_act: bool
 
 
-def identity_of(claims: Mapping[str, Any], act_group: str | None) -> Identity:
+class Client(Protocol):
+    """What the console calls of Authlib's Starlette client (Authlib has no types)."""
+
+    async def authorize_redirect(self, request: Request, redirect_uri: str) -> Response: ...
+
+    async def authorize_access_token(self, request: Request) -> Mapping[str, object]: ...
+
+    async def userinfo(self, *, token: Mapping[str, object]) -> Mapping[str, object]: ...
+
+
+def identity_of(claims: Mapping[str, object], act_group: str | None) -> Identity:
     """The person the provider's claims name, and whether their groups let them act."""
     name = next(
         (v.strip() for k in ("name", "email", "sub") if isinstance(v := claims.get(k), str)),
@@ -46,22 +56,24 @@ class Provider:
         assert settings.console_oidc_issuer is not None
         issuer = str(settings.console_oidc_issuer).rstrip("/")
         secret = settings.console_oidc_client_secret
-        self._client: Any = OAuth().register(
+        registered = OAuth().register(
             "provider",
             server_metadata_url=f"{issuer}/.well-known/openid-configuration",
             client_id=settings.console_oidc_client_id,
             client_secret=secret.get_secret_value() if secret else None,
             client_kwargs={"scope": SCOPES, "timeout": settings.console_api_timeout_s},
         )
+        self._client = cast(Client, registered)
         self._act_group = settings.console_oidc_act_group
 
     async def start(self, request: Request, callback: str) -> Response:
         """A redirect to the provider's sign-in, coming back to ``callback``."""
-        response: Response = await self._client.authorize_redirect(request, callback)
-        return response
+        return await self._client.authorize_redirect(request, callback)
 
     async def finish(self, request: Request) -> Identity:
         """The person the provider sent back; raises one of ``Refused``."""
         token = await self._client.authorize_access_token(request)
-        claims = token.get("userinfo") or await self._client.userinfo(token=token)
+        claims = token.get("userinfo")
+        if not (isinstance(claims, Mapping) and claims):  # not in the ID token: asked for
+            claims = await self._client.userinfo(token=token)
         return identity_of(claims, self._act_group)

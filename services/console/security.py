@@ -42,14 +42,20 @@ HEADERS = {
 }
 REDACTED_URL = "(redacted: it held an API key)"
 # The console's loggers, and uvicorn's access log, which writes every request's URL.
-LOGGERS = ("uvicorn.access", "services.console.app", __name__)
+LOGGERS = (
+    "uvicorn.access",
+    "services.console.client",
+    "services.console.failures",
+    "services.console.routes.sign_in",
+    __name__,
+)
 
 log = logging.getLogger(__name__)
 
 
 class SecurityHeaders:
     """Puts ``HEADERS`` on every answer. Starlette answers an unexpected error outside
-    every middleware: ``Pages.on_unexpected`` puts them on its page itself."""
+    every middleware: ``failures.on_unexpected`` puts them on its page itself."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

@@ -2,33 +2,63 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from datetime import datetime
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
+from functools import partial
+from typing import TypedDict
 
+from services.scoring.schemas import AccountSummary, HistoryEntry, TierFigures
 from shared.scores import Risk, Stage, Tier
 
-TIER_ORDER = {"S": 0, "A": 1, "B": 2, "C": 3, None: 4}
+TIER_ORDER: dict[str | None, int] = {"S": 0, "A": 1, "B": 2, "C": 3, None: 4}
 RANGES = {"30d": 30, "90d": 90, "1y": 365}
 DEFAULT_RANGE = "90d"
 FILTERS = ("q", "tier", "band", "risk", "stage", "stale", "owner", "segment", "sort", "order")
 OVERRIDE_DAYS = (7, 30, 90)
 SNOOZES = {"4h": "4 hours", "1d": "a day", "3d": "3 days", "7d": "a week"}
+NO_FIGURES = TierFigures(accounts=0, mrr_minor=0, revenue_share=0)
+"""A tier's figures on a day it had no accounts."""
 
 
 SAVABLE = [stage.value for stage in Stage if stage is not Stage.churned]
 """Stages a CSM can still act in: a churned account needs no attention first."""
 
+Reader = Callable[[HistoryEntry], int | None]
+"""One value of a material change for a chart (a score, a level's index), or None."""
 
-def attention_first(accounts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+
+class HealthSeries(TypedDict):
+    t: list[float]  # epoch seconds, oldest first
+    health: list[int | None]
+
+
+class ComponentSeries(TypedDict):
+    t: list[float]
+    components: dict[str, list[int | None]]
+
+
+class StandingSeries(TypedDict):
+    t: list[float]
+    risk: list[int | None]  # indexes of ``risks``
+    tier: list[int | None]  # indexes of ``tiers``
+    risks: tuple[str, ...]
+    tiers: tuple[str, ...]
+
+
+class BandZones(TypedDict):
+    green_at: int
+    yellow_at: int
+
+
+def attention_first(accounts: list[AccountSummary]) -> list[AccountSummary]:
     """Who needs attention first: the most valuable tiers, then the biggest 7-day
     drop, then the lowest score."""
     return sorted(
         accounts,
         key=lambda a: (
-            TIER_ORDER.get(a.get("tier"), 4),
-            a.get("score_change") or 0,
-            a.get("health_score") if a.get("health_score") is not None else 101,
+            TIER_ORDER.get(a.tier, 4),
+            a.score_change or 0,
+            a.health_score if a.health_score is not None else 101,
         ),
     )
 
@@ -41,20 +71,31 @@ def money(minor: int | None, currency: str | None = None) -> str:
     return f"{amount} {currency.upper()}" if currency else amount
 
 
-def chart_series(entries: list[dict[str, Any]], now: datetime) -> dict[str, list[Any]]:
+def when(value: datetime | None) -> str:
+    """A time as the pages show it, in UTC to the minute; "-" for none."""
+    if not value:
+        return "-"
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def chart_series(entries: list[HistoryEntry], now: datetime) -> HealthSeries:
     """Health over time for the chart: epoch seconds and scores, oldest first, the last
     score held until ``now`` (a score stands until its next material change)."""
-    t, (health,) = _held(entries, now, [lambda e: e["health_score"]])
+    t, (health,) = _held(entries, now, [lambda e: e.health_score])
     return {"t": t, "health": health}
 
 
-def component_series(entries: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
+def component_series(entries: list[HistoryEntry], now: datetime) -> ComponentSeries:
     """Each component's score at each material change, held until ``now`` likewise; a
     component absent from a change (no data then) is a gap."""
-    names = sorted({name for e in entries for name in e.get("components", {})})
-    readers = [lambda e, n=name: e.get("components", {}).get(n) for name in names]
+    names = sorted({name for e in entries for name in e.components})
+    readers = [partial(_component, name=name) for name in names]
     t, values = _held(entries, now, readers)
     return {"t": t, "components": dict(zip(names, values, strict=True))}
+
+
+def _component(entry: HistoryEntry, name: str) -> int | None:
+    return entry.components.get(name)
 
 
 def moved(now: int, then: int) -> str:
@@ -68,7 +109,7 @@ def moved_share(now: float, then: float) -> str:
     return f"{points:+} pts" if points else "0"
 
 
-def names_of(now: dict[str, Any], then: dict[str, Any] | None) -> list[str]:
+def names_of(now: Mapping[str, object], then: Mapping[str, object] | None) -> list[str]:
     """The rows of a movement table: what there is now, and what there was then."""
     return sorted({*now, *(then or {})})
 
@@ -81,28 +122,28 @@ RISK_LEVELS = tuple(risk.value for risk in Risk)  # low to high
 TIER_LEVELS = tuple(tier.value for tier in reversed(Tier))  # C to S
 
 
-def standing_series(entries: list[dict[str, Any]], now: datetime) -> dict[str, Any]:
+def standing_series(entries: list[HistoryEntry], now: datetime) -> StandingSeries:
     """Risk and tier over time, each as its level's index (``RISK_LEVELS``,
     ``TIER_LEVELS``) so that a chart steps between them; None where there was none."""
-    readers = [
-        lambda e: _level(e.get("risk"), RISK_LEVELS),
-        lambda e: _level(e.get("tier"), TIER_LEVELS),
+    readers: list[Reader] = [
+        lambda e: _level(e.risk, RISK_LEVELS),
+        lambda e: _level(e.tier, TIER_LEVELS),
     ]
     t, (risk, tier) = _held(entries, now, readers)
     return {"t": t, "risk": risk, "tier": tier, "risks": RISK_LEVELS, "tiers": TIER_LEVELS}
 
 
-def _level(value: Any, levels: tuple[str, ...]) -> int | None:
+def _level(value: str | None, levels: tuple[str, ...]) -> int | None:
     return levels.index(value) if value in levels else None
 
 
 def _held(
-    entries: list[dict[str, Any]], now: datetime, readers: Sequence[Callable[[dict[str, Any]], Any]]
-) -> tuple[list[float], list[list[Any]]]:
+    entries: list[HistoryEntry], now: datetime, readers: Sequence[Reader]
+) -> tuple[list[float], list[list[int | None]]]:
     """Times (epoch seconds, oldest first) and each reader's values at them, the last
     values repeated at ``now``."""
-    ordered = sorted(entries, key=lambda e: datetime.fromisoformat(e["computed_at"]))
-    t = [datetime.fromisoformat(e["computed_at"]).timestamp() for e in ordered]
+    ordered = sorted(entries, key=lambda e: e.computed_at)
+    t = [e.computed_at.timestamp() for e in ordered]
     values = [[read(e) for e in ordered] for read in readers]
     if t and t[-1] < now.timestamp():
         t.append(now.timestamp())
@@ -111,18 +152,23 @@ def _held(
     return t, values
 
 
-def band_zones(definition: dict[str, Any] | None) -> dict[str, int]:
+def band_zones(definition: Mapping[str, object] | None) -> BandZones:
     """The scorecard's band thresholds (green from, yellow from) for the chart."""
-    bands = (definition or {}).get("bands") or {}
+    bands = (definition or {}).get("bands")
+    found: Mapping[str, object] = bands if isinstance(bands, Mapping) else {}
     return {
-        "green_at": int(bands.get("green_at", 70)),
-        "yellow_at": int(bands.get("yellow_at", 40)),
+        "green_at": _threshold(found.get("green_at"), 70),
+        "yellow_at": _threshold(found.get("yellow_at"), 40),
     }
 
 
-def changes(entries: list[dict[str, Any]], limit: int = 20) -> list[dict[str, Any]]:
+def _threshold(value: object, default: int) -> int:
+    return int(value) if isinstance(value, int | float) else default
+
+
+def changes(entries: list[HistoryEntry], limit: int = 20) -> list[HistoryEntry]:
     """The material changes to list under the chart, newest first."""
-    return sorted(entries, key=lambda e: e["sequence"], reverse=True)[:limit]
+    return sorted(entries, key=lambda e: e.sequence, reverse=True)[:limit]
 
 
 def list_query(params: dict[str, str]) -> dict[str, str]:

@@ -1,7 +1,6 @@
 """The console's pure parts: what pages show, and sessions sealed in cookies."""
 
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from cryptography.fernet import Fernet
@@ -11,38 +10,40 @@ from services.console import views
 from services.console.oidc import Identity, identity_of
 from services.console.session import Session, Sessions
 from services.console.settings import ConsoleSettings
+from services.scoring.schemas import AccountSummary, HistoryEntry
+from shared.scores import Band, Risk, Tier
 
 
 def test_attention_puts_valuable_tiers_then_the_biggest_drops_first() -> None:
-    accounts: list[dict[str, Any]] = [
-        {"account_id": "c-drop", "tier": "C", "score_change": -30, "health_score": 20},
-        {"account_id": "s-flat", "tier": "S", "score_change": 0, "health_score": 35},
-        {"account_id": "s-drop", "tier": "S", "score_change": -12, "health_score": 50},
-        {"account_id": "none", "tier": None, "score_change": None, "health_score": None},
+    accounts = [
+        _summary("c-drop", tier="C", score_change=-30, health_score=20),
+        _summary("s-flat", tier="S", score_change=0, health_score=35),
+        _summary("s-drop", tier="S", score_change=-12, health_score=50),
+        _summary("none", tier=None, score_change=None, health_score=None),
     ]
 
-    ordered = [a["account_id"] for a in views.attention_first(accounts)]
+    ordered = [a.account_id for a in views.attention_first(accounts)]
 
     assert ordered == ["s-drop", "s-flat", "c-drop", "none"]
 
 
 def test_money_and_chart_series() -> None:
     entries = [
-        {"sequence": 2, "computed_at": "2026-11-02T00:00:00+00:00", "health_score": 40},
-        {"sequence": 1, "computed_at": "2026-11-01T00:00:00+00:00", "health_score": 80},
+        _entry(sequence=2, computed_at="2026-11-02T00:00:00+00:00", health_score=40),
+        _entry(sequence=1, computed_at="2026-11-01T00:00:00+00:00", health_score=80),
     ]
 
     assert views.money(1234567, "eur") == "12,345.67 EUR" and views.money(None) == "-"
     now = datetime(2026, 11, 3, tzinfo=UTC)
     series = views.chart_series(entries, now)
     assert series["health"] == [80, 40, 40] and series["t"][-1] == now.timestamp()
-    assert [c["sequence"] for c in views.changes(entries)] == [2, 1]
-    entries[0]["components"] = {"engagement": 30}
-    entries[1]["components"] = {"engagement": 90, "billing": 100}
+    assert [c.sequence for c in views.changes(entries)] == [2, 1]
+    entries[0].components = {"engagement": 30}
+    entries[1].components = {"engagement": 90, "billing": 100}
     components = views.component_series(entries, now)
     assert components["components"] == {"billing": [100, None, None], "engagement": [90, 30, 30]}
-    entries[0] |= {"risk": "high", "tier": "A"}
-    entries[1] |= {"risk": "low", "tier": None}
+    entries[0].risk, entries[0].tier = Risk.high, Tier.A
+    entries[1].risk, entries[1].tier = Risk.low, None
     standing = views.standing_series(entries, now)
     assert standing["risk"] == [0, 2, 2] and standing["tier"] == [None, 2, 2]
     assert standing["tiers"][2] == "A" and standing["t"] == series["t"]
@@ -50,6 +51,53 @@ def test_money_and_chart_series() -> None:
         "green_at": 75,
         "yellow_at": 45,
     }
+
+
+def test_times_show_in_utc_to_the_minute() -> None:
+    paris = timezone(timedelta(hours=1))
+
+    assert views.when(datetime(2026, 11, 2, 10, 30, 59, tzinfo=paris)) == "2026-11-02 09:30 UTC"
+    assert views.when(None) == "-"
+
+
+def _summary(
+    account_id: str, *, tier: str | None, score_change: int | None, health_score: int | None
+) -> AccountSummary:
+    """An account of the accounts list as the scoring API answers it; the rest unknown."""
+    return AccountSummary(
+        account_id=account_id,
+        tier=Tier(tier) if tier else None,
+        score_change=score_change,
+        health_score=health_score,
+        name=None,
+        band=None,
+        risk=None,
+        stage=None,
+        owner=None,
+        segment=None,
+        mrr_minor=None,
+        value_score=None,
+        stale=None,
+        scored_at=None,
+    )
+
+
+def _entry(*, sequence: int, computed_at: str, health_score: int) -> HistoryEntry:
+    """A material change as the scoring API answers it: green, no components yet."""
+    return HistoryEntry(
+        sequence=sequence,
+        computed_at=datetime.fromisoformat(computed_at),
+        health_score=health_score,
+        band=Band.green,
+        components={},
+        tier=None,
+        value_score=None,
+        risk=None,
+        stage=None,
+        trigger=None,
+        scorecard=None,
+        drivers=[],
+    )
 
 
 def test_after_sign_in_only_a_path_of_the_console_is_followed() -> None:

@@ -14,6 +14,7 @@ import pytest
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
+from services.console import security
 from services.console.app import create_app
 from services.console.settings import ConsoleSettings
 from shared.auth import Scope, generate_key
@@ -21,8 +22,9 @@ from tests.support.servers import serve
 
 KEY, _ = generate_key("kim", {Scope.read, Scope.act})
 BROKEN = "broken"  # an account the stand-in answers with a body that is not JSON
+MISSHAPEN = "misshapen"  # one it answers with JSON that is not the scoring API's model
 # Loggers whose filters other tests' apps may have left in this process.
-LOGGERS = ("uvicorn.access", "services.console.app", "services.console.security")
+LOGGERS = security.LOGGERS
 
 
 @dataclass
@@ -52,6 +54,8 @@ class Apis:
     async def _account(self, account_id: str) -> Response:
         if account_id == BROKEN:
             return Response("not JSON", media_type="application/json")
+        if account_id == MISSHAPEN:
+            return JSONResponse({"account_id": account_id, "health_score": "fine"})
         return JSONResponse({"message": f"no account {account_id!r}"}, 404)
 
 

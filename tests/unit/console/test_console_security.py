@@ -41,9 +41,11 @@ def test_the_console_s_loggers_hide_keys_in_messages_and_arguments(
     security.redact_logs()
     caplog.set_level(logging.INFO)
 
-    logging.getLogger("services.console.app").info("sign-in refused for %r", f"Kim {KEY}")
+    logging.getLogger("services.console.routes.sign_in").info(
+        "sign-in refused for %r", f"Kim {KEY}"
+    )
     logging.getLogger("uvicorn.access").info('"%s %s HTTP/%s" %d', "GET", f"/a/{KEY}", "1.1", 400)
-    logging.getLogger("services.console.app").warning(f"a message holding {KEY}")
+    logging.getLogger("services.console.routes.sign_in").warning(f"a message holding {KEY}")
 
     assert caplog.messages == [
         "sign-in refused for 'Kim (redacted)'",
