@@ -22,7 +22,7 @@ import orjson
 
 from services.ingest.domain import BodyRejected, Held, Item, Limits, Rejection
 from services.ingest.sources.native.mapping import native_item
-from services.ingest.sources.segment import mapping as segment
+from services.ingest.sources.segment.service import Calls, MemorySegmentStore, accept
 from services.ingest.sources.stripe.mapping import (
     StripeAccounts,
     customer_of,
@@ -48,18 +48,16 @@ class Intake:
         self.rejected[reason] += 1
 
 
-@dataclass
 class Memory:
-    """What ingest remembers across requests, kept in memory for a replay."""
+    """What ingest remembers across requests, kept in memory for a replay; a Segment
+    call waits ``wait`` for its user's group call."""
 
-    segment_users: dict[str, str] = field(default_factory=dict)
-    stripe_customers: dict[str, str] = field(default_factory=dict)
-    waiting: dict[str, list[tuple[bytes, datetime]]] = field(default_factory=dict)
-    """Segment calls waiting for their user's group call, by user."""
-    wait: timedelta = timedelta(days=7)
+    def __init__(self, wait: timedelta = timedelta(days=7)) -> None:
+        self.stripe_customers: dict[str, str] = {}
+        self.segment = MemorySegmentStore(wait)
 
     def never_grouped(self) -> int:
-        return sum(len(calls) for calls in self.waiting.values())
+        return self.segment.waiting()
 
 
 Timed = tuple[datetime, int, Event]  # (event time, tie-break, event)
@@ -76,21 +74,8 @@ def native_events(path: Path, intake: Intake, limits: Limits) -> Iterator[Timed]
 
 def segment_events(path: Path, intake: Intake, limits: Limits, memory: Memory) -> Iterator[Timed]:
     def mapped(call: Any, _: bytes) -> list[Item]:
-        received = _received(call)
-        result = segment.map_messages([call], memory.segment_users, received, limits)
-        accounts = result.accounts
-        memory.segment_users.update(accounts)
-        items = segment.settled([call], result, received, limits)
-        for item in items:
-            if isinstance(item, Held):
-                memory.waiting.setdefault(item.user_id, []).append((item.original, received))
-        if not accounts:  # not a group call: it releases no call that waited
-            return items
-        waited = [c for user in accounts for c in memory.waiting.pop(user, [])]
-        kept = [c for c in waited if c[1] >= received - memory.wait]
-        if too_late := len(waited) - len(kept):  # waited longer than ingest keeps them
-            intake.rejected["unknown_account"] += too_late
-        return [*items, *segment.released(kept, accounts, limits)]
+        accepted = accept([Calls([call], _received(call))], memory.segment, limits)
+        return [*accepted.items[0], *accepted.released]
 
     return _events(path, intake, mapped)
 

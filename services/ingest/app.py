@@ -15,20 +15,17 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from services.ingest import metrics
 from services.ingest.database import DatabaseUnavailable
-from services.ingest.dedupe import DatabaseDeduplicator, InFlight
-from services.ingest.domain import Rejection
+from services.ingest.dedupe import DatabaseDeduplicator
 from services.ingest.http_intake import HttpIntake
-from services.ingest.intake import Intake, Origin
+from services.ingest.intake import Intake
 from services.ingest.openapi import document_request_bodies
 from services.ingest.publisher import EventPublisher
 from services.ingest.raw_topics import RawTopicConsumer, RawTopicsConfig
-from services.ingest.reasons import Reason
 from services.ingest.routes import IngestContext
 from services.ingest.settings import IngestSettings
 from services.ingest.sources.native import api as native_api
 from services.ingest.sources.segment import api as segment_api
-from services.ingest.sources.segment.repository import WaitingCall
-from services.ingest.sources.segment.store import SegmentUsers
+from services.ingest.sources.segment.store import SegmentDatabase, expire_waiting_every
 from services.ingest.sources.stripe import api as stripe_api
 from services.ingest.sources.stripe.customers import StripeCustomers
 from shared.auth import install_auth
@@ -38,14 +35,9 @@ from shared.db import create_engine, session_factory
 from shared.dlq import processor_name
 from shared.health import Readiness
 from shared.http import create_service_app
-from shared.kafka import BrokerUnavailable
 from shared.migrations import MigrationSet, schema_problem
 
 log = logging.getLogger(__name__)
-
-WAITING_CHECK_S = 60.0
-WAITING_BATCH = 1_000
-WAITING_ORIGIN = Origin("http:/v1/segment (waited for a group call)")
 
 MIGRATIONS = MigrationSet("ingest", Path(__file__).parent / "migrations")
 
@@ -62,24 +54,16 @@ def create_app(settings: IngestSettings | None = None, clock: Clock = utc_now) -
     window = timedelta(seconds=settings.ingest_dedupe_window_s)
     dedupe = DatabaseDeduplicator(sessions, window, settings.dedupe_lease(), clock)
     intake = Intake(publisher, dedupe, processor_name("ingest"), clock)
-    segment_users = SegmentUsers(sessions, clock)
+    segment = SegmentDatabase(timedelta(seconds=settings.ingest_segment_wait_s), clock)
     raw_config = _raw_topics_config(settings)
-    raw_topics = RawTopicConsumer(
-        settings,
-        raw_config,
-        intake,
-        SegmentUsers(sessions, clock),
-        clock,
-        readiness,
-    )
+    raw_topics = RawTopicConsumer(settings, raw_config, intake, segment, clock, readiness)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         publisher.start()
         raw_topics.start()
         prune = _prune_every(dedupe, settings.ingest_dedupe_prune_interval_s)
-        check_s = min(WAITING_CHECK_S, settings.ingest_segment_wait_s / 2)
-        expire = _expire_waiting_every(segment_users, intake, check_s)
+        expire = expire_waiting_every(sessions, intake, segment)
         async with AsyncExitStack() as background:
             await background.enter_async_context(running(prune, "ingest-prune", readiness))
             await background.enter_async_context(
@@ -109,7 +93,7 @@ def create_app(settings: IngestSettings | None = None, clock: Clock = utc_now) -
     app.add_middleware(RequestTimer)
     http = HttpIntake(intake, settings.ingest_max_body_bytes, clock)
     customers = StripeCustomers(sessions, clock)
-    app.state.ingest = IngestContext(settings, settings.limits(), http, segment_users, customers)
+    app.state.ingest = IngestContext(settings, settings.limits(), http, segment, customers)
     for routes in (native_api.router, segment_api.router, stripe_api.router):
         app.include_router(routes)
     keyed = frozenset(native_api.BODIES | segment_api.BODIES)  # Stripe signs instead
@@ -124,27 +108,6 @@ def _raw_topics_config(settings: IngestSettings) -> RawTopicsConfig:
         max_rejected_ratio=settings.ingest_raw_max_rejected_ratio,
         rejected_window=settings.ingest_raw_rejected_window,
     )
-
-
-async def _expire_waiting_every(users: SegmentUsers, intake: Intake, interval_s: float) -> None:
-    """Dead-letter, as ``unknown_account``, Segment calls whose user's group call never
-    came within ``VITALS_INGEST_SEGMENT_WAIT_S``."""
-    while True:
-        await asyncio.sleep(interval_s)
-        try:
-            expired = await users.expired(WAITING_BATCH)
-            if expired:
-                letters = [(_never_grouped(call), WAITING_ORIGIN) for call in expired]
-                await intake.submit(letters, "segment")
-                await users.forget([call.message_id for call in expired], "expired")
-                log.info("dead-lettered %d Segment calls never grouped", len(expired))
-        except (DatabaseUnavailable, BrokerUnavailable, InFlight) as exc:
-            log.warning("waiting Segment calls not expired yet: %s", exc)
-
-
-def _never_grouped(call: WaitingCall) -> Rejection:
-    message = f"no group call for user {call.user_id!r} came while the call waited"
-    return Rejection(Reason.unknown_account, message, call.call, event_id=call.message_id)
 
 
 async def _prune_every(dedupe: DatabaseDeduplicator, interval_s: float) -> None:

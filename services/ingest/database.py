@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,6 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.db import SessionFactory
 from shared.errors import describe
 from shared.faults import is_transient
+
+Statements = Callable[[AsyncSession], Awaitable[None]]
+"""Statements to run in a transaction someone else opens (and commits)."""
 
 
 class DatabaseUnavailable(Exception):

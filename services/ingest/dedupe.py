@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Collection, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Protocol
@@ -17,7 +18,7 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.ingest import repository
-from services.ingest.database import DatabaseUnavailable, transaction
+from services.ingest.database import DatabaseUnavailable, Statements, transaction
 from shared.clock import Clock
 from shared.db import SessionFactory
 
@@ -33,12 +34,24 @@ class Claim:
     new: frozenset[str] = field(default_factory=frozenset)
 
 
+class Claimer(Protocol):
+    session: AsyncSession
+    """The claim's transaction: statements of the caller's may share it."""
+
+    async def claim(self, event_ids: Sequence[str]) -> Claim:
+        """Claim the ids not seen yet; if one is being published, claim none, and
+        leaving the transaction raises ``InFlight``."""
+
+
 class Deduplicator(Protocol):
     async def claim(self, event_ids: Sequence[str]) -> Claim:
         """Claim the ids not seen yet; raise ``InFlight`` if one is being published."""
 
-    async def confirm(self, event_ids: Collection[str]) -> None:
-        """The broker acknowledged these ids' events."""
+    def claiming(self) -> AbstractAsyncContextManager[Claimer]:
+        """A transaction to claim ids in (as ``claim``) with statements of the caller's."""
+
+    async def confirm(self, event_ids: Collection[str], then: Statements | None = None) -> None:
+        """The broker acknowledged these ids' events; ``then`` runs in the same transaction."""
 
     async def release(self, event_ids: Collection[str]) -> None:
         """Publishing failed: forget these claims."""
@@ -64,34 +77,36 @@ class DatabaseDeduplicator:
     async def claim(self, event_ids: Sequence[str]) -> Claim:
         if not event_ids:
             return Claim()
-        now = self._clock()
-        # One transaction, not one statement: the ids it could not claim stay locked until
-        # the in-flight check, so a concurrent release cannot pass an unstored event off
-        # as a repeat.
-        async with transaction(self._sessions) as session:
-            claimed = await repository.claim_event_ids(
-                session,
-                event_ids,
-                now=now,
-                expires_at=now + self._window,
-                stale_before=now - self._lease,
-            )
-            in_flight = await repository.unpublished(session, set(event_ids) - claimed)
-            if in_flight:
-                # Give back what this request claimed: its retry claims all again.
-                await repository.forget_claims(session, claimed)
-        if in_flight:
-            raise InFlight(f"{len(in_flight)} event id(s) are being published by another request")
-        return Claim(frozenset(claimed))
+        async with self.claiming() as claimer:
+            return await claimer.claim(event_ids)
 
-    async def confirm(self, event_ids: Collection[str]) -> None:
+    @contextlib.asynccontextmanager
+    async def claiming(self) -> AsyncIterator[Claimer]:
+        async with transaction(self._sessions) as session:
+            claimer = _Claimer(session, self._clock, self._window, self._lease)
+            yield claimer
+        if claimer.in_flight:
+            raise InFlight(
+                f"{claimer.in_flight} event id(s) are being published by another request"
+            )
+
+    async def confirm(self, event_ids: Collection[str], then: Statements | None = None) -> None:
+        if not event_ids and then is None:
+            return
         try:
-            async with _one_statement(self._sessions) as session:
+            async with self._confirming(then) as session:
+                if then is not None:  # first, in the lock order of the claim's transaction
+                    await then(session)
                 await repository.mark_published(session, event_ids, self._clock())
         except DatabaseUnavailable as exc:
             # Published already; the claim expires after its lease and a repeat may
             # then pass once more (consumers drop it by event_id).
             log.warning("could not confirm %d published id(s): %s", len(event_ids), exc)
+
+    def _confirming(self, then: Statements | None) -> AbstractAsyncContextManager[AsyncSession]:
+        if then is None:
+            return _one_statement(self._sessions)
+        return transaction(self._sessions)
 
     async def release(self, event_ids: Collection[str]) -> None:
         try:
@@ -109,6 +124,39 @@ class DatabaseDeduplicator:
             deleted += count
             if count < batch:
                 return deleted
+
+
+class _Claimer:
+    def __init__(
+        self, session: AsyncSession, clock: Clock, window: timedelta, lease: timedelta
+    ) -> None:
+        self.session = session
+        self._clock = clock
+        self._window = window
+        self._lease = lease
+        self.in_flight = 0
+
+    async def claim(self, event_ids: Sequence[str]) -> Claim:
+        if not event_ids:
+            return Claim()
+        now = self._clock()
+        # One transaction, not one statement: the ids it could not claim stay locked until
+        # the in-flight check, so a concurrent release cannot pass an unstored event off
+        # as a repeat.
+        claimed = await repository.claim_event_ids(
+            self.session,
+            event_ids,
+            now=now,
+            expires_at=now + self._window,
+            stale_before=now - self._lease,
+        )
+        in_flight = await repository.unpublished(self.session, set(event_ids) - claimed)
+        if not in_flight:
+            return Claim(frozenset(claimed))
+        # Give back what this request claimed: its retry claims all again.
+        await repository.forget_claims(self.session, claimed)
+        self.in_flight = len(in_flight)
+        return Claim()
 
 
 @contextlib.asynccontextmanager

@@ -9,8 +9,8 @@ turned into a list of items, one per record, each either a normalised
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -75,11 +75,6 @@ class Parsed:
 
     items: list[Item]
     batch: bool = True
-    released: list[Item] = field(default_factory=list)
-    """Items of earlier requests that this one lets through (Segment calls that waited
-    for their user's group call): published with it, not part of its answer."""
-    after_stored: Callable[[], Awaitable[None]] | None = None
-    """Run once everything is stored (forget the released calls)."""
 
 
 def load_json(body: bytes) -> Any:

@@ -21,7 +21,7 @@ from services.ingest.body import read_limited, require_media_type
 from services.ingest.database import DatabaseUnavailable
 from services.ingest.dedupe import InFlight
 from services.ingest.domain import BodyRejected, Parsed, Rejection
-from services.ingest.intake import Intake, Origin, Submitted
+from services.ingest.intake import Intake, Origin, Prepare, Submitted
 from services.ingest.reasons import Reason
 from services.ingest.schemas import ItemError
 from shared.clock import Clock
@@ -42,7 +42,20 @@ BODY_STATUS = {
     Reason.event_too_large: 413,
 }
 
-Parser = Callable[[bytes, datetime], Awaitable[Parsed]]
+
+@dataclass(frozen=True)
+class Deferred:
+    """A body whose items its source decides against what it keeps in the ingest
+    database (Segment calls and their users' accounts), in the transaction that claims
+    their ids: the first ``count`` items ``prepare`` gives are the body's own, the rest
+    are items of earlier bodies it releases (published with it, not in its answer)."""
+
+    count: int
+    batch: bool
+    prepare: Prepare
+
+
+Parser = Callable[[bytes, datetime], Awaitable[Parsed | Deferred]]
 Redactor = Callable[[bytes], bytes]
 
 
@@ -72,7 +85,8 @@ class RequestRefused(Exception):
 
 @dataclass(frozen=True)
 class Received:
-    parsed: Parsed
+    batch: bool
+    """False for a single posted event."""
     outcome: Submitted
 
 
@@ -133,16 +147,18 @@ class HttpIntake:
             return exc.refused
         except (DatabaseUnavailable, InFlight) as exc:
             return unavailable(exc)
-        items = [*parsed.items, *parsed.released]
         try:
-            outcome = await self._intake.submit([(i, origin) for i in items], channel)
+            if isinstance(parsed, Deferred):
+                outcome = await self._intake.submit_prepared(parsed.prepare, channel)
+            else:
+                outcome = await self._intake.submit([(i, origin) for i in parsed.items], channel)
         except (BrokerUnavailable, DatabaseUnavailable, InFlight) as exc:
             if isinstance(exc, BrokerUnavailable):
                 self._broker_outage.failed(describe(exc), float(RETRY_AFTER_BROKER_S))
             return unavailable(exc)
         self._broker_outage.recovered()
-        await _after_stored(parsed)
-        return Received(parsed, outcome.within(len(parsed.items)))
+        count = parsed.count if isinstance(parsed, Deferred) else len(parsed.items)
+        return Received(parsed.batch, outcome.within(count))
 
     async def _refuse_body(
         self,
@@ -183,17 +199,6 @@ def unavailable(exc: Exception) -> Refused:
     metrics.REQUESTS_REJECTED.labels(error).inc()
     message = f"events not stored: {reason}; retry with the same event ids"
     return Refused(503, error, message, headers={"Retry-After": RETRY_AFTER_BROKER_S})
-
-
-async def _after_stored(parsed: Parsed) -> None:
-    """Clean-up once stored; if it fails, what it would forget is published again later,
-    and the dedupe window makes that a duplicate, not a second event."""
-    if parsed.after_stored is None:
-        return
-    try:
-        await parsed.after_stored()
-    except DatabaseUnavailable as exc:
-        log.warning("released Segment calls not forgotten yet: %s", describe(exc))
 
 
 def refused_response(refused: Refused) -> JSONResponse:

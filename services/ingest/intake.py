@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from services.ingest import metrics
-from services.ingest.dedupe import Deduplicator
+from services.ingest.database import Statements
+from services.ingest.dedupe import Claim, Deduplicator
 from services.ingest.domain import Held, Item, Rejection
 from services.ingest.publisher import EventPublisher, Unacknowledged
 from shared.clock import Clock, utc_now
@@ -111,6 +114,18 @@ def dead_letter(rejection: Rejection, origin: Origin, at: datetime, processor: s
     return letter
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """Items a source decided in the transaction that claims their ids, and what it
+    runs once they are stored, in the transaction that confirms them."""
+
+    items: list[tuple[Item, Origin]]
+    after_stored: Statements | None = None
+
+
+Prepare = Callable[[AsyncSession], Awaitable[Prepared]]
+
+
 class Intake:
     def __init__(
         self,
@@ -132,9 +147,29 @@ class Intake:
         stored: retry with the same ids) and ``InFlight`` (another request holds one of
         these ids right now: retry shortly).
         """
-        metrics.EVENTS_RECEIVED.labels(channel).inc(len(items))
-        split = plan([item for item, _ in items])
-        claim = await self._dedupe.claim([e.event_id for e in split.unique.values()])
+        split = _received(items, channel)
+        claim = await self._dedupe.claim(_event_ids(split))
+        return await self._publish(items, split, claim, channel)
+
+    async def submit_prepared(self, prepare: Prepare, channel: str) -> Submitted:
+        """As ``submit``, for the items a source decides against what it keeps in the
+        ingest database (Segment's users and waiting calls): ``prepare`` runs in the
+        transaction that claims their event ids, and its ``after_stored`` in the one that
+        confirms them, so that all of it costs two transactions."""
+        async with self._dedupe.claiming() as claimer:
+            prepared = await prepare(claimer.session)
+            split = _received(prepared.items, channel)
+            claim = await claimer.claim(_event_ids(split))
+        return await self._publish(prepared.items, split, claim, channel, prepared.after_stored)
+
+    async def _publish(
+        self,
+        items: Sequence[tuple[Item, Origin]],
+        split: Plan,
+        claim: Claim,
+        channel: str,
+        after_stored: Statements | None = None,
+    ) -> Submitted:
         fresh = {i: e for i, e in split.unique.items() if e.event_id in claim.new}
         now = self._clock()
         letters = [
@@ -151,7 +186,7 @@ class Intake:
         except BaseException:
             await self._dedupe.release(claim.new)
             raise
-        await self._dedupe.confirm(claim.new)
+        await self._dedupe.confirm(claim.new, after_stored)
         outcome = Submitted(
             accepted={i: e.event_id for i, e in fresh.items()},
             duplicates={
@@ -185,6 +220,15 @@ class Intake:
             log.warning("%d event(s) of a request answered 503 were stored late", len(stored))
             await self._dedupe.confirm(stored)
         await self._dedupe.release(set(claimed) - stored)
+
+
+def _received(items: Sequence[tuple[Item, Origin]], channel: str) -> Plan:
+    metrics.EVENTS_RECEIVED.labels(channel).inc(len(items))
+    return plan([item for item, _ in items])
+
+
+def _event_ids(split: Plan) -> list[str]:
+    return [event.event_id for event in split.unique.values()]
 
 
 def _count(outcome: Submitted, channel: str, reasons: Sequence[object]) -> None:

@@ -28,27 +28,30 @@ import contextlib
 import hashlib
 import logging
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.ingest import metrics
 from services.ingest.database import DatabaseUnavailable
 from services.ingest.dedupe import InFlight
-from services.ingest.domain import BodyRejected, Held, Item, Limits, Rejection, load_json
-from services.ingest.intake import Intake, Origin
+from services.ingest.domain import BodyRejected, Item, Limits, Rejection, load_json
+from services.ingest.intake import Intake, Origin, Prepared
 from services.ingest.reasons import Reason
 from services.ingest.settings import IngestSettings
 from services.ingest.sources.cloudevents.mapping import parse_cloudevents
 from services.ingest.sources.native.mapping import parse_native
 from services.ingest.sources.segment import mapping as segment
-from services.ingest.sources.segment.store import Released, SegmentUsers
+from services.ingest.sources.segment.service import Accepted, Calls, SegmentStore, accept
+from services.ingest.sources.segment.store import SegmentDatabase, database_store, forgetting
 from shared.clock import Clock, utc_now
 from shared.errors import describe
 from shared.events import MAX_ID_LENGTH, Event
@@ -242,31 +245,20 @@ def segment_message_id(message: Any) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
 
 
-@dataclass(frozen=True)
-class SegmentMapped:
-    items: list[list[Item]]
-    grouped: dict[str, tuple[str, datetime]]
-
-
-def map_segment(
-    decoded: Sequence[Decoded], known: Mapping[str, str], limits: Limits
-) -> SegmentMapped:
-    """Segment calls of each record mapped in order; a group call informs later records."""
-    accounts = dict(known)
-    result = SegmentMapped([], {})
-    for record in decoded:
-        calls = record.calls or []
-        try:
-            mapped = segment.map_messages(calls, accounts, record.received_at, limits)
-            items = segment.settled(calls, mapped, record.received_at, limits)
-        except Exception as exc:  # a poison record must not block its partition
-            result.items.append([unreadable(record.record, exc)])
-            continue
-        accounts.update(mapped.accounts)
-        result.grouped.update(mapped.grouped)
-        given = [segment_message_id(call) for call in calls]
-        result.items.append(with_record_ids(items, given, record.record, batch=record.batch))
-    return result
+def map_segment(decoded: Sequence[Decoded], store: SegmentStore, limits: Limits) -> Accepted:
+    """Segment calls of each record accepted in order (a group call informs later
+    records); events without an id get one from their record, and a record that breaks
+    mapping is dead-lettered alone."""
+    bodies = [Calls(d.calls or [], d.received_at) for d in decoded]
+    accepted = accept(bodies, store, limits, isolate_faults=True)
+    items: list[list[Item]] = []
+    for index, (record, found) in enumerate(zip(decoded, accepted.items, strict=True)):
+        if index in accepted.faults:
+            items.append([unreadable(record.record, accepted.faults[index])])
+        else:
+            given = [segment_message_id(call) for call in record.calls or []]
+            items.append(with_record_ids(found, given, record.record, batch=record.batch))
+    return replace(accepted, items=items)
 
 
 class RejectedShare:
@@ -300,7 +292,7 @@ class RawTopicConsumer:
         settings: IngestSettings,
         config: RawTopicsConfig,
         intake: Intake,
-        users: SegmentUsers,
+        segment: SegmentDatabase,
         clock: Clock = utc_now,
         readiness: Readiness | None = None,
     ) -> None:
@@ -311,7 +303,7 @@ class RawTopicConsumer:
         )
         self._config = config
         self._intake = intake
-        self._users = users
+        self._segment = segment
         self._clock = clock
         self._limits = settings.limits()
         self._share = RejectedShare(config.max_rejected_ratio, config.rejected_window)
@@ -456,41 +448,30 @@ class RawTopicConsumer:
         now = self._clock()
         max_bytes = self._settings.ingest_max_body_bytes
         decoded = [_decode_safely(r, self._limits, max_bytes, now) for r in records]
-        decoded, released = await self._map_segment_calls(decoded)
+        if all(d.calls is None for d in decoded):
+            await self._intake.submit(self._checked(decoded), CHANNEL)
+            return
+        prepare = partial(self._map_segment_calls, decoded)
+        await self._intake.submit_prepared(prepare, CHANNEL)
+
+    async def _map_segment_calls(self, decoded: list[Decoded], session: AsyncSession) -> Prepared:
+        """Segment calls need the stored user -> account map, and a group call releases
+        the calls that waited for it in earlier batches: read, mapped and kept in the
+        transaction that claims the batch's event ids."""
+        calls = [d for d in decoded if d.calls is not None]
+        messages = [message for d in calls for message in d.calls or []]
+        async with database_store(session, messages, self._segment) as store:
+            mapped = map_segment(calls, store, self._limits)
+        items = dict(zip([id(d) for d in calls], mapped.items, strict=True))
+        decoded = [replace(d, items=items[id(d)]) if id(d) in items else d for d in decoded]
+        waited = [(item, WAITED_ORIGIN) for item in mapped.released]
+        return Prepared([*self._checked(decoded), *waited], forgetting(mapped))
+
+    def _checked(self, decoded: Sequence[Decoded]) -> list[tuple[Item, Origin]]:
+        """The records' items, unless too many of them are rejected."""
         items = [(item, d.record.origin()) for d in decoded for item in d.items]
         self._share.check([isinstance(item, Rejection) for item, _ in items])
-        await self._hold(decoded)
-        waited = [(item, WAITED_ORIGIN) for item in released.items]
-        await self._intake.submit([*items, *waited], CHANNEL)
-        await self._users.forget(released.message_ids)
-
-    async def _map_segment_calls(self, decoded: list[Decoded]) -> tuple[list[Decoded], Released]:
-        """Segment calls need the stored user -> account map: one look-up per batch; a
-        group call releases the calls that waited for it in earlier batches."""
-        calls = [d for d in decoded if d.calls is not None]
-        if not calls:
-            return decoded, Released()
-        users: set[str] = set()
-        for d in calls:
-            users |= segment.users_to_look_up(d.calls or [])
-        mapped = map_segment(calls, await self._users.accounts(users), self._limits)
-        await self._users.remember(mapped.grouped)
-        accounts = {user: account for user, (account, _) in mapped.grouped.items()}
-        # A call held in one record whose user's group call came in a later record of
-        # the same batch is mapped now, rather than kept and released by this batch.
-        settled = [
-            segment.map_held(items, accounts, d.received_at, self._limits)
-            for items, d in zip(mapped.items, calls, strict=True)
-        ]
-        items = dict(zip([id(d) for d in calls], settled, strict=True))
-        decoded = [replace(d, items=items[id(d)]) if id(d) in items else d for d in decoded]
-        return decoded, await self._users.release(accounts, self._limits)
-
-    async def _hold(self, decoded: Sequence[Decoded]) -> None:
-        wait = timedelta(seconds=self._settings.ingest_segment_wait_s)
-        for d in decoded:
-            held = [item for item in d.items if isinstance(item, Held)]
-            await self._users.hold(held, d.received_at, wait)
+        return items
 
     async def _commit(self, consumer: AIOKafkaConsumer) -> None:
         owned = consumer.assignment()

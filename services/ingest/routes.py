@@ -9,7 +9,7 @@ from typing import Annotated
 from services.ingest.domain import Limits
 from services.ingest.http_intake import HttpIntake
 from services.ingest.settings import IngestSettings
-from services.ingest.sources.segment.store import SegmentUsers
+from services.ingest.sources.segment.store import SegmentDatabase
 from services.ingest.sources.stripe.customers import StripeCustomers
 from shared.http import app_state
 
@@ -19,7 +19,7 @@ class IngestContext:
     settings: IngestSettings
     limits: Limits
     http: HttpIntake
-    users: SegmentUsers
+    segment: SegmentDatabase
     customers: StripeCustomers
 
 

@@ -22,7 +22,7 @@ from services.ingest.intake import Intake
 from services.ingest.publisher import EventPublisher
 from services.ingest.raw_topics import RAW_CONSUMER, RawTopicConsumer, RawTopicsConfig
 from services.ingest.settings import IngestSettings
-from services.ingest.sources.segment.store import SegmentUsers
+from services.ingest.sources.segment.store import SegmentDatabase
 from shared.background import running
 from shared.db import SessionFactory, create_engine, session_factory
 from shared.dlq import DeadLetter
@@ -76,8 +76,8 @@ async def consuming(
     window = timedelta(seconds=settings.ingest_dedupe_window_s)
     dedupe = DatabaseDeduplicator(sessions, window, settings.dedupe_lease(), _now)
     intake = Intake(publisher, dedupe, "ingest@test")
-    users = SegmentUsers(sessions, _now)
-    consumer = RawTopicConsumer(settings, config, intake, users, _now, readiness)
+    segment = SegmentDatabase(timedelta(seconds=settings.ingest_segment_wait_s), _now)
+    consumer = RawTopicConsumer(settings, config, intake, segment, _now, readiness)
     if own_publisher:
         publisher.start()
     consumer.start()

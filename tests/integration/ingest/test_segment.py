@@ -3,15 +3,21 @@
 import asyncio
 from typing import Any
 
+import httpx
 import pytest
+from fastapi import FastAPI
 from prometheus_client import REGISTRY
 from segment.analytics import Client  # type: ignore[import-untyped]
+from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from services.ingest.app import create_app
 from services.ingest.settings import IngestSettings
 from shared.dlq import DeadLetter
 from shared.events import Event, EventKind
-from tests.support.ingest_apps import ingest_client, ingest_test_settings, migrated
+from tests.support.ingest_apps import ingest_client, ingest_test_settings, is_ready, migrated
 from tests.support.kafka import consume
+from tests.support.servers import serve, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
@@ -172,6 +178,69 @@ async def test_a_call_whose_group_call_never_comes_is_dead_lettered_when_its_wai
     letter = DeadLetter.from_bytes(record.value)
     assert (letter.reason, letter.event_id) == ("unknown_account", "i-ghost")
     assert "ghost" in letter.message
+
+
+async def test_a_segment_request_costs_at_most_two_database_transactions(
+    kafka: str, topics: dict[str, str], database: str
+) -> None:
+    """Reading and writing the users and waiting calls shares the transaction that claims
+    the event ids; forgetting the released calls, the one that confirms them."""
+    settings = ingest_test_settings(
+        kafka=kafka,
+        topics=topics,
+        database=await migrated(database),
+        ingest_dedupe_prune_interval_s=3600,  # no sweep among the requests counted
+    )
+    requests = [
+        # u1 has no account yet: its identify and track wait; u2's names its account.
+        [
+            {"type": "identify", "userId": "u1", "messageId": "i1", "traits": {"role": "cto"}},
+            {"type": "track", "userId": "u1", "event": "Opened", "messageId": "t1"},
+            {"type": "track", "userId": "u2", "event": "Opened", "context": {"groupId": "g"}},
+            {"type": "group", "userId": "u3", "groupId": "globex", "messageId": "g3"},
+        ],
+        # u1's group call releases both; u4 is grouped after its identify, in one batch.
+        [
+            {"type": "group", "userId": "u1", "groupId": "acme", "messageId": "g1"},
+            {"type": "identify", "userId": "u4", "messageId": "i4"},
+            {"type": "group", "userId": "u4", "groupId": "initech", "messageId": "g4"},
+            {"type": "track", "userId": "u3", "event": "Opened", "messageId": "t3"},
+        ],
+        # Known from the stored group call now.
+        [{"type": "track", "userId": "u1", "event": "Closed", "messageId": "t1b"}],
+    ]
+    app = create_app(settings)
+    begun = _transactions_begun(app)
+    before = {o: _waiting(o) for o in ("held", "released")}
+
+    answers, counts = [], []
+    async with serve(app) as url, httpx.AsyncClient(base_url=url) as client:
+        await wait_for(lambda: is_ready(client), 30, "ingest to be ready")
+        for calls in requests:
+            begun.clear()
+            body = {"batch": calls, "writeKey": "vk_test"}
+            answers.append((await client.post("/v1/batch", json=body)).json())
+            counts.append(len(begun))
+
+    assert [(a["accepted"], a["waiting"]) for a in answers] == [(2, 2), (4, 0), (1, 0)]
+    assert {o: _waiting(o) - before[o] for o in before} == {"held": 2, "released": 2}
+    assert all(count <= 2 for count in counts), counts
+    events = await _events(kafka, topics, 9)
+    assert {e.event_id: e.account_id for e in events if e.event_id[0] in "it"} == {
+        "i1": "acme",
+        "t1": "acme",
+        "i4": "initech",
+        "t3": "globex",
+        "t1b": "acme",
+    }
+
+
+def _transactions_begun(app: FastAPI) -> list[object]:
+    """Every transaction ``app`` begins on its database from now on, as it begins."""
+    engine: AsyncEngine = app.state.sessions.kw["bind"]
+    begun: list[object] = []
+    event.listen(engine.sync_engine, "begin", begun.append)
+    return begun
 
 
 def _waiting(outcome: str) -> float:

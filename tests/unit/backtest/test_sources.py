@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -59,3 +60,30 @@ def test_times_past_the_range_of_dates_refuse_the_call_not_the_run(tmp_path: Pat
     ids, intake = _read(tmp_path, *calls)
 
     assert (ids, intake.rejected) == (["m3"], {"invalid_event": 2})
+
+
+def test_a_call_waits_for_its_group_call_and_one_past_its_wait_is_refused(
+    tmp_path: Path,
+) -> None:
+    def call(kind: str, user: str, message_id: str, at: str, **fields: Any) -> dict[str, Any]:
+        return {"type": kind, "userId": user, "messageId": message_id, "timestamp": at, **fields}
+
+    calls = [
+        call("identify", "u1", "i1", "2026-01-05T07:00:00Z"),
+        call("identify", "u2", "i2", "2026-01-05T07:00:00Z"),
+        call("identify", "u3", "i3", "2026-01-05T07:00:00Z"),
+        call("group", "u1", "g1", "2026-01-05T08:00:00Z", groupId="acme"),
+        call("group", "u2", "g2", "2026-01-13T07:00:00Z", groupId="globex"),
+    ]
+    path = tmp_path / "segment.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(c) + b"\n" for c in calls))
+    intake, memory = Intake(), Memory(wait=timedelta(days=7))
+
+    timed = list(segment_events(path, intake, Limits(), memory))
+
+    assert [(e.event_id, e.account_id) for _, _, e in timed] == [
+        ("g1", "acme"),
+        ("i1", "acme"),
+        ("g2", "globex"),
+    ]
+    assert (intake.rejected, memory.never_grouped()) == ({"unknown_account": 1}, 1)

@@ -18,7 +18,8 @@ from services.ingest.raw_topics import (
     shape_of,
 )
 from services.ingest.reasons import Reason
-from services.ingest.sources.segment import mapping as segment
+from services.ingest.sources.segment import mapping
+from services.ingest.sources.segment.service import MemorySegmentStore
 from shared.events import Event
 
 NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)
@@ -182,6 +183,13 @@ def test_a_segment_write_key_never_reaches_a_dead_letter() -> None:
     assert b"vk_secret" not in rejection.original
 
 
+def _store(**accounts: str) -> MemorySegmentStore:
+    """A store that knows ``accounts`` (user -> account) from earlier group calls."""
+    store = MemorySegmentStore(wait=timedelta(days=7))
+    store.remember({user: (account, ARRIVED) for user, account in accounts.items()})
+    return store
+
+
 def _track(**fields: Any) -> dict[str, Any]:
     return {"type": "track", "userId": "u1", "event": "Report Exported", **fields}
 
@@ -194,7 +202,7 @@ def test_segment_calls_are_mapped_across_records_with_a_group_call_informing_lat
         _decode(_track(userId="stranger"), offset=3),
     ]
 
-    mapped = map_segment(records, {}, LIMITS)
+    mapped = map_segment(records, _store(), LIMITS)
 
     assert _event(mapped.items[0][0]).account_id == "acme"
     tracked = [_event(item) for item in mapped.items[1]]
@@ -205,7 +213,7 @@ def test_segment_calls_are_mapped_across_records_with_a_group_call_informing_lat
 
 
 def test_a_segment_call_uses_the_stored_account_of_its_user() -> None:
-    mapped = map_segment([_decode(_track(messageId="t1"))], {"u1": "globex"}, LIMITS)
+    mapped = map_segment([_decode(_track(messageId="t1"))], _store(u1="globex"), LIMITS)
 
     assert _event(mapped.items[0][0]).account_id == "globex"
 
@@ -219,7 +227,7 @@ def test_segment_clock_skew_is_corrected_against_the_time_the_record_arrived() -
         sentAt=sent.isoformat(),
     )
 
-    event = _event(map_segment([_decode(call)], {}, LIMITS).items[0][0])
+    event = _event(map_segment([_decode(call)], _store(), LIMITS).items[0][0])
 
     assert event.occurred_at == ARRIVED - timedelta(seconds=30)
 
@@ -257,20 +265,20 @@ def test_the_topics_are_a_comma_list_and_empty_means_off() -> None:
 def test_a_record_that_breaks_segment_mapping_is_rejected_and_the_others_still_map(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    real = segment.map_messages
+    real = mapping.map_messages
 
-    def fragile(calls: list[Any], *args: Any) -> segment.Mapped:
+    def fragile(calls: list[Any], *args: Any) -> mapping.Mapped:
         if any(call.get("event") == "boom" for call in calls):
             raise ValueError("a fault in mapping")
         return real(calls, *args)
 
-    monkeypatch.setattr(segment, "map_messages", fragile)
+    monkeypatch.setattr(mapping, "map_messages", fragile)
     records = [
         _decode(_track(event="boom", messageId="t0"), offset=1),
         _decode(_track(messageId="t1", context={"groupId": "acme"}), offset=2),
     ]
 
-    mapped = map_segment(records, {}, LIMITS)
+    mapped = map_segment(records, _store(), LIMITS)
 
     rejection = _rejection(mapped.items[0][0])
     assert rejection.reason is Reason.invalid_body

@@ -224,7 +224,7 @@ def test_a_batch_merges_its_context_integrations_and_sent_at_into_each_call() ->
 
     read = read_body(body, None, LIMITS)
 
-    first, second = read.messages
+    first, second = (_call(message) for message in read.messages)
     assert read.write_key == "vk_secret" and read.batch
     assert first["context"] == {"groupId": "shared", "page": "p"}
     assert second["context"]["groupId"] == "own"
@@ -234,7 +234,7 @@ def test_a_batch_merges_its_context_integrations_and_sent_at_into_each_call() ->
 def test_a_single_call_takes_its_type_from_the_path_and_hides_the_write_key() -> None:
     read = read_body(orjson.dumps({**_track(type="page"), "writeKey": "vk_s"}), "track", LIMITS)
 
-    (message,) = read.messages
+    (message,) = (_call(message) for message in read.messages)
     assert (message["type"], read.write_key, read.batch) == ("track", "vk_s", False)
     assert "writeKey" not in message
 
@@ -260,6 +260,11 @@ def test_a_write_key_never_reaches_a_dead_letter() -> None:
     with pytest.raises(BodyRejected) as caught:
         read_body(body, None, LIMITS)
     assert b"vk_abc" not in caught.value.rejection.original
+
+
+def _call(message: object) -> dict[str, Any]:
+    assert isinstance(message, dict), message
+    return message
 
 
 def _settled(*messages: Any) -> list[Item]:

@@ -101,7 +101,7 @@ async def post_events(
     )
     if isinstance(received, Refused):
         return refused_response(received)
-    if not received.parsed.batch and received.outcome.rejected:
+    if not received.batch and received.outcome.rejected:
         return _single_rejected(received.outcome.rejected[0])
     return accepted_body(received)
 

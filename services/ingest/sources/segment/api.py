@@ -3,22 +3,25 @@ unchanged when pointed at Vitals (their ``host`` option)."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.ingest.access import refused, segment_sender
 from services.ingest.body import JSON
-from services.ingest.domain import Held, Parsed
-from services.ingest.http_intake import Parser, Received, Refused, item_error
+from services.ingest.http_intake import Deferred, Parser, Received, Refused, item_error
+from services.ingest.intake import Origin, Prepared
 from services.ingest.openapi import BodyModels
 from services.ingest.reasons import Reason
 from services.ingest.routes import Context, IngestContext
 from services.ingest.schemas import ItemError
-from services.ingest.sources.segment import mapping as segment
+from services.ingest.sources.segment import mapping
+from services.ingest.sources.segment.service import Calls, accept
+from services.ingest.sources.segment.store import database_store, forgetting
 from shared.auth import AuthFailure
 
 CHANNEL = "segment"
@@ -79,32 +82,27 @@ class SegmentAccepted(BaseModel):
 
 router = APIRouter()
 BODIES: BodyModels = {
-    **{f"/v1/{t}": {JSON: [SegmentCall]} for t in segment.CALL_TYPES},
+    **{f"/v1/{t}": {JSON: [SegmentCall]} for t in mapping.CALL_TYPES},
     "/v1/batch": {JSON: [SegmentBatch]},
 }
 
 
-def _parser(call_type: str | None, ingest: IngestContext) -> Parser:
-    """Segment's protocol for one request: map the calls with the users' accounts known
-    so far, remember new group calls, hold calls whose user has none yet, and release
-    the held calls of users it grouped."""
-    limits, users = ingest.limits, ingest.users
-    wait = timedelta(seconds=ingest.settings.ingest_segment_wait_s)
+def _parser(call_type: str | None, ingest: IngestContext, origin: Origin) -> Parser:
+    """Segment's protocol for one request (``service.accept``), on the ingest database
+    in the transaction that claims the request's event ids."""
 
-    async def parse(body: bytes, received_at: datetime) -> Parsed:
-        read = segment.read_body(body, call_type, limits)
-        known = await users.accounts(segment.users_to_look_up(read.messages))
-        mapped = segment.map_messages(read.messages, known, received_at, limits)
-        await users.remember(mapped.grouped)
-        items = segment.settled(read.messages, mapped, received_at, limits)
-        await users.hold([i for i in items if isinstance(i, Held)], received_at, wait)
-        released = await users.release(mapped.accounts, limits)
-        return Parsed(
-            items,
-            batch=read.batch,
-            released=released.items,
-            after_stored=lambda: users.forget(released.message_ids),
-        )
+    async def parse(body: bytes, received_at: datetime) -> Deferred:
+        read = mapping.read_body(body, call_type, ingest.limits)
+        calls = [Calls(read.messages, received_at)]
+
+        async def prepare(session: AsyncSession) -> Prepared:
+            async with database_store(session, read.messages, ingest.segment) as store:
+                accepted = accept(calls, store, ingest.limits)
+            (own,) = accepted.items
+            items = [(item, origin) for item in [*own, *accepted.released]]
+            return Prepared(items, forgetting(accepted))
+
+        return Deferred(len(read.messages), read.batch, prepare)
 
     return parse
 
@@ -114,7 +112,7 @@ def _route(call_type: str | None) -> None:
 
     async def post_call(request: Request, ingest: Context) -> SegmentAccepted | JSONResponse:
         http = ingest.http
-        most = segment.BATCH_MAX_BYTES if call_type is None else ingest.limits.max_event_bytes
+        most = mapping.BATCH_MAX_BYTES if call_type is None else ingest.limits.max_event_bytes
         try:
             body = await segment_sender(request, lambda: http.read(request, (JSON,), most))
         except AuthFailure as failure:
@@ -123,9 +121,9 @@ def _route(call_type: str | None) -> None:
             request,
             channel=CHANNEL,
             media_types=(JSON,),
-            parse=_parser(call_type, ingest),
+            parse=_parser(call_type, ingest, Origin.http(request.url.path)),
             max_bytes=most,
-            redact=segment.redact_write_key,
+            redact=mapping.redact_write_key,
             statuses=SEGMENT_STATUSES,
             body=body,
         )
@@ -156,7 +154,7 @@ def _route(call_type: str | None) -> None:
     )(post_call)
 
 
-for _call_type in (*segment.CALL_TYPES, None):
+for _call_type in (*mapping.CALL_TYPES, None):
     _route(_call_type)
 
 

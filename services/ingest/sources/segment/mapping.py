@@ -13,10 +13,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 import orjson
 from pydantic import AwareDatetime, TypeAdapter, ValidationError
@@ -54,7 +53,7 @@ AccountOf = Callable[[str], str | None]
 class SegmentBody:
     """The messages of a body, batch-level ``context``/``integrations`` merged in."""
 
-    messages: list[Any]
+    messages: list[object]
     write_key: str | None
     batch: bool
 
@@ -95,7 +94,7 @@ def redact_write_key(body: bytes) -> bytes:
     return WRITE_KEY.sub(b'"writeKey":"(redacted)"', body)
 
 
-def _merged(message: Any, shared: Mapping[str, Any]) -> Any:
+def _merged(message: object, shared: Mapping[str, object]) -> object:
     if not isinstance(message, dict):
         return message
     merged = dict(message)
@@ -108,7 +107,7 @@ def _merged(message: Any, shared: Mapping[str, Any]) -> Any:
     return merged
 
 
-def users_to_look_up(messages: list[Any]) -> set[str]:
+def users_to_look_up(messages: Sequence[object]) -> set[str]:
     """Users whose account only a stored ``group`` call can tell."""
     users: set[str] = set()
     for message in messages:
@@ -119,8 +118,19 @@ def users_to_look_up(messages: list[Any]) -> set[str]:
     return users
 
 
+def users_grouping(messages: Sequence[object]) -> set[str]:
+    """Users of the ``group`` calls among ``messages``: the calls that wait for them may go."""
+    return {
+        user
+        for message in messages
+        if isinstance(message, dict)
+        and message.get("type") == "group"
+        and (user := _user(message)) is not None
+    }
+
+
 def map_messages(
-    messages: list[Any], known: Mapping[str, str], received_at: datetime, limits: Limits
+    messages: Sequence[object], known: Mapping[str, str], received_at: datetime, limits: Limits
 ) -> Mapped:
     """Each message to an item, in order; a ``group`` call informs later ones."""
     # Groups of this batch shadow ``known``, which is only read: no copy of it per call
@@ -134,8 +144,8 @@ def map_messages(
     for message in messages:
         item = _map_one(message, account_of, received_at, limits)
         mapped.items.append(item)
-        # An event comes only from a call that is an object, with a user.
-        if isinstance(item, Event) and message.get("type") == "group":
+        # A group call that became an event names its user's account.
+        if isinstance(item, Event) and isinstance(message, dict) and message.get("type") == "group":
             user = _user(message)
             if user is not None:
                 grouped[user] = item.account_id
@@ -144,7 +154,7 @@ def map_messages(
 
 
 def settled(
-    messages: list[Any], mapped: Mapped, received_at: datetime, limits: Limits
+    messages: Sequence[object], mapped: Mapped, received_at: datetime, limits: Limits
 ) -> list[Item]:
     """``mapped``'s items, with each call refused only for want of its user's account
     held to wait for the user's ``group`` call, or mapped at once when the same batch
@@ -178,8 +188,10 @@ def released(
     return items
 
 
-def _held(message: Any, item: Item) -> Item:
+def _held(message: object, item: Item) -> Item:
     if not isinstance(item, Rejection) or item.reason is not Reason.unknown_account:
+        return item
+    if not isinstance(message, dict):  # unknown_account is only ever a call object's
         return item
     # Only identified users wait: anonymous visitors (anonymousId alone) rarely get a
     # group call, and holding every page view for days would only fill the table.
@@ -191,7 +203,7 @@ def _held(message: Any, item: Item) -> Item:
     return Held(user, message_id, item.original)
 
 
-def _map_one(message: Any, account_of: AccountOf, received_at: datetime, limits: Limits) -> Item:
+def _map_one(message: object, account_of: AccountOf, received_at: datetime, limits: Limits) -> Item:
     original = item_bytes(message)
     if (oversized := too_large(original, limits)) is not None:
         return oversized
@@ -221,7 +233,7 @@ def _map_one(message: Any, account_of: AccountOf, received_at: datetime, limits:
             "properties.account_id, or a group call for this user first"
         )
         return Rejection(Reason.unknown_account, text, original, event_id=message_id)
-    common = {
+    common: dict[str, object] = {
         "event_id": message_id,
         "account_id": account,
         "occurred_at": occurred_at,
@@ -230,7 +242,7 @@ def _map_one(message: Any, account_of: AccountOf, received_at: datetime, limits:
     return to_event(_fields(message, call_type, common), original, received_at, limits)
 
 
-def corrected_time(message: Mapping[str, Any], received_at: datetime) -> datetime:
+def corrected_time(message: Mapping[str, object], received_at: datetime) -> datetime:
     """Event time, moved by the sender's clock skew when ``sentAt`` says what it is."""
     stamp = message.get("timestamp") or message.get("originalTimestamp")
     if stamp is None:
@@ -243,7 +255,9 @@ def corrected_time(message: Mapping[str, Any], received_at: datetime) -> datetim
     return received_at - (sent - occurred)
 
 
-def _fields(message: Mapping[str, Any], call_type: str, common: dict[str, Any]) -> dict[str, Any]:
+def _fields(
+    message: Mapping[str, object], call_type: str, common: dict[str, object]
+) -> dict[str, object]:
     """The event's fields: ``common`` (its ids and time) and those of its call type."""
     properties = _object(message.get("properties"))
     if call_type == "track":
@@ -283,7 +297,7 @@ def _fields(message: Mapping[str, Any], call_type: str, common: dict[str, Any]) 
     }
 
 
-def account_traits(traits: Mapping[str, Any]) -> dict[str, Any]:
+def account_traits(traits: Mapping[str, object]) -> dict[str, str]:
     """Name, owner CSM (e-mail or Slack handle) and segment from ``group`` traits."""
     email = _first(traits, CSM_EMAIL_KEYS)
     slack = _first(traits, CSM_SLACK_KEYS)
@@ -301,14 +315,16 @@ def account_traits(traits: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in found.items() if v is not None}
 
 
-def _plan_and_seats(traits: Mapping[str, Any]) -> dict[str, Any] | None:
+def _plan_and_seats(traits: Mapping[str, object]) -> dict[str, object] | None:
     plan, seats = traits.get("plan"), traits.get("seats")
     found = {"plan": plan, "seats": seats}
     present = {k: v for k, v in found.items() if v is not None}
     return present or None
 
 
-def _missing_identity(message: Mapping[str, Any], call_type: str, user: str | None) -> str | None:
+def _missing_identity(
+    message: Mapping[str, object], call_type: str, user: str | None
+) -> str | None:
     if user is None:
         return "a call needs a userId or an anonymousId"
     if call_type == "track" and not _text(message.get("event")):
@@ -319,7 +335,7 @@ def _missing_identity(message: Mapping[str, Any], call_type: str, user: str | No
 
 
 def _account(
-    message: Mapping[str, Any], call_type: str, user: str | None, account_of: AccountOf
+    message: Mapping[str, object], call_type: str, user: str | None, account_of: AccountOf
 ) -> str | None:
     if call_type == "group":
         return _text(message.get("groupId"))
@@ -329,7 +345,7 @@ def _account(
     return account_of(user) if user is not None else None
 
 
-def _explicit_account(message: Mapping[str, Any]) -> str | None:
+def _explicit_account(message: Mapping[str, object]) -> str | None:
     context = _object(message.get("context"))
     properties = _object(message.get("properties"))
     for candidate in (
@@ -345,28 +361,28 @@ def _explicit_account(message: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _traits(message: Mapping[str, Any]) -> dict[str, Any]:
+def _traits(message: Mapping[str, object]) -> dict[str, object]:
     traits = _object(message.get("traits"))
     return traits or _object(_object(message.get("context")).get("traits"))
 
 
-def _user(message: Mapping[str, Any]) -> str | None:
+def _user(message: Mapping[str, object]) -> str | None:
     return _text(message.get("userId")) or _text(message.get("anonymousId"))
 
 
-def _id(message: Mapping[str, Any]) -> str | None:
+def _id(message: Mapping[str, object]) -> str | None:
     return _text(message.get("messageId"))
 
 
-def _first(values: Mapping[str, Any], keys: tuple[str, ...]) -> str | None:
+def _first(values: Mapping[str, object], keys: tuple[str, ...]) -> str | None:
     return next((text for k in keys if (text := _text(values.get(k))) is not None), None)
 
 
-def _object(value: Any) -> dict[str, Any]:
+def _object(value: object) -> dict[str, object]:
     return value if isinstance(value, dict) else {}
 
 
-def _text(value: Any) -> str | None:
+def _text(value: object) -> str | None:
     if isinstance(value, str):  # the usual case first: this runs several times a call
         return value.strip() or None
     if isinstance(value, int | float) and not isinstance(value, bool):
@@ -374,7 +390,7 @@ def _text(value: Any) -> str | None:
     return None
 
 
-def _number(value: Any) -> float | None:
+def _number(value: object) -> float | None:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     return None

@@ -4,13 +4,13 @@ Callers own the session and the transaction."""
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.ingest.models import segment_user_accounts, segment_waiting_calls
+from services.ingest.sources.segment.service import WaitingCall
 from shared.db import upsert
 
 
@@ -43,18 +43,9 @@ async def save_user_accounts(
         )
 
 
-@dataclass(frozen=True)
-class WaitingCall:
-    message_id: str
-    user_id: str
-    call: bytes
-    received_at: datetime
-
-
-async def hold_calls(
-    session: AsyncSession, calls: Sequence[WaitingCall], expires_at: datetime
-) -> None:
-    """Keep ``calls`` until their users' group calls; a call kept already stays as is."""
+async def hold_calls(session: AsyncSession, calls: Sequence[WaitingCall], wait: timedelta) -> None:
+    """Keep ``calls`` until their users' group calls, each for ``wait`` from its receipt;
+    a call kept already stays as is."""
     table = segment_waiting_calls
     for call in sorted(calls, key=lambda c: c.message_id):
         statement = upsert(session, table).values(
@@ -62,7 +53,7 @@ async def hold_calls(
             user_id=call.user_id,
             call=call.call,
             received_at=call.received_at,
-            expires_at=expires_at,
+            expires_at=call.received_at + wait,
         )
         await session.execute(statement.on_conflict_do_nothing(index_elements=["message_id"]))
 

@@ -1,77 +1,138 @@
-"""The durable Segment user -> account mapping, from ``group`` calls, and the calls
-that wait for their user's ``group`` call."""
+"""Segment's protocol on the ingest database (``service.SegmentStore``).
+
+A unit of work (an HTTP request, a raw-topic batch) reads what its calls need at the
+start of the transaction that claims its event ids and writes what they taught in
+it; the calls it released are forgotten in the transaction that confirms the ids. A
+sweep dead-letters the calls whose wait ended.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from services.ingest import metrics
-from services.ingest.database import transaction
-from services.ingest.domain import Held, Item, Limits
-from services.ingest.sources.segment import mapping as segment
-from services.ingest.sources.segment import repository
-from services.ingest.sources.segment.repository import WaitingCall
+from services.ingest.database import DatabaseUnavailable, Statements, transaction
+from services.ingest.dedupe import InFlight
+from services.ingest.intake import Intake, Origin
+from services.ingest.sources.segment import mapping, repository, service
+from services.ingest.sources.segment.service import Accepted, Grouped, Waited, WaitingCall
 from shared.clock import Clock
 from shared.db import SessionFactory
 from shared.events import is_storable_id
+from shared.kafka import BrokerUnavailable
 
-RELEASE_MAX = 1_000  # calls released by one group call; the rest come with the next
+log = logging.getLogger(__name__)
+
+RELEASE_MAX = 1_000  # calls released by one unit of work; the rest come with the next
+WAITING_CHECK_S = 60.0
+WAITING_BATCH = 1_000
+WAITING_ORIGIN = Origin("http:/v1/segment (waited for a group call)")
 
 
 @dataclass(frozen=True)
-class Released:
-    """Waiting calls mapped now that their users' accounts are known, and their ids."""
+class SegmentDatabase:
+    """How long a call waits for its group call, and the clock of what is written."""
 
-    items: list[Item] = field(default_factory=list)
-    message_ids: list[str] = field(default_factory=list)
+    wait: timedelta
+    clock: Clock
 
 
-class SegmentUsers:
-    def __init__(self, sessions: SessionFactory, clock: Clock) -> None:
-        self._sessions = sessions
-        self._clock = clock
+@dataclass
+class DatabaseSegmentStore:
+    """A unit of work's share of Segment's tables, read when it begins and written when
+    it ends (:func:`database_store`)."""
 
-    async def accounts(self, user_ids: Collection[str]) -> dict[str, str]:
-        user_ids = [user for user in user_ids if is_storable_id(user)]
-        if not user_ids:
-            return {}
-        async with transaction(self._sessions) as session:
-            return await repository.accounts_of_users(session, user_ids)
+    database: SegmentDatabase
+    known: dict[str, str]
+    waiting: list[WaitingCall]
+    """Calls waiting for the users of the unit's group calls, oldest first."""
+    grouped: Grouped = field(default_factory=dict)
+    held: list[WaitingCall] = field(default_factory=list)
 
-    async def remember(self, grouped: Mapping[str, tuple[str, datetime]]) -> None:
-        grouped = {user: said for user, said in grouped.items() if is_storable_id(user)}
-        if grouped:
-            async with transaction(self._sessions) as session:
-                await repository.save_user_accounts(session, grouped, self._clock())
+    def accounts(self) -> Mapping[str, str]:
+        return self.known
 
-    async def hold(self, held: Sequence[Held], received_at: datetime, keep: timedelta) -> None:
-        """Keep calls whose user has no account yet, until ``keep`` has passed."""
-        calls = [WaitingCall(h.message_id, h.user_id, h.original, received_at) for h in held]
-        if calls:
-            async with transaction(self._sessions) as session:
-                await repository.hold_calls(session, calls, received_at + keep)
-            metrics.SEGMENT_CALLS_WAITING.labels("held").inc(len(calls))
+    def remember(self, grouped: Mapping[str, tuple[str, datetime]]) -> None:
+        self.grouped.update((user, said) for user, said in grouped.items() if is_storable_id(user))
 
-    async def release(self, accounts: Mapping[str, str], limits: Limits) -> Released:
-        """The calls that waited for these users' group calls, mapped to their accounts;
-        ``forget`` them once what they became is stored."""
-        user_ids = [user for user in accounts if is_storable_id(user)]
-        if not user_ids:
-            return Released()
-        async with transaction(self._sessions) as session:
-            waiting = await repository.waiting_calls(session, user_ids, RELEASE_MAX)
-        calls = [(w.call, w.received_at) for w in waiting]
-        return Released(segment.released(calls, accounts, limits), [w.message_id for w in waiting])
+    def hold(self, calls: Sequence[WaitingCall]) -> None:
+        self.held.extend(calls)
 
-    async def expired(self, limit: int) -> list[WaitingCall]:
-        async with transaction(self._sessions) as session:
-            return await repository.expired_calls(session, self._clock(), limit)
+    def release(self, users: Collection[str], now: datetime) -> Waited:
+        # Past their wait, calls not swept yet still go: the sweep takes what is left.
+        return Waited([call for call in self.waiting if call.user_id in users])
 
-    async def forget(self, message_ids: Collection[str], outcome: str = "released") -> None:
-        """Drop calls published (``released``) or dead-lettered (``expired``)."""
-        if message_ids:
-            async with transaction(self._sessions) as session:
-                await repository.forget_calls(session, message_ids)
-            metrics.SEGMENT_CALLS_WAITING.labels(outcome).inc(len(message_ids))
+    async def save(self, session: AsyncSession) -> None:
+        if self.grouped:
+            await repository.save_user_accounts(session, self.grouped, self.database.clock())
+        if self.held:
+            await repository.hold_calls(session, self.held, self.database.wait)
+            metrics.SEGMENT_CALLS_WAITING.labels("held").inc(len(self.held))
+
+
+@contextlib.asynccontextmanager
+async def database_store(
+    session: AsyncSession, messages: Sequence[object], database: SegmentDatabase
+) -> AsyncIterator[DatabaseSegmentStore]:
+    """The store of a unit of work whose calls are ``messages``, in ``session``'s
+    transaction: what the calls need is read on entering, what they taught is written
+    on leaving."""
+    users = _storable(mapping.users_to_look_up(messages))
+    grouping = _storable(mapping.users_grouping(messages))
+    known = await repository.accounts_of_users(session, users)
+    waiting = await repository.waiting_calls(session, grouping, RELEASE_MAX)
+    store = DatabaseSegmentStore(database, known, waiting)
+    yield store
+    await store.save(session)
+
+
+def forgetting(accepted: Accepted) -> Statements | None:
+    """What forgets the calls ``accepted`` released, to run once what they became is
+    stored; None when it released none."""
+    message_ids = accepted.released_ids
+    if not message_ids:
+        return None
+
+    async def forget(session: AsyncSession) -> None:
+        await repository.forget_calls(session, message_ids)
+        metrics.SEGMENT_CALLS_WAITING.labels("released").inc(len(message_ids))
+
+    return forget
+
+
+async def expire_waiting_every(
+    sessions: SessionFactory, intake: Intake, database: SegmentDatabase
+) -> None:
+    """Dead-letter, as ``unknown_account``, Segment calls whose user's group call never
+    came within ``VITALS_INGEST_SEGMENT_WAIT_S``."""
+    interval_s = min(WAITING_CHECK_S, database.wait.total_seconds() / 2)
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await _expire_waiting(sessions, intake, database.clock)
+        except (DatabaseUnavailable, BrokerUnavailable, InFlight) as exc:
+            log.warning("waiting Segment calls not expired yet: %s", exc)
+
+
+async def _expire_waiting(sessions: SessionFactory, intake: Intake, clock: Clock) -> None:
+    async with transaction(sessions) as session:
+        expired = await repository.expired_calls(session, clock(), WAITING_BATCH)
+    if not expired:
+        return
+    letters = [(service.never_grouped(call), WAITING_ORIGIN) for call in expired]
+    await intake.submit(letters, "segment")
+    async with transaction(sessions) as session:
+        await repository.forget_calls(session, [call.message_id for call in expired])
+    metrics.SEGMENT_CALLS_WAITING.labels("expired").inc(len(expired))
+    log.info("dead-lettered %d Segment calls never grouped", len(expired))
+
+
+def _storable(users: Collection[str]) -> list[str]:
+    return [user for user in users if is_storable_id(user)]
