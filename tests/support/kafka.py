@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
@@ -31,9 +31,14 @@ async def produce_many(bootstrap: str, topic: str, records: Sequence[tuple[bytes
 
 
 async def consume(
-    bootstrap: str, topic: str, count: int, timeout_s: float = 30
+    bootstrap: str,
+    topic: str,
+    count: int,
+    timeout_s: float = 30,
+    counts: Callable[[ConsumerRecord], bool] = lambda _: True,
 ) -> list[ConsumerRecord]:
-    """Read ``topic`` from the beginning until ``count`` records came, or fail."""
+    """Read ``topic`` from the beginning until ``count`` records that ``counts`` came,
+    or fail."""
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
@@ -45,10 +50,13 @@ async def consume(
     records: list[ConsumerRecord] = []
     try:
         deadline = asyncio.get_running_loop().time() + timeout_s
-        while len(records) < count and asyncio.get_running_loop().time() < deadline:
+        while asyncio.get_running_loop().time() < deadline:
+            if sum(map(counts, records)) >= count:
+                break
             batch = await consumer.getmany(timeout_ms=200)
             records.extend(r for rs in batch.values() for r in rs)
     finally:
         await consumer.stop()
-    assert len(records) >= count, f"{len(records)} of {count} records on {topic} in {timeout_s}s"
+    counted = sum(map(counts, records))
+    assert counted >= count, f"{counted} of {count} records on {topic} in {timeout_s}s"
     return records

@@ -12,9 +12,10 @@ from datetime import datetime, timedelta
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.errors import MessageSizeTooLargeError
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,6 +32,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
 TWO_MB = 2 * 1024 * 1024
 BIG_TOPIC_BYTES = 4 * 1024 * 1024
+PROBE = b"probe"  # the key of what a test sends to see whether a topic's limit holds
 SMALL_TOPIC_BYTES = 4096  # under an event quoting twenty 400-character risk reasons
 WIDE_REASONS = [f"{i:02d}" + "r" * 398 for i in range(20)]  # valid: 50 of 500 may be
 PENDING = 'vitals_publisher_pending_rows{outbox="alert_events"}'
@@ -55,6 +57,8 @@ async def _create_topic(kafka: str, name: str, max_message_bytes: int) -> None:
 
 
 async def _lower_limit(kafka: str, name: str, max_message_bytes: int) -> None:
+    """Lower the topic's limit and return once the broker enforces it (a change of
+    configuration reaches the log a moment after it is acknowledged)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka)
     await admin.start()
     try:
@@ -62,6 +66,20 @@ async def _lower_limit(kafka: str, name: str, max_message_bytes: int) -> None:
         await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name, config)])
     finally:
         await admin.close()
+    probe = b"p" * (2 * max_message_bytes)
+    await wait_for(lambda: _refused(kafka, name, probe), 30, f"{name} to refuse {len(probe)} B")
+
+
+async def _refused(kafka: str, topic: str, value: bytes) -> bool:
+    producer = AIOKafkaProducer(bootstrap_servers=kafka)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value=value, key=PROBE)
+    except MessageSizeTooLargeError:
+        return True
+    finally:
+        await producer.stop()
+    return False
 
 
 async def _produce_big(kafka: str, topic: str, key: bytes, value: bytes) -> None:
@@ -193,13 +211,18 @@ async def test_a_topic_limit_lowered_while_running_is_learnt_and_stops_nothing(
         await _produce_big(
             kafka, topics["scores_topic"], b"after", _high_risk("after", stack, "usage halved")
         )
-        published = await consume(kafka, alerts_topic, 2, timeout_s=30)
+        published = await consume(kafka, alerts_topic, 2, timeout_s=30, counts=_not_a_probe)
         letters = await consume(kafka, _dlq(topics), 1, timeout_s=10)
 
-    assert [orjson.loads(r.value)["account_id"] for r in published] == ["first", "after"]
+    events = [orjson.loads(r.value) for r in published if r.key != PROBE]
+    assert [event["account_id"] for event in events] == ["first", "after"]
     (dead,) = [DeadLetter.from_bytes(r.value) for r in letters]
     assert (dead.reason, dead.account_id) == ("unpublishable", "wide")
     assert "(max.message.bytes)" in dead.message
+
+
+def _not_a_probe(record: ConsumerRecord) -> bool:
+    return bool(record.key != PROBE)
 
 
 @asynccontextmanager
