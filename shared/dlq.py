@@ -164,13 +164,23 @@ def validation_summary(exc: ValidationError, most: int = 5) -> str:
     return "; ".join(parts) + more
 
 
+class InvalidRecord(ValueError):
+    """A consumed record that is not a valid message of its topic's contract: its
+    ``problem`` goes into its dead letter, and it is never retried."""
+
+    def __init__(self, record: ConsumerRecord, problem: str) -> None:
+        super().__init__(problem)
+        self.record = record
+        self.problem = problem
+
+
 def decode_record(
     record: ConsumerRecord, parse: Callable[[bytes], T], what: str, unreadable: Counter
-) -> T | str:
-    """``parse`` of a consumed record's value, or why it is not a valid ``what`` of the
-    contract (counted in ``unreadable`` and logged with its position). The topic is
-    written by Vitals only: a bad record means an older producer or a stray write, and
-    is dead-lettered, never retried."""
+) -> T:
+    """``parse`` of a consumed record's value, or ``InvalidRecord`` saying why it is not a
+    valid ``what`` of the contract (counted in ``unreadable`` and logged with its
+    position). The topic is written by Vitals only: a bad record means an older producer
+    or a stray write, and is dead-lettered, never retried."""
     try:
         return parse(record.value or b"")
     except ValidationError as exc:
@@ -178,7 +188,7 @@ def decode_record(
         why = validation_summary(exc)
         where = f"{record.topic}/{record.partition}@{record.offset}"
         log.error("unreadable %s at %s dead-lettered: %s", what, where, why)
-        return f"not a valid {what} of the contract: {why}"
+        raise InvalidRecord(record, f"not a valid {what} of the contract: {why}") from exc
 
 
 def dead_letter_records(letters: Iterable[DeadLetter]) -> list[tuple[bytes, bytes]]:

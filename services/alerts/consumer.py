@@ -32,7 +32,7 @@ from services.alerts.settings import AlertsSettings
 from shared import dead_letter_outbox
 from shared.clock import Clock
 from shared.consumer import Records
-from shared.dlq import DeadLetter, decode_record, processor_name
+from shared.dlq import DeadLetter, InvalidRecord, decode_record, processor_name
 from shared.scores import ScoreChange
 
 log = logging.getLogger(__name__)
@@ -124,11 +124,10 @@ class AlertsHandler:
         decoded: list[tuple[ScoreChange, ConsumerRecord]] = []
         unreadable: list[DeadLetter] = []
         for record in records:
-            change = _decode(record)
-            if isinstance(change, str):
-                unreadable.append(self._dead_letter(record, "unreadable_score_change", change))
-            else:
-                decoded.append((change, record))
+            try:
+                decoded.append((_decode(record), record))
+            except InvalidRecord as exc:
+                unreadable.append(self._dead_letter(record, "unreadable_score_change", exc.problem))
         await dead_letter_outbox.add(session, AlertsDeadLetter, unreadable, now)
         if not decoded:
             return
@@ -343,5 +342,5 @@ def _history(stored: list[list[str | int]] | None) -> engine.HealthHistory:
     return [(datetime.fromisoformat(str(at)), int(str(score))) for at, score in stored or []]
 
 
-def _decode(record: ConsumerRecord) -> ScoreChange | str:
+def _decode(record: ConsumerRecord) -> ScoreChange:
     return decode_record(record, ScoreChange.from_bytes, "score change", metrics.SCORES_UNREADABLE)

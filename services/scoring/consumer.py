@@ -27,7 +27,7 @@ from shared import dead_letter_outbox
 from shared.clock import Clock
 from shared.consumer import Records
 from shared.db import SessionFactory
-from shared.dlq import DeadLetter, decode_record, processor_name
+from shared.dlq import DeadLetter, InvalidRecord, decode_record, processor_name
 from shared.events import Event
 from shared.health import Readiness
 from shared.kafka import TopicLimits
@@ -131,9 +131,10 @@ class ScoringHandler:
         now = self._clock()
         unreadable: list[DeadLetter] = []
         for record in records:
-            event = _decode(record)
-            if isinstance(event, str):
-                letter = self._scorer.dead_letter(record, "unreadable_event", event, now)
+            try:
+                event = _decode(record)
+            except InvalidRecord as exc:
+                letter = self._scorer.dead_letter(record, "unreadable_event", exc.problem, now)
                 unreadable.append(letter)
                 continue
             item = work[event.account_id]
@@ -195,5 +196,5 @@ def _count_scores(sent: Sequence[OutboxRecord]) -> None:
     metrics.SCORES_PUBLISHED.inc(len(sent))
 
 
-def _decode(record: ConsumerRecord) -> Event | str:
+def _decode(record: ConsumerRecord) -> Event:
     return decode_record(record, Event.from_bytes, "event", metrics.EVENTS_UNREADABLE)
