@@ -9,7 +9,6 @@ take ``writeKey`` in the body. A refused request is counted, never dead-lettered
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import orjson
 from fastapi import Request
@@ -76,7 +75,7 @@ async def segment_sender(
 def write_key_in(body: bytes) -> str | None:
     """``writeKey`` of a JSON body, if it has one; a body that is not JSON has none."""
     try:
-        document: Any = orjson.loads(body)
+        document: object = orjson.loads(body)
     except orjson.JSONDecodeError:
         return None
     key = document.get("writeKey") if isinstance(document, dict) else None

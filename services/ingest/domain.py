@@ -34,7 +34,8 @@ class Rejection:
     reason: Reason
     message: str
     original: bytes
-    details: tuple[Mapping[str, Any], ...] = ()
+    details: tuple[Mapping[str, str], ...] = ()
+    """Each invalid field, as {field, reason}."""
     account_id: str | None = None
     event_id: str | None = None
     size: int | None = None
@@ -116,7 +117,7 @@ def check_count(count: int, body: bytes, limits: Limits) -> None:
 
 
 def to_event(
-    fields: Mapping[str, Any],
+    fields: Mapping[str, object],
     original: bytes,
     received_at: datetime,
     limits: Limits,
@@ -155,7 +156,7 @@ def check_time(event: Event, original: bytes, received_at: datetime, limits: Lim
     )
 
 
-def invalid(exc: ValidationError, original: bytes, fields: Mapping[str, Any]) -> Rejection:
+def invalid(exc: ValidationError, original: bytes, fields: Mapping[str, object]) -> Rejection:
     details = tuple(
         {"field": field_path(e["loc"]) or "(event)", "reason": e["msg"]}
         for e in exc.errors(include_url=False)

@@ -11,7 +11,6 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -70,7 +69,6 @@ class Refused:
     status: int
     error: str
     message: str
-    details: list[dict[str, Any]] | None = None
     headers: dict[str, str] = field(default_factory=dict)
 
 
@@ -203,9 +201,7 @@ def unavailable(exc: Exception) -> Refused:
 
 def refused_response(refused: Refused) -> JSONResponse:
     """A refusal as a Problem (the native and Stripe routes' error shape)."""
-    return problem_response(
-        refused.status, refused.error, refused.message, refused.details, refused.headers
-    )
+    return problem_response(refused.status, refused.error, refused.message, headers=refused.headers)
 
 
 def item_error(index: int, rejection: Rejection) -> ItemError:

@@ -13,7 +13,6 @@ import logging
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -200,14 +199,14 @@ class Intake:
         return outcome
 
     def _settle_later(
-        self, claimed: Collection[str], acknowledgements: Mapping[str, asyncio.Future[Any]]
+        self, claimed: Collection[str], acknowledgements: Mapping[str, asyncio.Future[object]]
     ) -> None:
         task = asyncio.create_task(self._settle(claimed, acknowledgements), name="ingest-settle")
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)
 
     async def _settle(
-        self, claimed: Collection[str], acknowledgements: Mapping[str, asyncio.Future[Any]]
+        self, claimed: Collection[str], acknowledgements: Mapping[str, asyncio.Future[object]]
     ) -> None:
         ids = [i for i in claimed if i in acknowledgements]
         outcomes = await asyncio.gather(*(acknowledgements[i] for i in ids), return_exceptions=True)

@@ -8,7 +8,7 @@ import contextlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypeVar
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -25,6 +25,8 @@ from shared.kafka import (
     start_with_retry,
     topic_spec,
 )
+
+T = TypeVar("T")
 
 
 class EventPublisher:
@@ -133,8 +135,8 @@ class EventPublisher:
 class Sent:
     """Acknowledgements to come, of each event by id and of the dead letters."""
 
-    events: dict[str, asyncio.Future[Any]] = field(default_factory=dict)
-    letters: list[asyncio.Future[Any]] = field(default_factory=list)
+    events: dict[str, asyncio.Future[object]] = field(default_factory=dict)
+    letters: list[asyncio.Future[object]] = field(default_factory=list)
 
 
 class Unacknowledged(BrokerUnavailable):
@@ -144,12 +146,14 @@ class Unacknowledged(BrokerUnavailable):
     whose future succeeds was stored after all; one missing here was never sent.
     """
 
-    def __init__(self, problem: str, acknowledgements: Mapping[str, asyncio.Future[Any]]) -> None:
+    def __init__(
+        self, problem: str, acknowledgements: Mapping[str, asyncio.Future[object]]
+    ) -> None:
         super().__init__(problem)
         self.acknowledgements = dict(acknowledgements)
 
 
-def _retrieve(future: asyncio.Future[Any]) -> None:
+def _retrieve(future: asyncio.Future[T]) -> None:
     # The outcome is read where it matters; this keeps asyncio from reporting it as lost.
     if not future.cancelled():
         future.exception()

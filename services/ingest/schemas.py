@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, RootModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.ingest.reasons import Reason
 from shared.events import EventFields, Identifier
@@ -28,7 +26,7 @@ class ItemError(BaseModel):
     index: int = Field(description="Position of the rejected item in the request, from 0.")
     reason: Reason = Field(description="Machine-readable reason; the dead letter carries it too.")
     message: str
-    details: list[dict[str, Any]] | None = Field(
+    details: list[dict[str, object]] | None = Field(
         None, description="Each invalid field, as {field, reason}."
     )
 
@@ -41,22 +39,3 @@ class IngestAccepted(BaseModel):
     errors: list[ItemError] = Field(
         default_factory=list, description="Why each rejected item was rejected."
     )
-
-
-class CloudEventIn(BaseModel):
-    """A CloudEvent 1.0 in structured JSON mode whose ``data`` is a native event."""
-
-    model_config = ConfigDict(extra="allow")
-
-    specversion: str = Field(pattern=r"^1\.0$")
-    id: str = Field(min_length=1, description="With source, becomes event_id: source#id.")
-    source: str = Field(min_length=1)
-    type: str = Field(min_length=1, description="The event name when data has none.")
-    time: AwareDatetime | None = Field(None, description="occurred_at when data has none.")
-    datacontenttype: str | None = Field(None, description="application/json if given.")
-    accountid: str | None = Field(None, description="Extension: account_id when data has none.")
-    data: dict[str, Any] = Field(description="A native event; see EventIn.")
-
-
-class CloudEventBatchIn(RootModel[list[CloudEventIn]]):
-    """``application/cloudevents-batch+json``: a JSON array of CloudEvents."""

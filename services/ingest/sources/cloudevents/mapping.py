@@ -12,8 +12,8 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
 import orjson
 from cloudevents.core.exceptions import CloudEventValidationError
@@ -45,7 +45,7 @@ _time = TypeAdapter(AwareDatetime)
 
 def parse_cloudevents(body: bytes, received_at: datetime, limits: Limits, *, batch: bool) -> Parsed:
     """``batch``: the body is a JSON array of events (``application/cloudevents-batch+json``)."""
-    document = load_json(body)
+    document: object = load_json(body)
     if not batch:
         if not isinstance(document, dict):
             message = "a structured CloudEvent must be a JSON object"
@@ -59,7 +59,7 @@ def parse_cloudevents(body: bytes, received_at: datetime, limits: Limits, *, bat
 
 
 def cloud_event_item(
-    envelope: Any, received_at: datetime, limits: Limits, original: bytes | None = None
+    envelope: object, received_at: datetime, limits: Limits, original: bytes | None = None
 ) -> Item:
     original = original if original is not None else item_bytes(envelope)
     if (oversized := too_large(original, limits)) is not None:
@@ -86,7 +86,7 @@ def cloud_event_id(source: str, event_id: str) -> str:
     return f"ce:{hashlib.sha256(joined.encode()).hexdigest()}"
 
 
-def _envelope_problems(envelope: dict[str, Any]) -> list[dict[str, str]]:
+def _envelope_problems(envelope: Mapping[str, object]) -> list[dict[str, str]]:
     attributes = {k: v for k, v in envelope.items() if k not in ("data", "data_base64")}
     problems: list[dict[str, str]] = []
     if "id" not in attributes:  # the SDK would make one up
@@ -110,18 +110,21 @@ def _envelope_problems(envelope: dict[str, Any]) -> list[dict[str, str]]:
     return problems
 
 
-def _data(envelope: dict[str, Any]) -> Any:
+def _data(envelope: Mapping[str, object]) -> object:
     if "data_base64" not in envelope:
         return envelope.get("data")
+    encoded = envelope["data_base64"]
+    if not isinstance(encoded, str):
+        return None
     try:
-        return orjson.loads(base64.b64decode(envelope["data_base64"], validate=True))
-    except (binascii.Error, TypeError, ValueError):
+        return orjson.loads(base64.b64decode(encoded, validate=True))
+    except (binascii.Error, ValueError):
         return None
 
 
 def _fields(
-    envelope: dict[str, Any], data: dict[str, Any], received_at: datetime
-) -> dict[str, Any]:
+    envelope: Mapping[str, object], data: Mapping[str, object], received_at: datetime
+) -> dict[str, object]:
     defaults = {
         "event_id": _event_id(envelope),
         "name": envelope["type"],
@@ -134,7 +137,7 @@ def _fields(
     return {**defaults, **data}
 
 
-def _event_id(envelope: dict[str, Any]) -> str | None:
+def _event_id(envelope: Mapping[str, object]) -> str | None:
     source, event_id = envelope.get("source"), envelope.get("id")
     if isinstance(source, str) and isinstance(event_id, str) and source and event_id:
         return cloud_event_id(source, event_id)

@@ -15,14 +15,9 @@ from services.ingest.http_intake import Parser, Received, Refused, item_error, r
 from services.ingest.intake import Submitted
 from services.ingest.openapi import BodyModels
 from services.ingest.routes import Context
-from services.ingest.schemas import (
-    CloudEventBatchIn,
-    CloudEventIn,
-    EventBatchIn,
-    EventIn,
-    IngestAccepted,
-)
+from services.ingest.schemas import EventBatchIn, EventIn, IngestAccepted
 from services.ingest.sources.cloudevents import mapping as cloud_events
+from services.ingest.sources.cloudevents.schemas import CloudEventBatchIn, CloudEventIn
 from services.ingest.sources.native.mapping import parse_native
 from shared.auth import ApiKey
 from shared.http import Problem, problem_response

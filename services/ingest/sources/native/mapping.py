@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
 from services.ingest.domain import (
     BodyRejected,
@@ -22,7 +22,7 @@ from services.ingest.reasons import Reason
 
 def parse_native(body: bytes, received_at: datetime, limits: Limits) -> Parsed:
     """Every item of the body, in order, each an event or a rejection."""
-    document = load_json(body)
+    document: object = load_json(body)
     if not isinstance(document, dict):
         raise BodyRejected(
             Rejection(
@@ -40,7 +40,7 @@ def parse_native(body: bytes, received_at: datetime, limits: Limits) -> Parsed:
     return Parsed([native_item(item, received_at, limits) for item in items])
 
 
-def native_item(item: Any, received_at: datetime, limits: Limits) -> Item:
+def native_item(item: object, received_at: datetime, limits: Limits) -> Item:
     original = item_bytes(item)
     if (oversized := too_large(original, limits)) is not None:
         return oversized
@@ -55,7 +55,7 @@ def too_large_item(original: bytes, limits: Limits) -> Rejection:
     return rejection
 
 
-def _batch_items(document: dict[str, Any], body: bytes) -> list[Any]:
+def _batch_items(document: Mapping[str, object], body: bytes) -> list[object]:
     items = document["events"]
     extra = sorted(set(document) - {"events"})
     if extra:

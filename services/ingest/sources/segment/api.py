@@ -4,7 +4,6 @@ unchanged when pointed at Vitals (their ``host`` option)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -43,9 +42,9 @@ class SegmentCall(BaseModel):
     event: str | None = Field(None, description="Event name (track calls).")
     timestamp: str | None = None
     sentAt: str | None = Field(None, description="Sender's clock at sending: skew is corrected.")  # noqa: N815
-    properties: dict[str, Any] | None = None
-    traits: dict[str, Any] | None = None
-    context: dict[str, Any] | None = None
+    properties: dict[str, object] | None = None
+    traits: dict[str, object] | None = None
+    context: dict[str, object] | None = None
     writeKey: str | None = Field(None, description="The API key, when not sent as Basic auth.")  # noqa: N815
 
 
@@ -53,8 +52,8 @@ class SegmentBatch(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     batch: list[SegmentCall] = Field(min_length=1)
-    context: dict[str, Any] | None = Field(None, description="Merged into every call.")
-    integrations: dict[str, Any] | None = Field(None, description="Merged into every call.")
+    context: dict[str, object] | None = Field(None, description="Merged into every call.")
+    integrations: dict[str, object] | None = Field(None, description="Merged into every call.")
     sentAt: str | None = None  # noqa: N815
     writeKey: str | None = None  # noqa: N815
 

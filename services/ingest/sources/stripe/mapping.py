@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
-from typing import Any
+from typing import Literal, TypedDict
 
 from services.ingest.domain import (
     BodyRejected,
@@ -67,6 +67,25 @@ MONTHS_PER = {
     "year": Decimal(12),
 }
 NO_REVENUE = (SubscriptionStatus.canceled, SubscriptionStatus.paused)
+# Amounts an event keeps only with their currency.
+AMOUNTS: tuple[Literal["amount_minor", "mrr_minor"], ...] = ("amount_minor", "mrr_minor")
+
+
+class Billing(TypedDict, total=False):
+    """An event's billing facts, as a subscription, an invoice or a charge gives them."""
+
+    subscription_status: SubscriptionStatus | None
+    mrr_minor: int | None
+    currency: str | None
+    seats: int | None
+    plan: str | None
+    renewal_date: date | None
+    term_months: int | None
+    subscription_started_on: date | None
+    cancel_at_period_end: bool | None
+    amount_minor: int | None
+    payment: PaymentOutcome
+    invoice_due_on: date | None
 
 
 @dataclass(frozen=True)
@@ -87,9 +106,9 @@ class StripeEvent:
     ``unreadable`` says why the event cannot be used when its ``created`` cannot be."""
 
     id: str
-    type: Any
+    type: object
     created: datetime | None
-    object: dict[str, Any]
+    object: dict[str, object]
     livemode: bool | None
     body: bytes
     unreadable: str | None = None
@@ -230,16 +249,20 @@ def map_stripe_event(
     return [item, Rejection(Reason.invalid_event, message, body, (), account, event.id)]
 
 
-def _amounts_without_currency(billing: dict[str, Any]) -> dict[str, int]:
+def _amounts_without_currency(billing: Billing) -> dict[str, int]:
     """Take out of ``billing`` the amounts it cannot keep without a currency."""
     if billing.get("currency") is not None:
         return {}
-    names = ("amount_minor", "mrr_minor")
-    return {name: billing.pop(name) for name in names if billing.get(name) is not None}
+    dropped: dict[str, int] = {}
+    for name in AMOUNTS:
+        if (amount := billing.get(name)) is not None:
+            dropped[name] = amount
+            del billing[name]
+    return dropped
 
 
 def resolve_account(
-    obj: Mapping[str, Any], accounts: StripeAccounts, known_account: str | None = None
+    obj: Mapping[str, object], accounts: StripeAccounts, known_account: str | None = None
 ) -> tuple[str, str]:
     """The account of a Stripe object, and what decided it."""
     customer = _customer_id(obj)
@@ -262,7 +285,7 @@ def resolve_account(
     return charge or _text(obj.get("id")) or "stripe:unknown", "stripe_charge"
 
 
-def monthly_amount(price: Mapping[str, Any]) -> Decimal | None:
+def monthly_amount(price: Mapping[str, object]) -> Decimal | None:
     """What one unit of a recurring ``price`` brings per month; None when not a flat rate."""
     recurring = _object(price.get("recurring"))
     interval = recurring.get("interval")
@@ -277,7 +300,7 @@ def monthly_amount(price: Mapping[str, Any]) -> Decimal | None:
     return unit / (MONTHS_PER[interval] * count)
 
 
-def _subscription(sub: Mapping[str, Any], event_type: str) -> dict[str, Any]:
+def _subscription(sub: Mapping[str, object], event_type: str) -> Billing:
     item_list = _object(sub.get("items"))
     items = [_object(i) for i in _list(item_list.get("data"))]
     licensed = [i for i in items if _usage_type(i) != "metered"]
@@ -299,27 +322,29 @@ def _subscription(sub: Mapping[str, Any], event_type: str) -> dict[str, Any]:
     }
 
 
-def _invoice(invoice: Mapping[str, Any], event_type: str) -> dict[str, Any]:
+def _invoice(invoice: Mapping[str, object], event_type: str) -> Billing:
     outcome = INVOICE_PAYMENTS[event_type]
     amount = invoice.get("amount_paid" if outcome is PaymentOutcome.paid else "amount_due")
     due = None
     if outcome is not PaymentOutcome.paid:
         finalized = _object(invoice.get("status_transitions")).get("finalized_at")
         due = _date(invoice.get("due_date") or finalized or invoice.get("created"), "due_date")
-    return _payment(amount, invoice.get("currency"), outcome) | {"invoice_due_on": due}
+    billing = _payment(amount, invoice.get("currency"), outcome)
+    billing["invoice_due_on"] = due
+    return billing
 
 
-def _charge(obj: Mapping[str, Any], event_type: str) -> dict[str, Any]:
+def _charge(obj: Mapping[str, object], event_type: str) -> Billing:
     if event_type == "charge.refunded":
         return _payment(obj.get("amount_refunded"), obj.get("currency"), PaymentOutcome.refunded)
     return _payment(obj.get("amount"), obj.get("currency"), PaymentOutcome.disputed)
 
 
-def _payment(amount: Any, currency: Any, outcome: PaymentOutcome) -> dict[str, Any]:
+def _payment(amount: object, currency: object, outcome: PaymentOutcome) -> Billing:
     return {"amount_minor": _int(amount), "currency": _currency(currency), "payment": outcome}
 
 
-BILLING: dict[str, Callable[[Mapping[str, Any], str], dict[str, Any]]] = {
+BILLING: dict[str, Callable[[Mapping[str, object], str], Billing]] = {
     "subscription": _subscription,
     "invoice": _invoice,
     "charge": _charge,
@@ -332,14 +357,14 @@ def _family(event_type: str) -> str:
     return "invoice" if event_type in INVOICE_PAYMENTS else "charge"
 
 
-def _cancellation_scheduled(sub: Mapping[str, Any]) -> bool | None:
+def _cancellation_scheduled(sub: Mapping[str, object]) -> bool | None:
     # Newer API versions schedule a cancellation with cancel_at rather than the flag.
     if _int(sub.get("cancel_at")) is not None:
         return True
     return _bool(sub.get("cancel_at_period_end"))
 
 
-def _status(sub: Mapping[str, Any], event_type: str) -> SubscriptionStatus | None:
+def _status(sub: Mapping[str, object], event_type: str) -> SubscriptionStatus | None:
     if event_type == "customer.subscription.deleted":
         return SubscriptionStatus.canceled
     if event_type == "customer.subscription.paused":
@@ -348,7 +373,7 @@ def _status(sub: Mapping[str, Any], event_type: str) -> SubscriptionStatus | Non
     return STATUSES.get(status) if isinstance(status, str) else None
 
 
-def _mrr(licensed: list[dict[str, Any]], sub: Mapping[str, Any]) -> int | None:
+def _mrr(licensed: list[dict[str, object]], sub: Mapping[str, object]) -> int | None:
     total = Decimal(0)
     for item in licensed:
         per_unit = monthly_amount(_object(item.get("price") or item.get("plan")))
@@ -364,12 +389,12 @@ def _mrr(licensed: list[dict[str, Any]], sub: Mapping[str, Any]) -> int | None:
     return int(total.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
-def _seats(licensed: list[dict[str, Any]], sub: Mapping[str, Any]) -> int | None:
+def _seats(licensed: list[dict[str, object]], sub: Mapping[str, object]) -> int | None:
     quantities = [q for i in licensed if (q := _int(i.get("quantity"))) is not None]
     return sum(quantities) if quantities else _int(sub.get("quantity"))
 
 
-def _plan(licensed: list[dict[str, Any]], sub: Mapping[str, Any]) -> str | None:
+def _plan(licensed: list[dict[str, object]], sub: Mapping[str, object]) -> str | None:
     candidates = [_object(i.get("price") or i.get("plan")) for i in licensed]
     candidates.append(_object(sub.get("plan")))
     for price in candidates:
@@ -379,13 +404,13 @@ def _plan(licensed: list[dict[str, Any]], sub: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _period_end(sub: Mapping[str, Any], items: list[dict[str, Any]]) -> Any:
+def _period_end(sub: Mapping[str, object], items: list[dict[str, object]]) -> object:
     # Newer Stripe API versions keep the period on each item instead of the subscription.
     ends = [e for i in items if (e := _int(i.get("current_period_end"))) is not None]
     return sub.get("current_period_end") or (max(ends) if ends else None)
 
 
-def _term_months(licensed: list[dict[str, Any]]) -> int | None:
+def _term_months(licensed: list[dict[str, object]]) -> int | None:
     """Months per billing period of the subscription's price (none below a month)."""
     for item in licensed:
         recurring = _object(_object(item.get("price") or item.get("plan")).get("recurring"))
@@ -396,12 +421,12 @@ def _term_months(licensed: list[dict[str, Any]]) -> int | None:
     return None
 
 
-def _usage_type(item: Mapping[str, Any]) -> Any:
+def _usage_type(item: Mapping[str, object]) -> object:
     price = _object(item.get("price") or item.get("plan"))
     return _object(price.get("recurring")).get("usage_type") or price.get("usage_type")
 
 
-def _first_currency(items: list[dict[str, Any]]) -> str | None:
+def _first_currency(items: list[dict[str, object]]) -> str | None:
     for item in items:
         code = _currency(_object(item.get("price") or item.get("plan")).get("currency"))
         if code is not None:
@@ -409,7 +434,7 @@ def _first_currency(items: list[dict[str, Any]]) -> str | None:
     return None
 
 
-def _metadata_sources(obj: Mapping[str, Any]) -> list[tuple[str, Mapping[str, Any]]]:
+def _metadata_sources(obj: Mapping[str, object]) -> list[tuple[str, Mapping[str, object]]]:
     parent = _object(obj.get("parent"))
     subscription_details = _object(
         obj.get("subscription_details") or parent.get("subscription_details")
@@ -422,7 +447,7 @@ def _metadata_sources(obj: Mapping[str, Any]) -> list[tuple[str, Mapping[str, An
     ]
 
 
-def _properties(event: StripeEvent, resolved_by: str) -> dict[str, Any]:
+def _properties(event: StripeEvent, resolved_by: str) -> dict[str, object]:
     obj = event.object
     found = {
         "stripe_event_id": event.id,
@@ -436,16 +461,16 @@ def _properties(event: StripeEvent, resolved_by: str) -> dict[str, Any]:
     return {k: v for k, v in found.items() if v is not None}
 
 
-def _customer_id(obj: Mapping[str, Any]) -> str | None:
+def _customer_id(obj: Mapping[str, object]) -> str | None:
     return _id_of(obj.get("customer"))
 
 
-def _id_of(value: Any) -> str | None:
+def _id_of(value: object) -> str | None:
     """The id of a Stripe reference: an id string, or an expanded object."""
     return _text(value.get("id")) if isinstance(value, dict) else _text(value)
 
 
-def _time(value: Any, name: str) -> datetime | None:
+def _time(value: object, name: str) -> datetime | None:
     """``value`` as a Unix time; raises ``TimeOutOfRange`` naming field ``name``."""
     seconds = _int(value)
     if seconds is None:
@@ -456,16 +481,16 @@ def _time(value: Any, name: str) -> datetime | None:
         raise TimeOutOfRange(f"{name} {seconds} is outside the range of dates") from None
 
 
-def _date(value: Any, name: str) -> date | None:
+def _date(value: object, name: str) -> date | None:
     moment = _time(value, name)
     return moment.date() if moment is not None else None
 
 
-def _currency(value: Any) -> str | None:
+def _currency(value: object) -> str | None:
     return value.upper() if isinstance(value, str) and len(value) == 3 else None
 
 
-def _decimal(value: Any) -> Decimal | None:
+def _decimal(value: object) -> Decimal | None:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
     try:
@@ -475,21 +500,21 @@ def _decimal(value: Any) -> Decimal | None:
     return number if number.is_finite() else None
 
 
-def _int(value: Any) -> int | None:
+def _int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _bool(value: Any) -> bool | None:
+def _bool(value: object) -> bool | None:
     return value if isinstance(value, bool) else None
 
 
-def _object(value: Any) -> dict[str, Any]:
+def _object(value: object) -> dict[str, object]:
     return value if isinstance(value, dict) else {}
 
 
-def _list(value: Any) -> list[Any]:
+def _list(value: object) -> list[object]:
     return value if isinstance(value, list) else []
 
 
-def _text(value: Any) -> str | None:
+def _text(value: object) -> str | None:
     return value.strip() if isinstance(value, str) and value.strip() else None
