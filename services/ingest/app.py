@@ -20,7 +20,7 @@ from services.ingest.http_intake import HttpIntake
 from services.ingest.intake import Intake
 from services.ingest.openapi import document_request_bodies
 from services.ingest.publisher import EventPublisher
-from services.ingest.raw_topics import RawTopicConsumer, RawTopicsConfig
+from services.ingest.raw_topics import RawTopicsConfig, raw_topic_consumer
 from services.ingest.routes import IngestContext
 from services.ingest.settings import IngestSettings
 from services.ingest.sources.native import api as native_api
@@ -56,12 +56,13 @@ def create_app(settings: IngestSettings | None = None, clock: Clock = utc_now) -
     intake = Intake(publisher, dedupe, processor_name("ingest"), clock)
     segment = SegmentDatabase(timedelta(seconds=settings.ingest_segment_wait_s), clock)
     raw_config = _raw_topics_config(settings)
-    raw_topics = RawTopicConsumer(settings, raw_config, intake, segment, clock, readiness)
+    raw_topics = raw_topic_consumer(settings, raw_config, intake, segment, clock, readiness)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         publisher.start()
-        raw_topics.start()
+        if raw_config.topics:
+            raw_topics.start()
         prune = _prune_every(dedupe, settings.ingest_dedupe_prune_interval_s)
         expire = expire_waiting_every(sessions, intake, segment)
         async with AsyncExitStack() as background:
@@ -70,7 +71,7 @@ def create_app(settings: IngestSettings | None = None, clock: Clock = utc_now) -
                 running(expire, "ingest-segment-waiting", readiness)
             )
             if raw_config.topics:
-                lag = raw_topics.lag_probe().run()
+                lag = raw_topics.lag_probe(settings).run()
                 await background.enter_async_context(running(lag, "ingest-raw-lag", readiness))
             yield
         await raw_topics.stop()

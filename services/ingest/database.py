@@ -10,13 +10,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import SessionFactory
 from shared.errors import describe
-from shared.faults import is_transient
+from shared.faults import Transient, is_transient
 
 Statements = Callable[[AsyncSession], Awaitable[None]]
 """Statements to run in a transaction someone else opens (and commits)."""
 
 
-class DatabaseUnavailable(Exception):
+class DatabaseUnavailable(Transient):
     """The ingest database did not answer: nothing was published, retry later."""
 
 

@@ -6,25 +6,26 @@ with ``specversion`` is a structured CloudEvent, a JSON array of them a CloudEve
 batch; an object with ``batch`` or a Segment call ``type`` is Segment; any other
 object is native (one event or ``{"events": [...]}``).
 
-A batch's offsets are committed only after the broker acknowledged its events and
-dead letters, so delivery is at least once; the intake's dedupe by ``event_id``
-turns a redelivery into a duplicate that is not published again. Events without an
-id get one derived from their record, so a redelivered record yields the same ids.
-A record that cannot be used is dead-lettered with its topic, partition and offset
-and never holds its partition up: when submitting a batch fails for any reason but
-the broker or the database being away, its records are submitted one at a time and
-the one that still fails is dead-lettered with the error (its events may already be
-on the topic once; consumers drop repeats by ``event_id``).
+The raw intake is a handler on the consume spine (``shared.consumer``). A batch's
+offsets are committed to Kafka only after the broker acknowledged its events and dead
+letters (``shared.commit.KafkaCommit``), so delivery is at least once; the intake's
+dedupe by ``event_id`` turns a redelivery into a duplicate that is not published
+again. Events without an id get one derived from their record, so a redelivered
+record yields the same ids. A record that cannot be used is dead-lettered with its
+topic, partition and offset and never holds its partition up: when submitting a batch
+fails for any reason but a transient one (the broker or the database away), its
+records are submitted one at a time (``OneAtATime``) and the one that still fails is
+dead-lettered with the error (its events may already be on the topic once; consumers
+drop repeats by ``event_id``).
 
 The consumer's state is on ``/readyz`` as ``raw_intake`` and in the metric
-``vitals_ingest_raw_intake_up``; its designed stop (too many rejected items) turns
-both, with the reason, until an operator fixes the producer and restarts ingest.
+``vitals_ingest_raw_intake_up``; its designed stop (too many rejected items, a
+``Halt``) turns both, with the reason, until an operator fixes the producer and
+restarts ingest.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import logging
 from collections import deque
@@ -35,14 +36,11 @@ from enum import StrEnum
 from functools import partial
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka import ConsumerRecord
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.ingest import metrics
-from services.ingest.database import DatabaseUnavailable
-from services.ingest.dedupe import InFlight
 from services.ingest.domain import BodyRejected, Item, Limits, Rejection, load_json
 from services.ingest.intake import Intake, Origin, Prepared
 from services.ingest.reasons import Reason
@@ -53,21 +51,12 @@ from services.ingest.sources.segment import mapping as segment
 from services.ingest.sources.segment.service import Accepted, Calls, SegmentStore, accept
 from services.ingest.sources.segment.store import SegmentDatabase, database_store, forgetting
 from shared.clock import Clock, utc_now
+from shared.commit import KafkaCommit
+from shared.consumer import Consumer, Halt, OneAtATime, Records, Watch
 from shared.errors import describe
 from shared.events import MAX_ID_LENGTH, Event
-from shared.faults import Restarts
 from shared.health import Readiness
-from shared.kafka import (
-    BrokerUnavailable,
-    RebalanceListener,
-    ensure_topics,
-    make_consumer,
-    start_with_retry,
-    topic_spec,
-)
-from shared.lag import CommittedPositions, LagProbe
-from shared.metrics import lag_gauge
-from shared.retry import Backoff
+from shared.kafka import ensure_topics, make_consumer, topic_spec
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +66,6 @@ DEFAULT_TOPICS = ("vitals.usage.raw", "vitals.billing.raw")
 DEFAULT_GROUP = "vitals-ingest-raw"
 # Its name among the consumers: Kafka client ids, the lag series' `consumer` label.
 RAW_CONSUMER = "ingest-raw"
-COMMIT_TIMEOUT_S = 10.0
 
 
 class RawTopicsConfig(BaseModel):
@@ -109,7 +97,7 @@ class Shape(StrEnum):
     cloudevents = "cloudevents"
 
 
-class TooManyRejected(Exception):
+class TooManyRejected(Halt):
     """Almost every recent item was rejected: a producer upstream is likely broken."""
 
 
@@ -284,8 +272,10 @@ class RejectedShare:
         self._recent = candidate
 
 
-class RawTopicConsumer:
-    """Consumes the raw topics into the shared intake; ``start`` and ``stop`` it."""
+class RawIntake:
+    """The raw intake's handler on the consume spine: each batch's records decoded and
+    submitted to the shared intake, which publishes their events and dead letters and
+    waits for the broker's acknowledgement before the spine commits the offsets."""
 
     def __init__(
         self,
@@ -294,155 +284,31 @@ class RawTopicConsumer:
         intake: Intake,
         segment: SegmentDatabase,
         clock: Clock = utc_now,
-        readiness: Readiness | None = None,
     ) -> None:
         self._settings = settings
-        self._readiness = readiness or Readiness()
-        self._restarts = Restarts(
-            log, "raw-topic consumer", self._report, settings.startup_retry_max_s
-        )
-        self._config = config
         self._intake = intake
         self._segment = segment
         self._clock = clock
         self._limits = settings.limits()
         self._share = RejectedShare(config.max_rejected_ratio, config.rejected_window)
-        self._lock = asyncio.Lock()
-        self._pending: dict[TopicPartition, int] = {}
-        """Next offsets stored (events and dead letters acknowledged), not yet committed."""
-        self._consumer: AIOKafkaConsumer | None = None
-        self._task: asyncio.Task[None] | None = None
-        self.failure: str | None = None
-        """Why the consumer stopped by itself, if it did."""
-        self.assigned: frozenset[TopicPartition] = frozenset()
-        """The raw-topic partitions this replica reads now."""
 
-    def start(self) -> None:
-        if self._config.topics:
-            self._report("starting")
-            self._task = asyncio.create_task(self.run(), name="ingest-raw-topics")
+    async def apply(self, unit: None, records: Records) -> None:
+        await self._submit([RawRecord.of(r) for r in records])
 
-    def lag_probe(self) -> LagProbe:
-        """The probe that measures the raw intake's lag from its group's committed offsets."""
-        return LagProbe(
-            self._settings,
-            role=RAW_CONSUMER,
-            topics=self._config.topics,
-            positions=CommittedPositions(self._config.group_id),
-            set_lag=lag_gauge(RAW_CONSUMER),
-        )
+    async def reject(self, unit: None, record: ConsumerRecord, problem: str) -> None:
+        """A record whose submitting failed on its own: dead-lettered with the error (its
+        events may already be on the topic once; consumers drop repeats by event id)."""
+        raw = RawRecord.of(record)
+        message = f"record could not be handled: {problem}"
+        redacted = segment.redact_write_key(raw.value or b"")
+        rejection = Rejection(Reason.processing_failed, message, redacted)
+        await self._intake.submit([(rejection, raw.origin())], CHANNEL)
 
-    def _report(self, problem: str | None) -> None:
-        self._readiness.report("raw_intake", problem)
-        metrics.RAW_INTAKE_UP.labels(self._config.group_id).set(1 if problem is None else 0)
+    async def after_commit(self) -> None:
+        return None  # what a batch produced was published before it counted as stored
 
-    async def stop(self) -> None:
-        """Let the batch in flight finish and commit, then stop."""
-        if self._task is None:
-            return
-        async with self._lock:
-            self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-
-    async def run(self) -> None:
-        """Consume until cancelled, restarting after any failure (a fault of ours must
-        not end intake for good: what was not committed comes again after the restart)."""
-        while True:
-            consumer = make_consumer(self._settings, RAW_CONSUMER, self._config.group_id)
-            self._consumer = consumer
-            delay = 0.0
-            try:
-                await self._subscribe(consumer)
-                self._restarts.recovered()
-                self._report(None)
-                await self._consume(consumer)
-            except TooManyRejected as exc:
-                self.failure = str(exc)
-                self._report(f"stopped: {exc}")
-                log.error("raw-topic consumer stopped: %s", exc)
-                return
-            except Exception as exc:
-                delay = self._restarts.failed(exc)
-            finally:
-                await self._close(consumer)
-            # Out of the group while waiting, so its partitions can move meanwhile.
-            await asyncio.sleep(delay)
-
-    async def _subscribe(self, consumer: AIOKafkaConsumer) -> None:
-        retry_s = self._settings.startup_retry_max_s
-        await start_with_retry("kafka", self._create_topics, _ignore, retry_s)
-        await start_with_retry("kafka", consumer.start, _ignore, retry_s)
-        listener = RebalanceListener(self._on_assigned, self._on_revoked)
-        consumer.subscribe(list(self._config.topics), listener=listener)
-
-    async def _create_topics(self) -> None:
-        specs = [topic_spec(self._settings, topic) for topic in self._config.topics]
-        await ensure_topics(self._settings, specs)
-
-    async def _close(self, consumer: AIOKafkaConsumer) -> None:
-        with contextlib.suppress(KafkaError, TimeoutError):
-            await asyncio.wait_for(self._commit(consumer), COMMIT_TIMEOUT_S)
-        self._pending.clear()
-        self._consumer = None
-        self.assigned = frozenset()
-        try:
-            await consumer.stop()
-        except KafkaError as exc:
-            log.warning("raw-topic consumer did not stop cleanly: %s", exc)
-
-    async def _consume(self, consumer: AIOKafkaConsumer) -> None:
-        backoff = Backoff(max_delay_s=self._settings.startup_retry_max_s)
-        while True:
-            batch = await consumer.getmany(timeout_ms=500, max_records=self._config.max_records)
-            async with self._lock:
-                owned = consumer.assignment()
-                records = [r for tp, rs in batch.items() if tp in owned for r in rs]
-                problem = await self._handle(consumer, records) if records else None
-            if problem is not None:
-                delay = backoff.next_delay()
-                log.warning("raw records not stored, retrying in %.1fs: %s", delay, problem)
-                await asyncio.sleep(delay)
-                continue
-            backoff.reset()
-            await self._commit(consumer)
-
-    async def _handle(
-        self, consumer: AIOKafkaConsumer, records: list[ConsumerRecord]
-    ) -> str | None:
-        """Store ``records``' events and dead letters; on failure rewind and say why."""
-        try:
-            await self._submit_isolating([RawRecord.of(r) for r in records])
-        except (BrokerUnavailable, DatabaseUnavailable, InFlight) as exc:
-            for tp, offset in _first_offsets(records).items():
-                if tp in consumer.assignment():
-                    consumer.seek(tp, offset)
-            return f"{type(exc).__name__}: {exc}"
-        for record in records:
-            tp = TopicPartition(record.topic, record.partition)
-            self._pending[tp] = record.offset + 1
-        return None
-
-    async def _submit_isolating(self, records: Sequence[RawRecord]) -> None:
-        """Submit ``records``; if that fails because of one of them, submit them one at
-        a time and dead-letter the one that still fails."""
-        try:
-            await self._submit(records)
-        except (BrokerUnavailable, DatabaseUnavailable, InFlight, TooManyRejected):
-            raise
-        except Exception as exc:
-            if len(records) > 1:
-                log.warning(
-                    "raw batch of %d records failed (%s); submitting them one at a time",
-                    len(records),
-                    describe(exc),
-                )
-                for record in records:
-                    await self._submit_isolating([record])
-                return
-            (record,) = records
-            rejection = unreadable(record, exc, Reason.processing_failed)
-            await self._intake.submit([(rejection, record.origin())], CHANNEL)
+    def forget(self) -> None:
+        return None  # nothing kept between batches
 
     async def _submit(self, records: Sequence[RawRecord]) -> None:
         now = self._clock()
@@ -473,40 +339,40 @@ class RawTopicConsumer:
         self._share.check([isinstance(item, Rejection) for item, _ in items])
         return items
 
-    async def _commit(self, consumer: AIOKafkaConsumer) -> None:
-        owned = consumer.assignment()
-        self._pending = {tp: o for tp, o in self._pending.items() if tp in owned}
-        positions = dict(self._pending)
-        if not positions:
-            return
-        try:
-            await consumer.commit(positions)
-        except KafkaError as exc:
-            # Not committed: the records come again, and dedupe drops their events.
-            log.info("raw-topic commit skipped: %s", exc)
-            return
-        for tp, offset in positions.items():
-            if self._pending.get(tp) == offset:
-                del self._pending[tp]
 
-    async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
-        self.assigned = frozenset(assigned)
-        log.info("raw-topic consumer assigned %s", sorted(map(str, assigned)))
+def raw_topic_consumer(
+    settings: IngestSettings,
+    config: RawTopicsConfig,
+    intake: Intake,
+    segment: SegmentDatabase,
+    clock: Clock = utc_now,
+    readiness: Readiness | None = None,
+) -> Consumer[None]:
+    """The raw intake on the consume spine: offsets committed to Kafka once a batch's
+    events and dead letters are acknowledged, a failed batch searched one record at a
+    time (its effects are not one transaction), its state on ``/readyz`` as
+    ``raw_intake`` and in ``vitals_ingest_raw_intake_up``."""
 
-    async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
-        # Waiting for the batch in flight, then committing, hands the partitions over
-        # without a redelivery.
-        async with self._lock:
-            consumer = self._consumer
-            handed = {tp: o for tp, o in self._pending.items() if tp in revoked}
-            if consumer is not None and handed:
-                try:
-                    await consumer.commit(handed)
-                except KafkaError as exc:
-                    log.info("raw-topic commit on revoke skipped: %s", exc)
-            for tp in revoked:
-                self._pending.pop(tp, None)
-            self.assigned = self.assigned - revoked
+    def report_up(problem: str | None) -> None:
+        metrics.RAW_INTAKE_UP.labels(config.group_id).set(1 if problem is None else 0)
+
+    async def create_topics() -> None:
+        await ensure_topics(settings, [topic_spec(settings, topic) for topic in config.topics])
+
+    return Consumer(
+        name=RAW_CONSUMER,
+        topics=config.topics,
+        group_id=config.group_id,
+        make_consumer=lambda: make_consumer(settings, RAW_CONSUMER, config.group_id),
+        commit=KafkaCommit(),
+        handler=RawIntake(settings, config, intake, segment, clock),
+        readiness=readiness or Readiness(),
+        isolation=OneAtATime(),
+        watch=Watch(state="raw_intake", broker=None, stalls=False, on_state=report_up),
+        prepare=create_topics,
+        max_records=config.max_records,
+        retry_max_s=settings.startup_retry_max_s,
+    )
 
 
 def _decode_safely(record: RawRecord, limits: Limits, max_bytes: int, now: datetime) -> Decoded:
@@ -524,14 +390,3 @@ def unreadable(
     log.error("raw record %s could not be handled", record.origin().source, exc_info=exc)
     message = f"record could not be handled: {describe(exc)}"
     return Rejection(reason, message, segment.redact_write_key(record.value or b""))
-
-
-def _first_offsets(records: Sequence[ConsumerRecord]) -> dict[TopicPartition, int]:
-    first: dict[TopicPartition, int] = {}
-    for record in records:
-        first.setdefault(TopicPartition(record.topic, record.partition), record.offset)
-    return first
-
-
-def _ignore(problem: str | None) -> None:
-    """Connection problems are logged by ``start_with_retry`` already."""

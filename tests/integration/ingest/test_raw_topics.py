@@ -20,10 +20,11 @@ from prometheus_client import REGISTRY
 from services.ingest.dedupe import DatabaseDeduplicator
 from services.ingest.intake import Intake
 from services.ingest.publisher import EventPublisher
-from services.ingest.raw_topics import RAW_CONSUMER, RawTopicConsumer, RawTopicsConfig
+from services.ingest.raw_topics import RAW_CONSUMER, RawTopicsConfig, raw_topic_consumer
 from services.ingest.settings import IngestSettings
 from services.ingest.sources.segment.store import SegmentDatabase
 from shared.background import running
+from shared.consumer import Consumer
 from shared.db import SessionFactory, create_engine, session_factory
 from shared.dlq import DeadLetter
 from shared.events import Event
@@ -68,7 +69,7 @@ async def consuming(
     sessions: SessionFactory,
     publisher: EventPublisher | None = None,
     readiness: Readiness | None = None,
-) -> AsyncIterator[RawTopicConsumer]:
+) -> AsyncIterator[Consumer[None]]:
     """The raw-topic consumer on the shared intake, as the ingest app runs them;
     a given ``publisher`` is the test's to start."""
     own_publisher = publisher is None
@@ -77,12 +78,12 @@ async def consuming(
     dedupe = DatabaseDeduplicator(sessions, window, settings.dedupe_lease(), _now)
     intake = Intake(publisher, dedupe, "ingest@test")
     segment = SegmentDatabase(timedelta(seconds=settings.ingest_segment_wait_s), _now)
-    consumer = RawTopicConsumer(settings, config, intake, segment, _now, readiness)
+    consumer = raw_topic_consumer(settings, config, intake, segment, _now, readiness)
     if own_publisher:
         publisher.start()
     consumer.start()
     try:
-        async with running(consumer.lag_probe().run(), "ingest-raw-lag"):
+        async with running(consumer.lag_probe(settings).run(), "ingest-raw-lag"):
             yield consumer
     finally:
         await consumer.stop()
@@ -298,6 +299,7 @@ async def test_a_replay_of_a_raw_topic_publishes_no_event_again(
     assert len(ids) == len(set(ids)) == 25
 
 
+@pytest.mark.filterwarnings("error::pytest.PytestUnraisableExceptionWarning")
 async def test_a_topic_of_almost_only_rejects_stops_the_consumer_instead_of_draining(
     kafka: str, settings: IngestSettings, config: RawTopicsConfig, sessions: SessionFactory
 ) -> None:
@@ -371,7 +373,7 @@ async def _raw_lag_is(topic: str, expected: int) -> bool:
     return lag == expected
 
 
-async def _failed(consumer: RawTopicConsumer) -> bool:
+async def _failed(consumer: Consumer[None]) -> bool:
     return consumer.failure is not None
 
 
@@ -382,7 +384,7 @@ async def test_records_wait_while_the_broker_does_not_acknowledge_and_none_is_sk
     sessions: SessionFactory,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.WARNING, "services.ingest.raw_topics")
+    caplog.set_level(logging.WARNING, "shared.consumer")
     await produce(
         kafka, config.topics[0], [_json(native_usage_json(event_id=f"w-{i}")) for i in range(30)]
     )
@@ -397,7 +399,7 @@ async def test_records_wait_while_the_broker_does_not_acknowledge_and_none_is_sk
 
 
 async def _retried(caplog: pytest.LogCaptureFixture) -> bool:
-    return any("raw records not stored" in r.getMessage() for r in caplog.records)
+    return any("ingest-raw consumer failed, retrying" in r.getMessage() for r in caplog.records)
 
 
 async def test_two_replicas_share_the_partitions_and_each_event_comes_out_once(
@@ -422,7 +424,7 @@ async def test_two_replicas_share_the_partitions_and_each_event_comes_out_once(
     assert set(ids) == {f"s-{i}" for i in range(300)}
 
 
-async def _sharing(first: RawTopicConsumer, second: RawTopicConsumer) -> bool:
+async def _sharing(first: Consumer[None], second: Consumer[None]) -> bool:
     return bool(first.assigned and second.assigned) and not first.assigned & second.assigned
 
 
