@@ -75,7 +75,8 @@ def native_events(path: Path, intake: Intake, limits: Limits) -> Iterator[Timed]
 def segment_events(path: Path, intake: Intake, limits: Limits, memory: Memory) -> Iterator[Timed]:
     def mapped(call: Any, _: bytes) -> list[Item]:
         accepted = accept([Calls([call], _received(call))], memory.segment, limits)
-        return [*accepted.items[0], *accepted.released]
+        (items,) = accepted.items
+        return [*items, *accepted.released] if accepted.released else items
 
     return _events(path, intake, mapped)
 

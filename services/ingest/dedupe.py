@@ -21,11 +21,12 @@ from services.ingest import repository
 from services.ingest.database import DatabaseUnavailable, Statements, transaction
 from shared.clock import Clock
 from shared.db import SessionFactory
+from shared.faults import Transient
 
 log = logging.getLogger(__name__)
 
 
-class InFlight(Exception):
+class InFlight(Transient):
     """Another request is publishing one of these ids right now: retry shortly."""
 
 
@@ -126,20 +127,19 @@ class DatabaseDeduplicator:
                 return deleted
 
 
+@dataclass
 class _Claimer:
-    def __init__(
-        self, session: AsyncSession, clock: Clock, window: timedelta, lease: timedelta
-    ) -> None:
-        self.session = session
-        self._clock = clock
-        self._window = window
-        self._lease = lease
-        self.in_flight = 0
+    session: AsyncSession
+    clock: Clock
+    window: timedelta
+    lease: timedelta
+    in_flight: int = 0
+    """How many of the ids another request was publishing."""
 
     async def claim(self, event_ids: Sequence[str]) -> Claim:
         if not event_ids:
             return Claim()
-        now = self._clock()
+        now = self.clock()
         # One transaction, not one statement: the ids it could not claim stay locked until
         # the in-flight check, so a concurrent release cannot pass an unstored event off
         # as a repeat.
@@ -147,8 +147,8 @@ class _Claimer:
             self.session,
             event_ids,
             now=now,
-            expires_at=now + self._window,
-            stale_before=now - self._lease,
+            expires_at=now + self.window,
+            stale_before=now - self.lease,
         )
         in_flight = await repository.unpublished(self.session, set(event_ids) - claimed)
         if not in_flight:

@@ -146,10 +146,7 @@ class HttpIntake:
         except (DatabaseUnavailable, InFlight) as exc:
             return unavailable(exc)
         try:
-            if isinstance(parsed, Deferred):
-                outcome = await self._intake.submit_prepared(parsed.prepare, channel)
-            else:
-                outcome = await self._intake.submit([(i, origin) for i in parsed.items], channel)
+            outcome = await self._submit(parsed, origin, channel)
         except (BrokerUnavailable, DatabaseUnavailable, InFlight) as exc:
             if isinstance(exc, BrokerUnavailable):
                 self._broker_outage.failed(describe(exc), float(RETRY_AFTER_BROKER_S))
@@ -157,6 +154,11 @@ class HttpIntake:
         self._broker_outage.recovered()
         count = parsed.count if isinstance(parsed, Deferred) else len(parsed.items)
         return Received(parsed.batch, outcome.within(count))
+
+    async def _submit(self, parsed: Parsed | Deferred, origin: Origin, channel: str) -> Submitted:
+        if isinstance(parsed, Deferred):
+            return await self._intake.submit_prepared(parsed.prepare, channel)
+        return await self._intake.submit([(item, origin) for item in parsed.items], channel)
 
     async def _refuse_body(
         self,

@@ -246,7 +246,8 @@ def map_segment(decoded: Sequence[Decoded], store: SegmentStore, limits: Limits)
         else:
             given = [segment_message_id(call) for call in record.calls or []]
             items.append(with_record_ids(found, given, record.record, batch=record.batch))
-    return replace(accepted, items=items)
+    accepted.items = items
+    return accepted
 
 
 class RejectedShare:

@@ -7,7 +7,6 @@ import pytest
 
 from services.ingest.domain import Held, Item, Limits, Rejection
 from services.ingest.reasons import Reason
-from services.ingest.sources.segment import mapping
 from services.ingest.sources.segment.service import (
     Accepted,
     Calls,
@@ -15,6 +14,7 @@ from services.ingest.sources.segment.service import (
     accept,
 )
 from shared.events import Event
+from tests.support.segment_stores import FAULT, FaultyStore
 
 NOW = datetime(2026, 11, 22, 12, tzinfo=UTC)
 WAIT = timedelta(days=7)
@@ -107,22 +107,12 @@ def test_the_users_latest_group_call_by_event_time_names_its_account() -> None:
     assert _accounts(accepted.items[0]) == [("i1", "acme")]
 
 
-def test_a_body_whose_mapping_breaks_is_reported_alone_when_faults_are_isolated(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    real = mapping.map_messages
+def test_a_body_whose_mapping_breaks_is_reported_alone_when_faults_are_isolated() -> None:
+    bodies = [Calls([_identify("u1", "i1")], NOW), Calls([_group("u2", "acme", "g2")], NOW)]
 
-    def fragile(messages: list[Any], *args: Any) -> mapping.Mapped:
-        if any(m.get("messageId") == "boom" for m in messages):
-            raise ValueError("a fault in mapping")
-        return real(messages, *args)
-
-    monkeypatch.setattr(mapping, "map_messages", fragile)
-    bodies = [Calls([_identify("u1", "boom")], NOW), Calls([_group("u2", "acme", "g2")], NOW)]
-
-    with pytest.raises(ValueError, match="a fault in mapping"):
-        accept(bodies, MemorySegmentStore(WAIT), LIMITS)
-    accepted = accept(bodies, MemorySegmentStore(WAIT), LIMITS, isolate_faults=True)
+    with pytest.raises(ValueError, match=FAULT):
+        accept(bodies, FaultyStore(), LIMITS)
+    accepted = accept(bodies, FaultyStore(), LIMITS, isolate_faults=True)
 
     assert list(accepted.faults) == [0] and accepted.items[0] == []
     assert _accounts(accepted.items[1]) == [("g2", "acme")]

@@ -59,27 +59,36 @@ class SegmentStore(Protocol):
         """Take out the calls waiting for ``users``."""
 
 
-@dataclass(frozen=True)
+# Calls and Accepted are plain classes: compiled (mypyc), their __init__ is native,
+# where a dataclass's is made at import and runs interpreted, once a backtest line here.
+
+
 class Calls:
     """The calls of one body, received together."""
 
-    messages: Sequence[object]
-    received_at: datetime
+    def __init__(self, messages: Sequence[object], received_at: datetime) -> None:
+        self.messages = messages
+        self.received_at = received_at
 
 
-@dataclass(frozen=True)
 class Accepted:
-    items: list[list[Item]]
-    """Per body, an item per call: an event, a rejection, or Held while it waits."""
-    released: list[Item]
-    """Calls of earlier bodies that these released: mapped, or refused when their wait
-    had ended."""
-    released_ids: list[str]
-    """The message ids of the released calls: to forget once what they became is stored."""
-    grouped: Grouped
-    """What these calls' group calls taught the store."""
-    faults: dict[int, Exception] = field(default_factory=dict)
-    """Bodies whose mapping raised (with ``isolate_faults``): left out, by index."""
+    """What :func:`accept` made of the calls."""
+
+    def __init__(
+        self, items: list[list[Item]], grouped: Grouped, faults: dict[int, Exception]
+    ) -> None:
+        self.items = items
+        """Per body, an item per call: an event, a rejection, or Held while it waits."""
+        self.grouped = grouped
+        """What these calls' group calls taught the store."""
+        self.faults = faults
+        """Bodies whose mapping raised (with ``isolate_faults``): left out, by index."""
+        self.released: list[Item] = []
+        """Calls of earlier bodies that these released: mapped, or refused when their
+        wait had ended."""
+        self.released_ids: list[str] = []
+        """The message ids of the released calls: to forget once what they became is
+        stored."""
 
 
 def accept(
@@ -95,28 +104,41 @@ def accept(
     ``isolate_faults``: a body whose mapping raises is reported in ``faults`` and the
     others go on, so that one poison record cannot stop a raw topic's partition.
     """
-    mapped = _map_bodies(bodies, store.accounts(), limits, isolate_faults)
-    accounts = {user: account for user, (account, _) in mapped.grouped.items()}
-    items = mapped.items
-    if len(bodies) > 1 and accounts:
+    accepted = _map_bodies(bodies, store.accounts(), limits, isolate_faults)
+    if not accepted.grouped:  # no group call: nothing that waited can go
+        _hold(store, accepted.items, bodies)
+        return accepted
+    named = {user: account for user, (account, _) in accepted.grouped.items()}
+    if len(bodies) > 1:
         # A call held in one body whose user's group call came in a later one is mapped
         # now, rather than kept and released by these same bodies.
-        items = [
-            mapping.map_held(found, accounts, body.received_at, limits)
-            for found, body in zip(items, bodies, strict=True)
+        accepted.items = [
+            mapping.map_held(found, named, body.received_at, limits)
+            for found, body in zip(accepted.items, bodies, strict=True)
         ]
-    store.remember(mapped.grouped)
-    store.hold(_waiting(items, bodies))
-    if not accounts:  # no group call: nothing that waited can go
-        return Accepted(items, [], [], mapped.grouped, mapped.faults)
-    waited = store.release(accounts.keys(), max(body.received_at for body in bodies))
-    calls = [(call.call, call.received_at) for call in waited.released]
-    released = [
-        *mapping.released(calls, accounts, limits),
-        *(never_grouped(call) for call in waited.expired),
+    store.remember(accepted.grouped)
+    _hold(store, accepted.items, bodies)
+    waited = store.release(named.keys(), max(body.received_at for body in bodies))
+    accepted.released = _released(waited, named, limits)
+    accepted.released_ids = [call.message_id for call in waited.released]
+    return accepted
+
+
+def _hold(store: SegmentStore, items: list[list[Item]], bodies: Sequence[Calls]) -> None:
+    waiting = [
+        WaitingCall(item.message_id, item.user_id, item.original, body.received_at)
+        for index, body in enumerate(bodies)
+        for item in items[index]
+        if isinstance(item, Held)
     ]
-    ids = [call.message_id for call in waited.released]
-    return Accepted(items, released, ids, mapped.grouped, mapped.faults)
+    if waiting:
+        store.hold(waiting)
+
+
+def _released(waited: Waited, named: Mapping[str, str], limits: Limits) -> list[Item]:
+    calls = [(call.call, call.received_at) for call in waited.released]
+    refused = [never_grouped(call) for call in waited.expired]
+    return [*mapping.released(calls, named, limits), *refused]
 
 
 def never_grouped(call: WaitingCall) -> Rejection:
@@ -125,17 +147,10 @@ def never_grouped(call: WaitingCall) -> Rejection:
     return Rejection(Reason.unknown_account, message, call.call, event_id=call.message_id)
 
 
-@dataclass
-class _Mapped:
-    items: list[list[Item]] = field(default_factory=list)
-    grouped: Grouped = field(default_factory=dict)
-    faults: dict[int, Exception] = field(default_factory=dict)
-
-
 def _map_bodies(
     bodies: Sequence[Calls], known: Mapping[str, str], limits: Limits, isolate_faults: bool
-) -> _Mapped:
-    result = _Mapped()
+) -> Accepted:
+    result = Accepted([], {}, {})
     # The accounts of earlier bodies' group calls shadow ``known``, in a copy made once a
     # body before the last groups someone: one body (a request, a backtest line) reads
     # ``known`` itself.
@@ -158,15 +173,6 @@ def _map_bodies(
                 accounts = own = dict(known)
             own.update(mapped.accounts)
     return result
-
-
-def _waiting(items: Sequence[Sequence[Item]], bodies: Sequence[Calls]) -> list[WaitingCall]:
-    return [
-        WaitingCall(item.message_id, item.user_id, item.original, body.received_at)
-        for found, body in zip(items, bodies, strict=True)
-        for item in found
-        if isinstance(item, Held)
-    ]
 
 
 class MemorySegmentStore:
