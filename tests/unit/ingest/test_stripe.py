@@ -98,6 +98,14 @@ def test_a_percent_discount_lowers_mrr_and_tiered_prices_leave_it_unknown() -> N
     assert monthly_amount(price(unit_amount=5_200, interval="week")) == Decimal(5_200) * 52 / 12
 
 
+@pytest.mark.parametrize("interval", [["month"], {"every": "month"}, 12, None])
+def test_an_interval_that_is_no_stripe_interval_leaves_mrr_unknown(interval: object) -> None:
+    wrong = price(unit_amount=5_200, interval="month")
+    wrong["recurring"] = {"interval": interval}
+
+    assert monthly_amount(wrong) is None
+
+
 @pytest.mark.parametrize(
     ("event_type", "stripe_status", "status"),
     [

@@ -289,8 +289,8 @@ def monthly_amount(price: Mapping[str, object]) -> Decimal | None:
     """What one unit of a recurring ``price`` brings per month; None when not a flat rate."""
     recurring = _object(price.get("recurring"))
     interval = recurring.get("interval")
-    if interval not in MONTHS_PER:
-        return None
+    if not isinstance(interval, str) or interval not in MONTHS_PER:
+        return None  # not one of Stripe's intervals (a list or object is no key)
     unit = _decimal(price.get("unit_amount"))
     if unit is None:
         unit = _decimal(price.get("unit_amount_decimal"))
