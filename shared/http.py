@@ -168,9 +168,10 @@ DbSession = Annotated[AsyncSession, Depends(_db_session)]
 
 def app_state(name: str) -> object:
     """A dependency giving ``request.app.state.<name>``: what ``create_app`` kept there
-    for the routes. Use as ``Annotated[Kept, app_state("kept")]``."""
+    for the routes. Use as ``Annotated[Kept, app_state("kept")]``. A coroutine, so FastAPI
+    calls it inline: a plain function would cost a thread-pool hop on every request."""
 
-    def kept(request: Request) -> object:
+    async def kept(request: Request) -> object:
         return getattr(request.app.state, name)
 
     return Depends(kept)
