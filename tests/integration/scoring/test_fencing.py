@@ -5,7 +5,7 @@ import logging
 import httpx
 import pytest
 from aiokafka import TopicPartition
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from services.alerts.app import MIGRATIONS as ALERTS
 from services.alerts.models import consumer_offsets as alerts_offsets
@@ -77,8 +77,12 @@ async def test_a_consumer_whose_claim_was_taken_rolls_back_and_counts_once_after
     async with serve(create_app(settings)) as url, httpx.AsyncClient(base_url=url) as api:
         await produce(kafka, topics["events_topic"], records([usage(event_id="first")]))
         await wait_for(applied(api, "acme", 1), 30, "the first event")
-        # another replica claims every partition, as after a rebalance this one missed
+        # another replica claims every partition, as after a rebalance this one missed;
+        # locking the rows in the consumer's order first, as a replica's claim does, so
+        # the claim cannot deadlock with a batch or sweep writing the same rows
         async with engine.begin() as connection:
+            order = (consumer_offsets.c.topic, consumer_offsets.c.partition)
+            await connection.execute(select(consumer_offsets).order_by(*order).with_for_update())
             await connection.execute(
                 update(consumer_offsets).values(epoch=consumer_offsets.c.epoch + 1)
             )
