@@ -19,7 +19,7 @@ def media_type(request: Request) -> str:
 
 def require_media_type(request: Request, accepted: tuple[str, ...]) -> None:
     if media_type(request) not in accepted:
-        message = f"send Content-Type: {' or '.join(accepted)}"
+        message = f"send Content-Type: {' or '.join(t for t in accepted if t)}"
         raise BodyRejected(Rejection(Reason.unsupported_media_type, message, b""))
 
 

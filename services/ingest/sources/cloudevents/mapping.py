@@ -1,4 +1,5 @@
-"""CloudEvents 1.0 in JSON (structured mode, one event or a batch) as native events. Pure.
+"""CloudEvents 1.0 in JSON (structured mode, one event or a batch; binary mode, one event
+with its attributes in ``ce-*`` headers) as native events. Pure.
 
 The envelope is checked by the CloudEvents SDK (required attributes, types,
 extension names); ``data`` is a native event, whose missing fields the envelope
@@ -14,6 +15,7 @@ import binascii
 import hashlib
 from collections.abc import Mapping
 from datetime import datetime
+from urllib.parse import unquote
 
 import orjson
 from cloudevents.core.exceptions import CloudEventValidationError
@@ -39,6 +41,9 @@ STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
 ACCOUNT_EXTENSION = "accountid"
 JSON_DATA = ("application/json", "text/json")
+HEADER_PREFIX = "ce-"
+"""Binary mode: each attribute is a header ``ce-<name>``; the body is ``data``."""
+DATA_KEYS = ("data", "data_base64")
 
 _time = TypeAdapter(AwareDatetime)
 
@@ -58,9 +63,38 @@ def parse_cloudevents(body: bytes, received_at: datetime, limits: Limits, *, bat
     return Parsed([cloud_event_item(e, received_at, limits) for e in document])
 
 
+def is_binary(headers: Mapping[str, str]) -> bool:
+    """Whether a request not of a CloudEvents media type carries one in binary mode."""
+    return any(name.lower().startswith(HEADER_PREFIX) for name in headers)
+
+
+def parse_binary(
+    headers: Mapping[str, str], body: bytes, received_at: datetime, limits: Limits
+) -> Parsed:
+    """One CloudEvent in binary content mode (the HTTP binding, section 3.1): the
+    attributes from the ``ce-*`` headers (percent-decoded), ``datacontenttype`` from
+    Content-Type, the body as ``data``; then mapped exactly as a structured event."""
+    envelope: dict[str, object] = {}
+    for name, value in headers.items():
+        lowered = name.lower()
+        attribute = lowered.removeprefix(HEADER_PREFIX)
+        if attribute != lowered and attribute and attribute not in DATA_KEYS:
+            envelope[attribute] = unquote(value)
+        elif lowered == "content-type" and value:
+            envelope["datacontenttype"] = value
+    envelope["data"] = load_json(body)
+    return Parsed([cloud_event_item(envelope, received_at, limits, binary=True)], batch=False)
+
+
 def cloud_event_item(
-    envelope: object, received_at: datetime, limits: Limits, original: bytes | None = None
+    envelope: object,
+    received_at: datetime,
+    limits: Limits,
+    original: bytes | None = None,
+    *,
+    binary: bool = False,
 ) -> Item:
+    """``binary``: the attributes came as headers, and their problems name the headers."""
     original = original if original is not None else item_bytes(envelope)
     if (oversized := too_large(original, limits)) is not None:
         return oversized
@@ -68,8 +102,11 @@ def cloud_event_item(
         return Rejection(Reason.invalid_event, "a CloudEvent must be a JSON object", original)
     problems = _envelope_problems(envelope)
     if problems:
+        if binary:
+            problems = [{**p, "field": _header(p["field"])} for p in problems]
         names = ", ".join(p["field"] for p in problems)
-        message = f"not a valid CloudEvent 1.0: {names}"
+        mode = " in binary mode" if binary else ""
+        message = f"not a valid CloudEvent 1.0{mode}: {names}"
         return Rejection(Reason.invalid_event, message, original, tuple(problems))
     data = _data(envelope)
     if not isinstance(data, dict):
@@ -87,7 +124,7 @@ def cloud_event_id(source: str, event_id: str) -> str:
 
 
 def _envelope_problems(envelope: Mapping[str, object]) -> list[dict[str, str]]:
-    attributes = {k: v for k, v in envelope.items() if k not in ("data", "data_base64")}
+    attributes = {k: v for k, v in envelope.items() if k not in DATA_KEYS}
     problems: list[dict[str, str]] = []
     if "id" not in attributes:  # the SDK would make one up
         problems.append({"field": "id", "reason": "required"})
@@ -142,6 +179,11 @@ def _event_id(envelope: Mapping[str, object]) -> str | None:
     if isinstance(source, str) and isinstance(event_id, str) and source and event_id:
         return cloud_event_id(source, event_id)
     return None
+
+
+def _header(attribute: str) -> str:
+    """The header that carries ``attribute`` in binary mode."""
+    return "content-type" if attribute == "datacontenttype" else f"{HEADER_PREFIX}{attribute}"
 
 
 def _is_json(content_type: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -58,7 +59,8 @@ CloudEvents 1.0 in structured mode are accepted too: `application/cloudevents+js
 (one event) or `application/cloudevents-batch+json` (a JSON array; errors by index as
 above). `data` is a native event; from the envelope come `event_id` (`source#id`),
 `name` (`type`), `occurred_at` (`time`), `account_id` (the `accountid` extension) when
-`data` leaves them out, and `kind` defaults to `usage`.
+`data` leaves them out, and `kind` defaults to `usage`. Binary mode too: the attributes
+as `ce-*` headers, the body (JSON) as `data`, one event per request.
 """
 
 
@@ -71,6 +73,10 @@ BODIES: BodyModels = {
     }
 }
 MEDIA_TYPES = (JSON, cloud_events.STRUCTURED, cloud_events.BATCH)
+STRUCTURED_TYPES = (cloud_events.STRUCTURED, cloud_events.BATCH)
+# Binary mode: the body is the event's data, JSON; a sender that leaves
+# datacontenttype unset (as the SDKs do by default) sends no Content-Type.
+BINARY_MEDIA_TYPES = (JSON, "text/json", "")
 
 
 @router.post(
@@ -88,11 +94,12 @@ async def post_events(
     ingest: Context,
 ) -> IngestAccepted | JSONResponse:
     kind = media_type(request)
+    binary = kind not in STRUCTURED_TYPES and cloud_events.is_binary(request.headers)
     received = await ingest.http.receive(
         request,
-        channel=CHANNELS.get(kind, "native"),
-        media_types=MEDIA_TYPES,
-        parse=_parser(kind, ingest.limits),
+        channel="cloudevents" if binary else CHANNELS.get(kind, "native"),
+        media_types=BINARY_MEDIA_TYPES if binary else MEDIA_TYPES,
+        parse=_parser(kind, ingest.limits, request.headers if binary else None),
     )
     if isinstance(received, Refused):
         return refused_response(received)
@@ -101,11 +108,14 @@ async def post_events(
     return accepted_body(received)
 
 
-def _parser(kind: str, limits: Limits) -> Parser:
-    """How a body of media type ``kind`` is read (native JSON when not a CloudEvent)."""
+def _parser(kind: str, limits: Limits, binary: Mapping[str, str] | None) -> Parser:
+    """How a body of media type ``kind`` is read (native JSON when not a CloudEvent);
+    ``binary``: the headers of a CloudEvent in binary mode, whose body is its data."""
 
     async def parse(body: bytes, received_at: datetime) -> Parsed:
-        if kind == cloud_events.STRUCTURED or kind == cloud_events.BATCH:
+        if binary is not None:
+            return cloud_events.parse_binary(binary, body, received_at, limits)
+        if kind in STRUCTURED_TYPES:
             batch = kind == cloud_events.BATCH
             return cloud_events.parse_cloudevents(body, received_at, limits, batch=batch)
         return parse_native(body, received_at, limits)
