@@ -20,6 +20,7 @@ import httpx
 from pydantic import TypeAdapter, ValidationError
 
 from services.alerts.schemas import AlertList, AlertRead
+from services.console import problems
 from services.scoring.schemas import (
     AccountPage,
     AccountRead,
@@ -255,10 +256,18 @@ def _error(service: str, response: httpx.Response) -> ConsoleError:
 
 
 def _detail(response: httpx.Response) -> str | None:
-    """A Problem's ``message`` (every Vitals API error is one), or None."""
+    """A Problem's ``message`` (every Vitals API error is one), its fields' problems in
+    words when it names them, or None."""
     try:
         body: object = response.json()
     except ValueError:
         return None
-    message = body.get("message") if isinstance(body, dict) else None
+    if not isinstance(body, dict):
+        return None
+    details = body.get("details")
+    if isinstance(details, list):
+        fields = [d for d in details if isinstance(d, dict) and "loc" in d]
+        if (words := problems.sentence(fields)) is not None:
+            return words
+    message = body.get("message")
     return message if isinstance(message, str) else None
