@@ -137,23 +137,34 @@ admin_router = APIRouter(
 @alerts_router.get("/v1/alerts", response_model=AlertList, summary="List alerts, newest first")
 async def list_alerts(
     session: DbSession,
+    runtime: RuntimeDep,
     state: Annotated[AlertState | None, Query(description="open or resolved")] = None,
     rule: Annotated[str | None, Query(max_length=100)] = None,
     tier: Tier | None = None,
     owner: Annotated[str | None, Query(max_length=320, description="e-mail or handle")] = None,
     account_id: Annotated[str | None, Query(max_length=200)] = None,
+    snoozed: Annotated[
+        bool | None,
+        Query(description="true: only alerts snoozed now; false: none snoozed now"),
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> AlertList:
     where = repository.AlertFilter(
-        state.value if state else None, rule, tier.value if tier else None, owner, account_id
+        state.value if state else None,
+        rule,
+        tier.value if tier else None,
+        owner,
+        account_id,
+        snoozed_at=None if snoozed is None else runtime.clock(),
+        snoozed=snoozed,
     )
     rows = await repository.list_alerts(session, where, limit)
-    return AlertList(alerts=[AlertRead.model_validate(row) for row in rows])
+    return AlertList(alerts=[AlertRead.of(row) for row in rows])
 
 
 @alerts_router.get("/v1/alerts/{alert_id}", response_model=AlertRead, summary="One alert")
 async def get_alert(alert_id: str, session: DbSession) -> AlertRead:
-    return AlertRead.model_validate(await _alert(session, alert_id))
+    return AlertRead.of(await _alert(session, alert_id))
 
 
 @alerts_router.post(
@@ -168,7 +179,7 @@ async def ack_alert(
     async with session.begin():
         alert = await _open_alert(session, alert_id)
         alert.acked_at, alert.acked_by = runtime.clock(), body.by
-    return AlertRead.model_validate(alert)
+    return AlertRead.of(alert)
 
 
 @alerts_router.post(
@@ -192,7 +203,7 @@ async def snooze_alert(
     async with session.begin():
         alert = await _open_alert(session, alert_id)
         alert.snoozed_until = until
-    return AlertRead.model_validate(alert)
+    return AlertRead.of(alert)
 
 
 async def _alert(session: AsyncSession, alert_id: str) -> Alert:

@@ -142,6 +142,10 @@ class AlertFilter:
     tier: str | None = None
     owner: str | None = None
     account_id: str | None = None
+    snoozed_at: datetime | None = None
+    """With ``snoozed``: the time a snooze is judged at."""
+    snoozed: bool | None = None
+    """True: only alerts snoozed at ``snoozed_at``; False: only those not snoozed then."""
 
 
 async def list_alerts(session: AsyncSession, where: AlertFilter, limit: int) -> Sequence[Alert]:
@@ -158,6 +162,11 @@ async def list_alerts(session: AsyncSession, where: AlertFilter, limit: int) -> 
         owner = where.owner.casefold()
         query = query.where(
             or_(func.lower(Alert.owner_email) == owner, func.lower(Alert.owner_slack) == owner)
+        )
+    if where.snoozed is not None and where.snoozed_at is not None:
+        asleep = Alert.snoozed_until > where.snoozed_at
+        query = query.where(
+            asleep if where.snoozed else or_(Alert.snoozed_until.is_(None), ~asleep)
         )
     return (await session.scalars(query)).all()
 

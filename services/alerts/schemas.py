@@ -38,6 +38,28 @@ class AlertRead(BaseModel):
     acked_at: datetime | None
     acked_by: str | None
     snoozed_until: datetime | None
+    account_name: str | None = Field(
+        None, description="The account's name, from the score change that last moved it."
+    )
+    mrr_minor: int | None = Field(None, description="Its MRR then, in minor units.")
+    currency: str | None = None
+
+    @classmethod
+    def of(cls, row: object) -> AlertRead:
+        """An alert row with the account's name and MRR from its last event."""
+        read = cls.model_validate(row)
+        event = getattr(row, "last_event", None)
+        account = event.get("account") if isinstance(event, dict) else None
+        if isinstance(account, dict):
+            name, mrr, currency = (
+                account.get("name"),
+                account.get("mrr_minor"),
+                account.get("currency"),
+            )
+            read.account_name = name if isinstance(name, str) else None
+            read.mrr_minor = mrr if isinstance(mrr, int) else None
+            read.currency = currency if isinstance(currency, str) else None
+        return read
 
 
 class AlertList(BaseModel):

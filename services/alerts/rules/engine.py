@@ -243,12 +243,13 @@ def check_tier_change(rule: TierChanged, change: ScoreChange, current: Alert | N
         assert tier is not None and before is not None
         direction = "up" if TIER_ORDER.index(tier) > TIER_ORDER.index(before) else "down"
         if direction in rule.directions:
-            value = _value_change(change)
-            summary = f"Tier {before.value} -> {tier.value} ({direction}){value}"
+            reason = tier_reason(change, before, tier)
+            summary = f"Tier {before.value} -> {tier.value} ({direction}): {reason}"
             details: JsonObject = {
                 "tier": tier.value,
                 "previous_tier": before.value,
                 "direction": direction,
+                "reason": reason,
                 "value_score": change.value_score,
                 "previous_value_score": change.previous_value_score,
             }
@@ -306,11 +307,47 @@ def top_drivers(change: ScoreChange, count: int) -> list[JsonValue]:
     return [{"component": d.component, "points": d.points, "text": d.text} for d in ranked]
 
 
+SPLIT_COMPONENT = "engagement"
+"""The component the shipped scorecards tell A from B by (``tiers.a_vs_b``)."""
+
+
+def tier_reason(change: ScoreChange, before: Tier, tier: Tier) -> str:
+    """Why the tier moved, in words, from what the score change carries: A and B differ
+    by engagement; S, A/B and C by the account's share of the portfolio's revenue (or,
+    on a scorecard that tiers by value score, by that score)."""
+    value = _value_change(change)
+    if {before, tier} == {Tier.A, Tier.B}:
+        engagement = change.components.get(SPLIT_COMPONENT)
+        said = f"engagement {engagement}" if engagement is not None else "engagement"
+        side = "reached the line for A" if tier is Tier.A else "fell below the line for A"
+        return f"{said} {side} (A and B differ by engagement){value}"
+    mrr = _money(change.account.mrr_minor, change.account.currency)
+    if tier is Tier.S:
+        moved = "now among the top accounts that bring S's share of revenue"
+    elif before is Tier.S:
+        moved = "no longer among the top accounts that bring S's share of revenue"
+    elif tier is Tier.C:
+        moved = "now in the tail of accounts that bring C's share of revenue"
+    else:
+        moved = "now above the tail of accounts that bring C's share of revenue"
+    if not value and change.value_score is not None:
+        value = f", value score {change.value_score}: other accounts' revenue moved the line"
+    return f"revenue contribution{mrr} {moved}{value}"
+
+
 def _value_change(change: ScoreChange) -> str:
     if change.value_score is None or change.previous_value_score is None:
         return ""
     delta = change.value_score - change.previous_value_score
-    return f", value {change.previous_value_score} -> {change.value_score} ({delta:+d})"
+    if delta == 0:
+        return ""
+    return f"; value score {change.previous_value_score} -> {change.value_score} ({delta:+d})"
+
+
+def _money(minor: int | None, currency: str | None) -> str:
+    if minor is None:
+        return ""
+    return f" (MRR {minor / 100:,.0f}{f' {currency.upper()}' if currency else ''})"
 
 
 def _days(span: timedelta) -> str:

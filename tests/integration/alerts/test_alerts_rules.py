@@ -118,7 +118,10 @@ async def test_every_other_default_rule_fires_for_its_account(alerts_stack: Stac
     summaries = {b["account_id"]: b["summary"] for b in map(verified, requests)}
     assert summaries == {
         "drop": "Health fell 25 points in 3d: 85 -> 60",
-        "tier": "Tier A -> S (up), value 60 -> 85 (+25)",
+        "tier": (
+            "Tier A -> S (up): revenue contribution (MRR 2,500 EUR) now among the top"
+            " accounts that bring S's share of revenue; value score 60 -> 85 (+25)"
+        ),
         "silent": "Paying account silent for 20 days (last usage 2026-11-02)",
         "renew": f"Renewal in 20 days ({date(2026, 12, 12)}) with health 50 (yellow)",
     }

@@ -321,7 +321,10 @@ def test_a_tier_change_says_which_way_and_the_value_behind_it() -> None:
     assert run.feed(first) == []
     (decision,) = run.feed(up)
 
-    assert decision.summary == "Tier A -> S (up), value 62 -> 81 (+19)"
+    assert decision.summary == (
+        "Tier A -> S (up): revenue contribution (MRR 2,500 EUR) now among the top accounts"
+        " that bring S's share of revenue; value score 62 -> 81 (+19)"
+    )
     assert decision.details["direction"] == "up"
     assert decision.alert.severity == "up"
 
@@ -480,3 +483,30 @@ def test_ordinals_follow_the_messages_then_the_decisions() -> None:
     order = [ordinal(1, 0), ordinal(1, 1), ordinal(2, 0), ordinal(2, 5000), ordinal(3, 0)]
 
     assert order == sorted(order) and len(set(order)) == len(order)
+
+
+def test_a_tier_notice_says_why_when_the_value_score_did_not_move() -> None:
+    run = Run(rule("tier_changed"))
+    first = enriched_change(tier=Tier.A, value_score=83)
+    up = later(first, DAY, tier=Tier.S, value_score=83)
+
+    assert run.feed(first) == []
+    (decision,) = run.feed(up)
+
+    assert "+0" not in decision.summary
+    assert decision.summary.endswith("value score 83: other accounts' revenue moved the line")
+    assert decision.details["reason"] == decision.summary.split(": ", 1)[1]
+
+
+def test_an_a_b_move_is_said_by_engagement() -> None:
+    run = Run(rule("tier_changed"))
+    first = enriched_change(tier=Tier.B, value_score=50)
+    engaged = dict(first.components, engagement=64)
+    up = later(first, DAY, tier=Tier.A, components=engaged)
+
+    run.feed(first)
+    (decision,) = run.feed(up)
+
+    assert decision.summary == (
+        "Tier B -> A (up): engagement 64 reached the line for A (A and B differ by engagement)"
+    )
