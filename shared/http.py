@@ -27,6 +27,7 @@ from shared.errors import Problem as Problem
 from shared.errors import problem_response as problem_response
 from shared.health import Readiness
 from shared.metrics import exposition
+from shared.openapi import operation_id
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 # A JSON escape of NUL: \u0000 preceded by an even number of backslashes.
@@ -111,7 +112,13 @@ async def _nul_in_body(request: Request) -> list[FieldProblem]:
 
 
 def create_service_app(*, title: str, description: str, lifespan: Lifespan) -> FastAPI:
-    app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title=title,
+        description=description,
+        version="0.1.0",
+        lifespan=lifespan,
+        generate_unique_id_function=operation_id,
+    )
     app.router.route_class = GatedRoute
     app.add_middleware(QueryKeyRefusal)
     install_error_handlers(app)
