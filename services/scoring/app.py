@@ -28,6 +28,7 @@ from shared.health import Readiness, wait_until_fine
 from shared.http import create_service_app
 from shared.kafka import ensure_topics, make_consumer, make_producer, start_with_retry, topic_spec
 from shared.migrations import MigrationSet, schema_problem
+from shared.openapi import document_security
 from shared.recent import Recent
 
 MIGRATIONS = MigrationSet("scoring", Path(__file__).parent / "migrations")
@@ -99,6 +100,7 @@ def create_app(settings: ScoringSettings | None = None, clock: Clock | None = No
     portfolio = Recent[PortfolioRead](settings.scoring_portfolio_max_age_s)
     app.state.scoring = ScoringContext(scorecards, clock, portfolio)
     app.include_router(router)
+    document_security(app)
     return app
 
 
