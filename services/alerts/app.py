@@ -29,6 +29,7 @@ from shared.health import Readiness, wait_until_fine
 from shared.http import create_service_app
 from shared.kafka import ensure_topics, make_consumer, start_with_retry, topic_spec
 from shared.migrations import MigrationSet, schema_problem
+from shared.openapi import ADMIN_TOKEN, document_security
 
 MIGRATIONS = MigrationSet("alerts", Path(__file__).parent / "migrations")
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ def create_app(settings: AlertsSettings | None = None, clock: Clock = utc_now) -
     app.state.sessions = sessions
     app.state.runtime = api.Runtime(settings, setup_cache, senders, clock)
     api.install(app, settings.keyring())
+    document_security(app, {api.require_admin: ADMIN_TOKEN})
     return app
 
 
