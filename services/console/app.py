@@ -22,11 +22,12 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from services.console import failures, security, views
 from services.console.client import AlertsApi, ScoringApi
-from services.console.context import ConsoleContext
+from services.console.context import ConsoleContext, signed_in
 from services.console.oidc import Provider
 from services.console.routes import accounts, alerts, backtest, ops, portfolio, sign_in
 from services.console.session import Sessions
 from services.console.settings import ConsoleSettings
+from shared.openapi import SESSION, document_security, operation_id
 
 HERE = Path(__file__).parent
 SIGN_IN_COOKIE = "vitals_sign_in"  # the provider sign-in's state, until it comes back
@@ -47,7 +48,13 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
         async with scoring_client, alerts_client:
             yield
 
-    app = FastAPI(title="Vitals console", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="Vitals console",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        generate_unique_id_function=operation_id,
+    )
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     provider = None
     if settings.console_oidc_issuer is not None:
@@ -77,6 +84,7 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
     app.include_router(alerts.router)
     app.include_router(backtest.router)
     failures.install(app)
+    document_security(app, {signed_in: SESSION}, gates=None)
     app.add_middleware(security.KeyInUrlRefusal, refusal=failures.key_in_url)
     app.add_middleware(security.SecurityHeaders)  # the outermost: on every answer
     security.redact_logs()
