@@ -10,10 +10,11 @@ export PGPORT ?= 5433
 
 PEER_VENV ?= .venv-peer
 
-.PHONY: help install run test test-unit lint format schema bench bench-ingest bench-scoring bench-alerts bench-console backtest demo screenshots console-assets clean deploy-tools check-deploy dashboards image wheel
+.PHONY: help install run test test-unit lint format schema bench bench-ingest bench-scoring bench-alerts bench-console backtest demo screenshots console-assets clean deploy-tools check-deploy check-image dashboards image wheel
 
 help: ## Show the targets
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {name[++n] = $$1; text[n] = $$2; if (length($$1) > width) width = length($$1)} \
+		END {for (i = 1; i <= n; i++) printf "  \033[36m%-*s\033[0m  %s\n", width, name[i], text[i]}' $(MAKEFILE_LIST)
 
 install: $(VENV)/.installed ## Create the virtualenv and install Vitals with pinned dependencies
 
@@ -31,8 +32,10 @@ $(PEER_VENV)/.installed: bench/peer/requirements.txt
 	$(PEER_VENV)/bin/pip install --quiet --requirement bench/peer/requirements.txt
 	@touch $@
 
+# In a terminal, run.sh gets a process group of its own (set -m) and with it Ctrl-C,
+# alone: it stops everything in order and exits 0, and make, not interrupted, says so.
 run: install ## Start local Kafka, the three services on SQLite and the console (Ctrl-C stops them)
-	deploy/local/run.sh
+	if [ -t 0 ]; then set -m; fi; deploy/local/run.sh; exit $$?
 
 TEST_WORKERS ?= 2
 
@@ -111,11 +114,17 @@ deploy-tools: ## promtool (Debian's package), helm, kubeconform and the Kubernet
 	deploy/local/promtool.sh install
 	deploy/local/tools.sh install
 
-check-deploy: install deploy-tools ## The deployment kit alone: helm lint, kubeconform, promtool rules, dashboards, compose
+# The image and the compiled build need podman, gcc and the servers: check-image has them.
+DEPLOY_SLOW_TESTS := tests/deploy/test_image.py tests/deploy/test_compiled.py
+
+check-deploy: install deploy-tools ## The deployment kit alone, no servers needed (about a minute): helm lint, kubeconform, promtool rules and metrics, dashboards, compose
 	deploy/check/kubernetes.sh
 	"$$(deploy/local/promtool.sh path)" check rules --lint=all --lint-fatal deploy/prometheus/rules/vitals.rules.yml
 	"$$(deploy/local/promtool.sh path)" test rules deploy/prometheus/tests/vitals.rules.test.yml
-	$(BIN)/pytest tests/deploy
+	$(BIN)/pytest tests/deploy $(addprefix --ignore=,$(DEPLOY_SLOW_TESTS)) -m 'not kafka and not postgres and not e2e' -q
+
+check-image: install deploy-tools ## The container image and the mypyc-compiled build, tests run against it (needs root, podman and gcc; starts PostgreSQL and Kafka; 15-25 minutes)
+	deploy/local/with-infra.sh $(BIN)/pytest --numprocesses $(TEST_WORKERS) $(DEPLOY_SLOW_TESTS)
 
 dashboards: install ## Regenerate the Grafana dashboards in deploy/grafana/dashboards/ from deploy/grafana/dashboards.py
 	$(BIN)/python deploy/grafana/dashboards.py --out deploy/grafana/dashboards

@@ -13,6 +13,12 @@ export VITALS_ALERTS_DATABASE_URL=${VITALS_ALERTS_DATABASE_URL:-sqlite+aiosqlite
 # The console's Backtest page shows `make backtest`'s report once there is one.
 export VITALS_CONSOLE_BACKTEST_REPORT=${VITALS_CONSOLE_BACKTEST_REPORT:-var/backtest/report.json}
 export VITALS_CONSOLE_BACKTEST_CHART=${VITALS_CONSOLE_BACKTEST_CHART:-var/backtest/report.png}
+# A development signing secret, so that /v1/stripe/webhook takes the signed example below
+# (without one it answers 503 stripe_not_configured). Stripe's dashboard gives the real one.
+export VITALS_INGEST_STRIPE_WEBHOOK_SECRETS=${VITALS_INGEST_STRIPE_WEBHOOK_SECRETS:-whsec_local_development}
+STRIPE_SECRET=${VITALS_INGEST_STRIPE_WEBHOOK_SECRETS%%,*}
+# The broker's KRaft controller port, as deploy/local/kafka.sh picks it by default.
+KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT < 64536 ? KAFKA_PORT + 1000 : KAFKA_PORT - 1000))}
 mkdir -p var/log
 
 pids=()
@@ -27,6 +33,7 @@ stop_all() {
   echo "Stopped. Data stays in var/ ('make clean' deletes it)."
 }
 trap stop_all EXIT
+# Ctrl-C is a normal way to stop: the services are stopped in order and make sees 0.
 trap 'exit 0' INT TERM
 
 if ! deploy/local/kafka.sh status >/dev/null 2>&1; then
@@ -36,7 +43,9 @@ fi
 
 "$BIN/vitals" migrate
 for service in ingest scoring alerts console; do
-  "$BIN/vitals" serve "$service" >"var/log/$service.log" 2>&1 &
+  # A session of its own: Ctrl-C reaches this script alone, which then stops the
+  # services (a service stopping by itself first would read as a failure).
+  setsid "$BIN/vitals" serve "$service" >"var/log/$service.log" 2>&1 &
   pids+=($!)
 done
 
@@ -60,7 +69,7 @@ Vitals is running (logs in var/log/):
   scoring  http://127.0.0.1:8002/docs
   alerts   http://127.0.0.1:8003/docs
   console  http://127.0.0.1:8004/  (keys are not checked here: any name and key sign in)
-  Kafka    127.0.0.1:$KAFKA_PORT
+  Kafka    127.0.0.1:$KAFKA_PORT  (KRaft controller on 127.0.0.1:$KAFKA_CONTROLLER_PORT)
 
 Try it:
   curl -sS -X POST http://127.0.0.1:8001/v1/events -H 'content-type: application/json' \\
@@ -68,6 +77,18 @@ Try it:
          "occurred_at": "'"\$(date -u +%Y-%m-%dT%H:%M:%SZ)"'"}'
   curl -sS http://127.0.0.1:8002/v1/accounts/acme
   then open http://127.0.0.1:8004/accounts/acme
+
+A Stripe webhook, signed with the development secret (VITALS_INGEST_STRIPE_WEBHOOK_SECRETS=$STRIPE_SECRET):
+  t=\$(date +%s)
+  body='{"id": "evt_local_'\$t'", "object": "event", "type": "customer.subscription.updated",
+    "created": '\$t', "data": {"object": {"id": "sub_local", "object": "subscription",
+    "customer": "cus_local", "status": "active", "currency": "usd",
+    "metadata": {"vitals_account_id": "acme"}, "items": {"object": "list", "data": [
+      {"price": {"currency": "usd", "unit_amount": 5000,
+                 "recurring": {"interval": "month", "interval_count": 1}}, "quantity": 12}]}}}}'
+  sig=\$(printf '%s.%s' "\$t" "\$body" | openssl dgst -sha256 -hmac '$STRIPE_SECRET' -r | cut -d' ' -f1)
+  curl -sS -X POST http://127.0.0.1:8001/v1/stripe/webhook -H 'content-type: application/json' \\
+    -H "Stripe-Signature: t=\$t,v1=\$sig" --data-binary "\$body"
 
 Press Ctrl-C to stop.
 MSG
