@@ -20,6 +20,7 @@ from services.alerts.delivery.senders import Senders
 from services.alerts.models import consumer_offsets
 from services.alerts.publisher import AlertsPublisher
 from services.alerts.settings import AlertsSettings
+from services.alerts.tasks import api as tasks_api
 from shared.background import running
 from shared.clock import Clock, utc_now
 from shared.commit import DatabaseOffsets
@@ -82,6 +83,7 @@ def create_app(settings: AlertsSettings | None = None, clock: Clock = utc_now) -
     app.state.runtime = api.Runtime(settings, setup_cache, senders, clock)
     api.install(app, settings.keyring())
     document_security(app, {api.require_admin: ADMIN_TOKEN})
+    tasks_api.install(app, settings)
     return app
 
 

@@ -29,6 +29,7 @@ from services.alerts.models import Silence as SilenceRow
 from services.alerts.rules import engine
 from services.alerts.service import AccountMemory, Judge
 from services.alerts.settings import AlertsSettings
+from services.alerts.tasks.starter import TaskStarter
 from shared import dead_letter_outbox
 from shared.clock import Clock
 from shared.consumer import Records
@@ -116,6 +117,7 @@ class AlertsHandler:
         self._publish = publish
         self._counts = Counts()
         self._processor = processor_name("alerts")
+        self._tasks = TaskStarter(settings)
 
     async def apply(self, session: AsyncSession, records: Records) -> None:
         self._counts = Counts()
@@ -147,6 +149,7 @@ class AlertsHandler:
                     session, outbox, setup, rows, decision, change, now, message_at, order
                 )
         await outbox.write(session)
+        await self._tasks.apply(session, judgement.verdicts, now)
 
     async def reject(self, session: AsyncSession, record: ConsumerRecord, problem: str) -> None:
         """A score message whose handling failed: dead-lettered, so its partition moves on."""

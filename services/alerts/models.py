@@ -23,7 +23,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from services.alerts.delivery import sealing
 from services.alerts.delivery.channels import open_document, seal_document
 from services.alerts.documents import JsonObject
-from shared.db import UtcDateTime
+from shared.db import BIG_ID, UtcDateTime
 from shared.dead_letter_outbox import DeadLetterOutboxColumns
 from shared.offsets import consumer_offsets_table
 
@@ -204,3 +204,77 @@ class AlertsDeadLetter(DeadLetterOutboxColumns, Base):
 
 
 consumer_offsets = consumer_offsets_table(Base.metadata, "alerts_consumer_offsets")
+
+
+class Task(Base):
+    """Owned work a playbook step started for an account in one trigger episode.
+
+    ``id`` derives from (playbook, step, account, episode): a replayed trigger makes
+    the same id, and the insert does nothing (``tasks.service``)."""
+
+    __tablename__ = "alert_tasks"
+    __table_args__ = (
+        # The list answers each filter by an index and reads it in the list's order
+        # (newest first, then id): state, owner, tier, playbook, outcome.
+        Index("ix_alert_tasks_state_created", "state", "created_at", "id"),
+        Index("ix_alert_tasks_owner_state_created", "owner", "state", "created_at", "id"),
+        Index("ix_alert_tasks_tier_state_created", "tier", "state", "created_at", "id"),
+        Index("ix_alert_tasks_playbook_created", "playbook", "created_at", "id"),
+        Index("ix_alert_tasks_outcome_created", "outcome", "created_at", "id"),
+        Index("ix_alert_tasks_due", "state", "due_at"),
+        Index(
+            "ix_alert_tasks_escalation_due",
+            "escalate_at",
+            postgresql_where=text("state = 'open' AND escalated_at IS NULL"),
+            sqlite_where=text("state = 'open' AND escalated_at IS NULL"),
+        ),
+        Index("ix_alert_tasks_alert", "alert_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    account_id: Mapped[str] = mapped_column(String(200))
+    playbook: Mapped[str] = mapped_column(String(100))
+    playbook_ref: Mapped[str] = mapped_column(String(120))
+    """The playbook's id@version that made the task."""
+    playbook_set: Mapped[str] = mapped_column(String(120))
+    """The playbooks file's id@version."""
+    step: Mapped[str] = mapped_column(String(100))
+    trigger: Mapped[str] = mapped_column(String(200))
+    episode: Mapped[str] = mapped_column(String(300))
+    alert_id: Mapped[str | None] = mapped_column(String(36))
+    title: Mapped[str] = mapped_column(String(300))
+    checklist: Mapped[list[str]] = mapped_column(JSON, default=list)
+    owner_role: Mapped[str] = mapped_column(String(120))
+    owner: Mapped[str] = mapped_column(String(320))
+    state: Mapped[str] = mapped_column(String(16))
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(Text)
+    tier: Mapped[str | None] = mapped_column(String(1))
+    stage: Mapped[str | None] = mapped_column(String(32))
+    segment: Mapped[str | None] = mapped_column(String(200))
+    risk: Mapped[str | None] = mapped_column(String(16))
+    due_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    escalate_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    escalated_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    snoozed_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    cause_resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    # The score change that started it, for the escalation notice.
+    sequence: Mapped[int] = mapped_column(BigInteger)
+    context: Mapped[JsonObject] = mapped_column(JSON)
+
+
+class TaskHistory(Base):
+    """Every change to a task: who, when, what (the fields before and after)."""
+
+    __tablename__ = "alert_task_history"
+    __table_args__ = (Index("ix_alert_task_history_task", "task_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BIG_ID, primary_key=True, autoincrement=True)
+    task_id: Mapped[str] = mapped_column(String(36))
+    at: Mapped[datetime] = mapped_column(UtcDateTime())
+    actor: Mapped[str] = mapped_column(String(320))
+    action: Mapped[str] = mapped_column(String(32))
+    changes: Mapped[JsonObject] = mapped_column(JSON)

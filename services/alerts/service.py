@@ -14,10 +14,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
+from services.alerts.playbooks.model import PlaybookSet
 from services.alerts.rules import engine
 from services.alerts.rules.kinds import Rule
+from services.alerts.tasks.service import TaskPolicy, TaskRow, plan
 from shared.scores import ScoreChange
 
 T = TypeVar("T")
@@ -125,3 +127,16 @@ class MemoryAlertsStore:
     def active(self, now: datetime) -> list[engine.Silence]:
         """The silences in force at ``now`` or later (as ``AlertsStore.silences``)."""
         return [s for s in self.silence_list if s.ends_at > now]
+
+
+def start_tasks(
+    playbooks: PlaybookSet, verdicts: Sequence[Verdict[Any]], now: datetime, policy: TaskPolicy
+) -> list[TaskRow]:
+    """The tasks the playbooks start on these verdicts (``tasks.service.plan``), one
+    per playbook step and trigger episode; the caller stores them, the consumer in
+    its batch transaction."""
+    return [
+        row
+        for verdict in verdicts
+        for row in plan(playbooks, verdict.change, verdict.decisions, now, policy)
+    ]

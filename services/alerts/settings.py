@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+from datetime import date, time, timedelta
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AnyHttpUrl, Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.alerts.delivery.sealing import check_keys
+from services.alerts.playbooks.model import DEFAULT_PLAYBOOKS_FILE
 from services.alerts.rules.ruleset import DEFAULT_RULES_FILE
 from shared.settings import VitalsSettings
 
@@ -122,6 +125,62 @@ class AlertsSettings(VitalsSettings):
             "events to the alerts topic), `dispatch` (deliver the outbox), or `all`."
         ),
     )
+
+    alerts_playbooks_file: Path = Field(
+        DEFAULT_PLAYBOOKS_FILE, description="YAML file of the playbooks (docs/playbooks.md)."
+    )
+    alerts_task_service_levels: dict[Literal["S", "A", "B", "C"], int | None] = Field(
+        {"S": 1, "A": 3, "B": 5, "C": None},
+        description=(
+            'Business days to act on a task per tier, as JSON: {"S": 1, "A": 3, "B": 5, '
+            '"C": null}; null: no due time.'
+        ),
+    )
+    alerts_task_grace: dict[Literal["S", "A", "B", "C"], timedelta] = Field(
+        {"S": timedelta(hours=4), "A": timedelta(days=1), "B": timedelta(days=2)},
+        description=(
+            "How long a task may be overdue before the escalation route is told, per tier, "
+            'as JSON of seconds or ISO 8601 durations: {"S": "PT4H", "A": "P1D"}.'
+        ),
+    )
+    alerts_business_weekdays: str = Field(
+        "Mon Tue Wed Thu Fri",
+        pattern=r"^\s*(Mon|Tue|Wed|Thu|Fri|Sat|Sun)(\s+(Mon|Tue|Wed|Thu|Fri|Sat|Sun))*\s*$",
+        description="The company's working days, e.g. `Mon Tue Wed Thu Fri`.",
+    )
+    alerts_business_holidays: list[date] = Field(
+        default_factory=list,
+        description='Days off besides weekends, as JSON: ["2026-12-25", "2027-01-01"].',
+    )
+    alerts_business_timezone: str = Field(
+        "UTC", description="Time zone of the business calendar, e.g. `Europe/Berlin`."
+    )
+    alerts_business_day_end: time = Field(
+        time(17, 0), description="When a business day ends: a task is due then, local time."
+    )
+    alerts_task_managers: dict[str, str] = Field(
+        default_factory=dict,
+        description=(
+            "Each account owner's manager, for playbook steps owned by `owner_manager`, "
+            'as JSON: {"dana@example.com": "maria@example.com"}.'
+        ),
+    )
+    alerts_task_unassigned_queue: str = Field(
+        "queue:unassigned",
+        description="Owner of a task whose account has no owner (or whose owner no manager).",
+    )
+    alerts_task_escalation_interval_s: float = Field(
+        60.0, gt=0, description="How often overdue tasks are looked for."
+    )
+
+    @field_validator("alerts_business_timezone")
+    @classmethod
+    def _known_zone(cls, zone: str) -> str:
+        try:
+            ZoneInfo(zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{zone!r} is not a known time zone") from None
+        return zone
 
     @property
     def target_allowlist(self) -> list[str]:

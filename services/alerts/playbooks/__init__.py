@@ -1,0 +1,1 @@
+"""Playbooks as versioned data: what work an alert or an account change starts."""

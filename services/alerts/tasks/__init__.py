@@ -1,0 +1,1 @@
+"""Owned work: tasks started by playbooks, with owners, due times and outcomes."""
