@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, routing
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
 
@@ -100,7 +100,7 @@ def document_security(
 
     explicit = dict(by_dependency or {})
 
-    def needs(route: APIRoute) -> Security | None:
+    def needs(route: Any) -> Security | None:
         calls = list(_calls(route.dependant))
         chosen = next((explicit[c] for c in calls if c in explicit), None)
         if chosen is None and gates is not None and any(is_gate(c) for c in calls):
@@ -109,10 +109,8 @@ def document_security(
 
     def secure(schema: dict[str, Any]) -> None:
         schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
-        for route in app.routes:
-            if not isinstance(route, APIRoute) or not route.include_in_schema:
-                continue
-            security = needs(route)
+        for route in _api_routes(app):
+            security = needs(route) if route.include_in_schema else None
             if security is None:
                 continue
             schemes.update({name: dict(scheme) for name, scheme in security.schemes.items()})
@@ -124,6 +122,18 @@ def document_security(
             del schema["components"]["securitySchemes"]
 
     amend_openapi(app, secure)
+
+
+def _api_routes(app: FastAPI) -> Iterator[Any]:
+    """The app's API routes as the OpenAPI document sees them: a route of an included
+    router with that router's dependencies (FastAPI 0.16x includes routers lazily)."""
+    contexts = getattr(routing, "iter_route_contexts", None)
+    if contexts is None:  # earlier: included routes are copied into the app's
+        yield from (route for route in app.routes if isinstance(route, APIRoute))
+        return
+    for context in contexts(app.routes):
+        if isinstance(context.original_route, APIRoute):
+            yield context
 
 
 def _calls(dependant: Dependant) -> Iterator[Callable[..., Any]]:
