@@ -12,7 +12,7 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.base import RequestResponseEndpoint
 
-from services.console import security
+from services.console import problems, security
 from services.console.client import ConsoleError, SignedOut
 from services.console.context import context_of
 from services.console.session import COOKIE
@@ -57,8 +57,7 @@ async def on_console_error(request: Request, exc: ConsoleError) -> Response:
 
 
 async def on_bad_request(request: Request, exc: RequestValidationError) -> Response:
-    fields = ", ".join(str(e.get("loc", ["?"])[-1]) for e in exc.errors())
-    message = f"these fields are missing or not valid: {fields}"
+    message = problems.sentence(exc.errors()) or "the request is not valid"
     return context_of(request).render(
         request, "error.html", 400, title="Bad request", message=message
     )

@@ -1,15 +1,18 @@
-"""The alerts inbox, and a CSM's acknowledgement or snooze of an alert: its new row for
-htmx, else back to the inbox."""
+"""The alerts inbox (sorted and folded by services/console/inbox.py), and a CSM's
+acknowledgement or snooze of an alert: its new row for htmx, else back to the inbox."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
-from typing import Annotated
+from typing import Annotated, TypedDict
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from services.alerts.schemas import AlertRead
+from services.console import inbox as triage
 from services.console import views
 from services.console.client import BadInput, Params
 from services.console.context import SIGNED_IN, ConsoleContext, Context, Person
@@ -19,20 +22,48 @@ router = APIRouter(dependencies=SIGNED_IN, default_response_class=HTMLResponse)
 
 @router.get("/alerts")
 async def inbox(request: Request, console: Context, person: Person) -> HTMLResponse:
-    state = request.query_params.get("state", "open")
-    if state not in ("open", "resolved"):
-        raise BadInput("state must be open or resolved")
-    params: Params = {"state": state, "limit": "200"}
-    if owner := request.query_params.get("owner"):
+    query = request.query_params
+    state = query.get("state", "open")
+    if state not in triage.STATES:
+        raise BadInput(f"state must be one of {', '.join(triage.STATES)}")
+    params: Params = {"state": "resolved" if state == "resolved" else "open"}
+    if state != "resolved":  # all open ones (up to 500), to sort the most pressing first
+        params |= {"snoozed": str(state == "snoozed").lower(), "limit": "500"}
+    else:
+        params["limit"] = "200"
+    if owner := query.get("owner"):
         params["owner"] = owner
+    if tier := query.get("tier"):
+        if tier not in triage.TIERS:
+            raise BadInput(f"tier must be one of {', '.join(triage.TIERS)}")
+        params["tier"] = tier
     found = await console.alerts.alerts(person.key, params)
-    alerts = sorted(
-        found.alerts,
-        key=lambda a: (a.acked_at is not None, views.TIER_ORDER.get(a.tier, 4)),
-    )
+    # Resolved alerts newest first, as the API lists them.
+    resolved = state == "resolved"
+    shown = triage.Inbox(found.alerts, []) if resolved else triage.triaged(found.alerts)
     return console.render(
-        request, "alerts.html", alerts=alerts, state=state, owner=owner, snoozes=views.SNOOZES
+        request,
+        "alerts.html",
+        inbox=shown,
+        state=state,
+        states=triage.STATES,
+        owner=owner,
+        tier=tier,
+        tiers=triage.TIERS,
+        **_row_context(True),
     )
+
+
+class RowContext(TypedDict):
+    snoozes: dict[str, str]
+    wide: bool
+    level: Callable[[AlertRead], str]
+
+
+def _row_context(wide: bool) -> RowContext:
+    """What an alert's row reads: ``wide`` for the inbox's columns (account, tier, MRR,
+    severity), else the account page's."""
+    return {"snoozes": views.SNOOZES, "wide": wide, "level": triage.level}
 
 
 @router.post("/alerts/{alert_id}/ack")
@@ -60,5 +91,6 @@ async def snooze(
 def _answer(console: ConsoleContext, request: Request, alert: AlertRead) -> Response:
     """The alert's new row for htmx; a page's form goes back to the inbox."""
     if request.headers.get("HX-Request"):
-        return console.render(request, "_alert_row.html", alert=alert, snoozes=views.SNOOZES)
+        wide = urlsplit(request.headers.get("HX-Current-URL", "")).path == "/alerts"
+        return console.render(request, "_alert_row.html", alert=alert, **_row_context(wide))
     return RedirectResponse("/alerts", status_code=303)
