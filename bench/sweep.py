@@ -37,13 +37,13 @@ CLONE = text(
     f"""
     INSERT INTO accounts (account_id, state, health_score, band, sequence, updated_at,
         partition, tier, risk, stage, owner, segment, mrr_minor, score_change, value_score,
-        stale, scored_at, search_name)
+        stale, scored_at, search_name, renewal_day, change_30d)
     SELECT a.account_id || '-c' || n,
         ('{{"account_id":' || to_json(a.account_id || '-c' || n)::text
             || substr(a.state::text, length({PREFIX}) + 1))::json,
         a.health_score, a.band, a.sequence, a.updated_at, a.partition, a.tier, a.risk,
         a.stage, a.owner, a.segment, a.mrr_minor, a.score_change, a.value_score, a.stale,
-        a.scored_at, a.search_name || '-c' || n
+        a.scored_at, a.search_name || '-c' || n, a.renewal_day, a.change_30d
     FROM accounts a CROSS JOIN generate_series(1, :copies) AS n
     """
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated, Any, Literal, TypedDict
 
 from fastapi import APIRouter, Depends, Query
@@ -17,11 +17,15 @@ from services.scoring import repository
 from services.scoring.domain import AccountState, Signals, account_facts
 from services.scoring.models import Account, AccountOverride, ScoreHistory
 from services.scoring.schemas import (
+    AccountCount,
     AccountPage,
     AccountRead,
     AccountSummary,
+    AttentionEntry,
+    AttentionList,
     HistoryEntry,
     HistoryPage,
+    LastPayment,
     OverrideCreate,
     OverrideRead,
     OverridesLifted,
@@ -59,6 +63,7 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 }
 MAX_OVERRIDE_DAYS = 366
 MOVEMENT = timedelta(days=30)  # the portfolio's movement is over this
+MOST_COUNTED = 10_000  # the accounts list counts this many at most ("more than")
 AUTH_FAILURES: dict[int | str, dict[str, Any]] = {
     401: {
         "model": Problem,
@@ -69,6 +74,20 @@ AUTH_FAILURES: dict[int | str, dict[str, Any]] = {
     429: {"model": Problem, "description": "The key is over its rate; see Retry-After"},
 }
 READ = [Depends(authenticate(Scope.read))]
+OwnerScope = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=320,
+        description="Only this CSM's accounts (e-mail or handle), figured afresh.",
+    ),
+]
+SegmentScope = Annotated[
+    str | None,
+    Query(
+        min_length=1, max_length=200, description="Only this segment's accounts, figured afresh."
+    ),
+]
 # Overrides are a CSM's action: the act scope (admin keys keep the right they had).
 ActKey = Annotated[ApiKey | None, Depends(authenticate(Scope.act))]
 
@@ -124,10 +143,24 @@ async def list_accounts(
             description="A prefix of the account's id (as written) or name (any case).",
         ),
     ] = None,
-    sort: Annotated[Literal["score", "change", "mrr"], Query()] = "score",
+    churned: Annotated[
+        bool | None,
+        Query(description="true: only churned accounts; false: the rest"),
+    ] = None,
+    renews_from: Annotated[
+        date | None, Query(description="Renewing on or after this day (inclusive).")
+    ] = None,
+    renews_until: Annotated[
+        date | None, Query(description="Renewing on or before this day (inclusive).")
+    ] = None,
+    sort: Annotated[Literal["score", "change", "mrr", "renewal"], Query()] = "score",
     order: Annotated[Literal["asc", "desc"], Query()] = "asc",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
+    count: Annotated[
+        bool,
+        Query(description=f"true: also count the accounts found, up to {MOST_COUNTED:,}."),
+    ] = False,
 ) -> AccountPage | JSONResponse:
     try:
         after = _account_cursor(cursor) if cursor else None
@@ -142,6 +175,9 @@ async def list_accounts(
         segment=segment,
         stale=stale,
         search=q,
+        churned=churned,
+        renews_from=repository.day_number(renews_from),
+        renews_until=repository.day_number(renews_until),
     )
     rows = await repository.list_accounts(session, filters, sort, order == "desc", after, limit + 1)
     page, more = rows[:limit], len(rows) > limit
@@ -149,7 +185,31 @@ async def list_accounts(
     if more:
         last = page[-1]
         next_cursor = repository.encode_cursor(repository.sort_value(last, sort), last.account_id)
-    return AccountPage(accounts=[_summary(r) for r in page], next_cursor=next_cursor)
+    counted = None
+    if count:
+        found = await repository.count_accounts(session, filters, MOST_COUNTED + 1)
+        counted = AccountCount(accounts=min(found, MOST_COUNTED), more=found > MOST_COUNTED)
+    return AccountPage(accounts=[_summary(r) for r in page], next_cursor=next_cursor, count=counted)
+
+
+@router.get(
+    "/attention",
+    dependencies=READ,
+    response_model=AttentionList,
+    tags=["portfolio"],
+    summary="The accounts that need attention first, with why, in one read",
+)
+async def get_attention(
+    session: DbSession,
+    scoring: Context,
+    owner: OwnerScope = None,
+    segment: SegmentScope = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> AttentionList:
+    now = scoring.clock()
+    scope = repository.PortfolioScope(owner, segment)
+    rows = await repository.attention(session, scope, now.date(), limit)
+    return AttentionList(accounts=[_attention(row, now.date()) for row in rows], computed_at=now)
 
 
 @router.get(
@@ -227,22 +287,8 @@ async def get_account(
 async def get_portfolio(
     session: DbSession,
     scoring: Context,
-    owner: Annotated[
-        str | None,
-        Query(
-            min_length=1,
-            max_length=320,
-            description="Only this CSM's accounts (e-mail or handle), figured afresh.",
-        ),
-    ] = None,
-    segment: Annotated[
-        str | None,
-        Query(
-            min_length=1,
-            max_length=200,
-            description="Only this segment's accounts, figured afresh.",
-        ),
-    ] = None,
+    owner: OwnerScope = None,
+    segment: SegmentScope = None,
 ) -> PortfolioRead:
     scope = repository.PortfolioScope(owner, segment)
     if not scope.everyone:  # a part: read through the owner or segment index
@@ -385,6 +431,62 @@ def _not_found(account_id: str) -> JSONResponse:
     return problem_response(404, "not_found", f"no events seen for account {account_id!r}")
 
 
+def _attention(row: repository.AttentionRow, today: date) -> AttentionEntry:
+    c = row.columns
+    band, tier, risk, stage = (_text(c[name]) for name in ("band", "tier", "risk", "stage"))
+    renewal = repository.day_of(_int(c["renewal_day"]))
+    change_30d = _int(c["change_30d"])
+    return AttentionEntry(
+        account_id=str(c["account_id"]),
+        name=row.name,
+        health_score=_int(c["health_score"]),
+        band=Band(band) if band else None,
+        tier=Tier(tier) if tier else None,
+        risk=Risk(risk) if risk else None,
+        stage=Stage(stage) if stage else None,
+        owner=_text(c["owner"]),
+        segment=_text(c["segment"]),
+        mrr_minor=_int(c["mrr_minor"]),
+        score_change=_int(c["score_change"]),
+        value_score=_int(c["value_score"]),
+        stale=c["stale"] if isinstance(c["stale"], bool) else None,
+        scored_at=c["scored_at"] if isinstance(c["scored_at"], datetime) else None,
+        renewal_date=renewal,
+        change_30d=change_30d,
+        why=why(row.reasons, risk, band, renewal, change_30d, today),
+    )
+
+
+def why(
+    reasons: list[str],
+    risk: str | None,
+    band: str | None,
+    renewal: date | None,
+    change_30d: int | None,
+    today: date,
+) -> list[str]:
+    """Why an account is on the attention list, most pressing first, in words."""
+    said = [reasons[0]] if risk in ("high", "medium") and reasons else []
+    window = timedelta(days=repository.ATTENTION_RENEWAL_DAYS)
+    if renewal is not None and band != "green" and today <= renewal <= today + window:
+        days = (renewal - today).days
+        when = "today" if days == 0 else "tomorrow" if days == 1 else f"in {days} days"
+        said.append(f"renews {when}, health {band or 'not scored'}")
+    if change_30d is not None and change_30d <= repository.ATTENTION_DROP:
+        said.append(f"down {-change_30d} points in 30 days")
+    if not said and risk:
+        said.append(f"{risk} risk")
+    return said
+
+
+def _int(value: object) -> int | None:
+    return int(value) if isinstance(value, int) else None
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
 def _summary(row: Account) -> AccountSummary:
     name = (row.state.get("traits") or {}).get("name")
     return AccountSummary(
@@ -402,6 +504,8 @@ def _summary(row: Account) -> AccountSummary:
         value_score=row.value_score,
         stale=row.stale,
         scored_at=row.scored_at,
+        renewal_date=repository.day_of(row.renewal_day),
+        change_30d=row.change_30d,
     )
 
 
@@ -419,6 +523,8 @@ def _account(
     computed_tier = last.tier if last else None
     card = scorecards.for_account(facts.segment, facts.plan)
     window = card.user_window_days or 30
+    signals = Signals(state, now, card)
+    payment = state.payment
     return AccountRead(
         account_id=row.account_id,
         health_score=row.health_score,
@@ -446,12 +552,16 @@ def _account(
         segment=facts.segment,
         plan=facts.plan,
         seats=facts.seats,
-        active_users_30d=Signals(state, now, card).active_users(window),
+        active_users_30d=signals.active_users(window),
         active_users_estimated=state.users.estimated,
         mrr_minor=facts.mrr_minor,
         currency=facts.currency,
         subscription_status=str(state.status) if state.status else None,
         renewal_date=facts.renewal_date,
+        last_payment=LastPayment(outcome=str(payment.outcome), on=payment.on, due_on=payment.due_on)
+        if payment
+        else None,
+        days_past_due=signals.days_past_due() if state.billing.seen else None,
         last_usage_at=state.last_usage_at,
         last_event_at=state.last_event_at,
         updated_at=row.updated_at,

@@ -73,6 +73,25 @@ class Account(Base):
     scored_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
     search_name: Mapped[str | None] = mapped_column(String(200))
     """The account's name, case-folded: what a search by name matches."""
+    renewal_day: Mapped[int | None] = mapped_column(Integer)
+    """The renewal date as days since 1970-01-01: sorted and paged as the other sorts."""
+    change_30d: Mapped[int | None] = mapped_column(Integer)
+    """Score now minus 30 days ago."""
+
+
+ATTENTION_WHERE = text(
+    "stage IS DISTINCT FROM 'churned' AND (risk = 'high' OR (risk = 'medium' AND tier IN "
+    "('S', 'A')) OR (band <> 'green' AND renewal_day IS NOT NULL) OR change_30d <= -15)"
+)
+"""The accounts that may need attention: the attention list reads only these, by owner
+(ix_accounts_attention); its query repeats this condition so the index serves it."""
+Index(
+    "ix_accounts_attention",
+    Account.owner,
+    Account.account_id,
+    postgresql_where=ATTENTION_WHERE,
+    sqlite_where=ATTENTION_WHERE,
+)
 
 
 # Nulls sort as the lowest value in the accounts list, so a keyset cursor sees one total
@@ -83,6 +102,7 @@ SORTED_BY = {
     "score": Account.health_score,
     "change": Account.score_change,
     "mrr": Account.mrr_minor,
+    "renewal": Account.renewal_day,
 }
 
 

@@ -15,6 +15,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    case,
     cast,
     delete,
     func,
@@ -28,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scoring.domain import AccountState, Assessment, Portfolio, account_facts
 from services.scoring.models import (
+    ATTENTION_WHERE,
     SORT_NULLS_AS,
     Account,
     AccountOverride,
@@ -67,7 +69,8 @@ _ACCOUNT_UPSERT = (
     "sequence = excluded.sequence, updated_at = excluded.updated_at, "
     "partition = COALESCE(excluded.partition, accounts.partition), owner = excluded.owner, "
     "segment = excluded.segment, mrr_minor = excluded.mrr_minor, "
-    f"search_name = excluded.search_name, {_KEEP_UNLESS_SCORED}"
+    "search_name = excluded.search_name, renewal_day = excluded.renewal_day, "
+    f"change_30d = excluded.change_30d, {_KEEP_UNLESS_SCORED}"
 )
 
 
@@ -91,6 +94,8 @@ def _account_row(write: StateWrite, now: datetime) -> dict[str, object]:
         "segment": facts.segment,
         "mrr_minor": facts.mrr_minor,
         "search_name": search_name(facts.name),
+        "renewal_day": day_number(facts.renewal_date),
+        "change_30d": state.trend_30d,
         **_scored_columns(write.assessment, write.trend_7d),
     }
 
@@ -98,6 +103,18 @@ def _account_row(write: StateWrite, now: datetime) -> dict[str, object]:
 def search_name(name: str | None) -> str | None:
     """What a search by name matches: the name case-folded, as long as the column."""
     return name.casefold()[:200] if name else None
+
+
+EPOCH = date(1970, 1, 1)
+
+
+def day_number(day: date | None) -> int | None:
+    """A date as the accounts table keeps it: days since 1970-01-01."""
+    return (day - EPOCH).days if day is not None else None
+
+
+def day_of(number: int | None) -> date | None:
+    return EPOCH + timedelta(days=number) if number is not None else None
 
 
 def _scored_columns(assessment: Assessment | None, trend_7d: int | None) -> dict[str, object]:
@@ -356,6 +373,12 @@ class AccountFilters:
     stale: bool | None = None
     search: str | None = None
     """A prefix of the account's id (as written) or of its name (any case)."""
+    churned: bool | None = None
+    """True: only churned accounts; False: only the rest."""
+    renews_from: int | None = None
+    """Renewing on or after this day (``day_number``)."""
+    renews_until: int | None = None
+    """Renewing on or before this day (``day_number``)."""
 
 
 async def list_accounts(
@@ -378,10 +401,24 @@ async def list_accounts(
     return (await session.scalars(query.order_by(*order).limit(limit))).all()
 
 
+async def count_accounts(session: AsyncSession, filters: AccountFilters, most: int) -> int:
+    """How many accounts the filters find, counted up to ``most`` (a count of a million
+    rows costs a scan of them; past ``most`` the list says "more than")."""
+    found = select(literal(1)).select_from(Account).where(*_filter_conditions(filters))
+    counted = select(func.count()).select_from(found.limit(most).subquery())
+    return int(await session.scalar(counted) or 0)
+
+
+_SORTED_ATTRIBUTE = {
+    "score": "health_score",
+    "change": "score_change",
+    "mrr": "mrr_minor",
+    "renewal": "renewal_day",
+}
+
+
 def sort_value(row: Account, sort: str) -> int:
-    value = getattr(
-        row, {"score": "health_score", "change": "score_change", "mrr": "mrr_minor"}[sort]
-    )
+    value = getattr(row, _SORTED_ATTRIBUTE[sort])
     return SORT_NULLS_AS if value is None else int(value)
 
 
@@ -401,6 +438,13 @@ def _filter_conditions(filters: AccountFilters) -> list[ColumnElement[bool]]:
         conditions.append(Account.segment == filters.segment)
     if filters.stale is not None:
         conditions.append(Account.stale.is_(filters.stale))
+    if filters.churned is not None:
+        churned = Account.stage == "churned"
+        conditions.append(churned if filters.churned else Account.stage.is_distinct_from("churned"))
+    if filters.renews_from is not None:
+        conditions.append(Account.renewal_day >= filters.renews_from)
+    if filters.renews_until is not None:
+        conditions.append(Account.renewal_day <= filters.renews_until)
     if filters.search:
         conditions.append(
             or_(
@@ -411,13 +455,119 @@ def _filter_conditions(filters: AccountFilters) -> list[ColumnElement[bool]]:
     return conditions
 
 
+# The attention list
+
+
+ATTENTION_RENEWAL_DAYS = 60
+"""Not green and renewing within this many days: on the attention list."""
+ATTENTION_DROP = -15
+"""Down this many points or more in 30 days: on the attention list (as ATTENTION_WHERE)."""
+_TIER_RANK = case({"S": 0, "A": 1, "B": 2, "C": 3}, value=Account.tier, else_=4)
+_RISK_RANK = case({"high": 0, "medium": 1}, value=Account.risk, else_=2)
+ATTENTION_COLUMNS = (
+    Account.account_id,
+    Account.health_score,
+    Account.band,
+    Account.tier,
+    Account.risk,
+    Account.stage,
+    Account.owner,
+    Account.segment,
+    Account.mrr_minor,
+    Account.score_change,
+    Account.value_score,
+    Account.stale,
+    Account.scored_at,
+    Account.renewal_day,
+    Account.change_30d,
+)
+
+
+@dataclass(frozen=True)
+class AttentionRow:
+    """One account of the attention list: its columns (``ATTENTION_COLUMNS``), its name
+    and its churn-risk reasons, most severe first."""
+
+    columns: dict[str, object]
+    name: str | None
+    reasons: list[str]
+
+
+async def attention(
+    session: AsyncSession, scope: PortfolioScope, today: date, limit: int
+) -> list[AttentionRow]:
+    """The accounts that need attention first, not churned: high risk on any tier,
+    medium risk on S and A, renewing within ``ATTENTION_RENEWAL_DAYS`` and not green,
+    down ``ATTENTION_DROP`` points or more in 30 days. Most valuable tiers first, then
+    the riskiest, the soonest renewal, the biggest drop.
+
+    One statement over the partial index ix_accounts_attention (only the accounts that
+    may need attention, by owner), then the names and reasons of the ``limit`` found:
+    the state's JSON is read for those alone."""
+    first = day_number(today)
+    assert first is not None
+    renewing = and_(
+        Account.band != "green",
+        Account.renewal_day >= first,
+        Account.renewal_day <= first + ATTENTION_RENEWAL_DAYS,
+    )
+    needs = or_(
+        Account.risk == "high",
+        and_(Account.risk == "medium", Account.tier.in_(("S", "A"))),
+        Account.change_30d <= ATTENTION_DROP,
+        renewing,
+    )
+    in_scope = _filter_conditions(AccountFilters(owner=scope.owner, segment=scope.segment))
+    query = (
+        select(*ATTENTION_COLUMNS)
+        .where(ATTENTION_WHERE, needs, *in_scope)
+        .order_by(
+            _TIER_RANK,
+            _RISK_RANK,
+            func.coalesce(Account.renewal_day, first + 100_000),
+            func.coalesce(Account.change_30d, 0),
+            Account.account_id,
+        )
+        .limit(limit)
+    )
+    found = [dict(row._mapping) for row in await session.execute(query)]
+    if not found:
+        return []
+    name = Account.state[("traits", "name", 0)].as_string()
+    reasons = func.coalesce(
+        Account.state[("current", "risk_reasons")].as_json(),
+        Account.state[("last", "risk_reasons")].as_json(),
+    )
+    ids = [str(row["account_id"]) for row in found]
+    details = {
+        account_id: (account_name, said)
+        for account_id, account_name, said in await session.execute(
+            select(Account.account_id, name, reasons).where(Account.account_id.in_(ids))
+        )
+    }
+    rows = []
+    for columns in found:
+        account_name, said = details.get(str(columns["account_id"]), (None, None))
+        listed = [str(r) for r in said] if isinstance(said, list) else []
+        rows.append(AttentionRow(columns, account_name, listed))
+    return rows
+
+
 PortfolioFigures = tuple[str | None, str | None, str | None, int, int]
 """(tier, band, risk, accounts, summed MRR) of one combination of tier, band and risk."""
 KeptFigures = dict[tuple[str, str], list[list[str | int]]]
 """A kept day's figures by (owner, segment), '' for none: ``[[tier, band, risk,
 accounts, mrr_minor], ...]`` with '' for none."""
 PORTFOLIO_DAYS_KEPT = 400
-_COMBINATION = (Account.tier, Account.band, Account.risk)
+CHURNED = "churned"
+"""The band and risk the figures give a churned account: a row of its own, out of the
+band and risk figures of the accounts a CSM can still act on."""
+_IS_CHURNED = Account.stage == "churned"
+_COMBINATION = (
+    Account.tier,
+    case((_IS_CHURNED, literal(CHURNED)), else_=Account.band),
+    case((_IS_CHURNED, literal(CHURNED)), else_=Account.risk),
+)
 _SUMS = (func.count(), func.coalesce(func.sum(Account.mrr_minor), 0))
 
 

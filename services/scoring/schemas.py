@@ -81,6 +81,10 @@ class AccountRead(BaseModel):
     currency: str | None
     subscription_status: str | None
     renewal_date: date | None
+    last_payment: LastPayment | None = Field(None, description="The latest payment's outcome.")
+    days_past_due: int | None = Field(
+        None, description="Days an unresolved payment is past due (0: none); null without billing."
+    )
     last_usage_at: datetime | None
     last_event_at: datetime | None
     updated_at: datetime
@@ -101,11 +105,41 @@ class AccountSummary(BaseModel):
     value_score: int | None
     stale: bool | None
     scored_at: datetime | None
+    renewal_date: date | None = Field(None, description="When the subscription renews.")
+    change_30d: int | None = Field(None, description="Score now minus 30 days ago.")
+
+
+class AccountCount(BaseModel):
+    accounts: int = Field(description="How many accounts the filters find, up to a limit.")
+    more: bool = Field(description="True: there are more than `accounts`.")
 
 
 class AccountPage(BaseModel):
     accounts: list[AccountSummary]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
+    count: AccountCount | None = Field(None, description="With `count=true`.")
+
+
+class AttentionEntry(AccountSummary):
+    why: list[str] = Field(
+        description="Why it needs attention, most pressing first, in words: its churn-risk "
+        'reasons, "renews in 14 days, health yellow", "down 25 points in 30 days".'
+    )
+
+
+class AttentionList(BaseModel):
+    accounts: list[AttentionEntry] = Field(
+        description="Not churned; high risk on any tier, medium risk on S and A, not green "
+        "and renewing within 60 days, or down 15 points or more in 30 days. Most valuable "
+        "tiers first, then the riskiest, the soonest renewal, the biggest drop."
+    )
+    computed_at: datetime
+
+
+class LastPayment(BaseModel):
+    outcome: str = Field(description="paid, failed, action_required...")
+    on: date
+    due_on: date | None
 
 
 class HistoryEntry(BaseModel):
@@ -138,8 +172,12 @@ class PortfolioFigures(BaseModel):
     accounts: int
     mrr_minor: int
     tiers: dict[str, TierFigures] = Field(description='By tier; "unrated" for none yet.')
-    bands: dict[str, int] = Field(description='Accounts by band; "unscored" for none yet.')
-    risks: dict[str, int] = Field(description='Accounts by risk; "unscored" for none yet.')
+    bands: dict[str, int] = Field(
+        description='Accounts by band; "unscored" for none yet, "churned" for churned ones.'
+    )
+    risks: dict[str, int] = Field(
+        description='Accounts by risk; "unscored" for none yet, "churned" for churned ones.'
+    )
 
 
 class PortfolioDayRead(PortfolioFigures):

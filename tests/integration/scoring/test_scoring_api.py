@@ -90,7 +90,8 @@ async def test_accounts_filter_sort_and_page_and_the_portfolio_adds_up(
     assert (kims["accounts"], kims["mrr_minor"]) == (len(MRR), sum(MRR.values()))
     assert (nobodys["accounts"], nobodys["mrr_minor"], nobodys["tiers"]) == (0, 0, {})
     assert sum(t["revenue_share"] for t in portfolio["tiers"].values()) == pytest.approx(1)
-    assert portfolio["bands"]["red"] == len(CANCELED)
+    # The canceled accounts are churned: a row of their own, out of the bands.
+    assert portfolio["bands"]["churned"] == len(CANCELED) and "red" not in portfolio["bands"]
     assert [c["ref"] for c in cards] == ["default@1"] and cards[0]["default"] is True
     assert one["name"] == "A1" and one["tier"] is not None and one["stage"] == "onboarding"
     assert one["drivers"] and one["scorecard"] == "default@1"
