@@ -24,6 +24,7 @@ from services.console import problems
 from services.scoring.schemas import (
     AccountPage,
     AccountRead,
+    AttentionList,
     HistoryPage,
     OverrideRead,
     OverridesLifted,
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 
 ACCOUNT_PAGE = TypeAdapter(AccountPage)
 ACCOUNT = TypeAdapter(AccountRead)
+ATTENTION = TypeAdapter(AttentionList)
 HISTORY_PAGE = TypeAdapter(HistoryPage)
 OVERRIDES = TypeAdapter(list[OverrideRead])
 OVERRIDE = TypeAdapter(OverrideRead)
@@ -165,6 +167,9 @@ class ScoringApi(Api):
 
     async def overrides(self, key: str, account_id: str) -> list[OverrideRead]:
         return await self._call(key, "GET", f"{_account(account_id)}/overrides", OVERRIDES)
+
+    async def attention(self, key: str, params: Params) -> AttentionList:
+        return await self._call(key, "GET", "/v1/attention", ATTENTION, params=params)
 
     async def portfolio(self, key: str, scope: Params) -> PortfolioRead:
         return await self._call(key, "GET", "/v1/portfolio", PORTFOLIO, params=scope)
