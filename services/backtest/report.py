@@ -21,6 +21,21 @@ HIGH = 2
 SETTLING_DAYS = 30  # an account's first days, and the replay's: too early to judge
 LEAD_BUCKETS = ((0, 7), (7, 14), (14, 30), (30, 60), (60, 90), (90, 10_000))
 LEVEL_OF_TIER = {Tier.S: "S", Tier.A: "A or B", Tier.B: "A or B", Tier.C: "C"}
+GLOSSARY = {
+    "flagged high N days before": "the share of accounts that later cancelled whose churn"
+    " risk was high at least N days before they cancelled",
+    "lead days": "days from an account's first high risk to its cancelling (p25 / p50 / p75:"
+    " a quarter, half, three quarters of the churned accounts had at most that many)",
+    "health AUC 30 days before": "the chance that an account that cancelled 30 days later"
+    " had a lower health score than one that stayed (0.5 is a coin toss, 1.0 perfect)",
+    "false alarms (retained ever high)": "the share of accounts that stayed whose risk was"
+    " high on some day after their first 30 days",
+    "tier matches revenue truth": "the share of accounts whose tier level (S, A or B, C)"
+    " on the last day is the one its share of the portfolio's revenue gives",
+    "all churned / declines": "every account that cancelled / those that declined over"
+    " weeks first (abrupt cancellations are the rest)",
+}
+"""The report's terms, for people: the chart and docs/backtest.md carry them."""
 
 
 @dataclass(frozen=True)
