@@ -8,6 +8,7 @@ a NUL character, which PostgreSQL's text cannot store.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import AbstractAsyncContextManager
 from typing import Annotated, Any
@@ -20,13 +21,14 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.convertors import Convertor, register_url_convertor
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.auth import QueryKeyRefusal, is_gate, redact_access_log
 from shared.errors import FieldProblem, install_error_handlers, invalid_request
 from shared.errors import Problem as Problem
 from shared.errors import problem_response as problem_response
 from shared.health import Readiness
-from shared.metrics import exposition
+from shared.metrics import HTTP_REQUEST_SECONDS, HTTP_REQUESTS, exposition
 from shared.openapi import operation_id
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -111,6 +113,42 @@ async def _nul_in_body(request: Request) -> list[FieldProblem]:
     return [{"loc": ["body"], "message": "must not contain NUL characters", "type": "nul"}]
 
 
+# Any other method a client sends is counted as "other": the label set stays bounded.
+HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class RequestMetrics:
+    """Counts and times every HTTP request by route template, method and status code
+    (``vitals_http_requests_total``, ``vitals_http_request_duration_seconds``). Plain
+    ASGI: ``app.middleware("http")`` would wrap every request in a task and a stream, a
+    cost on the hot path. A request no route matched is counted as route "unmatched"."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        code = "500"  # what the client gets when the app fails before answering
+
+        async def send_noting_status(message: Message) -> None:
+            nonlocal code
+            if message["type"] == "http.response.start":
+                code = str(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting_status)
+        finally:
+            # The router put the matched route into this same scope.
+            route = getattr(scope.get("route"), "path", "unmatched")
+            method = scope["method"] if scope["method"] in HTTP_METHODS else "other"
+            HTTP_REQUESTS.labels(route, method, code).inc()
+            HTTP_REQUEST_SECONDS.labels(route, method, code).observe(time.perf_counter() - started)
+
+
 def create_service_app(*, title: str, description: str, lifespan: Lifespan) -> FastAPI:
     app = FastAPI(
         title=title,
@@ -121,6 +159,7 @@ def create_service_app(*, title: str, description: str, lifespan: Lifespan) -> F
     )
     app.router.route_class = GatedRoute
     app.add_middleware(QueryKeyRefusal)
+    app.add_middleware(RequestMetrics)  # the outermost: refusals are counted too
     install_error_handlers(app)
     redact_access_log()
 

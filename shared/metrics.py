@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import platform
 import tempfile
 from collections.abc import Callable, Iterator
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from aiokafka import TopicPartition
@@ -56,6 +58,41 @@ def shared_by_workers() -> Iterator[None]:
             yield
         finally:
             del os.environ[MULTIPROCESS_DIR]
+
+
+# Every HTTP request of every service and the console, by route template (the path as
+# the app declares it, "/v1/accounts/{account_id}", so the label set stays bounded),
+# method and status code.
+HTTP_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+HTTP_REQUESTS = Counter(
+    "vitals_http_requests_total",
+    "HTTP requests answered, by route template, method and status code.",
+    ["route", "method", "code"],
+)
+HTTP_REQUEST_SECONDS = Histogram(
+    "vitals_http_request_duration_seconds",
+    "Time from a request's arrival to the end of its answer, by route template, method and "
+    "status code.",
+    ["route", "method", "code"],
+    buckets=HTTP_LATENCY_BUCKETS,
+)
+BUILD_INFO = Gauge(
+    "vitals_build_info",
+    "1, labelled with the running Vitals version (package metadata) and Python version.",
+    ["version", "python"],
+    multiprocess_mode="max",
+)
+
+
+def package_version() -> str:
+    """The installed distribution's version; "unknown" when run from a bare checkout."""
+    try:
+        return version("vitals")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+BUILD_INFO.labels(package_version(), platform.python_version()).set(1)
 
 
 READINESS_CHECK_OK = Gauge(

@@ -34,6 +34,7 @@ from grafana_foundation_sdk.models import common, units
 from grafana_foundation_sdk.models import dashboard as dashboard_models
 
 JOBS = {"ingest": "vitals-ingest", "scoring": "vitals-scoring", "alerts": "vitals-alerts"}
+CONSOLE_JOB = "vitals-console"
 RATE = "$__rate_interval"
 QUANTILES = (0.5, 0.9, 0.99)
 # scoring's VITALS_SCORING_SWEEP_INTERVAL_S default; VitalsSweepOverdue fires at twice it.
@@ -510,6 +511,54 @@ def publisher_age(scope: Scope) -> timeseries.Panel:
     )
 
 
+def http_panels(scope: Scope, what: str) -> list[timeseries.Panel | stat.Panel]:
+    """Requests by route, their p99 latency and 5xx answers, and the version running, from
+    shared.metrics' vitals_http_* and vitals_build_info (every service and the console)."""
+    requests = "vitals_http_requests_total"
+    server_error = 'code=~"5.."'
+    return [
+        graph(
+            "Requests by route",
+            f"{what} answered per second, by route template and status code.",
+            units.RequestsPerSecond,
+            [(f"sum by (route, code) ({scope.rate(requests)})", "{{route}} {{code}}")],
+            width=9,
+        ),
+        graph(
+            "Request latency (p99)",
+            f"Time to answer {what.lower()}, by route template (all status codes).",
+            units.Seconds,
+            [
+                (
+                    "histogram_quantile(0.99, sum by (route, le) "
+                    f"({scope.rate('vitals_http_request_duration_seconds_bucket')}))",
+                    "{{route}}",
+                )
+            ],
+            width=9,
+        ),
+        single_stat(
+            "Version",
+            "The Vitals version each process runs (vitals_build_info).",
+            units.Short,
+            [(f"count by (version) ({scope('vitals_build_info')})", "{{version}}")],
+        ),
+        graph(
+            "Server errors",
+            f"Share of {what.lower()} answered 5xx, by route template.",
+            units.PercentUnit,
+            [
+                (
+                    f"sum by (route) ({scope.rate(requests, server_error)}) "
+                    f"/ sum by (route) ({scope.rate(requests)})",
+                    "{{route}}",
+                )
+            ],
+            width=24,
+        ),
+    ]
+
+
 def process_panels(scope: Scope) -> list[timeseries.Panel]:
     # Not reported by processes serving with --workers N (prometheus-client's
     # multiprocess mode has no process collector).
@@ -686,28 +735,18 @@ def ingest() -> dashboard_models.Dashboard:
                     events_in(scope),
                     rejects(scope),
                     graph(
-                        "Requests by route",
-                        "Intake requests answered per second, by route.",
-                        units.RequestsPerSecond,
-                        [
-                            (
-                                "sum by (route) "
-                                f"({scope.rate('vitals_ingest_request_seconds_count')})",
-                                "{{route}}",
-                            )
-                        ],
-                    ),
-                    graph(
-                        "Request latency (p99)",
-                        "Time to answer an intake request, by route.",
+                        "Time since each source's last event",
+                        "How long since ingest last accepted a new event of each source (any "
+                        "replica). Above its threshold for 10 minutes: VitalsSourceSilent.",
                         units.Seconds,
                         [
                             (
-                                "histogram_quantile(0.99, sum by (route, le) "
-                                f"({scope.rate('vitals_ingest_request_seconds_bucket')}))",
-                                "{{route}}",
+                                "time() - max by (source) "
+                                f"({scope('vitals_ingest_last_accepted_timestamp_seconds')})",
+                                "{{source}}",
                             )
                         ],
+                        width=24,
                     ),
                     graph(
                         "Broker acknowledgement",
@@ -751,6 +790,7 @@ def ingest() -> dashboard_models.Dashboard:
                     ),
                 ],
             ),
+            ("HTTP API", http_panels(scope, "Requests")),
             ("Process", process_panels(scope)),
         ],
     )
@@ -857,6 +897,7 @@ def scoring() -> dashboard_models.Dashboard:
                     ),
                 ],
             ),
+            ("HTTP API", http_panels(scope, "Requests")),
             ("Process", process_panels(scope)),
         ],
     )
@@ -980,6 +1021,88 @@ def alerts() -> dashboard_models.Dashboard:
                     dead_deliveries(scope),
                 ],
             ),
+            ("HTTP API", http_panels(scope, "Requests")),
+            ("Process", process_panels(scope)),
+        ],
+    )
+
+
+def console() -> dashboard_models.Dashboard:
+    job = CONSOLE_JOB
+    board = _dashboard(
+        job,
+        "Vitals console",
+        "The console's pages: requests, rendering, and its calls to the scoring and alerts APIs.",
+    ).with_variable(_variable("instance", "Instance", f'label_values(up{{job="{job}"}}, instance)'))
+    scope = Scope(f'job="{job}", instance=~"$instance"')
+    calls = "vitals_console_api_call_seconds"
+    return _rows(
+        board,
+        [
+            ("Console", [up_stat(scope, "instance", width=24)]),
+            ("Pages", http_panels(scope, "Page and API requests")),
+            (
+                "Rendering",
+                [
+                    graph(
+                        "Page render latency (p99)",
+                        "Time to render a page's template into HTML, by template (the API "
+                        "calls made before it not included).",
+                        units.Seconds,
+                        [
+                            (
+                                "histogram_quantile(0.99, sum by (page, le) "
+                                f"({scope.rate('vitals_console_page_render_seconds_bucket')}))",
+                                "{{page}}",
+                            )
+                        ],
+                        width=24,
+                    ),
+                ],
+            ),
+            (
+                "Calls to the services",
+                [
+                    graph(
+                        "API call latency",
+                        "From sending a call to the scoring or alerts API until its answer, "
+                        "by service.",
+                        units.Seconds,
+                        [
+                            target
+                            for service in ("scoring", "alerts")
+                            for target in quantiles(
+                                scope(f"{calls}_bucket", f'service="{service}"'), "", service
+                            )
+                        ],
+                    ),
+                    graph(
+                        "API call failures",
+                        "Calls per second that got no answer (reason: the error) or a 5xx "
+                        "(server_error), by service. The pages show an error meanwhile.",
+                        units.OpsPerSecond,
+                        [
+                            (
+                                "sum by (service, reason) "
+                                f"({scope.rate('vitals_console_api_call_errors_total')})",
+                                "{{service}} {{reason}}",
+                            )
+                        ],
+                    ),
+                    graph(
+                        "API calls by answer",
+                        "Calls per second to each service, by status code (error: none came).",
+                        units.OpsPerSecond,
+                        [
+                            (
+                                f"sum by (service, code) ({scope.rate(calls + '_count')})",
+                                "{{service}} {{code}}",
+                            )
+                        ],
+                        width=24,
+                    ),
+                ],
+            ),
             ("Process", process_panels(scope)),
         ],
     )
@@ -990,6 +1113,7 @@ DASHBOARDS = {
     "vitals-ingest.json": ingest,
     "vitals-scoring.json": scoring,
     "vitals-alerts.json": alerts,
+    "vitals-console.json": console,
 }
 
 

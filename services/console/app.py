@@ -17,16 +17,17 @@ import httpx
 from cryptography.fernet import Fernet
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
 from starlette.middleware.sessions import SessionMiddleware
 
 from services.console import failures, security, views
 from services.console.client import AlertsApi, ScoringApi
 from services.console.context import ConsoleContext, signed_in
+from services.console.metrics import TimedTemplates, TimedTransport
 from services.console.oidc import Provider
 from services.console.routes import accounts, alerts, backtest, ops, portfolio, sign_in
 from services.console.session import Sessions
 from services.console.settings import ConsoleSettings
+from shared.http import RequestMetrics
 from shared.openapi import SESSION, document_security, operation_id
 
 HERE = Path(__file__).parent
@@ -40,8 +41,16 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
         timedelta(hours=settings.console_session_hours),
     )
     timeout = httpx.Timeout(settings.console_api_timeout_s)
-    scoring_client = httpx.AsyncClient(base_url=str(settings.console_scoring_url), timeout=timeout)
-    alerts_client = httpx.AsyncClient(base_url=str(settings.console_alerts_url), timeout=timeout)
+    scoring_client = httpx.AsyncClient(
+        base_url=str(settings.console_scoring_url),
+        timeout=timeout,
+        transport=TimedTransport("scoring"),
+    )
+    alerts_client = httpx.AsyncClient(
+        base_url=str(settings.console_alerts_url),
+        timeout=timeout,
+        transport=TimedTransport("alerts"),
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -86,13 +95,14 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
     failures.install(app)
     document_security(app, {signed_in: SESSION}, gates=None)
     app.add_middleware(security.KeyInUrlRefusal, refusal=failures.key_in_url)
+    app.add_middleware(RequestMetrics)  # refusals counted too
     app.add_middleware(security.SecurityHeaders)  # the outermost: on every answer
     security.redact_logs()
     return app
 
 
-def _templates() -> Jinja2Templates:
-    templates = Jinja2Templates(directory=HERE / "templates")
+def _templates() -> TimedTemplates:
+    templates = TimedTemplates(directory=HERE / "templates")
     env = templates.env
     env.filters["money"] = views.money
     env.filters["signed_money"] = views.signed_money

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI
-from starlette.types import ASGIApp, Receive, Scope, Send
 
-from services.ingest import metrics
 from services.ingest.database import DatabaseUnavailable
 from services.ingest.dedupe import DatabaseDeduplicator
 from services.ingest.http_intake import HttpIntake
@@ -91,7 +88,6 @@ def create_app(settings: IngestSettings | None = None, clock: Clock = utc_now) -
     app.state.publisher = publisher
     app.state.sessions = sessions
     install_auth(app, settings.keyring())
-    app.add_middleware(RequestTimer)
     http = HttpIntake(intake, settings.ingest_max_body_bytes, clock)
     customers = StripeCustomers(sessions, clock)
     app.state.ingest = IngestContext(settings, settings.limits(), http, segment, customers)
@@ -120,24 +116,3 @@ async def _prune_every(dedupe: DatabaseDeduplicator, interval_s: float) -> None:
             log.warning("expired event ids not pruned: %s", exc)
         else:
             log.info("pruned %d expired event ids", deleted)
-
-
-class RequestTimer:
-    """Times each intake request by route, as plain ASGI: ``app.middleware("http")``
-    would wrap every request in a task and stream, a cost on the hot path."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        try:
-            await self.app(scope, receive, send)
-        finally:
-            # The router put the matched route into this same scope.
-            path = getattr(scope.get("route"), "path", "unmatched")
-            if path.startswith("/v1/"):
-                metrics.REQUEST_SECONDS.labels(path).observe(time.perf_counter() - started)

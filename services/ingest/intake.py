@@ -232,6 +232,8 @@ def _event_ids(split: Plan) -> list[str]:
 
 def _count(outcome: Submitted, channel: str, reasons: Sequence[object]) -> None:
     metrics.EVENTS_ACCEPTED.labels(channel).inc(len(outcome.accepted))
+    if outcome.accepted:
+        metrics.LAST_ACCEPTED.labels(channel).set_to_current_time()
     if outcome.duplicates:
         metrics.DEDUPE_HITS.labels(channel).inc(len(outcome.duplicates))
     for reason in reasons:

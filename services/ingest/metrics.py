@@ -1,11 +1,12 @@
 """Every metric of the ingest service. ``source`` is the input channel: native,
-segment, stripe, cloudevents or kafka; ``reason`` a rejection reason."""
+segment, stripe, cloudevents or kafka; ``reason`` a rejection reason. Request counts
+and latency by route are shared.metrics' ``vitals_http_*``, as in every service."""
 
 from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+from shared.metrics import HTTP_LATENCY_BUCKETS
 
 EVENTS_RECEIVED = Counter(
     "vitals_ingest_events_received_total",
@@ -37,16 +38,17 @@ REQUESTS_REJECTED = Counter(
     "Requests refused before any record was read (auth, rate limit, broker down), by reason.",
     ["reason"],
 )
-REQUEST_SECONDS = Histogram(
-    "vitals_ingest_request_seconds",
-    "Time to answer an intake request, by route.",
-    ["route"],
-    buckets=LATENCY_BUCKETS,
+LAST_ACCEPTED = Gauge(
+    "vitals_ingest_last_accepted_timestamp_seconds",
+    "When this process last had a new event of the source acknowledged by the broker (Unix "
+    "time); no series until the source's first. VitalsSourceSilent reads it.",
+    ["source"],
+    multiprocess_mode="max",  # the latest of any worker's
 )
 PRODUCE_SECONDS = Histogram(
     "vitals_ingest_produce_seconds",
     "Time from handing records to the producer until the broker acknowledged all of them.",
-    buckets=LATENCY_BUCKETS,
+    buckets=HTTP_LATENCY_BUCKETS,
 )
 RAW_INTAKE_UP = Gauge(
     "vitals_ingest_raw_intake_up",

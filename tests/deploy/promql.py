@@ -15,6 +15,7 @@ METRICS_MODULES = (
     "services.ingest.metrics",
     "services.scoring.metrics",
     "services.alerts.metrics",
+    "services.console.metrics",
 )
 # The series a family of each type is exposed as (no *_created: the services turn
 # them off).

@@ -25,6 +25,7 @@ SERVICE_JOBS = {
     "vitals-ingest.json": "vitals-ingest",
     "vitals-scoring.json": "vitals-scoring",
     "vitals-alerts.json": "vitals-alerts",
+    "vitals-console.json": "vitals-console",
 }
 SELECTOR = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*\{[^{}]*\}")
 # Grafana's variable query label_values(SELECTOR, LABEL): only SELECTOR is PromQL.

@@ -208,7 +208,11 @@ async def test_operational_endpoints(ingest: httpx.AsyncClient) -> None:
     assert (await ingest.get("/readyz")).json()["ready"] is True
     metrics = (await ingest.get("/metrics")).text
     assert 'vitals_ingest_events_accepted_total{source="native"}' in metrics
-    assert 'vitals_ingest_request_seconds_count{route="/v1/events"}' in metrics
+    assert (
+        'vitals_http_request_duration_seconds_count{code="202",method="POST",route="/v1/events"}'
+        in metrics
+    )
+    assert 'vitals_ingest_last_accepted_timestamp_seconds{source="native"}' in metrics
     assert "_created" not in metrics  # no extra gauge family per counter and histogram
     spec = (await ingest.get("/openapi.json")).json()
     body = spec["paths"]["/v1/events"]["post"]["requestBody"]["content"]["application/json"]
