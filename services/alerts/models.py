@@ -216,6 +216,7 @@ class Task(Base):
     __table_args__ = (
         # The list answers each filter by an index and reads it in the list's order
         # (newest first, then id): state, owner, tier, playbook, outcome.
+        Index("ix_alert_tasks_created", "created_at", "id"),
         Index("ix_alert_tasks_state_created", "state", "created_at", "id"),
         Index("ix_alert_tasks_owner_state_created", "owner", "state", "created_at", "id"),
         Index("ix_alert_tasks_tier_state_created", "tier", "state", "created_at", "id"),

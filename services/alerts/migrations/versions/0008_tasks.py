@@ -54,6 +54,7 @@ def upgrade() -> None:
         sa.Column("context", sa.JSON, nullable=False),
     )
     for name, columns in (
+        ("ix_alert_tasks_created", ["created_at", "id"]),
         ("ix_alert_tasks_state_created", ["state", "created_at", "id"]),
         ("ix_alert_tasks_owner_state_created", ["owner", "state", "created_at", "id"]),
         ("ix_alert_tasks_tier_state_created", ["tier", "state", "created_at", "id"]),
