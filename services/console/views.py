@@ -2,26 +2,40 @@
 
 from __future__ import annotations
 
+import re
+from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from typing import TypedDict
 
 from services.scoring.schemas import AccountSummary, HistoryEntry, TierFigures
-from shared.scores import Risk, Stage, Tier
+from shared.scores import Driver, Risk, Tier
 
-TIER_ORDER: dict[str | None, int] = {"S": 0, "A": 1, "B": 2, "C": 3, None: 4}
 RANGES = {"30d": 30, "90d": 90, "1y": 365}
 DEFAULT_RANGE = "90d"
-FILTERS = ("q", "tier", "band", "risk", "stage", "stale", "owner", "segment", "sort", "order")
+FILTERS = (
+    "q",
+    "tier",
+    "band",
+    "risk",
+    "stage",
+    "stale",
+    "churned",
+    "owner",
+    "segment",
+    "renews_within",
+    "sort",
+    "order",
+)
+RENEWS_WITHIN = {"30": "30 days", "60": "60 days", "90": "90 days", "180": "180 days"}
+"""The accounts list's renewal filter: renewing from today to this many days ahead."""
 OVERRIDE_DAYS = (7, 30, 90)
 SNOOZES = {"4h": "4 hours", "1d": "a day", "3d": "3 days", "7d": "a week"}
 NO_FIGURES = TierFigures(accounts=0, mrr_minor=0, revenue_share=0)
 """A tier's figures on a day it had no accounts."""
 
-
-SAVABLE = [stage.value for stage in Stage if stage is not Stage.churned]
-"""Stages a CSM can still act in: a churned account needs no attention first."""
 
 Reader = Callable[[HistoryEntry], int | None]
 """One value of a material change for a chart (a score, a level's index), or None."""
@@ -48,19 +62,6 @@ class StandingSeries(TypedDict):
 class BandZones(TypedDict):
     green_at: int
     yellow_at: int
-
-
-def attention_first(accounts: list[AccountSummary]) -> list[AccountSummary]:
-    """Who needs attention first: the most valuable tiers, then the biggest 7-day
-    drop, then the lowest score."""
-    return sorted(
-        accounts,
-        key=lambda a: (
-            TIER_ORDER.get(a.tier, 4),
-            a.score_change or 0,
-            a.health_score if a.health_score is not None else 101,
-        ),
-    )
 
 
 def money(minor: int | None, currency: str | None = None) -> str:
@@ -171,9 +172,222 @@ def changes(entries: list[HistoryEntry], limit: int = 20) -> list[HistoryEntry]:
     return sorted(entries, key=lambda e: e.sequence, reverse=True)[:limit]
 
 
-def list_query(params: dict[str, str]) -> dict[str, str]:
-    """The accounts list's filters that were given, for the API and the next-page link."""
-    return {name: params[name] for name in FILTERS if params.get(name)}
+def list_query(params: Mapping[str, str]) -> dict[str, str]:
+    """The accounts list's filters that were given, for the page and its links; churned
+    accounts are left out unless asked for (``churned=any`` shows them all)."""
+    query = {name: params[name] for name in FILTERS if params.get(name)}
+    query.setdefault("churned", "false")
+    return query
+
+
+def api_query(query: Mapping[str, str], today: date) -> dict[str, str]:
+    """The scoring API's parameters for the list's filters: "renews within N days" as
+    dates, and no churned filter for "any"."""
+    found = {k: v for k, v in query.items() if k not in ("renews_within", "churned")}
+    if query.get("churned") in ("true", "false"):
+        found["churned"] = query["churned"]
+    days = query.get("renews_within")
+    if days is not None:
+        if days not in RENEWS_WITHIN:
+            raise ValueError(f"renews_within must be one of {', '.join(RENEWS_WITHIN)}")
+        found["renews_from"] = today.isoformat()
+        found["renews_until"] = (today + timedelta(days=int(days))).isoformat()
+    return found
+
+
+def renews(day: date | None, today: date) -> str:
+    """A renewal date with how far it is: "2026-12-22 (in 14 days)"; "-" for none."""
+    if day is None:
+        return "-"
+    days = (day - today).days
+    span = f"{abs(days)} day{'s' if abs(days) != 1 else ''}"
+    how_far = "today" if days == 0 else f"in {span}" if days > 0 else f"{span} ago"
+    return f"{day} ({how_far})"
+
+
+CSV_COLUMNS = (
+    "account_id",
+    "name",
+    "health_score",
+    "band",
+    "change_7d",
+    "change_30d",
+    "tier",
+    "risk",
+    "stage",
+    "owner",
+    "segment",
+    "mrr_minor",
+    "renewal_date",
+    "scored_at",
+)
+
+
+def csv_row(account: AccountSummary) -> list[object]:
+    """One account as a row of the accounts list's CSV export (``CSV_COLUMNS``)."""
+    return [
+        account.account_id,
+        account.name or "",
+        _blank(account.health_score),
+        _blank(account.band),
+        _blank(account.score_change),
+        _blank(account.change_30d),
+        _blank(account.tier),
+        _blank(account.risk),
+        _blank(account.stage),
+        account.owner or "",
+        account.segment or "",
+        _blank(account.mrr_minor),
+        _blank(account.renewal_date),
+        account.scored_at.isoformat() if account.scored_at else "",
+    ]
+
+
+def _blank(value: object) -> object:
+    return "" if value is None else value
+
+
+# Drivers in words a CSM reads: "usage last 14 days / own baseline 0.54 -> 0.35, -9
+# points" (as scoring writes them) becomes "usage last 14 days: 54% -> 35% of usual,
+# -9 points"; a measure that did not move but whose points did (its weight changed as
+# another measure gained or lost data) says so.
+_DRIVER = re.compile(
+    r"^(?P<label>.+) (?P<was>\S+) -> (?P<now>\S+), (?P<points>[-+][\d.e+-]+) points$"
+)
+_DENOMINATORS = {"own baseline": "usual"}
+
+
+@dataclass(frozen=True)
+class SaidDriver:
+    """A driver in words, and its points (signed) for the page to colour."""
+
+    text: str
+    points: float
+
+
+def drivers_in_words(drivers: Sequence[Driver]) -> list[SaidDriver]:
+    """Each driver of one change in words (see above)."""
+    parsed = [(d, _DRIVER.match(d.text)) for d in drivers]
+    arrived = [
+        _group_words(d.component)
+        for d, m in parsed
+        if m and m["was"] == "none" and m["now"] != "none"
+    ]
+    gone = [
+        _group_words(d.component)
+        for d, m in parsed
+        if m and m["was"] != "none" and m["now"] == "none"
+    ]
+    cause = "; ".join(
+        [f"{g} data arrived" for g in dict.fromkeys(arrived)]
+        + [f"{g} data stopped" for g in dict.fromkeys(gone)]
+    )
+    return [SaidDriver(_said(d, m, cause), d.points) for d, m in parsed]
+
+
+def _said(driver: Driver, found: re.Match[str] | None, cause: str) -> str:
+    points = f"{driver.points:+g} points"
+    if found is None:
+        return driver.text
+    label, was, now = found["label"], found["was"], found["now"]
+    if was == now:
+        because = f"{cause}; " if cause else ""
+        return f"{_measure(label, now)}, unchanged: {because}weights rebalanced, {points}"
+    if was == "none":
+        return f"{_measure(label, now)} (new data), {points}"
+    if now == "none":
+        return f"{label}: no data now (was {_value(label, was)}), {points}"
+    return f"{_measure(label, was, now)}, {points}"
+
+
+def _measure(label: str, value: str, then: str | None = None) -> str:
+    """``label`` at ``value`` (or moving from ``value`` to ``then``), ratios as percents."""
+    numerator, slash, denominator = label.partition(" / ")
+    values = [value] if then is None else [value, then]
+    if slash and all(_number(v) is not None for v in values):
+        shown = " -> ".join(f"{_number(v) * 100:.0f}%" for v in values)  # type: ignore[operator]
+        return f"{numerator}: {shown} of {_DENOMINATORS.get(denominator, denominator)}"
+    return f"{label} {' -> '.join(values)}"
+
+
+def _value(label: str, value: str) -> str:
+    return _measure(label, value).removeprefix(label).strip()
+
+
+def _number(value: str) -> float | None:
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
+def _group_words(component: str) -> str:
+    return component.replace("_", " ")
+
+
+@dataclass(frozen=True)
+class Story:
+    """How an account's health moved over a span: from, to, and the components behind
+    it (label, points), biggest first."""
+
+    days: int
+    health_then: int
+    health_now: int
+    moved_by: list[tuple[str, float]]
+
+    @property
+    def change(self) -> int:
+        return self.health_now - self.health_then
+
+
+def story(
+    entries: Sequence[HistoryEntry],
+    now: datetime,
+    labels: Mapping[str, str],
+    days: int = 30,
+) -> Story | None:
+    """The last ``days`` of health: the score before the span (the last change before
+    it, else the first one in it less its own drivers), the score now, and each
+    component's points summed over the span's changes (drivers add up to each
+    change); None without changes in it."""
+    since = now - timedelta(days=days)
+    ordered = sorted(entries, key=lambda e: e.sequence)
+    inside = [e for e in ordered if e.computed_at >= since]
+    if not inside:
+        return None
+    before = [e for e in ordered if e.computed_at < since]
+    first = inside[0]
+    then = (
+        before[-1].health_score
+        if before
+        else first.health_score - round(sum(d.points for d in first.drivers))
+    )
+    per_component: dict[str, float] = defaultdict(float)
+    for entry in inside:
+        for d in entry.drivers:
+            per_component[d.component] += d.points
+    moved_by = sorted(
+        (
+            (labels.get(c, _group_words(c)), round(p, 1))
+            for c, p in per_component.items()
+            if round(p, 1)
+        ),
+        key=lambda item: -abs(item[1]),
+    )
+    return Story(days, then, inside[-1].health_score, moved_by)
+
+
+def group_labels(definition: Mapping[str, object] | None) -> dict[str, str]:
+    """The scorecard's component (group) labels: "activity_trend" -> "usage vs baseline"."""
+    groups = (definition or {}).get("groups")
+    if not isinstance(groups, Mapping):
+        return {}
+    found = {}
+    for name, group in groups.items():
+        label = group.get("label") if isinstance(group, Mapping) else None
+        if isinstance(label, str):
+            found[str(name)] = label
+    return found
 
 
 SIGN_IN_MESSAGES = {

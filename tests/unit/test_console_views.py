@@ -11,20 +11,7 @@ from services.console.oidc import Identity, identity_of
 from services.console.session import Session, Sessions
 from services.console.settings import ConsoleSettings
 from services.scoring.schemas import AccountSummary, HistoryEntry
-from shared.scores import Band, Risk, Tier
-
-
-def test_attention_puts_valuable_tiers_then_the_biggest_drops_first() -> None:
-    accounts = [
-        _summary("c-drop", tier="C", score_change=-30, health_score=20),
-        _summary("s-flat", tier="S", score_change=0, health_score=35),
-        _summary("s-drop", tier="S", score_change=-12, health_score=50),
-        _summary("none", tier=None, score_change=None, health_score=None),
-    ]
-
-    ordered = [a.account_id for a in views.attention_first(accounts)]
-
-    assert ordered == ["s-drop", "s-flat", "c-drop", "none"]
+from shared.scores import Band, Driver, Risk, Tier
 
 
 def test_money_and_chart_series() -> None:
@@ -158,3 +145,93 @@ def test_sign_in_through_a_provider_is_refused_at_start_without_what_it_needs() 
         console_api_key="vk_console",
     )
     assert complete.console_oidc_act_group is None  # nobody acts unless a group says so
+
+
+def _driver(component: str, points: float, text: str) -> Driver:
+    return Driver(component=component, points=points, text=text)
+
+
+def test_drivers_read_as_percents_of_usual_and_a_reweighting_says_so() -> None:
+    ratio = _driver(
+        "activity_trend", -9, "usage last 14 days / own baseline 0.54 -> 0.35, -9 points"
+    )
+    seats = _driver("engagement", 4.5, "active users / seats 0.4 -> 0.62, +4.5 points")
+    reweighted = _driver("recency", -35.1, "days since last usage 0 -> 0, -35.1 points")
+    arrived = _driver("billing", 20, "subscription status none -> active, +20 points")
+    plain = _driver("cap", -3, "score cap, -3 points")
+
+    said = [d.text for d in views.drivers_in_words([ratio, seats, reweighted, arrived, plain])]
+
+    assert said == [
+        "usage last 14 days: 54% -> 35% of usual, -9 points",
+        "active users: 40% -> 62% of seats, +4.5 points",
+        "days since last usage 0, unchanged: billing data arrived; weights rebalanced, "
+        "-35.1 points",
+        "subscription status active (new data), +20 points",
+        "score cap, -3 points",
+    ]
+    alone = views.drivers_in_words([reweighted])[0].text
+    assert alone == "days since last usage 0, unchanged: weights rebalanced, -35.1 points"
+
+
+def test_the_30_day_story_adds_up_each_component_over_the_span() -> None:
+    now = datetime(2026, 12, 8, 12, tzinfo=UTC)
+    old = _entry(sequence=1, computed_at="2026-10-01T00:00:00Z", health_score=80)
+    drop = _entry(sequence=2, computed_at="2026-11-20T00:00:00Z", health_score=62)
+    drop.drivers = [
+        _driver("activity_trend", -12, "x"),
+        _driver("engagement", -6, "y"),
+    ]
+    more = _entry(sequence=3, computed_at="2026-12-01T00:00:00Z", health_score=55)
+    more.drivers = [_driver("activity_trend", -9, "x"), _driver("engagement", 2, "y")]
+    labels = {"activity_trend": "usage vs baseline"}
+
+    told = views.story([more, old, drop], now, labels)
+
+    assert told is not None
+    assert (told.health_then, told.health_now, told.change) == (80, 55, -25)
+    assert told.moved_by == [("usage vs baseline", -21.0), ("engagement", -4.0)]
+    assert views.story([old], now, labels) is None
+    # Without a change before the span, the first one's drivers say where it began.
+    first = views.story([drop, more], now, labels)
+    assert first is not None and first.health_then == 80
+
+
+def test_renewal_dates_say_how_far_they_are() -> None:
+    today = datetime(2026, 12, 8, tzinfo=UTC).date()
+    assert views.renews(today + timedelta(days=14), today) == "2026-12-22 (in 14 days)"
+    assert views.renews(today, today) == "2026-12-08 (today)"
+    assert views.renews(today - timedelta(days=1), today) == "2026-12-07 (1 day ago)"
+    assert views.renews(None, today) == "-"
+
+
+def test_the_accounts_list_leaves_churned_out_unless_asked_and_renewal_becomes_dates() -> None:
+    today = datetime(2026, 12, 8, tzinfo=UTC).date()
+    assert views.list_query({"tier": "S", "junk": "x"}) == {"tier": "S", "churned": "false"}
+    query = views.list_query({"churned": "any", "renews_within": "60"})
+    assert views.api_query(query, today) == {
+        "renews_from": "2026-12-08",
+        "renews_until": "2027-02-06",
+    }
+    assert views.api_query({"churned": "true"}, today) == {"churned": "true"}
+    with pytest.raises(ValueError, match="renews_within must be one of"):
+        views.api_query({"renews_within": "7"}, today)
+
+
+def test_a_csv_row_holds_every_column_and_blanks_for_unknowns() -> None:
+    account = _summary("a1", tier="S", score_change=-3, health_score=70)
+    row = views.csv_row(account)
+    assert len(row) == len(views.CSV_COLUMNS)
+    assert dict(zip(views.CSV_COLUMNS, row, strict=True)) == {
+        **dict.fromkeys(views.CSV_COLUMNS, ""),
+        "account_id": "a1",
+        "health_score": 70,
+        "change_7d": -3,
+        "tier": "S",
+    }
+
+
+def test_group_labels_come_from_the_scorecard() -> None:
+    definition = {"groups": {"billing": {"label": "billing health"}, "odd": 3}}
+    assert views.group_labels(definition) == {"billing": "billing health"}
+    assert views.group_labels(None) == {}

@@ -3,31 +3,81 @@ overrides and alerts), and a CSM's overrides of its band or tier."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+import csv
+import io
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
 from services.console import views
 from services.console.client import BadInput, Params, ScoringApi
 from services.console.context import SIGNED_IN, Context, Person
-from services.scoring.schemas import HistoryEntry
+from services.scoring.schemas import AccountPage, HistoryEntry
 
 router = APIRouter(dependencies=SIGNED_IN, default_response_class=HTMLResponse)
 HISTORY_PAGES = 5  # of 1,000 material changes: a year of a busy account
+CSV_PAGE = "500"  # accounts per API call of the CSV export (the API's most)
 
 
 @router.get("/accounts")
 async def accounts(request: Request, console: Context, person: Person) -> HTMLResponse:
-    query = views.list_query(dict(request.query_params))
-    params: Params = {**query, "limit": "50"}
+    query = views.list_query(request.query_params)
+    today = datetime.now(UTC).date()
+    params: Params = {**_api_query(query, today), "limit": "50", "count": "true"}
     if cursor := request.query_params.get("cursor"):
         params["cursor"] = cursor
     page = await console.scoring.accounts(person.key, params)
-    return console.render(request, "accounts.html", page=page, query=query)
+    return console.render(
+        request,
+        "accounts.html",
+        page=page,
+        query=query,
+        today=today,
+        renews=views.renews,
+        renews_within=views.RENEWS_WITHIN,
+    )
+
+
+@router.get("/accounts.csv")
+async def accounts_csv(request: Request, console: Context, person: Person) -> Response:
+    """The accounts list's filters, every account they find, as CSV: streamed a keyset
+    page at a time from the API, so a million rows never sit in memory. The first page
+    is read before the answer starts, so a refused filter or key gets its page."""
+    query = views.list_query(request.query_params)
+    params: Params = {**_api_query(query, datetime.now(UTC).date()), "limit": CSV_PAGE}
+    first = await console.scoring.accounts(person.key, params)
+    rows = _csv_rows(console.scoring, person.key, params, first)
+    headers = {"Content-Disposition": 'attachment; filename="accounts.csv"'}
+    return StreamingResponse(rows, media_type="text/csv; charset=utf-8", headers=headers)
+
+
+async def _csv_rows(
+    scoring: ScoringApi, key: str, params: Params, page: AccountPage
+) -> AsyncIterator[str]:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(views.CSV_COLUMNS)
+    while True:
+        for account in page.accounts:
+            writer.writerow(views.csv_row(account))
+        yield out.getvalue()
+        out.seek(0)
+        out.truncate()
+        if not page.next_cursor:
+            return
+        page = await scoring.accounts(key, {**params, "cursor": page.next_cursor})
+
+
+def _api_query(query: dict[str, str], today: date) -> Params:
+    try:
+        return dict(views.api_query(query, today))
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
 
 
 # The actions on an account first: its id may hold "/", so the page's route, which
@@ -86,6 +136,7 @@ async def account(
     entries = await _history(scoring, person.key, account_id, now - timedelta(days=days))
     cards = await console.scorecards.get(partial(scoring.scorecards, person.key))
     card = next((c for c in cards if c.ref == found.scorecard), None)
+    labels = views.group_labels(card.definition if card else None)
     overrides = await scoring.overrides(person.key, account_id)
     alerts = await console.alerts.alerts(person.key, {"account_id": account_id})
     return console.render(
@@ -97,6 +148,10 @@ async def account(
         standing=views.standing_series(entries, now),
         zones=views.band_zones(card.definition if card else None),
         changes=views.changes(entries),
+        story=views.story(entries, now, labels),
+        said=views.drivers_in_words,
+        today=now.date(),
+        renews=views.renews,
         overrides=overrides,
         alerts=alerts.alerts,
         range=chosen,

@@ -1,6 +1,14 @@
 // The account page's health chart: uPlot, with the scorecard's bands as zones.
 (function () {
   "use strict";
+  // Legends show values under the cursor, or nothing: uPlot writes "--" where the
+  // cursor is on no point (and before it has been on the chart at all).
+  function blankLegend(u) {
+    u.root.querySelectorAll(".u-legend .u-value").forEach(function (cell) {
+      if (cell.textContent === "--") cell.textContent = "";
+    });
+  }
+  var quietLegend = { hooks: { setLegend: [blankLegend], ready: [blankLegend] } };
   function draw() {
     var holder = document.getElementById("health-chart");
     var source = document.getElementById("health-data");
@@ -26,7 +34,7 @@
     var chart = new uPlot({
       width: Math.max(320, holder.clientWidth || 800),
       height: 260,
-      plugins: [bands],
+      plugins: [bands, quietLegend],
       scales: { y: { range: [0, 100] } },
       // A score holds until its next material change: steps, not slopes.
       series: [{}, {
@@ -55,7 +63,8 @@
                paths: uPlot.paths.stepped({ align: 1 }), spanGaps: false };
     }));
     var width = function () { return Math.max(320, holder.clientWidth || 800); };
-    var chart = new uPlot({ width: width(), height: 200, scales: { y: { range: [0, 100] } }, series: series },
+    var chart = new uPlot({ width: width(), height: 200, scales: { y: { range: [0, 100] } }, series: series,
+                            plugins: [quietLegend] },
       [data.t].concat(names.map(function (n) { return data.components[n]; })), holder);
     holder.dataset.series = String(names.length);
     holder.dataset.drawn = "true";
@@ -76,14 +85,14 @@
     var stepped = uPlot.paths.stepped({ align: 1 });
     var width = function () { return Math.max(320, holder.clientWidth || 800); };
     var chart = new uPlot({
-      width: width(), height: 160,
+      width: width(), height: 160, plugins: [quietLegend],
       scales: { risk: { range: [-0.3, data.risks.length - 0.7] },
                 tier: { range: [-0.3, data.tiers.length - 0.7] } },
       series: [{},
         { label: "risk", scale: "risk", stroke: "#c0392b", width: 2, paths: stepped, spanGaps: false,
-          value: function (u, v) { return v == null ? "-" : data.risks[v]; } },
+          value: function (u, v) { return v == null ? "" : data.risks[v]; } },
         { label: "tier", scale: "tier", stroke: "#1f4e79", width: 2, paths: stepped, spanGaps: false,
-          value: function (u, v) { return v == null ? "-" : data.tiers[v]; } }],
+          value: function (u, v) { return v == null ? "" : data.tiers[v]; } }],
       axes: [{},
         { scale: "risk", values: named(data.risks), splits: every(data.risks), size: 70 },
         { scale: "tier", side: 1, values: named(data.tiers), splits: every(data.tiers), grid: { show: false } }],
