@@ -33,6 +33,7 @@ from shared.dlq import processor_name
 from shared.health import Readiness
 from shared.http import create_service_app
 from shared.migrations import MigrationSet, schema_problem
+from shared.openapi import document_security
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ def create_app(settings: IngestSettings | None = None, clock: Clock = utc_now) -
         app.include_router(routes)
     keyed = frozenset(native_api.BODIES | segment_api.BODIES)  # Stripe signs instead
     document_request_bodies(app, native_api.BODIES | segment_api.BODIES | stripe_api.BODIES, keyed)
+    document_security(app)
     return app
 
 

@@ -135,6 +135,7 @@ def _route(call_type: str | None) -> None:
         response_model=SegmentAccepted,
         tags=["segment"],
         summary=f"Segment {call_type or 'batch'} call",
+        name=f"post_{call_type or 'batch'}",
         description=(
             "Segment's HTTP Tracking API. Auth: the API key as HTTP Basic username with an "
             "empty password, or `writeKey` in the body. 200 once the broker acknowledged; "
