@@ -245,3 +245,40 @@ async def test_playbooks_put_through_the_api_are_in_force_without_a_restart(
         ("team@3", "any_churn@1", "queue:save-desk")
     ]
     assert (current["source"], current["ref"]) == ("api", "team@3")
+
+
+async def test_a_resolved_alert_leaves_its_task_open_marked_cause_resolved(
+    alerts_stack: StackFactory,
+) -> None:
+    async with alerts_stack(clock=FakeClock(FRIDAY)) as stack:
+        risky = enriched_change(account_id="fix", tier=Tier.B, risk=Risk.high, computed_at=FRIDAY)
+        calm = later(risky, timedelta(hours=1), risk=Risk.low)
+        await stack.send(risky, calm)
+        await wait_for(lambda: stack.applied({"fix": 2}), 30, "both messages applied")
+        (task,) = await _tasks(stack.api, account_id="fix")
+        detail = (await stack.api.get(f"/v1/tasks/{task['id']}")).json()
+
+    assert task["state"] == "open" and task["cause_resolved"]
+    assert [h["action"] for h in detail["history"]] == ["created", "cause_resolved"]
+
+
+async def test_a_playbook_started_by_hand_makes_its_tasks_once_per_key(
+    alerts_stack: StackFactory,
+) -> None:
+    run = {"account_id": "acme", "key": "qbr-q4", "tier": "S", "owner": OWNER}
+    async with alerts_stack(clock=FakeClock(FRIDAY)) as stack:
+        first = await stack.api.post("/v1/playbooks/manual_health_review/runs", json=run)
+        again = await stack.api.post("/v1/playbooks/manual_health_review/runs", json=run)
+        not_manual = await stack.api.post("/v1/playbooks/churn_save_s/runs", json=run)
+        listed = await _tasks(stack.api, account_id="acme")
+
+    assert first.status_code == 200, first.text
+    (task,) = first.json()["tasks"]
+    assert (task["owner"], task["episode"], task["due_at"]) == (
+        OWNER,
+        "manual:qbr-q4",
+        "2026-12-07T17:00:00Z",
+    )
+    assert again.json()["tasks"][0]["id"] == task["id"]
+    assert not_manual.status_code == 404
+    assert [t["id"] for t in listed] == [task["id"]]
