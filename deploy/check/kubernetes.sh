@@ -4,7 +4,7 @@
 # Kubernetes version,
 #   helm lint --strict (values.schema.json included), and
 #   helm template | kubeconform -strict: every manifest, hooks included, against the
-#   Kubernetes API's schemas and ServiceMonitor's; a kind without a schema fails.
+#   Kubernetes API's schemas, ServiceMonitor's and PrometheusRule's; a kind without a schema fails.
 # Exit status: 0 all good, 1 a check failed, 3 the tools are missing.
 set -euo pipefail
 # shellcheck source=../local/lib.sh
@@ -44,9 +44,11 @@ for values in "${value_sets[@]}"; do
       failed+=("helm lint: $name, Kubernetes $version")
       continue
     fi
-    # The ServiceMonitor is made where the cluster serves its API: say this one does.
+    # The ServiceMonitor and PrometheusRule are made where the cluster serves their
+    # API: say this one does.
     if ! manifests=$("$HELM" template "$RELEASE" "$CHART" --namespace "$NAMESPACE" \
       --kube-version "$version" --api-versions monitoring.coreos.com/v1/ServiceMonitor \
+      --api-versions monitoring.coreos.com/v1/PrometheusRule \
       "${values_args[@]}"); then
       failed+=("helm template: $name, Kubernetes $version")
       continue

@@ -11,7 +11,7 @@ HELM_VERSION=v3.22.0
 KUBECONFORM_VERSION=v0.8.0
 # The PyPI package that ships the Kubernetes API's JSON schemas, one folder per version.
 KUBERNETES_VALIDATE_VERSION=1.37.0
-# The Go module whose example/ folder carries the ServiceMonitor CRD.
+# The Go module whose example/ folder carries the ServiceMonitor and PrometheusRule CRDs.
 PROMETHEUS_OPERATOR_VERSION=v0.85.0
 # The Kubernetes versions the chart is validated against: the oldest it supports
 # (Chart.yaml kubeVersion) and the newest the schema package knows.
@@ -30,7 +30,7 @@ usage: deploy/local/tools.sh COMMAND
 The chart's check tools, in $(rel "$TOOLS_DIR"):
   helm $HELM_VERSION, kubeconform $KUBECONFORM_VERSION (go install, into bin/)
   Kubernetes $KUBERNETES_VERSIONS schemas from the PyPI package kubernetes-validate
-  $KUBERNETES_VALIDATE_VERSION, and ServiceMonitor's from prometheus-operator $PROMETHEUS_OPERATOR_VERSION
+  $KUBERNETES_VALIDATE_VERSION, and ServiceMonitor's and PrometheusRule's from prometheus-operator $PROMETHEUS_OPERATOR_VERSION
   (into kubernetes-schemas/, in the layout kubeconform's -schema-location expects)
 
 commands:
@@ -70,6 +70,7 @@ installed() {
       local version
       for version in $KUBERNETES_VERSIONS; do
         [ -f "$SCHEMAS/v$version-local-strict/servicemonitor-monitoring-v1.json" ] || return 1
+        [ -f "$SCHEMAS/v$version-local-strict/prometheusrule-monitoring-v1.json" ] || return 1
       done
       ;;
   esac
@@ -153,13 +154,16 @@ install_schemas() {
       "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" \
       || die "pip install kubernetes-validate==$KUBERNETES_VALIDATE_VERSION failed"
   fi
-  local operator crd
+  local operator crd crds=()
   operator=$(go_module_dir "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION")
-  crd=$operator/example/prometheus-operator-crd/monitoring.coreos.com_servicemonitors.yaml
-  [ -f "$crd" ] || die "prometheus-operator $PROMETHEUS_OPERATOR_VERSION has no $(rel "$crd")"
-  say "Writing the Kubernetes $KUBERNETES_VERSIONS and ServiceMonitor schemas into $(rel "$SCHEMAS") ..."
+  for crd in servicemonitors prometheusrules; do
+    crd=$operator/example/prometheus-operator-crd/monitoring.coreos.com_$crd.yaml
+    [ -f "$crd" ] || die "prometheus-operator $PROMETHEUS_OPERATOR_VERSION has no $(rel "$crd")"
+    crds+=("$crd")
+  done
+  say "Writing the Kubernetes $KUBERNETES_VERSIONS, ServiceMonitor and PrometheusRule schemas into $(rel "$SCHEMAS") ..."
   local tmp=$SCHEMAS.tmp.$$
-  "$VENV_DIR/bin/python" "$REPO_ROOT/deploy/check/kubernetes_schemas.py" "$tmp" "$KUBERNETES_VERSIONS" "$crd" \
+  "$VENV_DIR/bin/python" "$REPO_ROOT/deploy/check/kubernetes_schemas.py" "$tmp" "$KUBERNETES_VERSIONS" "${crds[@]}" \
     || { rm -rf "$tmp"; die "could not write the schemas"; }
   rm -rf "$SCHEMAS"
   mv "$tmp" "$SCHEMAS"

@@ -37,6 +37,10 @@ TOOLS = ROOT / "deploy" / "local" / "tools.sh"
 CHECK = ROOT / "deploy" / "check" / "kubernetes.sh"
 RELEASE = "vitals"
 SERVICE_MONITOR_API = "monitoring.coreos.com/v1/ServiceMonitor"
+PROMETHEUS_RULE_API = "monitoring.coreos.com/v1/PrometheusRule"
+RULES_FILE = CHART / "files" / "vitals.rules.yml"
+EXAMPLE_RUNBOOKS = "https://vitals.example.com/docs/"
+SILENCE = "source:vitals_ingest_silence_threshold_seconds:max"
 
 Manifest = dict[str, Any]
 
@@ -168,7 +172,15 @@ def default_manifests(tools: ChartTools) -> list[Manifest]:
 
 @pytest.fixture(scope="module")
 def all_on_manifests(tools: ChartTools) -> list[Manifest]:
-    return render(tools, "--values", str(ALL_ON), "--api-versions", SERVICE_MONITOR_API)
+    return render(
+        tools,
+        "--values",
+        str(ALL_ON),
+        "--api-versions",
+        SERVICE_MONITOR_API,
+        "--api-versions",
+        PROMETHEUS_RULE_API,
+    )
 
 
 @pytest.fixture(params=["default", "all-on"])
@@ -568,6 +580,59 @@ def test_the_service_monitor_names_the_jobs_the_dashboards_use(
     # Made only where the cluster serves the API (metrics.serviceMonitor.enabled is on).
     assert not of_kind(render(tools, "--values", str(ALL_ON)), "ServiceMonitor")
     assert not of_kind(default_manifests, "ServiceMonitor")
+
+
+def _rules(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [rule for group in groups for rule in group["rules"]]
+
+
+def test_the_prometheus_rule_is_the_rules_file_with_the_values_runbooks_and_thresholds(
+    tools: ChartTools, all_on_manifests: list[Manifest], promtool: str, tmp_path: Path
+) -> None:
+    groups = named(all_on_manifests, "PrometheusRule", "vitals")["spec"]["groups"]
+    shipped = yaml.safe_load(RULES_FILE.read_text(encoding="utf-8"))["groups"]
+    base = "https://git.example.com/acme/vitals/-/blob/main/docs/"
+
+    assert [g["name"] for g in groups] == [g["name"] for g in shipped]
+    expected_alerts = [rule for rule in _rules(shipped) if "alert" in rule]
+    for rule in expected_alerts:
+        rule["annotations"]["runbook_url"] = rule["annotations"]["runbook_url"].replace(
+            EXAMPLE_RUNBOOKS, base
+        )
+    assert [rule for rule in _rules(groups) if "alert" in rule] == expected_alerts
+    assert all(base in rule["annotations"]["runbook_url"] for rule in expected_alerts)
+    thresholds = {
+        rule["labels"]["source"]: rule["expr"]
+        for rule in _rules(groups)
+        if rule.get("record") == SILENCE
+    }
+    assert thresholds == {"*": "vector(7200)", "stripe": "vector(86400)", "segment": "vector(3600)"}
+    rendered = tmp_path / "rendered.rules.yml"
+    rendered.write_text(yaml.safe_dump({"groups": groups}), encoding="utf-8")
+    checked = subprocess.run(
+        [promtool, "check", "rules", "--lint=all", "--lint-fatal", str(rendered)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_without_a_runbook_base_url_the_alerts_carry_no_runbook_url(tools: ChartTools) -> None:
+    args = ["--api-versions", PROMETHEUS_RULE_API, "--set", "metrics.prometheusRule.enabled=true"]
+    manifests = render(tools, *args)
+    groups = named(manifests, "PrometheusRule", "vitals")["spec"]["groups"]
+    alerts = [rule for rule in _rules(groups) if "alert" in rule]
+
+    assert alerts
+    assert not [rule["alert"] for rule in alerts if "runbook_url" in rule["annotations"]]
+    thresholds = [rule for rule in _rules(groups) if rule.get("record") == SILENCE]
+    assert thresholds == [{"record": SILENCE, "expr": "vector(21600)", "labels": {"source": "*"}}]
+    # Made only where the cluster serves the API, and when asked for.
+    assert not of_kind(
+        render(tools, "--set", "metrics.prometheusRule.enabled=true"), "PrometheusRule"
+    )
+    assert not of_kind(render(tools, "--api-versions", PROMETHEUS_RULE_API), "PrometheusRule")
 
 
 def test_a_changed_setting_rolls_only_the_pods_that_read_it(tools: ChartTools) -> None:

@@ -339,7 +339,62 @@ def test_prometheus_scrapes_every_vitals_service(services: dict[str, dict[str, A
     prometheus = services["prometheus"]
     assert f"--config.file={mount(prometheus, PROMETHEUS_CONFIG)}" in prometheus["command"]
     assert RULES.is_file()
-    assert config["rule_files"] == [mount(prometheus, RULES)]
+    entrypoint = "\n".join(prometheus["entrypoint"])
+    assert f"{mount(prometheus, RULES)} >{config['rule_files'][0]}" in entrypoint
+    assert len(config["rule_files"]) == 1
+
+
+def _prometheus_start(services: dict[str, dict[str, Any]], tmp_path: Path) -> list[str]:
+    """The prometheus container's entrypoint, run here: its rules read from the
+    repository and written into ``tmp_path``, and ``echo`` for Prometheus."""
+    prometheus = services["prometheus"]
+    shell, flag, script, _ = prometheus["entrypoint"]
+    script = script.replace(mount(prometheus, RULES), str(RULES))
+    script = script.replace("/tmp/vitals-rules", str(tmp_path))
+    return [shell, flag, script, "echo"]
+
+
+@pytest.mark.parametrize(
+    ("base", "runbook"),
+    [
+        ("https://docs.acme.test/vitals/", "https://docs.acme.test/vitals/alert-runbook.md#"),
+        ("https://docs.acme.test/vitals", "https://docs.acme.test/vitals/alert-runbook.md#"),
+        ("", None),
+    ],
+)
+def test_prometheus_gets_the_rules_with_the_runbook_base_url_set(
+    services: dict[str, dict[str, Any]],
+    promtool: str,
+    tmp_path: Path,
+    base: str,
+    runbook: str | None,
+) -> None:
+    env = {**os.environ, "VITALS_RUNBOOK_BASE_URL": base}
+    started = subprocess.run(
+        [*_prometheus_start(services, tmp_path), "--config.file=x"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.strip() == "--config.file=x"  # Prometheus gets its arguments
+    written = tmp_path / "vitals.rules.yml"
+    alerts = [
+        rule
+        for group in yaml.safe_load(written.read_text())["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    ]
+    assert alerts
+    for alert in alerts:
+        assert alert["annotations"].get("runbook_url") == (
+            None if runbook is None else runbook + alert["alert"].lower()
+        )
+    checked = subprocess.run(
+        [promtool, "check", "rules", str(written)], capture_output=True, text=True, check=False
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
 def test_grafana_provisions_prometheus_and_the_dashboards(
