@@ -72,6 +72,7 @@ METRIC_MODULES = (
     "services.ingest.metrics",
     "services.scoring.metrics",
     "services.alerts.metrics",
+    "services.console.metrics",
 )
 
 
