@@ -4,7 +4,7 @@ document.addEventListener("keydown", function (event) {
   if (event.key !== "/" || event.ctrlKey || event.metaKey || event.altKey) return;
   var target = event.target;
   if (target && (target.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(target.tagName))) return;
-  var field = document.querySelector("input[type=search], [role=search] input, input[name=q]");
+  var field = document.querySelector("input[type=search], input[name=q]");
   if (!field) return;
   event.preventDefault();
   field.focus();
