@@ -91,8 +91,8 @@ backtest: install ## Generate the labelled portfolio and backtest default@1 besi
 demo: install ## On a running `make run`: a portfolio with history from the generator's first day to yesterday, for the console
 	$(BIN)/python -m bench.demo
 
-screenshots: install ## On a running `make run` after `make demo`: the console's pages into docs/images, and the year chart's timing
-	$(BIN)/python -m bench.screenshots
+screenshots: install ## On a running `make run` after `make demo`: the console's pages into var/screenshots (UPDATE_DOCS=1: docs/images), and the year chart's timing
+	$(BIN)/python -m bench.screenshots $(if $(UPDATE_DOCS),--update-docs)
 
 console-assets: ## Refresh the console's vendored browser assets from npm (services/console/package.json)
 	cd services/console && npm install --no-save --no-package-lock --silent

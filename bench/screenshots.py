@@ -1,6 +1,9 @@
 """The console's pages as docs/console.md shows them, made by Debian's Chromium from a
 running `make run` with `make demo`'s portfolio; and how long the account page takes
 to draw its year of history.
+
+They go into var/screenshots, or into docs/images with --update-docs
+(`make screenshots UPDATE_DOCS=1`), the pictures docs/console.md shows.
 """
 
 from __future__ import annotations
@@ -10,10 +13,13 @@ import asyncio
 import time
 from pathlib import Path
 
+import pytest
 from playwright.async_api import Page, expect
 
-from tests.support.browser import chromium
+from tests.support.browser import chromium, chromium_path
 
+SCRATCH = Path("var/screenshots")
+DOCS_IMAGES = Path("docs/images")
 PAGES = ("sign-in", "portfolio", "accounts", "account", "alerts", "backtest")
 # The most the account page fetches (5,000 changes, a year of a busy account), drawn
 # on the page as its health chart draws them: milliseconds until the next frame after.
@@ -72,14 +78,38 @@ async def _save(page: Page, out: Path, name: str, whole: bool = True) -> None:
     await page.screenshot(path=out / f"console-{name}.png", full_page=whole)
 
 
-def main() -> None:
+def browser_missing() -> str | None:
+    """What to do when there is no Chromium to drive; None when there is."""
+    try:
+        chromium_path()
+    except pytest.fail.Exception as missing:
+        return str(missing.msg)
+    return None
+
+
+def output_folder(out: Path | None, update_docs: bool) -> Path:
+    """Where the pictures go: ``out``, else docs/images when asked to update the docs,
+    else var/screenshots (the docs' pictures change only on purpose)."""
+    if out is not None:
+        return out
+    return DOCS_IMAGES if update_docs else SCRATCH
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="http://127.0.0.1:8004")
-    parser.add_argument("--out", type=Path, default=Path("docs/images"))
-    args = parser.parse_args()
-    args.out.mkdir(parents=True, exist_ok=True)
-    timing = asyncio.run(shoot(args.url, args.out))
-    print(f"screenshots of {', '.join(PAGES)} in {args.out}; year of history: {timing}")
+    parser.add_argument("--out", type=Path, help=f"the folder (default: {SCRATCH})")
+    parser.add_argument(
+        "--update-docs", action="store_true", help=f"write into {DOCS_IMAGES}, for docs/console.md"
+    )
+    args = parser.parse_args(argv)
+    missing = browser_missing()
+    if missing is not None:
+        raise SystemExit(missing)
+    out = output_folder(args.out, args.update_docs)
+    out.mkdir(parents=True, exist_ok=True)
+    timing = asyncio.run(shoot(args.url, out))
+    print(f"screenshots of {', '.join(PAGES)} in {out}; year of history: {timing}")
 
 
 if __name__ == "__main__":
