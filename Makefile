@@ -117,11 +117,11 @@ deploy-tools: ## promtool (Debian's package), helm, kubeconform and the Kubernet
 # The image and the compiled build need podman, gcc and the servers: check-image has them.
 DEPLOY_SLOW_TESTS := tests/deploy/test_image.py tests/deploy/test_compiled.py
 
+# tests/deploy runs deploy/check/kubernetes.sh (helm lint, kubeconform) and promtool's
+# check and test of the rules itself (test_chart.py, test_alert_rules.py).
 check-deploy: install deploy-tools ## The deployment kit alone, no servers needed (about a minute): helm lint, kubeconform, promtool rules and metrics, dashboards, compose
-	deploy/check/kubernetes.sh
-	"$$(deploy/local/promtool.sh path)" check rules --lint=all --lint-fatal deploy/prometheus/rules/vitals.rules.yml
-	"$$(deploy/local/promtool.sh path)" test rules deploy/prometheus/tests/vitals.rules.test.yml
-	$(BIN)/pytest tests/deploy $(addprefix --ignore=,$(DEPLOY_SLOW_TESTS)) -m 'not kafka and not postgres and not e2e' -q
+	$(BIN)/pytest --numprocesses $(TEST_WORKERS) tests/deploy $(addprefix --ignore=,$(DEPLOY_SLOW_TESTS)) \
+		-m 'not kafka and not postgres and not e2e' -q
 
 check-image: install deploy-tools ## The container image and the mypyc-compiled build, tests run against it (needs root, podman and gcc; starts PostgreSQL and Kafka; 15-25 minutes)
 	deploy/local/with-infra.sh $(BIN)/pytest --numprocesses $(TEST_WORKERS) $(DEPLOY_SLOW_TESTS)
