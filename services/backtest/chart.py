@@ -33,16 +33,16 @@ class Bar:
 
 
 BARS = (
-    Bar("flagged high >= 30d before\nall churned", ("churned", "all", "flagged_high_30d_before")),
+    Bar("flagged high\n>= 30d before\nall churned", ("churned", "all", "flagged_high_30d_before")),
     Bar(
-        "flagged high >= 30d before\ndeclines",
+        "flagged high\n>= 30d before\ndeclines",
         ("churned", "decline", "flagged_high_30d_before"),
         0.9,
     ),
-    Bar("health AUC 30d before\nall churned", ("churned", "all", "health_auc_30d_before")),
-    Bar("health AUC 30d before\ndeclines", ("churned", "decline", "health_auc_30d_before"), 0.9),
+    Bar("health AUC\n30d before\nall churned", ("churned", "all", "health_auc_30d_before")),
+    Bar("health AUC\n30d before\ndeclines", ("churned", "decline", "health_auc_30d_before"), 0.9),
     Bar(
-        "retained ever high\n(false alarms)",
+        "retained\never high\n(false alarms)",
         ("retained", "ever_high_after_first_30_days"),
         0.1,
         "<=",
@@ -72,7 +72,7 @@ def draw(reports: list[Report], path: Path) -> None:
 
     # SVG keeps its words as text (searchable, testable), not as outlines.
     with plt.rc_context({"svg.fonttype": "none"}):
-        figure = plt.figure(figsize=(14, 8.2))
+        figure = plt.figure(figsize=(14, 7.6))
         _draw(figure, reports)
         path.parent.mkdir(parents=True, exist_ok=True)
         figure.savefig(path, dpi=110)
@@ -80,7 +80,7 @@ def draw(reports: list[Report], path: Path) -> None:
 
 
 def _draw(figure: Figure, reports: list[Report]) -> None:
-    grid = figure.add_gridspec(2, 2, height_ratios=(5, 1.6), width_ratios=(1.35, 1))
+    grid = figure.add_gridspec(2, 2, height_ratios=(5, 1.1), width_ratios=(1.35, 1))
     shares, leads = figure.add_subplot(grid[0, 0]), figure.add_subplot(grid[0, 1])
     width = 0.8 / max(1, len(reports))
     middle = width * (len(reports) - 1) / 2
@@ -102,12 +102,14 @@ def _draw(figure: Figure, reports: list[Report]) -> None:
         shares.hlines(bar.target, left, right, colors="#333333", linestyles="--", linewidth=1.2)
         shares.annotate(
             f"target {bar.better} {bar.target:g}",
-            (i + middle, bar.target),
+            (left, bar.target),
             textcoords="offset points",
-            xytext=(0, 4),
-            ha="center",
+            xytext=(0, -3),
+            ha="left",
+            va="top",
             fontsize=7,
             color="#333333",
+            bbox={"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none"},
         )
     shares.set_xticks([i + middle for i in range(len(BARS))])
     shares.set_xticklabels([_tick(bar, reports) for bar in BARS], fontsize=7.5)
@@ -134,5 +136,4 @@ def _tick(bar: Bar, reports: list[Report]) -> str:
     count = value_at(reports[0], counted) if counted and reports else None
     if count is None:
         return bar.label
-    first, _, rest = bar.label.partition("\n")
-    return f"{first}\n{rest} ({count:.0f})"
+    return f"{bar.label} ({count:.0f})"
