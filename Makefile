@@ -118,9 +118,10 @@ deploy-tools: ## promtool (Debian's package), helm, kubeconform and the Kubernet
 DEPLOY_SLOW_TESTS := tests/deploy/test_image.py tests/deploy/test_compiled.py
 
 # tests/deploy runs deploy/check/kubernetes.sh (helm lint, kubeconform) and promtool's
-# check and test of the rules itself (test_chart.py, test_alert_rules.py).
+# check and test of the rules itself (test_chart.py, test_alert_rules.py). One process:
+# test workers would each import the services first, which costs more than they save.
 check-deploy: install deploy-tools ## The deployment kit alone, no servers needed (about a minute): helm lint, kubeconform, promtool rules and metrics, dashboards, compose
-	$(BIN)/pytest --numprocesses $(TEST_WORKERS) tests/deploy $(addprefix --ignore=,$(DEPLOY_SLOW_TESTS)) \
+	$(BIN)/pytest tests/deploy $(addprefix --ignore=,$(DEPLOY_SLOW_TESTS)) \
 		-m 'not kafka and not postgres and not e2e' -q
 
 check-image: install deploy-tools ## The container image and the mypyc-compiled build, tests run against it (needs root, podman and gcc; starts PostgreSQL and Kafka; 15-25 minutes)
