@@ -9,12 +9,16 @@ restart.
 
 from __future__ import annotations
 
+import logging
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.alerts import repository
+from services.alerts.documents import ConfigError
 from services.alerts.playbooks.model import PlaybookSet, parse_playbooks
 
 PLAYBOOKS_KEY = "playbooks"
+log = logging.getLogger(__name__)
 
 
 class PlaybookCache:
@@ -28,11 +32,14 @@ class PlaybookCache:
         if self._parsed is not None and self._parsed[0] == revision:
             return self._parsed[1], self._parsed[2]
         stored = await repository.config_document(session, PLAYBOOKS_KEY)
-        found = (
-            (parse_playbooks(stored.document, "stored playbooks"), "api")
-            if stored is not None
-            else (self.file_set, "file")
-        )
+        found: tuple[PlaybookSet, str] = (self.file_set, "file")
+        if stored is not None:
+            try:
+                found = (parse_playbooks(stored.document, "stored playbooks"), "api")
+            except ConfigError as exc:
+                # Saved by a release that read it differently: the file's set keeps
+                # the consumer going (a batch must not fail on it), and the log says why.
+                log.error("the stored playbooks are not used: %s", exc)
         if self._parsed is None or self._parsed[0] < revision:
             self._parsed = (revision, *found)
         return found

@@ -12,8 +12,10 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from services.alerts import repository as alerts_repository
 from services.alerts.configuration import SetupCache, load_files
 from services.alerts.models import Delivery, Task
+from services.alerts.playbooks.loader import PLAYBOOKS_KEY, PlaybookCache
 from services.alerts.playbooks.model import load_playbooks
 from services.alerts.rules.engine import alert_id
 from services.alerts.settings import AlertsSettings
@@ -282,3 +284,19 @@ async def test_a_playbook_started_by_hand_makes_its_tasks_once_per_key(
     assert again.json()["tasks"][0]["id"] == task["id"]
     assert not_manual.status_code == 404
     assert [t["id"] for t in listed] == [task["id"]]
+
+
+async def test_a_stored_set_this_release_cannot_read_leaves_the_files_in_force(
+    sessions: SessionFactory,
+) -> None:
+    async with sessions() as session, session.begin():
+        await alerts_repository.raise_config_revision(session)
+        await alerts_repository.save_config_document(
+            session, PLAYBOOKS_KEY, {"playbooks": [{"id": "from_later"}]}, FRIDAY
+        )
+    cache = PlaybookCache(load_playbooks())
+
+    async with sessions() as session:
+        playbooks, source = await cache.current(session)
+
+    assert (playbooks.ref, source) == ("default@1", "file")
