@@ -109,7 +109,7 @@ async def test_the_running_services_metrics_pass_promtool(
         "ingest": 'vitals_ingest_events_accepted_total{source="native"}',
         "scoring": "vitals_scoring_events_applied_total",
         "alerts": "vitals_alerts_deliveries_total{",
-        "console": "vitals_console_page_render_seconds_count{",
+        "console": 'vitals_http_requests_total{code="200",method="GET",route="/readyz"}',
     }
     for name, service in running_services.items():
         async with httpx.AsyncClient(base_url=service.url) as client:
