@@ -5,6 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from tests.support.processes import ServiceProcess
 
 # Unpaid for more than the shipped scorecard's grace of seven days: high risk, so an
 # alert is opened and delivered.
@@ -40,3 +45,26 @@ def migrate(env: dict[str, str]) -> None:
     subprocess.run(
         [sys.executable, "-m", "services", "migrate"], env=env, check=True, capture_output=True
     )
+
+
+def console_services(
+    env: dict[str, str], log_dir: Path
+) -> tuple[ServiceProcess, ServiceProcess, ServiceProcess]:
+    """Scoring, alerts and the console that reads them, as processes not yet started."""
+    scoring, alerts = (ServiceProcess(name, env, log_dir) for name in ("scoring", "alerts"))
+    urls = {"VITALS_CONSOLE_SCORING_URL": scoring.url, "VITALS_CONSOLE_ALERTS_URL": alerts.url}
+    return scoring, alerts, ServiceProcess("console", {**env, **urls}, log_dir)
+
+
+@asynccontextmanager
+async def running(services: Sequence[ServiceProcess]) -> AsyncIterator[None]:
+    """``services`` started and ready for the block, killed after it."""
+    for service in services:
+        service.start()
+    try:
+        for service in services:
+            await service.wait_ready()
+        yield
+    finally:
+        for service in services:
+            service.kill()
