@@ -7,18 +7,26 @@ scoring database as the consumer writes them; the changes are its outbox, so the
 running scoring service publishes them and the alerts service raises their alerts.
 The portfolio as it was 30 days ago is kept as that day's first sweep would have
 kept it, so the console shows how it moved.
+
+Beside the generator's accounts, two stories of the generator's own kind are added to
+csm1's book, so that its attention list always shows what a CSM must not miss: an S
+account (monthly, so renewing within a month) whose usage fell to about half its
+baseline in the last 12 days (medium risk), and an A account (7 seats) whose usage fell
+harder 16 days ago (down 25 points or more in 30 days).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import random
 import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import orjson
 from aiokafka.partitioner import DefaultPartitioner
 from sqlalchemy import func, select
 
@@ -38,6 +46,58 @@ from shared.db import create_engine, session_factory
 from shared.scores import ScoreChange
 
 CHUNK = 500
+STORY_OWNER = "csm1@vitals.example"
+# Ids the generator gives csm1 (acct-N, N % 12 == 1), far past any portfolio's own.
+STRATEGIC_STORY = "acct-90001"
+DROP_STORY = "acct-90013"
+
+
+def story_accounts(today: date) -> list[portfolio.Account]:
+    """csm1's two stories, as the generator's accounts (see the module's docstring)."""
+    rng = random.Random(90_001)
+    stories = [
+        _story(STRATEGIC_STORY, seats=150, utilisation=0.8, fell_on=today - timedelta(12), to=0.55),
+        _story(DROP_STORY, seats=7, utilisation=0.85, fell_on=today - timedelta(16), to=0.45),
+    ]
+    for account in stories:
+        account.users = portfolio._users(rng, account, portfolio.START)
+    return stories
+
+
+def _story(
+    account_id: str, *, seats: int, utilisation: float, fell_on: date, to: float
+) -> portfolio.Account:
+    """A monthly, billed customer since long before the portfolio's start, kept, whose
+    usage falls to ``to`` of its own from ``fell_on`` on."""
+    return portfolio.Account(
+        account_id=account_id,
+        started_on=portfolio.START - timedelta(days=400),
+        seats=seats,
+        utilisation=utilisation,
+        annual=False,
+        billed=True,
+        fate="retained",
+        dip=(fell_on, fell_on + timedelta(days=60), to),
+    )
+
+
+def write_stories(out: Path, days: int, today: date) -> None:
+    """The stories' Segment calls and Stripe events, by time, beside the portfolio's."""
+    stories = story_accounts(today)
+    rng = random.Random(90_013)
+    with (
+        (out / "story-segment.jsonl").open("wb") as segment,
+        (out / "story-stripe.jsonl").open("wb") as stripe,
+    ):
+        files = {"segment": segment, "stripe": stripe}
+        for offset in range(days):
+            day = portfolio.START + timedelta(offset)
+            calls = sorted(
+                (c for a in stories for c in portfolio.day_calls(rng, a, day)),
+                key=lambda call: call[0],
+            )
+            for _, name, body in calls:
+                files[name].write(orjson.dumps(body) + b"\n")
 
 
 @dataclass
@@ -78,16 +138,23 @@ class History:
 def replayed(accounts: int, seed: int, out: Path) -> tuple[Replay, History]:
     """The portfolio up to yesterday, replayed under the shipped scorecards."""
     today = datetime.now(UTC).date()
-    portfolio.write(out, accounts, (today - portfolio.START).days, seed)
+    days = (today - portfolio.START).days
+    portfolio.write(out, accounts, days, seed)
+    write_stories(out, days, today)
     ingest, scoring = IngestSettings(), ScoringSettings()
     history = History(kept_on=today - MOVEMENT)
     rules = load_rules(DEFAULT_RULES_FILE).enabled
     judge = production_judge(rules)
     replay = Replay(load_models([]), scoring.limits(), judge, history.on_score, history.on_change)
     intake, memory, limits = Intake(), Memory(), ingest.limits()
+    stripe_accounts = ingest.stripe_accounts()
     streams = [
-        segment_events(out / "segment.jsonl", intake, limits, memory),
-        stripe_events(out / "stripe.jsonl", intake, limits, memory, ingest.stripe_accounts()),
+        stream
+        for prefix in ("", "story-")
+        for stream in (
+            segment_events(out / f"{prefix}segment.jsonl", intake, limits, memory),
+            stripe_events(out / f"{prefix}stripe.jsonl", intake, limits, memory, stripe_accounts),
+        )
     ]
     for event in merged(streams):
         replay.add(event)
@@ -95,10 +162,11 @@ def replayed(accounts: int, seed: int, out: Path) -> tuple[Replay, History]:
     return replay, history
 
 
-async def store(replay: Replay, history: History) -> None:
-    """The states, changes and the kept day, written as scoring writes them; refused
-    over a database that already has these accounts."""
-    settings = ScoringSettings()
+async def store(replay: Replay, history: History, settings: ScoringSettings | None = None) -> None:
+    """The states, changes and the kept day, written as scoring writes them (to the
+    database and partitions of ``settings``, else the environment's); refused over a
+    database that already has these accounts."""
+    settings = settings or ScoringSettings()
     partitions = list(range(settings.topic_partitions))
     partitioner = DefaultPartitioner()
     engine = create_engine(settings.scoring_database_url)
