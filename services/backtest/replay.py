@@ -20,8 +20,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
+from services.alerts.playbooks.model import PlaybookSet
 from services.alerts.rules.engine import Silence
-from services.alerts.service import Judge, MemoryAlertsStore
+from services.alerts.service import Judge, MemoryAlertsStore, start_tasks
+from services.alerts.tasks.service import TaskPolicy
 from services.scoring.domain import (
     RESCORED_FIELDS,
     AccountState,
@@ -58,15 +60,29 @@ class CsmOverride:
     lifted_at: datetime | None = None
 
 
+@dataclass(frozen=True)
+class Playbooks:
+    """The playbooks a replay runs on its verdicts, and the service levels it uses."""
+
+    playbook_set: PlaybookSet
+    policy: TaskPolicy
+
+
 @dataclass
 class AlertsReplay:
     """One model's score changes judged as the alerts service judges them
     (``services.alerts.service.Judge``), with its memory and silences in memory; a
-    notice is counted for each decision that notifies."""
+    notice is counted for each decision that notifies. With ``playbooks``, the tasks
+    they start (``services.alerts.service.start_tasks``) are counted once per id, as
+    the service stores them once per playbook step and trigger episode."""
 
     judge: Judge
     store: MemoryAlertsStore = field(default_factory=MemoryAlertsStore)
     notices: list[tuple[date, str, str]] = field(default_factory=list)  # (day, owner, rule)
+    playbooks: Playbooks | None = None
+    tasks: list[tuple[date, str, str, str]] = field(default_factory=list)
+    """(day, owner, tier, playbook) of every task made."""
+    _task_ids: set[str] = field(default_factory=set)
 
     def judge_day(self, changes: list[ScoreChange], now: datetime) -> None:
         """Every change of a day's close, in order, at that close."""
@@ -78,6 +94,16 @@ class AlertsReplay:
             for decision in verdict.decisions:
                 if decision.notify:
                     self.notices.append((now.date(), owner, decision.alert.rule))
+        if self.playbooks is None:
+            return
+        for row in start_tasks(
+            self.playbooks.playbook_set, judgement.verdicts, now, self.playbooks.policy
+        ):
+            if row["id"] not in self._task_ids:
+                self._task_ids.add(row["id"])
+                self.tasks.append(
+                    (now.date(), row["owner"], row["tier"] or "none", row["playbook"])
+                )
 
 
 OnScore = Callable[[int, str, date, Assessment | None, AccountState], None]
@@ -96,11 +122,13 @@ class Replay:
         on_change: OnChange | None = None,
         overrides: Sequence[CsmOverride] = (),
         silences: Sequence[Silence] = (),
+        playbooks: Playbooks | None = None,
     ) -> None:
         self.models = models
         self.scorings = [Scoring(model.scorecards, limits) for model in models]
         self.alerts = [
-            AlertsReplay(judge, MemoryAlertsStore(silence_list=list(silences))) for _ in models
+            AlertsReplay(judge, MemoryAlertsStore(silence_list=list(silences)), playbooks=playbooks)
+            for _ in models
         ]
         self.store = MemoryScoringStore()
         # Latest first, so that each close pops what is due (ties in the order given).

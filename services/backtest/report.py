@@ -76,6 +76,16 @@ class AlertLoad(TypedDict):
     by_rule: dict[str, int]
 
 
+class TaskLoad(TypedDict):
+    """The tasks the playbooks made: per CSM (account owner) per week, by tier."""
+
+    tasks: int
+    csms: int
+    per_csm_per_week: dict[str, float]
+    busiest_csm_week: int
+    by_playbook: dict[str, int]
+
+
 TierShare = dict[str, float | None]
 """``accounts`` and ``revenue_share`` of a tier; ``share`` of ``match_revenue_truth``."""
 
@@ -91,6 +101,7 @@ class Report(TypedDict):
     retained: NotRequired[FalseAlarms]
     high_risk_account_days: NotRequired[HighDays]
     alerts: NotRequired[AlertLoad]
+    tasks: NotRequired[TaskLoad]
     tiers: NotRequired[dict[str, TierShare]]
 
 
@@ -99,6 +110,7 @@ def summarise(
     outcomes: dict[str, Churn],
     notices: list[tuple[date, str, str]],
     truth: RevenueShare,
+    tasks: list[tuple[date, str, str, str]] | None = None,
 ) -> Report:
     if ledger.start is None or ledger.last is None:
         return {"model": ledger.name, "days": 0, "accounts": 0}
@@ -108,7 +120,7 @@ def summarise(
     groups = {"all": churned} | {
         k: {a: o for a, o in churned.items() if o.kind == k} for k in kinds
     }
-    return {
+    report: Report = {
         "model": ledger.name,
         "days": (ledger.last - ledger.start).days + 1,
         "accounts": len(ledger.traces),
@@ -120,6 +132,9 @@ def summarise(
         "alerts": _alerts(ledger, notices),
         "tiers": _tiers(ledger, truth),
     }
+    if tasks is not None:
+        report["tasks"] = _tasks(ledger, tasks)
+    return report
 
 
 def _churned(ledger: Ledger, outcomes: dict[str, Churn]) -> dict[str, Churn]:
@@ -231,6 +246,26 @@ def _alerts(ledger: Ledger, notices: list[tuple[date, str, str]]) -> AlertLoad:
         "per_csm_per_week": round(len(notices) / (len(csms) * weeks), 2) if csms else 0.0,
         "busiest_csm_week": max(per_week.values(), default=0),
         "by_rule": dict(sorted(Counter(rule for _, _, rule in notices).items())),
+    }
+
+
+def _tasks(ledger: Ledger, tasks: list[tuple[date, str, str, str]]) -> TaskLoad:
+    """Tasks of CSMs (not of team queues) per CSM per week, by the account's tier."""
+    assert ledger.start is not None and ledger.last is not None
+    start = ledger.start
+    csms = {t.owner or "unassigned" for t in ledger.traces.values()}
+    weeks = ((ledger.last - start).days + 1) / 7
+    owned = [(day, owner, tier) for day, owner, tier, _ in tasks if owner in csms]
+    by_tier = Counter(tier for _, _, tier in owned)
+    per_week = Counter((owner, (day - start).days // 7) for day, owner, _ in owned)
+    return {
+        "tasks": len(tasks),
+        "csms": len(csms),
+        "per_csm_per_week": {
+            tier: round(count / (len(csms) * weeks), 2) for tier, count in sorted(by_tier.items())
+        },
+        "busiest_csm_week": max(per_week.values(), default=0),
+        "by_playbook": dict(sorted(Counter(playbook for *_, playbook in tasks).items())),
     }
 
 

@@ -36,6 +36,7 @@ def _rows(reports: list[Report]) -> list[tuple[str, Read]]:
         ("  ever high after first 30 days", _at("retained", "ever_high_after_first_30_days")),
         ("high-risk account-days", _at("high_risk_account_days", "share")),
         ("alerts per CSM per week", _at("alerts", "per_csm_per_week")),
+        ("tasks per CSM per week S / A / B / C", _tasks_by_tier),
         ("tiers S / A / B / C / none", _tier_counts),
         ("revenue share S / A / B / C", _tier_revenue),
         ("tier matches revenue truth", _at("tiers", "match_revenue_truth", "share")),
@@ -60,6 +61,13 @@ def _leads(kind: str) -> Read:
         return " / ".join(_cell(_dig(leads, p)) for p in ("p25", "p50", "p75"))
 
     return read
+
+
+def _tasks_by_tier(report: Report) -> str:
+    per_tier = _dig(report, "tasks", "per_csm_per_week")
+    if not isinstance(per_tier, dict):
+        return "-"
+    return " / ".join(f"{per_tier.get(t, 0.0):.2f}" for t in ("S", "A", "B", "C"))
 
 
 def _tier_counts(report: Report) -> str:

@@ -19,14 +19,16 @@ from typing import IO, TypeVar
 import orjson
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
+from services.alerts.playbooks.model import DEFAULT_PLAYBOOKS_FILE, load_playbooks
 from services.alerts.rules.engine import Silence
 from services.alerts.rules.kinds import Rule
 from services.alerts.rules.ruleset import DEFAULT_RULES_FILE, load_rules
 from services.alerts.service import Judge
 from services.alerts.settings import AlertsSettings
+from services.alerts.tasks.service import TaskPolicy
 from services.backtest.kafka_source import topic_events
 from services.backtest.ledger import Ledger
-from services.backtest.replay import CsmOverride, Model, OnChange, Replay
+from services.backtest.replay import CsmOverride, Model, OnChange, Playbooks, Replay
 from services.backtest.report import Churn, Report, summarise
 from services.backtest.sources import (
     Intake,
@@ -169,15 +171,20 @@ def backtest(
     progress: bool = True,
     actions: Actions | None = None,
     on_change: OnChange | None = None,
+    playbooks_file: Path = DEFAULT_PLAYBOOKS_FILE,
 ) -> Result:
     """Replay ``inputs`` under each model, with the CSMs' ``actions``; ``on_change`` is
-    called with each model's index and every material score change it made."""
+    called with each model's index and every material score change it made. The
+    playbooks of ``playbooks_file`` run on every verdict, as in the alerts service."""
     missing = [str(p) for p in inputs.all() if not p.is_file()]
     if missing or not (inputs.all() or inputs.kafka):
         raise BacktestError(f"no such input file: {missing}" if missing else "no input given")
     rules = load_rules(rules_file).enabled
     ingest, scoring = IngestSettings(), ScoringSettings()
     judge = production_judge(rules)
+    playbooks = Playbooks(
+        load_playbooks(playbooks_file), TaskPolicy.from_settings(AlertsSettings())
+    )
     intake = Intake()
     with ExitStack() as files:
         daily = _daily_files(outputs.daily, models)
@@ -199,6 +206,7 @@ def backtest(
             on_change,
             overrides=given.overrides,
             silences=given.silences,
+            playbooks=playbooks,
         )
         memory = Memory(wait=timedelta(seconds=ingest.ingest_segment_wait_s))
         streams = _streams(inputs, intake, ingest, memory, files)
@@ -216,7 +224,7 @@ def backtest(
         intake.rejected["override_after_last_day"] += late
     known = outcomes if outcomes is not None else _cancellations(replay)
     reports = [
-        summarise(ledger, known, alerts.notices, truth or RevenueShare())
+        summarise(ledger, known, alerts.notices, truth or RevenueShare(), alerts.tasks)
         for ledger, alerts in zip(ledgers, replay.alerts, strict=True)
     ]
     notices = [alerts.notices for alerts in replay.alerts]
