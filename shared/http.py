@@ -142,8 +142,12 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, send_noting_status)
         finally:
-            # The router put the matched route into this same scope.
-            route = getattr(scope.get("route"), "path", "unmatched")
+            # The router put the matched route into this same scope; a mount (the
+            # console's /static) names none, its prefix stands for it.
+            route = getattr(scope.get("route"), "path", None)
+            if route is None and "endpoint" in scope:
+                route = scope.get("root_path")
+            route = route or "unmatched"
             method = scope["method"] if scope["method"] in HTTP_METHODS else "other"
             HTTP_REQUESTS.labels(route, method, code).inc()
             HTTP_REQUEST_SECONDS.labels(route, method, code).observe(time.perf_counter() - started)

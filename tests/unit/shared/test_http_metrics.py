@@ -100,6 +100,7 @@ async def test_the_console_times_its_pages_and_its_requests() -> None:
     async with httpx.AsyncClient(transport=transport, base_url="http://console") as client:
         before = await _metrics(client)
         assert (await client.get("/sign-in")).status_code == 200
+        assert (await client.get("/static/console.css")).status_code == 200
         after = await _metrics(client)
 
     page = "vitals_console_page_render_seconds_count"
@@ -107,6 +108,11 @@ async def test_the_console_times_its_pages_and_its_requests() -> None:
     request = {"route": "/sign-in", "method": "GET", "code": "200"}
     grown = _count(after, "vitals_http_requests_total", **request) - _count(
         before, "vitals_http_requests_total", **request
+    )
+    assert grown == 1
+    static = {"route": "/static", "method": "GET", "code": "200"}
+    grown = _count(after, "vitals_http_requests_total", **static) - _count(
+        before, "vitals_http_requests_total", **static
     )
     assert grown == 1
 
