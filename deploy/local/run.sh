@@ -17,8 +17,10 @@ export VITALS_CONSOLE_BACKTEST_CHART=${VITALS_CONSOLE_BACKTEST_CHART:-var/backte
 # (without one it answers 503 stripe_not_configured). Stripe's dashboard gives the real one.
 export VITALS_INGEST_STRIPE_WEBHOOK_SECRETS=${VITALS_INGEST_STRIPE_WEBHOOK_SECRETS:-whsec_local_development}
 STRIPE_SECRET=${VITALS_INGEST_STRIPE_WEBHOOK_SECRETS%%,*}
-# The broker's KRaft controller port, as deploy/local/kafka.sh picks it by default.
-KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT < 64536 ? KAFKA_PORT + 1000 : KAFKA_PORT - 1000))}
+# The broker's KRaft controller port, as deploy/local/kafka.sh picks it by default (its
+# server.properties says which, once the broker has run).
+KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-$((KAFKA_PORT <= 64535 ? KAFKA_PORT + 1000 : KAFKA_PORT - 1000))}
+KAFKA_PROPERTIES=${VITALS_VAR_DIR:-var}/kafka/$KAFKA_PORT/server.properties
 mkdir -p var/log
 
 pids=()
@@ -40,6 +42,10 @@ if ! deploy/local/kafka.sh status >/dev/null 2>&1; then
   deploy/local/kafka.sh start
   started_kafka=yes
 fi
+
+controller=$(sed -n 's/^controller.quorum.bootstrap.servers=127.0.0.1:\([0-9]*\)$/\1/p' \
+  "$KAFKA_PROPERTIES" 2>/dev/null || true)
+KAFKA_CONTROLLER_PORT=${controller:-$KAFKA_CONTROLLER_PORT}
 
 "$BIN/vitals" migrate
 for service in ingest scoring alerts console; do
