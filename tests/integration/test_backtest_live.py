@@ -39,7 +39,7 @@ from tests.support.clock import FakeClock
 from tests.support.kafka import consume, produce
 from tests.support.scoring_builders import V1_SCORECARD, billing, traits, usage
 from tests.support.scoring_service import applied, records, settings_for
-from tests.support.servers import WebhookReceiver, serve, wait_for
+from tests.support.servers import WebhookReceiver, is_ready, serve, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
@@ -61,10 +61,6 @@ def _first_day(account: str) -> list[Any]:
         traits(account_id=account, at=DAY0, owner_csm_email=_owner(account)),
         usage(account_id=account, at=DAY0, user_id="u1", feature="report.exported"),
     ]
-
-
-async def _ready(api: httpx.AsyncClient) -> bool:
-    return (await api.get("/readyz")).status_code == 200
 
 
 async def test_an_override_and_a_silence_do_the_same_live_and_in_the_backtest(
@@ -98,7 +94,7 @@ async def test_an_override_and_a_silence_do_the_same_live_and_in_the_backtest(
             httpx.AsyncClient(base_url=scoring_url) as scoring,
             httpx.AsyncClient(base_url=alerts_url, headers=ADMIN) as alerts,
         ):
-            await wait_for(lambda: _ready(alerts), 30, "alerts to be ready")
+            await wait_for(lambda: is_ready(alerts), 30, "alerts to be ready")
             # Day 0: two paying accounts in use. Day 1: used again, then a CSM sets both
             # to red, and globex's churn-risk alerts are silenced for two days.
             first = _first_day("acme") + _first_day("globex")

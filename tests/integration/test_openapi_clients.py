@@ -36,11 +36,11 @@ from tests.support.apps import alerts_settings
 from tests.support.auth import make_keys_file
 from tests.support.clock import FakeClock
 from tests.support.infra import migrated_to
-from tests.support.ingest_apps import ingest_test_settings, is_ready, migrated
+from tests.support.ingest_apps import ingest_test_settings, migrated
 from tests.support.kafka import consume
 from tests.support.scoring_builders import V1_SCORECARD
 from tests.support.scoring_service import settings_for, stored_account
-from tests.support.servers import serve, wait_for
+from tests.support.servers import is_ready, serve, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 

@@ -36,7 +36,7 @@ from tests.support.infra import migrated_to
 from tests.support.ingest_apps import ingest_test_settings, migrated
 from tests.support.kafka import produce
 from tests.support.scoring_service import settings_for, stored_account
-from tests.support.servers import serve, wait_for
+from tests.support.servers import is_ready, serve, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
@@ -186,7 +186,7 @@ async def _fuzz_running(url: str, runs: list[Run], tmp_path: Path) -> None:
 
 async def _ready(url: str) -> bool:
     async with httpx.AsyncClient(base_url=url) as client:
-        return (await client.get("/readyz")).status_code == 200
+        return await is_ready(client)
 
 
 async def _schemathesis(url: str, run: Run, tmp_path: Path) -> tuple[int, str]:

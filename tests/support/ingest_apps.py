@@ -18,7 +18,7 @@ from services.ingest.app import MIGRATIONS, create_app
 from services.ingest.settings import IngestSettings
 from tests.support.apps import FAST_RETRY
 from tests.support.infra import migrated_to
-from tests.support.servers import serve, wait_for
+from tests.support.servers import is_ready, serve, wait_for
 
 
 def ingest_topics(topics: dict[str, str]) -> dict[str, str]:
@@ -45,10 +45,6 @@ def ingest_test_settings(
 async def migrated(database: str) -> str:
     """``database`` brought to the ingest schema's head; returns its URL."""
     return await migrated_to(database, MIGRATIONS)
-
-
-async def is_ready(client: httpx.AsyncClient) -> bool:
-    return (await client.get("/readyz")).status_code == 200
 
 
 @asynccontextmanager

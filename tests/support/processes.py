@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.servers import free_port, wait_for
+from tests.support.servers import free_port, is_ready, wait_for
 
 
 def metric_value(text: str, name: str, **labels: str) -> float:
@@ -79,10 +79,7 @@ class ServiceProcess:
 
             async def ready() -> bool:
                 assert self.process is not None and self.process.poll() is None, self.log_tail()
-                try:
-                    return (await client.get("/readyz")).status_code == 200
-                except httpx.TransportError:
-                    return False
+                return await is_ready(client)
 
             await wait_for(ready, timeout_s, f"{self.name} to be ready")
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import httpx
 import uvicorn
 from fastapi import FastAPI, Request, Response
 from sqlalchemy.engine import make_url
@@ -55,6 +56,16 @@ async def wait_for(
             return last
         await asyncio.sleep(every_s)
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}; last: {last!r}")
+
+
+async def is_ready(client: httpx.AsyncClient) -> bool:
+    """Whether the service behind ``client`` says it is ready. A probe that gets no
+    answer in time, or no connection yet, is "not yet": on a loaded machine a starting
+    service may be slow to answer, and the wait around the probe holds the deadline."""
+    try:
+        return (await client.get("/readyz")).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 # Every setting's default, none read from the environment: the settings of an app that

@@ -22,7 +22,7 @@ from shared.scores import ScoreChange
 from tests.support.apps import alerts_settings
 from tests.support.clock import FakeClock
 from tests.support.kafka import produce
-from tests.support.servers import serve, wait_for
+from tests.support.servers import is_ready, serve, wait_for
 
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
 ADMIN = {"authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -129,7 +129,7 @@ def alerts_stack(kafka: str, database: str, topics: dict[str, str], tmp_path: Pa
             httpx.AsyncClient(base_url=url) as api,
         ):
             stack = AlertsStack(api, clock, database, kafka, topics)
-            await wait_for(lambda: _ready(api), 30, "alerts to be ready")
+            await wait_for(lambda: is_ready(api), 30, "alerts to be ready")
             yield stack
 
     return start
@@ -138,7 +138,3 @@ def alerts_stack(kafka: str, database: str, topics: dict[str, str], tmp_path: Pa
 def _write(path: Path, document: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(document))
     return path
-
-
-async def _ready(api: httpx.AsyncClient) -> bool:
-    return (await api.get("/readyz")).status_code == 200

@@ -15,7 +15,7 @@ from tests.support.apps import alerts_settings
 from tests.support.clock import FakeClock
 from tests.support.events import score_change
 from tests.support.kafka import produce
-from tests.support.servers import WebhookReceiver, serve, wait_for
+from tests.support.servers import WebhookReceiver, is_ready, serve, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
@@ -46,12 +46,8 @@ async def stack(kafka: str, database: str, topics: dict[str, str]) -> AsyncItera
             serve(create_app(settings, clock)) as url,
             httpx.AsyncClient(base_url=url) as api,
         ):
-            await wait_for(lambda: _ready(api), 30, "alerts to be ready")
+            await wait_for(lambda: is_ready(api), 30, "alerts to be ready")
             yield Stack(api, receiver, clock, database)
-
-
-async def _ready(api: httpx.AsyncClient) -> bool:
-    return (await api.get("/readyz")).status_code == 200
 
 
 async def _send(kafka: str, topic: str, *changes: ScoreChange) -> None:
@@ -138,7 +134,7 @@ async def test_a_delivery_is_dead_after_its_last_attempt(
             httpx.AsyncClient(base_url=url) as api,
         ):
             # Like the other tests: the consumer is in its group before the message comes.
-            await wait_for(lambda: _ready(api), 30, "alerts to be ready")
+            await wait_for(lambda: is_ready(api), 30, "alerts to be ready")
             await _send(kafka, topics["scores_topic"], score_change(account_id="c", health_score=1))
             await wait_for(lambda: _attempted(database), 30, "the first attempt")
             clock.advance(timedelta(minutes=1))

@@ -26,7 +26,7 @@ from shared.scores import Risk
 from tests.integration.alerts.conftest import AlertsStack, StackFactory
 from tests.support.alerts_messages import enriched_change, facts
 from tests.support.kafka import consume
-from tests.support.servers import wait_for
+from tests.support.servers import is_ready, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
@@ -154,7 +154,7 @@ async def test_an_outbox_row_the_broker_refuses_is_dead_lettered_and_the_backlog
             alerts_topic = f"{topics['scores_topic']}.alerts"
             (published,) = await consume(kafka, alerts_topic, 1, timeout_s=10)
         fallen = await wait_for(lambda: _pending_at_most(stack, 0), 30, "backlog to fall")
-        await wait_for(lambda: _ready(stack), 30, "/readyz to recover")
+        await wait_for(lambda: is_ready(stack.api), 30, "/readyz to recover")
         refused = await _metric(
             stack, 'vitals_publisher_records_refused_total{outbox="alert_events"}'
         )
@@ -277,10 +277,6 @@ async def _not_ready(stack: AlertsStack) -> str | None:
     answer = await stack.api.get("/readyz")
     problem = answer.json()["checks"].get("publisher_alert_events", "ok")
     return f"publisher_alert_events: {problem}" if answer.status_code == 503 else None
-
-
-async def _ready(stack: AlertsStack) -> bool:
-    return (await stack.api.get("/readyz")).status_code == 200
 
 
 async def test_a_sequence_past_32_bits_is_stored_and_its_change_alerts_once(

@@ -10,10 +10,10 @@ from services.ingest.app import create_app
 from shared.dlq import DeadLetter
 from shared.events import Event
 from tests.support.events import native_usage_json
-from tests.support.ingest_apps import ingest_client, ingest_test_settings, is_ready, migrated
+from tests.support.ingest_apps import ingest_client, ingest_test_settings, migrated
 from tests.support.kafka import consume
 from tests.support.own_broker import OwnBroker
-from tests.support.servers import TcpRelay, serve, wait_for
+from tests.support.servers import TcpRelay, is_ready, serve, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 

@@ -15,9 +15,9 @@ from services.ingest.app import create_app
 from services.ingest.settings import IngestSettings
 from shared.dlq import DeadLetter
 from shared.events import Event, EventKind
-from tests.support.ingest_apps import ingest_client, ingest_test_settings, is_ready, migrated
+from tests.support.ingest_apps import ingest_client, ingest_test_settings, migrated
 from tests.support.kafka import consume
-from tests.support.servers import serve, wait_for
+from tests.support.servers import is_ready, serve, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 

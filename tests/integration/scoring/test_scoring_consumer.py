@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from services.scoring.app import MIGRATIONS, create_app
 from services.scoring.domain import AccountState, Assessment, Limits, apply_events, rescore
 from services.scoring.models import Account, ScoreHistory, consumer_offsets
-from shared.db import create_engine, session_factory
+from shared.db import SessionFactory, create_engine, session_factory
 from shared.events import Event, SubscriptionStatus
 from shared.migrations import upgrade_to_head
 from shared.scores import ScoreChange, Trigger
@@ -21,7 +21,7 @@ from tests.support.infra import create_database, drop_database, new_database_url
 from tests.support.kafka import consume, produce
 from tests.support.processes import metric_value
 from tests.support.scoring_builders import v1_card
-from tests.support.servers import serve, wait_for
+from tests.support.servers import is_ready, serve, wait_for
 
 pytestmark = [pytest.mark.kafka]
 
@@ -87,6 +87,15 @@ async def test_events_become_a_score_history_offsets_and_a_score_message(
         acme = await wait_for(_applied(api, "acme", 2), 30, "acme's events to be applied")
         gone = await wait_for(_applied(api, "gone", 1), 30, "gone's event to be applied")
         missing = await api.get("/v1/accounts/nobody")
+        # The relay marks a change published once the broker acked it: wait for that
+        # while the service runs (one stopped between ack and mark sends it again).
+        sessions = session_factory(engine := create_engine(migrated))
+        await wait_for(
+            lambda: _nothing_unpublished(sessions), 30, "every score change to be published"
+        )
+        async with sessions() as session:
+            stored = sum((await session.scalars(select(consumer_offsets.c.next_offset))).all())
+        await engine.dispose()
 
     expected_acme = _scored_by_the_core(events[:2], clock.now)
     expected_gone = _scored_by_the_core(events[2:], clock.now)
@@ -107,15 +116,15 @@ async def test_events_become_a_score_history_offsets_and_a_score_message(
         assert sum(d.points for d in m.drivers) == pytest.approx(
             m.health_score - (m.previous_score or 0)
         )
-    sessions = session_factory(engine := create_engine(migrated))
+    assert stored == len(events)
+
+
+async def _nothing_unpublished(sessions: SessionFactory) -> bool:
     async with sessions() as session:
-        stored = sum((await session.scalars(select(consumer_offsets.c.next_offset))).all())
-        unpublished = await session.scalar(
+        count = await session.scalar(
             select(func.count()).where(ScoreHistory.published_at.is_(None))
         )
-    await engine.dispose()
-    assert stored == len(events)
-    assert unpublished == 0
+    return count == 0
 
 
 async def test_the_database_not_kafka_says_where_to_resume(
@@ -170,17 +179,13 @@ async def test_it_waits_for_its_database_and_recovers_by_itself(
             _records([billing_event(account_id="acme", status=SubscriptionStatus.canceled)]),
         )
         account = await wait_for(_applied(api, "acme", 1), 60, "scoring to recover")
-        ready = await wait_for(lambda: _is_ready(api), 30, "readiness")
+        ready = await wait_for(lambda: is_ready(api), 30, "readiness")
     await drop_database(postgres_admin, url)
 
     assert waiting["ready"] is False
     assert waiting["checks"]["database"].startswith("unreachable")
     assert account["health_score"] == 0
     assert ready
-
-
-async def _is_ready(api: httpx.AsyncClient) -> bool:
-    return (await api.get("/readyz")).status_code == 200
 
 
 @pytest.mark.postgres
@@ -196,7 +201,7 @@ async def test_two_replicas_split_the_partitions_and_a_handover_counts_each_even
         async with serve(create_app(settings)) as other_url:
             async with httpx.AsyncClient(base_url=other_url) as other:
                 # ready once its first assignment is done: the group has rebalanced
-                await wait_for(lambda: _is_ready(other), 60, "the second replica to join")
+                await wait_for(lambda: is_ready(other), 60, "the second replica to join")
             await produce(kafka, topics["events_topic"], _records(first))
             for account in accounts:
                 await wait_for(_applied(api, account, 5), 30, f"{account}'s first events")
