@@ -51,7 +51,7 @@ async def shoot(url: str, out: Path) -> dict[str, float]:
         await page.goto(f"{url}/accounts?sort=change")
         await _save(page, out, "accounts", whole=False)
         await page.goto(url)
-        first = page.get_by_test_id("accounts").get_by_role("link").first
+        first = page.get_by_test_id("attention").get_by_role("link").first
         account_url = f"{url}{await first.get_attribute('href')}?range=1y"
         began = time.perf_counter()
         await page.goto(account_url)
