@@ -193,7 +193,7 @@ async def test_a_csm_finds_an_account_reads_why_and_acknowledges_its_alert(
         await expect(page.get_by_test_id("movement")).to_contain_text(f"Since {since}")
         await expect(page.get_by_test_id("risks")).to_contain_text("high")
 
-        await page.get_by_test_id("accounts").get_by_role("link", name="Acme Corp").click()
+        await page.get_by_test_id("attention").get_by_role("link", name="Acme Corp").click()
         await expect(page.get_by_role("heading", level=1)).to_have_text("Acme Corp")
         await expect(page.get_by_test_id("risk")).to_have_text("high")
         await expect(page.get_by_test_id("risk-reasons")).to_contain_text("failed payment")
