@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import Index, LargeBinary, MetaData, String, Table
+from sqlalchemy import BigInteger, Index, LargeBinary, MetaData, String, Table
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import UtcDateTime
@@ -66,7 +66,29 @@ class StripeCustomerAccount(Base):
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
 
+class StripeUnmappedEvent(Base):
+    """A billing event of a Stripe customer no account is known for, kept aside (not an
+    account of its own) until the customer is mapped, then published as its account's."""
+
+    __tablename__ = "ingest_stripe_unmapped_events"
+    __table_args__ = (Index("ix_ingest_stripe_unmapped_events_customer_id", "customer_id"),)
+
+    event_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(200))
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    customer_email: Mapped[str | None] = mapped_column(String(500))
+    customer_name: Mapped[str | None] = mapped_column(String(500))
+    amount_minor: Mapped[int | None] = mapped_column(BigInteger())
+    mrr_minor: Mapped[int | None] = mapped_column(BigInteger())
+    currency: Mapped[str | None] = mapped_column(String(3))
+    event: Mapped[bytes] = mapped_column(LargeBinary())
+    """The normalised event as it would have been published (``Event.to_bytes``)."""
+
+
 seen_events = cast(Table, SeenEvent.__table__)
 segment_user_accounts = cast(Table, SegmentUserAccount.__table__)
 stripe_customer_accounts = cast(Table, StripeCustomerAccount.__table__)
 segment_waiting_calls = cast(Table, SegmentWaitingCall.__table__)
+stripe_unmapped_events = cast(Table, StripeUnmappedEvent.__table__)

@@ -40,7 +40,7 @@ def test_vitals_migrate_brings_every_database_to_head(
     result = CliRunner().invoke(app, ["migrate"])
 
     assert result.exit_code == 0, result.output
-    assert f"ingest: sqlite+aiosqlite:///{tmp_path}/ingest.db is at ingest_0003" in result.output
+    assert f"ingest: sqlite+aiosqlite:///{tmp_path}/ingest.db is at ingest_0004" in result.output
     assert asyncio.run(_problem(f"sqlite+aiosqlite:///{tmp_path}/ingest.db")) is None
 
 

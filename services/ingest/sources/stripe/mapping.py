@@ -6,9 +6,10 @@ event are stored once; its ``type`` is the event name and ``created`` its time.
 The account is, in order: the configured customer -> account mapping; the
 configured metadata key on the customer (the customer object when the payload
 carries it, else what the last ``customer.created``/``customer.updated`` event said,
-remembered by the shell); on the object itself, or on its subscription; else the
-Stripe customer id itself (a dispute, which names no customer, falls back to its
-charge id), so an event is never dropped for want of an account.
+remembered by the shell); on the object itself, or on its subscription. An event whose
+customer has none of these is not an account of its own: ``map_stripe`` hands it back
+as ``unmapped``, for ingest to keep aside until the customer is mapped (a dispute, which
+names no customer, falls back to its charge id).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from services.ingest.domain import (
     to_event,
 )
 from services.ingest.reasons import Reason
-from shared.events import PaymentOutcome, SubscriptionStatus
+from shared.events import Event, PaymentOutcome, SubscriptionStatus
 
 SUBSCRIPTION_TYPES = (
     "customer.subscription.created",
@@ -45,6 +46,9 @@ INVOICE_PAYMENTS = {
 }
 CHARGE_TYPES = ("charge.refunded", "charge.dispute.created")
 EVENT_TYPES = (*SUBSCRIPTION_TYPES, *INVOICE_PAYMENTS, *CHARGE_TYPES)
+UNMAPPED = "stripe_customer"
+"""What resolved an account that is only the Stripe customer's id: no mapping, no
+metadata. Such an event is kept aside (``map_stripe``), never an account of its own."""
 # Not billing events: they tell which account a customer is (its metadata).
 CUSTOMER_TYPES = ("customer.created", "customer.updated")
 
@@ -144,11 +148,24 @@ def read_stripe_event(body: bytes) -> StripeEvent:
 
 
 @dataclass(frozen=True)
+class UnmappedCustomerEvent:
+    """A billing event of a customer no account is known for: kept aside by ingest (not
+    an account of its own), listed, and published once the customer is mapped."""
+
+    customer_id: str
+    event: Event
+    email: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True)
 class StripeMapped:
-    """What one Stripe event gives: items to publish, and a customer link to remember."""
+    """What one Stripe event gives: items to publish, a customer link to remember, and
+    the event kept aside when its customer has no account yet."""
 
     items: list[Item]
     learned: CustomerAccount | None = None
+    unmapped: UnmappedCustomerEvent | None = None
 
 
 def needs_known_account(event: StripeEvent) -> bool:
@@ -175,7 +192,23 @@ def map_stripe(
     link = customer_link(event, accounts)
     learned = link if link is not None and link.account_id != known_account else None
     items = map_stripe_event(event, accounts, known_account, received_at, limits)
+    unmapped = _unmapped(event, items)
+    if unmapped is not None:
+        rest = [item for item in items if item is not unmapped.event]
+        return StripeMapped(rest, learned, unmapped)
     return StripeMapped(items, learned)
+
+
+def _unmapped(event: StripeEvent, items: list[Item]) -> UnmappedCustomerEvent | None:
+    """The event of ``items`` whose account is only its Stripe customer's id, if any."""
+    for item in items:
+        if isinstance(item, Event) and item.properties.get("account_from") == UNMAPPED:
+            obj = event.object
+            customer = _object(obj.get("customer"))
+            email = _text(obj.get("customer_email")) or _text(customer.get("email"))
+            name = _text(obj.get("customer_name")) or _text(customer.get("name"))
+            return UnmappedCustomerEvent(item.account_id, item, email, name)
+    return None
 
 
 def customer_account(event: StripeEvent, accounts: StripeAccounts) -> CustomerAccount | None:
@@ -280,7 +313,7 @@ def resolve_account(
         if account is not None:
             return account, source
     if customer is not None:
-        return customer, "stripe_customer"
+        return customer, UNMAPPED
     charge = _id_of(obj.get("charge"))
     return charge or _text(obj.get("id")) or "stripe:unknown", "stripe_charge"
 
