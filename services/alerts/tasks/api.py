@@ -54,7 +54,7 @@ from services.alerts.tasks.service import (
 from shared.auth import ApiKey, Scope, authenticate
 from shared.background import running
 from shared.errors import times_out_of_range
-from shared.http import DbSession, GatedRoute, problem_response
+from shared.http import DbSession, GatedRoute, Problem, problem_response
 from shared.scores import Tier
 
 
@@ -111,7 +111,7 @@ def install(app: FastAPI, settings: AlertsSettings) -> None:
     "/v1/tasks",
     response_model=TaskList,
     summary="List tasks, newest first",
-    responses={400: {"description": "A bad cursor"}},
+    responses={400: {"model": Problem, "description": "A bad cursor"}},
 )
 async def list_tasks(
     session: DbSession,
