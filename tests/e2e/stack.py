@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from tests.support.processes import ServiceProcess
+from tests.support.servers import WebhookReceiver, serve
 
 # Unpaid for more than the shipped scorecard's grace of seven days: high risk, so an
 # alert is opened and delivered.
@@ -45,6 +46,18 @@ def migrate(env: dict[str, str]) -> None:
     subprocess.run(
         [sys.executable, "-m", "services", "migrate"], env=env, check=True, capture_output=True
     )
+
+
+@asynccontextmanager
+async def migrated_env(
+    kafka: str, database: str, topics: dict[str, str]
+) -> AsyncIterator[dict[str, str]]:
+    """The services' environment over ``database``, migrated, with alerts delivering to
+    a local webhook receiver while the block runs."""
+    async with serve(WebhookReceiver().app()) as hook:
+        env = service_env(kafka=kafka, database=database, topics=topics, webhook_url=f"{hook}/h")
+        migrate(env)
+        yield env
 
 
 def console_services(
