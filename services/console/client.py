@@ -20,6 +20,7 @@ import httpx
 from pydantic import TypeAdapter, ValidationError
 
 from services.alerts.schemas import AlertList, AlertRead
+from services.alerts.tasks.schemas import TaskDetail, TaskList
 from services.console import problems
 from services.scoring.schemas import (
     AccountPage,
@@ -50,6 +51,8 @@ PORTFOLIO = TypeAdapter(PortfolioRead)
 SCORECARDS = TypeAdapter(list[ScorecardRead])
 ALERTS = TypeAdapter(AlertList)
 ALERT = TypeAdapter(AlertRead)
+TASKS = TypeAdapter(TaskList)
+TASK = TypeAdapter(TaskDetail)
 MOST_PROBLEMS = 5  # of an answer that does not validate, in its log line
 
 
@@ -225,6 +228,18 @@ class AlertsApi(Api):
         path = f"{_alert(alert_id)}/snooze"
         return await self._call(key, "POST", path, ALERT, body={"for": duration})
 
+    async def tasks(self, key: str, params: Params) -> TaskList:
+        return await self._call(key, "GET", "/v1/tasks", TASKS, params=params)
+
+    async def task(self, key: str, task_id: str) -> TaskDetail:
+        """One task with its history (who did what, when)."""
+        return await self._call(key, "GET", _task(task_id), TASK)
+
+    async def act_on_task(self, key: str, task_id: str, body: Body) -> TaskDetail:
+        """``PATCH`` the task: ``action`` complete, skip, reassign or snooze, with the
+        fields the API asks of each and ``by``, who acts."""
+        return await self._call(key, "PATCH", _task(task_id), TASK, body=body)
+
 
 def _account(account_id: str) -> str:
     return f"/v1/accounts/{quote(account_id, safe='')}"
@@ -232,6 +247,10 @@ def _account(account_id: str) -> str:
 
 def _alert(alert_id: str) -> str:
     return f"/v1/alerts/{quote(alert_id, safe='')}"
+
+
+def _task(task_id: str) -> str:
+    return f"/v1/tasks/{quote(task_id, safe='')}"
 
 
 def _problems(exc: ValidationError) -> str:
