@@ -26,9 +26,8 @@ from bench.sweep import clone
 from services.backtest.replay import Replay
 from services.scoring.settings import ScoringSettings
 from shared.db import create_engine
-from tests.e2e.stack import console_services, migrate, running, service_env
+from tests.e2e.stack import console_services, migrated_env, running
 from tests.support.browser import chromium, csp_checked
-from tests.support.servers import WebhookReceiver, serve
 
 # The demo's replay of 300 accounts over the year so far takes about 3 minutes alone.
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.timeout(1500)]
@@ -49,10 +48,7 @@ class Stack:
 async def stack(
     kafka: str, database: str, topics: dict[str, str], tmp_path: Path
 ) -> AsyncIterator[Stack]:
-    receiver = WebhookReceiver()
-    async with serve(receiver.app()) as hook:
-        env = service_env(kafka=kafka, database=database, topics=topics, webhook_url=f"{hook}/h")
-        migrate(env)
+    async with migrated_env(kafka, database, topics) as env:
         replay, history = await asyncio.to_thread(_demo, tmp_path / "demo")
         settings = ScoringSettings(scoring_database_url=database, topic_partitions=3)
         await demo.store(replay, history, settings)
