@@ -24,7 +24,7 @@ from services.console.client import AlertsApi, ScoringApi
 from services.console.context import ConsoleContext, signed_in
 from services.console.metrics import TimedTemplates, TimedTransport
 from services.console.oidc import Provider
-from services.console.routes import accounts, alerts, backtest, ops, portfolio, sign_in
+from services.console.routes import accounts, alerts, backtest, ops, portfolio, sign_in, work
 from services.console.session import Sessions
 from services.console.settings import ConsoleSettings
 from shared.http import RequestMetrics
@@ -91,6 +91,7 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
     app.include_router(portfolio.router)
     app.include_router(accounts.router)
     app.include_router(alerts.router)
+    app.include_router(work.router)
     app.include_router(backtest.router)
     failures.install(app)
     document_security(app, {signed_in: SESSION}, gates=None)
