@@ -134,7 +134,12 @@ admin_router = APIRouter(
 # --- alerts -------------------------------------------------------------------------------
 
 
-@alerts_router.get("/v1/alerts", response_model=AlertList, summary="List alerts, newest first")
+@alerts_router.get(
+    "/v1/alerts",
+    response_model=AlertList,
+    summary="List alerts, newest first",
+    responses={400: {"model": Problem, "description": "A bad cursor"}},
+)
 async def list_alerts(
     session: DbSession,
     runtime: RuntimeDep,
@@ -147,8 +152,15 @@ async def list_alerts(
         bool | None,
         Query(description="true: only alerts snoozed now; false: none snoozed now"),
     ] = None,
+    cursor: Annotated[
+        str | None, Query(max_length=1000, description="A page's `next_cursor`: the next page")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> AlertList:
+) -> AlertList | JSONResponse:
+    try:
+        after = repository.decode_cursor(cursor) if cursor else None
+    except ValueError as exc:
+        return problem_response(400, "bad_cursor", str(exc))
     where = repository.AlertFilter(
         state.value if state else None,
         rule,
@@ -158,8 +170,10 @@ async def list_alerts(
         snoozed_at=None if snoozed is None else runtime.clock(),
         snoozed=snoozed,
     )
-    rows = await repository.list_alerts(session, where, limit)
-    return AlertList(alerts=[AlertRead.of(row) for row in rows])
+    rows = await repository.list_alerts(session, where, limit + 1, after)
+    page = rows[:limit]
+    next_cursor = repository.alert_cursor(page[-1]) if len(rows) > limit else None
+    return AlertList(alerts=[AlertRead.of(row) for row in page], next_cursor=next_cursor)
 
 
 @alerts_router.get("/v1/alerts/{alert_id}", response_model=AlertRead, summary="One alert")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ from datetime import datetime
 
 import orjson
 from pydantic import JsonValue
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.alerts.models import (
@@ -22,6 +23,7 @@ from services.alerts.models import (
     Delivery,
     Silence,
 )
+from services.alerts.tasks.repository import decode_cursor as decode_cursor
 from shared.outbox import Backlog, OutboxRecord, backlog_of
 
 
@@ -148,8 +150,22 @@ class AlertFilter:
     """True: only alerts snoozed at ``snoozed_at``; False: only those not snoozed then."""
 
 
-async def list_alerts(session: AsyncSession, where: AlertFilter, limit: int) -> Sequence[Alert]:
+async def list_alerts(
+    session: AsyncSession,
+    where: AlertFilter,
+    limit: int,
+    after: tuple[datetime, str] | None = None,
+) -> Sequence[Alert]:
+    """Newest first (opened_at descending, then id), from after ``after`` (a keyset page's
+    last alert: its opened_at and id)."""
     query = select(Alert).order_by(Alert.opened_at.desc(), Alert.id).limit(limit)
+    if after is not None:
+        opened_at, alert_id = after
+        query = query.where(
+            or_(
+                Alert.opened_at < opened_at, and_(Alert.opened_at == opened_at, Alert.id > alert_id)
+            )
+        )
     for column, value in (
         (Alert.state, where.state),
         (Alert.rule, where.rule),
@@ -169,6 +185,12 @@ async def list_alerts(session: AsyncSession, where: AlertFilter, limit: int) -> 
             asleep if where.snoozed else or_(Alert.snoozed_until.is_(None), ~asleep)
         )
     return (await session.scalars(query)).all()
+
+
+def alert_cursor(alert: Alert) -> str:
+    """The cursor of the page after ``alert`` (``list_alerts``' ``after``), in the form
+    of the tasks list's, read back by the same ``decode_cursor``."""
+    return base64.urlsafe_b64encode(orjson.dumps([alert.opened_at.isoformat(), alert.id])).decode()
 
 
 async def open_alerts(session: AsyncSession) -> Sequence[Alert]:

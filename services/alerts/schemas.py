@@ -64,6 +64,9 @@ class AlertRead(BaseModel):
 
 class AlertList(BaseModel):
     alerts: list[AlertRead]
+    next_cursor: str | None = Field(
+        None, description="Pass as `cursor` for the next page; none after the last."
+    )
 
 
 class AckRequest(BaseModel):
