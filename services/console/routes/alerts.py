@@ -1,42 +1,37 @@
-"""The alerts inbox (sorted and folded by services/console/inbox.py), and a CSM's
-acknowledgement or snooze of an alert: its new row for htmx, else back to the inbox."""
+"""The alerts inbox (sorted and folded by services/console/inbox.py) and its CSV export,
+and a CSM's acknowledgement or snooze of an alert: its new row for htmx, else back to
+the inbox."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import csv
+import io
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from functools import partial
 from typing import Annotated, TypedDict
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
-from services.alerts.schemas import AlertRead
+from services.alerts.schemas import AlertList, AlertRead
 from services.console import inbox as triage
 from services.console import views
-from services.console.client import BadInput, Params
+from services.console.client import AlertsApi, BadInput, Params
 from services.console.context import SIGNED_IN, ConsoleContext, Context, Person
 
 router = APIRouter(dependencies=SIGNED_IN, default_response_class=HTMLResponse)
+CSV_PAGE = "500"  # alerts per API call of the CSV export (the API's most)
 
 
 @router.get("/alerts")
 async def inbox(request: Request, console: Context, person: Person) -> HTMLResponse:
     query = request.query_params
-    state = query.get("state", "open")
-    if state not in triage.STATES:
-        raise BadInput(f"state must be one of {', '.join(triage.STATES)}")
-    params: Params = {"state": "resolved" if state == "resolved" else "open"}
-    if state != "resolved":  # all open ones (up to 500), to sort the most pressing first
-        params |= {"snoozed": str(state == "snoozed").lower(), "limit": "500"}
-    else:
-        params["limit"] = "200"
-    if owner := query.get("owner"):
-        params["owner"] = owner
-    if tier := query.get("tier"):
-        if tier not in triage.TIERS:
-            raise BadInput(f"tier must be one of {', '.join(triage.TIERS)}")
-        params["tier"] = tier
+    state, owner, tier = query.get("state", "open"), query.get("owner"), query.get("tier")
+    params = _filters(state, owner, tier)
+    # All open ones (up to 500), to sort the most pressing first.
+    params["limit"] = "200" if state == "resolved" else "500"
     found = await console.alerts.alerts(person.key, params)
     # Resolved alerts newest first, as the API lists them.
     resolved = state == "resolved"
@@ -52,6 +47,96 @@ async def inbox(request: Request, console: Context, person: Person) -> HTMLRespo
         tiers=triage.TIERS,
         **_row_context(True),
     )
+
+
+def _filters(state: str, owner: str | None, tier: str | None) -> Params:
+    """The inbox's tab and filters as the alerts API's query."""
+    if state not in triage.STATES:
+        raise BadInput(f"state must be one of {', '.join(triage.STATES)}")
+    params: Params = {"state": "resolved" if state == "resolved" else "open"}
+    if state != "resolved":
+        params["snoozed"] = str(state == "snoozed").lower()
+    if owner:
+        params["owner"] = owner
+    if tier:
+        if tier not in triage.TIERS:
+            raise BadInput(f"tier must be one of {', '.join(triage.TIERS)}")
+        params["tier"] = tier
+    return params
+
+
+@router.get("/alerts.csv")
+async def inbox_csv(request: Request, console: Context, person: Person) -> Response:
+    """The inbox's tab and filters, every alert they find, as CSV, newest first: streamed
+    a keyset page at a time from the alerts API, so no export holds every row. The first
+    page is read before the answer starts, so a refused filter or key gets its page."""
+    query = request.query_params
+    params = _filters(query.get("state", "open"), query.get("owner"), query.get("tier"))
+    params["limit"] = CSV_PAGE
+    first = await console.alerts.alerts(person.key, params)
+    rows = _csv_rows(console.alerts, person.key, params, first)
+    headers = {"Content-Disposition": 'attachment; filename="alerts.csv"'}
+    return StreamingResponse(rows, media_type="text/csv; charset=utf-8", headers=headers)
+
+
+async def _csv_rows(
+    api: AlertsApi, key: str, params: Params, page: AlertList
+) -> AsyncIterator[str]:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_COLUMNS)
+    while True:
+        writer.writerows(csv_row(alert) for alert in page.alerts)
+        yield out.getvalue()
+        out.seek(0)
+        out.truncate()
+        if not page.next_cursor:
+            return
+        page = await api.alerts(key, {**params, "cursor": page.next_cursor})
+
+
+CSV_COLUMNS = (
+    "account_id",
+    "account_name",
+    "tier",
+    "mrr",
+    "currency",
+    "severity",
+    "rule",
+    "summary",
+    "opened_at",
+    "state",
+    "snoozed_until",
+    "acknowledged_by",
+    "acknowledged_at",
+    "alert_id",
+)
+
+
+def csv_row(alert: AlertRead) -> list[str]:
+    """One alert as a row of the inbox's CSV export (``CSV_COLUMNS``): MRR as an amount
+    (12345.67), times in ISO 8601 UTC, severity as the inbox's level; blank when unknown."""
+    mrr = "" if alert.mrr_minor is None else f"{alert.mrr_minor / 100:.2f}"
+    return [
+        alert.account_id,
+        alert.account_name or "",
+        alert.tier or "",
+        mrr,
+        (alert.currency or "").upper() if mrr else "",
+        triage.level(alert),
+        alert.rule,
+        alert.summary,
+        _iso(alert.opened_at),
+        alert.state,
+        _iso(alert.snoozed_until),
+        alert.acked_by or "",
+        _iso(alert.acked_at),
+        alert.id,
+    ]
+
+
+def _iso(value: datetime | None) -> str:
+    return value.astimezone(UTC).isoformat() if value else ""
 
 
 class RowContext(TypedDict):
