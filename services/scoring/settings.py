@@ -6,6 +6,7 @@ from pathlib import Path
 from pydantic import Field, field_validator, model_validator
 
 from services.scoring.domain import Limits
+from services.scoring.retention.currency import RatesError, RatesFile
 from services.scoring.scorecard import ScorecardError, load_scorecards
 from shared.settings import VitalsSettings
 
@@ -61,6 +62,18 @@ class ScoringSettings(VitalsSettings):
         "seconds; 0: at every request.",
     )
 
+    home_currency: str = Field(
+        "USD",
+        pattern=r"^[A-Z]{3}$",
+        description="The currency (ISO 4217) revenue retention and renewals are reported in.",
+    )
+    scoring_currency_rates_path: Path | None = Field(
+        None,
+        description="A YAML file of rates to the home currency (`as_of`, `rates: {EUR: 1.08}`), "
+        "read again when it changes; unset: only the home currency converts, other "
+        "currencies are reported as unconverted.",
+    )
+
     scoring_instance_id: str | None = Field(
         None,
         max_length=200,
@@ -101,6 +114,15 @@ class ScoringSettings(VitalsSettings):
         except ScorecardError as exc:
             raise ValueError(str(exc)) from None
         return path
+
+    @model_validator(mode="after")
+    def _rates_are_valid(self) -> ScoringSettings:
+        if self.scoring_currency_rates_path is not None:
+            try:
+                RatesFile(self.scoring_currency_rates_path, self.home_currency)
+            except RatesError as exc:
+                raise ValueError(str(exc)) from None
+        return self
 
     def limits(self) -> Limits:
         return Limits(

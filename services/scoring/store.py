@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.scoring import metrics, repository
 from services.scoring.domain import AccountState, Override, Portfolio
 from services.scoring.models import AccountOverride
+from services.scoring.retention import repository as retention
 from services.scoring.service import Scored, StoredOverride
 from services.scoring.state_cache import StateCache
 
@@ -70,6 +71,7 @@ class PostgresScoringStore:
 
     async def save(self, scored: Scored, overridden: Collection[str], now: datetime) -> None:
         await repository.save_states(self._session, scored.writes, now)
+        await retention.record(self._session, scored.writes, now)
         await repository.add_history(self._session, scored.changes)
         for write in scored.writes:
             self._kept.cache.put(write.state)  # a new account's state is known from now on

@@ -1,0 +1,1 @@
+"""Revenue retention (GRR, NRR) and renewals, in one home currency."""
