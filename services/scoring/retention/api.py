@@ -119,6 +119,9 @@ async def list_renewals(
     tier: TierQuery = None,
     owner: Owner = None,
     segment: Segment = None,
+    contracts_only: Annotated[
+        bool, Query(description="Only contract terms (12 months or longer), no monthly plans.")
+    ] = False,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> RenewalList | JSONResponse:
     """Renewals from ``since``'s month (this month by default) to the end of
@@ -128,7 +131,8 @@ async def list_renewals(
     if last <= first:
         return _range_problem("since must be before until")
     scope = repository.Scope(tier.value if tier else None, owner, segment)
-    rows = await repository.renewals(session, first, last - timedelta(days=1), scope, limit)
+    until_day = last - timedelta(days=1)
+    rows = await repository.renewals(session, first, until_day, scope, limit, contracts_only)
     rates = rates_file.current()
     listed = []
     for row in rows:

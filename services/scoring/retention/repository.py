@@ -12,7 +12,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scoring.models import Account
 from services.scoring.repository import day_number, day_of
-from services.scoring.retention.computation import Movement, mrr_months, renewal_outcome
+from services.scoring.retention.computation import (
+    CONTRACT_MONTHS,
+    Movement,
+    mrr_months,
+    renewal_outcome,
+)
 from services.scoring.retention.models import AccountMrrMonth, RenewalOutcome
 from services.scoring.service import StateWrite
 from shared.db import insert_rows, is_postgresql
@@ -149,20 +154,21 @@ _NAME = Account.state["traits"]["name"][0].as_string()
 
 
 async def renewals(
-    session: AsyncSession, since: date, until: date, scope: Scope, limit: int
+    session: AsyncSession,
+    since: date,
+    until: date,
+    scope: Scope,
+    limit: int,
+    contracts_only: bool = False,
 ) -> list[RenewalRow]:
     """Renewals dated from ``since`` to ``until``: the accounts' coming renewal dates,
-    and the outcomes recorded for past ones; by date, then account."""
+    and the outcomes recorded for past ones; by date, then account. ``contracts_only``:
+    terms of ``CONTRACT_MONTHS`` or longer."""
     first, last = day_number(since), day_number(until)
-    conditions = [
-        getattr(Account, name) == value
-        for name, value in (
-            ("tier", scope.tier),
-            ("owner", scope.owner),
-            ("segment", scope.segment),
-        )
-        if value is not None
-    ]
+    wanted = {"tier": scope.tier, "owner": scope.owner, "segment": scope.segment}
+    conditions = [getattr(Account, k) == v for k, v in wanted.items() if v is not None]
+    if contracts_only:
+        conditions.append(_TERM >= CONTRACT_MONTHS)
     columns = (Account, _CURRENCY, _TERM, _NAME)
     coming = (
         select(*columns)
