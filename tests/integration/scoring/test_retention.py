@@ -29,14 +29,18 @@ from services.ingest.sources.stripe.mapping import (
     map_stripe_event,
     read_stripe_event,
 )
-from services.scoring.app import create_app
+from services.scoring.app import MIGRATIONS, create_app
 from services.scoring.domain import Limits
+from services.scoring.retention import repository
+from services.scoring.retention.computation import retention
+from services.scoring.retention.currency import RatesFile
 from services.scoring.scorecard import load_scorecards
 from services.scoring.service import AccountWork, Scoring
 from services.scoring.settings import SHIPPED_SCORECARDS
 from services.scoring.store import Kept, PostgresScoringStore
 from shared.db import create_engine, session_factory
 from shared.events import Event
+from shared.migrations import upgrade_database
 from shared.scores import Trigger
 from tests.support.clock import FakeClock
 from tests.support.ingest_apps import invoice, price, stripe_event, subscription
@@ -220,3 +224,27 @@ async def test_renewals_list_the_months_annual_accounts_and_a_stripe_renewal_is_
     assert outcomes == {"renew-co": "renewed", "monthly-march": None, "annual-march": None}
     renewed = next(r for r in after["renewals"] if r["account_id"] == "renew-co")
     assert renewed["renewal_date"] == "2026-03-01" and renewed["arr_home_minor"] == 120_000
+
+
+async def test_the_embedded_sqlite_database_gives_the_same_figures(tmp_path: Path) -> None:
+    database = f"sqlite+aiosqlite:///{tmp_path / 'scoring.db'}"
+    await upgrade_database(database, MIGRATIONS)
+    await _process(database, [(JAN, _month(JAN, 0)), (FEB, _month(FEB, 1))])
+    rates = RatesFile(_rates(tmp_path), "USD").current()
+    engine = create_engine(database)
+    try:
+        async with session_factory(engine)() as session:
+            months = await repository.movements(session, date(2026, 3, 1), quarterly=False)
+            quarters = await repository.movements(session, date(2026, 4, 1), quarterly=True)
+    finally:
+        await engine.dispose()
+    (feb,) = retention(months, rates, date(2026, 2, 1), [date(2026, 2, 1)]).periods
+    assert (feb.starting, feb.new, feb.expansion, feb.contraction, feb.churn) == (
+        7400,
+        700,
+        500,
+        1100,
+        1100,
+    )
+    (q1,) = retention(quarters, rates, date(2026, 1, 1), [date(2026, 1, 1)]).periods
+    assert (q1.starting, q1.new, q1.ending) == (0, 6400, 6400)
