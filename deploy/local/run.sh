@@ -13,6 +13,8 @@ export VITALS_ALERTS_DATABASE_URL=${VITALS_ALERTS_DATABASE_URL:-sqlite+aiosqlite
 # The console's Backtest page shows `make backtest`'s report once there is one.
 export VITALS_CONSOLE_BACKTEST_REPORT=${VITALS_CONSOLE_BACKTEST_REPORT:-var/backtest/report.json}
 export VITALS_CONSOLE_BACKTEST_CHART=${VITALS_CONSOLE_BACKTEST_CHART:-var/backtest/report.png}
+# Its page of Stripe customers with no account reads ingest's API.
+export VITALS_CONSOLE_INGEST_URL=${VITALS_CONSOLE_INGEST_URL:-http://127.0.0.1:8001}
 # A development signing secret, so that /v1/stripe/webhook takes the signed example below
 # (without one it answers 503 stripe_not_configured). Stripe's dashboard gives the real one.
 export VITALS_INGEST_STRIPE_WEBHOOK_SECRETS=${VITALS_INGEST_STRIPE_WEBHOOK_SECRETS:-whsec_local_development}

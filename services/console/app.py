@@ -20,11 +20,20 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
 from services.console import failures, security, views
-from services.console.client import AlertsApi, ScoringApi
+from services.console.client import AlertsApi, IngestApi, ScoringApi
 from services.console.context import ConsoleContext, signed_in
 from services.console.metrics import TimedTemplates, TimedTransport
 from services.console.oidc import Provider
-from services.console.routes import accounts, alerts, backtest, ops, portfolio, sign_in, work
+from services.console.routes import (
+    accounts,
+    alerts,
+    backtest,
+    ops,
+    portfolio,
+    sign_in,
+    stripe,
+    work,
+)
 from services.console.session import Sessions
 from services.console.settings import ConsoleSettings
 from shared.http import RequestMetrics
@@ -52,10 +61,22 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
         transport=TimedTransport("alerts"),
     )
 
+    ingest_client = None
+    if settings.console_ingest_url is not None:
+        ingest_client = httpx.AsyncClient(
+            base_url=str(settings.console_ingest_url),
+            timeout=timeout,
+            transport=TimedTransport("ingest"),
+        )
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         async with scoring_client, alerts_client:
-            yield
+            try:
+                yield
+            finally:
+                if ingest_client is not None:
+                    await ingest_client.aclose()
 
     app = FastAPI(
         title="Vitals console",
@@ -83,6 +104,7 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
         AlertsApi(alerts_client),
         _templates(),
         provider,
+        IngestApi(ingest_client) if ingest_client is not None else None,
     )
     app.include_router(ops.router)
     app.include_router(sign_in.router)
@@ -93,6 +115,7 @@ def create_app(settings: ConsoleSettings) -> FastAPI:
     app.include_router(alerts.router)
     app.include_router(work.router)
     app.include_router(backtest.router)
+    app.include_router(stripe.router)
     failures.install(app)
     document_security(app, {signed_in: SESSION}, gates=None)
     app.add_middleware(security.KeyInUrlRefusal, refusal=failures.key_in_url)

@@ -1,4 +1,4 @@
-"""The scoring and alerts APIs as the console reads them, with the person's own key.
+"""The scoring, alerts and ingest APIs as the console reads them, with the person's own key.
 
 Every answer is read into the API's own response model (``services/scoring/schemas.py``,
 ``services/alerts/schemas.py``), so pages read attributes the APIs publish. Every
@@ -22,6 +22,7 @@ from pydantic import TypeAdapter, ValidationError
 from services.alerts.schemas import AlertList, AlertRead
 from services.alerts.tasks.schemas import TaskDetail, TaskList
 from services.console import problems
+from services.ingest.sources.stripe.schemas import UnmappedCustomerList
 from services.scoring.schemas import (
     AccountPage,
     AccountRead,
@@ -53,6 +54,7 @@ ALERTS = TypeAdapter(AlertList)
 ALERT = TypeAdapter(AlertRead)
 TASKS = TypeAdapter(TaskList)
 TASK = TypeAdapter(TaskDetail)
+UNMAPPED_CUSTOMERS = TypeAdapter(UnmappedCustomerList)
 MOST_PROBLEMS = 5  # of an answer that does not validate, in its log line
 
 
@@ -239,6 +241,17 @@ class AlertsApi(Api):
         """``PATCH`` the task: ``action`` complete, skip, reassign or snooze, with the
         fields the API asks of each and ``by``, who acts."""
         return await self._call(key, "PATCH", _task(task_id), TASK, body=body)
+
+
+class IngestApi(Api):
+    """The ingest API: what it keeps aside (Stripe customers with no account)."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        super().__init__("ingest", client)
+
+    async def unmapped_customers(self, key: str) -> UnmappedCustomerList:
+        path = "/v1/stripe/unmapped-customers"
+        return await self._call(key, "GET", path, UNMAPPED_CUSTOMERS)
 
 
 def _account(account_id: str) -> str:

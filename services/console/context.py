@@ -12,7 +12,7 @@ from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
-from services.console.client import AlertsApi, NotAllowed, ScoringApi, SignedOut
+from services.console.client import AlertsApi, IngestApi, NotAllowed, ScoringApi, SignedOut
 from services.console.oidc import Provider
 from services.console.session import COOKIE, Session, Sessions
 from services.console.settings import ConsoleSettings
@@ -31,6 +31,7 @@ class ConsoleContext:
     alerts: AlertsApi
     templates: Jinja2Templates
     provider: Provider | None = None  # sign-in through an OpenID Connect provider
+    ingest: IngestApi | None = None  # VITALS_CONSOLE_INGEST_URL, when set
     # Scorecards change only when scoring restarts: one read a minute, not one a page
     # (read after the account, so the person's key has been checked first).
     scorecards: Recent[list[ScorecardRead]] = field(default_factory=lambda: Recent(60))

@@ -1,4 +1,4 @@
-"""The console's settings: where the scoring and alerts APIs are, and its sessions."""
+"""The console's settings: where the scoring, alerts and ingest APIs are, and its sessions."""
 
 from __future__ import annotations
 
@@ -23,6 +23,11 @@ class ConsoleSettings(VitalsSettings):
     )
     console_alerts_url: AnyHttpUrl = Field(
         AnyHttpUrl("http://127.0.0.1:8003"), description="Base URL of the alerts API."
+    )
+    console_ingest_url: AnyHttpUrl | None = Field(
+        None,
+        description="Base URL of the ingest API, for the page of Stripe customers with no "
+        "account. Unset: that page says so; every other page works without it.",
     )
     console_session_key: SecretStr | None = Field(
         None,
