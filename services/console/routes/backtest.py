@@ -1,5 +1,5 @@
 """The backtest's report and chart, as ``vitals backtest`` wrote them, beside the
-scorecards scoring uses."""
+scorecards scoring uses, and the report's terms in words (the chart's glossary)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from services.backtest.report import GLOSSARY
 from services.console.backtest import read_report
 from services.console.context import SIGNED_IN, Context, Person
 
@@ -27,6 +28,7 @@ async def backtest(request: Request, console: Context, person: Person) -> HTMLRe
         report=report,
         in_use={c.ref for c in cards if c.default},
         chart=chart is not None and await run_in_threadpool(chart.is_file),
+        glossary=GLOSSARY,
     )
 
 
