@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from fastapi import Request, Response
 
@@ -83,7 +84,7 @@ async def alerts(kafka: str, database: str, topics: dict[str, str]) -> dict[str,
 @pytest.fixture
 async def console(
     kafka: str, database: str, topics: dict[str, str], alerts: dict[str, set[str]]
-) -> AsyncIterator[tuple[RunningConsole, list[str]]]:
+) -> AsyncIterator[tuple[RunningConsole, list[str], str]]:
     """A console over the real alerts service; the list is every alerts-list URL asked."""
     asked: list[str] = []
     alerts_app = create_alerts_app(alerts_settings(kafka=kafka, database=database, topics=topics))
@@ -104,7 +105,7 @@ async def console(
             running = RunningConsole(url, apis)
             async with running.client() as client:
                 await wait_for(lambda: is_ready(client), 30, "the console and alerts ready")
-            yield running, asked
+            yield running, asked, alerts_url
 
 
 def _read(body: str) -> list[dict[str, str]]:
@@ -114,9 +115,9 @@ def _read(body: str) -> list[dict[str, str]]:
 
 
 async def test_each_tab_exports_every_alert_once_a_page_at_a_time(
-    console: tuple[RunningConsole, list[str]], alerts: dict[str, set[str]]
+    console: tuple[RunningConsole, list[str], str], alerts: dict[str, set[str]]
 ) -> None:
-    running, asked = console
+    running, asked, alerts_url = console
     exported: dict[str, list[dict[str, str]]] = {}
     async with running.signed_in() as client:
         inbox = await client.get("/alerts", params={"state": "snoozed", "tier": "S"})
@@ -130,6 +131,8 @@ async def test_each_tab_exports_every_alert_once_a_page_at_a_time(
             assert len(asked) == max(1, math.ceil(len(alerts[tab]) / int(CSV_PAGE))), asked
         kims_a = await client.get("/alerts.csv", params={"owner": "KIM@example.com", "tier": "A"})
         bad = await client.get("/alerts.csv", params={"tier": "Z"})
+    async with httpx.AsyncClient(base_url=alerts_url) as api:
+        bad_cursor = await api.get("/v1/alerts", params={"cursor": "bm90IG91cnM="})
 
     assert 'href="/alerts.csv?state=snoozed&amp;owner=&amp;tier=S"' in inbox.text
     for tab, ids in alerts.items():
@@ -164,3 +167,4 @@ async def test_each_tab_exports_every_alert_once_a_page_at_a_time(
     assert set(kims) == {f"alert-{n:05d}" for n in range(OPEN) if n % 4 == 1}
     assert max(kims.values()) == 1
     assert bad.status_code == 400 and "tier must be one of S, A, B, C" in bad.text
+    assert (bad_cursor.status_code, bad_cursor.json()["error"]) == (400, "bad_cursor")
