@@ -42,17 +42,24 @@ def add_months(day: date, months: int) -> date:
     return date(year, month + 1, min(day.day, calendar.monthrange(year, month + 1)[1]))
 
 
-def mrr_months(state: AccountState) -> dict[date, int]:
-    """The account's MRR at the end of each month it was told in, for the months that
-    events may still change (``MONTHS_WRITTEN_BACK`` behind its latest event)."""
+def mrr_months(state: AccountState) -> dict[date, tuple[int, int]]:
+    """The account's MRR at the end of each month it was told in, and at the end of the
+    month before (0: none), for the months that events may still change
+    (``MONTHS_WRITTEN_BACK`` behind its latest event). The state keeps the last MRR
+    before its billing horizon, so the month before is always known."""
     by_day = state.billing.mrr_by_day
     if not by_day or state.watermark is None:
         return {}
     since = month_of(state.watermark.date() - MONTHS_WRITTEN_BACK)
-    months: dict[date, int] = {}
+    ends: dict[date, int] = {}
     for day in sorted(by_day):
-        if day >= since:
-            months[month_of(day)] = by_day[day][0]
+        ends[month_of(day)] = by_day[day][0]
+    months: dict[date, tuple[int, int]] = {}
+    before = 0
+    for month, mrr in ends.items():
+        if month >= since:
+            months[month] = (mrr, before)
+        before = mrr
     return months
 
 

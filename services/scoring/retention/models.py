@@ -25,6 +25,9 @@ class AccountMrrMonth(Base):
     """The month's first day."""
     mrr_minor: Mapped[int] = mapped_column(BigInteger)
     """0 once the subscription is canceled."""
+    previous_mrr_minor: Mapped[int] = mapped_column(BigInteger)
+    """The MRR at the end of the month before (0: none): the month's movement is the
+    difference, so a month's figures are one pass over its rows."""
     currency: Mapped[str | None] = mapped_column(String(3))
 
 

@@ -10,7 +10,7 @@ from typing import Literal
 from sqlalchemy import Table, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.scoring.models import Account
+from services.scoring.models import Account, sort_key
 from services.scoring.repository import day_number, day_of
 from services.scoring.retention.computation import (
     CONTRACT_MONTHS,
@@ -26,7 +26,9 @@ Dimension = Literal["tier", "segment", "owner"]
 
 _MONTH_UPSERT = (
     "ON CONFLICT (account_id, month) DO UPDATE SET mrr_minor = excluded.mrr_minor, "
-    "currency = excluded.currency WHERE account_mrr_months.mrr_minor <> excluded.mrr_minor "
+    "previous_mrr_minor = excluded.previous_mrr_minor, currency = excluded.currency "
+    "WHERE account_mrr_months.mrr_minor <> excluded.mrr_minor "
+    "OR account_mrr_months.previous_mrr_minor <> excluded.previous_mrr_minor "
     "OR COALESCE(account_mrr_months.currency, '') <> COALESCE(excluded.currency, '')"
 )
 _OUTCOME_UPSERT = (
@@ -50,9 +52,9 @@ async def record(session: AsyncSession, writes: Sequence[StateWrite], now: datet
     outcomes: list[dict[str, object]] = []
     for write in writes:
         state = write.state
-        for month, mrr in mrr_months(state).items():
+        for month, (mrr, before) in mrr_months(state).items():
             row = {"account_id": state.account_id, "month": month, "mrr_minor": mrr}
-            months.append({**row, "currency": state.currency})
+            months.append({**row, "previous_mrr_minor": before, "currency": state.currency})
         result = renewal_outcome(state)
         if result is not None:
             outcomes.append(
@@ -79,9 +81,23 @@ class Scope:
     segment: str | None = None
 
 
-def _period(session: AsyncSession, quarterly: bool) -> str:
-    if not quarterly:
-        return "month"
+_MONTHS = """
+    SELECT account_id, month AS period, currency, mrr_minor AS now,
+        previous_mrr_minor AS before
+    FROM account_mrr_months WHERE month < :until"""
+_QUARTERS = """
+    SELECT account_id, period, currency, now, before FROM (
+        SELECT account_id, {period} AS period, currency, mrr_minor AS now,
+            last_value(previous_mrr_minor) OVER latest AS before,
+            row_number() OVER latest AS rn
+        FROM account_mrr_months WHERE month < :until
+        WINDOW latest AS (PARTITION BY account_id, {period} ORDER BY month DESC
+            ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)) AS q
+    WHERE rn = 1"""
+
+
+def _period(session: AsyncSession) -> str:
+    """A month's quarter, as the quarter's first day."""
     if is_postgresql(session):
         return "CAST(date_trunc('quarter', month) AS date)"
     return "date(month, '-' || ((CAST(strftime('%m', month) AS INTEGER) - 1) % 3) || ' months')"
@@ -95,27 +111,16 @@ async def movements(
     scope: Scope = Scope(),
 ) -> list[Movement]:
     """Every period's movements before ``until`` (a period's first day), per currency
-    (and group ``by``): each account's last MRR in a period against its last in the
-    period before it told one."""
-    period = _period(session, quarterly)
+    (and group ``by``): each account's MRR at the period's end against the period's
+    start. A month is one pass over its rows; a quarter takes, per account, its first
+    month's start and its last month's end (a sort by account)."""
     wanted = {"tier": scope.tier, "owner": scope.owner, "segment": scope.segment}
     filters = [f"a.{name} = :{name}" for name, value in wanted.items() if value is not None]
     joined = by is not None or bool(filters)
+    moves = _MONTHS if not quarterly else _QUARTERS.format(period=_period(session))
     statement = text(
         f"""
-        WITH last AS (
-            SELECT account_id, period, mrr_minor, currency FROM (
-                SELECT account_id, {period} AS period, mrr_minor, currency,
-                    row_number() OVER (
-                        PARTITION BY account_id, {period} ORDER BY month DESC) AS rn
-                FROM account_mrr_months WHERE month < :until) AS m
-            WHERE rn = 1
-        ), moves AS (
-            SELECT account_id, period, currency, mrr_minor AS now,
-                COALESCE(lag(mrr_minor) OVER (
-                    PARTITION BY account_id ORDER BY period), 0) AS before
-            FROM last
-        )
+        WITH moves AS ({moves})
         SELECT period, currency, {f"a.{by}" if by else "NULL"} AS grp,
             SUM(CASE WHEN before <= 0 THEN now ELSE 0 END),
             SUM(CASE WHEN before > 0 AND now > before THEN now - before ELSE 0 END),
@@ -148,6 +153,7 @@ class RenewalRow:
     name: str | None
 
 
+_RENEWAL = sort_key("renewal")  # the expression ix_accounts_by_renewal holds
 _CURRENCY = Account.state["billing"]["currency"][0].as_string()
 _TERM = Account.state["billing"]["term_months"][0].as_integer()
 _NAME = Account.state["traits"]["name"][0].as_string()
@@ -172,8 +178,8 @@ async def renewals(
     columns = (Account, _CURRENCY, _TERM, _NAME)
     coming = (
         select(*columns)
-        .where(Account.renewal_day.between(first, last), *conditions)
-        .order_by(Account.renewal_day, Account.account_id)
+        .where(_RENEWAL.between(first, last), *conditions)
+        .order_by(_RENEWAL, Account.account_id)
         .limit(limit)
     )
     decided = (

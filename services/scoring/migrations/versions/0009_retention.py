@@ -1,7 +1,8 @@
 """Revenue retention and renewals: each account's MRR at the end of every month it was
-told (event time, its own currency), written with the account's state, which GRR and NRR
-are computed from; and what became of each renewal (renewed, downgraded, churned).
-Rows fill as scoring next folds each account's billing events.
+told (event time, its own currency) and at the end of the month before, written with
+the account's state, which GRR and NRR are computed from; and what became of each
+renewal (renewed, downgraded, churned). Rows fill as scoring next folds each
+account's billing events.
 
 Revision ID: scoring_0009
 Revises: scoring_0008
@@ -25,6 +26,7 @@ def upgrade() -> None:
         sa.Column("account_id", sa.String(200), nullable=False),
         sa.Column("month", sa.Date(), nullable=False),
         sa.Column("mrr_minor", sa.BigInteger(), nullable=False),
+        sa.Column("previous_mrr_minor", sa.BigInteger(), nullable=False),
         sa.Column("currency", sa.String(3), nullable=True),
         sa.PrimaryKeyConstraint("account_id", "month"),
     )

@@ -79,13 +79,13 @@ def test_an_unusable_rates_file_says_what_is_wrong(text: str, says: str) -> None
         parse_rates(text, "USD")
 
 
-def test_months_hold_each_months_last_mrr() -> None:
+def test_months_hold_each_months_last_mrr_and_the_month_before() -> None:
     state = _state(
         _billing(date(2026, 1, 5), 1, mrr_minor=100),
         _billing(date(2026, 1, 20), 2, mrr_minor=150),
         _billing(date(2026, 3, 2), 3, mrr_minor=0, subscription_status="canceled"),
     )
-    assert mrr_months(state) == {JAN: 150, MAR: 0}
+    assert mrr_months(state) == {JAN: (150, 0), MAR: (0, 150)}
 
 
 def test_retention_matches_its_definitions() -> None:
