@@ -49,7 +49,7 @@ async def test_every_endpoint_but_health_readiness_and_metrics_needs_a_key_with_
             for method in methods
             if path.startswith("/v1/")
         ]
-        assert len(routes) == 9  # the attention list too
+        assert len(routes) == 11  # the attention list, retention and renewals too
         for method, path in routes:
             missing = await api.request(method, path)
             assert missing.status_code == 401, (method, path)
