@@ -255,3 +255,31 @@ async def test_a_task_already_closed_and_an_alerts_api_down_are_said_in_words() 
     assert "the task is already done: saved by Lee, 2026-12-08 10:00 UTC" in twice.text
     assert down.status_code == 503
     assert "The task was not changed: the alerts service did not answer" in down.text
+
+
+async def test_an_account_s_tasks_with_history_as_a_fragment_and_as_a_page() -> None:
+    apis = Apis()
+    done = _json(MIXED[2], id="done-s", state="done", outcome="saved", closed_at=NOW.isoformat())
+    apis.answers["/v1/tasks"] = {"tasks": [done, _json(MIXED[5])], "next_cursor": None}
+    made = {"at": (NOW - DAY).isoformat(), "actor": "alerts", "action": "created", "changes": {}}
+    completed = {
+        "at": NOW.isoformat(),
+        "actor": "Kim",
+        "action": "completed",
+        "changes": {"outcome": [None, "saved"]},
+    }
+    apis.answers["/v1/tasks/done-s"] = done | {"history": [made, completed]}
+    apis.answers["/v1/tasks/next-s"] = _json(MIXED[5], history=[made])
+    async with signed_in(apis) as client:
+        fragment = await client.get("/work/accounts/acct-1", headers={"HX-Request": "true"})
+        page = await client.get("/work/accounts/acct-1")
+
+    assert fragment.status_code == 200 and "<html" not in fragment.text
+    assert re.findall(r'<article class="task" id="task-([^"]+)"', fragment.text) == [
+        "next-s",
+        "done-s",
+    ]
+    assert "done: saved" in fragment.text and "outcome: - -&gt; saved" in fragment.text
+    assert 'action="/work/tasks/next-s/complete"' in fragment.text  # open: its forms
+    assert 'action="/work/tasks/done-s/' not in fragment.text  # closed: history only
+    assert page.status_code == 200 and "<h1>Tasks of" in page.text and "done: saved" in page.text
