@@ -42,11 +42,25 @@ def add_months(day: date, months: int) -> date:
     return date(year, month + 1, min(day.day, calendar.monthrange(year, month + 1)[1]))
 
 
-def mrr_months(state: AccountState) -> dict[date, tuple[int, int]]:
-    """The account's MRR at the end of each month it was told in, and at the end of the
-    month before (0: none), for the months that events may still change
-    (``MONTHS_WRITTEN_BACK`` behind its latest event). The state keeps the last MRR
-    before its billing horizon, so the month before is always known."""
+@dataclass(frozen=True)
+class MonthMrr:
+    """An account's MRR at the end of a month, and what a month's and a quarter's
+    figures compare it with."""
+
+    mrr_minor: int
+    month_start_minor: int
+    """At the end of the month before (0: none)."""
+    quarter_start_minor: int
+    """At the end of the quarter before (0: none)."""
+    last_in_quarter: bool
+    """No later month of its quarter told an MRR: this row ends the quarter."""
+
+
+def mrr_months(state: AccountState) -> dict[date, MonthMrr]:
+    """The account's MRR at the end of each month it was told in, for the months that
+    events may still change (``MONTHS_WRITTEN_BACK`` behind its latest event: a whole
+    quarter at least, so every month of the latest quarter). The state keeps the last
+    MRR before its billing horizon, so what held before is always known."""
     by_day = state.billing.mrr_by_day
     if not by_day or state.watermark is None:
         return {}
@@ -54,13 +68,18 @@ def mrr_months(state: AccountState) -> dict[date, tuple[int, int]]:
     ends: dict[date, int] = {}
     for day in sorted(by_day):
         ends[month_of(day)] = by_day[day][0]
-    months: dict[date, tuple[int, int]] = {}
-    before = 0
-    for month, mrr in ends.items():
+    months = list(ends)
+    found: dict[date, MonthMrr] = {}
+    before, quarter_before = 0, 0
+    for index, month in enumerate(months):
+        if index and quarter_of(months[index - 1]) != quarter_of(month):
+            quarter_before = before
+        following = months[index + 1] if index + 1 < len(months) else None
+        last = following is None or quarter_of(following) != quarter_of(month)
         if month >= since:
-            months[month] = (mrr, before)
-        before = mrr
-    return months
+            found[month] = MonthMrr(ends[month], before, quarter_before, last)
+        before = ends[month]
+    return found
 
 
 class Outcome(StrEnum):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Date, Index, Integer, String
+from sqlalchemy import BigInteger, Boolean, Date, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from services.scoring.models import Base
@@ -28,6 +28,10 @@ class AccountMrrMonth(Base):
     previous_mrr_minor: Mapped[int] = mapped_column(BigInteger)
     """The MRR at the end of the month before (0: none): the month's movement is the
     difference, so a month's figures are one pass over its rows."""
+    quarter_start_mrr_minor: Mapped[int] = mapped_column(BigInteger)
+    """The MRR at the end of the quarter before (0: none)."""
+    last_in_quarter: Mapped[bool] = mapped_column(Boolean)
+    """The account's last row of its quarter: a quarter's figures are one pass over these."""
     currency: Mapped[str | None] = mapped_column(String(3))
 
 

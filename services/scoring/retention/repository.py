@@ -26,9 +26,13 @@ Dimension = Literal["tier", "segment", "owner"]
 
 _MONTH_UPSERT = (
     "ON CONFLICT (account_id, month) DO UPDATE SET mrr_minor = excluded.mrr_minor, "
-    "previous_mrr_minor = excluded.previous_mrr_minor, currency = excluded.currency "
+    "previous_mrr_minor = excluded.previous_mrr_minor, "
+    "quarter_start_mrr_minor = excluded.quarter_start_mrr_minor, "
+    "last_in_quarter = excluded.last_in_quarter, currency = excluded.currency "
     "WHERE account_mrr_months.mrr_minor <> excluded.mrr_minor "
     "OR account_mrr_months.previous_mrr_minor <> excluded.previous_mrr_minor "
+    "OR account_mrr_months.quarter_start_mrr_minor <> excluded.quarter_start_mrr_minor "
+    "OR account_mrr_months.last_in_quarter <> excluded.last_in_quarter "
     "OR COALESCE(account_mrr_months.currency, '') <> COALESCE(excluded.currency, '')"
 )
 _OUTCOME_UPSERT = (
@@ -52,9 +56,18 @@ async def record(session: AsyncSession, writes: Sequence[StateWrite], now: datet
     outcomes: list[dict[str, object]] = []
     for write in writes:
         state = write.state
-        for month, (mrr, before) in mrr_months(state).items():
-            row = {"account_id": state.account_id, "month": month, "mrr_minor": mrr}
-            months.append({**row, "previous_mrr_minor": before, "currency": state.currency})
+        for month, told in mrr_months(state).items():
+            months.append(
+                {
+                    "account_id": state.account_id,
+                    "month": month,
+                    "mrr_minor": told.mrr_minor,
+                    "previous_mrr_minor": told.month_start_minor,
+                    "quarter_start_mrr_minor": told.quarter_start_minor,
+                    "last_in_quarter": told.last_in_quarter,
+                    "currency": state.currency,
+                }
+            )
         result = renewal_outcome(state)
         if result is not None:
             outcomes.append(
@@ -86,14 +99,9 @@ _MONTHS = """
         previous_mrr_minor AS before
     FROM account_mrr_months WHERE month < :until"""
 _QUARTERS = """
-    SELECT account_id, period, currency, now, before FROM (
-        SELECT account_id, {period} AS period, currency, mrr_minor AS now,
-            last_value(previous_mrr_minor) OVER latest AS before,
-            row_number() OVER latest AS rn
-        FROM account_mrr_months WHERE month < :until
-        WINDOW latest AS (PARTITION BY account_id, {period} ORDER BY month DESC
-            ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)) AS q
-    WHERE rn = 1"""
+    SELECT account_id, {period} AS period, currency, mrr_minor AS now,
+        quarter_start_mrr_minor AS before
+    FROM account_mrr_months WHERE month < :until AND last_in_quarter"""
 
 
 def _period(session: AsyncSession) -> str:
@@ -112,8 +120,7 @@ async def movements(
 ) -> list[Movement]:
     """Every period's movements before ``until`` (a period's first day), per currency
     (and group ``by``): each account's MRR at the period's end against the period's
-    start. A month is one pass over its rows; a quarter takes, per account, its first
-    month's start and its last month's end (a sort by account)."""
+    start: one pass over the months' rows, or over the rows that end a quarter."""
     wanted = {"tier": scope.tier, "owner": scope.owner, "segment": scope.segment}
     filters = [f"a.{name} = :{name}" for name, value in wanted.items() if value is not None]
     joined = by is not None or bool(filters)

@@ -1,5 +1,5 @@
 """Revenue retention and renewals: each account's MRR at the end of every month it was
-told (event time, its own currency) and at the end of the month before, written with
+told (event time, its own currency), at the end of the month and quarter before, written with
 the account's state, which GRR and NRR are computed from; and what became of each
 renewal (renewed, downgraded, churned). Rows fill as scoring next folds each
 account's billing events.
@@ -27,6 +27,8 @@ def upgrade() -> None:
         sa.Column("month", sa.Date(), nullable=False),
         sa.Column("mrr_minor", sa.BigInteger(), nullable=False),
         sa.Column("previous_mrr_minor", sa.BigInteger(), nullable=False),
+        sa.Column("quarter_start_mrr_minor", sa.BigInteger(), nullable=False),
+        sa.Column("last_in_quarter", sa.Boolean(), nullable=False),
         sa.Column("currency", sa.String(3), nullable=True),
         sa.PrimaryKeyConstraint("account_id", "month"),
     )

@@ -10,6 +10,7 @@ import pytest
 
 from services.scoring.domain import AccountState, Limits, apply_events
 from services.scoring.retention.computation import (
+    MonthMrr,
     Movement,
     Outcome,
     add_months,
@@ -85,7 +86,23 @@ def test_months_hold_each_months_last_mrr_and_the_month_before() -> None:
         _billing(date(2026, 1, 20), 2, mrr_minor=150),
         _billing(date(2026, 3, 2), 3, mrr_minor=0, subscription_status="canceled"),
     )
-    assert mrr_months(state) == {JAN: (150, 0), MAR: (0, 150)}
+    assert mrr_months(state) == {
+        JAN: MonthMrr(150, 0, 0, last_in_quarter=False),
+        MAR: MonthMrr(0, 150, 0, last_in_quarter=True),
+    }
+
+
+def test_a_quarter_starts_where_the_quarter_before_ended() -> None:
+    state = _state(
+        _billing(date(2025, 11, 5), 1, mrr_minor=100),
+        _billing(date(2026, 1, 5), 2, mrr_minor=200),
+        _billing(date(2026, 2, 5), 3, mrr_minor=300),
+        _billing(date(2026, 4, 5), 4, mrr_minor=250),
+    )
+    months = mrr_months(state)
+    assert months[FEB] == MonthMrr(300, 200, 100, last_in_quarter=True)
+    assert not months[JAN].last_in_quarter
+    assert months[APR] == MonthMrr(250, 300, 300, last_in_quarter=True)
 
 
 def test_retention_matches_its_definitions() -> None:
