@@ -10,7 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import partial
 from typing import Annotated, TypedDict
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -58,7 +58,7 @@ async def my_work(request: Request, console: Context, person: Person) -> HTMLRes
         more=found.next_cursor is not None,
         done=work.DONE.get(query.get("done", "")),
         now=now,
-        back="/work" + (f"?{request.url.query}" if request.url.query else ""),
+        back=_here(request),
         **_row_context(),
     )
 
@@ -127,6 +127,12 @@ async def _refusal(console: ConsoleContext, person: Session, task_id: str) -> Co
         by = f" by {last.actor}, {views.when(last.at)}" if last else ""
         return AlreadyClosed(f"Nothing changed: the task is already {work.state_words(task)}{by}.")
     return BadInput("The alerts service refused the change to this task.")
+
+
+def _here(request: Request) -> str:
+    """This page with its filters, without the last action's message."""
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k != "done"]
+    return "/work" + (f"?{urlencode(kept)}" if kept else "")
 
 
 def _after(back: str, action: str) -> str:

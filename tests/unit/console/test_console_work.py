@@ -178,7 +178,7 @@ async def test_the_page_lists_the_person_s_open_tasks_in_sections() -> None:
 
     apis.answer = recorded  # type: ignore[method-assign]
     async with signed_in(apis) as client:
-        page = await client.get("/work?tier=")
+        page = await client.get("/work?tier=&done=skip")
         bad = await client.get("/work?tier=Z")
 
     assert page.status_code == 200, page.text
@@ -187,6 +187,8 @@ async def test_the_page_lists_the_person_s_open_tasks_in_sections() -> None:
     upcoming = page.text.index('data-testid="work-upcoming"')
     assert overdue < page.text.index("task late-s") < upcoming < page.text.index("task later-a")
     assert "overdue by 1 hour" in page.text and "acct-late-s" in page.text  # no name: its id
+    assert "Task skipped." in page.text
+    assert 'name="back" value="/work?tier="' in page.text  # its filters, not the message
     listed = next(dict(r.url.params) for r in seen if r.url.path == "/v1/tasks")
     assert listed == {"owner": "Kim", "state": "open", "limit": "500"}
     assert bad.status_code == 400 and "tier must be one of S, A, B, C" in bad.text
