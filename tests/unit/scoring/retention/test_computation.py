@@ -7,6 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from services.scoring.domain import AccountState, Limits, apply_events
 from services.scoring.retention.computation import (
@@ -20,6 +21,7 @@ from services.scoring.retention.computation import (
     retention,
 )
 from services.scoring.retention.currency import Rates, RatesError, RatesFile, parse_rates
+from services.scoring.settings import ScoringSettings
 from shared.events import Billing, Event, EventKind, PaymentOutcome
 
 RATES = Rates("USD", date(2026, 12, 1), {"EUR": Decimal("1.10"), "JPY": Decimal("0.0065")})
@@ -198,3 +200,12 @@ def test_monthly_plans_and_first_periods_record_no_renewal() -> None:
         _billing(date(2026, 3, 1), 2, payment=PaymentOutcome.paid),
     )
     assert renewal_outcome(monthly) is None and renewal_outcome(first) is None
+
+
+def test_the_settings_refuse_an_unusable_rates_file(tmp_path: Path) -> None:
+    path = tmp_path / "rates.yaml"
+    path.write_text("rates: {EUR: nothing}\n")
+    with pytest.raises(ValidationError, match=r"rates\.yaml: the rate of EUR"):
+        ScoringSettings(scoring_currency_rates_path=path)
+    path.write_text("rates: {EUR: 1.1}\n")
+    assert ScoringSettings(scoring_currency_rates_path=path, home_currency="CHF").home_currency
