@@ -24,6 +24,10 @@ lateness bound) or a batch spanning a few months changes no earlier month."""
 CONTRACT_MONTHS = 12
 """Renewals are recorded for terms this long or longer (annual contracts)."""
 PAID_BEFORE_RENEWAL = timedelta(days=1)
+RENEWAL_SETTLES = timedelta(days=8)
+"""A renewal's MRR is the MRR a week after the renewal date (the new price and the
+paid invoice arrive as separate events): a change later in the term is not the
+renewal's."""
 """A payment this long before the renewal date (time zones) counts as the renewal's."""
 
 
@@ -103,8 +107,8 @@ def renewal_outcome(state: AccountState) -> RenewalResult | None:
       has come (the renewal date is behind the latest event); at that renewal date;
     - renewed or downgraded: the period rolled over (the renewal date moved a term on
       from a period that began after the subscription did) and an invoice was paid
-      from the previous renewal date on; downgraded when the MRR is now lower than
-      before that date.
+      from the previous renewal date on; downgraded when the MRR a week after that
+      date (``RENEWAL_SETTLES``) is lower than before it.
 
     Only contract terms (``CONTRACT_MONTHS`` or longer) renew; ``None`` otherwise."""
     term, renewal = state.term_months, state.renewal_date
@@ -123,11 +127,13 @@ def renewal_outcome(state: AccountState) -> RenewalResult | None:
     if not previous - PAID_BEFORE_RENEWAL <= paid <= renewal:
         return None
     before = _mrr_before(state, previous)
-    lower = before is not None and mrr is not None and mrr < before
-    return RenewalResult(previous, Outcome.downgraded if lower else Outcome.renewed, before, mrr)
+    after = _mrr_before(state, previous + RENEWAL_SETTLES) if mrr is not None else None
+    lower = before is not None and after is not None and after < before
+    return RenewalResult(previous, Outcome.downgraded if lower else Outcome.renewed, before, after)
 
 
 def _mrr_before(state: AccountState, day: date) -> int | None:
+    """The last MRR told before ``day``."""
     earlier = [d for d in state.billing.mrr_by_day if d < day]
     return state.billing.mrr_by_day[max(earlier)][0] if earlier else None
 

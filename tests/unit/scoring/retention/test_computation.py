@@ -176,6 +176,9 @@ def test_a_lower_amount_at_renewal_is_a_downgrade_and_unpaid_is_nothing_yet() ->
     result = renewal_outcome(_state(*events, paid))
     assert result is not None and result.outcome is Outcome.downgraded
     assert (result.mrr_before_minor, result.mrr_after_minor) == (1000, 600)
+    later = _billing(date(2026, 6, 1), 4, mrr_minor=400)  # a change later in the term
+    settled = renewal_outcome(_state(*events, paid, later))
+    assert settled == result
 
 
 def test_a_cancellation_at_period_end_churns_at_the_renewal_date() -> None:
