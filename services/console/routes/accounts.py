@@ -3,20 +3,19 @@ overrides and alerts), and a CSM's overrides of its band or tier."""
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from typing import Annotated
 from urllib.parse import quote
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from services.console import views
 from services.console.client import BadInput, Params, ScoringApi
 from services.console.context import SIGNED_IN, Context, Person
+from services.console.export import csv_response
 from services.scoring.schemas import AccountPage, HistoryEntry
 
 router = APIRouter(dependencies=SIGNED_IN, default_response_class=HTMLResponse)
@@ -51,26 +50,14 @@ async def accounts_csv(request: Request, console: Context, person: Person) -> Re
     query = views.list_query(request.query_params)
     params: Params = {**_api_query(query, datetime.now(UTC).date()), "limit": CSV_PAGE}
     first = await console.scoring.accounts(person.key, params)
-    rows = _csv_rows(console.scoring, person.key, params, first)
-    headers = {"Content-Disposition": 'attachment; filename="accounts.csv"'}
-    return StreamingResponse(rows, media_type="text/csv; charset=utf-8", headers=headers)
 
+    def rows(page: AccountPage) -> Iterator[list[object]]:
+        return (views.csv_row(account) for account in page.accounts)
 
-async def _csv_rows(
-    scoring: ScoringApi, key: str, params: Params, page: AccountPage
-) -> AsyncIterator[str]:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(views.CSV_COLUMNS)
-    while True:
-        for account in page.accounts:
-            writer.writerow(views.csv_row(account))
-        yield out.getvalue()
-        out.seek(0)
-        out.truncate()
-        if not page.next_cursor:
-            return
-        page = await scoring.accounts(key, {**params, "cursor": page.next_cursor})
+    async def next_page(cursor: str) -> AccountPage:
+        return await console.scoring.accounts(person.key, {**params, "cursor": cursor})
+
+    return csv_response("accounts.csv", views.CSV_COLUMNS, first, rows, next_page)
 
 
 def _api_query(query: dict[str, str], today: date) -> Params:

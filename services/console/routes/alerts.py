@@ -4,22 +4,21 @@ the inbox."""
 
 from __future__ import annotations
 
-import csv
-import io
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from functools import partial
 from typing import Annotated, TypedDict
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from services.alerts.schemas import AlertList, AlertRead
 from services.console import inbox as triage
 from services.console import views
-from services.console.client import AlertsApi, BadInput, Params
+from services.console.client import BadInput, Params
 from services.console.context import SIGNED_IN, ConsoleContext, Context, Person
+from services.console.export import csv_response
 
 router = APIRouter(dependencies=SIGNED_IN, default_response_class=HTMLResponse)
 CSV_PAGE = "500"  # alerts per API call of the CSV export (the API's most)
@@ -74,25 +73,14 @@ async def inbox_csv(request: Request, console: Context, person: Person) -> Respo
     params = _filters(query.get("state", "open"), query.get("owner"), query.get("tier"))
     params["limit"] = CSV_PAGE
     first = await console.alerts.alerts(person.key, params)
-    rows = _csv_rows(console.alerts, person.key, params, first)
-    headers = {"Content-Disposition": 'attachment; filename="alerts.csv"'}
-    return StreamingResponse(rows, media_type="text/csv; charset=utf-8", headers=headers)
 
+    def rows(page: AlertList) -> Iterator[list[str]]:
+        return (csv_row(alert) for alert in page.alerts)
 
-async def _csv_rows(
-    api: AlertsApi, key: str, params: Params, page: AlertList
-) -> AsyncIterator[str]:
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(CSV_COLUMNS)
-    while True:
-        writer.writerows(csv_row(alert) for alert in page.alerts)
-        yield out.getvalue()
-        out.seek(0)
-        out.truncate()
-        if not page.next_cursor:
-            return
-        page = await api.alerts(key, {**params, "cursor": page.next_cursor})
+    async def next_page(cursor: str) -> AlertList:
+        return await console.alerts.alerts(person.key, {**params, "cursor": cursor})
+
+    return csv_response("alerts.csv", CSV_COLUMNS, first, rows, next_page)
 
 
 CSV_COLUMNS = (
