@@ -128,7 +128,11 @@ async def test_grr_and_nrr_in_home_currency_add_up_to_the_mrr_movement(
         by_owner = await _get(
             url, "/v1/retention", {"since": "2026-02-01", "until": "2026-02-01", "by": "owner"}
         )
+        async with httpx.AsyncClient(base_url=url) as api:
+            backwards = {"since": "2026-03-01", "until": "2026-01-01"}
+            refused = await api.get("/v1/retention", params=backwards)
 
+    assert (refused.status_code, refused.json()["error"]) == (422, "invalid_request")
     jan, feb = months["periods"]
     assert (months["home_currency"], months["rates_as_of"]) == ("USD", "2026-02-01")
     assert jan["starting_mrr_minor"] == 0 and jan["new_mrr_minor"] == 7400
