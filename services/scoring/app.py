@@ -15,6 +15,7 @@ from services.scoring.api import ScoringContext, router
 from services.scoring.consumer import AccountScorer, ScoringHandler
 from services.scoring.models import consumer_offsets
 from services.scoring.retention.api import router as retention_router
+from services.scoring.retention.cache import RecentMovements
 from services.scoring.retention.currency import RatesFile
 from services.scoring.schemas import PortfolioRead
 from services.scoring.scorecard import load_scorecards
@@ -103,6 +104,7 @@ def create_app(settings: ScoringSettings | None = None, clock: Clock | None = No
     app.state.scoring = ScoringContext(scorecards, clock, portfolio)
     app.include_router(router)
     app.state.rates = RatesFile(settings.scoring_currency_rates_path, settings.home_currency)
+    app.state.retention = RecentMovements(settings.scoring_retention_max_age_s)
     app.include_router(retention_router)
     document_security(app)
     return app

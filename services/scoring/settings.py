@@ -67,6 +67,14 @@ class ScoringSettings(VitalsSettings):
         pattern=r"^[A-Z]{3}$",
         description="The currency (ISO 4217) revenue retention and renewals are reported in.",
     )
+    scoring_retention_max_age_s: float = Field(
+        300.0,
+        ge=0,
+        le=86_400,
+        description="How old `GET /v1/retention`'s figures may be: they add up every "
+        "account's months (seconds at a million accounts), so each question is computed "
+        "once per this many seconds; 0: at every request.",
+    )
     scoring_currency_rates_path: Path | None = Field(
         None,
         description="A YAML file of rates to the home currency (`as_of`, `rates: {EUR: 1.08}`), "

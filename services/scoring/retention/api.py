@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from services.scoring.api import ScoringContext
 from services.scoring.retention import repository
+from services.scoring.retention.cache import RecentMovements
 from services.scoring.retention.computation import (
     add_months,
     month_of,
@@ -31,6 +32,7 @@ from shared.scores import Band, Risk, Stage, Tier
 
 READ = [Depends(authenticate(Scope.read))]
 Rates = Annotated[RatesFile, app_state("rates")]
+Kept = Annotated[RecentMovements, app_state("retention")]
 Context = Annotated[ScoringContext, app_state("scoring")]
 Month = Annotated[
     date | None,
@@ -57,6 +59,7 @@ async def get_retention(
     session: DbSession,
     rates_file: Rates,
     context: Context,
+    recent: Kept,
     since: Month = None,
     until: Month = None,
     grain: Annotated[str, Query(pattern="^(month|quarter)$")] = "month",
@@ -76,7 +79,10 @@ async def get_retention(
         return _range_problem(f"since must be before until, {MOST_PERIODS} periods at most")
     scope = repository.Scope(tier.value if tier else None, owner, segment)
     end = add_months(periods[-1], 3 if quarterly else 1)
-    moves = await repository.movements(session, end, quarterly, by, scope)
+    moves = await recent.get(
+        (end, quarterly, by, scope),
+        lambda: repository.movements(session, end, quarterly, by, scope),
+    )
     figures = retention(moves, rates, periods[0], periods)
     return RetentionRead(
         home_currency=rates.home,
