@@ -37,7 +37,10 @@ async def test_every_route_answers_503_with_retry_after_when_the_broker_is_down(
         "type": "report.exported",
         "data": {"account_id": "acme"},
     }
-    stripe_body = stripe_event("invoice.paid", invoice(amount_paid=100))
+    # An invoice that names its account: one for a customer without an account is kept
+    # aside in the database (answered "held"), which needs no broker.
+    paid = invoice(amount_paid=100, metadata={"vitals_account_id": "acme"})
+    stripe_body = stripe_event("invoice.paid", paid)
     call = {"userId": "u1", "event": "Seen", "context": {"groupId": "acme"}}
     async with serve(create_app(settings)) as url, httpx.AsyncClient(base_url=url) as client:
         native = await client.post("/v1/events", json=native_usage_json(event_id="down-1"))

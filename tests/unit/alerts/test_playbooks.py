@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from pathlib import Path
 
@@ -79,7 +80,7 @@ def _opened(rule: str, account_id: str = "acme") -> engine.Decision:
     decision = opened("risk high", {}, account_id=account_id)
     return engine.Decision(
         decision.transition,
-        engine.Alert(**{**decision.alert.__dict__, "rule": rule, "id": f"{rule}-1"}),
+        dataclasses.replace(decision.alert, rule=rule, id=f"{rule}-1"),
         decision.notify,
         decision.summary,
         decision.details,
