@@ -42,6 +42,7 @@ from services.alerts.schemas import (
 from services.alerts.settings import AlertsSettings
 from shared.auth import KeyRing, Scope, authenticate, client_address, gate, install_auth
 from shared.clock import Clock
+from shared.cursor import decode_time_cursor, encode_cursor
 from shared.errors import invalid_request, times_out_of_range
 from shared.http import DbSession, GatedRoute, Problem, problem_response
 from shared.scores import Tier
@@ -158,7 +159,7 @@ async def list_alerts(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> AlertList | JSONResponse:
     try:
-        after = repository.decode_cursor(cursor) if cursor else None
+        after = decode_time_cursor(cursor) if cursor else None
     except ValueError as exc:
         return problem_response(400, "bad_cursor", str(exc))
     where = repository.AlertFilter(
@@ -172,7 +173,7 @@ async def list_alerts(
     )
     rows = await repository.list_alerts(session, where, limit + 1, after)
     page = rows[:limit]
-    next_cursor = repository.alert_cursor(page[-1]) if len(rows) > limit else None
+    next_cursor = encode_cursor(page[-1].opened_at, page[-1].id) if len(rows) > limit else None
     return AlertList(alerts=[AlertRead.of(row) for row in page], next_cursor=next_cursor)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -23,7 +22,6 @@ from services.alerts.models import (
     Delivery,
     Silence,
 )
-from services.alerts.tasks.repository import decode_cursor as decode_cursor
 from shared.outbox import Backlog, OutboxRecord, backlog_of
 
 
@@ -185,12 +183,6 @@ async def list_alerts(
             asleep if where.snoozed else or_(Alert.snoozed_until.is_(None), ~asleep)
         )
     return (await session.scalars(query)).all()
-
-
-def alert_cursor(alert: Alert) -> str:
-    """The cursor of the page after ``alert`` (``list_alerts``' ``after``), in the form
-    of the tasks list's, read back by the same ``decode_cursor``."""
-    return base64.urlsafe_b64encode(orjson.dumps([alert.opened_at.isoformat(), alert.id])).decode()
 
 
 async def open_alerts(session: AsyncSession) -> Sequence[Alert]:

@@ -37,6 +37,7 @@ from services.scoring.schemas import (
 from services.scoring.scorecard import ScorecardSet
 from shared.auth import ApiKey, Scope, authenticate
 from shared.clock import Clock
+from shared.cursor import decode_int_cursor, encode_cursor
 from shared.errors import invalid_request, times_out_of_range
 from shared.events import INT64_MAX, INT64_MIN
 from shared.http import DbSession, GatedRoute, Problem, app_state, problem_response
@@ -184,7 +185,7 @@ async def list_accounts(
     next_cursor = None
     if more:
         last = page[-1]
-        next_cursor = repository.encode_cursor(repository.sort_value(last, sort), last.account_id)
+        next_cursor = encode_cursor(repository.sort_value(last, sort), last.account_id)
     counted = None
     if count:
         found = await repository.count_accounts(session, filters, MOST_COUNTED + 1)
@@ -417,7 +418,7 @@ def _summed(figures: list[repository.PortfolioFigures]) -> SummedFigures:
 def _account_cursor(cursor: str) -> tuple[int, str]:
     """A cursor of the account list; ValueError unless it could be one this API gave
     (sort values are 64-bit, ids hold no NUL)."""
-    value, account_id = repository.decode_cursor(cursor)
+    value, account_id = decode_int_cursor(cursor)
     if not INT64_MIN <= value <= INT64_MAX or "\0" in account_id:
         raise ValueError("not a cursor from this API")
     return value, account_id

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -653,18 +652,3 @@ def _kept(combination: list[str | int]) -> PortfolioFigures:
     """A kept combination's figures, '' read back as None."""
     tier, band, risk, n, mrr = combination
     return (str(tier) or None, str(band) or None, str(risk) or None, int(n), int(mrr))
-
-
-def encode_cursor(value: int, account_id: str) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps([value, account_id])).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[int, str]:
-    """Raises ValueError on anything but a cursor this service made."""
-    try:
-        value, account_id = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
-        raise ValueError("not a cursor from this API") from exc
-    if not isinstance(value, int) or not isinstance(account_id, str):
-        raise ValueError("not a cursor from this API")
-    return value, account_id

@@ -53,6 +53,7 @@ from services.alerts.tasks.service import (
 )
 from shared.auth import ApiKey, Scope, authenticate
 from shared.background import running
+from shared.cursor import decode_time_cursor, encode_cursor
 from shared.errors import times_out_of_range
 from shared.http import DbSession, GatedRoute, Problem, problem_response
 from shared.scores import Tier
@@ -128,7 +129,7 @@ async def list_tasks(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> TaskList | JSONResponse:
     try:
-        after = repository.decode_cursor(cursor) if cursor else None
+        after = decode_time_cursor(cursor) if cursor else None
     except ValueError as exc:
         return problem_response(400, "bad_cursor", str(exc))
     if due_before is not None and due_before.tzinfo is None:
@@ -146,7 +147,7 @@ async def list_tasks(
     )
     rows = await repository.list_tasks(session, where, after, limit + 1)
     page = rows[:limit]
-    next_cursor = repository.encode_cursor(page[-1]) if len(rows) > limit else None
+    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit else None
     return TaskList(tasks=[_read(row, now) for row in page], next_cursor=next_cursor)
 
 

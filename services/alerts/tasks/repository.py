@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TypedDict
 
-import orjson
 from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -142,24 +140,6 @@ async def list_tasks(
             )
         )
     return (await session.scalars(query)).all()
-
-
-def encode_cursor(task: Task) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps([task.created_at.isoformat(), task.id])).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, str]:
-    """Raises ValueError on anything but a cursor this API made."""
-    try:
-        at, task_id = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
-        if not isinstance(at, str) or not isinstance(task_id, str):
-            raise ValueError
-        created_at = datetime.fromisoformat(at)
-    except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
-        raise ValueError("not a cursor from this API") from exc
-    if created_at.tzinfo is None:
-        raise ValueError("not a cursor from this API")
-    return created_at, task_id
 
 
 async def due_escalations(session: AsyncSession, now: datetime, limit: int) -> Sequence[Task]:
