@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scoring import repository
 from services.scoring.domain import AccountState, Signals, account_facts
-from services.scoring.models import Account, AccountOverride, ScoreHistory
+from services.scoring.models import ATTENTION_DROP, Account, AccountOverride, ScoreHistory
 from services.scoring.schemas import (
     AccountCount,
     AccountPage,
@@ -473,7 +473,7 @@ def why(
         days = (renewal - today).days
         when = "today" if days == 0 else "tomorrow" if days == 1 else f"in {days} days"
         said.append(f"renews {when}, health {band or 'not scored'}")
-    if change_30d is not None and change_30d <= repository.ATTENTION_DROP:
+    if change_30d is not None and change_30d <= ATTENTION_DROP:
         said.append(f"down {-change_30d} points in 30 days")
     if not said and risk:
         said.append(f"{risk} risk")

@@ -79,9 +79,12 @@ class Account(Base):
     """Score now minus 30 days ago."""
 
 
+ATTENTION_DROP = -15
+"""Down this many points or more in 30 days: on the attention list."""
 ATTENTION_WHERE = text(
     "stage IS DISTINCT FROM 'churned' AND (risk = 'high' OR (risk = 'medium' AND tier IN "
-    "('S', 'A')) OR (band <> 'green' AND renewal_day IS NOT NULL) OR change_30d <= -15)"
+    "('S', 'A')) OR (band <> 'green' AND renewal_day IS NOT NULL) "
+    f"OR change_30d <= {ATTENTION_DROP})"
 )
 """The accounts that may need attention: the attention list reads only these, by owner
 (ix_accounts_attention); its query repeats this condition so the index serves it."""

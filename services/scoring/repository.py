@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.scoring.domain import AccountState, Assessment, Portfolio, account_facts
 from services.scoring.models import (
+    ATTENTION_DROP,
     ATTENTION_WHERE,
     SORT_NULLS_AS,
     Account,
@@ -459,8 +460,6 @@ def _filter_conditions(filters: AccountFilters) -> list[ColumnElement[bool]]:
 
 ATTENTION_RENEWAL_DAYS = 60
 """Not green and renewing within this many days: on the attention list."""
-ATTENTION_DROP = -15
-"""Down this many points or more in 30 days: on the attention list (as ATTENTION_WHERE)."""
 _TIER_RANK = case({"S": 0, "A": 1, "B": 2, "C": 3}, value=Account.tier, else_=4)
 _RISK_RANK = case({"high": 0, "medium": 1}, value=Account.risk, else_=2)
 ATTENTION_COLUMNS = (
